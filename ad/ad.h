@@ -1,0 +1,440 @@
+/*
+ * ad.h — backprop's reverse-mode automatic differentiation engine.
+ *
+ * Tutorial.  Build a function on a graph, then sweep it backward:
+ *
+ *     ad_graph *g = ad_graph_new();
+ *     ad_node *x = ad_var(g, "x", 2.0), *y = ad_var(g, "y", 3.0), *z = ad_var(g, "z", -2.0);
+ *     ad_node *f = ad_mul(g, ad_add(g, x, y), z);               // f = z(x+y) = -10
+ *     if (ad_backward(g, f) != AD_OK) fprintf(stderr, "%s\n", ad_error(g));
+ *     printf("%g %g %g\n", ad_grad(x), ad_grad(y), ad_grad(z)); // -2 -2 5
+ *     ad_graph_free(g);
+ *
+ * Model.  The graph is a define-by-run tape: every op call appends a node, so creation order
+ * is a topological order and backward is one reverse walk (no recursion, no sort).  Scalars
+ * are rank-0 tensors; a float64 scalar node keeps its value, gradient and local partials
+ * inline, so one node per number costs a few nanoseconds.  Tensors are dense, row-major,
+ * float64 (AD_F64) or float32 (AD_F32), rank 0 to AD_MAX_RANK.  Binary elementwise ops
+ * broadcast like NumPy.
+ *
+ * Ownership.  Nodes and their tensors live in the graph's arena and die with ad_graph_reset
+ * or ad_graph_free; never free a node.  Persistent tensors (ad_tensor, including parameters)
+ * are the caller's: create with ad_tensor_new / ad_param_new, free with ad_tensor_free, and
+ * they must outlive every graph that uses them.
+ *
+ * Errors.  No function aborts, exits or prints.  An op given a NULL input, bad shapes or
+ * mixed dtypes returns NULL and records a message in the graph that names the op and the
+ * shapes ("matmul: [64,784] x [256,784]: inner dimensions 784 and 256 differ").  Ops given
+ * NULL pass NULL on, so one check at the end suffices; the first message is kept.
+ *
+ * Gradients accumulate: backward adds into the gradients of variables and parameters, so two
+ * backward calls give twice the gradient until ad_zero_grad / ad_tensor_zero_grad.  Inner
+ * nodes' gradients are recomputed by each sweep.
+ *
+ * Threads.  A graph belongs to one thread at a time; separate graphs may be used from
+ * separate threads.  Register custom ops before graphs are used concurrently.
+ */
+#ifndef AD_H
+#define AD_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdbool.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define AD_MAX_RANK 6
+
+/* Element types.  float64 is the default for exact teaching numbers and scientific gradients;
+ * float32 is for training speed. */
+typedef enum { AD_F64 = 0, AD_F32 = 1 } ad_dtype;
+
+/* Status codes returned by functions that do not return a node. */
+typedef enum {
+    AD_OK = 0,
+    AD_ERR_NULL,        /* a NULL argument or an input that already failed */
+    AD_ERR_SHAPE,       /* shapes that do not fit the op */
+    AD_ERR_DTYPE,       /* mixed or unsupported element types */
+    AD_ERR_ARG,         /* an argument out of range (axis, probability, label, ...) */
+    AD_ERR_NOMEM,       /* an allocation failed */
+    AD_ERR_NO_BACKWARD, /* backward reached an op registered without a backward */
+    AD_ERR_CHECK        /* gradcheck found a mismatch */
+} ad_status;
+
+/* A shape: rank and the size of each dimension.  AD_SHAPE(2, 3) is a 2x3 matrix,
+ * AD_SHAPE0 a scalar. */
+typedef struct { int rank; int64_t dim[AD_MAX_RANK]; } ad_shape;
+#define AD_SHAPE0 ((ad_shape){ .rank = 0 })
+#define AD_NARGS_(a, b, c, d, e, f, n, ...) n
+#define AD_NARGS(...) AD_NARGS_(__VA_ARGS__, 6, 5, 4, 3, 2, 1, 0)
+#define AD_SHAPE(...) ((ad_shape){ .rank = AD_NARGS(__VA_ARGS__), .dim = { __VA_ARGS__ } })
+
+typedef struct ad_graph ad_graph;
+typedef struct ad_node ad_node;
+typedef struct ad_tensor ad_tensor;
+
+/* ------------------------------------------------------------------------------------------
+ * Random numbers: xoshiro256** seeded through splitmix64, so a seed gives the same stream on
+ * every machine (rand() does not).
+ */
+typedef struct { uint64_t s[4]; } ad_rng;
+
+/* Seeds a generator.  Every seed, 0 included, gives a distinct full-period stream. */
+void ad_rng_seed(ad_rng *r, uint64_t seed);
+/* Next 64 random bits. */
+uint64_t ad_rng_next(ad_rng *r);
+/* A double uniform in [0, 1) with 53 random bits. */
+double ad_rng_uniform(ad_rng *r);
+/* A standard normal draw (Box–Muller on two uniforms; uses log, sqrt and cos from libm). */
+double ad_rng_normal(ad_rng *r);
+
+/* ------------------------------------------------------------------------------------------
+ * Shapes and dtypes.
+ */
+
+/* Number of elements of a shape (1 for a scalar), or -1 if a dimension is negative or the
+ * product overflows int64. */
+int64_t ad_shape_size(const ad_shape *s);
+/* Writes "[2,3]" (or "[]" for a scalar) into buf, truncating to len; returns buf. */
+char *ad_shape_str(const ad_shape *s, char *buf, size_t len);
+/* Bytes per element of a dtype. */
+size_t ad_dtype_size(ad_dtype t);
+/* "float64" or "float32". */
+const char *ad_dtype_name(ad_dtype t);
+
+/* ------------------------------------------------------------------------------------------
+ * Persistent tensors and parameters (owned by the caller, outside any graph).
+ */
+
+/* A new zero-filled tensor, or NULL if the shape is invalid or memory runs out. */
+ad_tensor *ad_tensor_new(ad_dtype t, ad_shape shape);
+/* A new tensor holding values (read as doubles, converted to the dtype); NULL on error. */
+ad_tensor *ad_tensor_from(ad_dtype t, ad_shape shape, const double *values);
+/* A parameter: a zero-filled tensor with a gradient buffer of the same shape, and a name used
+ * by traces and dumps (copied; may be NULL).  Graph leaves made from it (ad_param) accumulate
+ * their gradient into the buffer. */
+ad_tensor *ad_param_new(const char *name, ad_dtype t, ad_shape shape);
+/* Frees a tensor or parameter; NULL is ignored. */
+void ad_tensor_free(ad_tensor *t);
+/* The tensor's shape, dtype, element count and name (NULL if none). */
+ad_shape ad_tensor_shape(const ad_tensor *t);
+ad_dtype ad_tensor_dtype(const ad_tensor *t);
+int64_t ad_tensor_size(const ad_tensor *t);
+const char *ad_tensor_name(const ad_tensor *t);
+/* Raw row-major storage (double* or float* by dtype). */
+void *ad_tensor_data(ad_tensor *t);
+/* Raw gradient storage of a parameter, NULL for a plain tensor. */
+void *ad_tensor_grad(ad_tensor *t);
+/* Element i (row-major flat index) of the value or of the gradient, as a double. */
+double ad_tensor_get(const ad_tensor *t, int64_t i);
+double ad_tensor_grad_get(const ad_tensor *t, int64_t i);
+/* Sets element i of the value. */
+void ad_tensor_set(ad_tensor *t, int64_t i, double v);
+/* Copies all values out as doubles (out holds ad_tensor_size elements). */
+void ad_tensor_read(const ad_tensor *t, double *out);
+/* Sets every element to v. */
+void ad_tensor_fill(ad_tensor *t, double v);
+/* Fills with uniform draws in [lo, hi) or normal draws N(mean, std^2) from rng. */
+void ad_tensor_rand_uniform(ad_tensor *t, ad_rng *rng, double lo, double hi);
+void ad_tensor_rand_normal(ad_tensor *t, ad_rng *rng, double mean, double std);
+/* Zeroes a parameter's gradient buffer (no-op for a plain tensor). */
+void ad_tensor_zero_grad(ad_tensor *t);
+
+/* ------------------------------------------------------------------------------------------
+ * Graphs.
+ */
+
+/* Memory statistics of a graph's arena, to check that a training loop allocates nothing after
+ * its first step: `mallocs` only grows when the arena needs a new block. */
+typedef struct {
+    uint64_t mallocs;       /* blocks allocated from the system since ad_graph_new */
+    uint64_t bytes_reserved;/* bytes held by the arena */
+    uint64_t bytes_used;    /* bytes handed out since the last reset */
+    uint64_t nodes;         /* nodes recorded since the last reset */
+} ad_graph_stats;
+
+/* A new empty graph, or NULL if memory runs out. */
+ad_graph *ad_graph_new(void);
+/* Frees the graph, its nodes and their tensors; NULL is ignored. */
+void ad_graph_free(ad_graph *g);
+/* Forgets every node and clears the error but keeps the arena's memory, so the next
+ * iteration of a loop records into memory it already has. */
+void ad_graph_reset(ad_graph *g);
+/* The arena's statistics. */
+ad_graph_stats ad_graph_get_stats(const ad_graph *g);
+/* The first error recorded since the last reset or ad_clear_error, or NULL if none. */
+const char *ad_error(const ad_graph *g);
+/* The status of that first error (AD_OK if none). */
+ad_status ad_status_of(const ad_graph *g);
+/* Forgets the recorded error. */
+void ad_clear_error(ad_graph *g);
+/* No-grad mode: while on, ops compute values but record no backward information and their
+ * outputs need no gradient (for evaluation).  Returns the previous setting. */
+bool ad_set_grad_enabled(ad_graph *g, bool enabled);
+
+/* ------------------------------------------------------------------------------------------
+ * Leaves.
+ */
+
+/* A named float64 scalar variable (the name is copied; may be NULL).  Its gradient
+ * accumulates across backward calls until ad_zero_grad. */
+ad_node *ad_var(ad_graph *g, const char *name, double value);
+/* A named tensor variable holding a copy of data (doubles, converted to dtype). */
+ad_node *ad_var_tensor(ad_graph *g, const char *name, ad_dtype t, ad_shape shape,
+                       const double *data);
+/* A float64 scalar constant: it needs no gradient. */
+ad_node *ad_scalar(ad_graph *g, double value);
+/* A tensor constant holding a copy of data (doubles, converted to dtype); data NULL gives
+ * zeros. */
+ad_node *ad_const(ad_graph *g, ad_dtype t, ad_shape shape, const double *data);
+/* A constant that views a persistent tensor's storage without copying (the tensor must not
+ * change until the graph is reset). */
+ad_node *ad_const_tensor(ad_graph *g, ad_tensor *t);
+/* A constant filled with v. */
+ad_node *ad_full(ad_graph *g, ad_dtype t, ad_shape shape, double v);
+/* A constant of uniform [lo, hi) or normal N(mean, std^2) draws from rng. */
+ad_node *ad_rand_uniform(ad_graph *g, ad_dtype t, ad_shape shape, ad_rng *rng,
+                         double lo, double hi);
+ad_node *ad_rand_normal(ad_graph *g, ad_dtype t, ad_shape shape, ad_rng *rng,
+                        double mean, double std);
+/* A leaf that views a parameter's storage; backward accumulates into the parameter's
+ * gradient buffer.  A plain tensor (no gradient buffer) gives a constant. */
+ad_node *ad_param(ad_graph *g, ad_tensor *p);
+
+/* ------------------------------------------------------------------------------------------
+ * Reading nodes.
+ */
+
+/* The value of a scalar node (element 0 of a tensor node); NaN for NULL. */
+double ad_value(const ad_node *n);
+/* The gradient of a scalar node (element 0 of a tensor node's gradient); 0 if the node
+ * received no gradient; NaN for NULL. */
+double ad_grad(const ad_node *n);
+/* Element i of the value or gradient of any node, as a double. */
+double ad_node_get(const ad_node *n, int64_t i);
+double ad_node_grad_get(const ad_node *n, int64_t i);
+/* Shape, dtype, element count, name (NULL if none) and creation index of a node. */
+ad_shape ad_node_shape(const ad_node *n);
+ad_dtype ad_node_dtype(const ad_node *n);
+int64_t ad_node_size(const ad_node *n);
+const char *ad_node_name(const ad_node *n);
+uint32_t ad_node_id(const ad_node *n);
+/* The op that made the node: its name ("add", "var", "const", "param", ...) and inputs. */
+const char *ad_node_op_name(const ad_node *n);
+int ad_node_op(const ad_node *n);
+int ad_node_num_inputs(const ad_node *n);
+ad_node *ad_node_input(const ad_node *n, int i);
+/* Whether backward will compute a gradient for the node. */
+bool ad_node_needs_grad(const ad_node *n);
+/* Raw value storage of a node (double* or float* by dtype). */
+void *ad_node_data(ad_node *n);
+/* Raw gradient storage, NULL if the node has received no gradient. */
+void *ad_node_grad_data(ad_node *n);
+/* Number of nodes recorded, and node number i in creation order (NULL if out of range). */
+uint32_t ad_graph_num_nodes(const ad_graph *g);
+ad_node *ad_graph_node(const ad_graph *g, uint32_t i);
+/* How many times node n is used as an input by nodes up to and including root (the fan-out
+ * that makes it a copy node when > 1).  Counts over the whole graph; O(nodes). */
+int ad_node_uses(const ad_graph *g, const ad_node *n, const ad_node *root);
+/* The local partial derivatives a float64 scalar node recorded (d out / d input i), or NaN
+ * if it recorded none (tensor nodes, leaves). */
+double ad_node_local_grad(const ad_node *n, int i);
+
+/* ------------------------------------------------------------------------------------------
+ * Elementwise ops.  Binary ones broadcast like NumPy; inputs must share a dtype.
+ */
+ad_node *ad_add(ad_graph *g, ad_node *a, ad_node *b);
+ad_node *ad_sub(ad_graph *g, ad_node *a, ad_node *b);
+ad_node *ad_mul(ad_graph *g, ad_node *a, ad_node *b);
+ad_node *ad_div(ad_graph *g, ad_node *a, ad_node *b);
+/* a^b.  d/db uses log(a) and is taken as 0 where a <= 0 (the real power is not differentiable
+ * in b there). */
+ad_node *ad_pow(ad_graph *g, ad_node *a, ad_node *b);
+/* Elementwise max/min.  On ties the gradient is split evenly between the two inputs. */
+ad_node *ad_max(ad_graph *g, ad_node *a, ad_node *b);
+ad_node *ad_min(ad_graph *g, ad_node *a, ad_node *b);
+ad_node *ad_neg(ad_graph *g, ad_node *a);
+/* 1/x, the slides' reciprocal gate. */
+ad_node *ad_recip(ad_graph *g, ad_node *a);
+ad_node *ad_exp(ad_graph *g, ad_node *a);
+ad_node *ad_log(ad_graph *g, ad_node *a);
+ad_node *ad_sqrt(ad_graph *g, ad_node *a);
+ad_node *ad_sin(ad_graph *g, ad_node *a);
+ad_node *ad_cos(ad_graph *g, ad_node *a);
+ad_node *ad_tan(ad_graph *g, ad_node *a);
+ad_node *ad_tanh(ad_graph *g, ad_node *a);
+/* 1/(1+e^-x), computed without overflow for any x. */
+ad_node *ad_sigmoid(ad_graph *g, ad_node *a);
+/* max(0, x); the subgradient at 0 is 0. */
+ad_node *ad_relu(ad_graph *g, ad_node *a);
+/* x for x > 0, slope*x otherwise; the subgradient at 0 is slope. */
+ad_node *ad_leaky_relu(ad_graph *g, ad_node *a, double slope);
+/* |x|; the subgradient at 0 is 0. */
+ad_node *ad_abs(ad_graph *g, ad_node *a);
+/* Conveniences: a + c, a * c, c - a and a^c with a scalar constant c (one node each plus the
+ * constant's leaf). */
+ad_node *ad_add_scalar(ad_graph *g, ad_node *a, double c);
+ad_node *ad_mul_scalar(ad_graph *g, ad_node *a, double c);
+ad_node *ad_pow_scalar(ad_graph *g, ad_node *a, double c);
+
+/* ------------------------------------------------------------------------------------------
+ * Reductions, shapes, matrices.
+ */
+
+/* Sum or mean of all elements (a scalar), or along axis (negative counts from the end),
+ * keeping that axis as size 1 when keepdim. */
+ad_node *ad_sum(ad_graph *g, ad_node *a);
+ad_node *ad_mean(ad_graph *g, ad_node *a);
+ad_node *ad_sum_axis(ad_graph *g, ad_node *a, int axis, bool keepdim);
+ad_node *ad_mean_axis(ad_graph *g, ad_node *a, int axis, bool keepdim);
+/* Matrix product: [m,k] x [k,n] -> [m,n]; with a batch dimension [B,m,k] x [B,k,n], and a
+ * 2-D operand broadcast against a batched one. */
+ad_node *ad_matmul(ad_graph *g, ad_node *a, ad_node *b);
+/* Swaps the last two axes (rank >= 2). */
+ad_node *ad_transpose(ad_graph *g, ad_node *a);
+/* Same elements, new shape of the same size. */
+ad_node *ad_reshape(ad_graph *g, ad_node *a, ad_shape shape);
+/* Broadcasts to shape by NumPy rules; its backward sums over the broadcast axes. */
+ad_node *ad_broadcast_to(ad_graph *g, ad_node *a, ad_shape shape);
+/* Elements start..end-1 along axis (negative axis counts from the end). */
+ad_node *ad_slice(ad_graph *g, ad_node *a, int axis, int64_t start, int64_t end);
+/* Joins k nodes of equal shape but along axis. */
+ad_node *ad_concat(ad_graph *g, ad_node *const *xs, int k, int axis);
+
+/* ------------------------------------------------------------------------------------------
+ * Softmax, losses, dropout.
+ */
+
+/* softmax and log_softmax along axis, stable for any magnitude (max subtracted first). */
+ad_node *ad_softmax(ad_graph *g, ad_node *a, int axis);
+ad_node *ad_log_softmax(ad_graph *g, ad_node *a, int axis);
+/* Mean over rows of -log softmax(logits)[label]: logits [N,C], labels N ints in [0,C).  Fused
+ * and stable (logits of +-1000 give finite results); labels are copied. */
+ad_node *ad_cross_entropy(ad_graph *g, ad_node *logits, const int32_t *labels);
+/* Mean squared error and mean absolute error over all elements of equal-shaped inputs;
+ * |.|'s subgradient at 0 is 0. */
+ad_node *ad_mse(ad_graph *g, ad_node *pred, ad_node *target);
+ad_node *ad_mae(ad_graph *g, ad_node *pred, ad_node *target);
+/* Zeroes each element with probability p (a Bernoulli mask from rng, kept for backward).
+ * The lecture's form leaves survivors unscaled (scale activations by 1-p at test time);
+ * inverted scales survivors by 1/(1-p) (PyTorch's form, identity at test time).  p in [0,1). */
+ad_node *ad_dropout(ad_graph *g, ad_node *a, double p, bool inverted, ad_rng *rng);
+
+/* ------------------------------------------------------------------------------------------
+ * Backward.
+ */
+
+/* Sweeps backward from a root holding one element, seeding its gradient with 1. */
+ad_status ad_backward(ad_graph *g, ad_node *root);
+/* Sweeps backward from any root with a seed gradient of the root's size (doubles). */
+ad_status ad_backward_seed(ad_graph *g, ad_node *root, const double *seed);
+/* Zeroes the gradients of the graph's variables (parameters keep theirs: see
+ * ad_tensor_zero_grad). */
+void ad_zero_grad(ad_graph *g);
+
+/* ------------------------------------------------------------------------------------------
+ * The op registry: built-in primitives and user ops share one table.
+ */
+
+/* What an op's callbacks see: the graph, the output node, the inputs and the op's numeric
+ * parameters (as given to ad_apply). */
+typedef struct {
+    ad_graph *graph;
+    ad_node *out;
+    int nin;
+    ad_node *const *in;
+    const double *param;
+    int nparam;
+} ad_op_ctx;
+
+/* Shape rule: writes the output shape, or returns non-zero after writing a message naming
+ * the shapes into msg (the registry prefixes the op's name).  NULL means elementwise: all
+ * inputs broadcast together. */
+typedef int (*ad_shape_fn)(const ad_op_ctx *c, ad_shape *out, char *msg, size_t msglen);
+/* Forward: fill ad_node_data(c->out) from the inputs' data. */
+typedef void (*ad_forward_fn)(const ad_op_ctx *c);
+/* Backward: a vector-Jacobian product.  Read ad_node_grad_data(c->out) and ADD into the
+ * buffers from ad_grad_buffer(c->graph, c->in[i]) (NULL for inputs that need no gradient).
+ * Return AD_OK or a status after ad_set_error. */
+typedef ad_status (*ad_backward_fn)(const ad_op_ctx *c);
+
+#define AD_VARIADIC (-1)
+
+/* A registry entry.  local_grad is the derivative as text, printed by traces, e.g.
+ * "d/dx [log(1+e^x)] = sigmoid(x)". */
+typedef struct {
+    const char *name;
+    int arity;                 /* inputs, or AD_VARIADIC */
+    ad_shape_fn shape;         /* NULL: elementwise with broadcasting */
+    ad_forward_fn forward;     /* required */
+    ad_backward_fn backward;   /* NULL: backward through it reports AD_ERR_NO_BACKWARD */
+    const char *local_grad;
+} ad_op_def;
+
+/* Registers an op (the strings must outlive its use; the struct is copied).  Returns its id
+ * (>= 0), or -1 if def is NULL, has no name or forward, an arity outside 0..64, or a name
+ * already taken. */
+int ad_op_register(const ad_op_def *def);
+/* The id of the op called name, or -1. */
+int ad_op_find(const char *name);
+/* The registry entry of an op id, or NULL. */
+const ad_op_def *ad_op_get(int id);
+/* Number of registered ops (built-ins included). */
+int ad_op_count(void);
+/* Applies op id to nin inputs with nparam numeric parameters (copied).  The output has the
+ * inputs' dtype and the shape the op's rule gives. */
+ad_node *ad_apply(ad_graph *g, int op, ad_node *const *in, int nin, const double *param,
+                  int nparam);
+/* For backward callbacks: the gradient buffer of input n (zeroed on first use), or NULL if n
+ * needs no gradient (or memory ran out: then the graph holds an error). */
+void *ad_grad_buffer(ad_graph *g, ad_node *n);
+/* Records an error (printf-style message) unless one is recorded already; returns st. */
+ad_status ad_set_error(ad_graph *g, ad_status st, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+/* ------------------------------------------------------------------------------------------
+ * Differentiating C functions, and checking gradients.
+ */
+
+/* A function to differentiate: builds its result on g from the input nodes x[0..n-1] (scalar
+ * variables for ad_gradient, tensor variables for ad_gradcheck_tensors) with any C control
+ * flow, and returns the result node (NULL on error). */
+typedef ad_node *(*ad_fn)(ad_graph *g, ad_node *const *x, int n, void *user);
+
+/* Value and gradient of f at the point x[0..n-1] in one call, in float64.  g may be NULL (a
+ * graph is made and freed inside) or a graph to reuse across calls (it is reset first, and
+ * keeps the error message on failure).  grad receives n partial derivatives. */
+ad_status ad_gradient(ad_graph *g, ad_fn f, int n, const double *x, void *user,
+                      double *value, double *grad);
+
+/* Options of the finite-difference checker; zeros pick the defaults (eps 1e-6, rtol 1e-5,
+ * atol 1e-7).  An element passes when |analytic - numeric| <= atol + rtol*|numeric|. */
+typedef struct { double eps, rtol, atol; } ad_check_opts;
+/* What the checker found: the worst element (input, flat index) and its two gradients. */
+typedef struct {
+    int worst_input;
+    int64_t worst_index;
+    double analytic, numeric;
+    double max_abs_err, max_rel_err;
+    int64_t checked;
+    char msg[256];
+} ad_check_report;
+
+/* Central differences in float64 against backward, for a scalar function of n scalars. */
+ad_status ad_gradcheck(ad_fn f, int n, const double *x, void *user, const ad_check_opts *o,
+                       ad_check_report *rep);
+/* The same for a function of tensors: inputs are float64 tensors passed to f as variables.
+ * A non-scalar result is checked through a fixed random projection <r, f(x)>. */
+ad_status ad_gradcheck_tensors(ad_fn f, int n, ad_tensor *const *inputs, void *user,
+                               const ad_check_opts *o, ad_check_report *rep);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

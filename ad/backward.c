@@ -1,0 +1,94 @@
+/* The backward sweep: one reverse walk of the tape. */
+#include "internal.h"
+
+ad_status backward_node(ad_graph *g, ad_node *n)
+{
+    const op_entry *e = op_entry_get(n->op);
+    if (!e->def.backward)
+        return ad_set_error(g, AD_ERR_NO_BACKWARD, "backward: op '%s' (node %u) has no backward",
+                            e->def.name, n->id);
+    ad_node *pair[2] = {n->a, n->b};
+    ad_op_ctx c = {g, n, n->nin, n->x && n->x->in ? n->x->in : pair,
+                   n->x ? n->x->param_v : NULL, n->x ? n->x->nparam : 0};
+    return e->def.backward(&c);
+}
+
+/* Inner nodes' gradients from an earlier sweep are stale: zero those the new sweep can reach.
+ * Leaves keep theirs (gradients accumulate until zeroed). */
+static void clear_stale(ad_graph *g, uint32_t upto)
+{
+    for (uint32_t i = 0; i < upto; i++) {
+        ad_node *n = node_at(g, i);
+        if (n->flags & F_LEAF) continue;
+        n->g = 0;
+        n->flags &= (uint8_t)~F_GRAD_LIVE;
+    }
+}
+
+static ad_status sweep(ad_graph *g, ad_node *root, const double *seed)
+{
+    if (!g) return AD_ERR_NULL;
+    if (!root) return ad_set_error(g, AD_ERR_NULL, "backward: root is NULL");
+    if (root->id >= g->nnodes || node_at(g, root->id) != root)
+        return ad_set_error(g, AD_ERR_ARG, "backward: root is not a node of this graph");
+    uint32_t end = root->id + 1;
+    clear_stale(g, end < g->dirty ? end : g->dirty);
+    if (g->dirty < end) g->dirty = end;
+    if (!(root->flags & F_NEEDS_GRAD)) return AD_OK; /* a constant: every gradient is 0 */
+
+    void *G = ad_grad_buffer(g, root);
+    if (!G) return g->status;
+    for (int64_t i = 0; i < node_size(root); i++)
+        store(G, root->dtype, i, load(G, root->dtype, i) + (seed ? seed[i] : 1.0));
+
+    for (int64_t s = (int64_t)(root->id >> SLAB_BITS); s >= 0; s--) {
+        ad_node *base = g->slab[s];
+        int64_t k = s == (int64_t)(root->id >> SLAB_BITS) ? (int64_t)(root->id & (SLAB_NODES - 1))
+                                                           : (int64_t)SLAB_NODES - 1;
+        for (; k >= 0; k--) {
+            ad_node *n = base + k;
+            uint8_t f = n->flags;
+            if ((f & (F_NEEDS_GRAD | F_LEAF)) != F_NEEDS_GRAD) continue;
+            if (f & F_PARTIALS) {
+                double gv = n->g;
+                n->a->g += n->da * gv;
+                if (n->b) n->b->g += n->db * gv;
+                continue;
+            }
+            if (!(f & (F_SCALAR | F_GRAD_LIVE))) continue; /* received no gradient */
+            ad_status st = backward_node(g, n);
+            if (st != AD_OK) return st;
+        }
+    }
+    return AD_OK;
+}
+
+ad_status ad_backward(ad_graph *g, ad_node *root)
+{
+    if (g && root && node_size(root) != 1) {
+        char b[96];
+        ad_shape s = node_shape(root);
+        return ad_set_error(g, AD_ERR_SHAPE,
+                            "backward: root has shape %s; a root with more than one element "
+                            "needs a seed gradient (ad_backward_seed)",
+                            ad_shape_str(&s, b, sizeof b));
+    }
+    return sweep(g, root, NULL);
+}
+
+ad_status ad_backward_seed(ad_graph *g, ad_node *root, const double *seed)
+{
+    if (g && !seed) return ad_set_error(g, AD_ERR_NULL, "backward: seed is NULL");
+    return sweep(g, root, seed);
+}
+
+void ad_zero_grad(ad_graph *g)
+{
+    if (!g) return;
+    for (uint32_t i = 0; i < g->nnodes; i++) {
+        ad_node *n = node_at(g, i);
+        if (!(n->flags & F_LEAF) || n->op == OP_PARAM) continue;
+        n->g = 0;
+        n->flags &= (uint8_t)~F_GRAD_LIVE;
+    }
+}

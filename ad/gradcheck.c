@@ -1,0 +1,166 @@
+/* Differentiating a C function in one call, and the finite-difference gradient checker. */
+#include "internal.h"
+#include <stdlib.h>
+
+ad_status ad_gradient(ad_graph *g, ad_fn f, int n, const double *x, void *user,
+                      double *value, double *grad)
+{
+    if (!f || n < 0 || (n && !x)) return g ? ad_set_error(g, AD_ERR_NULL, "gradient: NULL function or point") : AD_ERR_NULL;
+    bool own = !g;
+    if (own && !(g = ad_graph_new())) return AD_ERR_NOMEM;
+    if (!own) ad_graph_reset(g);
+    ad_status st = AD_OK;
+    ad_node **v = arena_alloc(g, (size_t)(n ? n : 1) * sizeof *v);
+    if (!v) {
+        st = ad_set_error(g, AD_ERR_NOMEM, "gradient: out of memory for %d inputs", n);
+        goto out;
+    }
+    for (int i = 0; i < n; i++)
+        if (!(v[i] = ad_var(g, NULL, x[i]))) {
+            st = g->status;
+            goto out;
+        }
+    ad_node *y = f(g, v, n, user);
+    if (!y) {
+        st = g->status ? g->status : ad_set_error(g, AD_ERR_NULL, "gradient: the function returned NULL");
+        goto out;
+    }
+    if ((st = ad_backward(g, y)) != AD_OK) goto out;
+    if (value) *value = ad_value(y);
+    if (grad)
+        for (int i = 0; i < n; i++) grad[i] = v[i]->g;
+out:
+    if (own) ad_graph_free(g);
+    return st;
+}
+
+/* One evaluation for the checker: inputs become variables, a non-scalar result is projected
+ * on proj (made on first use), and grads (if given) receive the analytic gradient. */
+typedef struct {
+    ad_fn f;
+    int n;
+    const ad_shape *shapes;
+    double **vals;
+    void *user;
+    double *proj;
+    int64_t proj_n;
+} check_ctx;
+
+static ad_status evaluate(ad_graph *g, check_ctx *c, double *value, double **grads)
+{
+    ad_graph_reset(g);
+    ad_node **v = arena_alloc(g, (size_t)(c->n ? c->n : 1) * sizeof *v);
+    if (!v) return ad_set_error(g, AD_ERR_NOMEM, "gradcheck: out of memory");
+    for (int i = 0; i < c->n; i++)
+        if (!(v[i] = ad_var_tensor(g, NULL, AD_F64, c->shapes[i], c->vals[i]))) return g->status;
+    ad_node *y = c->f(g, v, c->n, c->user);
+    if (!y) return g->status ? g->status : ad_set_error(g, AD_ERR_NULL, "gradcheck: the function returned NULL");
+    int64_t m = node_size(y);
+    if (!c->proj && m > 1) {
+        if (!(c->proj = ad_xmalloc((size_t)m * sizeof *c->proj))) return AD_ERR_NOMEM;
+        ad_rng r;
+        ad_rng_seed(&r, 12345);
+        for (int64_t i = 0; i < m; i++) c->proj[i] = ad_rng_uniform(&r) * 2 - 1;
+        c->proj_n = m;
+    }
+    if (m > 1 && m != c->proj_n)
+        return ad_set_error(g, AD_ERR_SHAPE, "gradcheck: the result's size changed between calls");
+    double s = 0;
+    for (int64_t i = 0; i < m; i++) s += (m > 1 ? c->proj[i] : 1.0) * ad_node_get(y, i);
+    *value = s;
+    if (!grads) return AD_OK;
+    ad_status st = m > 1 ? ad_backward_seed(g, y, c->proj) : ad_backward(g, y);
+    if (st != AD_OK) return st;
+    for (int i = 0; i < c->n; i++)
+        for (int64_t j = 0; j < ad_shape_size(&c->shapes[i]); j++) grads[i][j] = ad_node_grad_get(v[i], j);
+    return AD_OK;
+}
+
+static ad_status check_core(check_ctx *c, const ad_check_opts *o, ad_check_report *rep)
+{
+    double eps = o && o->eps > 0 ? o->eps : 1e-6, rtol = o && o->rtol > 0 ? o->rtol : 1e-5,
+           atol = o && o->atol > 0 ? o->atol : 1e-7;
+    ad_check_report r = {.worst_input = -1, .worst_index = -1};
+    ad_graph *g = ad_graph_new();
+    double **grads = ad_xcalloc((size_t)(c->n ? c->n : 1), sizeof *grads);
+    ad_status st = g && grads ? AD_OK : AD_ERR_NOMEM;
+    for (int i = 0; st == AD_OK && i < c->n; i++)
+        if (!(grads[i] = ad_xmalloc((size_t)ad_shape_size(&c->shapes[i]) * sizeof **grads + 1))) st = AD_ERR_NOMEM;
+    double y0, worst = -1;
+    if (st == AD_OK) st = evaluate(g, c, &y0, grads);
+    for (int i = 0; st == AD_OK && i < c->n; i++)
+        for (int64_t j = 0; st == AD_OK && j < ad_shape_size(&c->shapes[i]); j++) {
+            double keep = c->vals[i][j], h = eps * fmax(1.0, fabs(keep)), yp, ym;
+            c->vals[i][j] = keep + h;
+            st = evaluate(g, c, &yp, NULL);
+            c->vals[i][j] = keep - h;
+            if (st == AD_OK) st = evaluate(g, c, &ym, NULL);
+            c->vals[i][j] = keep;
+            if (st != AD_OK) break;
+            double num = (yp - ym) / (2 * h), ana = grads[i][j], err = fabs(ana - num);
+            double score = err / (atol + rtol * fabs(num));
+            if (!(score <= worst) || isnan(score)) {
+                worst = isnan(score) ? INFINITY : score;
+                r.worst_input = i, r.worst_index = j, r.analytic = ana, r.numeric = num;
+            }
+            r.max_abs_err = fmax(r.max_abs_err, err);
+            r.max_rel_err = fmax(r.max_rel_err, err / fmax(fabs(num), 1e-300));
+            r.checked++;
+        }
+    if (st != AD_OK)
+        snprintf(r.msg, sizeof r.msg, "%s", g && ad_error(g) ? ad_error(g) : "gradcheck: out of memory");
+    else if (worst > 1) {
+        st = AD_ERR_CHECK;
+        snprintf(r.msg, sizeof r.msg,
+                 "gradcheck: input %d element %lld: analytic %.10g, numeric %.10g (rtol %g, atol %g)",
+                 r.worst_input, (long long)r.worst_index, r.analytic, r.numeric, rtol, atol);
+    }
+    for (int i = 0; grads && i < c->n; i++) ad_xfree(grads[i]);
+    ad_xfree(grads);
+    ad_xfree(c->proj);
+    ad_graph_free(g);
+    if (rep) *rep = r;
+    return st;
+}
+
+ad_status ad_gradcheck(ad_fn f, int n, const double *x, void *user, const ad_check_opts *o,
+                       ad_check_report *rep)
+{
+    if (!f || n < 0 || (n && !x)) return AD_ERR_NULL;
+    ad_shape *shapes = ad_xcalloc((size_t)(n ? n : 1), sizeof *shapes);
+    double **vals = ad_xcalloc((size_t)(n ? n : 1), sizeof *vals);
+    double *copy = ad_xmalloc((size_t)(n ? n : 1) * sizeof *copy);
+    ad_status st = AD_ERR_NOMEM;
+    if (shapes && vals && copy) {
+        for (int i = 0; i < n; i++) shapes[i] = AD_SHAPE0, copy[i] = x[i], vals[i] = &copy[i];
+        check_ctx c = {f, n, shapes, vals, user, NULL, 0};
+        st = check_core(&c, o, rep);
+    }
+    ad_xfree(shapes);
+    ad_xfree(vals);
+    ad_xfree(copy);
+    return st;
+}
+
+ad_status ad_gradcheck_tensors(ad_fn f, int n, ad_tensor *const *inputs, void *user,
+                               const ad_check_opts *o, ad_check_report *rep)
+{
+    if (!f || n < 0 || (n && !inputs)) return AD_ERR_NULL;
+    for (int i = 0; i < n; i++)
+        if (!inputs[i] || inputs[i]->dtype != AD_F64) {
+            if (rep) snprintf(rep->msg, sizeof rep->msg, "gradcheck: input %d is %s", i,
+                              inputs[i] ? "not float64" : "NULL");
+            return inputs[i] ? AD_ERR_DTYPE : AD_ERR_NULL;
+        }
+    ad_shape *shapes = ad_xcalloc((size_t)(n ? n : 1), sizeof *shapes);
+    double **vals = ad_xcalloc((size_t)(n ? n : 1), sizeof *vals);
+    ad_status st = AD_ERR_NOMEM;
+    if (shapes && vals) {
+        for (int i = 0; i < n; i++) shapes[i] = inputs[i]->shape, vals[i] = inputs[i]->data;
+        check_ctx c = {f, n, shapes, vals, user, NULL, 0};
+        st = check_core(&c, o, rep);
+    }
+    ad_xfree(shapes);
+    ad_xfree(vals);
+    return st;
+}

@@ -1,0 +1,177 @@
+/* Internals shared by the files of ad/; nothing outside ad/ includes this. */
+#ifndef AD_INTERNAL_H
+#define AD_INTERNAL_H
+
+#include "ad.h"
+#include <math.h>
+#include <string.h>
+
+/* Node flags. */
+enum {
+    F_SCALAR = 1 << 0,     /* float64 rank-0: value, gradient, partials live in the node */
+    F_NEEDS_GRAD = 1 << 1, /* some input (transitively) is a variable or parameter */
+    F_LEAF = 1 << 2,       /* variable or parameter: its gradient accumulates across sweeps */
+    F_GRAD_LIVE = 1 << 3,  /* tensor gradient buffer holds this sweep's sum */
+    F_PARTIALS = 1 << 4    /* scalar fast path: da/db hold the local partials */
+};
+
+/* Built-in op ids: the registry table lists them in this order. */
+enum {
+    OP_CONST, OP_VAR, OP_PARAM,
+    OP_ADD, OP_SUB, OP_MUL, OP_DIV, OP_POW, OP_MAX, OP_MIN,
+    OP_NEG, OP_RECIP, OP_EXP, OP_LOG, OP_SQRT, OP_SIN, OP_COS, OP_TAN, OP_TANH,
+    OP_SIGMOID, OP_RELU, OP_LEAKY_RELU, OP_ABS,
+    OP_SUM, OP_MEAN, OP_SUM_AXIS, OP_MEAN_AXIS,
+    OP_MATMUL, OP_TRANSPOSE, OP_RESHAPE, OP_BROADCAST_TO, OP_SLICE, OP_CONCAT,
+    OP_SOFTMAX, OP_LOG_SOFTMAX, OP_CROSS_ENTROPY, OP_MSE, OP_MAE, OP_DROPOUT,
+    OP_BUILTIN_COUNT
+};
+
+/* Tensor part of a node: every node that is not a plain float64 scalar has one; named
+ * scalars and scalars with op parameters have one too (then data/grad point into the node). */
+typedef struct ad_ext {
+    ad_shape shape;
+    int64_t size;
+    void *data;
+    void *grad;           /* NULL until the node first receives a gradient */
+    ad_tensor *param;     /* parameter leaf: data and grad alias it */
+    ad_node **in;         /* all inputs when there are more than two */
+    const char *name;
+    double *param_v;      /* op parameters, nparam of them */
+    int nparam;
+    void *saved;          /* op-specific state kept for backward (mask, labels, ...) */
+} ad_ext;
+
+/* 64 bytes: one cache line per scalar node keeps the one-node-per-number form fast. */
+struct ad_node {
+    ad_node *a, *b;       /* first two inputs */
+    double v, g;          /* float64 scalar value and gradient */
+    double da, db;        /* local partials recorded by the scalar fast path */
+    ad_ext *x;            /* NULL for a plain float64 scalar */
+    uint32_t id;
+    uint16_t op;
+    uint8_t flags;
+    uint8_t dtype;
+    int32_t nin;          /* number of inputs */
+    int32_t pad_;
+};
+
+struct ad_tensor {
+    ad_shape shape;
+    int64_t size;
+    ad_dtype dtype;
+    void *data;
+    void *grad;
+    char *name;
+};
+
+#define SLAB_BITS 12
+#define SLAB_NODES (1u << SLAB_BITS)
+
+typedef struct block {
+    struct block *next;
+    size_t cap, used;
+    /* data follows, 64-byte aligned */
+} block;
+
+struct ad_graph {
+    ad_node **slab;       /* node slabs of SLAB_NODES each, kept across resets */
+    uint32_t nslab, slab_cap;
+    uint32_t nnodes;
+    ad_node *cur, *cur_end; /* free slots of the current slab */
+    block *first, *blk;   /* byte arena: list of blocks and the one in use */
+    uint64_t mallocs, reserved, used;
+    uint32_t dirty;       /* nodes [0, dirty) may hold gradients of an earlier sweep */
+    bool nograd;
+    ad_status status;
+    char err[320];
+};
+
+/* Registry entry as the engine sees it: the public definition plus, for built-in elementwise
+ * ops, scalar kernels that the fast path and the generic loops share. */
+typedef double (*ew1_fn)(double x, double p);
+typedef double (*ew1_d_fn)(double x, double y, double p);
+typedef double (*ew2_fn)(double a, double b);
+typedef double (*ew2_d_fn)(double a, double b, double y);
+typedef struct {
+    ad_op_def def;
+    ew1_fn f1; ew1_d_fn d1;          /* unary elementwise */
+    ew2_fn f2; ew2_d_fn d2a, d2b;    /* binary elementwise */
+} op_entry;
+
+const op_entry *op_entry_get(int id);
+
+/* Arena. */
+void *arena_alloc(ad_graph *g, size_t bytes);  /* 64-byte aligned, uninitialised */
+ad_node *node_alloc(ad_graph *g);              /* next slot; NULL on OOM (error set) */
+ad_node *node_at(const ad_graph *g, uint32_t id);
+char *arena_strdup(ad_graph *g, const char *s);
+/* Counting wrappers around malloc/free so tests can see every allocation. */
+void *ad_xmalloc(size_t n);
+void *ad_xcalloc(size_t n, size_t m);
+void *ad_xrealloc(void *p, size_t n);
+void ad_xfree(void *p);
+
+/* Node creation shared by all ops: a tensor node of dtype/shape with a fresh data buffer (a
+ * float64 scalar keeps its value inline), inputs linked, flags derived from the inputs. */
+ad_node *node_new(ad_graph *g, int op, ad_dtype t, const ad_shape *shape, ad_node *const *in,
+                  int nin);
+/* An extension for a node that has none yet (names, op parameters). */
+ad_ext *node_ext(ad_graph *g, ad_node *n);
+/* Copies op parameters into the node. */
+bool node_set_params(ad_graph *g, ad_node *n, const double *p, int np);
+
+static inline ad_shape node_shape(const ad_node *n) { return n->x ? n->x->shape : AD_SHAPE0; }
+static inline int64_t node_size(const ad_node *n) { return n->x ? n->x->size : 1; }
+static inline void *node_data(ad_node *n) { return n->x ? n->x->data : (void *)&n->v; }
+static inline ad_node *node_in(const ad_node *n, int i) {
+    return n->x && n->x->in ? n->x->in[i] : (i == 0 ? n->a : n->b);
+}
+static inline double node_param(const ad_node *n, int i) { return n->x->param_v[i]; }
+static inline double load(const void *p, ad_dtype t, int64_t i) {
+    return t == AD_F64 ? ((const double *)p)[i] : (double)((const float *)p)[i];
+}
+static inline void store(void *p, ad_dtype t, int64_t i, double v) {
+    if (t == AD_F64) ((double *)p)[i] = v; else ((float *)p)[i] = (float)v;
+}
+
+/* Checks shared by op entry points: a usable graph and non-NULL inputs of one dtype.  On
+ * failure records "<op>: ..." and returns false. */
+bool check_inputs(ad_graph *g, const char *op, ad_node *const *in, int nin);
+/* Resolves a possibly negative axis against rank; records an error naming op and shape. */
+bool check_axis(ad_graph *g, const char *op, const ad_node *a, int *axis);
+/* Broadcast shape of a and b, or false with the message "<op>: [..] and [..] do not
+ * broadcast" recorded. */
+bool broadcast_shapes(const ad_shape *a, const ad_shape *b, ad_shape *out);
+
+/* Elementwise engines, used by built-in and shape ops. */
+void ew_binary_forward(const op_entry *e, ad_node *out, ad_node *a, ad_node *b);
+ad_status ew_binary_backward(ad_graph *g, const op_entry *e, ad_node *out, ad_node *a,
+                             ad_node *b);
+/* Adds src (shape of out) into dst (shape `dshape`, which broadcasts to out's shape). */
+void reduce_broadcast_add(ad_dtype t, const void *src, const ad_shape *sshape, void *dst,
+                          const ad_shape *dshape, double scale);
+
+/* Copies src (shape sshape) broadcast to dshape into dst. */
+void broadcast_copy(ad_dtype t, const void *src, const ad_shape *sshape, void *dst,
+                    const ad_shape *dshape);
+/* Adds n elements of src into dst (same dtype). */
+static inline void add_into(ad_dtype t, void *dst, const void *src, int64_t n)
+{
+    if (t == AD_F64)
+        for (int64_t i = 0; i < n; i++) ((double *)dst)[i] += ((const double *)src)[i];
+    else
+        for (int64_t i = 0; i < n; i++) ((float *)dst)[i] += ((const float *)src)[i];
+}
+
+/* Matrix kernel: C[m,n] (+)= op(A)[m,k] * op(B)[k,n], row-major with leading dimensions. */
+void gemm(ad_dtype t, bool ta, bool tb, int64_t m, int64_t n, int64_t k, const void *A,
+          int64_t lda, const void *B, int64_t ldb, void *C, int64_t ldc, bool accumulate);
+
+/* Op families' table entries, filled in by each ops/ file. */
+extern const op_entry ops_elementwise[];
+extern const int ops_elementwise_count;
+
+ad_status backward_node(ad_graph *g, ad_node *n);
+
+#endif

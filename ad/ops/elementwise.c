@@ -1,0 +1,405 @@
+/* Elementwise primitives.  Each op is a pair of scalar formulas (value, local derivative)
+ * beside the words traces print; one engine applies them to float64 scalars (recording the
+ * partials at forward time), and to tensors of either dtype with NumPy broadcasting. */
+#include "../internal.h"
+
+/* ---- the formulas: value, local derivative(s), trace text ---- */
+
+static double add_f(double a, double b) { return a + b; }
+static double one_d(double a, double b, double y) { (void)a, (void)b, (void)y; return 1; }
+static double sub_f(double a, double b) { return a - b; }
+static double minus_one_d(double a, double b, double y) { (void)a, (void)b, (void)y; return -1; }
+static double mul_f(double a, double b) { return a * b; }
+static double mul_da(double a, double b, double y) { (void)a, (void)y; return b; }
+static double mul_db(double a, double b, double y) { (void)b, (void)y; return a; }
+static double div_f(double a, double b) { return a / b; }
+static double div_da(double a, double b, double y) { (void)a, (void)y; return 1 / b; }
+static double div_db(double a, double b, double y) { (void)a; return -y / b; }
+static double pow_f(double a, double b) { return pow(a, b); }
+static double pow_da(double a, double b, double y) { (void)y; return b == 0 ? 0 : b * pow(a, b - 1); }
+static double pow_db(double a, double b, double y) { (void)b; return a > 0 ? y * log(a) : 0; }
+static double max_f(double a, double b) { return a >= b ? a : b; }
+static double max_da(double a, double b, double y) { (void)y; return a > b ? 1 : a < b ? 0 : 0.5; }
+static double max_db(double a, double b, double y) { (void)y; return b > a ? 1 : b < a ? 0 : 0.5; }
+static double min_f(double a, double b) { return a <= b ? a : b; }
+static double min_da(double a, double b, double y) { (void)y; return a < b ? 1 : a > b ? 0 : 0.5; }
+static double min_db(double a, double b, double y) { (void)y; return b < a ? 1 : b > a ? 0 : 0.5; }
+
+static double neg_f(double x, double p) { (void)p; return -x; }
+static double neg_d(double x, double y, double p) { (void)x, (void)y, (void)p; return -1; }
+static double recip_f(double x, double p) { (void)p; return 1 / x; }
+static double recip_d(double x, double y, double p) { (void)x, (void)p; return -y * y; }
+static double exp_f(double x, double p) { (void)p; return exp(x); }
+static double exp_d(double x, double y, double p) { (void)x, (void)p; return y; }
+static double log_f(double x, double p) { (void)p; return log(x); }
+static double log_d(double x, double y, double p) { (void)y, (void)p; return 1 / x; }
+static double sqrt_f(double x, double p) { (void)p; return sqrt(x); }
+static double sqrt_d(double x, double y, double p) { (void)x, (void)p; return 0.5 / y; }
+static double sin_f(double x, double p) { (void)p; return sin(x); }
+static double sin_d(double x, double y, double p) { (void)y, (void)p; return cos(x); }
+static double cos_f(double x, double p) { (void)p; return cos(x); }
+static double cos_d(double x, double y, double p) { (void)y, (void)p; return -sin(x); }
+static double tan_f(double x, double p) { (void)p; return tan(x); }
+static double tan_d(double x, double y, double p) { (void)x, (void)p; return 1 + y * y; }
+static double tanh_f(double x, double p) { (void)p; return tanh(x); }
+static double tanh_d(double x, double y, double p) { (void)x, (void)p; return 1 - y * y; }
+/* Never forms exp of a large positive number, so no overflow for any x. */
+static double sigmoid_f(double x, double p)
+{
+    (void)p;
+    if (x >= 0) return 1 / (1 + exp(-x));
+    double e = exp(x);
+    return e / (1 + e);
+}
+static double sigmoid_d(double x, double y, double p) { (void)x, (void)p; return y * (1 - y); }
+static double relu_f(double x, double p) { (void)p; return x > 0 ? x : 0; }
+static double relu_d(double x, double y, double p) { (void)y, (void)p; return x > 0 ? 1 : 0; }
+static double leaky_f(double x, double p) { return x > 0 ? x : p * x; }
+static double leaky_d(double x, double y, double p) { (void)y; return x > 0 ? 1 : p; }
+static double abs_f(double x, double p) { (void)p; return fabs(x); }
+static double abs_d(double x, double y, double p) { (void)y, (void)p; return x > 0 ? 1 : x < 0 ? -1 : 0; }
+
+static void ew_forward(const ad_op_ctx *c);
+static ad_status ew_backward(const ad_op_ctx *c);
+
+#define BINARY(id, nm, f, da, db, text) \
+    const op_entry op_##id = {.def = {nm, 2, NULL, ew_forward, ew_backward, text}, .f2 = f, .d2a = da, .d2b = db}
+#define UNARY(id, nm, f, d, text) \
+    const op_entry op_##id = {.def = {nm, 1, NULL, ew_forward, ew_backward, text}, .f1 = f, .d1 = d}
+
+BINARY(add, "add", add_f, one_d, one_d, "d/dx [x + y] = 1, d/dy [x + y] = 1");
+BINARY(sub, "sub", sub_f, one_d, minus_one_d, "d/dx [x - y] = 1, d/dy [x - y] = -1");
+BINARY(mul, "mul", mul_f, mul_da, mul_db, "d/dx [x*y] = y, d/dy [x*y] = x");
+BINARY(div, "div", div_f, div_da, div_db, "d/dx [x/y] = 1/y, d/dy [x/y] = -x/y^2");
+BINARY(pow, "pow", pow_f, pow_da, pow_db, "d/dx [x^y] = y*x^(y-1), d/dy [x^y] = x^y*log(x)");
+BINARY(max, "max", max_f, max_da, max_db, "d/dx [max(x,y)] = 1 if x > y (1/2 on ties), d/dy = 1 if y > x");
+BINARY(min, "min", min_f, min_da, min_db, "d/dx [min(x,y)] = 1 if x < y (1/2 on ties), d/dy = 1 if y < x");
+UNARY(neg, "neg", neg_f, neg_d, "d/dx [-x] = -1");
+UNARY(recip, "recip", recip_f, recip_d, "d/dx [1/x] = -1/x^2");
+UNARY(exp, "exp", exp_f, exp_d, "d/dx [exp(x)] = exp(x)");
+UNARY(log, "log", log_f, log_d, "d/dx [log(x)] = 1/x");
+UNARY(sqrt, "sqrt", sqrt_f, sqrt_d, "d/dx [sqrt(x)] = 1/(2*sqrt(x))");
+UNARY(sin, "sin", sin_f, sin_d, "d/dx [sin(x)] = cos(x)");
+UNARY(cos, "cos", cos_f, cos_d, "d/dx [cos(x)] = -sin(x)");
+UNARY(tan, "tan", tan_f, tan_d, "d/dx [tan(x)] = 1 + tan(x)^2");
+UNARY(tanh, "tanh", tanh_f, tanh_d, "d/dx [tanh(x)] = 1 - tanh(x)^2");
+UNARY(sigmoid, "sigmoid", sigmoid_f, sigmoid_d, "d/dx [sigmoid(x)] = sigmoid(x)*(1 - sigmoid(x))");
+UNARY(relu, "relu", relu_f, relu_d, "d/dx [max(0,x)] = 1 if x > 0, else 0");
+UNARY(leaky_relu, "leaky_relu", leaky_f, leaky_d, "d/dx [leaky_relu(x)] = 1 if x > 0, else slope");
+UNARY(abs, "abs", abs_f, abs_d, "d/dx [|x|] = sign(x) (0 at 0)");
+
+/* ---- broadcasting iteration ---- */
+
+/* Strides of a and b over the output's index space (0 along broadcast axes), so one odometer
+ * walks all three tensors. */
+typedef struct {
+    int rank;
+    int64_t dim[AD_MAX_RANK], sa[AD_MAX_RANK], sb[AD_MAX_RANK];
+    int64_t size, inner;
+} bcast;
+
+static void bcast_strides(const ad_shape *out, const ad_shape *s, int64_t *st)
+{
+    int64_t stride = 1;
+    for (int i = out->rank - 1; i >= 0; i--) {
+        int k = i - (out->rank - s->rank);
+        int64_t d = k >= 0 ? s->dim[k] : 1;
+        st[i] = d == 1 ? 0 : stride;
+        stride *= d;
+    }
+}
+
+static void bcast_init(bcast *it, const ad_shape *out, const ad_shape *a, const ad_shape *b)
+{
+    it->rank = out->rank;
+    memcpy(it->dim, out->dim, sizeof it->dim);
+    bcast_strides(out, a, it->sa);
+    bcast_strides(out, b, it->sb);
+    it->size = ad_shape_size(out);
+    it->inner = out->rank ? out->dim[out->rank - 1] : 1;
+    if (out->rank == 0) it->sa[0] = it->sb[0] = 0;
+}
+
+/* Calls BODY(i, ia, ib) for every output element i; ia and ib are the elements of a and b
+ * that broadcast onto it.  The last axis is the inner loop. */
+#define BCAST_LOOP(it, BODY)                                                              \
+    do {                                                                                  \
+        int64_t idx_[AD_MAX_RANK] = {0}, ia0_ = 0, ib0_ = 0, i_ = 0;                      \
+        int last_ = (it)->rank - 1;                                                       \
+        int64_t sal_ = last_ >= 0 ? (it)->sa[last_] : 0;                                  \
+        int64_t sbl_ = last_ >= 0 ? (it)->sb[last_] : 0;                                  \
+        while (i_ < (it)->size) {                                                         \
+            for (int64_t j_ = 0; j_ < (it)->inner; j_++) {                                \
+                int64_t i = i_ + j_, ia = ia0_ + j_ * sal_, ib = ib0_ + j_ * sbl_;        \
+                (void)ia, (void)ib;                                                       \
+                BODY;                                                                     \
+            }                                                                             \
+            i_ += (it)->inner;                                                            \
+            for (int d_ = last_ - 1; d_ >= 0; d_--) {                                     \
+                ia0_ += (it)->sa[d_];                                                     \
+                ib0_ += (it)->sb[d_];                                                     \
+                if (++idx_[d_] < (it)->dim[d_]) break;                                    \
+                ia0_ -= (it)->sa[d_] * (it)->dim[d_];                                     \
+                ib0_ -= (it)->sb[d_] * (it)->dim[d_];                                     \
+                idx_[d_] = 0;                                                             \
+            }                                                                             \
+        }                                                                                 \
+    } while (0)
+
+#define BINARY_FORWARD(T)                                                                 \
+    static void binary_forward_##T(const op_entry *e, int op, bcast *it, const T *A,      \
+                                   const T *B, T *Y)                                      \
+    {                                                                                     \
+        switch (op) {                                                                     \
+        case OP_ADD: BCAST_LOOP(it, Y[i] = A[ia] + B[ib]); break;                        \
+        case OP_SUB: BCAST_LOOP(it, Y[i] = A[ia] - B[ib]); break;                        \
+        case OP_MUL: BCAST_LOOP(it, Y[i] = A[ia] * B[ib]); break;                        \
+        default: BCAST_LOOP(it, Y[i] = (T)e->f2(A[ia], B[ib])); break;                   \
+        }                                                                                 \
+    }
+BINARY_FORWARD(double)
+BINARY_FORWARD(float)
+
+/* Accumulates the vector-Jacobian product into GA and GB (either may be NULL). */
+#define BINARY_BACKWARD(T)                                                                \
+    static void binary_backward_##T(const op_entry *e, int op, bcast *it, const T *A,     \
+                                    const T *B, const T *Y, const T *G, T *GA, T *GB)     \
+    {                                                                                     \
+        if (GA) switch (op) {                                                             \
+            case OP_ADD: case OP_SUB: BCAST_LOOP(it, GA[ia] += G[i]); break;             \
+            case OP_MUL: BCAST_LOOP(it, GA[ia] += G[i] * B[ib]); break;                  \
+            default: BCAST_LOOP(it, GA[ia] += (T)(G[i] * e->d2a(A[ia], B[ib], Y[i]))); break; \
+            }                                                                             \
+        if (GB) switch (op) {                                                             \
+            case OP_ADD: BCAST_LOOP(it, GB[ib] += G[i]); break;                          \
+            case OP_SUB: BCAST_LOOP(it, GB[ib] -= G[i]); break;                          \
+            case OP_MUL: BCAST_LOOP(it, GB[ib] += G[i] * A[ia]); break;                  \
+            default: BCAST_LOOP(it, GB[ib] += (T)(G[i] * e->d2b(A[ia], B[ib], Y[i]))); break; \
+            }                                                                             \
+    }
+BINARY_BACKWARD(double)
+BINARY_BACKWARD(float)
+
+#define UNARY_LOOPS(T)                                                                    \
+    static void unary_forward_##T(const op_entry *e, int op, int64_t n, const T *X,       \
+                                  double p, T *Y)                                         \
+    {                                                                                     \
+        if (op == OP_RELU)                                                                \
+            for (int64_t i = 0; i < n; i++) Y[i] = X[i] > 0 ? X[i] : 0;                   \
+        else                                                                              \
+            for (int64_t i = 0; i < n; i++) Y[i] = (T)e->f1(X[i], p);                     \
+    }                                                                                     \
+    static void unary_backward_##T(const op_entry *e, int op, int64_t n, const T *X,      \
+                                   const T *Y, double p, const T *G, T *GX)               \
+    {                                                                                     \
+        if (op == OP_RELU)                                                                \
+            for (int64_t i = 0; i < n; i++) GX[i] += X[i] > 0 ? G[i] : 0;                 \
+        else                                                                              \
+            for (int64_t i = 0; i < n; i++) GX[i] += (T)(G[i] * e->d1(X[i], Y[i], p));     \
+    }
+UNARY_LOOPS(double)
+UNARY_LOOPS(float)
+
+static double op_p(const ad_op_ctx *c) { return c->nparam > 0 ? c->param[0] : 0.0; }
+
+static void ew_forward(const ad_op_ctx *c)
+{
+    ad_node *y = c->out;
+    const op_entry *e = op_entry_get(y->op);
+    if (c->nin == 1) {
+        int64_t n = node_size(y);
+        void *X = node_data(c->in[0]), *Y = node_data(y);
+        if (y->dtype == AD_F64) unary_forward_double(e, y->op, n, X, op_p(c), Y);
+        else unary_forward_float(e, y->op, n, X, op_p(c), Y);
+        return;
+    }
+    ad_shape so = node_shape(y), sa = node_shape(c->in[0]), sb = node_shape(c->in[1]);
+    bcast it;
+    bcast_init(&it, &so, &sa, &sb);
+    if (y->dtype == AD_F64)
+        binary_forward_double(e, y->op, &it, node_data(c->in[0]), node_data(c->in[1]), node_data(y));
+    else
+        binary_forward_float(e, y->op, &it, node_data(c->in[0]), node_data(c->in[1]), node_data(y));
+}
+
+static ad_status ew_backward(const ad_op_ctx *c)
+{
+    ad_node *y = c->out;
+    const op_entry *e = op_entry_get(y->op);
+    void *G = ad_node_grad_data(y);
+    if (!G) return AD_OK;
+    if (c->nin == 1) {
+        void *GX = ad_grad_buffer(c->graph, c->in[0]);
+        if (!GX) return c->graph->status;
+        int64_t n = node_size(y);
+        void *X = node_data(c->in[0]), *Y = node_data(y);
+        if (y->dtype == AD_F64) unary_backward_double(e, y->op, n, X, Y, op_p(c), G, GX);
+        else unary_backward_float(e, y->op, n, X, Y, op_p(c), G, GX);
+        return AD_OK;
+    }
+    void *GA = ad_grad_buffer(c->graph, c->in[0]);
+    void *GB = ad_grad_buffer(c->graph, c->in[1]);
+    if (c->graph->status) return c->graph->status;
+    ad_shape so = node_shape(y), sa = node_shape(c->in[0]), sb = node_shape(c->in[1]);
+    bcast it;
+    bcast_init(&it, &so, &sa, &sb);
+    void *A = node_data(c->in[0]), *B = node_data(c->in[1]), *Y = node_data(y);
+    if (y->dtype == AD_F64) binary_backward_double(e, y->op, &it, A, B, Y, G, GA, GB);
+    else binary_backward_float(e, y->op, &it, A, B, Y, G, GA, GB);
+    return AD_OK;
+}
+
+void reduce_broadcast_add(ad_dtype t, const void *src, const ad_shape *sshape, void *dst,
+                          const ad_shape *dshape, double scale)
+{
+    bcast it;
+    bcast_init(&it, sshape, dshape, dshape);
+    if (t == AD_F64) {
+        const double *S = src;
+        double *D = dst;
+        BCAST_LOOP(&it, D[ia] += scale * S[i]; (void)ib);
+    } else {
+        const float *S = src;
+        float *D = dst;
+        float sc = (float)scale;
+        BCAST_LOOP(&it, D[ia] += sc * S[i]; (void)ib);
+    }
+}
+
+/* ---- entry points ---- */
+
+/* A float64 scalar result of float64 scalar inputs: one node, value and partials computed
+ * here, nothing else touched.  This is the one-node-per-number form's whole cost. */
+static inline ad_node *scalar_node(ad_graph *g, int op, ad_node *a, ad_node *b)
+{
+    ad_node *n = node_alloc(g);
+    if (!n) return NULL;
+    n->a = a;
+    n->b = b;
+    n->g = 0;
+    n->x = NULL;
+    n->op = (uint16_t)op;
+    n->dtype = AD_F64;
+    n->nin = b ? 2 : 1;
+    uint8_t need = (a->flags | (b ? b->flags : 0)) & F_NEEDS_GRAD;
+    n->flags = F_SCALAR | F_PARTIALS | (g->nograd ? 0 : need);
+    return n;
+}
+
+static bool fast2(const ad_graph *g, const ad_node *a, const ad_node *b)
+{
+    return g && a && b && (a->flags & b->flags & F_SCALAR);
+}
+
+static ad_node *binary(ad_graph *g, int op, ad_node *a, ad_node *b)
+{
+    if (fast2(g, a, b)) {
+        const op_entry *e = op_entry_get(op);
+        ad_node *n = scalar_node(g, op, a, b);
+        if (!n) return NULL;
+        n->v = e->f2(a->v, b->v);
+        n->da = e->d2a(a->v, b->v, n->v);
+        n->db = e->d2b(a->v, b->v, n->v);
+        return n;
+    }
+    ad_node *in[2] = {a, b};
+    return ad_apply(g, op, in, 2, NULL, 0);
+}
+
+static ad_node *unary(ad_graph *g, int op, ad_node *a, const double *p, int np)
+{
+    if (g && a && (a->flags & F_SCALAR) && np == 0) {
+        const op_entry *e = op_entry_get(op);
+        ad_node *n = scalar_node(g, op, a, NULL);
+        if (!n) return NULL;
+        n->v = e->f1(a->v, 0);
+        n->da = e->d1(a->v, n->v, 0);
+        n->db = 0;
+        return n;
+    }
+    return ad_apply(g, op, &a, 1, p, np);
+}
+
+/* The hottest ops skip the function pointers. */
+ad_node *ad_add(ad_graph *g, ad_node *a, ad_node *b)
+{
+    if (fast2(g, a, b)) {
+        ad_node *n = scalar_node(g, OP_ADD, a, b);
+        if (n) n->v = a->v + b->v, n->da = 1, n->db = 1;
+        return n;
+    }
+    return binary(g, OP_ADD, a, b);
+}
+
+ad_node *ad_sub(ad_graph *g, ad_node *a, ad_node *b)
+{
+    if (fast2(g, a, b)) {
+        ad_node *n = scalar_node(g, OP_SUB, a, b);
+        if (n) n->v = a->v - b->v, n->da = 1, n->db = -1;
+        return n;
+    }
+    return binary(g, OP_SUB, a, b);
+}
+
+ad_node *ad_mul(ad_graph *g, ad_node *a, ad_node *b)
+{
+    if (fast2(g, a, b)) {
+        ad_node *n = scalar_node(g, OP_MUL, a, b);
+        if (n) n->v = a->v * b->v, n->da = b->v, n->db = a->v;
+        return n;
+    }
+    return binary(g, OP_MUL, a, b);
+}
+
+ad_node *ad_div(ad_graph *g, ad_node *a, ad_node *b) { return binary(g, OP_DIV, a, b); }
+ad_node *ad_pow(ad_graph *g, ad_node *a, ad_node *b) { return binary(g, OP_POW, a, b); }
+ad_node *ad_max(ad_graph *g, ad_node *a, ad_node *b) { return binary(g, OP_MAX, a, b); }
+ad_node *ad_min(ad_graph *g, ad_node *a, ad_node *b) { return binary(g, OP_MIN, a, b); }
+ad_node *ad_neg(ad_graph *g, ad_node *a) { return unary(g, OP_NEG, a, NULL, 0); }
+ad_node *ad_recip(ad_graph *g, ad_node *a) { return unary(g, OP_RECIP, a, NULL, 0); }
+ad_node *ad_exp(ad_graph *g, ad_node *a) { return unary(g, OP_EXP, a, NULL, 0); }
+ad_node *ad_log(ad_graph *g, ad_node *a) { return unary(g, OP_LOG, a, NULL, 0); }
+ad_node *ad_sqrt(ad_graph *g, ad_node *a) { return unary(g, OP_SQRT, a, NULL, 0); }
+ad_node *ad_sin(ad_graph *g, ad_node *a) { return unary(g, OP_SIN, a, NULL, 0); }
+ad_node *ad_cos(ad_graph *g, ad_node *a) { return unary(g, OP_COS, a, NULL, 0); }
+ad_node *ad_tan(ad_graph *g, ad_node *a) { return unary(g, OP_TAN, a, NULL, 0); }
+ad_node *ad_tanh(ad_graph *g, ad_node *a) { return unary(g, OP_TANH, a, NULL, 0); }
+ad_node *ad_sigmoid(ad_graph *g, ad_node *a) { return unary(g, OP_SIGMOID, a, NULL, 0); }
+ad_node *ad_relu(ad_graph *g, ad_node *a) { return unary(g, OP_RELU, a, NULL, 0); }
+ad_node *ad_abs(ad_graph *g, ad_node *a) { return unary(g, OP_ABS, a, NULL, 0); }
+
+ad_node *ad_leaky_relu(ad_graph *g, ad_node *a, double slope)
+{
+    return unary(g, OP_LEAKY_RELU, a, &slope, 1);
+}
+
+/* The constant takes the input's dtype, so float32 tensors stay float32. */
+static ad_node *with_scalar(ad_graph *g, int op, ad_node *a, double c)
+{
+    if (!g || !a) {
+        if (g) ad_set_error(g, AD_ERR_NULL, "%s: input 1 is NULL", op_entry_get(op)->def.name);
+        return NULL;
+    }
+    ad_node *k = a->dtype == AD_F64 ? ad_scalar(g, c) : ad_full(g, AD_F32, AD_SHAPE0, c);
+    return binary(g, op, a, k);
+}
+
+ad_node *ad_add_scalar(ad_graph *g, ad_node *a, double c) { return with_scalar(g, OP_ADD, a, c); }
+ad_node *ad_mul_scalar(ad_graph *g, ad_node *a, double c) { return with_scalar(g, OP_MUL, a, c); }
+ad_node *ad_pow_scalar(ad_graph *g, ad_node *a, double c) { return with_scalar(g, OP_POW, a, c); }
+
+void broadcast_copy(ad_dtype t, const void *src, const ad_shape *sshape, void *dst,
+                    const ad_shape *dshape)
+{
+    bcast it;
+    bcast_init(&it, dshape, sshape, sshape);
+    if (t == AD_F64) {
+        const double *S = src;
+        double *D = dst;
+        BCAST_LOOP(&it, D[i] = S[ia]; (void)ib);
+    } else {
+        const float *S = src;
+        float *D = dst;
+        BCAST_LOOP(&it, D[i] = S[ia]; (void)ib);
+    }
+}

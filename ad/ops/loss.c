@@ -1,0 +1,313 @@
+/* Softmax, log-softmax, the fused cross-entropy, regression losses and dropout. */
+#include "../internal.h"
+
+typedef struct { int64_t outer, n, inner; } lanes;
+
+/* Softmax runs along one axis: `outer * inner` independent lanes of n elements, stride inner. */
+static lanes lanes_at(const ad_shape *s, int axis)
+{
+    lanes r = {1, s->dim[axis], 1};
+    for (int i = 0; i < axis; i++) r.outer *= s->dim[i];
+    for (int i = axis + 1; i < s->rank; i++) r.inner *= s->dim[i];
+    return r;
+}
+
+static int axis_rule(const ad_op_ctx *c, ad_shape *out, char *msg, size_t len)
+{
+    ad_shape s = node_shape(c->in[0]);
+    int axis = (int)c->param[0];
+    if (axis < 0 || axis >= s.rank) {
+        char b[96];
+        snprintf(msg, len, "axis %d out of range for shape %s", axis, ad_shape_str(&s, b, sizeof b));
+        return 1;
+    }
+    *out = s;
+    return 0;
+}
+
+/* log(sum exp(x)) of one lane with the maximum subtracted first: never overflows. */
+static double lane_lse(ad_dtype t, const void *X, int64_t base, int64_t n, int64_t stride)
+{
+    double mx = -INFINITY;
+    for (int64_t k = 0; k < n; k++) mx = fmax(mx, load(X, t, base + k * stride));
+    if (isinf(mx)) return mx;
+    double s = 0;
+    for (int64_t k = 0; k < n; k++) s += exp(load(X, t, base + k * stride) - mx);
+    return mx + log(s);
+}
+
+static void softmax_forward(const ad_op_ctx *c)
+{
+    ad_node *x = c->in[0], *y = c->out;
+    ad_shape s = node_shape(x);
+    lanes L = lanes_at(&s, (int)c->param[0]);
+    bool logsm = y->op == OP_LOG_SOFTMAX;
+    const void *X = node_data(x);
+    void *Y = node_data(y);
+    for (int64_t o = 0; o < L.outer; o++)
+        for (int64_t i = 0; i < L.inner; i++) {
+            int64_t base = o * L.n * L.inner + i;
+            double lse = lane_lse(x->dtype, X, base, L.n, L.inner);
+            for (int64_t k = 0; k < L.n; k++) {
+                double z = load(X, x->dtype, base + k * L.inner) - lse;
+                store(Y, y->dtype, base + k * L.inner, logsm ? z : exp(z));
+            }
+        }
+}
+
+/* softmax: dx = y (g - <g, y>);  log_softmax: dx = g - softmax(x) * sum(g). */
+static ad_status softmax_backward(const ad_op_ctx *c)
+{
+    ad_node *x = c->in[0], *y = c->out;
+    void *GX = ad_grad_buffer(c->graph, x);
+    if (!GX) return c->graph->status;
+    ad_shape s = node_shape(x);
+    lanes L = lanes_at(&s, (int)c->param[0]);
+    bool logsm = y->op == OP_LOG_SOFTMAX;
+    const void *Y = node_data(y), *G = ad_node_grad_data(y);
+    ad_dtype t = y->dtype;
+    for (int64_t o = 0; o < L.outer; o++)
+        for (int64_t i = 0; i < L.inner; i++) {
+            int64_t base = o * L.n * L.inner + i;
+            double dot = 0;
+            for (int64_t k = 0; k < L.n; k++) {
+                int64_t j = base + k * L.inner;
+                dot += logsm ? load(G, t, j) : load(G, t, j) * load(Y, t, j);
+            }
+            for (int64_t k = 0; k < L.n; k++) {
+                int64_t j = base + k * L.inner;
+                double yj = load(Y, t, j), gj = load(G, t, j);
+                double d = logsm ? gj - exp(yj) * dot : yj * (gj - dot);
+                store(GX, t, j, load(GX, t, j) + d);
+            }
+        }
+    return AD_OK;
+}
+
+/* ---- cross-entropy from logits [N,C] and integer labels ---- */
+
+typedef struct { int32_t *labels; double *lse; } ce_state;
+
+static int ce_rule(const ad_op_ctx *c, ad_shape *out, char *msg, size_t len)
+{
+    ad_shape s = node_shape(c->in[0]);
+    if (s.rank != 2 || s.dim[0] < 1 || s.dim[1] < 1) {
+        char b[96];
+        snprintf(msg, len, "logits %s: expected a non-empty [N,C] matrix", ad_shape_str(&s, b, sizeof b));
+        return 1;
+    }
+    *out = AD_SHAPE0;
+    return 0;
+}
+
+static void ce_forward(const ad_op_ctx *c)
+{
+    ad_node *x = c->in[0];
+    ce_state *st = c->out->x->saved;
+    ad_shape s = node_shape(x);
+    int64_t N = s.dim[0], C = s.dim[1];
+    const void *X = node_data(x);
+    double total = 0;
+    for (int64_t r = 0; r < N; r++) {
+        st->lse[r] = lane_lse(x->dtype, X, r * C, C, 1);
+        total += st->lse[r] - load(X, x->dtype, r * C + st->labels[r]);
+    }
+    store(node_data(c->out), c->out->dtype, 0, total / (double)N);
+}
+
+/* d/dz [lse(z) - z_y] = softmax(z) - onehot(y), times g/N. */
+static ad_status ce_backward(const ad_op_ctx *c)
+{
+    ad_node *x = c->in[0];
+    void *GX = ad_grad_buffer(c->graph, x);
+    if (!GX) return c->graph->status;
+    ce_state *st = c->out->x->saved;
+    ad_shape s = node_shape(x);
+    int64_t N = s.dim[0], C = s.dim[1];
+    const void *X = node_data(x);
+    double g = load(ad_node_grad_data(c->out), c->out->dtype, 0) / (double)N;
+    for (int64_t r = 0; r < N; r++)
+        for (int64_t k = 0; k < C; k++) {
+            int64_t j = r * C + k;
+            double p = exp(load(X, x->dtype, j) - st->lse[r]) - (k == st->labels[r]);
+            store(GX, x->dtype, j, load(GX, x->dtype, j) + g * p);
+        }
+    return AD_OK;
+}
+
+/* ---- mean squared / absolute error ---- */
+
+static int same_rule(const ad_op_ctx *c, ad_shape *out, char *msg, size_t len)
+{
+    ad_shape a = node_shape(c->in[0]), b = node_shape(c->in[1]);
+    bool same = a.rank == b.rank;
+    for (int i = 0; same && i < a.rank; i++) same = a.dim[i] == b.dim[i];
+    if (!same) {
+        char s0[96], s1[96];
+        snprintf(msg, len, "prediction %s and target %s: shapes differ", ad_shape_str(&a, s0, sizeof s0),
+                 ad_shape_str(&b, s1, sizeof s1));
+        return 1;
+    }
+    *out = AD_SHAPE0;
+    return 0;
+}
+
+static void err_forward(const ad_op_ctx *c)
+{
+    ad_node *p = c->in[0], *t = c->in[1];
+    int64_t n = node_size(p);
+    bool sq = c->out->op == OP_MSE;
+    double s = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double d = load(node_data(p), p->dtype, i) - load(node_data(t), t->dtype, i);
+        s += sq ? d * d : fabs(d);
+    }
+    store(node_data(c->out), c->out->dtype, 0, s / (double)n);
+}
+
+static ad_status err_backward(const ad_op_ctx *c)
+{
+    ad_node *p = c->in[0], *t = c->in[1];
+    void *GP = ad_grad_buffer(c->graph, p), *GT = ad_grad_buffer(c->graph, t);
+    if (c->graph->status) return c->graph->status;
+    int64_t n = node_size(p);
+    bool sq = c->out->op == OP_MSE;
+    double g = load(ad_node_grad_data(c->out), c->out->dtype, 0) / (double)n;
+    for (int64_t i = 0; i < n; i++) {
+        double d = load(node_data(p), p->dtype, i) - load(node_data(t), t->dtype, i);
+        double l = g * (sq ? 2 * d : (d > 0) - (d < 0));
+        if (GP) store(GP, p->dtype, i, load(GP, p->dtype, i) + l);
+        if (GT) store(GT, t->dtype, i, load(GT, t->dtype, i) - l);
+    }
+    return AD_OK;
+}
+
+/* ---- dropout: the mask is drawn at record time and kept for backward ---- */
+
+static int same_as_input(const ad_op_ctx *c, ad_shape *out, char *msg, size_t len)
+{
+    (void)msg, (void)len;
+    *out = node_shape(c->in[0]);
+    return 0;
+}
+
+/* param[0] is the survivors' scale; saved holds one byte per element (1 = kept). */
+static void dropout_forward(const ad_op_ctx *c)
+{
+    ad_node *x = c->in[0], *y = c->out;
+    const uint8_t *keep = y->x->saved;
+    for (int64_t i = 0; i < node_size(y); i++)
+        store(node_data(y), y->dtype, i, keep[i] ? c->param[0] * load(node_data(x), x->dtype, i) : 0.0);
+}
+
+static ad_status dropout_backward(const ad_op_ctx *c)
+{
+    ad_node *x = c->in[0], *y = c->out;
+    void *GX = ad_grad_buffer(c->graph, x);
+    if (!GX) return c->graph->status;
+    const uint8_t *keep = y->x->saved;
+    const void *G = ad_node_grad_data(y);
+    for (int64_t i = 0; i < node_size(y); i++)
+        if (keep[i]) store(GX, x->dtype, i, load(GX, x->dtype, i) + c->param[0] * load(G, y->dtype, i));
+    return AD_OK;
+}
+
+const op_entry op_softmax = {.def = {"softmax", 1, axis_rule, softmax_forward, softmax_backward, "d/dx_j [softmax(x)_i] = y_i (δ_ij - y_j)"}};
+const op_entry op_log_softmax = {.def = {"log_softmax", 1, axis_rule, softmax_forward, softmax_backward, "d/dx_j [log_softmax(x)_i] = δ_ij - softmax(x)_j"}};
+const op_entry op_cross_entropy = {.def = {"cross_entropy", 1, ce_rule, ce_forward, ce_backward, "d/dz [mean -log softmax(z)_y] = (softmax(z) - onehot(y))/N"}};
+const op_entry op_mse = {.def = {"mse", 2, same_rule, err_forward, err_backward, "d/dp [mean (p - t)^2] = 2(p - t)/n"}};
+const op_entry op_mae = {.def = {"mae", 2, same_rule, err_forward, err_backward, "d/dp [mean |p - t|] = sign(p - t)/n (0 at 0)"}};
+const op_entry op_dropout = {.def = {"dropout", 1, same_as_input, dropout_forward, dropout_backward, "d/dx [dropout(x)] = mask * scale"}};
+
+static ad_node *along_axis(ad_graph *g, int op, ad_node *a, int axis)
+{
+    if (!check_inputs(g, op_entry_get(op)->def.name, &a, 1) ||
+        !check_axis(g, op_entry_get(op)->def.name, a, &axis))
+        return NULL;
+    double p = axis;
+    return ad_apply(g, op, &a, 1, &p, 1);
+}
+
+ad_node *ad_softmax(ad_graph *g, ad_node *a, int axis) { return along_axis(g, OP_SOFTMAX, a, axis); }
+ad_node *ad_log_softmax(ad_graph *g, ad_node *a, int axis) { return along_axis(g, OP_LOG_SOFTMAX, a, axis); }
+
+ad_node *ad_mse(ad_graph *g, ad_node *p, ad_node *t)
+{
+    ad_node *in[2] = {p, t};
+    return ad_apply(g, OP_MSE, in, 2, NULL, 0);
+}
+
+ad_node *ad_mae(ad_graph *g, ad_node *p, ad_node *t)
+{
+    ad_node *in[2] = {p, t};
+    return ad_apply(g, OP_MAE, in, 2, NULL, 0);
+}
+
+/* Cross-entropy and dropout keep state (labels, mask) that their forward reads, so they make
+ * their node themselves rather than through ad_apply. */
+ad_node *ad_cross_entropy(ad_graph *g, ad_node *logits, const int32_t *labels)
+{
+    if (!check_inputs(g, "cross_entropy", &logits, 1)) return NULL;
+    char msg[256];
+    ad_shape s;
+    ad_op_ctx c = {g, NULL, 1, &logits, NULL, 0};
+    if (ce_rule(&c, &s, msg, sizeof msg)) {
+        ad_set_error(g, AD_ERR_SHAPE, "cross_entropy: %s", msg);
+        return NULL;
+    }
+    ad_shape ls = node_shape(logits);
+    int64_t N = ls.dim[0], C = ls.dim[1];
+    if (!labels) {
+        ad_set_error(g, AD_ERR_NULL, "cross_entropy: labels are NULL");
+        return NULL;
+    }
+    for (int64_t r = 0; r < N; r++)
+        if (labels[r] < 0 || labels[r] >= C) {
+            ad_set_error(g, AD_ERR_ARG, "cross_entropy: label %d at row %lld outside [0,%lld)",
+                         (int)labels[r], (long long)r, (long long)C);
+            return NULL;
+        }
+    ad_node *n = node_new(g, OP_CROSS_ENTROPY, (ad_dtype)logits->dtype, &s, &logits, 1);
+    ad_ext *x = n ? node_ext(g, n) : NULL;
+    ce_state *st = x ? arena_alloc(g, sizeof *st) : NULL;
+    if (st) {
+        st->labels = arena_alloc(g, (size_t)N * sizeof *st->labels);
+        st->lse = arena_alloc(g, (size_t)N * sizeof *st->lse);
+    }
+    if (!st || !st->labels || !st->lse) {
+        ad_set_error(g, AD_ERR_NOMEM, "cross_entropy: out of memory");
+        return NULL;
+    }
+    memcpy(st->labels, labels, (size_t)N * sizeof *labels);
+    x->saved = st;
+    c.out = n;
+    ce_forward(&c);
+    return n;
+}
+
+ad_node *ad_dropout(ad_graph *g, ad_node *a, double p, bool inverted, ad_rng *rng)
+{
+    if (!check_inputs(g, "dropout", &a, 1)) return NULL;
+    if (!(p >= 0 && p < 1)) {
+        ad_set_error(g, AD_ERR_ARG, "dropout: probability %g outside [0,1)", p);
+        return NULL;
+    }
+    if (!rng) {
+        ad_set_error(g, AD_ERR_NULL, "dropout: rng is NULL");
+        return NULL;
+    }
+    ad_shape s = node_shape(a);
+    ad_node *n = node_new(g, OP_DROPOUT, (ad_dtype)a->dtype, &s, &a, 1);
+    double scale = inverted ? 1 / (1 - p) : 1;
+    if (!n || !node_set_params(g, n, &scale, 1)) return NULL;
+    uint8_t *keep = arena_alloc(g, (size_t)node_size(n));
+    if (!keep) {
+        ad_set_error(g, AD_ERR_NOMEM, "dropout: out of memory");
+        return NULL;
+    }
+    for (int64_t i = 0; i < node_size(n); i++) keep[i] = ad_rng_uniform(rng) >= p;
+    n->x->saved = keep;
+    ad_op_ctx c = {g, n, 1, &a, n->x->param_v, 1};
+    dropout_forward(&c);
+    return n;
+}

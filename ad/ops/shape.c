@@ -1,0 +1,295 @@
+/* Shape ops: transpose, reshape, broadcast_to, slice, concat.  They move elements; their
+ * backward moves gradients the opposite way (and sums where forward duplicated). */
+#include "../internal.h"
+
+static char *shp(const ad_node *n, char *buf, size_t len)
+{
+    ad_shape s = node_shape(n);
+    return ad_shape_str(&s, buf, len);
+}
+
+/* Shapes travel as op parameters: rank, then the dimensions. */
+static int param_shape(const double *p, int np, ad_shape *s)
+{
+    if (np < 1 || p[0] < 0 || p[0] > AD_MAX_RANK || np != 1 + (int)p[0]) return 1;
+    s->rank = (int)p[0];
+    for (int i = 0; i < s->rank; i++) s->dim[i] = (int64_t)p[1 + i];
+    return 0;
+}
+
+static int shape_to_params(const ad_shape *s, double *p)
+{
+    p[0] = s->rank;
+    for (int i = 0; i < s->rank; i++) p[1 + i] = (double)s->dim[i];
+    return 1 + s->rank;
+}
+
+/* ---- transpose: swap the last two axes ---- */
+
+static int transpose_shape(const ad_op_ctx *c, ad_shape *out, char *msg, size_t len)
+{
+    ad_shape s = node_shape(c->in[0]);
+    if (s.rank < 2) {
+        char b[96];
+        snprintf(msg, len, "%s: needs rank >= 2", ad_shape_str(&s, b, sizeof b));
+        return 1;
+    }
+    *out = s;
+    out->dim[s.rank - 2] = s.dim[s.rank - 1];
+    out->dim[s.rank - 1] = s.dim[s.rank - 2];
+    return 0;
+}
+
+/* Y[b][j][i] (op)= X[b][i][j] for a batch of m x n matrices X. */
+static void transpose_move(ad_dtype t, const ad_shape *xs, const void *X, void *Y, bool add)
+{
+    int64_t m = xs->dim[xs->rank - 2], n = xs->dim[xs->rank - 1];
+    int64_t mn = m * n, batch = mn ? ad_shape_size(xs) / mn : 0;
+    for (int64_t b = 0; b < batch; b++)
+        for (int64_t i = 0; i < m; i++)
+            for (int64_t j = 0; j < n; j++) {
+                int64_t src = b * m * n + i * n + j, dst = b * m * n + j * m + i;
+                double v = load(X, t, src);
+                store(Y, t, dst, add ? load(Y, t, dst) + v : v);
+            }
+}
+
+static void transpose_forward(const ad_op_ctx *c)
+{
+    ad_shape s = node_shape(c->in[0]);
+    transpose_move(c->out->dtype, &s, node_data(c->in[0]), node_data(c->out), false);
+}
+
+static ad_status transpose_backward(const ad_op_ctx *c)
+{
+    void *GA = ad_grad_buffer(c->graph, c->in[0]);
+    if (!GA) return c->graph->status;
+    ad_shape s = node_shape(c->out);
+    transpose_move(c->out->dtype, &s, ad_node_grad_data(c->out), GA, true);
+    return AD_OK;
+}
+
+/* ---- reshape ---- */
+
+static int reshape_shape(const ad_op_ctx *c, ad_shape *out, char *msg, size_t len)
+{
+    char b0[96], b1[96];
+    if (param_shape(c->param, c->nparam, out)) {
+        snprintf(msg, len, "bad target shape");
+        return 1;
+    }
+    if (ad_shape_size(out) != node_size(c->in[0])) {
+        snprintf(msg, len, "%s to %s: sizes differ", shp(c->in[0], b0, sizeof b0),
+                 ad_shape_str(out, b1, sizeof b1));
+        return 1;
+    }
+    return 0;
+}
+
+static void copy_forward(const ad_op_ctx *c)
+{
+    memcpy(node_data(c->out), node_data(c->in[0]),
+           (size_t)node_size(c->out) * ad_dtype_size(c->out->dtype));
+}
+
+static ad_status copy_backward(const ad_op_ctx *c)
+{
+    void *GA = ad_grad_buffer(c->graph, c->in[0]);
+    if (!GA) return c->graph->status;
+    add_into(c->out->dtype, GA, ad_node_grad_data(c->out), node_size(c->out));
+    return AD_OK;
+}
+
+/* ---- broadcast_to ---- */
+
+static int broadcast_to_shape(const ad_op_ctx *c, ad_shape *out, char *msg, size_t len)
+{
+    char b0[96], b1[96];
+    ad_shape s = node_shape(c->in[0]), r;
+    if (param_shape(c->param, c->nparam, out)) {
+        snprintf(msg, len, "bad target shape");
+        return 1;
+    }
+    if (!broadcast_shapes(&s, out, &r) || r.rank != out->rank ||
+        memcmp(r.dim, out->dim, sizeof(int64_t) * (size_t)r.rank) != 0) {
+        snprintf(msg, len, "%s does not broadcast to %s", ad_shape_str(&s, b0, sizeof b0),
+                 ad_shape_str(out, b1, sizeof b1));
+        return 1;
+    }
+    return 0;
+}
+
+static void broadcast_to_forward(const ad_op_ctx *c)
+{
+    ad_shape s = node_shape(c->in[0]), o = node_shape(c->out);
+    broadcast_copy(c->out->dtype, node_data(c->in[0]), &s, node_data(c->out), &o);
+}
+
+static ad_status broadcast_to_backward(const ad_op_ctx *c)
+{
+    void *GA = ad_grad_buffer(c->graph, c->in[0]);
+    if (!GA) return c->graph->status;
+    ad_shape s = node_shape(c->in[0]), o = node_shape(c->out);
+    reduce_broadcast_add(c->out->dtype, ad_node_grad_data(c->out), &o, GA, &s, 1.0);
+    return AD_OK;
+}
+
+/* ---- slice and concat: contiguous runs of `inner` elements along an axis ---- */
+
+typedef struct { int64_t outer, n, inner; } runs;
+
+static runs runs_at(const ad_shape *s, int axis)
+{
+    runs r = {1, s->dim[axis], 1};
+    for (int i = 0; i < axis; i++) r.outer *= s->dim[i];
+    for (int i = axis + 1; i < s->rank; i++) r.inner *= s->dim[i];
+    return r;
+}
+
+static int slice_shape(const ad_op_ctx *c, ad_shape *out, char *msg, size_t len)
+{
+    ad_shape s = node_shape(c->in[0]);
+    int axis = (int)c->param[0];
+    int64_t start = (int64_t)c->param[1], end = (int64_t)c->param[2];
+    char b[96];
+    if (axis < 0 || axis >= s.rank) {
+        snprintf(msg, len, "axis %d out of range for shape %s", axis, ad_shape_str(&s, b, sizeof b));
+        return 1;
+    }
+    if (start < 0 || end > s.dim[axis] || start >= end) {
+        snprintf(msg, len, "%s: range %lld..%lld outside 0..%lld on axis %d",
+                 ad_shape_str(&s, b, sizeof b), (long long)start, (long long)end,
+                 (long long)s.dim[axis], axis);
+        return 1;
+    }
+    *out = s;
+    out->dim[axis] = end - start;
+    return 0;
+}
+
+/* Copies (or adds) the slice's rows between the big tensor and the slice. */
+static void slice_move(ad_dtype t, const ad_shape *big, int axis, int64_t start, int64_t cnt,
+                       void *B, void *S, bool to_slice, bool add)
+{
+    runs r = runs_at(big, axis);
+    size_t es = ad_dtype_size(t);
+    for (int64_t o = 0; o < r.outer; o++) {
+        char *bp = (char *)B + (size_t)((o * r.n + start) * r.inner) * es;
+        char *sp = (char *)S + (size_t)(o * cnt * r.inner) * es;
+        int64_t m = cnt * r.inner;
+        if (add) add_into(t, to_slice ? (void *)sp : (void *)bp, to_slice ? bp : sp, m);
+        else memcpy(to_slice ? sp : bp, to_slice ? bp : sp, (size_t)m * es);
+    }
+}
+
+static void slice_forward(const ad_op_ctx *c)
+{
+    ad_shape s = node_shape(c->in[0]);
+    int axis = (int)c->param[0];
+    int64_t start = (int64_t)c->param[1], cnt = (int64_t)c->param[2] - start;
+    slice_move(c->out->dtype, &s, axis, start, cnt, node_data(c->in[0]), node_data(c->out), true, false);
+}
+
+static ad_status slice_backward(const ad_op_ctx *c)
+{
+    void *GA = ad_grad_buffer(c->graph, c->in[0]);
+    if (!GA) return c->graph->status;
+    ad_shape s = node_shape(c->in[0]);
+    int axis = (int)c->param[0];
+    int64_t start = (int64_t)c->param[1], cnt = (int64_t)c->param[2] - start;
+    slice_move(c->out->dtype, &s, axis, start, cnt, GA, ad_node_grad_data(c->out), false, true);
+    return AD_OK;
+}
+
+static int concat_shape(const ad_op_ctx *c, ad_shape *out, char *msg, size_t len)
+{
+    ad_shape s0 = node_shape(c->in[0]);
+    int axis = (int)c->param[0];
+    char b0[96], b1[96];
+    if (axis < 0 || axis >= s0.rank) {
+        snprintf(msg, len, "axis %d out of range for shape %s", axis, ad_shape_str(&s0, b0, sizeof b0));
+        return 1;
+    }
+    *out = s0;
+    for (int k = 1; k < c->nin; k++) {
+        ad_shape s = node_shape(c->in[k]);
+        bool ok = s.rank == s0.rank;
+        for (int i = 0; ok && i < s.rank; i++) ok = i == axis || s.dim[i] == s0.dim[i];
+        if (!ok) {
+            snprintf(msg, len, "%s and %s differ off axis %d", ad_shape_str(&s0, b0, sizeof b0),
+                     ad_shape_str(&s, b1, sizeof b1), axis);
+            return 1;
+        }
+        out->dim[axis] += s.dim[axis];
+    }
+    return 0;
+}
+
+static void concat_forward(const ad_op_ctx *c)
+{
+    ad_shape o = node_shape(c->out);
+    int axis = (int)c->param[0];
+    int64_t at = 0;
+    for (int k = 0; k < c->nin; k++) {
+        int64_t cnt = node_shape(c->in[k]).dim[axis];
+        slice_move(c->out->dtype, &o, axis, at, cnt, node_data(c->out), node_data(c->in[k]), false, false);
+        at += cnt;
+    }
+}
+
+static ad_status concat_backward(const ad_op_ctx *c)
+{
+    ad_shape o = node_shape(c->out);
+    int axis = (int)c->param[0];
+    int64_t at = 0;
+    void *G = ad_node_grad_data(c->out);
+    for (int k = 0; k < c->nin; k++) {
+        int64_t cnt = node_shape(c->in[k]).dim[axis];
+        void *GK = ad_grad_buffer(c->graph, c->in[k]);
+        if (GK) slice_move(c->out->dtype, &o, axis, at, cnt, G, GK, true, true);
+        else if (c->graph->status) return c->graph->status;
+        at += cnt;
+    }
+    return AD_OK;
+}
+
+const op_entry op_transpose = {.def = {"transpose", 1, transpose_shape, transpose_forward, transpose_backward, "d/dX [X^T] = the gradient transposed back"}};
+const op_entry op_reshape = {.def = {"reshape", 1, reshape_shape, copy_forward, copy_backward, "d/dx [reshape(x)] = 1 (the gradient reshaped back)"}};
+const op_entry op_broadcast_to = {.def = {"broadcast_to", 1, broadcast_to_shape, broadcast_to_forward, broadcast_to_backward, "d/dx [broadcast(x)] = sum over the broadcast axes"}};
+const op_entry op_slice = {.def = {"slice", 1, slice_shape, slice_forward, slice_backward, "d/dx [x[a:b]] = 1 inside the slice, 0 outside"}};
+const op_entry op_concat = {.def = {"concat", AD_VARIADIC, concat_shape, concat_forward, concat_backward, "d/dx_k [concat] = the k-th part of the gradient"}};
+
+ad_node *ad_transpose(ad_graph *g, ad_node *a) { return ad_apply(g, OP_TRANSPOSE, &a, 1, NULL, 0); }
+
+static ad_node *to_shape(ad_graph *g, int op, ad_node *a, const ad_shape *s)
+{
+    if (!g) return NULL;
+    if (s->rank < 0 || s->rank > AD_MAX_RANK || ad_shape_size(s) < 0) {
+        ad_set_error(g, AD_ERR_SHAPE, "%s: invalid target shape (rank %d)", op_entry_get(op)->def.name, s->rank);
+        return NULL;
+    }
+    double p[1 + AD_MAX_RANK];
+    return ad_apply(g, op, &a, 1, p, shape_to_params(s, p));
+}
+
+ad_node *ad_reshape(ad_graph *g, ad_node *a, ad_shape s) { return to_shape(g, OP_RESHAPE, a, &s); }
+ad_node *ad_broadcast_to(ad_graph *g, ad_node *a, ad_shape s) { return to_shape(g, OP_BROADCAST_TO, a, &s); }
+
+ad_node *ad_slice(ad_graph *g, ad_node *a, int axis, int64_t start, int64_t end)
+{
+    if (!check_inputs(g, "slice", &a, 1) || !check_axis(g, "slice", a, &axis)) return NULL;
+    double p[3] = {axis, (double)start, (double)end};
+    return ad_apply(g, OP_SLICE, &a, 1, p, 3);
+}
+
+ad_node *ad_concat(ad_graph *g, ad_node *const *xs, int k, int axis)
+{
+    if (!g) return NULL;
+    if (!xs || k < 1) {
+        ad_set_error(g, AD_ERR_ARG, "concat: needs at least one input (given %d)", k);
+        return NULL;
+    }
+    if (!check_inputs(g, "concat", xs, k) || !check_axis(g, "concat", xs[0], &axis)) return NULL;
+    double p = axis;
+    return ad_apply(g, OP_CONCAT, xs, k, &p, 1);
+}
