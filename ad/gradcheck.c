@@ -34,6 +34,40 @@ out:
     return st;
 }
 
+void check_opts(const ad_check_opts *o, double *eps, double *rtol, double *atol)
+{
+    *eps = o && o->eps > 0 ? o->eps : 1e-6;
+    *rtol = o && o->rtol > 0 ? o->rtol : 1e-5;
+    *atol = o && o->atol > 0 ? o->atol : 1e-7;
+}
+
+void check_record(ad_check_report *r, double *worst, int input, int64_t index, double analytic,
+                  double numeric, double atol, double rtol)
+{
+    double err = fabs(analytic - numeric), score = err / (atol + rtol * fabs(numeric));
+    if (!(score <= *worst)) {
+        *worst = isnan(score) ? INFINITY : score;
+        r->worst_input = input, r->worst_index = index;
+        r->analytic = analytic, r->numeric = numeric;
+    }
+    r->max_abs_err = fmax(r->max_abs_err, err);
+    r->max_rel_err = fmax(r->max_rel_err, err / fmax(fabs(numeric), 1e-300));
+    r->checked++;
+}
+
+ad_status check_finish(ad_check_report *r, double worst, ad_status st, double rtol, double atol)
+{
+    if (st != AD_OK) {
+        if (!r->msg[0]) snprintf(r->msg, sizeof r->msg, "gradcheck: evaluation failed (status %d)", (int)st);
+        return st;
+    }
+    if (worst <= 1) return AD_OK;
+    snprintf(r->msg, sizeof r->msg,
+             "gradcheck: input %d element %lld: analytic %.10g, numeric %.10g (rtol %g, atol %g)",
+             r->worst_input, (long long)r->worst_index, r->analytic, r->numeric, rtol, atol);
+    return AD_ERR_CHECK;
+}
+
 /* One evaluation for the checker: inputs become variables, a non-scalar result is projected
  * on proj (made on first use), and grads (if given) receive the analytic gradient. */
 typedef struct {
@@ -78,8 +112,8 @@ static ad_status evaluate(ad_graph *g, check_ctx *c, double *value, double **gra
 
 static ad_status check_core(check_ctx *c, const ad_check_opts *o, ad_check_report *rep)
 {
-    double eps = o && o->eps > 0 ? o->eps : 1e-6, rtol = o && o->rtol > 0 ? o->rtol : 1e-5,
-           atol = o && o->atol > 0 ? o->atol : 1e-7;
+    double eps, rtol, atol;
+    check_opts(o, &eps, &rtol, &atol);
     ad_check_report r = {.worst_input = -1, .worst_index = -1};
     ad_graph *g = ad_graph_new();
     double **grads = ad_xcalloc((size_t)(c->n ? c->n : 1), sizeof *grads);
@@ -97,24 +131,10 @@ static ad_status check_core(check_ctx *c, const ad_check_opts *o, ad_check_repor
             if (st == AD_OK) st = evaluate(g, c, &ym, NULL);
             c->vals[i][j] = keep;
             if (st != AD_OK) break;
-            double num = (yp - ym) / (2 * h), ana = grads[i][j], err = fabs(ana - num);
-            double score = err / (atol + rtol * fabs(num));
-            if (!(score <= worst) || isnan(score)) {
-                worst = isnan(score) ? INFINITY : score;
-                r.worst_input = i, r.worst_index = j, r.analytic = ana, r.numeric = num;
-            }
-            r.max_abs_err = fmax(r.max_abs_err, err);
-            r.max_rel_err = fmax(r.max_rel_err, err / fmax(fabs(num), 1e-300));
-            r.checked++;
+            check_record(&r, &worst, i, j, grads[i][j], (yp - ym) / (2 * h), atol, rtol);
         }
-    if (st != AD_OK)
-        snprintf(r.msg, sizeof r.msg, "%s", g && ad_error(g) ? ad_error(g) : "gradcheck: out of memory");
-    else if (worst > 1) {
-        st = AD_ERR_CHECK;
-        snprintf(r.msg, sizeof r.msg,
-                 "gradcheck: input %d element %lld: analytic %.10g, numeric %.10g (rtol %g, atol %g)",
-                 r.worst_input, (long long)r.worst_index, r.analytic, r.numeric, rtol, atol);
-    }
+    if (st != AD_OK && g && ad_error(g)) snprintf(r.msg, sizeof r.msg, "%s", ad_error(g));
+    st = check_finish(&r, worst, st, rtol, atol);
     for (int i = 0; grads && i < c->n; i++) ad_xfree(grads[i]);
     ad_xfree(grads);
     ad_xfree(c->proj);

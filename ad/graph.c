@@ -131,28 +131,26 @@ ad_node *node_at(const ad_graph *g, uint32_t id)
     return &g->slab[id >> SLAB_BITS][id & (SLAB_NODES - 1)];
 }
 
-ad_node *node_alloc(ad_graph *g)
+ad_node *node_alloc_slow(ad_graph *g)
 {
-    if (g->cur == g->cur_end) {
-        uint32_t s = g->nnodes >> SLAB_BITS;
-        if (s == g->nslab) {
-            if (g->nslab == g->slab_cap) {
-                uint32_t cap = g->slab_cap ? 2 * g->slab_cap : 16;
-                ad_node **ns = ad_xrealloc(g->slab, cap * sizeof *ns);
-                if (!ns) goto oom;
-                g->slab = ns;
-                g->slab_cap = cap;
-                g->mallocs++;
-            }
-            void *p = NULL;
-            if (posix_memalign(&p, ALIGN, SLAB_NODES * sizeof(ad_node)) != 0) goto oom;
-            g->slab[g->nslab++] = p;
+    uint32_t s = g->nnodes >> SLAB_BITS;
+    if (s == g->nslab) {
+        if (g->nslab == g->slab_cap) {
+            uint32_t cap = g->slab_cap ? 2 * g->slab_cap : 16;
+            ad_node **ns = ad_xrealloc(g->slab, cap * sizeof *ns);
+            if (!ns) goto oom;
+            g->slab = ns;
+            g->slab_cap = cap;
             g->mallocs++;
-            g->reserved += SLAB_NODES * sizeof(ad_node);
         }
-        g->cur = g->slab[s];
-        g->cur_end = g->cur + SLAB_NODES;
+        void *p = NULL;
+        if (posix_memalign(&p, ALIGN, SLAB_NODES * sizeof(ad_node)) != 0) goto oom;
+        g->slab[g->nslab++] = p;
+        g->mallocs++;
+        g->reserved += SLAB_NODES * sizeof(ad_node);
     }
+    g->cur = g->slab[s];
+    g->cur_end = g->cur + SLAB_NODES;
     ad_node *n = g->cur++;
     n->id = g->nnodes++;
     return n;
@@ -201,6 +199,12 @@ bool node_set_params(ad_graph *g, ad_node *n, const double *p, int np)
 ad_node *node_new(ad_graph *g, int op, ad_dtype t, const ad_shape *shape, ad_node *const *in,
                   int nin)
 {
+    return node_new_view(g, op, t, shape, in, nin, NULL);
+}
+
+ad_node *node_new_view(ad_graph *g, int op, ad_dtype t, const ad_shape *shape,
+                       ad_node *const *in, int nin, void *view)
+{
     const char *opname = op_entry_get(op)->def.name;
     int64_t size = ad_shape_size(shape);
     if (size < 0) {
@@ -221,7 +225,7 @@ ad_node *node_new(ad_graph *g, int op, ad_dtype t, const ad_shape *shape, ad_nod
     if (!g->nograd)
         for (int i = 0; i < nin; i++)
             if (in[i]->flags & F_NEEDS_GRAD) n->flags |= F_NEEDS_GRAD;
-    if (t == AD_F64 && shape->rank == 0) {
+    if (t == AD_F64 && shape->rank == 0 && !view) {
         n->flags |= F_SCALAR;
         if (nin <= 2) return n;
     }
@@ -229,7 +233,10 @@ ad_node *node_new(ad_graph *g, int op, ad_dtype t, const ad_shape *shape, ad_nod
     if (!x) return NULL;
     x->shape = *shape;
     x->size = size;
-    if (!(n->flags & F_SCALAR)) {
+    if (view) {
+        x->grad = NULL;
+        x->data = view;
+    } else if (!(n->flags & F_SCALAR)) {
         x->grad = NULL;
         size_t bytes = (size_t)size * ad_dtype_size(t);
         if ((uint64_t)size > SIZE_MAX / 8 || !(x->data = arena_alloc(g, bytes))) {
@@ -316,7 +323,10 @@ static void fill_from(ad_node *n, const double *data)
 {
     void *d = node_data(n);
     int64_t size = node_size(n);
-    for (int64_t i = 0; i < size; i++) store(d, n->dtype, i, data ? data[i] : 0.0);
+    if (!data) memset(d, 0, (size_t)size * ad_dtype_size(n->dtype));
+    else if (n->dtype == AD_F64) memcpy(d, data, (size_t)size * sizeof *data);
+    else
+        for (int64_t i = 0; i < size; i++) ((float *)d)[i] = (float)data[i];
 }
 
 ad_node *ad_var(ad_graph *g, const char *name, double value)

@@ -103,7 +103,15 @@ const op_entry *op_entry_get(int id);
 
 /* Arena. */
 void *arena_alloc(ad_graph *g, size_t bytes);  /* 64-byte aligned, uninitialised */
-ad_node *node_alloc(ad_graph *g);              /* next slot; NULL on OOM (error set) */
+ad_node *node_alloc_slow(ad_graph *g);         /* starts a slab */
+/* The next node slot, or NULL on OOM (error set).  Inline: it is half of a scalar op's cost. */
+static inline ad_node *node_alloc(ad_graph *g)
+{
+    if (g->cur == g->cur_end) return node_alloc_slow(g);
+    ad_node *n = g->cur++;
+    n->id = g->nnodes++;
+    return n;
+}
 ad_node *node_at(const ad_graph *g, uint32_t id);
 char *arena_strdup(ad_graph *g, const char *s);
 /* Counting wrappers around malloc/free so tests can see every allocation. */
@@ -116,6 +124,9 @@ void ad_xfree(void *p);
  * float64 scalar keeps its value inline), inputs linked, flags derived from the inputs. */
 ad_node *node_new(ad_graph *g, int op, ad_dtype t, const ad_shape *shape, ad_node *const *in,
                   int nin);
+/* The same for a node whose value is a view of `view` (another node's storage): no copy. */
+ad_node *node_new_view(ad_graph *g, int op, ad_dtype t, const ad_shape *shape,
+                       ad_node *const *in, int nin, void *view);
 /* An extension for a node that has none yet (names, op parameters). */
 ad_ext *node_ext(ad_graph *g, ad_node *n);
 /* Copies op parameters into the node. */
@@ -143,6 +154,11 @@ bool check_axis(ad_graph *g, const char *op, const ad_node *a, int *axis);
 /* Broadcast shape of a and b, or false with the message "<op>: [..] and [..] do not
  * broadcast" recorded. */
 bool broadcast_shapes(const ad_shape *a, const ad_shape *b, ad_shape *out);
+
+/* The gradient buffer of n for a backward that will write it.  A buffer that holds nothing
+ * yet is handed over unzeroed with *assign set when can_assign (the caller then writes every
+ * element with `=`), zeroed otherwise.  NULL if n needs no gradient (or on OOM, error set). */
+void *grad_for_write(ad_graph *g, ad_node *n, bool can_assign, bool *assign);
 
 /* Elementwise engines, used by built-in and shape ops. */
 void ew_binary_forward(const op_entry *e, ad_node *out, ad_node *a, ad_node *b);
@@ -173,5 +189,12 @@ extern const op_entry ops_elementwise[];
 extern const int ops_elementwise_count;
 
 ad_status backward_node(ad_graph *g, ad_node *n);
+
+/* The gradient checkers' shared bookkeeping: score one element (|analytic - numeric| against
+ * atol + rtol |numeric|, the worst kept), then turn the worst score into a status and message. */
+void check_opts(const ad_check_opts *o, double *eps, double *rtol, double *atol);
+void check_record(ad_check_report *r, double *worst, int input, int64_t index, double analytic,
+                  double numeric, double atol, double rtol);
+ad_status check_finish(ad_check_report *r, double worst, ad_status st, double rtol, double atol);
 
 #endif

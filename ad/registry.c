@@ -150,8 +150,9 @@ ad_node *ad_apply(ad_graph *g, int op, ad_node *const *in, int nin, const double
     return n;
 }
 
-void *ad_grad_buffer(ad_graph *g, ad_node *n)
+void *grad_for_write(ad_graph *g, ad_node *n, bool can_assign, bool *assign)
 {
+    *assign = false;
     if (!g || !n || !(n->flags & F_NEEDS_GRAD)) return NULL;
     if (n->flags & F_SCALAR) return &n->g;
     ad_ext *x = n->x;
@@ -162,8 +163,15 @@ void *ad_grad_buffer(ad_graph *g, ad_node *n)
                          op_entry_get(n->op)->def.name, n->id);
             return NULL;
         }
-        memset(x->grad, 0, bytes);
+        if (can_assign) *assign = true;
+        else memset(x->grad, 0, bytes);
         n->flags |= F_GRAD_LIVE;
     }
     return x->grad;
+}
+
+void *ad_grad_buffer(ad_graph *g, ad_node *n)
+{
+    bool assign;
+    return grad_for_write(g, n, false, &assign);
 }

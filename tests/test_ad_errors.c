@@ -1,2 +1,678 @@
+/* Every error path of the engine: what it returns (NULL or a status), the status the graph
+ * records, and the message, which must name the op and the shapes so a user can find the bad
+ * line without a debugger.  Nothing may abort, print or leak (the suite also runs under
+ * AddressSanitizer and LeakSanitizer). */
 #include "testutil.h"
-int main(void){Suite *s=suite_create("x");return run_suite(s);}
+#include <math.h>
+#include <string.h>
+
+/* The graph holds status st and a message containing want (the message is the contract,
+ * so a substring check is as strict as the message's wording allows). */
+#define EXPECT_ERROR(g, st, want)                                                              \
+    do {                                                                                       \
+        const char *e_ = ad_error(g);                                                          \
+        ck_assert_int_eq(ad_status_of(g), (st));                                               \
+        ck_assert_msg(e_ != NULL, "no error recorded, expected \"%s\"", (want));              \
+        ck_assert_msg(strstr(e_, (want)) != NULL, "error \"%s\" lacks \"%s\"", e_, (want));    \
+    } while (0)
+
+/* The op returned NULL and recorded st with a message containing want; then the error is
+ * cleared so the next check starts clean. */
+#define EXPECT_FAIL(g, node, st, want)                                                         \
+    do {                                                                                       \
+        ck_assert_msg((node) == NULL, "expected NULL for \"%s\"", (want));                     \
+        EXPECT_ERROR(g, st, want);                                                             \
+        ad_clear_error(g);                                                                     \
+    } while (0)
+
+static ad_node *zeros(ad_graph *g, ad_dtype t, ad_shape s) { return ad_const(g, t, s, NULL); }
+
+START_TEST(matmul_message_is_exact)
+{
+    ad_graph *g = ad_graph_new();
+    ad_node *x = zeros(g, AD_F64, AD_SHAPE(64, 784)), *w = ad_var_tensor(g, "w", AD_F64, AD_SHAPE(256, 784), NULL);
+    ad_node *y = ad_matmul(g, x, w);
+    ck_assert_ptr_null(y);
+    ck_assert_int_eq(ad_status_of(g), AD_ERR_SHAPE);
+    ck_assert_str_eq(ad_error(g), "matmul: [64,784] x [256,784]: inner dimensions 784 and 256 differ");
+    ad_clear_error(g);
+    /* the other matmul rules */
+    EXPECT_FAIL(g, ad_matmul(g, zeros(g, AD_F64, AD_SHAPE(3)), zeros(g, AD_F64, AD_SHAPE(3, 2))),
+                AD_ERR_SHAPE, "matmul: [3] x [3,2]: operands must be 2-D, or 3-D with a batch dimension");
+    EXPECT_FAIL(g, ad_matmul(g, zeros(g, AD_F64, AD_SHAPE(2, 4, 3)), zeros(g, AD_F64, AD_SHAPE(3, 3, 5))),
+                AD_ERR_SHAPE, "matmul: [2,4,3] x [3,3,5]: batch sizes 2 and 3 differ");
+    /* and the transpose (rank >= 2) */
+    EXPECT_FAIL(g, ad_transpose(g, zeros(g, AD_F64, AD_SHAPE(5))), AD_ERR_SHAPE,
+                "transpose: [5]: needs rank >= 2");
+    ad_graph_free(g);
+}
+END_TEST
+
+/* ---- NULL inputs ---- */
+
+typedef ad_node *(*unary_fn)(ad_graph *, ad_node *);
+typedef ad_node *(*binary_fn)(ad_graph *, ad_node *, ad_node *);
+
+static ad_node *leaky(ad_graph *g, ad_node *a) { return ad_leaky_relu(g, a, 0.1); }
+static ad_node *add_s(ad_graph *g, ad_node *a) { return ad_add_scalar(g, a, 1); }
+static ad_node *mul_s(ad_graph *g, ad_node *a) { return ad_mul_scalar(g, a, 2); }
+static ad_node *pow_s(ad_graph *g, ad_node *a) { return ad_pow_scalar(g, a, 2); }
+static ad_node *sum_ax(ad_graph *g, ad_node *a) { return ad_sum_axis(g, a, 0, false); }
+static ad_node *mean_ax(ad_graph *g, ad_node *a) { return ad_mean_axis(g, a, 0, true); }
+static ad_node *smax(ad_graph *g, ad_node *a) { return ad_softmax(g, a, 0); }
+static ad_node *lsmax(ad_graph *g, ad_node *a) { return ad_log_softmax(g, a, 0); }
+static ad_node *resh(ad_graph *g, ad_node *a) { return ad_reshape(g, a, AD_SHAPE(1)); }
+static ad_node *bcast(ad_graph *g, ad_node *a) { return ad_broadcast_to(g, a, AD_SHAPE(2)); }
+static ad_node *slc(ad_graph *g, ad_node *a) { return ad_slice(g, a, 0, 0, 1); }
+
+static ad_rng drop_rng;
+static ad_node *drop(ad_graph *g, ad_node *a) { return ad_dropout(g, a, 0.5, true, &drop_rng); }
+static ad_node *xent(ad_graph *g, ad_node *a) { return ad_cross_entropy(g, a, (const int32_t[]){0}); }
+
+static const struct { unary_fn f; const char *name; } unaries[] = {
+    {ad_neg, "neg"}, {ad_recip, "recip"}, {ad_exp, "exp"}, {ad_log, "log"}, {ad_sqrt, "sqrt"},
+    {ad_sin, "sin"}, {ad_cos, "cos"}, {ad_tan, "tan"}, {ad_tanh, "tanh"},
+    {ad_sigmoid, "sigmoid"}, {ad_relu, "relu"}, {ad_abs, "abs"}, {leaky, "leaky_relu"},
+    {add_s, "add"}, {mul_s, "mul"}, {pow_s, "pow"}, {ad_sum, "sum"}, {ad_mean, "mean"},
+    {sum_ax, "sum_axis"}, {mean_ax, "mean_axis"}, {ad_transpose, "transpose"},
+    {resh, "reshape"}, {bcast, "broadcast_to"}, {slc, "slice"}, {smax, "softmax"},
+    {lsmax, "log_softmax"}, {drop, "dropout"}, {xent, "cross_entropy"},
+};
+
+static const struct { binary_fn f; const char *name; } binaries[] = {
+    {ad_add, "add"}, {ad_sub, "sub"}, {ad_mul, "mul"}, {ad_div, "div"}, {ad_pow, "pow"},
+    {ad_max, "max"}, {ad_min, "min"}, {ad_matmul, "matmul"}, {ad_mse, "mse"}, {ad_mae, "mae"},
+};
+
+START_TEST(null_input_to_unary_ops)
+{
+    ad_graph *g = ad_graph_new();
+    ad_rng_seed(&drop_rng, 1);
+    char want[64];
+    for (size_t i = 0; i < sizeof unaries / sizeof unaries[0]; i++) {
+        snprintf(want, sizeof want, "%s: input 1 is NULL", unaries[i].name);
+        EXPECT_FAIL(g, unaries[i].f(g, NULL), AD_ERR_NULL, want);
+    }
+    ck_assert_uint_eq(ad_graph_num_nodes(g), 0); /* failures record no nodes */
+    ad_graph_free(g);
+}
+END_TEST
+
+START_TEST(null_input_to_binary_ops)
+{
+    ad_graph *g = ad_graph_new();
+    char want[64];
+    for (size_t i = 0; i < sizeof binaries / sizeof binaries[0]; i++) {
+        /* a scalar and a tensor operand: both entry paths (scalar fast path, ad_apply) */
+        ad_node *ok[2] = {ad_var(g, "s", 1), zeros(g, AD_F64, AD_SHAPE(2, 2))};
+        for (int k = 0; k < 2; k++) {
+            snprintf(want, sizeof want, "%s: input 1 is NULL", binaries[i].name);
+            EXPECT_FAIL(g, binaries[i].f(g, NULL, ok[k]), AD_ERR_NULL, want);
+            snprintf(want, sizeof want, "%s: input 2 is NULL", binaries[i].name);
+            EXPECT_FAIL(g, binaries[i].f(g, ok[k], NULL), AD_ERR_NULL, want);
+        }
+        EXPECT_FAIL(g, binaries[i].f(g, NULL, NULL), AD_ERR_NULL, "input 1 is NULL");
+    }
+    ad_graph_free(g);
+}
+END_TEST
+
+START_TEST(null_input_to_variadic_and_leaf_ops)
+{
+    ad_graph *g = ad_graph_new();
+    ad_node *a = zeros(g, AD_F64, AD_SHAPE(2, 3));
+    EXPECT_FAIL(g, ad_concat(g, (ad_node *const[]){a, NULL, a}, 3, 0), AD_ERR_NULL,
+                "concat: input 2 is NULL");
+    EXPECT_FAIL(g, ad_concat(g, (ad_node *const[]){NULL}, 1, 0), AD_ERR_NULL,
+                "concat: input 1 is NULL");
+    EXPECT_FAIL(g, ad_concat(g, (ad_node *const[]){a}, 0, 0), AD_ERR_ARG,
+                "concat: needs at least one input (given 0)");
+    EXPECT_FAIL(g, ad_param(g, NULL), AD_ERR_NULL, "param: tensor is NULL");
+    EXPECT_FAIL(g, ad_const_tensor(g, NULL), AD_ERR_NULL, "const: tensor is NULL");
+    EXPECT_FAIL(g, ad_rand_uniform(g, AD_F64, AD_SHAPE(2), NULL, 0, 1), AD_ERR_NULL,
+                "rand_uniform: rng is NULL");
+    EXPECT_FAIL(g, ad_rand_normal(g, AD_F32, AD_SHAPE(2), NULL, 0, 1), AD_ERR_NULL,
+                "rand_normal: rng is NULL");
+    ad_node *in[2] = {a, NULL};
+    EXPECT_FAIL(g, ad_apply(g, ad_op_find("add"), in, 2, NULL, 0), AD_ERR_NULL,
+                "add: input 2 is NULL");
+    ad_graph_free(g);
+}
+END_TEST
+
+/* An array argument that is NULL is "a NULL argument" (AD_ERR_NULL in ad.h), and the message
+ * must not contradict itself.  Today ad_apply says "add: takes 2 inputs, given 2" and
+ * ad_concat "concat: needs at least one input (given 2)", both as AD_ERR_ARG. */
+START_TEST(apply_null_input_array)
+{
+    ad_graph *g = ad_graph_new();
+    ck_assert_ptr_null(ad_apply(g, ad_op_find("add"), NULL, 2, NULL, 0));
+    ck_assert_ptr_nonnull(ad_error(g));
+    ck_assert_msg(strstr(ad_error(g), "given 2") == NULL, "contradictory: %s", ad_error(g));
+    EXPECT_ERROR(g, AD_ERR_NULL, "NULL");
+    ad_graph_free(g);
+}
+END_TEST
+
+START_TEST(concat_null_input_array)
+{
+    ad_graph *g = ad_graph_new();
+    ck_assert_ptr_null(ad_concat(g, NULL, 2, 0));
+    ck_assert_ptr_nonnull(ad_error(g));
+    ck_assert_msg(strstr(ad_error(g), "given 2") == NULL, "contradictory: %s", ad_error(g));
+    EXPECT_ERROR(g, AD_ERR_NULL, "NULL");
+    ad_graph_free(g);
+}
+END_TEST
+
+START_TEST(null_graph)
+{
+    /* valid nodes from another graph, so only the graph argument is missing */
+    ad_graph *h = ad_graph_new();
+    ad_node *s = ad_var(h, "s", 2), *t = ad_var_tensor(h, "t", AD_F64, AD_SHAPE(2, 2), NULL);
+    ad_rng r;
+    ad_rng_seed(&r, 3);
+    drop_rng = r;
+    ad_tensor *P = ad_param_new("P", AD_F64, AD_SHAPE(2));
+    for (size_t i = 0; i < sizeof unaries / sizeof unaries[0]; i++) {
+        ck_assert_ptr_null(unaries[i].f(NULL, s));
+        ck_assert_ptr_null(unaries[i].f(NULL, t));
+    }
+    for (size_t i = 0; i < sizeof binaries / sizeof binaries[0]; i++) {
+        ck_assert_ptr_null(binaries[i].f(NULL, s, s));
+        ck_assert_ptr_null(binaries[i].f(NULL, t, t));
+    }
+    ck_assert_ptr_null(ad_var(NULL, "x", 1));
+    ck_assert_ptr_null(ad_var_tensor(NULL, "x", AD_F64, AD_SHAPE(2), NULL));
+    ck_assert_ptr_null(ad_scalar(NULL, 1));
+    ck_assert_ptr_null(ad_const(NULL, AD_F64, AD_SHAPE(2), NULL));
+    ck_assert_ptr_null(ad_full(NULL, AD_F32, AD_SHAPE(2), 1));
+    ck_assert_ptr_null(ad_rand_uniform(NULL, AD_F64, AD_SHAPE(2), &r, 0, 1));
+    ck_assert_ptr_null(ad_rand_normal(NULL, AD_F64, AD_SHAPE(2), NULL, 0, 1));
+    ck_assert_ptr_null(ad_param(NULL, P));
+    ck_assert_ptr_null(ad_const_tensor(NULL, P));
+    ck_assert_ptr_null(ad_concat(NULL, (ad_node *const[]){t, t}, 2, 0));
+    ck_assert_ptr_null(ad_apply(NULL, ad_op_find("add"), (ad_node *const[]){s, s}, 2, NULL, 0));
+    ck_assert_int_eq(ad_backward(NULL, s), AD_ERR_NULL);
+    ck_assert_int_eq(ad_backward_seed(NULL, t, (const double[]){1, 1, 1, 1}), AD_ERR_NULL);
+    ck_assert_int_eq(ad_status_of(NULL), AD_ERR_NULL);
+    ck_assert_str_eq(ad_error(NULL), "graph is NULL");
+    ck_assert_int_eq(ad_set_error(NULL, AD_ERR_ARG, "ignored %d", 1), AD_ERR_ARG);
+    ck_assert(!ad_set_grad_enabled(NULL, true));
+    ck_assert_ptr_null(ad_grad_buffer(NULL, s));
+    ck_assert_uint_eq(ad_graph_num_nodes(NULL), 0);
+    ck_assert_ptr_null(ad_graph_node(NULL, 0));
+    ck_assert_uint_eq(ad_graph_get_stats(NULL).mallocs, 0);
+    /* these have nothing to report; they must simply not crash */
+    ad_graph_reset(NULL);
+    ad_clear_error(NULL);
+    ad_zero_grad(NULL);
+    ad_graph_free(NULL);
+    /* the nodes' own graph saw none of it */
+    ck_assert_ptr_null(ad_error(h));
+    ck_assert_uint_eq(ad_graph_num_nodes(h), 2);
+    ad_graph_free(h);
+    ad_tensor_free(P);
+}
+END_TEST
+
+/* ---- the first error is kept ---- */
+
+START_TEST(first_error_is_sticky)
+{
+    ad_graph *g = ad_graph_new();
+    ad_node *x = ad_var_tensor(g, "x", AD_F64, AD_SHAPE(2, 3), NULL);
+    ad_node *e = ad_exp(g, NULL);
+    ck_assert_ptr_null(e);
+    ck_assert_str_eq(ad_error(g), "exp: input 1 is NULL");
+    /* later ops given the NULL pass it on and keep the first message and status */
+    ad_node *y = ad_add(g, e, x);
+    ad_node *z = ad_sum(g, ad_mul(g, y, x));
+    ck_assert_ptr_null(y);
+    ck_assert_ptr_null(z);
+    ck_assert_str_eq(ad_error(g), "exp: input 1 is NULL");
+    ck_assert_int_eq(ad_status_of(g), AD_ERR_NULL);
+    /* a different kind of error afterwards does not overwrite it either */
+    ck_assert_ptr_null(ad_matmul(g, x, x));
+    ck_assert_ptr_null(ad_softmax(g, x, 7));
+    ck_assert_int_eq(ad_set_error(g, AD_ERR_CHECK, "user: %s", "later"), AD_ERR_CHECK);
+    ck_assert_str_eq(ad_error(g), "exp: input 1 is NULL");
+    ck_assert_int_eq(ad_status_of(g), AD_ERR_NULL);
+    /* the single check at the end: backward of the NULL result */
+    ck_assert_int_eq(ad_backward(g, z), AD_ERR_NULL);
+    ck_assert_str_eq(ad_error(g), "exp: input 1 is NULL");
+
+    /* ad_clear_error forgets it; the next error is recorded afresh */
+    ad_clear_error(g);
+    ck_assert_ptr_null(ad_error(g));
+    ck_assert_int_eq(ad_status_of(g), AD_OK);
+    ck_assert_ptr_null(ad_matmul(g, x, x));
+    ck_assert_str_eq(ad_error(g), "matmul: [2,3] x [2,3]: inner dimensions 3 and 2 differ");
+    ck_assert_int_eq(ad_status_of(g), AD_ERR_SHAPE);
+    /* the graph stays usable after an error */
+    ad_node *ok = ad_sum(g, ad_mul(g, x, x));
+    ck_assert_ptr_nonnull(ok);
+
+    /* ad_graph_reset clears it too */
+    ad_graph_reset(g);
+    ck_assert_ptr_null(ad_error(g));
+    ck_assert_int_eq(ad_status_of(g), AD_OK);
+    /* and a user's ad_set_error is recorded like any other, printf-formatted */
+    ck_assert_int_eq(ad_set_error(g, AD_ERR_ARG, "myop: bad k=%d", 7), AD_ERR_ARG);
+    ck_assert_str_eq(ad_error(g), "myop: bad k=7");
+    ck_assert_int_eq(ad_status_of(g), AD_ERR_ARG);
+    ad_graph_free(g);
+}
+END_TEST
+
+/* ---- dtypes ---- */
+
+START_TEST(dtype_mismatch_names_both)
+{
+    ad_graph *g = ad_graph_new();
+    ad_node *f = zeros(g, AD_F32, AD_SHAPE(2, 3)), *d = zeros(g, AD_F64, AD_SHAPE(2, 3));
+    ad_node *r = ad_add(g, f, d);
+    ck_assert_ptr_null(r);
+    ck_assert_int_eq(ad_status_of(g), AD_ERR_DTYPE);
+    ck_assert_str_eq(ad_error(g), "add: float32 [2,3] and float64 [2,3]: dtypes differ");
+    ad_clear_error(g);
+    /* a float64 scalar variable does not silently promote a float32 tensor */
+    ad_node *s = ad_var(g, "s", 1), *v = zeros(g, AD_F32, AD_SHAPE(4));
+    EXPECT_FAIL(g, ad_mul(g, s, v), AD_ERR_DTYPE, "mul: float64 [] and float32 [4]: dtypes differ");
+    EXPECT_FAIL(g, ad_matmul(g, d, zeros(g, AD_F32, AD_SHAPE(3, 2))), AD_ERR_DTYPE,
+                "matmul: float64 [2,3] and float32 [3,2]: dtypes differ");
+    EXPECT_FAIL(g, ad_concat(g, (ad_node *const[]){d, d, f}, 3, 0), AD_ERR_DTYPE,
+                "concat: float64 [2,3] and float32 [2,3]: dtypes differ");
+    EXPECT_FAIL(g, ad_mse(g, f, d), AD_ERR_DTYPE, "mse: float32 [2,3] and float64 [2,3]");
+    /* an unknown dtype for a leaf */
+    EXPECT_FAIL(g, ad_const(g, (ad_dtype)7, AD_SHAPE(2), NULL), AD_ERR_DTYPE, "const: unknown dtype 7");
+    EXPECT_FAIL(g, ad_var_tensor(g, "x", (ad_dtype)9, AD_SHAPE(2), NULL), AD_ERR_DTYPE,
+                "var: unknown dtype 9");
+    ad_graph_free(g);
+}
+END_TEST
+
+/* ---- shapes and arguments ---- */
+
+START_TEST(binary_ops_that_do_not_broadcast)
+{
+    ad_graph *g = ad_graph_new();
+    ad_node *a = zeros(g, AD_F64, AD_SHAPE(2, 3)), *b = zeros(g, AD_F64, AD_SHAPE(4));
+    ad_node *c = zeros(g, AD_F64, AD_SHAPE(3, 2));
+    EXPECT_FAIL(g, ad_add(g, a, b), AD_ERR_SHAPE, "add: [2,3] and [4] do not broadcast");
+    EXPECT_FAIL(g, ad_mul(g, a, c), AD_ERR_SHAPE, "mul: [2,3] and [3,2] do not broadcast");
+    EXPECT_FAIL(g, ad_pow(g, c, a), AD_ERR_SHAPE, "pow: [3,2] and [2,3] do not broadcast");
+    ad_node *a32 = zeros(g, AD_F32, AD_SHAPE(2, 3)), *b32 = zeros(g, AD_F32, AD_SHAPE(2, 2));
+    EXPECT_FAIL(g, ad_max(g, a32, b32), AD_ERR_SHAPE, "max: [2,3] and [2,2] do not broadcast");
+    /* broadcasting that is allowed still works after those failures */
+    ck_assert_ptr_nonnull(ad_add(g, a, zeros(g, AD_F64, AD_SHAPE(3))));
+    ck_assert_ptr_null(ad_error(g));
+    ad_graph_free(g);
+}
+END_TEST
+
+START_TEST(axis_out_of_range)
+{
+    ad_graph *g = ad_graph_new();
+    ad_node *a = zeros(g, AD_F64, AD_SHAPE(2, 3)), *s = ad_scalar(g, 1);
+    EXPECT_FAIL(g, ad_sum_axis(g, a, 2, false), AD_ERR_ARG, "sum_axis: axis 2 out of range for shape [2,3]");
+    EXPECT_FAIL(g, ad_sum_axis(g, a, -3, true), AD_ERR_ARG, "sum_axis: axis -3 out of range for shape [2,3]");
+    EXPECT_FAIL(g, ad_mean_axis(g, a, 5, false), AD_ERR_ARG, "mean_axis: axis 5 out of range for shape [2,3]");
+    EXPECT_FAIL(g, ad_softmax(g, a, 2), AD_ERR_ARG, "softmax: axis 2 out of range for shape [2,3]");
+    EXPECT_FAIL(g, ad_log_softmax(g, a, -4), AD_ERR_ARG, "log_softmax: axis -4 out of range for shape [2,3]");
+    EXPECT_FAIL(g, ad_softmax(g, s, 0), AD_ERR_ARG, "softmax: axis 0 out of range for shape []");
+    EXPECT_FAIL(g, ad_slice(g, a, 2, 0, 1), AD_ERR_ARG, "slice: axis 2 out of range for shape [2,3]");
+    EXPECT_FAIL(g, ad_concat(g, (ad_node *const[]){a, a}, 2, 2), AD_ERR_ARG,
+                "concat: axis 2 out of range for shape [2,3]");
+    EXPECT_FAIL(g, ad_concat(g, (ad_node *const[]){a, a}, 2, -3), AD_ERR_ARG,
+                "concat: axis -3 out of range for shape [2,3]");
+    /* negative axes in range are fine */
+    ck_assert_ptr_nonnull(ad_sum_axis(g, a, -1, false));
+    ck_assert_ptr_nonnull(ad_softmax(g, a, -2));
+    ck_assert_ptr_null(ad_error(g));
+    ad_graph_free(g);
+}
+END_TEST
+
+START_TEST(reshape_and_broadcast_to)
+{
+    ad_graph *g = ad_graph_new();
+    ad_node *a = zeros(g, AD_F64, AD_SHAPE(2, 3));
+    EXPECT_FAIL(g, ad_reshape(g, a, AD_SHAPE(4, 2)), AD_ERR_SHAPE, "reshape: [2,3] to [4,2]: sizes differ");
+    EXPECT_FAIL(g, ad_reshape(g, a, AD_SHAPE0), AD_ERR_SHAPE, "reshape: [2,3] to []: sizes differ");
+    EXPECT_FAIL(g, ad_reshape(g, a, AD_SHAPE(-2, -3)), AD_ERR_SHAPE, "reshape: invalid target shape (rank 2)");
+    ad_shape r7 = {.rank = AD_MAX_RANK + 1};
+    EXPECT_FAIL(g, ad_reshape(g, a, r7), AD_ERR_SHAPE, "reshape: invalid target shape (rank 7)");
+    EXPECT_FAIL(g, ad_broadcast_to(g, a, AD_SHAPE(4, 3)), AD_ERR_SHAPE,
+                "broadcast_to: [2,3] does not broadcast to [4,3]");
+    /* broadcasting never drops axes */
+    EXPECT_FAIL(g, ad_broadcast_to(g, a, AD_SHAPE(3)), AD_ERR_SHAPE,
+                "broadcast_to: [2,3] does not broadcast to [3]");
+    EXPECT_FAIL(g, ad_broadcast_to(g, a, AD_SHAPE(5, 1, 3)), AD_ERR_SHAPE,
+                "broadcast_to: [2,3] does not broadcast to [5,1,3]");
+    EXPECT_FAIL(g, ad_broadcast_to(g, a, r7), AD_ERR_SHAPE, "broadcast_to: invalid target shape (rank 7)");
+    ck_assert_ptr_nonnull(ad_broadcast_to(g, a, AD_SHAPE(5, 2, 3)));
+    ck_assert_ptr_nonnull(ad_reshape(g, a, AD_SHAPE(3, 1, 2)));
+    ad_graph_free(g);
+}
+END_TEST
+
+START_TEST(slice_range_out_of_bounds)
+{
+    ad_graph *g = ad_graph_new();
+    ad_node *a = zeros(g, AD_F64, AD_SHAPE(2, 3));
+    EXPECT_FAIL(g, ad_slice(g, a, 1, 1, 5), AD_ERR_SHAPE, "slice: [2,3]: range 1..5 outside 0..3 on axis 1");
+    EXPECT_FAIL(g, ad_slice(g, a, 0, -1, 1), AD_ERR_SHAPE, "slice: [2,3]: range -1..1 outside 0..2 on axis 0");
+    EXPECT_FAIL(g, ad_slice(g, a, -1, 2, 2), AD_ERR_SHAPE, "slice: [2,3]: range 2..2 outside 0..3 on axis 1");
+    EXPECT_FAIL(g, ad_slice(g, a, 0, 2, 1), AD_ERR_SHAPE, "range 2..1");
+    ck_assert_ptr_nonnull(ad_slice(g, a, 1, 0, 3));
+    ad_graph_free(g);
+}
+END_TEST
+
+START_TEST(concat_mismatched_shapes)
+{
+    ad_graph *g = ad_graph_new();
+    ad_node *a = zeros(g, AD_F64, AD_SHAPE(2, 3)), *b = zeros(g, AD_F64, AD_SHAPE(3, 3));
+    ad_node *v = zeros(g, AD_F64, AD_SHAPE(6));
+    EXPECT_FAIL(g, ad_concat(g, (ad_node *const[]){a, b}, 2, 1), AD_ERR_SHAPE,
+                "concat: [2,3] and [3,3] differ off axis 1");
+    EXPECT_FAIL(g, ad_concat(g, (ad_node *const[]){a, a, v}, 3, 0), AD_ERR_SHAPE,
+                "concat: [2,3] and [6] differ off axis 0");
+    ad_node *ok = ad_concat(g, (ad_node *const[]){a, b}, 2, 0);
+    ck_assert_ptr_nonnull(ok);
+    ck_assert_int_eq(ad_node_shape(ok).dim[0], 5);
+    ad_graph_free(g);
+}
+END_TEST
+
+START_TEST(cross_entropy_errors)
+{
+    ad_graph *g = ad_graph_new();
+    ad_node *z = zeros(g, AD_F64, AD_SHAPE(2, 3));
+    EXPECT_FAIL(g, ad_cross_entropy(g, z, (const int32_t[]){0, 3}), AD_ERR_ARG,
+                "cross_entropy: label 3 at row 1 outside [0,3)");
+    EXPECT_FAIL(g, ad_cross_entropy(g, z, (const int32_t[]){-1, 0}), AD_ERR_ARG,
+                "cross_entropy: label -1 at row 0 outside [0,3)");
+    EXPECT_FAIL(g, ad_cross_entropy(g, z, NULL), AD_ERR_NULL, "cross_entropy: labels are NULL");
+    const int32_t lab[6] = {0};
+    EXPECT_FAIL(g, ad_cross_entropy(g, zeros(g, AD_F64, AD_SHAPE(6)), lab), AD_ERR_SHAPE,
+                "cross_entropy: logits [6]: expected a non-empty [N,C] matrix");
+    EXPECT_FAIL(g, ad_cross_entropy(g, zeros(g, AD_F32, AD_SHAPE(2, 3, 1)), lab), AD_ERR_SHAPE,
+                "cross_entropy: logits [2,3,1]: expected a non-empty [N,C] matrix");
+    EXPECT_FAIL(g, ad_cross_entropy(g, zeros(g, AD_F64, AD_SHAPE(0, 3)), lab), AD_ERR_SHAPE,
+                "cross_entropy: logits [0,3]: expected a non-empty [N,C] matrix");
+    EXPECT_FAIL(g, ad_cross_entropy(g, ad_scalar(g, 1), lab), AD_ERR_SHAPE,
+                "cross_entropy: logits []");
+    ck_assert_ptr_nonnull(ad_cross_entropy(g, z, (const int32_t[]){2, 0}));
+    ad_graph_free(g);
+}
+END_TEST
+
+START_TEST(mse_and_mae_shape_mismatch)
+{
+    ad_graph *g = ad_graph_new();
+    ad_node *p = zeros(g, AD_F64, AD_SHAPE(2, 3)), *t = zeros(g, AD_F64, AD_SHAPE(3, 2));
+    EXPECT_FAIL(g, ad_mse(g, p, t), AD_ERR_SHAPE, "mse: prediction [2,3] and target [3,2]: shapes differ");
+    EXPECT_FAIL(g, ad_mae(g, p, t), AD_ERR_SHAPE, "mae: prediction [2,3] and target [3,2]: shapes differ");
+    /* the losses do not broadcast: [2,3] against [3] is a mistake, not a convenience */
+    EXPECT_FAIL(g, ad_mse(g, p, zeros(g, AD_F64, AD_SHAPE(3))), AD_ERR_SHAPE,
+                "mse: prediction [2,3] and target [3]: shapes differ");
+    ad_graph_free(g);
+}
+END_TEST
+
+START_TEST(dropout_arguments)
+{
+    ad_graph *g = ad_graph_new();
+    ad_rng r;
+    ad_rng_seed(&r, 4);
+    ad_node *a = zeros(g, AD_F64, AD_SHAPE(4));
+    EXPECT_FAIL(g, ad_dropout(g, a, 1.0, false, &r), AD_ERR_ARG, "dropout: probability 1 outside [0,1)");
+    EXPECT_FAIL(g, ad_dropout(g, a, -0.5, true, &r), AD_ERR_ARG, "dropout: probability -0.5 outside [0,1)");
+    EXPECT_FAIL(g, ad_dropout(g, a, 1.5, true, &r), AD_ERR_ARG, "dropout: probability 1.5 outside [0,1)");
+    EXPECT_FAIL(g, ad_dropout(g, a, NAN, true, &r), AD_ERR_ARG, "outside [0,1)");
+    EXPECT_FAIL(g, ad_dropout(g, a, 0.5, true, NULL), AD_ERR_NULL, "dropout: rng is NULL");
+    ck_assert_ptr_nonnull(ad_dropout(g, a, 0.0, true, &r));
+    ad_graph_free(g);
+}
+END_TEST
+
+/* A user op whose shape rule refuses everything, and one whose rule returns a bad rank. */
+static void nop_forward(const ad_op_ctx *c) { (void)c; }
+static int refuse_rule(const ad_op_ctx *c, ad_shape *out, char *msg, size_t len)
+{
+    (void)out;
+    char b[64];
+    ad_shape s = ad_node_shape(c->in[0]);
+    snprintf(msg, len, "%s is not welcome", ad_shape_str(&s, b, sizeof b));
+    return 1;
+}
+static int rank7_rule(const ad_op_ctx *c, ad_shape *out, char *msg, size_t len)
+{
+    (void)c, (void)msg, (void)len;
+    out->rank = AD_MAX_RANK + 1;
+    return 0;
+}
+
+static int op_id(const ad_op_def *def)
+{
+    int id = ad_op_find(def->name); /* the registry persists across tests under CK_FORK=no */
+    if (id < 0) id = ad_op_register(def);
+    ck_assert_int_ge(id, 0);
+    return id;
+}
+
+START_TEST(apply_bad_op_arity_and_params)
+{
+    ad_graph *g = ad_graph_new();
+    ad_node *a = zeros(g, AD_F64, AD_SHAPE(2)), *in3[3] = {a, a, a};
+    EXPECT_FAIL(g, ad_apply(g, 9999, in3, 1, NULL, 0), AD_ERR_ARG, "apply: no op with id 9999");
+    EXPECT_FAIL(g, ad_apply(g, -1, in3, 1, NULL, 0), AD_ERR_ARG, "apply: no op with id -1");
+    EXPECT_FAIL(g, ad_apply(g, ad_op_count(), in3, 1, NULL, 0), AD_ERR_ARG, "apply: no op with id");
+    /* leaves are made by their constructors, never applied */
+    int var = ad_op_find("var"), cst = ad_op_find("const"), par = ad_op_find("param");
+    char want[64];
+    snprintf(want, sizeof want, "apply: no op with id %d", var);
+    EXPECT_FAIL(g, ad_apply(g, var, in3, 0, NULL, 0), AD_ERR_ARG, want);
+    snprintf(want, sizeof want, "apply: no op with id %d", cst);
+    EXPECT_FAIL(g, ad_apply(g, cst, in3, 0, NULL, 0), AD_ERR_ARG, want);
+    snprintf(want, sizeof want, "apply: no op with id %d", par);
+    EXPECT_FAIL(g, ad_apply(g, par, in3, 0, NULL, 0), AD_ERR_ARG, want);
+    /* ops that keep state are reachable only through their own entry points */
+    EXPECT_FAIL(g, ad_apply(g, ad_op_find("cross_entropy"), in3, 1, NULL, 0), AD_ERR_ARG,
+                "cross_entropy: keeps labels or a mask; call ad_cross_entropy");
+    EXPECT_FAIL(g, ad_apply(g, ad_op_find("dropout"), in3, 1, NULL, 0), AD_ERR_ARG,
+                "dropout: keeps labels or a mask; call ad_dropout");
+    /* wrong arity */
+    int add = ad_op_find("add"), exp_id = ad_op_find("exp");
+    EXPECT_FAIL(g, ad_apply(g, add, in3, 1, NULL, 0), AD_ERR_ARG, "add: takes 2 inputs, given 1");
+    EXPECT_FAIL(g, ad_apply(g, add, in3, 3, NULL, 0), AD_ERR_ARG, "add: takes 2 inputs, given 3");
+    EXPECT_FAIL(g, ad_apply(g, exp_id, in3, 0, NULL, 0), AD_ERR_ARG, "exp: takes 1 inputs, given 0");
+    EXPECT_FAIL(g, ad_apply(g, add, in3, -1, NULL, 0), AD_ERR_ARG, "add: takes 2 inputs, given -1");
+    /* parameter lists */
+    EXPECT_FAIL(g, ad_apply(g, add, in3, 2, NULL, -1), AD_ERR_ARG, "add: bad parameter list");
+    EXPECT_FAIL(g, ad_apply(g, add, in3, 2, NULL, 2), AD_ERR_ARG, "add: bad parameter list");
+    EXPECT_FAIL(g, ad_apply(g, ad_op_find("reshape"), in3, 1, (const double[]){3, 1, 1, 1}, 2),
+                AD_ERR_SHAPE, "reshape: bad target shape");
+    /* user shape rules: their message is prefixed with the op's name */
+    static const ad_op_def refuse = {"user_refuse", 1, refuse_rule, nop_forward, NULL, ""};
+    static const ad_op_def bad_rank = {"user_rank7", 1, rank7_rule, nop_forward, NULL, ""};
+    EXPECT_FAIL(g, ad_apply(g, op_id(&refuse), in3, 1, NULL, 0), AD_ERR_SHAPE,
+                "user_refuse: [2] is not welcome");
+    EXPECT_FAIL(g, ad_apply(g, op_id(&bad_rank), in3, 1, NULL, 0), AD_ERR_SHAPE,
+                "user_rank7: shape rule gave rank 7");
+    /* after all that, a well-formed call still works */
+    ck_assert_ptr_nonnull(ad_apply(g, add, in3, 2, NULL, 0));
+    ck_assert_ptr_null(ad_error(g));
+    ad_graph_free(g);
+}
+END_TEST
+
+START_TEST(leaf_shape_errors)
+{
+    ad_graph *g = ad_graph_new();
+    ad_shape r7 = {.rank = AD_MAX_RANK + 1}, rneg = {.rank = -1};
+    EXPECT_FAIL(g, ad_const(g, AD_F64, r7, NULL), AD_ERR_SHAPE, "const: rank 7 outside 0..6");
+    EXPECT_FAIL(g, ad_var_tensor(g, "v", AD_F32, rneg, NULL), AD_ERR_SHAPE, "var: rank -1 outside 0..6");
+    EXPECT_FAIL(g, ad_full(g, AD_F64, AD_SHAPE(2, -1), 0), AD_ERR_SHAPE, "const: invalid shape [2,-1]");
+    EXPECT_FAIL(g, ad_var_tensor(g, "v", AD_F64, AD_SHAPE(-3), NULL), AD_ERR_SHAPE,
+                "var: invalid shape [-3]");
+    EXPECT_FAIL(g, ad_const(g, AD_F64, AD_SHAPE(INT64_MAX / 2 + 1, 2), NULL), AD_ERR_SHAPE,
+                "const: invalid shape");
+    ck_assert_uint_eq(ad_graph_num_nodes(g), 0);
+    ad_graph_free(g);
+}
+END_TEST
+
+/* ---- backward ---- */
+
+START_TEST(backward_bad_roots)
+{
+    ad_graph *g = ad_graph_new(), *h = ad_graph_new();
+    ad_node *x = ad_var(g, "x", 1), *f = ad_mul(g, x, x);
+    ck_assert_int_eq(ad_backward(g, NULL), AD_ERR_NULL);
+    EXPECT_ERROR(g, AD_ERR_NULL, "backward: root is NULL");
+    ad_clear_error(g);
+    ck_assert_int_eq(ad_backward_seed(g, NULL, (const double[]){1}), AD_ERR_NULL);
+    EXPECT_ERROR(g, AD_ERR_NULL, "backward: root is NULL");
+    ad_clear_error(g);
+    ck_assert_int_eq(ad_backward_seed(g, f, NULL), AD_ERR_NULL);
+    EXPECT_ERROR(g, AD_ERR_NULL, "backward: seed is NULL");
+    ad_clear_error(g);
+
+    /* a root from another graph: one whose id is past this graph's end ... */
+    ad_node *u = NULL;
+    for (int i = 0; i < 5; i++) u = ad_var(h, "u", i);
+    ck_assert_int_eq(ad_backward(g, u), AD_ERR_ARG);
+    EXPECT_ERROR(g, AD_ERR_ARG, "backward: root is not a node of this graph");
+    ad_clear_error(g);
+    /* ... and one whose id exists here too */
+    ad_node *h0 = ad_graph_node(h, 1);
+    ck_assert_uint_lt(ad_node_id(h0), ad_graph_num_nodes(g));
+    ck_assert_int_eq(ad_backward(g, h0), AD_ERR_ARG);
+    EXPECT_ERROR(g, AD_ERR_ARG, "backward: root is not a node of this graph");
+    ad_clear_error(g);
+    ck_assert_int_eq(ad_backward_seed(g, h0, (const double[]){1}), AD_ERR_ARG);
+    EXPECT_ERROR(g, AD_ERR_ARG, "not a node of this graph");
+    ad_clear_error(g);
+    ck_assert_double_eq(ad_grad(x), 0); /* nothing was swept */
+    ck_assert_ptr_null(ad_error(h));    /* and the other graph is untouched */
+
+    /* a non-scalar root needs a seed */
+    ad_node *t = ad_var_tensor(g, "t", AD_F32, AD_SHAPE(3, 1), NULL);
+    ck_assert_int_eq(ad_backward(g, t), AD_ERR_SHAPE);
+    EXPECT_ERROR(g, AD_ERR_SHAPE, "backward: root has shape [3,1]; a root with more than one "
+                                  "element needs a seed gradient (ad_backward_seed)");
+    ad_clear_error(g);
+    ck_assert_int_eq(ad_backward(g, f), AD_OK);
+    ck_assert_double_eq(ad_grad(x), 2);
+    ad_graph_free(g);
+    ad_graph_free(h);
+}
+END_TEST
+
+/* ---- ad_gradient and the checkers ---- */
+
+static ad_node *returns_null(ad_graph *g, ad_node *const *x, int n, void *user)
+{
+    (void)g, (void)x, (void)n, (void)user;
+    return NULL;
+}
+
+static ad_node *bad_matmul(ad_graph *g, ad_node *const *x, int n, void *user)
+{
+    (void)n, (void)user;
+    return ad_matmul(g, x[0], x[0]);
+}
+
+static ad_node *square_sum(ad_graph *g, ad_node *const *x, int n, void *user)
+{
+    (void)user;
+    ad_node *s = ad_mul(g, x[0], x[0]);
+    for (int i = 1; i < n; i++) s = ad_add(g, s, ad_mul(g, x[i], x[i]));
+    return ad_sum(g, s);
+}
+
+START_TEST(gradient_and_gradcheck_errors)
+{
+    ad_graph *g = ad_graph_new();
+    double x[2] = {1, 2}, v = -1, gr[2] = {-1, -1};
+    ck_assert_int_eq(ad_gradient(NULL, NULL, 2, x, NULL, &v, gr), AD_ERR_NULL);
+    ck_assert_int_eq(ad_gradient(g, NULL, 2, x, NULL, &v, gr), AD_ERR_NULL);
+    EXPECT_ERROR(g, AD_ERR_NULL, "gradient: NULL function or point");
+    ad_clear_error(g);
+    ck_assert_int_eq(ad_gradient(g, square_sum, 2, NULL, NULL, &v, gr), AD_ERR_NULL);
+    EXPECT_ERROR(g, AD_ERR_NULL, "gradient: NULL function or point");
+    ck_assert_int_eq(ad_gradient(g, square_sum, -1, x, NULL, &v, gr), AD_ERR_NULL);
+    ck_assert_int_eq(ad_gradient(g, returns_null, 2, x, NULL, &v, gr), AD_ERR_NULL);
+    EXPECT_ERROR(g, AD_ERR_NULL, "gradient: the function returned NULL");
+    /* the function's own error is reported as it was recorded */
+    ck_assert_int_eq(ad_gradient(g, bad_matmul, 1, x, NULL, &v, gr), AD_ERR_SHAPE);
+    EXPECT_ERROR(g, AD_ERR_SHAPE, "matmul: [] x []: operands must be 2-D");
+    ck_assert_int_eq(ad_gradient(NULL, bad_matmul, 1, x, NULL, &v, gr), AD_ERR_SHAPE);
+    /* outputs are untouched on failure */
+    ck_assert_double_eq(v, -1);
+    ck_assert_double_eq(gr[0], -1);
+
+    ad_check_report rep;
+    ck_assert_int_eq(ad_gradcheck(NULL, 2, x, NULL, NULL, &rep), AD_ERR_NULL);
+    ck_assert_int_eq(ad_gradcheck(square_sum, 2, NULL, NULL, NULL, &rep), AD_ERR_NULL);
+    ck_assert_int_eq(ad_gradcheck(returns_null, 2, x, NULL, NULL, &rep), AD_ERR_NULL);
+    ck_assert_ptr_nonnull(strstr(rep.msg, "gradcheck: the function returned NULL"));
+    ck_assert_int_eq(ad_gradcheck(bad_matmul, 1, x, NULL, NULL, &rep), AD_ERR_SHAPE);
+    ck_assert_ptr_nonnull(strstr(rep.msg, "matmul: [] x []"));
+
+    ad_tensor *t64 = ad_tensor_from(AD_F64, AD_SHAPE(2), x), *t32 = ad_tensor_from(AD_F32, AD_SHAPE(2), x);
+    ad_tensor *in[2] = {t64, t32};
+    ck_assert_int_eq(ad_gradcheck_tensors(square_sum, 2, in, NULL, NULL, &rep), AD_ERR_DTYPE);
+    ck_assert_str_eq(rep.msg, "gradcheck: input 1 is not float64");
+    in[1] = NULL;
+    ck_assert_int_eq(ad_gradcheck_tensors(square_sum, 2, in, NULL, NULL, &rep), AD_ERR_NULL);
+    ck_assert_str_eq(rep.msg, "gradcheck: input 1 is NULL");
+    ck_assert_int_eq(ad_gradcheck_tensors(NULL, 1, in, NULL, NULL, &rep), AD_ERR_NULL);
+    ck_assert_int_eq(ad_gradcheck_tensors(square_sum, 1, NULL, NULL, NULL, &rep), AD_ERR_NULL);
+    ck_assert_int_eq(ad_gradcheck_tensors(returns_null, 1, in, NULL, NULL, &rep), AD_ERR_NULL);
+    ck_assert_ptr_nonnull(strstr(rep.msg, "gradcheck: the function returned NULL"));
+    /* and the happy path with the same inputs */
+    ck_assert_int_eq(ad_gradcheck_tensors(square_sum, 1, in, NULL, NULL, &rep), AD_OK);
+    ad_tensor_free(t64);
+    ad_tensor_free(t32);
+    ad_graph_free(g);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("ad_errors");
+    TCase *t = tcase_create("null");
+    tcase_add_test(t, null_input_to_unary_ops);
+    tcase_add_test(t, null_input_to_binary_ops);
+    tcase_add_test(t, null_input_to_variadic_and_leaf_ops);
+    tcase_add_test(t, apply_null_input_array);
+    tcase_add_test(t, concat_null_input_array);
+    tcase_add_test(t, null_graph);
+    tcase_add_test(t, first_error_is_sticky);
+    suite_add_tcase(s, t);
+
+    t = tcase_create("shapes");
+    tcase_add_test(t, matmul_message_is_exact);
+    tcase_add_test(t, dtype_mismatch_names_both);
+    tcase_add_test(t, binary_ops_that_do_not_broadcast);
+    tcase_add_test(t, axis_out_of_range);
+    tcase_add_test(t, reshape_and_broadcast_to);
+    tcase_add_test(t, slice_range_out_of_bounds);
+    tcase_add_test(t, concat_mismatched_shapes);
+    tcase_add_test(t, cross_entropy_errors);
+    tcase_add_test(t, mse_and_mae_shape_mismatch);
+    tcase_add_test(t, dropout_arguments);
+    tcase_add_test(t, leaf_shape_errors);
+    suite_add_tcase(s, t);
+
+    t = tcase_create("apply_backward");
+    tcase_add_test(t, apply_bad_op_arity_and_params);
+    tcase_add_test(t, backward_bad_roots);
+    tcase_add_test(t, gradient_and_gradcheck_errors);
+    suite_add_tcase(s, t);
+    return run_suite(s);
+}

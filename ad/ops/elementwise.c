@@ -98,6 +98,7 @@ typedef struct {
     int64_t size, inner;
 } bcast;
 
+
 static void bcast_strides(const ad_shape *out, const ad_shape *s, int64_t *st)
 {
     int64_t stride = 1;
@@ -109,31 +110,51 @@ static void bcast_strides(const ad_shape *out, const ad_shape *s, int64_t *st)
     }
 }
 
+/* Adjacent axes along which both inputs are laid out like the output (or both broadcast)
+ * merge into one, so same-shape and scalar operands become a single flat loop. */
 static void bcast_init(bcast *it, const ad_shape *out, const ad_shape *a, const ad_shape *b)
 {
-    it->rank = out->rank;
-    memcpy(it->dim, out->dim, sizeof it->dim);
-    bcast_strides(out, a, it->sa);
-    bcast_strides(out, b, it->sb);
+    int64_t sa[AD_MAX_RANK], sb[AD_MAX_RANK];
+    bcast_strides(out, a, sa);
+    bcast_strides(out, b, sb);
     it->size = ad_shape_size(out);
-    it->inner = out->rank ? out->dim[out->rank - 1] : 1;
-    if (out->rank == 0) it->sa[0] = it->sb[0] = 0;
+    int r = 0;
+    for (int d = 0; d < out->rank; d++) {
+        if (r > 0 && it->sa[r - 1] == sa[d] * out->dim[d] && it->sb[r - 1] == sb[d] * out->dim[d]) {
+            it->dim[r - 1] *= out->dim[d];
+            it->sa[r - 1] = sa[d];
+            it->sb[r - 1] = sb[d];
+            continue;
+        }
+        it->dim[r] = out->dim[d];
+        it->sa[r] = sa[d];
+        it->sb[r] = sb[d];
+        r++;
+    }
+    if (r == 0) it->dim[0] = 1, it->sa[0] = it->sb[0] = 0, r = 1;
+    it->rank = r;
+    it->inner = it->dim[r - 1];
 }
 
 /* Calls BODY(i, ia, ib) for every output element i; ia and ib are the elements of a and b
  * that broadcast onto it.  The last axis is the inner loop. */
+/* The inner loop, specialised for unit and zero strides so the compiler can vectorise it. */
+#define BCAST_INNER_(it, BODY, SA, SB)                                                      \
+    for (int64_t j_ = 0; j_ < (it)->inner; j_++) {                                        \
+        int64_t i = i_ + j_, ia = ia0_ + j_ * (SA), ib = ib0_ + j_ * (SB);                \
+        (void)ia, (void)ib;                                                               \
+        BODY;                                                                             \
+    }
 #define BCAST_LOOP(it, BODY)                                                              \
     do {                                                                                  \
         int64_t idx_[AD_MAX_RANK] = {0}, ia0_ = 0, ib0_ = 0, i_ = 0;                      \
         int last_ = (it)->rank - 1;                                                       \
-        int64_t sal_ = last_ >= 0 ? (it)->sa[last_] : 0;                                  \
-        int64_t sbl_ = last_ >= 0 ? (it)->sb[last_] : 0;                                  \
+        int64_t sal_ = (it)->sa[last_], sbl_ = (it)->sb[last_];                           \
         while (i_ < (it)->size) {                                                         \
-            for (int64_t j_ = 0; j_ < (it)->inner; j_++) {                                \
-                int64_t i = i_ + j_, ia = ia0_ + j_ * sal_, ib = ib0_ + j_ * sbl_;        \
-                (void)ia, (void)ib;                                                       \
-                BODY;                                                                     \
-            }                                                                             \
+            if (sal_ == 1 && sbl_ == 1) { BCAST_INNER_(it, BODY, 1, 1) }                      \
+            else if (sal_ == 1 && sbl_ == 0) { BCAST_INNER_(it, BODY, 1, 0) }                 \
+            else if (sal_ == 0 && sbl_ == 1) { BCAST_INNER_(it, BODY, 0, 1) }                 \
+            else { BCAST_INNER_(it, BODY, sal_, sbl_) }                                       \
             i_ += (it)->inner;                                                            \
             for (int d_ = last_ - 1; d_ >= 0; d_--) {                                     \
                 ia0_ += (it)->sa[d_];                                                     \
@@ -160,21 +181,27 @@ static void bcast_init(bcast *it, const ad_shape *out, const ad_shape *a, const 
 BINARY_FORWARD(double)
 BINARY_FORWARD(float)
 
-/* Accumulates the vector-Jacobian product into GA and GB (either may be NULL). */
+/* Writes into the gradient D with `=` when the buffer is fresh (then D is not broadcast, so
+ * every element is written exactly once) and with `+=` otherwise; the condition is loop
+ * invariant, so the compiler unswitches it. */
+#define PUT(dst, v) do { if (assign) (dst) = (v); else (dst) += (v); } while (0)
+
+/* The vector-Jacobian product for input `side` (0: a, indexed by ia; 1: b, by ib). */
 #define BINARY_BACKWARD(T)                                                                \
-    static void binary_backward_##T(const op_entry *e, int op, bcast *it, const T *A,     \
-                                    const T *B, const T *Y, const T *G, T *GA, T *GB)     \
+    static void binary_backward_##T(const op_entry *e, int op, int side, bcast *it,       \
+                                    const T *A, const T *B, const T *Y, const T *G, T *D, \
+                                    bool assign)                                          \
     {                                                                                     \
-        if (GA) switch (op) {                                                             \
-            case OP_ADD: case OP_SUB: BCAST_LOOP(it, GA[ia] += G[i]); break;             \
-            case OP_MUL: BCAST_LOOP(it, GA[ia] += G[i] * B[ib]); break;                  \
-            default: BCAST_LOOP(it, GA[ia] += (T)(G[i] * e->d2a(A[ia], B[ib], Y[i]))); break; \
+        if (side == 0) switch (op) {                                                      \
+            case OP_ADD: case OP_SUB: BCAST_LOOP(it, PUT(D[ia], G[i])); break;           \
+            case OP_MUL: BCAST_LOOP(it, PUT(D[ia], G[i] * B[ib])); break;                \
+            default: BCAST_LOOP(it, PUT(D[ia], (T)(G[i] * e->d2a(A[ia], B[ib], Y[i])))); break; \
             }                                                                             \
-        if (GB) switch (op) {                                                             \
-            case OP_ADD: BCAST_LOOP(it, GB[ib] += G[i]); break;                          \
-            case OP_SUB: BCAST_LOOP(it, GB[ib] -= G[i]); break;                          \
-            case OP_MUL: BCAST_LOOP(it, GB[ib] += G[i] * A[ia]); break;                  \
-            default: BCAST_LOOP(it, GB[ib] += (T)(G[i] * e->d2b(A[ia], B[ib], Y[i]))); break; \
+        else switch (op) {                                                                \
+            case OP_ADD: BCAST_LOOP(it, PUT(D[ib], G[i])); break;                        \
+            case OP_SUB: BCAST_LOOP(it, PUT(D[ib], -G[i])); break;                       \
+            case OP_MUL: BCAST_LOOP(it, PUT(D[ib], G[i] * A[ia])); break;                \
+            default: BCAST_LOOP(it, PUT(D[ib], (T)(G[i] * e->d2b(A[ia], B[ib], Y[i])))); break; \
             }                                                                             \
     }
 BINARY_BACKWARD(double)
@@ -184,18 +211,22 @@ BINARY_BACKWARD(float)
     static void unary_forward_##T(const op_entry *e, int op, int64_t n, const T *X,       \
                                   double p, T *Y)                                         \
     {                                                                                     \
-        if (op == OP_RELU)                                                                \
-            for (int64_t i = 0; i < n; i++) Y[i] = X[i] > 0 ? X[i] : 0;                   \
-        else                                                                              \
-            for (int64_t i = 0; i < n; i++) Y[i] = (T)e->f1(X[i], p);                     \
+        switch (op) {                                                                     \
+        case OP_RELU: for (int64_t i = 0; i < n; i++) Y[i] = X[i] > 0 ? X[i] : 0; break;  \
+        case OP_NEG: for (int64_t i = 0; i < n; i++) Y[i] = -X[i]; break;                 \
+        default: for (int64_t i = 0; i < n; i++) Y[i] = (T)e->f1(X[i], p); break;         \
+        }                                                                                 \
     }                                                                                     \
     static void unary_backward_##T(const op_entry *e, int op, int64_t n, const T *X,      \
-                                   const T *Y, double p, const T *G, T *GX)               \
+                                   const T *Y, double p, const T *G, T *D, bool assign)   \
     {                                                                                     \
-        if (op == OP_RELU)                                                                \
-            for (int64_t i = 0; i < n; i++) GX[i] += X[i] > 0 ? G[i] : 0;                 \
-        else                                                                              \
-            for (int64_t i = 0; i < n; i++) GX[i] += (T)(G[i] * e->d1(X[i], Y[i], p));     \
+        switch (op) {                                                                     \
+        case OP_RELU: for (int64_t i = 0; i < n; i++) PUT(D[i], X[i] > 0 ? G[i] : 0); break; \
+        case OP_NEG: for (int64_t i = 0; i < n; i++) PUT(D[i], -G[i]); break;             \
+        default:                                                                          \
+            for (int64_t i = 0; i < n; i++) PUT(D[i], (T)(G[i] * e->d1(X[i], Y[i], p)));  \
+            break;                                                                        \
+        }                                                                                 \
     }
 UNARY_LOOPS(double)
 UNARY_LOOPS(float)
@@ -226,26 +257,33 @@ static ad_status ew_backward(const ad_op_ctx *c)
 {
     ad_node *y = c->out;
     const op_entry *e = op_entry_get(y->op);
-    void *G = ad_node_grad_data(y);
+    void *G = ad_node_grad_data(y), *Y = node_data(y);
     if (!G) return AD_OK;
+    bool assign;
     if (c->nin == 1) {
-        void *GX = ad_grad_buffer(c->graph, c->in[0]);
-        if (!GX) return c->graph->status;
+        void *D = grad_for_write(c->graph, c->in[0], true, &assign);
+        if (!D) return c->graph->status;
         int64_t n = node_size(y);
-        void *X = node_data(c->in[0]), *Y = node_data(y);
-        if (y->dtype == AD_F64) unary_backward_double(e, y->op, n, X, Y, op_p(c), G, GX);
-        else unary_backward_float(e, y->op, n, X, Y, op_p(c), G, GX);
+        void *X = node_data(c->in[0]);
+        if (y->dtype == AD_F64) unary_backward_double(e, y->op, n, X, Y, op_p(c), G, D, assign);
+        else unary_backward_float(e, y->op, n, X, Y, op_p(c), G, D, assign);
         return AD_OK;
     }
-    void *GA = ad_grad_buffer(c->graph, c->in[0]);
-    void *GB = ad_grad_buffer(c->graph, c->in[1]);
-    if (c->graph->status) return c->graph->status;
     ad_shape so = node_shape(y), sa = node_shape(c->in[0]), sb = node_shape(c->in[1]);
     bcast it;
     bcast_init(&it, &so, &sa, &sb);
-    void *A = node_data(c->in[0]), *B = node_data(c->in[1]), *Y = node_data(y);
-    if (y->dtype == AD_F64) binary_backward_double(e, y->op, &it, A, B, Y, G, GA, GB);
-    else binary_backward_float(e, y->op, &it, A, B, Y, G, GA, GB);
+    void *A = node_data(c->in[0]), *B = node_data(c->in[1]);
+    /* one input at a time: for x (op) x the second request finds the first's sum live */
+    for (int side = 0; side < 2; side++) {
+        ad_node *in = c->in[side];
+        void *D = grad_for_write(c->graph, in, node_size(in) == node_size(y), &assign);
+        if (!D) {
+            if (c->graph->status) return c->graph->status;
+            continue;
+        }
+        if (y->dtype == AD_F64) binary_backward_double(e, y->op, side, &it, A, B, Y, G, D, assign);
+        else binary_backward_float(e, y->op, side, &it, A, B, Y, G, D, assign);
+    }
     return AD_OK;
 }
 

@@ -29,7 +29,10 @@ static void all_forward(const ad_op_ctx *c)
     int64_t n = node_size(a);
     const void *A = node_data(a);
     double s = 0;
-    for (int64_t i = 0; i < n; i++) s += load(A, a->dtype, i);
+    if (a->dtype == AD_F64)
+        for (int64_t i = 0; i < n; i++) s += ((const double *)A)[i];
+    else
+        for (int64_t i = 0; i < n; i++) s += ((const float *)A)[i];
     if (is_mean(c->out->op)) s /= (double)n;
     store(node_data(c->out), c->out->dtype, 0, s);
 }
@@ -37,12 +40,18 @@ static void all_forward(const ad_op_ctx *c)
 static ad_status all_backward(const ad_op_ctx *c)
 {
     ad_node *a = c->in[0];
-    void *GA = ad_grad_buffer(c->graph, a);
+    bool assign;
+    void *GA = grad_for_write(c->graph, a, true, &assign);
     if (!GA) return c->graph->status;
     int64_t n = node_size(a);
     double g = load(ad_node_grad_data(c->out), c->out->dtype, 0);
     if (is_mean(c->out->op)) g /= (double)n;
-    if (a->dtype == AD_F64)
+    if (assign) {
+        if (a->dtype == AD_F64)
+            for (int64_t i = 0; i < n; i++) ((double *)GA)[i] = g;
+        else
+            for (int64_t i = 0; i < n; i++) ((float *)GA)[i] = (float)g;
+    } else if (a->dtype == AD_F64)
         for (int64_t i = 0; i < n; i++) ((double *)GA)[i] += g;
     else
         for (int64_t i = 0; i < n; i++) ((float *)GA)[i] += (float)g;

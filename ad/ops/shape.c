@@ -275,11 +275,20 @@ static ad_node *to_shape(ad_graph *g, int op, ad_node *a, const ad_shape *s)
 ad_node *ad_reshape(ad_graph *g, ad_node *a, ad_shape s) { return to_shape(g, OP_RESHAPE, a, &s); }
 ad_node *ad_broadcast_to(ad_graph *g, ad_node *a, ad_shape s) { return to_shape(g, OP_BROADCAST_TO, a, &s); }
 
+/* A slice whose elements are contiguous in the input (nothing but size-1 axes before the
+ * sliced one) is a view: no copy forward. */
 ad_node *ad_slice(ad_graph *g, ad_node *a, int axis, int64_t start, int64_t end)
 {
     if (!check_inputs(g, "slice", &a, 1) || !check_axis(g, "slice", a, &axis)) return NULL;
     double p[3] = {axis, (double)start, (double)end};
-    return ad_apply(g, OP_SLICE, &a, 1, p, 3);
+    ad_shape s = node_shape(a), out;
+    runs r = runs_at(&s, axis);
+    ad_op_ctx c = {g, NULL, 1, &a, p, 3};
+    char msg[256];
+    if (r.outer != 1 || slice_shape(&c, &out, msg, sizeof msg)) return ad_apply(g, OP_SLICE, &a, 1, p, 3);
+    char *base = (char *)node_data(a) + (size_t)(start * r.inner) * ad_dtype_size(a->dtype);
+    ad_node *n = node_new_view(g, OP_SLICE, (ad_dtype)a->dtype, &out, &a, 1, base);
+    return n && node_set_params(g, n, p, 3) ? n : NULL;
 }
 
 ad_node *ad_concat(ad_graph *g, ad_node *const *xs, int k, int axis)

@@ -1,0 +1,157 @@
+/* The flat scalar tape behind ad_real.h: growth, the backward sweep, one-call gradients. */
+#include "ad_real.h"
+#include "internal.h"
+#include <stdlib.h>
+
+ad_tape *ad_tape_new(void)
+{
+    ad_tape *t = ad_xcalloc(1, sizeof *t);
+    if (t) t->mallocs = 1;
+    return t;
+}
+
+void ad_tape_free(ad_tape *t)
+{
+    if (!t) return;
+    ad_xfree(t->end);
+    ad_xfree(t->arg);
+    ad_xfree(t->partial);
+    ad_xfree(t->adj);
+    ad_xfree(t);
+}
+
+void ad_tape_reset(ad_tape *t)
+{
+    if (!t) return;
+    t->n = t->nedge = t->adj_n = 0;
+    t->status = AD_OK;
+}
+
+static bool grow_to(void **p, int64_t n, size_t elem, uint64_t *mallocs)
+{
+    void *q = ad_xrealloc(*p, (size_t)n * elem);
+    if (!q) return false;
+    *p = q;
+    ++*mallocs;
+    return true;
+}
+
+ad_status ad_tape_reserve(ad_tape *t, int64_t values, int64_t edges)
+{
+    if (!t) return AD_ERR_NULL;
+    if (values > INT32_MAX || edges > INT32_MAX || values < 0 || edges < 0) return t->status = AD_ERR_ARG;
+    if (values > t->cap) {
+        if (!grow_to((void **)&t->end, values, sizeof *t->end, &t->mallocs)) return t->status = AD_ERR_NOMEM;
+        t->cap = (int32_t)values;
+    }
+    if (edges > t->edge_cap) {
+        if (!grow_to((void **)&t->arg, edges, sizeof *t->arg, &t->mallocs) ||
+            !grow_to((void **)&t->partial, edges, sizeof *t->partial, &t->mallocs))
+            return t->status = AD_ERR_NOMEM;
+        t->edge_cap = (int32_t)edges;
+    }
+    return AD_OK;
+}
+
+/* Doubling keeps recording amortised O(1); a failure marks the tape, recording goes on
+ * computing values, and the sweep reports it. */
+bool ad_tape_grow_(ad_tape *t, int edges)
+{
+    if (t->status != AD_OK) return false;
+    int64_t v = t->n >= t->cap ? 2 * (int64_t)t->cap + 1024 : t->cap;
+    int64_t e = t->nedge + edges > t->edge_cap ? 2 * (int64_t)t->edge_cap + 2048 : t->edge_cap;
+    if (v > INT32_MAX || e > INT32_MAX) {
+        t->status = AD_ERR_NOMEM;
+        return false;
+    }
+    return ad_tape_reserve(t, v, e) == AD_OK;
+}
+
+ad_status ad_tape_backward(ad_tape *t, ad_real y)
+{
+    if (!t) return AD_ERR_NULL;
+    if (t->status != AD_OK) return t->status;
+    if (y.i >= t->n) return t->status = AD_ERR_ARG;
+    if (t->adj_cap < t->n) {
+        double *a = ad_xrealloc(t->adj, (size_t)t->cap * sizeof *a);
+        if (!a) return t->status = AD_ERR_NOMEM;
+        t->adj = a;
+        t->adj_cap = t->cap;
+        t->mallocs++;
+    }
+    double *adj = t->adj;
+    if (t->n > 0) memset(adj, 0, (size_t)t->n * sizeof *adj);
+    t->adj_n = t->n;
+    if (y.i < 0) return AD_OK;
+    adj[y.i] = 1;
+    const int32_t *end = t->end, *arg = t->arg;
+    const double *partial = t->partial;
+    for (int32_t i = y.i; i >= 0; i--) {
+        double a = adj[i];
+        for (int32_t e = i ? end[i - 1] : 0; e < end[i]; e++) adj[arg[e]] += partial[e] * a;
+    }
+    return AD_OK;
+}
+
+double ad_tape_grad(const ad_tape *t, ad_real x)
+{
+    return t && x.i >= 0 && x.i < t->adj_n ? t->adj[x.i] : 0.0;
+}
+
+ad_status ad_gradient_real(ad_tape *t, ad_real_fn f, int n, const double *x, void *user,
+                           double *value, double *grad)
+{
+    if (!f || n < 0 || (n && !x)) return AD_ERR_NULL;
+    bool own = !t;
+    if (own && !(t = ad_tape_new())) return AD_ERR_NOMEM;
+    ad_tape_reset(t);
+    ad_status st = ad_tape_reserve(t, n > t->cap ? n : t->cap, t->edge_cap);
+    ad_real *v = st == AD_OK ? ad_xmalloc((size_t)(n ? n : 1) * sizeof *v) : NULL;
+    if (!v) st = AD_ERR_NOMEM;
+    if (st == AD_OK) {
+        for (int i = 0; i < n; i++) v[i] = ad_real_var(t, x[i]);
+        ad_real y = f(t, v, n, user);
+        st = ad_tape_backward(t, y);
+        if (st == AD_OK && value) *value = y.v;
+        if (st == AD_OK && grad)
+            for (int i = 0; i < n; i++) grad[i] = ad_tape_grad(t, v[i]);
+    }
+    ad_xfree(v);
+    if (own) ad_tape_free(t);
+    return st;
+}
+
+/* f's value at shifted points gives the numeric derivative, ad_gradient_real the analytic
+ * one; the scoring is the graph checker's. */
+ad_status ad_gradcheck_real(ad_real_fn f, int n, const double *x, void *user,
+                            const ad_check_opts *o, ad_check_report *rep)
+{
+    if (!f || n < 0 || (n && !x)) return AD_ERR_NULL;
+    double eps, rtol, atol;
+    check_opts(o, &eps, &rtol, &atol);
+    ad_check_report r = {.worst_input = -1, .worst_index = -1};
+    ad_tape *t = ad_tape_new();
+    double *p = ad_xmalloc((size_t)(n ? n : 1) * sizeof *p), *grad = ad_xmalloc((size_t)(n ? n : 1) * sizeof *grad);
+    ad_status st = t && p && grad ? AD_OK : AD_ERR_NOMEM;
+    double y0, worst = -1;
+    if (st == AD_OK) {
+        memcpy(p, x, (size_t)n * sizeof *p);
+        st = ad_gradient_real(t, f, n, p, user, &y0, grad);
+    }
+    for (int i = 0; st == AD_OK && i < n; i++) {
+        double keep = p[i], h = eps * fmax(1.0, fabs(keep)), yp, ym;
+        p[i] = keep + h;
+        st = ad_gradient_real(t, f, n, p, user, &yp, NULL);
+        p[i] = keep - h;
+        if (st == AD_OK) st = ad_gradient_real(t, f, n, p, user, &ym, NULL);
+        p[i] = keep;
+        if (st != AD_OK) break;
+        check_record(&r, &worst, 0, i, grad[i], (yp - ym) / (2 * h), atol, rtol);
+    }
+    st = check_finish(&r, worst, st, rtol, atol);
+    ad_xfree(p);
+    ad_xfree(grad);
+    ad_tape_free(t);
+    if (rep) *rep = r;
+    return st;
+}

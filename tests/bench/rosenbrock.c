@@ -1,0 +1,154 @@
+/* Extended Rosenbrock, n = 100,000, float64: the gradient's cost over a plain C evaluation,
+ * for the one-node-per-number form (an ordinary C loop) and the tensor form. */
+#include "ad.h"
+#include "ad_real.h"
+#include "bench.h"
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+enum { N = 100000 };
+
+static double plain(const double *x, int n)
+{
+    double f = 0;
+    for (int i = 0; i + 1 < n; i++) {
+        double t = x[i + 1] - x[i] * x[i], u = 1 - x[i];
+        f += 100 * t * t + u * u;
+    }
+    return f;
+}
+
+static void analytic(const double *x, int n, double *g)
+{
+    for (int i = 0; i < n; i++) {
+        g[i] = 0;
+        if (i + 1 < n) g[i] += -400 * x[i] * (x[i + 1] - x[i] * x[i]) - 2 * (1 - x[i]);
+        if (i > 0) g[i] += 200 * (x[i] - x[i - 1] * x[i - 1]);
+    }
+}
+
+/* As a user differentiating the loop above would write it: one tape entry per operation. */
+static ad_real tape_form(ad_tape *tp, const ad_real *x, int n, void *user)
+{
+    (void)user;
+    ad_real f = ad_real_const(0);
+    for (int i = 0; i + 1 < n; i++) {
+        ad_real t = ad_real_sub(tp, x[i + 1], ad_real_mul(tp, x[i], x[i]));
+        ad_real u = ad_real_csub(tp, 1, x[i]);
+        f = ad_real_add(tp, f, ad_real_add(tp, ad_real_mulc(tp, ad_real_mul(tp, t, t), 100), ad_real_mul(tp, u, u)));
+    }
+    return f;
+}
+
+/* The same loop on graph nodes (what a teaching trace of it would record). */
+static ad_node *scalar_form(ad_graph *g, ad_node *const *x, int n, void *user)
+{
+    (void)user;
+    ad_node *one = ad_scalar(g, 1), *hundred = ad_scalar(g, 100), *f = ad_scalar(g, 0);
+    for (int i = 0; i + 1 < n; i++) {
+        ad_node *t = ad_sub(g, x[i + 1], ad_mul(g, x[i], x[i]));
+        ad_node *u = ad_sub(g, one, x[i]);
+        f = ad_add(g, f, ad_add(g, ad_mul(g, hundred, ad_mul(g, t, t)), ad_mul(g, u, u)));
+    }
+    return f;
+}
+
+/* The same over whole vectors: a = x[0:n-1], b = x[1:n]. */
+static ad_node *tensor_form(ad_graph *g, ad_node *x, int n)
+{
+    ad_node *a = ad_slice(g, x, 0, 0, n - 1), *b = ad_slice(g, x, 0, 1, n);
+    ad_node *t = ad_sub(g, b, ad_mul(g, a, a));
+    ad_node *u = ad_sub(g, ad_scalar(g, 1), a);
+    return ad_sum(g, ad_add(g, ad_mul_scalar(g, ad_mul(g, t, t), 100), ad_mul(g, u, u)));
+}
+
+static double max_rel_err(const double *a, const double *b, int n)
+{
+    double m = 0;
+    for (int i = 0; i < n; i++) m = fmax(m, fabs(a[i] - b[i]) / fmax(1, fabs(b[i])));
+    return m;
+}
+
+int main(int argc, char **argv)
+{
+    int runs = argc > 1 ? atoi(argv[1]) : 31;
+    if (runs < 1) runs = 1;
+    static double x[N], want[N], got[N];
+    for (int i = 0; i < N; i++) x[i] = 0.5 + 1e-6 * i;
+    analytic(x, N, want);
+    double *t = malloc((size_t)runs * sizeof *t);
+    if (!t) return 1;
+
+    volatile double sink = 0;
+    for (int r = 0; r < runs; r++) {
+        double t0 = now_seconds();
+        for (int k = 0; k < 10; k++) sink += plain(x, N);
+        t[r] = (now_seconds() - t0) / 10;
+    }
+    double t_plain = median(t, runs), f_plain = plain(x, N);
+
+    ad_graph *g = ad_graph_new();
+    double f = 0;
+    for (int r = 0; r < runs; r++) {
+        double t0 = now_seconds();
+        ad_status st = ad_gradient(g, scalar_form, N, x, NULL, &f, got);
+        t[r] = now_seconds() - t0;
+        if (st != AD_OK) {
+            fprintf(stderr, "rosenbrock: %s\n", ad_error(g));
+            return 1;
+        }
+    }
+    double t_graph = median(t, runs), err_graph = max_rel_err(got, want, N);
+    uint64_t nodes = ad_graph_get_stats(g).nodes;
+
+    ad_tape *tp = ad_tape_new();
+    for (int r = 0; r < runs; r++) {
+        double t0 = now_seconds();
+        ad_status st = ad_gradient_real(tp, tape_form, N, x, NULL, &f, got);
+        t[r] = now_seconds() - t0;
+        if (st != AD_OK) {
+            fprintf(stderr, "rosenbrock: tape failed (status %d)\n", (int)st);
+            return 1;
+        }
+    }
+    double t_scalar = median(t, runs), err_scalar = max_rel_err(got, want, N);
+    double ferr_scalar = fabs(f - f_plain) / fabs(f_plain);
+    int32_t entries = tp->n;
+    ad_tape_free(tp);
+
+    for (int r = 0; r < runs; r++) {
+        double t0 = now_seconds();
+        ad_graph_reset(g);
+        ad_node *xv = ad_var_tensor(g, "x", AD_F64, AD_SHAPE(N), x);
+        ad_node *y = tensor_form(g, xv, N);
+        if (ad_backward(g, y) != AD_OK) {
+            fprintf(stderr, "rosenbrock: %s\n", ad_error(g));
+            return 1;
+        }
+        memcpy(got, ad_node_grad_data(xv), sizeof got);
+        f = ad_value(y);
+        t[r] = now_seconds() - t0;
+    }
+    double t_tensor = median(t, runs), err_tensor = max_rel_err(got, want, N);
+    double ferr_tensor = fabs(f - f_plain) / fabs(f_plain);
+    ad_graph_free(g);
+    free(t);
+
+    printf("rosenbrock n=%d, median of %d runs; gradient max rel. error: tape %.2e, graph %.2e, "
+           "tensor %.2e; value rel. error %.2e / %.2e; %d tape entries, %llu graph nodes\n",
+           N, runs, err_scalar, err_graph, err_tensor, ferr_scalar, ferr_tensor, (int)entries,
+           (unsigned long long)nodes);
+    printf("bench: rosenbrock_plain_c %.1f us\n", t_plain * 1e6);
+    printf("bench: rosenbrock_scalar %.3f ms\n", t_scalar * 1e3);
+    printf("bench: rosenbrock_graph_scalar %.3f ms\n", t_graph * 1e3);
+    printf("bench: rosenbrock_tensor %.3f ms\n", t_tensor * 1e3);
+    printf("bench: rosenbrock_scalar_ratio %.1f x\n", t_scalar / t_plain);
+    printf("bench: rosenbrock_graph_scalar_ratio %.1f x\n", t_graph / t_plain);
+    printf("bench: rosenbrock_tensor_ratio %.1f x\n", t_tensor / t_plain);
+    if (err_scalar > 1e-9 || err_graph > 1e-9 || err_tensor > 1e-9) {
+        fprintf(stderr, "rosenbrock: gradient does not match the analytic one\n");
+        return 1;
+    }
+    return 0;
+}
