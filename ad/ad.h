@@ -61,7 +61,8 @@ typedef enum {
     AD_ERR_ARG,         /* an argument out of range (axis, probability, label, ...) */
     AD_ERR_NOMEM,       /* an allocation failed */
     AD_ERR_NO_BACKWARD, /* backward reached an op registered without a backward */
-    AD_ERR_CHECK        /* gradcheck found a mismatch */
+    AD_ERR_CHECK,       /* gradcheck found a mismatch */
+    AD_ERR_IO           /* reading or writing a file or stream failed */
 } ad_status;
 
 /* A shape: rank and the size of each dimension.  AD_SHAPE(2, 3) is a 2x3 matrix,
@@ -293,6 +294,10 @@ ad_node *ad_mean_axis(ad_graph *g, ad_node *a, int axis, bool keepdim);
 /* Matrix product: [m,k] x [k,n] -> [m,n]; with a batch dimension [B,m,k] x [B,k,n], and a
  * 2-D operand broadcast against a batched one. */
 ad_node *ad_matmul(ad_graph *g, ad_node *a, ad_node *b);
+/* The linear layer x W^T + b: x [N,in], W [out,in] (rows are units, as the lecture and
+ * PyTorch store them), b [out] or NULL; gives [N,out].  Fused: no transpose is formed and the
+ * bias is added in the same pass. */
+ad_node *ad_linear(ad_graph *g, ad_node *x, ad_node *w, ad_node *b);
 /* Swaps the last two axes (rank >= 2). */
 ad_node *ad_transpose(ad_graph *g, ad_node *a);
 /* Same elements, new shape of the same size. */
@@ -334,6 +339,38 @@ ad_status ad_backward_seed(ad_graph *g, ad_node *root, const double *seed);
 /* Zeroes the gradients of the graph's variables (parameters keep theirs: see
  * ad_tensor_zero_grad). */
 void ad_zero_grad(ad_graph *g);
+
+/* ------------------------------------------------------------------------------------------
+ * Traces and pictures of the part of the graph that root depends on.  digits is the number
+ * of decimals printed (2 as the slides; negative for full precision, %.17g).  Tensor values
+ * print as their shape and a summary (first and last three elements).  Scalar constants that
+ * feed a binary op are drawn inside its gate ("+1", "*2", "1/x"), as the slides draw them.
+ */
+
+/* Forward trace: one line per node, inputs first, with its value. */
+ad_status ad_trace_forward(const ad_graph *g, ad_node *root, FILE *out, int digits);
+/* Backward trace, after ad_backward: one line per node in reverse order, in the lecture's
+ * words: the gate, the upstream gradient, the local gradient of each input as a formula and
+ * a number, and the downstream gradients.  A value used k > 1 times gets a copy line with the
+ * k upstream gradients and their sum.  Ends with the gradient of every variable and
+ * parameter, in creation order. */
+ad_status ad_trace_backward(const ad_graph *g, ad_node *root, FILE *out, int digits);
+/* Graphviz DOT: gates and leaves as nodes, copy nodes where a value fans out, each edge
+ * labelled with its value (green, above) and gradient (red, below). */
+ad_status ad_write_dot(const ad_graph *g, ad_node *root, FILE *out, int digits);
+/* JSON: {"root": id, "nodes": [{"id", "op", "label", "name", "shape", "inputs", "value",
+ * "grad"}, ...]} with numbers in full precision; constants folded into gates are listed too. */
+ad_status ad_write_json(const ad_graph *g, ad_node *root, FILE *out);
+/* SVG drawn by the library itself: a layered left-to-right picture, inputs on the left,
+ * edges labelled with values (green) and gradients (red).  Graphs of more than
+ * AD_SVG_MAX_NODES nodes give a picture with a summary instead, and AD_ERR_ARG. */
+#define AD_SVG_MAX_NODES 60
+ad_status ad_write_svg(const ad_graph *g, ad_node *root, FILE *out, int digits);
+/* The first node (in creation order, up to root) whose value, or gradient when gradients is
+ * true, holds a NaN or an infinity; NULL if none. */
+ad_node *ad_find_nonfinite(const ad_graph *g, ad_node *root, bool gradients);
+/* Names (or renames) any node, for traces and pictures; the name is copied. */
+ad_status ad_set_name(ad_graph *g, ad_node *n, const char *name);
 
 /* ------------------------------------------------------------------------------------------
  * The op registry: built-in primitives and user ops share one table.

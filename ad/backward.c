@@ -55,7 +55,9 @@ static ad_status sweep(ad_graph *g, ad_node *root, const double *seed)
                 if (n->b) n->b->g += n->db * gv;
                 continue;
             }
-            if (!(f & (F_SCALAR | F_GRAD_LIVE))) continue; /* received no gradient */
+            /* skip what received no gradient: a tensor whose buffer is not live, a scalar
+             * at 0 (an op the root does not depend on need not have a backward) */
+            if (f & F_SCALAR ? n->g == 0 : !(f & F_GRAD_LIVE)) continue;
             ad_status st = backward_node(g, n);
             if (st != AD_OK) return st;
         }

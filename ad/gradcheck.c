@@ -146,6 +146,7 @@ static ad_status check_core(check_ctx *c, const ad_check_opts *o, ad_check_repor
 ad_status ad_gradcheck(ad_fn f, int n, const double *x, void *user, const ad_check_opts *o,
                        ad_check_report *rep)
 {
+    if (rep) *rep = (ad_check_report){.worst_input = -1, .worst_index = -1};
     if (!f || n < 0 || (n && !x)) return AD_ERR_NULL;
     ad_shape *shapes = ad_xcalloc((size_t)(n ? n : 1), sizeof *shapes);
     double **vals = ad_xcalloc((size_t)(n ? n : 1), sizeof *vals);
@@ -165,6 +166,7 @@ ad_status ad_gradcheck(ad_fn f, int n, const double *x, void *user, const ad_che
 ad_status ad_gradcheck_tensors(ad_fn f, int n, ad_tensor *const *inputs, void *user,
                                const ad_check_opts *o, ad_check_report *rep)
 {
+    if (rep) *rep = (ad_check_report){.worst_input = -1, .worst_index = -1};
     if (!f || n < 0 || (n && !inputs)) return AD_ERR_NULL;
     for (int i = 0; i < n; i++)
         if (!inputs[i] || inputs[i]->dtype != AD_F64) {

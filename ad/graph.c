@@ -446,6 +446,9 @@ double ad_node_get(const ad_node *n, int64_t i)
 double ad_node_grad_get(const ad_node *n, int64_t i)
 {
     if (!n || i < 0 || i >= node_size(n)) return NAN;
+    /* the scalar fast path writes into constants' slots too (cheaper than a test): a node
+     * that needs no gradient has none */
+    if (!(n->flags & F_NEEDS_GRAD)) return 0.0;
     if (!n->x || (n->flags & F_SCALAR)) return n->g;
     if (!n->x->grad || !(n->flags & F_GRAD_LIVE)) return 0.0;
     return load(n->x->grad, n->dtype, i);
@@ -498,4 +501,14 @@ double ad_node_local_grad(const ad_node *n, int i)
 {
     if (!n || !(n->flags & F_PARTIALS) || i < 0 || i >= n->nin) return NAN;
     return i == 0 ? n->da : n->db;
+}
+
+ad_status ad_set_name(ad_graph *g, ad_node *n, const char *name)
+{
+    if (!g || !n) return AD_ERR_NULL;
+    ad_ext *x = node_ext(g, n);
+    if (!x) return g->status;
+    x->name = name ? arena_strdup(g, name) : NULL;
+    if (name && !x->name) return ad_set_error(g, AD_ERR_NOMEM, "set_name: out of memory");
+    return AD_OK;
 }

@@ -14,7 +14,7 @@ extern const op_entry op_add, op_sub, op_mul, op_div, op_pow, op_max, op_min, op
     op_exp, op_log, op_sqrt, op_sin, op_cos, op_tan, op_tanh, op_sigmoid, op_relu,
     op_leaky_relu, op_abs, op_sum, op_mean, op_sum_axis, op_mean_axis, op_matmul,
     op_transpose, op_reshape, op_broadcast_to, op_slice, op_concat, op_softmax,
-    op_log_softmax, op_cross_entropy, op_mse, op_mae, op_dropout;
+    op_log_softmax, op_cross_entropy, op_mse, op_mae, op_dropout, op_linear;
 
 static const op_entry *const builtin[OP_BUILTIN_COUNT] = {
     [OP_CONST] = &op_const, [OP_VAR] = &op_var, [OP_PARAM] = &op_param,
@@ -29,7 +29,7 @@ static const op_entry *const builtin[OP_BUILTIN_COUNT] = {
     [OP_BROADCAST_TO] = &op_broadcast_to, [OP_SLICE] = &op_slice, [OP_CONCAT] = &op_concat,
     [OP_SOFTMAX] = &op_softmax, [OP_LOG_SOFTMAX] = &op_log_softmax,
     [OP_CROSS_ENTROPY] = &op_cross_entropy, [OP_MSE] = &op_mse, [OP_MAE] = &op_mae,
-    [OP_DROPOUT] = &op_dropout,
+    [OP_DROPOUT] = &op_dropout, [OP_LINEAR] = &op_linear,
 };
 
 /* User ops: a growing array; entries never move once handed out (ids index it). */
@@ -122,7 +122,15 @@ ad_node *ad_apply(ad_graph *g, int op, ad_node *const *in, int nin, const double
         ad_set_error(g, AD_ERR_ARG, "%s: keeps labels or a mask; call ad_%s", name, name);
         return NULL;
     }
-    if (nin < 0 || (e->def.arity != AD_VARIADIC && nin != e->def.arity) || (nin && !in)) {
+    if (nin > 0 && !in) {
+        ad_set_error(g, AD_ERR_NULL, "%s: input array is NULL", name);
+        return NULL;
+    }
+    if (e->def.arity == AD_VARIADIC && nin < 0) {
+        ad_set_error(g, AD_ERR_ARG, "%s: given %d inputs", name, nin);
+        return NULL;
+    }
+    if (e->def.arity != AD_VARIADIC && nin != e->def.arity) {
         ad_set_error(g, AD_ERR_ARG, "%s: takes %d inputs, given %d", name, e->def.arity, nin);
         return NULL;
     }

@@ -126,6 +126,7 @@ ad_status ad_gradient_real(ad_tape *t, ad_real_fn f, int n, const double *x, voi
 ad_status ad_gradcheck_real(ad_real_fn f, int n, const double *x, void *user,
                             const ad_check_opts *o, ad_check_report *rep)
 {
+    if (rep) *rep = (ad_check_report){.worst_input = -1, .worst_index = -1};
     if (!f || n < 0 || (n && !x)) return AD_ERR_NULL;
     double eps, rtol, atol;
     check_opts(o, &eps, &rtol, &atol);

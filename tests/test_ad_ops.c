@@ -74,6 +74,12 @@ static void matrix2(ad_rng *r, ad_shape *s, args *a)
     default: s[0] = AD_SHAPE(m, k), s[1] = AD_SHAPE(b, k, n); break;
     }
 }
+static void linear3(ad_rng *r, ad_shape *s, args *a)
+{
+    (void)a;
+    int64_t n = dim(r), in = dim(r), out = dim(r);
+    s[0] = AD_SHAPE(n, in), s[1] = AD_SHAPE(out, in), s[2] = AD_SHAPE(out);
+}
 static void rank2plus(ad_rng *r, ad_shape *s, args *a) { (void)a; s[0] = rand_shape(r, 2, 4); }
 static void reshape1(ad_rng *r, ad_shape *s, args *a)
 {
@@ -120,6 +126,7 @@ UN(neg) UN(recip) UN(exp) UN(log) UN(sqrt) UN(sin) UN(cos) UN(tan) UN(tanh) UN(s
 UN(relu) UN(abs) UN(sum) UN(mean) UN(transpose)
 BIN(add) BIN(sub) BIN(mul) BIN(div) BIN(pow) BIN(max) BIN(min) BIN(matmul) BIN(mse) BIN(mae)
 
+static ad_node *b_linear(ad_graph *g, ad_node *const *x, int n, void *u) { (void)u; return ad_linear(g, x[0], x[1], n == 3 ? x[2] : NULL); }
 static ad_node *b_leaky(ad_graph *g, ad_node *const *x, int n, void *u) { (void)n, (void)u; return ad_leaky_relu(g, x[0], 0.1); }
 static ad_node *b_sum_axis(ad_graph *g, ad_node *const *x, int n, void *u) { args *a = u; (void)n; return ad_sum_axis(g, x[0], a->axis, a->keepdim); }
 static ad_node *b_mean_axis(ad_graph *g, ad_node *const *x, int n, void *u) { args *a = u; (void)n; return ad_mean_axis(g, x[0], a->axis, a->keepdim); }
@@ -166,6 +173,8 @@ static const op_case cases[] = {
     {"sum_axis", 1, b_sum_axis, axis1, -2, 2, false},
     {"mean_axis", 1, b_mean_axis, axis1, -2, 2, false},
     {"matmul", 2, b_matmul, matrix2, -2, 2, false},
+    {"linear", 3, b_linear, linear3, -2, 2, false},
+    {"linear_nobias", 2, b_linear, linear3, -2, 2, false},
     {"transpose", 1, b_transpose, rank2plus, -2, 2, false},
     {"reshape", 1, b_reshape, reshape1, -2, 2, false},
     {"broadcast_to", 1, b_broadcast, broadcast1, -2, 2, false},

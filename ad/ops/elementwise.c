@@ -67,26 +67,26 @@ static ad_status ew_backward(const ad_op_ctx *c);
 #define UNARY(id, nm, f, d, text) \
     const op_entry op_##id = {.def = {nm, 1, NULL, ew_forward, ew_backward, text}, .f1 = f, .d1 = d}
 
-BINARY(add, "add", add_f, one_d, one_d, "d/dx [x + y] = 1, d/dy [x + y] = 1");
-BINARY(sub, "sub", sub_f, one_d, minus_one_d, "d/dx [x - y] = 1, d/dy [x - y] = -1");
-BINARY(mul, "mul", mul_f, mul_da, mul_db, "d/dx [x*y] = y, d/dy [x*y] = x");
-BINARY(div, "div", div_f, div_da, div_db, "d/dx [x/y] = 1/y, d/dy [x/y] = -x/y^2");
-BINARY(pow, "pow", pow_f, pow_da, pow_db, "d/dx [x^y] = y*x^(y-1), d/dy [x^y] = x^y*log(x)");
-BINARY(max, "max", max_f, max_da, max_db, "d/dx [max(x,y)] = 1 if x > y (1/2 on ties), d/dy = 1 if y > x");
-BINARY(min, "min", min_f, min_da, min_db, "d/dx [min(x,y)] = 1 if x < y (1/2 on ties), d/dy = 1 if y < x");
-UNARY(neg, "neg", neg_f, neg_d, "d/dx [-x] = -1");
-UNARY(recip, "recip", recip_f, recip_d, "d/dx [1/x] = -1/x^2");
-UNARY(exp, "exp", exp_f, exp_d, "d/dx [exp(x)] = exp(x)");
-UNARY(log, "log", log_f, log_d, "d/dx [log(x)] = 1/x");
-UNARY(sqrt, "sqrt", sqrt_f, sqrt_d, "d/dx [sqrt(x)] = 1/(2*sqrt(x))");
-UNARY(sin, "sin", sin_f, sin_d, "d/dx [sin(x)] = cos(x)");
-UNARY(cos, "cos", cos_f, cos_d, "d/dx [cos(x)] = -sin(x)");
-UNARY(tan, "tan", tan_f, tan_d, "d/dx [tan(x)] = 1 + tan(x)^2");
-UNARY(tanh, "tanh", tanh_f, tanh_d, "d/dx [tanh(x)] = 1 - tanh(x)^2");
-UNARY(sigmoid, "sigmoid", sigmoid_f, sigmoid_d, "d/dx [sigmoid(x)] = sigmoid(x)*(1 - sigmoid(x))");
-UNARY(relu, "relu", relu_f, relu_d, "d/dx [max(0,x)] = 1 if x > 0, else 0");
-UNARY(leaky_relu, "leaky_relu", leaky_f, leaky_d, "d/dx [leaky_relu(x)] = 1 if x > 0, else slope");
-UNARY(abs, "abs", abs_f, abs_d, "d/dx [|x|] = sign(x) (0 at 0)");
+BINARY(add, "add", add_f, one_d, one_d, "d/dx[x + y] = 1, d/dy[x + y] = 1");
+BINARY(sub, "sub", sub_f, one_d, minus_one_d, "d/dx[x - y] = 1, d/dy[x - y] = -1");
+BINARY(mul, "mul", mul_f, mul_da, mul_db, "d/dx[x*y] = y, d/dy[x*y] = x");
+BINARY(div, "div", div_f, div_da, div_db, "d/dx[x/y] = 1/y, d/dy[x/y] = -x/y^2");
+BINARY(pow, "pow", pow_f, pow_da, pow_db, "d/dx[x^y] = y*x^(y-1), d/dy[x^y] = x^y*log(x)");
+BINARY(max, "max", max_f, max_da, max_db, "d/dx[max(x,y)] = 1 if x > y (1/2 on ties), d/dy = 1 if y > x");
+BINARY(min, "min", min_f, min_da, min_db, "d/dx[min(x,y)] = 1 if x < y (1/2 on ties), d/dy = 1 if y < x");
+UNARY(neg, "neg", neg_f, neg_d, "d/dx[-x] = -1");
+UNARY(recip, "recip", recip_f, recip_d, "d/dx[1/x] = -1/x^2");
+UNARY(exp, "exp", exp_f, exp_d, "d/dx[exp(x)] = exp(x)");
+UNARY(log, "log", log_f, log_d, "d/dx[log(x)] = 1/x");
+UNARY(sqrt, "sqrt", sqrt_f, sqrt_d, "d/dx[sqrt(x)] = 1/(2*sqrt(x))");
+UNARY(sin, "sin", sin_f, sin_d, "d/dx[sin(x)] = cos(x)");
+UNARY(cos, "cos", cos_f, cos_d, "d/dx[cos(x)] = -sin(x)");
+UNARY(tan, "tan", tan_f, tan_d, "d/dx[tan(x)] = 1 + tan(x)^2");
+UNARY(tanh, "tanh", tanh_f, tanh_d, "d/dx[tanh(x)] = 1 - tanh(x)^2");
+UNARY(sigmoid, "sigmoid", sigmoid_f, sigmoid_d, "d/dx[sigmoid(x)] = sigmoid(x)*(1 - sigmoid(x))");
+UNARY(relu, "relu", relu_f, relu_d, "d/dx[max(0,x)] = 1 if x > 0, else 0");
+UNARY(leaky_relu, "leaky_relu", leaky_f, leaky_d, "d/dx[leaky_relu(x)] = 1 if x > 0, else slope");
+UNARY(abs, "abs", abs_f, abs_d, "d/dx[|x|] = sign(x) (0 at 0)");
 
 /* ---- broadcasting iteration ---- */
 

@@ -115,7 +115,7 @@ static void ce_forward(const ad_op_ctx *c)
     store(node_data(c->out), c->out->dtype, 0, total / (double)N);
 }
 
-/* d/dz [lse(z) - z_y] = softmax(z) - onehot(y), times g/N. */
+/* d/dz[lse(z) - z_y] = softmax(z) - onehot(y), times g/N. */
 static ad_status ce_backward(const ad_op_ctx *c)
 {
     ad_node *x = c->in[0];
@@ -212,12 +212,12 @@ static ad_status dropout_backward(const ad_op_ctx *c)
     return AD_OK;
 }
 
-const op_entry op_softmax = {.def = {"softmax", 1, axis_rule, softmax_forward, softmax_backward, "d/dx_j [softmax(x)_i] = y_i (δ_ij - y_j)"}};
-const op_entry op_log_softmax = {.def = {"log_softmax", 1, axis_rule, softmax_forward, softmax_backward, "d/dx_j [log_softmax(x)_i] = δ_ij - softmax(x)_j"}};
-const op_entry op_cross_entropy = {.def = {"cross_entropy", 1, ce_rule, ce_forward, ce_backward, "d/dz [mean -log softmax(z)_y] = (softmax(z) - onehot(y))/N"}};
-const op_entry op_mse = {.def = {"mse", 2, same_rule, err_forward, err_backward, "d/dp [mean (p - t)^2] = 2(p - t)/n"}};
-const op_entry op_mae = {.def = {"mae", 2, same_rule, err_forward, err_backward, "d/dp [mean |p - t|] = sign(p - t)/n (0 at 0)"}};
-const op_entry op_dropout = {.def = {"dropout", 1, same_as_input, dropout_forward, dropout_backward, "d/dx [dropout(x)] = mask * scale"}};
+const op_entry op_softmax = {.def = {"softmax", 1, axis_rule, softmax_forward, softmax_backward, "d/dx_j[softmax(x)_i] = y_i ([i=j] - y_j)"}};
+const op_entry op_log_softmax = {.def = {"log_softmax", 1, axis_rule, softmax_forward, softmax_backward, "d/dx_j[log_softmax(x)_i] = [i=j] - softmax(x)_j"}};
+const op_entry op_cross_entropy = {.def = {"cross_entropy", 1, ce_rule, ce_forward, ce_backward, "d/dz[mean -log softmax(z)_y] = (softmax(z) - onehot(y))/N"}};
+const op_entry op_mse = {.def = {"mse", 2, same_rule, err_forward, err_backward, "d/dp[mean (p - t)^2] = 2(p - t)/n"}};
+const op_entry op_mae = {.def = {"mae", 2, same_rule, err_forward, err_backward, "d/dp[mean |p - t|] = sign(p - t)/n (0 at 0)"}};
+const op_entry op_dropout = {.def = {"dropout", 1, same_as_input, dropout_forward, dropout_backward, "d/dx[dropout(x)] = mask * scale"}};
 
 static ad_node *along_axis(ad_graph *g, int op, ad_node *a, int axis)
 {

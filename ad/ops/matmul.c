@@ -117,8 +117,83 @@ static ad_status matmul_backward(const ad_op_ctx *c)
     return AD_OK;
 }
 
+/* ---- linear: x W^T + b, the layer of an MLP, with W stored [out, in] as the lecture and
+ * PyTorch store it; fusing the transpose and the bias saves two passes and a copy ---- */
+
+static int linear_shape(const ad_op_ctx *c, ad_shape *out, char *msg, size_t len)
+{
+    ad_shape x = node_shape(c->in[0]), w = node_shape(c->in[1]);
+    char sx[96], sw[96], sb[96];
+    ad_shape_str(&x, sx, sizeof sx);
+    ad_shape_str(&w, sw, sizeof sw);
+    if (x.rank != 2 || w.rank != 2) {
+        snprintf(msg, len, "x %s, W %s: x must be [N,in] and W [out,in]", sx, sw);
+        return 1;
+    }
+    if (x.dim[1] != w.dim[1]) {
+        snprintf(msg, len, "x %s, W %s: input widths %lld and %lld differ", sx, sw,
+                 (long long)x.dim[1], (long long)w.dim[1]);
+        return 1;
+    }
+    if (c->nin == 3) {
+        ad_shape b = node_shape(c->in[2]);
+        if (b.rank != 1 || b.dim[0] != w.dim[0]) {
+            snprintf(msg, len, "W %s, b %s: b must be [%lld]", sw, ad_shape_str(&b, sb, sizeof sb),
+                     (long long)w.dim[0]);
+            return 1;
+        }
+    }
+    *out = AD_SHAPE(x.dim[0], w.dim[0]);
+    return 0;
+}
+
+static void linear_forward(const ad_op_ctx *c)
+{
+    ad_shape x = node_shape(c->in[0]), w = node_shape(c->in[1]);
+    int64_t n = x.dim[0], in = x.dim[1], out = w.dim[0];
+    ad_dtype t = c->out->dtype;
+    void *Y = node_data(c->out);
+    if (c->nin == 3)
+        for (int64_t r = 0; r < n; r++)
+            memcpy((char *)Y + (size_t)(r * out) * ad_dtype_size(t), node_data(c->in[2]),
+                   (size_t)out * ad_dtype_size(t));
+    gemm(t, false, true, n, out, in, node_data(c->in[0]), in, node_data(c->in[1]), in, Y, out,
+         c->nin == 3);
+}
+
+static ad_status linear_backward(const ad_op_ctx *c)
+{
+    ad_graph *g = c->graph;
+    ad_shape x = node_shape(c->in[0]), w = node_shape(c->in[1]);
+    int64_t n = x.dim[0], in = x.dim[1], out = w.dim[0];
+    ad_dtype t = c->out->dtype;
+    const void *G = ad_node_grad_data(c->out);
+    bool assign;
+    void *GX = grad_for_write(g, c->in[0], true, &assign);
+    if (GX) /* dx[n,in] (+)= G[n,out] W[out,in] */
+        gemm(t, false, false, n, in, out, G, out, node_data(c->in[1]), in, GX, in, !assign);
+    void *GW = grad_for_write(g, c->in[1], true, &assign);
+    if (GW) /* dW[out,in] (+)= G^T[out,n] x[n,in] */
+        gemm(t, true, false, out, in, n, G, out, node_data(c->in[0]), in, GW, in, !assign);
+    void *GB = c->nin == 3 ? ad_grad_buffer(g, c->in[2]) : NULL;
+    if (GB) {
+        ad_shape ys = node_shape(c->out), bs = node_shape(c->in[2]);
+        reduce_broadcast_add(t, G, &ys, GB, &bs, 1.0);
+    }
+    return g->status;
+}
+
+const op_entry op_linear = {.def = {"linear", AD_VARIADIC, linear_shape, linear_forward, linear_backward,
+                                    "d/dx[x W^T + b] = G W, d/dW = G^T x, d/db = sum of G over rows"}};
+
+ad_node *ad_linear(ad_graph *g, ad_node *x, ad_node *w, ad_node *b)
+{
+    ad_node *in[3] = {x, w, b};
+    return ad_apply(g, OP_LINEAR, in, b ? 3 : 2, NULL, 0);
+}
+
 const op_entry op_matmul = {.def = {"matmul", 2, matmul_shape, matmul_forward, matmul_backward,
-                             "d/dA [A B] = G B^T, d/dB [A B] = A^T G"}};
+                             "d/dA[A B] = G B^T, d/dB[A B] = A^T G"}};
 
 ad_node *ad_matmul(ad_graph *g, ad_node *a, ad_node *b)
 {

@@ -253,11 +253,11 @@ static ad_status concat_backward(const ad_op_ctx *c)
     return AD_OK;
 }
 
-const op_entry op_transpose = {.def = {"transpose", 1, transpose_shape, transpose_forward, transpose_backward, "d/dX [X^T] = the gradient transposed back"}};
-const op_entry op_reshape = {.def = {"reshape", 1, reshape_shape, copy_forward, copy_backward, "d/dx [reshape(x)] = 1 (the gradient reshaped back)"}};
-const op_entry op_broadcast_to = {.def = {"broadcast_to", 1, broadcast_to_shape, broadcast_to_forward, broadcast_to_backward, "d/dx [broadcast(x)] = sum over the broadcast axes"}};
-const op_entry op_slice = {.def = {"slice", 1, slice_shape, slice_forward, slice_backward, "d/dx [x[a:b]] = 1 inside the slice, 0 outside"}};
-const op_entry op_concat = {.def = {"concat", AD_VARIADIC, concat_shape, concat_forward, concat_backward, "d/dx_k [concat] = the k-th part of the gradient"}};
+const op_entry op_transpose = {.def = {"transpose", 1, transpose_shape, transpose_forward, transpose_backward, "d/dX[X^T] = the gradient transposed back"}};
+const op_entry op_reshape = {.def = {"reshape", 1, reshape_shape, copy_forward, copy_backward, "d/dx[reshape(x)] = 1 (the gradient reshaped back)"}};
+const op_entry op_broadcast_to = {.def = {"broadcast_to", 1, broadcast_to_shape, broadcast_to_forward, broadcast_to_backward, "d/dx[broadcast(x)] = sum over the broadcast axes"}};
+const op_entry op_slice = {.def = {"slice", 1, slice_shape, slice_forward, slice_backward, "d/dx[x[a:b]] = 1 inside the slice, 0 outside"}};
+const op_entry op_concat = {.def = {"concat", AD_VARIADIC, concat_shape, concat_forward, concat_backward, "d/dx_k[concat] = the k-th part of the gradient"}};
 
 ad_node *ad_transpose(ad_graph *g, ad_node *a) { return ad_apply(g, OP_TRANSPOSE, &a, 1, NULL, 0); }
 
@@ -294,7 +294,11 @@ ad_node *ad_slice(ad_graph *g, ad_node *a, int axis, int64_t start, int64_t end)
 ad_node *ad_concat(ad_graph *g, ad_node *const *xs, int k, int axis)
 {
     if (!g) return NULL;
-    if (!xs || k < 1) {
+    if (!xs && k > 0) {
+        ad_set_error(g, AD_ERR_NULL, "concat: input array is NULL");
+        return NULL;
+    }
+    if (k < 1) {
         ad_set_error(g, AD_ERR_ARG, "concat: needs at least one input (given %d)", k);
         return NULL;
     }

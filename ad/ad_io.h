@@ -1,0 +1,84 @@
+/*
+ * ad_io.h — saving and loading tensors in the safetensors format.
+ *
+ * Tutorial.  Save named tensors with a few metadata strings, load them back by name:
+ *
+ *     char err[256];
+ *     const char *names[] = {"w", "b"}, *meta[] = {"author", "me"};
+ *     ad_tensor *ts[] = {w, b};
+ *     if (ad_safetensors_save("m.safetensors", 2, names, ts, 1, meta, err, sizeof err))
+ *         fprintf(stderr, "%s\n", err);
+ *     ad_tensor_file *f = ad_safetensors_load("m.safetensors", err, sizeof err);
+ *     if (!f) fprintf(stderr, "%s\n", err);
+ *     ad_tensor *w2 = ad_tensor_file_find(f, "w");            // owned by f
+ *     printf("%s\n", ad_tensor_file_meta(f, "author"));      // me
+ *     ad_tensor_file_free(f);
+ *
+ * Format.  Hugging Face's safetensors: an 8-byte little-endian header length N, N bytes of
+ * JSON ({"name": {"dtype": "F32", "shape": [2, 3], "data_offsets": [begin, end]}, ...,
+ * "__metadata__": {"key": "value"}}), padded with spaces to a multiple of 8, then the raw
+ * little-endian data; offsets count from the end of the header.  Files written here load in
+ * Python's safetensors, and files it writes load here when their dtypes are F32 or F64.
+ *
+ * Ownership.  The caller keeps the tensors it saves.  Loaded tensors, names and metadata
+ * belong to the ad_tensor_file and die with ad_tensor_file_free.
+ *
+ * Errors.  Functions return a status or NULL and write a message into err (errlen bytes,
+ * truncated; err may be NULL) that names the function, the file and the problem, with the
+ * line and column for a fault in the JSON header.  Nothing aborts or prints.  Loading checks
+ * everything it reads, so a truncated or corrupted file gives an error, never a crash.
+ */
+#ifndef AD_IO_H
+#define AD_IO_H
+
+#include "ad.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Writes n tensors under the given names (unique, non-empty UTF-8, not "__metadata__") and
+ * nmeta key/value string pairs (meta holds key0, value0, key1, value1, ...; may be NULL when
+ * nmeta is 0) into a safetensors file at path.  The write is atomic: the bytes go to a
+ * temporary file in the same folder, which is flushed, synced and renamed over path, so a
+ * crash or an error leaves either the old file or the new one, never a mix; on failure the
+ * temporary file is removed.  A replaced file's permission bits are kept; a new file gets
+ * 0666 minus the umask.  Returns AD_OK, AD_ERR_NULL, AD_ERR_ARG (bad names or counts) or
+ * AD_ERR_NOMEM, with the message in err; I/O failures report AD_ERR_ARG naming the step. */
+ad_status ad_safetensors_save(const char *path, int n, const char *const *names,
+                              ad_tensor *const *tensors, int nmeta, const char *const *meta,
+                              char *err, size_t errlen);
+
+/* The tensors and metadata read from one file. */
+typedef struct ad_tensor_file ad_tensor_file;
+
+/* Reads a safetensors file: every tensor (F32 or F64; other dtypes are refused with a message
+ * naming them) into a new tensor, and the metadata.  Checks the header length (at most the
+ * file size minus 8, and 100 MB), the JSON syntax, the dtypes, the shapes (rank <= 6, element
+ * counts that do not overflow), names (unique), and that the data offsets lie inside the file,
+ * match each tensor's size and cover the data section without gaps or overlaps.  NULL and a
+ * message in err on any problem. */
+ad_tensor_file *ad_safetensors_load(const char *path, char *err, size_t errlen);
+
+/* Number of tensors in the file (0 for NULL). */
+int ad_tensor_file_count(const ad_tensor_file *f);
+
+/* Name of tensor i, in the order of the file's header; NULL if i is out of range. */
+const char *ad_tensor_file_name(const ad_tensor_file *f, int i);
+
+/* Tensor i (owned by f); NULL if i is out of range. */
+ad_tensor *ad_tensor_file_tensor(const ad_tensor_file *f, int i);
+
+/* The tensor called name (owned by f), or NULL if there is none. */
+ad_tensor *ad_tensor_file_find(const ad_tensor_file *f, const char *name);
+
+/* The metadata value stored under key, or NULL if there is none. */
+const char *ad_tensor_file_meta(const ad_tensor_file *f, const char *key);
+
+/* Frees the file's tensors, names and metadata; NULL is ignored. */
+void ad_tensor_file_free(ad_tensor_file *f);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

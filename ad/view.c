@@ -1,0 +1,249 @@
+/* What traces and pictures show of a graph: the nodes the root depends on, their fan-out
+ * (copy nodes), and each node as the lecture draws it: a gate with a label, the local
+ * gradient of each input as a formula and a number. */
+#include "view.h"
+#include <stdlib.h>
+
+static bool is_scalar_const(const ad_node *n)
+{
+    return n->op == OP_CONST && node_size(n) == 1 && !(n->flags & F_NEEDS_GRAD);
+}
+
+static bool is_binary_elementwise(int op)
+{
+    return op == OP_ADD || op == OP_SUB || op == OP_MUL || op == OP_DIV || op == OP_POW ||
+           op == OP_MAX || op == OP_MIN;
+}
+
+/* A scalar constant feeding a binary elementwise op becomes part of the gate's label ("+1",
+ * "*2", "1/x"), as the slides draw it; the other input must not be a constant too. */
+int view_folded(const ad_node *n)
+{
+    if (n->nin != 2 || !is_binary_elementwise(n->op)) return -1;
+    bool c0 = is_scalar_const(n->a), c1 = is_scalar_const(n->b);
+    if (c1 && !c0) return 1;
+    if (c0 && !c1) return 0;
+    return -1;
+}
+
+ad_status view_build(gview *v, const ad_graph *g, ad_node *root)
+{
+    memset(v, 0, sizeof *v);
+    if (!g || !root) return AD_ERR_NULL;
+    if (root->id >= g->nnodes || node_at(g, root->id) != root) return AD_ERR_ARG;
+    v->g = g;
+    v->root = root;
+    v->n = root->id + 1;
+    v->live = ad_xcalloc(v->n, 1);
+    v->uses = ad_xcalloc(v->n, sizeof *v->uses);
+    v->cstart = ad_xcalloc((size_t)v->n + 1, sizeof *v->cstart);
+    if (!v->live || !v->uses || !v->cstart) goto oom;
+    v->live[root->id] = 1;
+    int64_t edges = 0;
+    for (uint32_t i = v->n; i-- > 0;) {
+        ad_node *m = node_at(g, i);
+        if (!v->live[i]) continue;
+        int skip = view_folded(m);
+        for (int k = 0; k < m->nin; k++) {
+            if (k == skip) continue;
+            ad_node *in = node_in(m, k);
+            v->live[in->id] = 1;
+            v->uses[in->id]++;
+            edges++;
+        }
+    }
+    /* consumers of each node, in CSR form: (consumer id, input slot) pairs */
+    for (uint32_t i = 0; i < v->n; i++) v->cstart[i + 1] = v->cstart[i] + v->uses[i];
+    v->cons = ad_xmalloc((size_t)(edges ? edges : 1) * sizeof *v->cons);
+    int32_t *fill = ad_xmalloc((size_t)v->n * sizeof *fill);
+    if (!v->cons || !fill) {
+        ad_xfree(fill);
+        goto oom;
+    }
+    memcpy(fill, v->cstart, (size_t)v->n * sizeof *fill);
+    for (uint32_t i = 0; i < v->n; i++) {
+        ad_node *m = node_at(g, i);
+        if (!v->live[i]) continue;
+        int skip = view_folded(m);
+        for (int k = 0; k < m->nin; k++)
+            if (k != skip) {
+                ad_node *in = node_in(m, k);
+                v->cons[fill[in->id]++] = (view_edge){i, k};
+            }
+    }
+    ad_xfree(fill);
+    return AD_OK;
+oom:
+    view_free(v);
+    return AD_ERR_NOMEM;
+}
+
+void view_free(gview *v)
+{
+    ad_xfree(v->live);
+    ad_xfree(v->uses);
+    ad_xfree(v->cstart);
+    ad_xfree(v->cons);
+    memset(v, 0, sizeof *v);
+}
+
+/* ---- numbers ---- */
+
+char *view_num(double x, int digits, char *buf, size_t len)
+{
+    if (isnan(x)) snprintf(buf, len, "nan");
+    else if (isinf(x)) snprintf(buf, len, x > 0 ? "inf" : "-inf");
+    else if (digits < 0) snprintf(buf, len, "%.17g", x);
+    else {
+        snprintf(buf, len, "%.*f", digits, x);
+        /* "-0.00" says nothing a student can use: a value that rounds to zero prints as 0 */
+        if (buf[0] == '-' && strspn(buf + 1, "0.") == strlen(buf + 1)) memmove(buf, buf + 1, strlen(buf));
+    }
+    return buf;
+}
+
+/* A compact constant for labels: "1", "0.5", "-3". */
+static char *const_str(double c, char *buf, size_t len)
+{
+    snprintf(buf, len, "%.6g", c);
+    return buf;
+}
+
+char *view_values(ad_node *n, bool grad, int digits, char *buf, size_t len)
+{
+    int64_t size = node_size(n);
+    ad_shape s = node_shape(n);
+    char nb[64];
+    if (s.rank == 0 && size == 1)
+        return view_num(grad ? ad_node_grad_get(n, 0) : ad_node_get(n, 0), digits, buf, len);
+    size_t at = 0;
+    char sb[96];
+    at += (size_t)snprintf(buf, len, "%s [", ad_shape_str(&s, sb, sizeof sb));
+    for (int64_t i = 0; i < size && at < len; i++) {
+        if (size > 6 && i == 3) {
+            at += (size_t)snprintf(buf + at, len - at, ", ...");
+            i = size - 3;
+        }
+        double x = grad ? ad_node_grad_get(n, i) : ad_node_get(n, i);
+        at += (size_t)snprintf(buf + at, len - at, "%s%s", i ? ", " : "", view_num(x, digits, nb, sizeof nb));
+    }
+    if (at < len) snprintf(buf + at, len - at, "]");
+    return buf;
+}
+
+char *view_ref(const ad_node *n, char *buf, size_t len)
+{
+    const char *name = n->x ? n->x->name : NULL;
+    if (name) snprintf(buf, len, "%s", name);
+    else if (is_scalar_const(n)) const_str(ad_node_get(n, 0), buf, len);
+    else snprintf(buf, len, "#%u", n->id);
+    return buf;
+}
+
+/* ---- gates ---- */
+
+static const char *symbol(int op)
+{
+    switch (op) {
+    case OP_ADD: return "+";
+    case OP_SUB: return "-";
+    case OP_MUL: return "*";
+    case OP_DIV: return "/";
+    case OP_POW: return "^";
+    case OP_RECIP: return "1/x";
+    default: return op_entry_get(op)->def.name;
+    }
+}
+
+/* The local partial derivative d out / d input k as a number, for float64 scalars: recorded
+ * by the fast path, or recomputed from the op's formulas. */
+static double local_number(ad_node *n, int k)
+{
+    if (n->flags & F_PARTIALS) return k == 0 ? n->da : n->db;
+    if (node_size(n) != 1 || n->nin > 2) return NAN;
+    const op_entry *e = op_entry_get(n->op);
+    double y = ad_node_get(n, 0);
+    if (n->nin == 1 && e->d1)
+        return e->d1(ad_node_get(n->a, 0), y, n->x && n->x->nparam ? n->x->param_v[0] : 0);
+    if (n->nin == 2 && e->d2a && node_size(n->a) == 1 && node_size(n->b) == 1) {
+        double a = ad_node_get(n->a, 0), b = ad_node_get(n->b, 0);
+        return k == 0 ? e->d2a(a, b, y) : e->d2b(a, b, y);
+    }
+    return NAN;
+}
+
+/* Formulas of the unfolded binary gates, per input: x is input 0, y input 1. */
+static const char *binary_formula(int op, int k)
+{
+    static const char *const f[][2] = {
+        [OP_ADD] = {"d/dx[x + y] = 1", "d/dy[x + y] = 1"},
+        [OP_SUB] = {"d/dx[x - y] = 1", "d/dy[x - y] = -1"},
+        [OP_MUL] = {"d/dx[x*y] = y", "d/dy[x*y] = x"},
+        [OP_DIV] = {"d/dx[x/y] = 1/y", "d/dy[x/y] = -x/y^2"},
+        [OP_POW] = {"d/dx[x^y] = y*x^(y-1)", "d/dy[x^y] = x^y*log(x)"},
+        [OP_MAX] = {"d/dx[max(x,y)] = [x > y]", "d/dy[max(x,y)] = [y > x]"},
+        [OP_MIN] = {"d/dx[min(x,y)] = [x < y]", "d/dy[min(x,y)] = [y < x]"},
+    };
+    return f[op][k];
+}
+
+void view_gate(ad_node *n, gate *gt)
+{
+    memset(gt, 0, sizeof *gt);
+    char c[32];
+    int fold = view_folded(n);
+    if (n->nin == 0) {
+        snprintf(gt->label, sizeof gt->label, "%s", op_entry_get(n->op)->def.name);
+        return;
+    }
+    if (fold >= 0) {
+        int k = !fold; /* the input that stays an edge */
+        const_str(ad_node_get(node_in(n, fold), 0), c, sizeof c);
+        gt->nshown = 1;
+        gt->slot[0] = k;
+        gt->local[0] = local_number(n, k);
+        bool left = fold == 0; /* constant on the left: c - x, c/x, c^x */
+        switch (n->op) {
+        case OP_ADD:
+            snprintf(gt->label, sizeof gt->label, "+%s", c);
+            snprintf(gt->formula[0], sizeof gt->formula[0], "d/dx[x + %s] = 1", c);
+            break;
+        case OP_SUB:
+            snprintf(gt->label, sizeof gt->label, left ? "%s-x" : "-%s", c);
+            snprintf(gt->formula[0], sizeof gt->formula[0], left ? "d/dx[%s - x] = -1" : "d/dx[x - %s] = 1", c);
+            break;
+        case OP_MUL:
+            snprintf(gt->label, sizeof gt->label, "*%s", c);
+            snprintf(gt->formula[0], sizeof gt->formula[0], "d/dx[%s*x] = %s", c, c);
+            break;
+        case OP_DIV:
+            snprintf(gt->label, sizeof gt->label, left ? "%s/x" : "/%s", c);
+            if (left) snprintf(gt->formula[0], sizeof gt->formula[0], "d/dx[%s/x] = -%s/x^2", c, c);
+            else snprintf(gt->formula[0], sizeof gt->formula[0], "d/dx[x/%s] = 1/%s", c, c);
+            break;
+        case OP_POW:
+            snprintf(gt->label, sizeof gt->label, left ? "%s^x" : "^%s", c);
+            if (left) snprintf(gt->formula[0], sizeof gt->formula[0], "d/dx[%s^x] = %s^x*log(%s)", c, c, c);
+            else snprintf(gt->formula[0], sizeof gt->formula[0], "d/dx[x^%s] = %s*x^(%s-1)", c, c, c);
+            break;
+        default: /* max, min */
+            snprintf(gt->label, sizeof gt->label, "%s(x,%s)", op_entry_get(n->op)->def.name, c);
+            snprintf(gt->formula[0], sizeof gt->formula[0], "d/dx[%s(x,%s)] = [x %s %s]",
+                     op_entry_get(n->op)->def.name, c, n->op == OP_MAX ? ">" : "<", c);
+            break;
+        }
+        return;
+    }
+    const op_entry *e = op_entry_get(n->op);
+    snprintf(gt->label, sizeof gt->label, "%s", symbol(n->op));
+    if (n->op == OP_LEAKY_RELU && n->x && n->x->nparam)
+        snprintf(gt->label, sizeof gt->label, "leaky_relu(%s)", const_str(n->x->param_v[0], c, sizeof c));
+    gt->nshown = n->nin < VIEW_MAX_SHOWN ? n->nin : VIEW_MAX_SHOWN;
+    for (int k = 0; k < gt->nshown; k++) {
+        gt->slot[k] = k;
+        gt->local[k] = local_number(n, k);
+        const char *text = is_binary_elementwise(n->op) ? binary_formula(n->op, k)
+                           : k == 0 && e->def.local_grad ? e->def.local_grad : "";
+        snprintf(gt->formula[k], sizeof gt->formula[k], "%s", text);
+    }
+}

@@ -1,0 +1,181 @@
+/* backprop: type a formula, see the lecture's walk through it.
+ *
+ *   backprop '1/(1+exp(-(w0*x0+w1*x1+w2)))' x0=-1 x1=-2 w0=2 w1=-3 w2=-3
+ *
+ * prints the value, the gradient in the order the values were given, and the backward trace
+ * (upstream gradient x local gradient = downstream gradient, node by node). */
+#include "ad.h"
+#include "expr.h"
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *USAGE =
+    "usage: backprop [options] 'EXPR' name=value ...\n"
+    "  --trace        forward and backward walk (the default output adds the backward trace)\n"
+    "  --dot          print the graph in Graphviz DOT instead of the text report\n"
+    "  --svg          print the graph as an SVG picture instead of the text report\n"
+    "  --json         print {\"value\": V, \"gradient\": {\"x\": G, ...}} instead of the text report\n"
+    "  --digits N     decimals in the text report and pictures (default 2; -1: full precision)\n"
+    "  --help         this text\n"
+    "EXPR: numbers, names, + - * / ^ (right-associative), unary minus, parentheses,\n"
+    "      exp log sqrt sin cos tan tanh sigmoid relu abs, max(a,b) min(a,b) pow(a,b).\n"
+    "example: backprop '1/(1+exp(-(w0*x0+w1*x1+w2)))' x0=-1 x1=-2 w0=2 w1=-3 w2=-3\n";
+
+enum { MAX_VARS = 64 };
+enum mode { TEXT, DOT, SVG, JSON };
+
+static int usage_error(const char *fmt, const char *arg)
+{
+    fprintf(stderr, "backprop: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\n(backprop --help for usage)\n");
+    return 2;
+}
+
+/* Where a NaN or infinity came from: the first node holding one, named as the traces name it. */
+static void report_nonfinite(ad_graph *g, ad_node *root, bool grads)
+{
+    ad_node *bad = ad_find_nonfinite(g, root, grads);
+    if (!bad) return;
+    double x = grads ? ad_node_grad_get(bad, 0) : ad_node_get(bad, 0);
+    const char *what = isnan(x) ? "NaN" : "an infinity";
+    char at[64];
+    if (ad_node_name(bad)) snprintf(at, sizeof at, "%s", ad_node_name(bad));
+    else snprintf(at, sizeof at, "#%u", ad_node_id(bad));
+    fprintf(stderr, "backprop: the %s holds %s: it first appears at node %s (%s)\n",
+            grads ? "gradient" : "value", what, at, ad_node_op_name(bad));
+}
+
+int main(int argc, char **argv)
+{
+    enum mode mode = TEXT;
+    bool trace = false;
+    int digits = 2;
+    const char *text = NULL;
+    expr_var vars[MAX_VARS];
+    char names[MAX_VARS][64];
+    double values[MAX_VARS];
+    int nvars = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            fputs(USAGE, stdout);
+            return 0;
+        } else if (strcmp(a, "--trace") == 0) trace = true;
+        else if (strcmp(a, "--dot") == 0) mode = DOT;
+        else if (strcmp(a, "--svg") == 0) mode = SVG;
+        else if (strcmp(a, "--json") == 0) mode = JSON;
+        else if (strcmp(a, "--digits") == 0) {
+            double d;
+            if (i + 1 >= argc) return usage_error("--digits needs a number%s", "");
+            if (!expr_parse_number(argv[++i], &d) || d != (int)d || d < -1 || d > 17)
+                return usage_error("--digits takes a whole number from -1 to 17, not '%s'", argv[i]);
+            digits = (int)d;
+        } else if (a[0] == '-' && a[1] == '-') {
+            return usage_error("unknown option '%s'", a);
+        } else if (!text) {
+            text = a;
+        } else {
+            const char *eq = strchr(a, '=');
+            if (!eq) return usage_error("expected name=value, not '%s'", a);
+            if (nvars == MAX_VARS) return usage_error("too many variables (at most 64)%s", "");
+            size_t len = (size_t)(eq - a);
+            if (len >= sizeof names[0]) return usage_error("variable name too long in '%s'", a);
+            char *name = names[nvars];
+            memcpy(name, a, len);
+            name[len] = 0;
+            vars[nvars] = (expr_var){name, NULL, false};
+            nvars++;
+            if (!expr_is_identifier(name) || expr_is_function(name))
+                return usage_error("'%s' is not a variable name", name);
+            for (int k = 0; k + 1 < nvars; k++)
+                if (strcmp(vars[k].name, name) == 0) return usage_error("'%s' is given twice", name);
+            if (!expr_parse_number(eq + 1, &values[nvars - 1]))
+                return usage_error("malformed number in '%s'", a);
+        }
+    }
+    if (!text) {
+        fputs(USAGE, stderr);
+        return 2;
+    }
+
+    ad_graph *g = ad_graph_new();
+    if (!g) return usage_error("out of memory%s", "");
+    for (int i = 0; i < nvars; i++) vars[i].node = ad_var(g, vars[i].name, values[i]);
+    expr_error err;
+    ad_node *f = expr_build(g, text, vars, nvars, &err);
+    int status = 0;
+    if (!f) {
+        if (err.column) fprintf(stderr, "backprop: column %d: %s\n", err.column, err.msg);
+        else fprintf(stderr, "backprop: %s\n", err.msg);
+        status = 2;
+        goto out;
+    }
+    for (int i = 0; i < nvars; i++)
+        if (!vars[i].used) {
+            fprintf(stderr, "backprop: a value is given for '%s', which the formula does not use\n", vars[i].name);
+            status = 2;
+            goto out;
+        }
+    if (ad_backward(g, f) != AD_OK) {
+        fprintf(stderr, "backprop: %s\n", ad_error(g));
+        status = 1;
+        goto out;
+    }
+
+    ad_status st = AD_OK;
+    char num[64];
+    switch (mode) {
+    case JSON:
+        printf("{\"value\": ");
+        if (isfinite(ad_value(f))) printf("%.17g", ad_value(f));
+        else printf("null");
+        printf(", \"gradient\": {");
+        for (int i = 0; i < nvars; i++) {
+            double d = ad_grad(vars[i].node);
+            printf("%s\"%s\": ", i ? ", " : "", vars[i].name);
+            if (isfinite(d)) printf("%.17g", d);
+            else printf("null");
+        }
+        printf("}}\n");
+        break;
+    case DOT: st = ad_write_dot(g, f, stdout, digits); break;
+    case SVG: st = ad_write_svg(g, f, stdout, digits); break;
+    case TEXT:
+        printf("f = %s\n", text);
+        printf("value: f = %s\n", digits < 0 ? (snprintf(num, sizeof num, "%.17g", ad_value(f)), num)
+                                             : (snprintf(num, sizeof num, "%.*f", digits, ad_value(f)), num));
+        printf("gradient:");
+        for (int i = 0; i < nvars; i++) {
+            double d = ad_grad(vars[i].node);
+            if (digits < 0) snprintf(num, sizeof num, "%.17g", d);
+            else snprintf(num, sizeof num, "%.*f", digits, d);
+            printf("%s df/d%s = %s", i ? "," : "", vars[i].name, num);
+        }
+        printf("\n\n");
+        if (trace) {
+            st = ad_trace_forward(g, f, stdout, digits);
+            printf("\n");
+        }
+        if (st == AD_OK) st = ad_trace_backward(g, f, stdout, digits);
+        break;
+    }
+    if (st == AD_ERR_ARG && mode == SVG)
+        fprintf(stderr, "backprop: the graph is too large to draw (more than %d parts); the picture holds a summary\n",
+                AD_SVG_MAX_NODES);
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        fprintf(stderr, "backprop: could not write the output\n");
+        status = 1;
+    } else if (st != AD_OK) {
+        status = 1;
+    }
+    if (!isfinite(ad_value(f)) || ad_find_nonfinite(g, f, true)) {
+        report_nonfinite(g, f, !ad_find_nonfinite(g, f, false));
+        status = 1;
+    }
+out:
+    ad_graph_free(g);
+    return status;
+}

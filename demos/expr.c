@@ -1,0 +1,297 @@
+/* Recursive descent over the grammar in expr.h, building nodes as it goes. */
+#include "expr.h"
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* A parsed operand: a node, or a number literal not yet made a node, so that 1/x can become
+ * the reciprocal gate and -3 a constant rather than neg(3). */
+typedef struct {
+    ad_node *n;
+    bool literal;
+    double v;
+} operand;
+
+typedef struct {
+    ad_graph *g;
+    const char *s;
+    int pos;
+    expr_var *vars;
+    int nvars;
+    expr_error *err;
+    int depth;
+} parser;
+
+enum { MAX_DEPTH = 200 };
+
+static const char *const unary_fn[] = {"exp", "log", "sqrt", "sin", "cos", "tan", "tanh", "sigmoid", "relu", "abs"};
+static const char *const binary_fn[] = {"max", "min", "pow"};
+
+bool expr_is_function(const char *name)
+{
+    for (size_t i = 0; i < sizeof unary_fn / sizeof *unary_fn; i++)
+        if (strcmp(name, unary_fn[i]) == 0) return true;
+    for (size_t i = 0; i < sizeof binary_fn / sizeof *binary_fn; i++)
+        if (strcmp(name, binary_fn[i]) == 0) return true;
+    return false;
+}
+
+bool expr_is_identifier(const char *s)
+{
+    if (!(isalpha((unsigned char)*s) || *s == '_')) return false;
+    for (s++; *s; s++)
+        if (!(isalnum((unsigned char)*s) || *s == '_')) return false;
+    return true;
+}
+
+/* Length of the number at s (digits, one '.', an exponent), 0 if none starts there. */
+static int number_length(const char *s)
+{
+    int i = 0, digits = 0;
+    while (isdigit((unsigned char)s[i])) i++, digits++;
+    if (s[i] == '.') {
+        i++;
+        while (isdigit((unsigned char)s[i])) i++, digits++;
+    }
+    if (!digits) return 0;
+    if (s[i] == 'e' || s[i] == 'E') {
+        int j = i + 1;
+        if (s[j] == '+' || s[j] == '-') j++;
+        if (!isdigit((unsigned char)s[j])) return -1; /* "1e" or "1e+" */
+        while (isdigit((unsigned char)s[j])) j++;
+        i = j;
+    }
+    return i;
+}
+
+bool expr_parse_number(const char *s, double *out)
+{
+    int sign = 1;
+    if (*s == '-' || *s == '+') sign = *s++ == '-' ? -1 : 1;
+    int len = number_length(s);
+    if (len <= 0 || s[len] != 0) return false;
+    *out = sign * strtod(s, NULL);
+    return true;
+}
+
+static void fail(parser *p, int at, const char *fmt, ...)
+{
+    if (p->err->msg[0]) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(p->err->msg, sizeof p->err->msg, fmt, ap);
+    va_end(ap);
+    p->err->column = at + 1;
+}
+
+static void skip_space(parser *p)
+{
+    while (isspace((unsigned char)p->s[p->pos])) p->pos++;
+}
+
+static bool accept(parser *p, char c)
+{
+    skip_space(p);
+    if (p->s[p->pos] != c) return false;
+    p->pos++;
+    return true;
+}
+
+static bool expect(parser *p, char c)
+{
+    if (accept(p, c)) return true;
+    if (p->s[p->pos]) fail(p, p->pos, "expected '%c'", c);
+    else fail(p, p->pos, "expected '%c' before the end of the formula", c);
+    return false;
+}
+
+static ad_node *node_of(parser *p, operand o)
+{
+    if (!o.literal) return o.n;
+    return ad_scalar(p->g, o.v);
+}
+
+static operand node(ad_node *n) { return (operand){n, false, 0}; }
+
+static operand expression(parser *p);
+
+/* primary := number | identifier | function '(' args ')' | '(' expression ')' */
+static operand primary(parser *p)
+{
+    operand bad = {NULL, false, 0};
+    skip_space(p);
+    const char *c = p->s + p->pos;
+    int start = p->pos;
+    if (isdigit((unsigned char)*c) || (*c == '.' && isdigit((unsigned char)c[1]))) {
+        int len = number_length(c);
+        if (len <= 0 || isalnum((unsigned char)c[len]) || c[len] == '.' || c[len] == '_') {
+            int end = len > 0 ? len : 1;
+            while (isalnum((unsigned char)c[end]) || c[end] == '.' || c[end] == '_') end++;
+            fail(p, start, "malformed number '%.*s'", end, c);
+            return bad;
+        }
+        p->pos += len;
+        return (operand){NULL, true, strtod(c, NULL)};
+    }
+    if (isalpha((unsigned char)*c) || *c == '_') {
+        int len = 0;
+        while (isalnum((unsigned char)c[len]) || c[len] == '_') len++;
+        char name[64];
+        if (len >= (int)sizeof name) {
+            fail(p, start, "name too long");
+            return bad;
+        }
+        memcpy(name, c, (size_t)len);
+        name[len] = 0;
+        p->pos += len;
+        if (expr_is_function(name)) {
+            if (!expect(p, '(')) return bad;
+            operand a = expression(p);
+            if (!a.n && !a.literal) return bad;
+            bool two = false;
+            for (size_t i = 0; i < sizeof binary_fn / sizeof *binary_fn; i++) two |= strcmp(name, binary_fn[i]) == 0;
+            operand b = a;
+            if (two) {
+                if (!expect(p, ',')) return bad;
+                b = expression(p);
+                if (!b.n && !b.literal) return bad;
+            }
+            if (!expect(p, ')')) return bad;
+            ad_graph *g = p->g;
+            ad_node *x = node_of(p, a);
+            if (strcmp(name, "max") == 0) return node(ad_max(g, x, node_of(p, b)));
+            if (strcmp(name, "min") == 0) return node(ad_min(g, x, node_of(p, b)));
+            if (strcmp(name, "pow") == 0) return node(ad_pow(g, x, node_of(p, b)));
+            if (strcmp(name, "exp") == 0) return node(ad_exp(g, x));
+            if (strcmp(name, "log") == 0) return node(ad_log(g, x));
+            if (strcmp(name, "sqrt") == 0) return node(ad_sqrt(g, x));
+            if (strcmp(name, "sin") == 0) return node(ad_sin(g, x));
+            if (strcmp(name, "cos") == 0) return node(ad_cos(g, x));
+            if (strcmp(name, "tan") == 0) return node(ad_tan(g, x));
+            if (strcmp(name, "tanh") == 0) return node(ad_tanh(g, x));
+            if (strcmp(name, "sigmoid") == 0) return node(ad_sigmoid(g, x));
+            if (strcmp(name, "relu") == 0) return node(ad_relu(g, x));
+            return node(ad_abs(g, x));
+        }
+        skip_space(p);
+        if (p->s[p->pos] == '(') {
+            fail(p, start, "unknown function '%s'", name);
+            return bad;
+        }
+        for (int i = 0; i < p->nvars; i++)
+            if (strcmp(p->vars[i].name, name) == 0) {
+                p->vars[i].used = true;
+                return node(p->vars[i].node);
+            }
+        fail(p, start, "variable '%s' has no value (give it one: %s=...)", name, name);
+        return bad;
+    }
+    if (*c == '(') {
+        p->pos++;
+        operand e = expression(p);
+        if (!e.n && !e.literal) return bad;
+        if (!expect(p, ')')) return bad;
+        return e;
+    }
+    if (*c) fail(p, start, "unexpected '%c'", *c);
+    else fail(p, start, "expected a number, a name or '(' before the end of the formula");
+    return bad;
+}
+
+static bool ok(const operand *o) { return o->n || o->literal; }
+
+static operand unary(parser *p);
+
+/* power := primary ('^' unary)?   -- right-associative, and binds tighter than unary minus */
+static operand power(parser *p)
+{
+    operand base = primary(p);
+    if (!ok(&base) || !accept(p, '^')) return base;
+    operand ex = unary(p);
+    if (!ok(&ex)) return ex;
+    return node(ad_pow(p->g, node_of(p, base), node_of(p, ex)));
+}
+
+/* unary := '-' unary | '+' unary | power */
+static operand unary(parser *p)
+{
+    if (++p->depth > MAX_DEPTH) {
+        fail(p, p->pos, "formula nested too deeply");
+        return (operand){NULL, false, 0};
+    }
+    operand r;
+    if (accept(p, '-')) {
+        r = unary(p);
+        if (ok(&r)) r = r.literal ? (operand){NULL, true, -r.v} : node(ad_neg(p->g, r.n));
+    } else if (accept(p, '+')) {
+        r = unary(p);
+    } else {
+        r = power(p);
+    }
+    p->depth--;
+    return r;
+}
+
+/* term := unary (('*' | '/') unary)*   -- 1/x is the reciprocal gate */
+static operand term(parser *p)
+{
+    operand a = unary(p);
+    while (ok(&a)) {
+        char op;
+        if (accept(p, '*')) op = '*';
+        else if (accept(p, '/')) op = '/';
+        else break;
+        operand b = unary(p);
+        if (!ok(&b)) return b;
+        if (op == '/' && a.literal && a.v == 1 && !b.literal) a = node(ad_recip(p->g, b.n));
+        else if (op == '*') a = node(ad_mul(p->g, node_of(p, a), node_of(p, b)));
+        else a = node(ad_div(p->g, node_of(p, a), node_of(p, b)));
+    }
+    return a;
+}
+
+/* expression := term (('+' | '-') term)* */
+static operand expression(parser *p)
+{
+    if (++p->depth > MAX_DEPTH) {
+        fail(p, p->pos, "formula nested too deeply");
+        return (operand){NULL, false, 0};
+    }
+    operand a = term(p);
+    while (ok(&a)) {
+        char op;
+        if (accept(p, '+')) op = '+';
+        else if (accept(p, '-')) op = '-';
+        else break;
+        operand b = term(p);
+        if (!ok(&b)) {
+            a = b;
+            break;
+        }
+        ad_node *x = node_of(p, a), *y = node_of(p, b);
+        a = node(op == '+' ? ad_add(p->g, x, y) : ad_sub(p->g, x, y));
+    }
+    p->depth--;
+    return a;
+}
+
+ad_node *expr_build(ad_graph *g, const char *text, expr_var *vars, int nvars, expr_error *err)
+{
+    memset(err, 0, sizeof *err);
+    parser p = {g, text, 0, vars, nvars, err, 0};
+    operand r = expression(&p);
+    skip_space(&p);
+    if (ok(&r) && text[p.pos]) {
+        if (text[p.pos] == ')') fail(&p, p.pos, "unmatched ')'");
+        else fail(&p, p.pos, "unexpected '%c'", text[p.pos]);
+    }
+    if (err->msg[0]) return NULL;
+    ad_node *root = node_of(&p, r);
+    if (!root) {
+        snprintf(err->msg, sizeof err->msg, "%s", ad_error(g) ? ad_error(g) : "could not build the graph");
+        err->column = 0;
+    }
+    return root;
+}

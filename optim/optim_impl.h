@@ -1,0 +1,55 @@
+/* Internals shared by the files of optim/; nothing outside optim/ includes this. */
+#ifndef OPTIM_IMPL_H
+#define OPTIM_IMPL_H
+
+#include "optim.h"
+#include <stdarg.h>
+
+/* At most two state buffers per parameter (Adam's moments; RMSprop's average and momentum). */
+#define OPTIM_MAX_SLOTS 2
+
+struct optim {
+    optim_cfg cfg;
+    int n;
+    ad_tensor **params;        /* n, not owned */
+    ad_tensor **state;         /* n * nslots, parameter-major: state[i * nslots + s] */
+    int nslots;
+    const char *slot[OPTIM_MAX_SLOTS]; /* the buffers' names, as optim_state and files see them */
+    int64_t step;              /* updates made */
+    char msg[256];
+};
+
+/* The state buffers a configuration needs: their count, and their names into names. */
+int optim_slots_for(const optim_cfg *c, const char **names);
+
+/* Checks a configuration; OPTIM_OK or OPTIM_ERR_ARG with a message in err. */
+optim_status optim_cfg_check(const optim_cfg *c, char *err, size_t errlen);
+
+/* printf into a caller's buffer (NULL or 0 length ignored); returns st, so a failure is one
+ * line: `return optim_fail(st, err, len, "optim_x: ...", ...)`. */
+optim_status optim_fail(optim_status st, char *err, size_t errlen, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 4, 5)))
+#endif
+    ;
+
+/* The same into the optimizer's own message. */
+optim_status optim_failo(optim *o, optim_status st, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+/* Element i of raw storage of either dtype, as a double, and back. */
+static inline double optim_ld(const void *p, bool f32, int64_t i)
+{
+    return f32 ? (double)((const float *)p)[i] : ((const double *)p)[i];
+}
+
+static inline void optim_st(void *p, bool f32, int64_t i, double v)
+{
+    if (f32) ((float *)p)[i] = (float)v;
+    else ((double *)p)[i] = v;
+}
+
+#endif
