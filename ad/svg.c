@@ -110,6 +110,19 @@ ad_status ad_write_svg(const ad_graph *g, ad_node *root, FILE *out, int digits)
             if (layer + 2 > layers) layers = layer + 2;
         }
     }
+    /* leaves (and their copy nodes) move right, next to their first consumer, so that an
+     * input used late does not cross the gates in between */
+    for (int j = k - 1; j >= 0; j--) {
+        ad_node *n = node_at(g, it[j].node);
+        if (n->nin != 0) continue;
+        int first = INT32_MAX;
+        for (int e = 0; e < l; e++)
+            if (ln[e].from == j && it[ln[e].to].layer < first) first = it[ln[e].to].layer;
+        if (first != INT32_MAX && first - 1 > it[j].layer) it[j].layer = first - 1;
+        if (it[j].copy) continue;
+        if (j + 1 < k && it[j + 1].copy && it[j + 1].node == it[j].node) it[j].layer = it[j + 1].layer - 1;
+    }
+
     /* order within layers: start in creation order, then a few barycentre sweeps pull each
      * item towards the average position of its inputs */
     int *count = ad_xcalloc((size_t)layers, sizeof *count);

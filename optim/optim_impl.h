@@ -40,6 +40,12 @@ optim_status optim_failo(optim *o, optim_status st, const char *fmt, ...)
 #endif
     ;
 
+/* For the drivers: checks the node fn's callback built on g at iteration i, backpropagates
+ * from it into the (zeroed) parameter gradients and writes its value; a failure names fn and
+ * i in o's message. */
+optim_status optim_backprop_loss(optim *o, ad_graph *g, ad_node *loss, const char *fn, int64_t i,
+                                 double *value);
+
 /* Element i of raw storage of either dtype, as a double, and back. */
 static inline double optim_ld(const void *p, bool f32, int64_t i)
 {

@@ -1,0 +1,144 @@
+/* The update rules, one small loop each, applied by optim_step.  Every element is loaded as a
+ * double, updated in double and stored back in the parameter's dtype; the formulas follow the
+ * slides and, operation for operation, torch.optim's single-tensor code, so float64 runs agree
+ * with PyTorch's to rounding.  The dtype test inside the loops is loop-invariant: the compiler
+ * unswitches it. */
+#include "optim_impl.h"
+#include <math.h>
+
+/* What one step needs besides the buffers, computed once per step. */
+typedef struct {
+    double lr, wd, mom;
+    bool nesterov, lecture, decoupled;
+    double b1, b2, step_size, bc2_sqrt; /* Adam: step_size = lr / (1 - b1^t), sqrt(1 - b2^t) */
+    double alpha, eps;
+} coeffs;
+
+/* One parameter's buffers. */
+typedef struct {
+    void *p, *g, *s0, *s1;
+    bool f32;
+    int64_t n;
+} bufs;
+
+/* L2 weight decay enters as a gradient term; skipped when 0 so an inf parameter does not turn
+ * a finite gradient into NaN through 0 * inf. */
+static inline double decayed(double g, double th, double wd) { return wd != 0 ? g + wd * th : g; }
+
+/* theta_{i+1} = theta_i - eta grad L(theta_i) */
+static void rule_gd(const bufs *b, const coeffs *c)
+{
+    for (int64_t k = 0; k < b->n; k++) {
+        double th = optim_ld(b->p, b->f32, k), g = decayed(optim_ld(b->g, b->f32, k), th, c->wd);
+        optim_st(b->p, b->f32, k, th - c->lr * g);
+    }
+}
+
+/* Lecture: v_{i+1} = -eta g + gamma v_i, theta_{i+1} = theta_i + v_{i+1}; Nesterov looks one
+ * velocity ahead: theta_{i+1} = theta_i + gamma v_{i+1} - eta g.
+ * PyTorch: b <- gamma b + g, theta <- theta - eta b; Nesterov: theta <- theta - eta (g + gamma b). */
+static void rule_momentum(const bufs *b, const coeffs *c)
+{
+    for (int64_t k = 0; k < b->n; k++) {
+        double th = optim_ld(b->p, b->f32, k), g = decayed(optim_ld(b->g, b->f32, k), th, c->wd);
+        double v = optim_ld(b->s0, b->f32, k);
+        if (c->lecture) {
+            v = -c->lr * g + c->mom * v;
+            th = c->nesterov ? th + (c->mom * v - c->lr * g) : th + v;
+        } else {
+            v = c->mom * v + g;
+            th = th - c->lr * (c->nesterov ? g + c->mom * v : v);
+        }
+        optim_st(b->s0, b->f32, k, v);
+        optim_st(b->p, b->f32, k, th);
+    }
+}
+
+/* m <- b1 m + (1-b1) g;  v <- b2 v + (1-b2) g^2;
+ * theta <- theta - lr/(1-b1^t) * m / (sqrt(v)/sqrt(1-b2^t) + eps)   (PyTorch's grouping).
+ * AdamW first shrinks theta by (1 - lr lambda) instead of adding lambda theta to g. */
+static void rule_adam(const bufs *b, const coeffs *c)
+{
+    for (int64_t k = 0; k < b->n; k++) {
+        double th = optim_ld(b->p, b->f32, k), g = optim_ld(b->g, b->f32, k);
+        if (c->decoupled) th *= 1 - c->lr * c->wd;
+        else g = decayed(g, th, c->wd);
+        double m = c->b1 * optim_ld(b->s0, b->f32, k) + (1 - c->b1) * g;
+        double v = c->b2 * optim_ld(b->s1, b->f32, k) + (1 - c->b2) * g * g;
+        double denom = sqrt(v) / c->bc2_sqrt + c->eps;
+        optim_st(b->s0, b->f32, k, m);
+        optim_st(b->s1, b->f32, k, v);
+        optim_st(b->p, b->f32, k, th - c->step_size * (m / denom));
+    }
+}
+
+/* s <- alpha s + (1-alpha) g^2;  theta <- theta - lr g / (sqrt(s) + eps), or with momentum
+ * mu: b <- mu b + g / (sqrt(s) + eps), theta <- theta - lr b. */
+static void rule_rmsprop(const bufs *b, const coeffs *c)
+{
+    for (int64_t k = 0; k < b->n; k++) {
+        double th = optim_ld(b->p, b->f32, k), g = decayed(optim_ld(b->g, b->f32, k), th, c->wd);
+        double s = c->alpha * optim_ld(b->s0, b->f32, k) + (1 - c->alpha) * g * g;
+        double avg = sqrt(s) + c->eps;
+        optim_st(b->s0, b->f32, k, s);
+        if (c->mom > 0) {
+            double m = c->mom * optim_ld(b->s1, b->f32, k) + g / avg;
+            optim_st(b->s1, b->f32, k, m);
+            th = th - c->lr * m;
+        } else {
+            th = th - c->lr * (g / avg);
+        }
+        optim_st(b->p, b->f32, k, th);
+    }
+}
+
+/* Clips as configured; a non-finite norm stops the step before anything is updated. */
+static optim_status clip(optim *o)
+{
+    char why[200];
+    if (o->cfg.clip_value > 0 && optim_clip_grad_value(o->params, o->n, o->cfg.clip_value, why, sizeof why) != OPTIM_OK)
+        return optim_failo(o, OPTIM_ERR_ARG, "optim_step: %s", why);
+    if (o->cfg.clip_norm > 0) {
+        optim_status st = optim_clip_grad_norm(o->params, o->n, o->cfg.clip_norm, NULL, why, sizeof why);
+        if (st != OPTIM_OK)
+            return optim_failo(o, st, "optim_step: step %lld: %s", (long long)o->step, why);
+    }
+    return OPTIM_OK;
+}
+
+optim_status optim_step(optim *o)
+{
+    if (!o) return OPTIM_ERR_NULL;
+    optim_status st = clip(o);
+    if (st != OPTIM_OK) return st;
+    const optim_cfg *cfg = &o->cfg;
+    coeffs c = {
+        .lr = optim_schedule_lr(&cfg->schedule, cfg->lr, o->step),
+        .wd = cfg->weight_decay, .mom = cfg->momentum, .nesterov = cfg->nesterov,
+        .lecture = cfg->form == OPTIM_FORM_LECTURE, .decoupled = cfg->kind == OPTIM_ADAMW,
+        .b1 = cfg->beta1, .b2 = cfg->beta2, .alpha = cfg->alpha, .eps = cfg->eps,
+    };
+    if (cfg->kind == OPTIM_ADAM || cfg->kind == OPTIM_ADAMW) {
+        double t = (double)(o->step + 1); /* Adam counts steps from 1 */
+        c.step_size = c.lr / (1 - pow(c.b1, t));
+        c.bc2_sqrt = sqrt(1 - pow(c.b2, t));
+    }
+    for (int i = 0; i < o->n; i++) {
+        ad_tensor *p = o->params[i];
+        bufs b = {
+            .p = ad_tensor_data(p), .g = ad_tensor_grad(p),
+            .s0 = o->nslots > 0 ? ad_tensor_data(o->state[i * o->nslots]) : NULL,
+            .s1 = o->nslots > 1 ? ad_tensor_data(o->state[i * o->nslots + 1]) : NULL,
+            .f32 = ad_tensor_dtype(p) == AD_F32, .n = ad_tensor_size(p),
+        };
+        switch (cfg->kind) {
+        case OPTIM_GD: rule_gd(&b, &c); break;
+        case OPTIM_MOMENTUM: rule_momentum(&b, &c); break;
+        case OPTIM_ADAM:
+        case OPTIM_ADAMW: rule_adam(&b, &c); break;
+        case OPTIM_RMSPROP: rule_rmsprop(&b, &c); break;
+        }
+    }
+    o->step++;
+    return OPTIM_OK;
+}

@@ -1,0 +1,249 @@
+/* The backprop CLI, run as a user runs it: golden outputs for the lecture's examples, and
+ * every kind of bad input (one clear line on stderr, exit code 2, never a crash). */
+#include "testutil.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static const char *cli;    /* path of the backprop binary (argv[1]) */
+static const char *golden; /* folder of the golden files (argv[2]) */
+
+typedef struct {
+    char *out, *err;
+    int status; /* exit code, or 128 + signal */
+} run_result;
+
+static char *slurp_fd(int fd)
+{
+    size_t cap = 4096, len = 0;
+    char *buf = malloc(cap);
+    ck_assert_ptr_nonnull(buf);
+    ssize_t k;
+    while ((k = read(fd, buf + len, cap - len - 1)) > 0) {
+        len += (size_t)k;
+        if (cap - len < 2) {
+            buf = realloc(buf, cap *= 2);
+            ck_assert_ptr_nonnull(buf);
+        }
+    }
+    buf[len] = 0;
+    return buf;
+}
+
+/* Runs the CLI with args (NULL-terminated); stdout and stderr go to temporary files so a
+ * large output cannot block on a full pipe. */
+static run_result run(const char *const *args)
+{
+    char outp[] = "/tmp/bp-out-XXXXXX", errp[] = "/tmp/bp-err-XXXXXX";
+    int fo = mkstemp(outp), fe = mkstemp(errp);
+    ck_assert(fo >= 0 && fe >= 0);
+    pid_t pid = fork();
+    ck_assert(pid >= 0);
+    if (pid == 0) {
+        const char *argv[32] = {cli};
+        int n = 1;
+        for (; args[n - 1] && n < 31; n++) argv[n] = args[n - 1];
+        argv[n] = NULL;
+        dup2(fo, 1);
+        dup2(fe, 2);
+        execv(cli, (char *const *)argv);
+        _exit(127);
+    }
+    int ws;
+    waitpid(pid, &ws, 0);
+    run_result r;
+    lseek(fo, 0, SEEK_SET);
+    lseek(fe, 0, SEEK_SET);
+    r.out = slurp_fd(fo);
+    r.err = slurp_fd(fe);
+    r.status = WIFEXITED(ws) ? WEXITSTATUS(ws) : 128 + WTERMSIG(ws);
+    close(fo);
+    close(fe);
+    unlink(outp);
+    unlink(errp);
+    return r;
+}
+
+static void done(run_result *r)
+{
+    free(r->out);
+    free(r->err);
+}
+
+static char *read_golden(const char *name)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", golden, name);
+    FILE *f = fopen(path, "rb");
+    ck_assert_msg(f != NULL, "missing golden file %s", path);
+    char *buf = slurp_fd(fileno(f));
+    fclose(f);
+    return buf;
+}
+
+static void check_golden(const char *name, const char *const *args)
+{
+    run_result r = run(args);
+    ck_assert_int_eq(r.status, 0);
+    ck_assert_str_eq(r.err, "");
+    char *want = read_golden(name);
+    ck_assert_msg(strcmp(r.out, want) == 0, "%s differs:\n--- got\n%s--- want\n%s", name, r.out, want);
+    free(want);
+    done(&r);
+}
+
+#define ARGS(...) ((const char *const[]){__VA_ARGS__, NULL})
+#define NEURON "1/(1+exp(-(w0*x0+w1*x1+w2)))", "x0=-1", "x1=-2", "w0=2", "w1=-3", "w2=-3"
+
+START_TEST(golden_neuron) { check_golden("neuron.txt", ARGS("--trace", NEURON)); }
+END_TEST
+START_TEST(golden_sum) { check_golden("sum.txt", ARGS("--trace", "z*(x+y)", "x=2", "y=3", "z=-2")); }
+END_TEST
+START_TEST(golden_copy) { check_golden("copy.txt", ARGS("--trace", "x*x + x", "x=3")); }
+END_TEST
+START_TEST(golden_neuron_json) { check_golden("neuron.json", ARGS("--json", NEURON)); }
+END_TEST
+START_TEST(golden_neuron_svg) { check_golden("neuron.svg", ARGS("--svg", NEURON)); }
+END_TEST
+START_TEST(golden_sum_dot) { check_golden("sum.dot", ARGS("--dot", "z*(x+y)", "x=2", "y=3", "z=-2")); }
+END_TEST
+
+/* The slides' numbers, as a reader checks them in the default report. */
+START_TEST(default_report_has_the_slides_numbers)
+{
+    run_result r = run(ARGS(NEURON));
+    ck_assert_int_eq(r.status, 0);
+    ck_assert_ptr_nonnull(strstr(r.out, "value: f = 0.73"));
+    ck_assert_ptr_nonnull(strstr(r.out, "df/dx0 = 0.39, df/dx1 = -0.59, df/dw0 = -0.20, df/dw1 = -0.39, df/dw2 = 0.20"));
+    ck_assert_ptr_nonnull(strstr(r.out, "1/x    upstream   1.00   local d/dx[1/x] = -1/x^2 = -0.53   downstream -0.53"));
+    ck_assert_ptr_nonnull(strstr(r.out, "+1     upstream  -0.53   local d/dx[x + 1] = 1"));
+    ck_assert_ptr_nonnull(strstr(r.out, "exp    upstream  -0.53   local d/dx[exp(x)] = exp(x) = 0.37   downstream -0.20"));
+    ck_assert_ptr_null(strstr(r.out, "forward pass")); /* only --trace adds the forward walk */
+    done(&r);
+    r = run(ARGS("--digits", "1", NEURON));
+    ck_assert_ptr_nonnull(strstr(r.out, "df/dx0 = 0.4, df/dx1 = -0.6, df/dw0 = -0.2, df/dw1 = -0.4, df/dw2 = 0.2"));
+    done(&r);
+}
+END_TEST
+
+START_TEST(json_is_one_object_in_argument_order)
+{
+    run_result r = run(ARGS("--json", "a*b + sin(c)", "c=0.5", "a=2", "b=3"));
+    ck_assert_int_eq(r.status, 0);
+    char want[256];
+    snprintf(want, sizeof want, "{\"value\": %.17g, \"gradient\": {\"c\": %.17g, \"a\": 3, \"b\": 2}}\n",
+             6 + sin(0.5), cos(0.5));
+    ck_assert_str_eq(r.out, want);
+    done(&r);
+}
+END_TEST
+
+START_TEST(grammar)
+{
+    struct { const char *expr; double want; } cases[] = {
+        {"2^3^2 + 0*x", 512}, {"-x^2", -9}, {"(-x)^2", 9}, {"2*3+4 + 0*x", 10}, {"2+3*4 + 0*x", 14},
+        {"8/2/2 + 0*x", 2}, {"1e-3*1000 + 0*x", 1}, {"-0.5+x", 2.5}, {"max(x, 4) + min(x, 4)", 7},
+        {"pow(x, 2)", 9}, {"sqrt(x*x)", 3}, {"abs(-x) + relu(-x)", 3}, {"x - -x", 6},
+        {"tanh(0) + sigmoid(0) + log(exp(x))", 3.5}, {"cos(0) + sin(0) + tan(0) + 0*x", 1},
+        {".5 + x", 3.5}, {"2^-1 + x", 3.5},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        run_result r = run(ARGS("--json", cases[i].expr, "x=3"));
+        ck_assert_msg(r.status == 0, "%s: %s", cases[i].expr, r.err);
+        double v = strtod(r.out + strlen("{\"value\": "), NULL);
+        ck_assert_msg(fabs(v - cases[i].want) < 1e-12, "%s = %g, want %g", cases[i].expr, v, cases[i].want);
+        done(&r);
+    }
+}
+END_TEST
+
+/* Each bad input: exit code 2 and one line naming the problem. */
+START_TEST(bad_input)
+{
+    struct { const char *const *args; const char *msg; } cases[] = {
+        {ARGS("(x+1", "x=1"), "backprop: column 5: expected ')' before the end of the formula\n"},
+        {ARGS("x*(y+", "x=1", "y=2"), "backprop: column 6: expected a number, a name or '(' before the end of the formula\n"},
+        {ARGS("foo(x)", "x=1"), "backprop: column 1: unknown function 'foo'\n"},
+        {ARGS("x+y", "x=1"), "backprop: column 3: variable 'y' has no value (give it one: y=...)\n"},
+        {ARGS("x", "x=1", "q=2"), "backprop: a value is given for 'q', which the formula does not use\n"},
+        {ARGS("x", "x=1.2.3"), "backprop: malformed number in 'x=1.2.3'\n(backprop --help for usage)\n"},
+        {ARGS("1.2.3*x", "x=1"), "backprop: column 1: malformed number '1.2.3'\n"},
+        {ARGS("x +* 2", "x=1"), "backprop: column 4: unexpected '*'\n"},
+        {ARGS("x)", "x=1"), "backprop: column 2: unmatched ')'\n"},
+        {ARGS("x", "x"), "backprop: expected name=value, not 'x'\n(backprop --help for usage)\n"},
+        {ARGS("x", "x=1", "x=2"), "backprop: 'x' is given twice\n(backprop --help for usage)\n"},
+        {ARGS("exp", "x=1"), "backprop: column 4: expected '(' before the end of the formula\n"},
+        {ARGS("--bogus", "x", "x=1"), "backprop: unknown option '--bogus'\n(backprop --help for usage)\n"},
+        {ARGS("--digits", "many", "x", "x=1"), "backprop: --digits takes a whole number from -1 to 17, not 'many'\n(backprop --help for usage)\n"},
+        {ARGS("exp=1", "x=1"), "backprop: column 4: expected '('\n"},
+        {ARGS("x", "exp=1"), "backprop: 'exp' is not a variable name\n(backprop --help for usage)\n"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        run_result r = run(cases[i].args);
+        ck_assert_msg(r.status == 2, "case %zu: exit %d (%s)", i, r.status, r.err);
+        ck_assert_str_eq(r.err, cases[i].msg);
+        ck_assert_str_eq(r.out, "");
+        done(&r);
+    }
+    run_result r = run(ARGS(NULL));
+    ck_assert_int_eq(r.status, 2);
+    ck_assert_ptr_nonnull(strstr(r.err, "usage: backprop"));
+    done(&r);
+}
+END_TEST
+
+START_TEST(nonfinite_results_are_reported)
+{
+    run_result r = run(ARGS("log(x - 1) * y", "x=0", "y=2"));
+    ck_assert_int_eq(r.status, 1);
+    ck_assert_str_eq(r.err, "backprop: the value holds NaN: it first appears at node #4 (log)\n");
+    done(&r);
+    r = run(ARGS("1/x", "x=0"));
+    ck_assert_int_eq(r.status, 1);
+    ck_assert_str_eq(r.err, "backprop: the value holds an infinity: it first appears at node #1 (recip)\n");
+    done(&r);
+    r = run(ARGS("--json", "sqrt(x)", "x=0"));
+    ck_assert_int_eq(r.status, 1);
+    ck_assert_str_eq(r.out, "{\"value\": 0, \"gradient\": {\"x\": null}}\n");
+    ck_assert_str_eq(r.err, "backprop: the gradient holds an infinity: it first appears at node x (var)\n");
+    done(&r);
+}
+END_TEST
+
+START_TEST(help_exits_zero)
+{
+    run_result r = run(ARGS("--help"));
+    ck_assert_int_eq(r.status, 0);
+    ck_assert_ptr_nonnull(strstr(r.out, "--trace"));
+    done(&r);
+}
+END_TEST
+
+int main(int argc, char **argv)
+{
+    if (argc < 3) {
+        fprintf(stderr, "usage: test_cli BACKPROP_BINARY GOLDEN_DIR\n");
+        return 2;
+    }
+    cli = argv[1];
+    golden = argv[2];
+    Suite *s = suite_create("cli");
+    TCase *tc = tcase_create("cli");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, golden_neuron);
+    tcase_add_test(tc, golden_sum);
+    tcase_add_test(tc, golden_copy);
+    tcase_add_test(tc, golden_neuron_json);
+    tcase_add_test(tc, golden_neuron_svg);
+    tcase_add_test(tc, golden_sum_dot);
+    tcase_add_test(tc, default_report_has_the_slides_numbers);
+    tcase_add_test(tc, json_is_one_object_in_argument_order);
+    tcase_add_test(tc, grammar);
+    tcase_add_test(tc, bad_input);
+    tcase_add_test(tc, nonfinite_results_are_reported);
+    tcase_add_test(tc, help_exits_zero);
+    suite_add_tcase(s, tc);
+    return run_suite(s);
+}
