@@ -62,7 +62,8 @@ typedef enum {
     AD_ERR_NOMEM,       /* an allocation failed */
     AD_ERR_NO_BACKWARD, /* backward reached an op registered without a backward */
     AD_ERR_CHECK,       /* gradcheck found a mismatch */
-    AD_ERR_IO           /* reading or writing a file or stream failed */
+    AD_ERR_IO,          /* reading or writing a file or stream failed */
+    AD_ERR_NUMERIC      /* anomaly mode found a NaN or an infinity */
 } ad_status;
 
 /* A shape: rank and the size of each dimension.  AD_SHAPE(2, 3) is a 2x3 matrix,
@@ -175,6 +176,12 @@ void ad_clear_error(ad_graph *g);
 /* No-grad mode: while on, ops compute values but record no backward information and their
  * outputs need no gradient (for evaluation).  Returns the previous setting. */
 bool ad_set_grad_enabled(ad_graph *g, bool enabled);
+
+/* Anomaly mode: while on, every op checks its output and every backward step the gradients
+ * it produced for NaN and infinity; the first op that produced one fails with AD_ERR_NUMERIC
+ * and a message naming it, its inputs' shapes and ranges (and the upstream gradient's, in
+ * backward).  Off by default; costs one test per op when off.  Returns the previous setting. */
+bool ad_set_anomaly(ad_graph *g, bool on);
 
 /* ------------------------------------------------------------------------------------------
  * Leaves.
@@ -470,6 +477,20 @@ ad_status ad_gradcheck(ad_fn f, int n, const double *x, void *user, const ad_che
  * A non-scalar result is checked through a fixed random projection <r, f(x)>. */
 ad_status ad_gradcheck_tensors(ad_fn f, int n, ad_tensor *const *inputs, void *user,
                                const ad_check_opts *o, ad_check_report *rep);
+
+/* ------------------------------------------------------------------------------------------
+ * The allocator.  Every allocation of the library (ad, nn, optim) goes through these, so
+ * tests can count allocations and make one fail.  Memory from them is released with ad_free.
+ */
+void *ad_malloc(size_t n);
+void *ad_calloc(size_t n, size_t size);
+void *ad_realloc(void *p, size_t n);
+void ad_free(void *p);
+/* Allocations made since the process started (all threads). */
+long ad_alloc_count(void);
+/* Fault injection for tests: the n-th allocation from now on returns NULL (n <= 0 turns it
+ * off).  One failure per call; the library must then report AD_ERR_NOMEM and leak nothing. */
+void ad_fail_alloc_at(long n);
 
 #ifdef __cplusplus
 }

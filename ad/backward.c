@@ -41,6 +41,7 @@ static ad_status sweep(ad_graph *g, ad_node *root, const double *seed)
     for (int64_t i = 0; i < node_size(root); i++)
         store(G, root->dtype, i, load(G, root->dtype, i) + (seed ? seed[i] : 1.0));
 
+    ad_status st = AD_OK;
     for (int64_t s = (int64_t)(root->id >> SLAB_BITS); s >= 0; s--) {
         ad_node *base = g->slab[s];
         int64_t k = s == (int64_t)(root->id >> SLAB_BITS) ? (int64_t)(root->id & (SLAB_NODES - 1))
@@ -50,16 +51,20 @@ static ad_status sweep(ad_graph *g, ad_node *root, const double *seed)
             uint8_t f = n->flags;
             if ((f & (F_NEEDS_GRAD | F_LEAF)) != F_NEEDS_GRAD) continue;
             if (f & F_PARTIALS) {
+                /* a node the root does not depend on holds 0; its partials may be infinite
+                 * (exp(1000)), and 0 * inf would poison its inputs' gradients with NaN */
                 double gv = n->g;
+                if (gv == 0) continue;
                 n->a->g += n->da * gv;
                 if (n->b) n->b->g += n->db * gv;
+                if (g->anomaly && (st = anomaly_backward(g, n)) != AD_OK) return st;
                 continue;
             }
             /* skip what received no gradient: a tensor whose buffer is not live, a scalar
              * at 0 (an op the root does not depend on need not have a backward) */
             if (f & F_SCALAR ? n->g == 0 : !(f & F_GRAD_LIVE)) continue;
-            ad_status st = backward_node(g, n);
-            if (st != AD_OK) return st;
+            if ((st = backward_node(g, n)) != AD_OK) return st;
+            if (g->anomaly && (st = anomaly_backward(g, n)) != AD_OK) return st;
         }
     }
     return AD_OK;

@@ -5,13 +5,6 @@
 
 enum { BLOCK_MIN = 1 << 20, ALIGN = 64 };
 
-/* Every allocation of the library passes here, so the arena's statistics and the tests'
- * counting see all of them. */
-void *ad_xmalloc(size_t n) { return malloc(n ? n : 1); }
-void *ad_xcalloc(size_t n, size_t m) { return calloc(n ? n : 1, m ? m : 1); }
-void *ad_xrealloc(void *p, size_t n) { return realloc(p, n ? n : 1); }
-void ad_xfree(void *p) { free(p); }
-
 ad_status ad_set_error(ad_graph *g, ad_status st, const char *fmt, ...)
 {
     if (!g || g->status != AD_OK) return st;
@@ -104,8 +97,7 @@ void *arena_alloc(ad_graph *g, size_t bytes)
     if (!b) {
         size_t cap = bytes > BLOCK_MIN ? bytes : BLOCK_MIN;
         void *raw = NULL;
-        if (cap > SIZE_MAX - block_header() ||
-            posix_memalign(&raw, ALIGN, block_header() + cap) != 0)
+        if (cap > SIZE_MAX - block_header() || !(raw = ad_aligned_alloc(ALIGN, block_header() + cap)))
             return NULL;
         b = raw;
         b->next = NULL;
@@ -143,8 +135,8 @@ ad_node *node_alloc_slow(ad_graph *g)
             g->slab_cap = cap;
             g->mallocs++;
         }
-        void *p = NULL;
-        if (posix_memalign(&p, ALIGN, SLAB_NODES * sizeof(ad_node)) != 0) goto oom;
+        void *p = ad_aligned_alloc(ALIGN, SLAB_NODES * sizeof(ad_node));
+        if (!p) goto oom;
         g->slab[g->nslab++] = p;
         g->mallocs++;
         g->reserved += SLAB_NODES * sizeof(ad_node);
@@ -333,7 +325,7 @@ ad_node *ad_var(ad_graph *g, const char *name, double value)
 {
     ad_node *n = leaf(g, OP_VAR, AD_F64, &AD_SHAPE0, name, true);
     if (n) n->v = value;
-    return n;
+    return n && g->anomaly ? anomaly_forward(g, n) : n;
 }
 
 ad_node *ad_var_tensor(ad_graph *g, const char *name, ad_dtype t, ad_shape shape,
@@ -341,7 +333,7 @@ ad_node *ad_var_tensor(ad_graph *g, const char *name, ad_dtype t, ad_shape shape
 {
     ad_node *n = leaf(g, OP_VAR, t, &shape, name, true);
     if (n) fill_from(n, data);
-    return n;
+    return n && g->anomaly ? anomaly_forward(g, n) : n;
 }
 
 ad_node *ad_scalar(ad_graph *g, double value)
@@ -355,7 +347,7 @@ ad_node *ad_const(ad_graph *g, ad_dtype t, ad_shape shape, const double *data)
 {
     ad_node *n = leaf(g, OP_CONST, t, &shape, NULL, false);
     if (n) fill_from(n, data);
-    return n;
+    return n && g->anomaly ? anomaly_forward(g, n) : n;
 }
 
 ad_node *ad_full(ad_graph *g, ad_dtype t, ad_shape shape, double v)
@@ -425,7 +417,7 @@ static ad_node *tensor_leaf(ad_graph *g, ad_tensor *p, bool as_param)
     x->param = grad ? p : NULL;
     x->name = p->name;
     if (grad) n->flags |= F_GRAD_LIVE;
-    return n;
+    return g->anomaly ? anomaly_forward(g, n) : n;
 }
 
 ad_node *ad_param(ad_graph *g, ad_tensor *p) { return tensor_leaf(g, p, true); }

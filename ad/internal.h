@@ -83,6 +83,7 @@ struct ad_graph {
     uint64_t mallocs, reserved, used;
     uint32_t dirty;       /* nodes [0, dirty) may hold gradients of an earlier sweep */
     bool nograd;
+    bool anomaly;         /* check every value and gradient (anomaly.c) */
     ad_status status;
     char err[320];
 };
@@ -114,11 +115,12 @@ static inline ad_node *node_alloc(ad_graph *g)
 }
 ad_node *node_at(const ad_graph *g, uint32_t id);
 char *arena_strdup(ad_graph *g, const char *s);
-/* Counting wrappers around malloc/free so tests can see every allocation. */
-void *ad_xmalloc(size_t n);
-void *ad_xcalloc(size_t n, size_t m);
-void *ad_xrealloc(void *p, size_t n);
-void ad_xfree(void *p);
+/* Short names for the counting allocator of alloc.c (public as ad_malloc, ...). */
+#define ad_xmalloc ad_malloc
+#define ad_xcalloc ad_calloc
+#define ad_xrealloc ad_realloc
+#define ad_xfree ad_free
+void *ad_aligned_alloc(size_t align, size_t n);
 
 /* Node creation shared by all ops: a tensor node of dtype/shape with a fresh data buffer (a
  * float64 scalar keeps its value inline), inputs linked, flags derived from the inputs. */
@@ -189,6 +191,11 @@ extern const op_entry ops_elementwise[];
 extern const int ops_elementwise_count;
 
 ad_status backward_node(ad_graph *g, ad_node *n);
+
+/* Anomaly mode: n if its value is finite, else NULL with the error recorded; and the check
+ * of the gradients a node's backward produced. */
+ad_node *anomaly_forward(ad_graph *g, ad_node *n);
+ad_status anomaly_backward(ad_graph *g, ad_node *n);
 
 /* The gradient checkers' shared bookkeeping: score one element (|analytic - numeric| against
  * atol + rtol |numeric|, the worst kept), then turn the worst score into a status and message. */

@@ -155,7 +155,7 @@ ad_node *ad_apply(ad_graph *g, int op, ad_node *const *in, int nin, const double
     c.out = n;
     c.param = n->x ? n->x->param_v : NULL;
     e->def.forward(&c);
-    return n;
+    return g->anomaly ? anomaly_forward(g, n) : n;
 }
 
 void *grad_for_write(ad_graph *g, ad_node *n, bool can_assign, bool *assign)

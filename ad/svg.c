@@ -1,7 +1,7 @@
 /* The graph as an SVG picture, drawn without Graphviz: layers from left (inputs) to right
  * (output), each edge labelled with its value (green, above) and gradient (red, below), like
- * the lecture's figures. */
-#include "view.h"
+ * the lecture's figures.  The same picture, tagged with ids and steps, is the HTML stepper's. */
+#include "picture.h"
 #include <stdlib.h>
 
 enum { COL = 170, ROW = 96, MARGIN = 40, LEAF_W = 64, LEAF_H = 30, GATE_R = 22, COPY_R = 13 };
@@ -28,11 +28,19 @@ static void xml_text(FILE *out, const char *s)
     }
 }
 
-static void text_at(FILE *out, double x, double y, const char *cls, const char *s)
+/* A label; step >= 0 tags it with the stepper's step at which it appears. */
+static void label_at(FILE *out, double x, double y, const char *cls, const char *s, int32_t step)
 {
-    fprintf(out, "<text x=\"%.1f\" y=\"%.1f\" class=\"%s\">", x, y, cls);
+    fprintf(out, "<text x=\"%.1f\" y=\"%.1f\" class=\"%s\"", x, y, cls);
+    if (step >= 0) fprintf(out, " data-step=\"%d\"", (int)step);
+    fputc('>', out);
     xml_text(out, s);
     fputs("</text>\n", out);
+}
+
+static void text_at(FILE *out, double x, double y, const char *cls, const char *s)
+{
+    label_at(out, x, y, cls, s, -1);
 }
 
 static const char *STYLE =
@@ -63,53 +71,61 @@ static double half_width(const item *it, const ad_node *n)
     return it->copy ? COPY_R : n->nin == 0 ? LEAF_W / 2.0 : GATE_R;
 }
 
-ad_status ad_write_svg(const ad_graph *g, ad_node *root, FILE *out, int digits)
+/* Where everything goes: the items and edges, their coordinates and the picture's size. */
+typedef struct {
+    item *it;
+    int k;
+    link *ln;
+    int l;
+    int *at; /* node id -> its item */
+    double width, height;
+} layout;
+
+static void layout_free(layout *lay)
 {
-    if (!out) return AD_ERR_NULL;
-    gview v;
-    ad_status st = view_build(&v, g, root);
-    if (st != AD_OK) return st;
-    int nitems = 0, nlinks = 0;
-    for (uint32_t i = 0; i < v.n; i++)
-        if (v.live[i]) nitems += 1 + (v.uses[i] > 1), nlinks += v.uses[i] + (v.uses[i] > 1);
-    if (nitems > AD_SVG_MAX_NODES) {
-        st = summary(out, &v, nitems);
-        view_free(&v);
-        return ferror(out) ? AD_ERR_IO : st;
-    }
-    item *it = ad_xcalloc((size_t)nitems + 1, sizeof *it);
-    int *at = ad_xmalloc((size_t)v.n * sizeof *at);   /* node -> its item */
-    int *copy_at = ad_xmalloc((size_t)v.n * sizeof *copy_at);
-    link *ln = ad_xcalloc((size_t)nlinks + 1, sizeof *ln);
-    if (!it || !at || !copy_at || !ln) {
-        st = AD_ERR_NOMEM;
-        goto done;
-    }
+    ad_xfree(lay->it);
+    ad_xfree(lay->ln);
+    ad_xfree(lay->at);
+}
+
+static ad_status layout_build(const gview *v, int nitems, int nlinks, layout *lay)
+{
+    const ad_graph *g = v->g;
+    memset(lay, 0, sizeof *lay);
+    item *it = lay->it = ad_xcalloc((size_t)nitems + 1, sizeof *it);
+    int *at = lay->at = ad_xmalloc((size_t)v->n * sizeof *at);
+    int *copy_at = ad_xmalloc((size_t)v->n * sizeof *copy_at);
+    link *ln = lay->ln = ad_xcalloc((size_t)nlinks + 1, sizeof *ln);
+    int *count = NULL, *order = NULL;
+    double *key = NULL;
+    if (!it || !at || !copy_at || !ln) goto oom;
     /* layers: leaves at 0; a copy node one step right of its value; a gate one step right of
      * the furthest of its inputs (their copy nodes when they fan out) */
     int k = 0, l = 0, layers = 1;
-    for (uint32_t i = 0; i < v.n; i++) {
-        if (!v.live[i]) continue;
+    for (uint32_t i = 0; i < v->n; i++) {
+        if (!v->live[i]) continue;
         ad_node *n = node_at(g, i);
         int layer = 0;
         int skip = view_folded(n);
         for (int s = 0; s < n->nin; s++) {
             if (s == skip) continue;
             uint32_t in = node_in(n, s)->id;
-            int src = v.uses[in] > 1 ? copy_at[in] : at[in];
+            int src = v->uses[in] > 1 ? copy_at[in] : at[in];
             if (it[src].layer + 1 > layer) layer = it[src].layer + 1;
             ln[l++] = (link){src, k, i, s};
         }
         it[k] = (item){i, false, layer, (double)i, 0, 0};
         at[i] = k++;
         if (layer + 1 > layers) layers = layer + 1;
-        if (v.uses[i] > 1) {
+        if (v->uses[i] > 1) {
             it[k] = (item){i, true, layer + 1, (double)i, 0, 0};
             ln[l++] = (link){k - 1, k, i, -1};
             copy_at[i] = k++;
             if (layer + 2 > layers) layers = layer + 2;
         }
     }
+    lay->k = k;
+    lay->l = l;
     /* leaves (and their copy nodes) move right, next to their first consumer, so that an
      * input used late does not cross the gates in between */
     for (int j = k - 1; j >= 0; j--) {
@@ -125,14 +141,10 @@ ad_status ad_write_svg(const ad_graph *g, ad_node *root, FILE *out, int digits)
 
     /* order within layers: start in creation order, then a few barycentre sweeps pull each
      * item towards the average position of its inputs */
-    int *count = ad_xcalloc((size_t)layers, sizeof *count);
-    double *key = ad_xmalloc((size_t)k * sizeof *key);
-    int *order = ad_xmalloc((size_t)k * sizeof *order);
-    if (!count || !key || !order) {
-        ad_xfree(count), ad_xfree(key), ad_xfree(order);
-        st = AD_ERR_NOMEM;
-        goto done;
-    }
+    count = ad_xcalloc((size_t)layers, sizeof *count);
+    key = ad_xmalloc((size_t)k * sizeof *key);
+    order = ad_xmalloc((size_t)k * sizeof *order);
+    if (!count || !key || !order) goto oom;
     for (int sweep = 0; sweep < 5; sweep++) {
         /* positions centred per layer, so layers of different sizes compare */
         for (int j = 0; j < k; j++) {
@@ -157,36 +169,79 @@ ad_status ad_write_svg(const ad_graph *g, ad_node *root, FILE *out, int digits)
             for (int q = 0; q < m; q++) it[order[q]].pos = q - (m - 1) / 2.0;
         }
     }
-    ad_xfree(key);
-    ad_xfree(order);
     int maxcount = 1;
     for (int j = 0; j < k; j++)
         if (++count[it[j].layer] > maxcount) maxcount = count[it[j].layer];
-    double width = 2 * MARGIN + (layers - 1) * COL + LEAF_W + 120, height = 2 * MARGIN + (maxcount - 1) * ROW + 40;
+    lay->width = 2 * MARGIN + (layers - 1) * COL + LEAF_W + 120;
+    lay->height = 2 * MARGIN + (maxcount - 1) * ROW + 40;
     for (int j = 0; j < k; j++) {
         it[j].x = MARGIN + LEAF_W / 2.0 + it[j].layer * COL;
         it[j].y = MARGIN + 20 + (it[j].pos + (maxcount - 1) / 2.0) * ROW;
     }
+    ad_xfree(copy_at);
     ad_xfree(count);
+    ad_xfree(key);
+    ad_xfree(order);
+    return AD_OK;
+oom:
+    ad_xfree(copy_at);
+    ad_xfree(count);
+    ad_xfree(key);
+    ad_xfree(order);
+    layout_free(lay);
+    return AD_ERR_NOMEM;
+}
 
+/* The id the stepper knows an item by: "n5" for node 5, "c5" for its copy node. */
+static void item_id(const item *it, char *buf, size_t len)
+{
+    snprintf(buf, len, "%c%u", it->copy ? 'c' : 'n', it->node);
+}
+
+ad_status picture_write(const ad_graph *g, ad_node *root, FILE *out, int digits, const picture_steps *steps)
+{
+    if (!out) return AD_ERR_NULL;
+    gview v;
+    ad_status st = view_build(&v, g, root);
+    if (st != AD_OK) return st;
+    int nitems = 0, nlinks = 0;
+    for (uint32_t i = 0; i < v.n; i++)
+        if (v.live[i]) nitems += 1 + (v.uses[i] > 1), nlinks += v.uses[i] + (v.uses[i] > 1);
+    if (nitems > AD_SVG_MAX_NODES) {
+        st = summary(out, &v, nitems);
+        view_free(&v);
+        return ferror(out) ? AD_ERR_IO : st;
+    }
+    layout lay;
+    st = layout_build(&v, nitems, nlinks, &lay);
+    if (st != AD_OK) {
+        view_free(&v);
+        return st;
+    }
+    item *it = lay.it;
     fprintf(out, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" "
                  "viewBox=\"0 0 %.0f %.0f\">\n%s",
-            width, height, width, height, STYLE);
+            lay.width, lay.height, lay.width, lay.height, STYLE);
     fputs("<rect width=\"100%\" height=\"100%\" fill=\"#fff\"/>\n", out);
-    char val[96], gr[96], r[64];
-    for (int e = 0; e < l; e++) {
-        item *a = &it[ln[e].from], *b = &it[ln[e].to];
+    char val[96], gr[96], r[64], id[32];
+    for (int e = 0; e < lay.l; e++) {
+        const link *lk = &lay.ln[e];
+        item *a = &it[lk->from], *b = &it[lk->to];
         ad_node *from = node_at(g, a->node), *to = node_at(g, b->node);
         /* the two inputs of a binary gate enter above and below its centre, far enough apart
          * for each edge's two labels */
-        double dy = to->nin == 2 && view_folded(to) < 0 && ln[e].slot >= 0 ? (ln[e].slot ? 17 : -17) : 0;
+        double dy = to->nin == 2 && view_folded(to) < 0 && lk->slot >= 0 ? (lk->slot ? 17 : -17) : 0;
         double y2 = b->y + dy;
         double x1 = a->x + half_width(a, from);
         double x2 = b->x - (dy != 0 ? sqrt(GATE_R * GATE_R - dy * dy) : half_width(b, to));
         double mx = (x1 + x2) / 2;
-        fprintf(out, "<path class=\"edge\" d=\"M%.1f %.1fC%.1f %.1f %.1f %.1f %.1f %.1f\"/>\n", x1, a->y,
-                mx, a->y, mx, y2, x2, y2);
-        double grad = ln[e].slot < 0 ? ad_node_grad_get(from, 0) : view_edge_grad(to, ln[e].slot);
+        fputs("<path class=\"edge\"", out);
+        if (steps) {
+            item_id(b, id, sizeof id);
+            fprintf(out, " data-to=\"%s\"", id);
+        }
+        fprintf(out, " d=\"M%.1f %.1fC%.1f %.1f %.1f %.1f %.1f %.1f\"/>\n", x1, a->y, mx, a->y, mx, y2, x2, y2);
+        double grad = lk->slot < 0 ? ad_node_grad_get(from, 0) : view_edge_grad(to, lk->slot);
         if (node_size(from) == 1) {
             view_num(ad_node_get(from, 0), digits, val, sizeof val);
             view_num(grad, digits, gr, sizeof gr);
@@ -196,12 +251,19 @@ ad_status ad_write_svg(const ad_graph *g, ad_node *root, FILE *out, int digits)
             snprintf(gr, sizeof gr, isnan(grad) ? "grad" : "%g", grad);
         }
         /* value above, gradient below the edge, as on the slides: on the straight part where
-         * the edge runs into its gate */
-        text_at(out, x2 - 36, y2 - 4, "val", val);
-        text_at(out, x2 - 36, y2 + 13, "grad", gr);
+         * the edge runs into its gate.  The value is known once its node is computed; the
+         * gradient once the copy node sums it, or the gate it enters sends it back. */
+        int32_t vstep = steps ? steps->forward[from->id] : -1;
+        int32_t gstep = !steps ? -1 : lk->slot < 0 ? steps->copy[from->id] : steps->backward[to->id];
+        label_at(out, x2 - 36, y2 - 4, "val", val, vstep);
+        label_at(out, x2 - 36, y2 + 13, "grad", gr, gstep);
     }
-    for (int j = 0; j < k; j++) {
+    for (int j = 0; j < lay.k; j++) {
         ad_node *n = node_at(g, it[j].node);
+        if (steps) {
+            item_id(&it[j], id, sizeof id);
+            fprintf(out, "<g id=\"%s\" class=\"part\">\n", id);
+        }
         if (it[j].copy) {
             fprintf(out, "<circle class=\"copy\" cx=\"%.1f\" cy=\"%.1f\" r=\"%d\"/>\n", it[j].x, it[j].y, COPY_R);
             text_at(out, it[j].x, it[j].y + 3, "small", "copy");
@@ -214,21 +276,27 @@ ad_status ad_write_svg(const ad_graph *g, ad_node *root, FILE *out, int digits)
             view_gate(n, &gt);
             fprintf(out, "<circle class=\"gate\" cx=\"%.1f\" cy=\"%.1f\" r=\"%d\"/>\n", it[j].x, it[j].y, GATE_R);
             text_at(out, it[j].x, it[j].y + 5, strlen(gt.label) > 4 ? "small" : "t", gt.label);
+            /* the stepper's sentences name inner nodes "#id": the picture says which is which */
+            if (steps) text_at(out, it[j].x, it[j].y - GATE_R - 4, "small id", view_ref(n, r, sizeof r));
         }
+        if (steps) fputs("</g>\n", out);
     }
     /* the output edge, as the slides end the graph */
-    item *last = &it[at[root->id]];
+    item *last = &it[lay.at[root->id]];
     double x1 = last->x + half_width(last, root), x2 = x1 + 70;
     fprintf(out, "<path class=\"edge\" d=\"M%.1f %.1fL%.1f %.1f\"/>\n", x1, last->y, x2, last->y);
-    text_at(out, (x1 + x2) / 2, last->y - 5, "val", view_values(root, false, digits, val, sizeof val));
-    text_at(out, (x1 + x2) / 2, last->y + 15, "grad", view_values(root, true, digits, gr, sizeof gr));
+    label_at(out, (x1 + x2) / 2, last->y - 5, "val", view_values(root, false, digits, val, sizeof val),
+             steps ? steps->forward[root->id] : -1);
+    label_at(out, (x1 + x2) / 2, last->y + 15, "grad", view_values(root, true, digits, gr, sizeof gr),
+             steps ? steps->base : -1);
     fputs("</svg>\n", out);
     st = ferror(out) ? AD_ERR_IO : AD_OK;
-done:
-    ad_xfree(it);
-    ad_xfree(at);
-    ad_xfree(copy_at);
-    ad_xfree(ln);
+    layout_free(&lay);
     view_free(&v);
     return st;
+}
+
+ad_status ad_write_svg(const ad_graph *g, ad_node *root, FILE *out, int digits)
+{
+    return picture_write(g, root, out, digits, NULL);
 }

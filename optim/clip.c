@@ -56,8 +56,8 @@ optim_status optim_clip_grad_norm(ad_tensor *const *params, int n, double max_no
     double total = global_norm(params, n);
     if (norm) *norm = total;
     if (!isfinite(total))
-        return optim_fail(OPTIM_ERR_NONFINITE, err, errlen, "%s: the gradient norm is %g; gradients left as they are",
-                          fn, total);
+        return optim_fail(OPTIM_ERR_NONFINITE, err, errlen, "%s: the gradient norm is %s; gradients left as they are",
+                          fn, isnan(total) ? "NaN" : "inf"); /* printf may spell NaN "-nan" */
     /* PyTorch's coefficient, 1e-6 included, so clipped gradients match torch's to rounding. */
     double coef = max_norm / (total + 1e-6);
     if (coef >= 1) return OPTIM_OK;

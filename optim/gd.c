@@ -16,8 +16,8 @@ optim_status optim_backprop_loss(optim *o, ad_graph *g, ad_node *loss, const cha
     double v = ad_value(loss);
     *value = v;
     if (!isfinite(v))
-        return optim_failo(o, OPTIM_ERR_NONFINITE, "%s: iteration %lld: the loss is %g (diverged: lr = %g too large?)", fn,
-                           (long long)i, v, optim_lr(o));
+        return optim_failo(o, OPTIM_ERR_NONFINITE, "%s: iteration %lld: the loss is %s (diverged: lr = %g too large?)", fn,
+                           (long long)i, isnan(v) ? "NaN" : v > 0 ? "inf" : "-inf", optim_lr(o));
     optim_zero_grad(o);
     if (ad_backward(g, loss) != AD_OK)
         return optim_failo(o, OPTIM_ERR_LOSS, "%s: iteration %lld: backward failed: %s", fn, (long long)i, ad_error(g));
@@ -50,8 +50,10 @@ optim_status optim_gd(optim *o, optim_loss_fn loss, void *user, const optim_gd_c
     for (int64_t i = 0; st == OPTIM_OK && i < cfg->max_iter && !converged; i++) {
         if ((st = optim_step(o)) != OPTIM_OK) break;  /* theta_{i+1} = theta_i - eta grad L(theta_i) */
         r.iters = i + 1;
-        if ((st = eval(o, g, loss, user, i + 1, &cur)) != OPTIM_OK) break;
-        r.loss = cur;
+        cur = NAN;
+        st = eval(o, g, loss, user, i + 1, &cur);
+        r.loss = cur; /* an inf loss is reported too */
+        if (st != OPTIM_OK) break;
         if (cfg->on_step && !cfg->on_step(o, cur, user)) {
             st = optim_failo(o, OPTIM_STOPPED, "optim_gd: stopped by on_step after %lld iterations (loss %.17g)",
                              (long long)r.iters, cur);

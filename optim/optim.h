@@ -262,7 +262,7 @@ optim_status optim_gd(optim *o, optim_loss_fn loss, void *user, const optim_gd_c
 
 typedef struct {
     int64_t n;              /* N, examples in the data set (>= 1) */
-    int64_t batch;          /* J, the minibatch size, 1 <= J <= N */
+    int64_t batch;          /* J, the minibatch size, 1 <= J (<= N without replacement) */
     int64_t steps;          /* updates this call makes */
     uint64_t seed;          /* picks the minibatches (see optim_sampler) */
     bool replacement;       /* draw each minibatch independently, with replacement */
@@ -289,7 +289,8 @@ optim_status optim_sgd(optim *o, optim_batch_loss_fn loss, void *user, const opt
  */
 typedef struct optim_sampler optim_sampler;
 
-/* A sampler over n examples in minibatches of j, or NULL with a message in err. */
+/* A sampler over n examples in minibatches of j (j <= n unless with replacement), or NULL
+ * with a message in err. */
 optim_sampler *optim_sampler_new(int64_t n, int64_t j, uint64_t seed, bool replacement,
                                  char *err, size_t errlen);
 /* The indices of minibatch t (j of them), valid until the next call on s; NULL for a NULL

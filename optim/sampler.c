@@ -40,9 +40,9 @@ static uint64_t below(ad_rng *r, uint64_t bound)
 
 optim_sampler *optim_sampler_new(int64_t n, int64_t j, uint64_t seed, bool replacement, char *err, size_t errlen)
 {
-    if (n < 1 || j < 1 || j > n) {
-        optim_fail(OPTIM_ERR_ARG, err, errlen, "optim_sampler_new: n = %lld, j = %lld, want 1 <= j <= n", (long long)n,
-                   (long long)j);
+    if (n < 1 || j < 1 || (j > n && !replacement)) {
+        optim_fail(OPTIM_ERR_ARG, err, errlen, "optim_sampler_new: n = %lld, j = %lld, want n >= 1 and 1 <= j%s",
+                   (long long)n, (long long)j, replacement ? "" : " <= n (without replacement)");
         return NULL;
     }
     optim_sampler *s = calloc(1, sizeof *s);

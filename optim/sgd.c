@@ -8,9 +8,10 @@ optim_status optim_sgd(optim *o, optim_batch_loss_fn loss, void *user, const opt
     if (res) *res = r;
     if (!o) return OPTIM_ERR_NULL;
     if (!loss || !cfg) return optim_failo(o, OPTIM_ERR_NULL, "optim_sgd: the loss callback or cfg is NULL");
-    if (cfg->steps < 0 || cfg->n < 1 || cfg->batch < 1 || cfg->batch > cfg->n)
-        return optim_failo(o, OPTIM_ERR_ARG, "optim_sgd: n = %lld, batch = %lld, steps = %lld, want 1 <= batch <= n "
-                           "and steps >= 0", (long long)cfg->n, (long long)cfg->batch, (long long)cfg->steps);
+    if (cfg->steps < 0 || cfg->n < 1 || cfg->batch < 1 || (cfg->batch > cfg->n && !cfg->replacement))
+        return optim_failo(o, OPTIM_ERR_ARG, "optim_sgd: n = %lld, batch = %lld, steps = %lld, want 1 <= batch (<= n "
+                           "without replacement) and steps >= 0", (long long)cfg->n, (long long)cfg->batch,
+                           (long long)cfg->steps);
     ad_graph *g = ad_graph_new();
     optim_sampler *s = optim_sampler_new(cfg->n, cfg->batch, cfg->seed, cfg->replacement, NULL, 0);
     optim_status st = OPTIM_OK;

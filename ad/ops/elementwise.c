@@ -338,7 +338,7 @@ static ad_node *binary(ad_graph *g, int op, ad_node *a, ad_node *b)
         n->v = e->f2(a->v, b->v);
         n->da = e->d2a(a->v, b->v, n->v);
         n->db = e->d2b(a->v, b->v, n->v);
-        return n;
+        return g->anomaly ? anomaly_forward(g, n) : n;
     }
     ad_node *in[2] = {a, b};
     return ad_apply(g, op, in, 2, NULL, 0);
@@ -353,7 +353,7 @@ static ad_node *unary(ad_graph *g, int op, ad_node *a, const double *p, int np)
         n->v = e->f1(a->v, 0);
         n->da = e->d1(a->v, n->v, 0);
         n->db = 0;
-        return n;
+        return g->anomaly ? anomaly_forward(g, n) : n;
     }
     return ad_apply(g, op, &a, 1, p, np);
 }
@@ -364,7 +364,7 @@ ad_node *ad_add(ad_graph *g, ad_node *a, ad_node *b)
     if (fast2(g, a, b)) {
         ad_node *n = scalar_node(g, OP_ADD, a, b);
         if (n) n->v = a->v + b->v, n->da = 1, n->db = 1;
-        return n;
+        return n && g->anomaly ? anomaly_forward(g, n) : n;
     }
     return binary(g, OP_ADD, a, b);
 }
@@ -374,7 +374,7 @@ ad_node *ad_sub(ad_graph *g, ad_node *a, ad_node *b)
     if (fast2(g, a, b)) {
         ad_node *n = scalar_node(g, OP_SUB, a, b);
         if (n) n->v = a->v - b->v, n->da = 1, n->db = -1;
-        return n;
+        return n && g->anomaly ? anomaly_forward(g, n) : n;
     }
     return binary(g, OP_SUB, a, b);
 }
@@ -384,7 +384,7 @@ ad_node *ad_mul(ad_graph *g, ad_node *a, ad_node *b)
     if (fast2(g, a, b)) {
         ad_node *n = scalar_node(g, OP_MUL, a, b);
         if (n) n->v = a->v * b->v, n->da = b->v, n->db = a->v;
-        return n;
+        return n && g->anomaly ? anomaly_forward(g, n) : n;
     }
     return binary(g, OP_MUL, a, b);
 }

@@ -282,7 +282,7 @@ ad_node *ad_cross_entropy(ad_graph *g, ad_node *logits, const int32_t *labels)
     x->saved = st;
     c.out = n;
     ce_forward(&c);
-    return n;
+    return g->anomaly ? anomaly_forward(g, n) : n;
 }
 
 ad_node *ad_dropout(ad_graph *g, ad_node *a, double p, bool inverted, ad_rng *rng)
@@ -309,5 +309,5 @@ ad_node *ad_dropout(ad_graph *g, ad_node *a, double p, bool inverted, ad_rng *rn
     n->x->saved = keep;
     ad_op_ctx c = {g, n, 1, &a, n->x->param_v, 1};
     dropout_forward(&c);
-    return n;
+    return g->anomaly ? anomaly_forward(g, n) : n;
 }

@@ -1,0 +1,255 @@
+/*
+ * nn.h — multilayer perceptrons as the lecture defines them, their losses and regularizers,
+ * dropout, metrics, early stopping, and saving models as safetensors.
+ *
+ * Tutorial.  A classifier for 28x28 images with two hidden layers, one SGD step:
+ *
+ *     nn_mlp *m = nn_mlp_new(&(nn_mlp_cfg){.in = 784, .hidden = {256, 128}, .out = 10,
+ *                                          .act = NN_RELU, .dtype = AD_F32, .seed = 1});
+ *     ad_graph *g = ad_graph_new();
+ *     ad_node *scores = nn_mlp_forward(g, m, ad_const_tensor(g, xb), NN_TRAIN);
+ *     ad_node *loss = nn_cross_entropy(g, scores, labels);
+ *     if (ad_backward(g, loss) != AD_OK) fprintf(stderr, "%s\n", ad_error(g));
+ *     ... update nn_mlp_params(m) from their gradients (optim/), then nn_mlp_zero_grad(m) ...
+ *     nn_mlp_save(m, "model.safetensors", err, sizeof err);
+ *
+ * The model.  z_0 = x, z_i = σ(W_i z_{i-1} + b_i) for the D hidden layers, and the output
+ * f(x) = softmax(W_{D+1} z_D + b_{D+1}) for classification or W_{D+1} z_D + b_{D+1} for
+ * regression.  W_i has one row per unit (k_i x k_{i-1}), as in the lecture and in PyTorch.
+ * Inputs are minibatches: one instance per row, [N, in] -> [N, out].  nn_mlp_forward returns
+ * the scores before the softmax, because the cross-entropy is computed from them (stably);
+ * nn_mlp_probs and nn_mlp_predict apply the softmax.
+ *
+ * Train and eval.  NN_TRAIN draws dropout masks; NN_EVAL is deterministic and applies the
+ * lecture's test-time rule (activations times 1 - p).  With inverted dropout (PyTorch's form)
+ * the survivors are scaled by 1/(1 - p) while training and eval is the identity.
+ *
+ * Ownership.  A model owns its parameters (persistent tensors: they outlive any graph, and a
+ * training loop that resets its graph every step allocates nothing after the first step).
+ * Free it with nn_mlp_free.  Nodes live in the graph as usual.
+ *
+ * Errors.  Graph-building functions return NULL and record a message in the graph that names
+ * the function and the shapes, like ad's ops.  Others return a status or NULL and write the
+ * message into err (errlen bytes, may be NULL).  Nothing aborts, exits or prints.
+ */
+#ifndef NN_H
+#define NN_H
+
+#include "ad.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------------------------------
+ * Building blocks.
+ */
+
+/* Activation functions of the slides: max(0,z), max(slope z, z), 1/(1+e^-z), tanh(z). */
+typedef enum { NN_RELU = 0, NN_LEAKY_RELU, NN_SIGMOID, NN_TANH } nn_act;
+
+/* Whether a forward pass trains (dropout draws masks) or evaluates (deterministic). */
+typedef enum { NN_EVAL = 0, NN_TRAIN = 1 } nn_mode;
+
+/* Weight initialisation: NN_INIT_AUTO picks He for relu-like activations and Xavier for
+ * sigmoid and tanh. */
+typedef enum { NN_INIT_AUTO = 0, NN_INIT_XAVIER, NN_INIT_HE } nn_init;
+
+/* Xavier/Glorot: fills a weight matrix [out, in] with uniform draws in ±sqrt(6/(in+out)), which
+ * keeps the variance of activations and gradients about constant through tanh/sigmoid layers. */
+void nn_init_xavier(ad_tensor *w, ad_rng *rng);
+
+/* He/Kaiming: fills a weight matrix [out, in] with normal draws of variance
+ * 2/((1 + slope^2) in), the variance that (leaky) relu units preserve; slope 0 for relu. */
+void nn_init_he(ad_tensor *w, ad_rng *rng, double slope);
+
+/* A fully connected layer z = x W^T + b: W [out, in] (one row per unit), b [out]. */
+typedef struct {
+    ad_tensor *weight, *bias;
+    int in, out;
+} nn_linear;
+
+/* Allocates the layer's parameters, named "<prefix>.weight" and "<prefix>.bias" (PyTorch's
+ * names), W drawn by init (NN_INIT_AUTO means He with slope 0) from rng and b zero.  Returns
+ * AD_OK, AD_ERR_ARG for sizes below 1 or AD_ERR_NOMEM; on failure l holds nothing. */
+ad_status nn_linear_init(nn_linear *l, const char *prefix, int in, int out, ad_dtype t,
+                         nn_init init, double slope, ad_rng *rng);
+
+/* Frees the layer's parameters (l itself is the caller's); NULL is ignored. */
+void nn_linear_release(nn_linear *l);
+
+/* x [N, in] -> x W^T + b [N, out] on parameter leaves, so backward fills the layer's
+ * gradients.  NULL with "nn_linear_forward: ..." recorded in g on a shape or dtype mismatch. */
+ad_node *nn_linear_forward(ad_graph *g, const nn_linear *l, ad_node *x);
+
+/* σ(x) elementwise; slope is leaky relu's (ignored by the others). */
+ad_node *nn_activate(ad_graph *g, ad_node *x, nn_act act, double slope);
+
+/* The dropout layer with probability p in [0, 1).  NN_TRAIN zeroes each element with
+ * probability p, masks drawn from rng; NN_EVAL multiplies by 1 - p (the lecture's rule, so the
+ * test-time output is the training output's expectation).  inverted: survivors are scaled by
+ * 1/(1 - p) while training and eval returns x (PyTorch's form).  p = 0 returns x. */
+ad_node *nn_dropout(ad_graph *g, ad_node *x, double p, bool inverted, nn_mode mode,
+                    ad_rng *rng);
+
+/* ------------------------------------------------------------------------------------------
+ * The multilayer perceptron.
+ */
+
+#define NN_MAX_HIDDEN 16
+
+typedef enum { NN_CLASSIFY = 0, NN_REGRESS = 1 } nn_task;
+
+/* An MLP's architecture.  Zero-initialised fields take the defaults shown. */
+typedef struct {
+    int in;                     /* M, features per instance */
+    int hidden[NN_MAX_HIDDEN];  /* k_1..k_D, ended by the first 0 (none: a linear model) */
+    int out;                    /* T: classes (>= 2), or outputs for regression */
+    nn_act act;                 /* σ of the hidden layers (relu) */
+    double slope;               /* leaky relu's slope, in (0, 1) (0.1, the slide's) */
+    nn_task task;               /* softmax output, or linear output for regression */
+    ad_dtype dtype;             /* float64 or float32 (float64) */
+    uint64_t seed;              /* initial weights and dropout masks derive from it */
+    nn_init init;               /* (He for relu and leaky relu, Xavier otherwise) */
+    double dropout;             /* p after every hidden layer, in [0, 1) (0: none) */
+    double input_dropout;       /* p on the inputs (0: none) */
+    bool inverted_dropout;      /* PyTorch's dropout instead of the lecture's */
+} nn_mlp_cfg;
+
+typedef struct nn_mlp nn_mlp;
+
+/* Checks an architecture: AD_OK, or AD_ERR_ARG with the reason in err (the message that makes
+ * nn_mlp_new return NULL, e.g. "nn_mlp_new: hidden[1] = -5: widths must be positive"). */
+ad_status nn_mlp_check(const nn_mlp_cfg *cfg, char *err, size_t errlen);
+
+/* A new model with freshly initialised weights (the same seed gives the same bits on every
+ * machine), or NULL if nn_mlp_check rejects cfg or memory runs out. */
+nn_mlp *nn_mlp_new(const nn_mlp_cfg *cfg);
+
+/* Frees the model and its parameters; NULL is ignored. */
+void nn_mlp_free(nn_mlp *m);
+
+/* The architecture with defaults filled in (slope 0.1, init resolved). */
+const nn_mlp_cfg *nn_mlp_config(const nn_mlp *m);
+
+/* Number of hidden layers D, and layer i (0..D; D is the output layer), or NULL. */
+int nn_mlp_depth(const nn_mlp *m);
+const nn_linear *nn_mlp_layer(const nn_mlp *m, int i);
+
+/* The scores W_{D+1} z_D + b_{D+1} of a minibatch x [N, in] of the model's dtype: [N, out].
+ * For classification these are the logits whose softmax is f(x); for regression they are
+ * f(x).  NN_TRAIN applies dropout with masks from the model's generator.  NULL with a message
+ * in g ("nn_mlp_forward: input [64,783] does not match the model's 784 inputs"). */
+ad_node *nn_mlp_forward(ad_graph *g, nn_mlp *m, ad_node *x, nn_mode mode);
+
+/* softmax of the forward scores: the lecture's f(x), class probabilities [N, out]. */
+ad_node *nn_mlp_probs(ad_graph *g, nn_mlp *m, ad_node *x, nn_mode mode);
+
+/* Evaluates the model on every row of x [N, in] (eval mode, no gradients, in chunks of rows
+ * so memory stays small): out receives N x out values (class probabilities, or the outputs of
+ * a regression model) and classes the N most probable classes (classification only); either
+ * may be NULL.  g may be NULL (a graph is made and freed inside) or a graph to reuse: it is
+ * reset, and holds the message if something fails. */
+ad_status nn_mlp_predict(nn_mlp *m, ad_graph *g, ad_tensor *x, double *out, int32_t *classes);
+
+/* The parameters W_1, b_1, ..., W_{D+1}, b_{D+1} (owned by the model), NULL-terminated: the
+ * list optimizers take.  Their names are PyTorch's for an nn.Sequential of the same layers
+ * ("0.weight", "0.bias", "2.weight", ...). */
+ad_tensor *const *nn_mlp_params(const nn_mlp *m);
+
+/* Number of parameter tensors, 2(D+1). */
+int nn_mlp_num_params(const nn_mlp *m);
+
+/* Number of scalar parameters (weights and biases), as PyTorch's sum(p.numel()). */
+int64_t nn_mlp_param_count(const nn_mlp *m);
+
+/* Zeroes every parameter's gradient (gradients accumulate across backward calls). */
+void nn_mlp_zero_grad(nn_mlp *m);
+
+/* Restarts the dropout masks' random stream from seed, to replay a training run. */
+void nn_mlp_reseed(nn_mlp *m, uint64_t seed);
+
+/* ------------------------------------------------------------------------------------------
+ * Losses and regularizers.  Each returns a scalar node (NULL with a message in g).
+ */
+
+/* Mean over the batch of -log p(y_n | x_n) from the scores [N, T] (softmax folded in, stable
+ * for any magnitude), labels N class ids in [0, T). */
+ad_node *nn_cross_entropy(ad_graph *g, ad_node *scores, const int32_t *labels);
+
+/* Mean of (f(x_n) - y_n)^2 and of |f(x_n) - y_n| over all elements; target may be [N] for a
+ * prediction [N, 1]. */
+ad_node *nn_squared_loss(ad_graph *g, ad_node *pred, ad_node *target);
+ad_node *nn_absolute_loss(ad_graph *g, ad_node *pred, ad_node *target);
+
+/* The regularizers R(θ) of the slides. */
+typedef enum { NN_L2 = 0, NN_L1 = 1 } nn_norm;
+
+/* R(θ) = Σθ² (NN_L2) or Σ|θ| (NN_L1) over every weight and bias of the model ("θ_j: any model
+ * parameter, that is, all weights and biases"); exclude_bias leaves the biases out. */
+ad_node *nn_regularizer(ad_graph *g, const nn_mlp *m, nn_norm norm, bool exclude_bias);
+
+/* The regularized objective L(θ) = loss + λ R(θ); λ = 0 returns loss unchanged.  Chain two
+ * calls for both terms. */
+ad_node *nn_regularized(ad_graph *g, ad_node *loss, const nn_mlp *m, nn_norm norm,
+                        double lambda, bool exclude_bias);
+
+/* ------------------------------------------------------------------------------------------
+ * Metrics (plain numbers, no graph).
+ */
+
+/* Fraction of n predictions equal to the labels; NaN if n < 1 or an array is NULL. */
+double nn_accuracy(const int32_t *pred, const int32_t *labels, int64_t n);
+
+/* Counts into matrix[true * classes + predicted] (classes x classes, zeroed first).  AD_ERR_ARG
+ * with the row in err if a label or prediction lies outside [0, classes). */
+ad_status nn_confusion_matrix(const int32_t *pred, const int32_t *labels, int64_t n,
+                              int classes, int64_t *matrix, char *err, size_t errlen);
+
+/* Mean of (pred_i - target_i)^2 over n values; NaN if n < 1 or an array is NULL. */
+double nn_mean_squared_error(const double *pred, const double *target, int64_t n);
+
+/* ------------------------------------------------------------------------------------------
+ * Early stopping: "split off a validation set and stop training when validation error
+ * increases".
+ */
+
+typedef struct nn_early_stop nn_early_stop;
+
+/* Watches the NULL-terminated parameter list (e.g. nn_mlp_params), keeping a copy of the best
+ * values seen.  Training should stop after `patience` epochs (>= 1) without an improvement of
+ * more than min_delta (>= 0).  NULL on bad arguments or if memory runs out. */
+nn_early_stop *nn_early_stop_new(ad_tensor *const *params, int patience, double min_delta);
+
+/* Records one epoch's validation loss: on an improvement, copies the parameters as the best;
+ * returns true when patience has run out (a NaN loss never improves). */
+bool nn_early_stop_update(nn_early_stop *e, double val_loss);
+
+/* Copies the best parameters back into the model's (no-op before the first update). */
+void nn_early_stop_restore(nn_early_stop *e);
+
+/* The best validation loss so far (+inf before any), and the 0-based epoch that gave it
+ * (-1 before any). */
+double nn_early_stop_best(const nn_early_stop *e);
+int nn_early_stop_best_epoch(const nn_early_stop *e);
+
+void nn_early_stop_free(nn_early_stop *e);
+
+/* ------------------------------------------------------------------------------------------
+ * Saving and loading (safetensors; see ad_io.h).
+ */
+
+/* Writes the parameters under PyTorch's nn.Sequential names, with the architecture in the
+ * metadata ("backprop.in", "backprop.hidden", ...), atomically: a failed or interrupted save
+ * leaves the old file in place. */
+ad_status nn_mlp_save(const nn_mlp *m, const char *path, char *err, size_t errlen);
+
+/* Rebuilds a saved model from the file alone.  Checks that every tensor the architecture
+ * needs is there with its dtype and shape, and that there are no others; NULL and a message
+ * naming the file on any problem. */
+nn_mlp *nn_mlp_load(const char *path, char *err, size_t errlen);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

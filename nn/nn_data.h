@@ -1,0 +1,146 @@
+/*
+ * nn_data.h — datasets, minibatches, standardisation, and the CSV and IDX (MNIST) loaders.
+ *
+ * Tutorial.  Load Fashion-MNIST, hold out a validation set, iterate over shuffled minibatches:
+ *
+ *     char err[512];
+ *     nn_dataset *all = nn_fashion_mnist(NULL, true, AD_F32, err, sizeof err);
+ *     if (!all) { fprintf(stderr, "%s\n", err); return 1; }
+ *     nn_dataset *train, *val;
+ *     nn_dataset_split(all, 0.1, 42, &train, &val, err, sizeof err);
+ *     nn_batches *it = nn_batches_new(train, 64, true, 1, err, sizeof err);
+ *     nn_batch b;
+ *     for (int epoch = 0; epoch < 10; epoch++)
+ *         while (nn_batches_next(it, &b)) { ... ad_const_tensor(g, b.x), b.labels ... }
+ *     nn_batches_free(it);
+ *
+ * Ownership.  Datasets, iterators and scalers are freed by their _free function; a batch's
+ * tensors belong to the iterator and stay valid until its next call.
+ *
+ * Errors.  Functions return NULL or a status and write a message into err (errlen bytes; may
+ * be NULL) that names the function, the file, and where the file is wrong: line and column
+ * for CSV, byte offset for IDX.  Nothing aborts, exits or prints.
+ */
+#ifndef NN_DATA_H
+#define NN_DATA_H
+
+#include "ad.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Where Debian's dataset-fashion-mnist package puts the files. */
+#define NN_FASHION_MNIST_DIR "/usr/share/datasets/fashion-mnist"
+
+/* A supervised dataset: n instances of dim features, with class labels or real targets. */
+typedef struct {
+    int64_t n;           /* instances (rows) */
+    int dim;             /* features per instance */
+    ad_tensor *x;        /* [n, dim] features */
+    int32_t *labels;     /* n class ids in [0, classes), or NULL for regression */
+    int classes;         /* 1 + the largest label (0 for regression) */
+    ad_tensor *y;        /* [n, targets] regression targets, or NULL for classification */
+} nn_dataset;
+
+/* A zero-filled dataset: class labels when targets is 0 (classes to be set by the caller),
+ * else a [n, targets] target matrix.  NULL on bad sizes or if memory runs out. */
+nn_dataset *nn_dataset_new(int64_t n, int dim, ad_dtype t, int targets);
+
+/* Frees a dataset; NULL is ignored. */
+void nn_dataset_free(nn_dataset *d);
+
+/* Splits d into two new datasets after a seeded shuffle: *val gets round(n * val_fraction)
+ * rows, *train the rest; both must be non-empty.  d is unchanged. */
+ad_status nn_dataset_split(const nn_dataset *d, double val_fraction, uint64_t seed,
+                           nn_dataset **train, nn_dataset **val, char *err, size_t errlen);
+
+/* ------------------------------------------------------------------------------------------
+ * Standardisation: features shifted to mean 0 and scaled to standard deviation 1 with
+ * statistics from the training set only (so validation and test data are scaled alike).
+ */
+
+typedef struct {
+    int dim;
+    double *mean, *std; /* per feature; a constant feature gets std 1 (centred, not scaled) */
+} nn_scaler;
+
+/* Computes each feature's mean and (population) standard deviation over d. */
+ad_status nn_scaler_fit(nn_scaler *s, const nn_dataset *d, char *err, size_t errlen);
+
+/* Replaces every feature x by (x - mean) / std in place; d must have the scaler's dim. */
+ad_status nn_scaler_apply(const nn_scaler *s, nn_dataset *d, char *err, size_t errlen);
+
+/* Frees the scaler's arrays (s itself is the caller's). */
+void nn_scaler_free(nn_scaler *s);
+
+/* ------------------------------------------------------------------------------------------
+ * Minibatches.
+ */
+
+/* One minibatch: rows instances, tensors owned by the iterator (valid until the next call). */
+typedef struct {
+    ad_tensor *x;           /* [rows, dim] */
+    const int32_t *labels;  /* rows labels, or NULL for regression */
+    ad_tensor *y;           /* [rows, targets], or NULL for classification */
+    int64_t rows;
+} nn_batch;
+
+typedef struct nn_batches nn_batches;
+
+/* An iterator over d in minibatches of batch_size rows (the last one smaller if batch_size
+ * does not divide n), in a new order every epoch when shuffle (seeded: the same seed gives the
+ * same batches).  Allocates everything here, so iterating allocates nothing.  d must outlive
+ * the iterator. */
+nn_batches *nn_batches_new(const nn_dataset *d, int batch_size, bool shuffle, uint64_t seed,
+                           char *err, size_t errlen);
+
+/* Fills b with the next minibatch and returns true; returns false at the end of an epoch,
+ * after which the next call starts a new epoch. */
+bool nn_batches_next(nn_batches *it, nn_batch *b);
+
+/* Frees the iterator and its batch tensors; NULL is ignored. */
+void nn_batches_free(nn_batches *it);
+
+/* ------------------------------------------------------------------------------------------
+ * Loaders.
+ */
+
+/* How nn_csv_load reads a file.  Zero-initialised: comma-separated, no header, labels in the
+ * first column, class ids, float64. */
+typedef struct {
+    bool header;        /* the first row names the columns */
+    const char *label;  /* the label column by name (needs header), or NULL to use label_col */
+    int label_col;      /* the label column by index from 0; negative counts from the end */
+    bool regression;    /* the label column holds real targets (nn_dataset.y), not class ids */
+    char sep;           /* field separator (','); fields may be "quoted" */
+    ad_dtype dtype;
+} nn_csv_opts;
+
+/* Reads a CSV file: one instance per line (blank lines skipped), every column but the label
+ * a number.  Class labels must be non-negative integers.  Errors give line and column:
+ * "nn_csv_load: data.csv: line 7, column 12: \"abc\" is not a number". */
+nn_dataset *nn_csv_load(const char *path, const nn_csv_opts *o, char *err, size_t errlen);
+
+/* Reads an IDX file (the MNIST format: magic 0 0 type rank, big-endian dimensions, big-endian
+ * data of type u8, i8, i16, i32, f32 or f64) into a new tensor of its shape converted to t.
+ * A gzipped file (detected by its magic bytes) is read through the system's `gzip -dc`. */
+ad_tensor *nn_idx_load(const char *path, ad_dtype t, char *err, size_t errlen);
+
+/* An image file [n, rows, cols] and a label file [n] as a dataset of n instances with
+ * rows * cols features multiplied by scale (1/255.0 maps pixels to [0, 1]). */
+nn_dataset *nn_idx_dataset(const char *images, const char *labels, ad_dtype t, double scale,
+                           char *err, size_t errlen);
+
+/* Fashion-MNIST's training (60000) or test (10000) set from dir (NULL: NN_FASHION_MNIST_DIR),
+ * pixels scaled to [0, 1].  When the files are missing the message says how to install them
+ * ("apt-get install dataset-fashion-mnist"). */
+nn_dataset *nn_fashion_mnist(const char *dir, bool train, ad_dtype t, char *err, size_t errlen);
+
+/* The name of Fashion-MNIST class k ("T-shirt/top", "Trouser", ...), or NULL. */
+const char *nn_fashion_mnist_class(int k);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,183 @@
+/* Numerics at the edges (huge logits, log(0), overflow, division by zero), anomaly mode, and
+ * fault injection: every allocation of a small training step and a save/load made to fail in
+ * turn, each run ending in a clean error and no leak. */
+#include "testutil.h"
+#include "ad_io.h"
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+START_TEST(huge_logits_stay_finite)
+{
+    for (int t = 0; t < 2; t++) {
+        ad_dtype dt = t ? AD_F32 : AD_F64;
+        ad_graph *g = ad_graph_new();
+        double z[6] = {1e4, -1e4, 0, -1e4, 1e4, 1e4 - 1};
+        int32_t y[2] = {1, 2};
+        ad_node *x = ad_var_tensor(g, "z", dt, AD_SHAPE(2, 3), z);
+        ad_node *l = ad_cross_entropy(g, x, y);
+        ck_assert_int_eq(ad_backward(g, l), AD_OK);
+        /* row 0: label 1 is 2e4 below the max: loss 2e4; row 1: loss 1 + log(1 + e^-1) */
+        double want = (2e4 + 1 + log1p(exp(-1))) / 2;
+        ck_assert_double_eq_tol(ad_value(l), want, t ? 1e-3 : 1e-9);
+        for (int i = 0; i < 6; i++) ck_assert(isfinite(ad_node_grad_get(x, i)));
+        ad_node *s = ad_softmax(g, x, 1), *ls = ad_log_softmax(g, x, 1);
+        for (int i = 0; i < 6; i++) ck_assert(isfinite(ad_node_get(s, i)) && isfinite(ad_node_get(ls, i)));
+        ck_assert_double_eq_tol(ad_node_get(ls, 1), -2e4, 1e-3);
+        ad_graph_free(g);
+    }
+}
+END_TEST
+
+/* IEEE results are defined results: the engine passes them through, and anomaly mode (below)
+ * is how a user finds where they started. */
+START_TEST(ieee_edges_are_defined)
+{
+    ad_graph *g = ad_graph_new();
+    ad_node *zero = ad_var(g, "z", 0), *big = ad_var(g, "b", 1000);
+    ck_assert(isinf(ad_value(ad_log(g, zero))) && ad_value(ad_log(g, zero)) < 0);
+    ck_assert(isinf(ad_value(ad_exp(g, big))));
+    ck_assert(isinf(ad_value(ad_div(g, big, zero))));
+    ck_assert(isinf(ad_value(ad_recip(g, zero))));
+    ad_node *s1 = ad_sigmoid(g, big), *s0 = ad_sigmoid(g, ad_neg(g, big));
+    ck_assert_double_eq(ad_value(s1), 1);
+    ck_assert_double_eq(ad_value(s0), 0);
+    ck_assert_int_eq(ad_backward(g, ad_add(g, s1, s0)), AD_OK);
+    ck_assert_double_eq(ad_grad(big), 0); /* sigmoid'(+-1000) = 0, not NaN */
+    ck_assert_ptr_null(ad_error(g));
+    ad_graph_free(g);
+}
+END_TEST
+
+START_TEST(anomaly_names_the_first_bad_forward_op)
+{
+    ad_graph *g = ad_graph_new();
+    ad_set_anomaly(g, true);
+    ad_node *x = ad_var(g, "x", -1);
+    ad_node *y = ad_mul(g, x, x);
+    ck_assert_ptr_nonnull(y);
+    ad_node *bad = ad_log(g, ad_neg(g, y));
+    ck_assert_ptr_null(bad);
+    ck_assert_int_eq(ad_status_of(g), AD_ERR_NUMERIC);
+    ck_assert_str_eq(ad_error(g), "anomaly: log (node 3) produced a NaN or infinity in forward; input 1 [] in [-1, -1]");
+    ad_graph_free(g);
+
+    /* tensors: the shape and range of the input are in the message */
+    g = ad_graph_new();
+    ad_set_anomaly(g, true);
+    double v[4] = {1, 2, 0, 4};
+    ad_node *t = ad_var_tensor(g, "t", AD_F32, AD_SHAPE(2, 2), v);
+    ck_assert_ptr_null(ad_div(g, ad_full(g, AD_F32, AD_SHAPE0, 1), t));
+    ck_assert_ptr_nonnull(strstr(ad_error(g), "div (node 2)"));
+    ck_assert_ptr_nonnull(strstr(ad_error(g), "input 2 [2,2] in [0, 4]"));
+    ad_graph_free(g);
+
+    /* off: the same computation runs and yields inf, no error */
+    g = ad_graph_new();
+    ck_assert(isinf(ad_value(ad_log(g, ad_scalar(g, 0)))));
+    ck_assert_ptr_null(ad_error(g));
+    ad_graph_free(g);
+}
+END_TEST
+
+START_TEST(anomaly_names_the_first_bad_backward_op)
+{
+    ad_graph *g = ad_graph_new();
+    ad_set_anomaly(g, true);
+    ad_node *x = ad_var(g, "x", 0);
+    ad_node *f = ad_mul(g, ad_sqrt(g, x), ad_scalar(g, 3)); /* sqrt'(0) = inf */
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(ad_backward(g, f), AD_ERR_NUMERIC);
+    ck_assert_ptr_nonnull(strstr(ad_error(g), "anomaly: backward of sqrt (node "));
+    ck_assert_ptr_nonnull(strstr(ad_error(g), "upstream gradient [] in [3, 3]"));
+    ad_graph_free(g);
+
+    /* a parameter that an optimizer step made NaN is caught at the leaf */
+    ad_tensor *p = ad_param_new("w", AD_F64, AD_SHAPE(3));
+    ad_tensor_set(p, 1, NAN);
+    g = ad_graph_new();
+    ad_set_anomaly(g, true);
+    ck_assert_ptr_null(ad_param(g, p));
+    ck_assert_ptr_nonnull(strstr(ad_error(g), "anomaly: param"));
+    ad_graph_free(g);
+    ad_tensor_free(p);
+}
+END_TEST
+
+/* One training step of a tiny model plus a save and a load: everything the library allocates
+ * on the way. */
+static ad_status train_and_save(const char *path, ad_tensor *w, ad_tensor *b)
+{
+    ad_graph *g = ad_graph_new();
+    if (!g) return AD_ERR_NOMEM;
+    double xs[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    int32_t ys[4] = {0, 1, 1, 0};
+    ad_node *x = ad_const(g, AD_F32, AD_SHAPE(4, 2), xs);
+    ad_node *h = ad_relu(g, ad_linear(g, x, ad_param(g, w), ad_param(g, b)));
+    ad_node *loss = ad_add(g, ad_cross_entropy(g, h, ys), ad_mul_scalar(g, ad_sum(g, ad_mul(g, ad_param(g, w), ad_param(g, w))), 0.01));
+    ad_status st = loss ? ad_backward(g, loss) : ad_status_of(g);
+    if (st == AD_OK) {
+        ck_assert_int_eq(ad_status_of(g), AD_OK);
+    } else {
+        ck_assert_int_eq(st, AD_ERR_NOMEM); /* the only thing that can go wrong here */
+        ck_assert_ptr_nonnull(strstr(ad_error(g), "out of memory"));
+    }
+    ad_graph_free(g);
+    if (st != AD_OK) return st;
+    char err[256];
+    const char *names[2] = {"0.weight", "0.bias"}, *meta[2] = {"format", "pt"};
+    ad_tensor *ts[2] = {w, b};
+    st = ad_safetensors_save(path, 2, names, ts, 1, meta, err, sizeof err);
+    if (st != AD_OK) return st;
+    ad_tensor_file *f = ad_safetensors_load(path, err, sizeof err);
+    if (!f) return AD_ERR_NOMEM;
+    ck_assert_int_eq(ad_tensor_file_count(f), 2);
+    ad_tensor_file_free(f);
+    return AD_OK;
+}
+
+START_TEST(every_allocation_failure_is_clean)
+{
+    char path[] = "/tmp/bp-fault-XXXXXX";
+    int fd = mkstemp(path);
+    ck_assert(fd >= 0);
+    close(fd);
+    ad_tensor *w = ad_param_new("w", AD_F32, AD_SHAPE(3, 2)), *b = ad_param_new("b", AD_F32, AD_SHAPE(3));
+    ad_rng r;
+    ad_rng_seed(&r, 1);
+    ad_tensor_rand_normal(w, &r, 0, 0.5);
+    long before = ad_alloc_count();
+    ck_assert_int_eq(train_and_save(path, w, b), AD_OK);
+    long total = ad_alloc_count() - before;
+    ck_assert_int_gt(total, 5);
+    int failed = 0;
+    for (long n = 1; n <= total; n++) {
+        ad_fail_alloc_at(n);
+        ad_status st = train_and_save(path, w, b);
+        ad_fail_alloc_at(0);
+        failed += st != AD_OK;
+        ck_assert_msg(st == AD_OK || st == AD_ERR_NOMEM || st == AD_ERR_IO, "allocation %ld: status %d", n, (int)st);
+    }
+    /* every allocation point but those whose failure the code absorbs made the run fail */
+    ck_assert_int_gt(failed, (int)(total / 2));
+    ck_assert_int_eq(train_and_save(path, w, b), AD_OK);
+    unlink(path);
+    ad_tensor_free(w);
+    ad_tensor_free(b);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("ad_numerics");
+    TCase *tc = tcase_create("numerics");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, huge_logits_stay_finite);
+    tcase_add_test(tc, ieee_edges_are_defined);
+    tcase_add_test(tc, anomaly_names_the_first_bad_forward_op);
+    tcase_add_test(tc, anomaly_names_the_first_bad_backward_op);
+    tcase_add_test(tc, every_allocation_failure_is_clean);
+    suite_add_tcase(s, tc);
+    return run_suite(s);
+}

@@ -1,0 +1,352 @@
+/* Checkpoints: training resumed from a saved optimizer (and the model's parameters, saved
+ * with ad_safetensors_save beside it) ends on the same bits as the uninterrupted run, for
+ * every kind, both dtypes, with schedules and clipping; the file's layout; and loads that do
+ * not fit are refused without touching the optimizer. */
+#include "testutil.h"
+#include "optim.h"
+#include "ad_io.h"
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+enum { N = 32, IN = 3, OUT = 2, J = 4 };
+
+static char dir[64];
+
+static void make_dir(void)
+{
+    strcpy(dir, "/tmp/test_optim_ckpt_XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+}
+
+static void remove_dir(void)
+{
+    char p[128];
+    static const char *files[] = {"model.safetensors", "optim.safetensors", "other.safetensors", "bad.safetensors"};
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+        snprintf(p, sizeof p, "%s/%s", dir, files[i]);
+        remove(p);
+    }
+    rmdir(dir);
+}
+
+static const char *path_of(const char *name)
+{
+    static char p[4][128];
+    static int k;
+    k = (k + 1) % 4;
+    snprintf(p[k], sizeof p[k], "%s/%s", dir, name);
+    return p[k];
+}
+
+/* A linear model y = x W^T + b fitted by minibatch SGD to a fixed random linear target. */
+typedef struct {
+    ad_dtype dt;
+    ad_tensor *w, *b;
+    double x[N][IN], y[N][OUT];
+} model;
+
+static void model_init(model *m, ad_dtype dt)
+{
+    m->dt = dt;
+    m->w = ad_param_new("w", dt, AD_SHAPE(OUT, IN));
+    m->b = ad_param_new("b", dt, AD_SHAPE(OUT));
+    ck_assert_ptr_nonnull(m->w);
+    ck_assert_ptr_nonnull(m->b);
+    ad_rng r;
+    ad_rng_seed(&r, 2024);
+    ad_tensor_rand_normal(m->w, &r, 0, 0.5);
+    for (int n = 0; n < N; n++) {
+        for (int i = 0; i < IN; i++) m->x[n][i] = ad_rng_normal(&r);
+        for (int o = 0; o < OUT; o++) m->y[n][o] = (o + 1) * m->x[n][0] - m->x[n][2] + 0.5 * o;
+    }
+}
+
+static void model_free(model *m)
+{
+    ad_tensor_free(m->w);
+    ad_tensor_free(m->b);
+}
+
+static ad_node *model_loss(ad_graph *g, const int64_t *batch, int64_t j, void *user)
+{
+    model *m = user;
+    double xb[J * IN], yb[J * OUT];
+    for (int64_t k = 0; k < j; k++) {
+        memcpy(xb + k * IN, m->x[batch[k]], sizeof m->x[0]);
+        memcpy(yb + k * OUT, m->y[batch[k]], sizeof m->y[0]);
+    }
+    ad_node *x = ad_const(g, m->dt, AD_SHAPE(j, IN), xb), *y = ad_const(g, m->dt, AD_SHAPE(j, OUT), yb);
+    return ad_mse(g, ad_linear(g, x, ad_param(g, m->w), ad_param(g, m->b)), y);
+}
+
+static void train(optim *o, model *m, int64_t steps)
+{
+    optim_sgd_cfg c = {.n = N, .batch = J, .steps = steps, .seed = 99};
+    optim_status st = optim_sgd(o, model_loss, m, &c, NULL);
+    ck_assert_msg(st == OPTIM_OK, "%s", optim_error(o));
+}
+
+static optim *new_optim(model *m, const optim_cfg *c)
+{
+    ad_tensor *ps[] = {m->w, m->b};
+    char err[256];
+    optim *o = optim_new(ps, 2, c, err, sizeof err);
+    ck_assert_msg(o != NULL, "%s", err);
+    return o;
+}
+
+/* The configurations resumed below: every kind and form, schedules, clipping, decay. */
+static optim_cfg config(int i)
+{
+    optim_cfg c;
+    switch (i) {
+    case 0:
+        c = optim_defaults(OPTIM_GD, 0.05);
+        c.schedule = (optim_schedule){.kind = OPTIM_SCHED_STEP, .step_size = 3, .gamma = 0.7};
+        return c;
+    case 1:
+        c = optim_defaults(OPTIM_MOMENTUM, 0.02);
+        c.schedule = (optim_schedule){.kind = OPTIM_SCHED_COSINE, .t_max = 8, .eta_min = 0.001, .warmup = 3};
+        c.clip_norm = 1.0;
+        return c;
+    case 2:
+        c = optim_defaults(OPTIM_MOMENTUM, 0.02);
+        c.form = OPTIM_FORM_PYTORCH;
+        c.nesterov = true;
+        c.weight_decay = 0.01;
+        return c;
+    case 3:
+        c = optim_defaults(OPTIM_ADAM, 0.01);
+        c.clip_value = 0.5;
+        c.schedule = (optim_schedule){.kind = OPTIM_SCHED_EXPONENTIAL, .gamma = 0.95};
+        return c;
+    case 4: return optim_defaults(OPTIM_ADAMW, 0.01);
+    default:
+        c = optim_defaults(OPTIM_RMSPROP, 0.005);
+        c.momentum = 0.5;
+        return c;
+    }
+}
+enum { NCONFIGS = 6 };
+
+START_TEST(resume_reproduces_the_uninterrupted_run)
+{
+    /* _i: configuration _i / 2, dtype by parity.  10 steps straight, against 4 steps, save
+     * (parameters and optimizer), free everything, rebuild from the files with a different
+     * base rate (the checkpoint's must win), 6 more steps. */
+    optim_cfg c = config(_i / 2);
+    ad_dtype dt = _i % 2 ? AD_F32 : AD_F64;
+    size_t wbytes = OUT * IN * ad_dtype_size(dt), bbytes = OUT * ad_dtype_size(dt);
+    make_dir();
+
+    model m;
+    model_init(&m, dt);
+    optim *o = new_optim(&m, &c);
+    train(o, &m, 10);
+    unsigned char w_straight[OUT * IN * 8], b_straight[OUT * 8];
+    memcpy(w_straight, ad_tensor_data(m.w), wbytes);
+    memcpy(b_straight, ad_tensor_data(m.b), bbytes);
+    optim_free(o);
+    model_free(&m);
+
+    model_init(&m, dt);
+    o = new_optim(&m, &c);
+    train(o, &m, 4);
+    char err[256];
+    const char *names[] = {"w", "b"};
+    ad_tensor *ps[] = {m.w, m.b};
+    ck_assert_msg(ad_safetensors_save(path_of("model.safetensors"), 2, names, ps, 0, NULL, err, sizeof err) == AD_OK,
+                  "%s", err);
+    ck_assert_msg(optim_save(o, path_of("optim.safetensors")) == OPTIM_OK, "%s", optim_error(o));
+    optim_free(o);
+    model_free(&m);
+
+    model_init(&m, dt);
+    ad_tensor_fill(m.w, 0); /* the file must supply the weights */
+    ad_tensor_file *f = ad_safetensors_load(path_of("model.safetensors"), err, sizeof err);
+    ck_assert_msg(f != NULL, "%s", err);
+    memcpy(ad_tensor_data(m.w), ad_tensor_data(ad_tensor_file_find(f, "w")), wbytes);
+    memcpy(ad_tensor_data(m.b), ad_tensor_data(ad_tensor_file_find(f, "b")), bbytes);
+    ad_tensor_file_free(f);
+    optim_cfg other = c;
+    other.lr *= 3;
+    o = new_optim(&m, &other);
+    ck_assert_msg(optim_load(o, path_of("optim.safetensors")) == OPTIM_OK, "%s", optim_error(o));
+    ck_assert_int_eq(optim_steps(o), 4);
+    ck_assert_double_eq(optim_get_cfg(o).lr, c.lr);
+    train(o, &m, 6);
+    ck_assert_msg(!memcmp(ad_tensor_data(m.w), w_straight, wbytes) && !memcmp(ad_tensor_data(m.b), b_straight, bbytes),
+                  "%s %s: resumed run differs", optim_kind_name(c.kind), ad_dtype_name(dt));
+    /* and the run really moved: the weights are not the initial ones */
+    model fresh;
+    model_init(&fresh, dt);
+    ck_assert(memcmp(ad_tensor_data(fresh.w), w_straight, wbytes) != 0);
+    model_free(&fresh);
+    optim_free(o);
+    model_free(&m);
+    remove_dir();
+}
+END_TEST
+
+START_TEST(file_layout)
+{
+    /* Adam after 3 steps with the rate changed by hand: buffers state.<i>.<name> with the
+     * parameters' shapes, and the step count and configuration as metadata. */
+    make_dir();
+    model m;
+    model_init(&m, AD_F64);
+    optim_cfg c = optim_defaults(OPTIM_ADAM, 0.01);
+    optim *o = new_optim(&m, &c);
+    train(o, &m, 3);
+    ck_assert_int_eq(optim_set_lr(o, 0.1), OPTIM_OK); /* 0.1 prints as 0.10000000000000001 */
+    ck_assert_int_eq(optim_save(o, path_of("optim.safetensors")), OPTIM_OK);
+    char err[256];
+    ad_tensor_file *f = ad_safetensors_load(path_of("optim.safetensors"), err, sizeof err);
+    ck_assert_msg(f != NULL, "%s", err);
+    ck_assert_int_eq(ad_tensor_file_count(f), 4);
+    ad_tensor *m0 = ad_tensor_file_find(f, "state.0.exp_avg"), *v1 = ad_tensor_file_find(f, "state.1.exp_avg_sq");
+    ck_assert_ptr_nonnull(m0);
+    ck_assert_ptr_nonnull(v1);
+    ck_assert_int_eq(ad_tensor_shape(m0).rank, 2);
+    ck_assert_int_eq(ad_tensor_shape(m0).dim[1], IN);
+    ck_assert_int_eq(ad_tensor_shape(v1).dim[0], OUT);
+    ck_assert_ptr_nonnull(ad_tensor_file_find(f, "state.1.exp_avg"));
+    ck_assert_ptr_nonnull(ad_tensor_file_find(f, "state.0.exp_avg_sq"));
+    ck_assert_mem_eq(ad_tensor_data(m0), ad_tensor_data(optim_state(o, 0, "exp_avg")), OUT * IN * sizeof(double));
+    ck_assert_str_eq(ad_tensor_file_meta(f, "optim.version"), "1");
+    ck_assert_str_eq(ad_tensor_file_meta(f, "optim.kind_name"), "adam");
+    ck_assert_str_eq(ad_tensor_file_meta(f, "optim.step"), "3");
+    ck_assert_str_eq(ad_tensor_file_meta(f, "optim.params"), "2");
+    ck_assert_str_eq(ad_tensor_file_meta(f, "optim.lr"), "0.10000000000000001");
+    ck_assert_str_eq(ad_tensor_file_meta(f, "optim.beta2"), "0.999");
+    ck_assert_str_eq(ad_tensor_file_meta(f, "optim.eps"), "1e-08");
+    ck_assert_str_eq(ad_tensor_file_meta(f, "optim.schedule.kind"), "0");
+    ad_tensor_file_free(f);
+    optim_free(o);
+    model_free(&m);
+    remove_dir();
+}
+END_TEST
+
+/* Loading path into an optimizer of cfg over m must fail with st and a message holding want,
+ * leaving the optimizer at step 0 with zero state. */
+static void load_refused(model *m, optim_cfg c, const char *path, optim_status st, const char *want)
+{
+    optim *o = new_optim(m, &c);
+    ck_assert_int_eq(optim_load(o, path), st);
+    ck_assert_msg(strstr(optim_error(o), want) != NULL, "message \"%s\" lacks \"%s\"", optim_error(o), want);
+    ck_assert_int_eq(optim_steps(o), 0);
+    ck_assert_double_eq(optim_get_cfg(o).lr, c.lr);
+    ad_tensor *s = optim_state(o, 0, "velocity");
+    for (int64_t k = 0; s && k < ad_tensor_size(s); k++) ck_assert_double_eq(ad_tensor_get(s, k), 0);
+    optim_free(o);
+}
+
+START_TEST(loads_that_do_not_fit_are_refused)
+{
+    make_dir();
+    model m, m32;
+    model_init(&m, AD_F64);
+    model_init(&m32, AD_F32);
+    optim_cfg mom = optim_defaults(OPTIM_MOMENTUM, 0.01);
+    optim *o = new_optim(&m, &mom);
+    train(o, &m, 2);
+    const char *ck = path_of("optim.safetensors");
+    ck_assert_int_eq(optim_save(o, ck), OPTIM_OK);
+    optim_free(o);
+
+    load_refused(&m, optim_defaults(OPTIM_ADAM, 0.01), ck, OPTIM_ERR_FORMAT,
+                 "the file is from a momentum optimizer, this one is adam");
+    optim_cfg pt = mom;
+    pt.form = OPTIM_FORM_PYTORCH;
+    load_refused(&m, pt, ck, OPTIM_ERR_FORMAT, "keeps 1 buffer(s) per parameter (velocity), this optimizer 1 "
+                                               "(momentum_buffer)");
+    load_refused(&m32, mom, ck, OPTIM_ERR_FORMAT, "state.0.velocity is float64 [2,3], the parameter is float32 [2,3]");
+    /* one parameter instead of two */
+    ad_tensor *only_w[] = {m.w};
+    o = optim_new(only_w, 1, &mom, NULL, 0);
+    ck_assert_int_eq(optim_load(o, ck), OPTIM_ERR_FORMAT);
+    ck_assert_ptr_nonnull(strstr(optim_error(o), "the file has state for 2 parameters, this optimizer has 1"));
+    optim_free(o);
+    /* a transposed weight: same count, other shape */
+    ad_tensor *wt = ad_param_new("w", AD_F64, AD_SHAPE(IN, OUT)), *ps[] = {wt, m.b};
+    o = optim_new(ps, 2, &mom, NULL, 0);
+    ck_assert_int_eq(optim_load(o, ck), OPTIM_ERR_FORMAT);
+    ck_assert_ptr_nonnull(strstr(optim_error(o), "state.0.velocity is float64 [2,3], the parameter is float64 [3,2]"));
+    optim_free(o);
+    ad_tensor_free(wt);
+
+    load_refused(&m, mom, path_of("missing.safetensors"), OPTIM_ERR_IO, "optim_load: ");
+    /* a model file is not an optimizer checkpoint */
+    const char *names[] = {"w"};
+    char err[256];
+    ck_assert_int_eq(ad_safetensors_save(path_of("other.safetensors"), 1, names, &m.w, 0, NULL, err, sizeof err), AD_OK);
+    load_refused(&m, mom, path_of("other.safetensors"), OPTIM_ERR_FORMAT, "optim.version is missing, want \"1\"");
+    /* a checkpoint with its configuration cut short, or made invalid */
+    const char *meta[] = {"optim.version", "1", "optim.kind", "1", "optim.form", "0", "optim.nesterov", "0",
+                          "optim.schedule.kind", "0", "optim.lr", "0.1", "optim.momentum", "zero"};
+    ck_assert_int_eq(ad_safetensors_save(path_of("bad.safetensors"), 0, NULL, NULL, 7, meta, err, sizeof err), AD_OK);
+    load_refused(&m, mom, path_of("bad.safetensors"), OPTIM_ERR_FORMAT, "metadata optim.momentum is not a number");
+    meta[13] = "0.9";
+    ck_assert_int_eq(ad_safetensors_save(path_of("bad.safetensors"), 0, NULL, NULL, 7, meta, err, sizeof err), AD_OK);
+    load_refused(&m, mom, path_of("bad.safetensors"), OPTIM_ERR_FORMAT, "metadata optim.weight_decay is missing");
+    ck_assert_int_eq(optim_load(NULL, ck), OPTIM_ERR_NULL);
+    ck_assert_int_eq(optim_save(NULL, ck), OPTIM_ERR_NULL);
+    model_free(&m);
+    model_free(&m32);
+    remove_dir();
+}
+END_TEST
+
+START_TEST(invalid_saved_configuration_is_refused)
+{
+    /* A checkpoint edited to gamma = 1.5 parses but fails the checks optim_new applies. */
+    make_dir();
+    model m;
+    model_init(&m, AD_F64);
+    optim_cfg gd = optim_defaults(OPTIM_GD, 0.1);
+    optim *o = new_optim(&m, &gd);
+    ck_assert_int_eq(optim_save(o, path_of("optim.safetensors")), OPTIM_OK);
+    char err[256];
+    ad_tensor_file *f = ad_safetensors_load(path_of("optim.safetensors"), err, sizeof err);
+    ck_assert_ptr_nonnull(f);
+    /* copy the metadata, changing the momentum */
+    static const char *keys[] = {"optim.version", "optim.kind", "optim.form", "optim.nesterov", "optim.schedule.kind",
+                                 "optim.step", "optim.params", "optim.lr", "optim.momentum", "optim.weight_decay",
+                                 "optim.beta1", "optim.beta2", "optim.alpha", "optim.eps", "optim.clip_norm",
+                                 "optim.clip_value", "optim.schedule.step_size", "optim.schedule.gamma",
+                                 "optim.schedule.t_max", "optim.schedule.eta_min", "optim.schedule.warmup",
+                                 "optim.schedule.warmup_start"};
+    enum { NK = sizeof keys / sizeof *keys };
+    const char *meta[2 * NK];
+    for (int k = 0; k < NK; k++) {
+        meta[2 * k] = keys[k];
+        meta[2 * k + 1] = strcmp(keys[k], "optim.momentum") ? ad_tensor_file_meta(f, keys[k]) : "1.5";
+        ck_assert_ptr_nonnull(meta[2 * k + 1]);
+    }
+    ck_assert_int_eq(ad_safetensors_save(path_of("bad.safetensors"), 0, NULL, NULL, NK, meta, err, sizeof err), AD_OK);
+    ad_tensor_file_free(f);
+    ck_assert_int_eq(optim_load(o, path_of("bad.safetensors")), OPTIM_ERR_FORMAT);
+    ck_assert_ptr_nonnull(strstr(optim_error(o), "the saved configuration is invalid: optim_new: gd: momentum = 1.5 given"));
+    /* the unedited file loads */
+    ck_assert_int_eq(optim_load(o, path_of("optim.safetensors")), OPTIM_OK);
+    optim_free(o);
+    model_free(&m);
+    remove_dir();
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("optim_checkpoint");
+    TCase *tc = tcase_create("checkpoint");
+    tcase_add_loop_test(tc, resume_reproduces_the_uninterrupted_run, 0, 2 * NCONFIGS);
+    tcase_add_test(tc, file_layout);
+    tcase_add_test(tc, loads_that_do_not_fit_are_refused);
+    tcase_add_test(tc, invalid_saved_configuration_is_refused);
+    suite_add_tcase(s, tc);
+    return run_suite(s);
+}
