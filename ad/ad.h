@@ -37,6 +37,7 @@
 #ifndef AD_H
 #define AD_H
 
+#include "ad_version.h"
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -47,6 +48,12 @@ extern "C" {
 #endif
 
 #define AD_MAX_RANK 6
+
+/* The version this library was built as ("0.1.0"), and as one number (major*10000 +
+ * minor*100 + patch); compare with AD_VERSION_STRING / AD_VERSION_MAJOR of the headers a
+ * program was compiled with. */
+const char *ad_version(void);
+int ad_version_number(void);
 
 /* Element types.  float64 is the default for exact teaching numbers and scientific gradients;
  * float32 is for training speed. */
@@ -373,6 +380,17 @@ ad_status ad_write_json(const ad_graph *g, ad_node *root, FILE *out);
  * AD_SVG_MAX_NODES nodes give a picture with a summary instead, and AD_ERR_ARG. */
 #define AD_SVG_MAX_NODES 60
 ad_status ad_write_svg(const ad_graph *g, ad_node *root, FILE *out, int digits);
+/* An interactive stepper: one self-contained HTML page (inline SVG, CSS and a little
+ * JavaScript, nothing loaded from the network) that walks the graph one node per step, the
+ * forward pass and then the backward pass in the lecture's words ("Upstream gradient ...
+ * Local gradient ... Downstream gradient ..."), copy nodes with their sums, and last the
+ * gradient in the variables' order.  The picture's labels fill in as the walk reaches them.
+ * Previous/Next buttons, the arrow keys and a slider move; the page honours and updates
+ * "#step=N" in its address, and shows the current step's sentence in the element with
+ * id="panel".  With scripts off it shows the whole picture and every step as a list.  title
+ * (escaped; NULL for "backprop") heads the page.  A graph of more than AD_SVG_MAX_NODES parts
+ * gets the summary picture, still with every step, and AD_ERR_ARG. */
+ad_status ad_write_html(const ad_graph *g, ad_node *root, FILE *out, int digits, const char *title);
 /* The first node (in creation order, up to root) whose value, or gradient when gradients is
  * true, holds a NaN or an infinity; NULL if none. */
 ad_node *ad_find_nonfinite(const ad_graph *g, ad_node *root, bool gradients);

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs the build into a temporary root, then builds a program from docs/ against it with
+# `pkg-config --cflags --libs backprop` alone, and runs it: what a user outside this
+# repository does.
+#   install_test.sh BUILD_DIR SOURCE_DIR
+set -euo pipefail
+build=$1 src=$2
+root=$(mktemp -d)
+trap 'rm -rf "$root"' EXIT
+meson install -C "$build" --no-rebuild --quiet --destdir "$root" >/dev/null
+pc=$(find "$root" -name backprop.pc | head -n 1)
+[ -n "$pc" ] || { echo "install_test: no backprop.pc installed" >&2; exit 1; }
+export PKG_CONFIG_PATH=$(dirname "$pc") PKG_CONFIG_SYSROOT_DIR=$root
+for f in ad.h ad_real.h ad_version.h; do
+    find "$root" -path "*/include/backprop/$f" | grep -q . || { echo "install_test: $f not installed" >&2; exit 1; }
+done
+find "$root" -name 'libbackprop.a' | grep -q . || { echo "install_test: no static library" >&2; exit 1; }
+find "$root" -name 'backprop.1*' | grep -q . || { echo "install_test: no man page" >&2; exit 1; }
+bin=$(find "$root" -type f -name backprop -perm -u+x | head -n 1)
+[ -n "$bin" ] || { echo "install_test: CLI not installed" >&2; exit 1; }
+libdir=$(dirname "$(find "$root" -name 'libbackprop.so' | head -n 1)")
+${CC:-cc} -std=c11 -o "$root/example" "$src/docs/examples/grad_c_function.c" $(pkg-config --cflags --libs backprop)
+LD_LIBRARY_PATH=$libdir "$root/example" | grep -q "gradcheck: ok"
+LD_LIBRARY_PATH=$libdir "$bin" --json 'x*y' x=2 y=3 | grep -q '"x": 3'
+echo "install_test: ok ($(pkg-config --modversion backprop))"
