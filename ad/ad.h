@@ -149,6 +149,9 @@ void ad_tensor_fill(ad_tensor *t, double v);
 /* Fills with uniform draws in [lo, hi) or normal draws N(mean, std^2) from rng. */
 void ad_tensor_rand_uniform(ad_tensor *t, ad_rng *rng, double lo, double hi);
 void ad_tensor_rand_normal(ad_tensor *t, ad_rng *rng, double mean, double std);
+/* Copies src's values into dst of the same shape, converting between dtypes if they differ;
+ * AD_ERR_SHAPE (nothing copied) if the shapes differ.  Gradients are not copied. */
+ad_status ad_tensor_copy(ad_tensor *dst, const ad_tensor *src);
 /* Zeroes a parameter's gradient buffer (no-op for a plain tensor). */
 void ad_tensor_zero_grad(ad_tensor *t);
 
@@ -509,6 +512,17 @@ long ad_alloc_count(void);
 /* Fault injection for tests: the n-th allocation from now on returns NULL (n <= 0 turns it
  * off).  One failure per call; the library must then report AD_ERR_NOMEM and leak nothing. */
 void ad_fail_alloc_at(long n);
+
+/* ------------------------------------------------------------------------------------------
+ * Threads for large kernels (matrix products).  A process-wide pool, started on first use;
+ * small problems run on the calling thread.  Results are bitwise identical for any thread
+ * count: work is split over blocks of the output, never over a sum.
+ */
+/* Sets the thread count; n <= 0 restores the default: the environment variable
+ * BACKPROP_THREADS if set to a positive integer, else the number of online cores. */
+void ad_set_threads(int n);
+/* The thread count in use (at least 1). */
+int ad_get_threads(void);
 
 #ifdef __cplusplus
 }

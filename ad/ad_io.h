@@ -43,8 +43,8 @@ extern "C" {
  * temporary file in the same folder, which is flushed, synced and renamed over path, so a
  * crash or an error leaves either the old file or the new one, never a mix; on failure the
  * temporary file is removed.  A replaced file's permission bits are kept; a new file gets
- * 0666 minus the umask.  Returns AD_OK, AD_ERR_NULL, AD_ERR_ARG (bad names or counts) or
- * AD_ERR_NOMEM, with the message in err; I/O failures report AD_ERR_ARG naming the step. */
+ * 0666 minus the umask.  Returns AD_OK, or AD_ERR_NULL, AD_ERR_ARG (bad names or counts),
+ * AD_ERR_NOMEM or AD_ERR_IO (naming the step that failed) with the message in err. */
 ad_status ad_safetensors_save(const char *path, int n, const char *const *names,
                               ad_tensor *const *tensors, int nmeta, const char *const *meta,
                               char *err, size_t errlen);

@@ -59,11 +59,15 @@ static bool all_scalar(ad_node *n, const gate *gt)
 static void gate_expr(FILE *out, ad_node *n, bool numbers, int digits)
 {
     int fold = view_folded(n), shown = n->nin < VIEW_MAX_SHOWN ? n->nin : VIEW_MAX_SHOWN;
+    /* negative numbers need parentheses after an operator, not inside a call: exp(-1.00) */
+    bool call = n->op != OP_ADD && n->op != OP_SUB && n->op != OP_MUL && n->op != OP_DIV &&
+                n->op != OP_POW && n->op != OP_NEG && n->op != OP_RECIP;
     char s[2][64];
     for (int k = 0; k < 2 && k < n->nin; k++) {
         ad_node *in = node_in(n, k);
-        if (numbers && k != fold) operand(ad_node_get(in, 0), digits, s[k], sizeof s[k]);
-        else view_ref(in, s[k], sizeof s[k]);
+        if (!numbers || k == fold) view_ref(in, s[k], sizeof s[k]);
+        else if (call) view_num(ad_node_get(in, 0), digits, s[k], sizeof s[k]);
+        else operand(ad_node_get(in, 0), digits, s[k], sizeof s[k]);
     }
     const char *infix = NULL;
     switch (n->op) {
@@ -72,7 +76,7 @@ static void gate_expr(FILE *out, ad_node *n, bool numbers, int digits)
     case OP_MUL: infix = numbers ? " &#215; " : " * "; break;
     case OP_DIV: infix = " / "; break;
     case OP_POW: infix = "^"; break;
-    case OP_NEG: fputc('-', out), esc(out, s[0]); return;
+    case OP_NEG: fprintf(out, numbers && s[0][0] != '(' ? "-(%s)" : "-%s", s[0]); return;
     case OP_RECIP: fputs("1/", out), esc(out, s[0]); return;
     default: break;
     }
@@ -105,7 +109,11 @@ static void substitute(const char *rhs, const char *x, const char *y, char *buf,
         bool alone = (p == rhs || !(isalnum((unsigned char)p[-1]) || p[-1] == '_')) &&
                      !(isalnum((unsigned char)p[1]) || p[1] == '_');
         const char *put = alone && *p == 'x' ? x : alone && *p == 'y' ? y : NULL;
-        if (put) {
+        /* exp(x) at -1 is exp(-1.00), not exp((-1.00)) */
+        if (put && put[0] == '(' && p > rhs && p[-1] == '(' && p[1] == ')') {
+            at += (size_t)snprintf(buf + at, len - at, "%.*s", (int)strlen(put) - 2, put + 1);
+            changed = true;
+        } else if (put) {
             at += (size_t)snprintf(buf + at, len - at, "%s", put);
             changed = true;
         } else {
@@ -221,6 +229,7 @@ static void backward_step(walk *w, ad_node *n)
         operand(gt.nshown > 1 ? ad_node_get(node_in(n, gt.slot[1]), 0) : NAN, w->digits, ys, sizeof ys);
     }
     for (int k = 0; k < gt.nshown; k++) {
+        if (!gt.formula[k][0]) continue; /* a registry op's one text covers all its inputs */
         fputs(k ? ", " : "", out);
         esc(out, gt.formula[k]);
         if (isnan(gt.local[k])) continue;
@@ -235,9 +244,10 @@ static void backward_step(walk *w, ad_node *n)
         /* "= y = -2.00", not "= y = (-2.00) = -2.00" */
         bool just_the_number = strcmp(rhs, nb) == 0 || strcmp(rhs, operand(gt.local[k], w->digits, xs2, sizeof xs2)) == 0;
         if (rhs[0] && !just_the_number) fputs(" = ", out), esc(out, rhs);
-        if (!plain_number && !just_the_number) fprintf(out, " = %s", nb);
+        if (!plain_number) fprintf(out, " = %s", nb);
     }
     fprintf(out, "</p>\n<p><b>Downstream gradient%s:</b> ", gt.nshown > 1 ? "s" : "");
+    ad_node *parts = NULL; /* a tensor input that fans out: its gradient is summed later */
     for (int k = 0; k < gt.nshown; k++) {
         ad_node *in = node_in(n, gt.slot[k]);
         double d = gt.local[k] * grad_of(n);
@@ -248,10 +258,19 @@ static void backward_step(walk *w, ad_node *n)
             colored_num(out, d, true, w->digits);
         } else if (w->v->uses[in->id] == 1 && (in->flags & F_NEEDS_GRAD)) {
             colored(out, in, true, w->digits);
+        } else if (in->flags & F_NEEDS_GRAD) {
+            ad_shape sh = node_shape(in);
+            fprintf(out, "a %s part", ad_shape_str(&sh, nb, sizeof nb));
         }
         fputs(" &#8594; ", out);
         esc(out, view_ref(in, r, sizeof r));
-        if (!(in->flags & F_NEEDS_GRAD)) fputs(" (a constant: its gradient is not needed)", out);
+        if (!(in->flags & F_NEEDS_GRAD)) fputs(" (a constant: no gradient needed)", out);
+        else if (isnan(d) && w->v->uses[in->id] > 1) parts = in;
+    }
+    if (parts) {
+        fputs(" (the copy node of ", out);
+        esc(out, view_ref(parts, r, sizeof r));
+        fputs(" adds the parts)", out);
     }
     fputs("</p></li>\n", out);
 }
@@ -282,17 +301,21 @@ static void gradient_step(walk *w)
             }
             fputs(pass == 0 ? ") = (" : ")</p>\n", out);
         }
-        fputs("<p>Note the ordering of the arguments: the variables in the order they were given.</p>\n", out);
+        if (nleaves > 1)
+            fputs("<p>Note the ordering of the arguments: the variables in the order they were given.</p>\n", out);
     }
+    /* scalars on one line, as the slides' column vector; tensors one per line */
+    int k = 0;
     for (uint32_t i = 0; i < v->n; i++) {
         ad_node *n = node_at(v->g, i);
         if (!v->live[i] || !(n->flags & F_LEAF)) continue;
-        fputs("<p>df/d", out);
+        fputs(!scalars || !k++ ? "<p>df/d" : ", df/d", out);
         esc(out, view_ref(n, r, sizeof r));
         fputs(" = ", out);
         colored(out, n, true, w->digits);
-        fputs("</p>\n", out);
+        if (!scalars) fputs("</p>\n", out);
     }
+    if (scalars && k) fputs("</p>\n", out);
     if (!nleaves) fputs("<p>f depends on no variable or parameter: there is no gradient to show.</p>\n", out);
     fputs("</li>\n", out);
 }
@@ -358,7 +381,7 @@ static const char *CSS =
     ".js #controls{display:flex}"
     "button{font-size:15px;padding:4px 14px;border:1px solid #999;border-radius:5px;background:#fff;cursor:pointer}"
     "button:disabled{opacity:.4;cursor:default}"
-    "#slider{flex:1;max-width:520px}#counter{font-variant-numeric:tabular-nums;min-width:10em}"
+    "#slider{flex:1;max-width:520px}#counter{font-variant-numeric:tabular-nums;min-width:14em}"
     ".hint{color:#777;font-size:13px}"
     "#picture{overflow-x:auto;background:#fff;border:1px solid #ddd;border-radius:6px}"
     "#picture svg{display:block;max-width:100%;height:auto}"
@@ -372,7 +395,7 @@ static const char *CSS =
     /* the picture: labels not reached yet are hidden, the ones this step fills in stand out,
      * the current node and the edges into it are highlighted */
     "svg .later{visibility:hidden}"
-    "svg text.now{font-weight:bold;font-size:13px;stroke:#fff3b0;stroke-width:5px;paint-order:stroke}"
+    "svg text.now{font-weight:bold;font-size:14px;text-decoration:underline}"
     "svg .id{fill:#888}"
     "svg .cur circle,svg .cur rect{stroke:#e36209;stroke-width:3.5}"
     "svg .cur .gate,svg .cur .leaf,svg .cur .copy{fill:#fff1e0}"

@@ -76,7 +76,7 @@ static void sb_put(sbuf *b, const char *s, size_t n)
     if (b->len + n + 1 > b->cap) {
         size_t cap = b->cap ? b->cap : 256;
         while (cap < b->len + n + 1) cap *= 2;
-        char *p = realloc(b->p, cap);
+        char *p = ad_realloc(b->p, cap);
         if (!p) { b->oom = true; return; }
         b->p = p, b->cap = cap;
     }
@@ -112,14 +112,14 @@ static const char *first_duplicate(const char *const *s, int k, int stride, bool
 {
     *oom = false;
     if (k < 2) return NULL;
-    const char **v = malloc((size_t)k * sizeof *v);
+    const char **v = ad_malloc((size_t)k * sizeof *v);
     if (!v) { *oom = true; return NULL; }
     for (int i = 0; i < k; i++) v[i] = s[(size_t)i * (size_t)stride];
     qsort(v, (size_t)k, sizeof *v, cmp_str);
     const char *dup = NULL;
     for (int i = 1; i < k && !dup; i++)
         if (!strcmp(v[i - 1], v[i])) dup = v[i];
-    free(v);
+    ad_free(v);
     return dup;
 }
 
@@ -233,23 +233,19 @@ static mode_t target_mode(const char *path)
     return 0666 & ~mask;
 }
 
-/* Best effort: makes the rename itself durable.  Failure is not an error, the file is whole. */
-static void sync_dir(const char *path)
+/* Best effort: makes the rename itself durable.  Failure is not an error, the file is whole.
+ * buf (at least strlen(path) + 1 bytes) receives the folder's name. */
+static void sync_dir(const char *path, char *buf)
 {
     const char *slash = strrchr(path, '/');
-    char *dir = slash ? malloc((size_t)(slash - path) + 2) : NULL;
-    if (slash && !dir) return;
-    if (dir) {
-        size_t l = slash == path ? 1 : (size_t)(slash - path);
-        memcpy(dir, path, l);
-        dir[l] = 0;
-    }
-    int fd = open(dir ? dir : ".", O_RDONLY);
+    if (!slash) strcpy(buf, ".");
+    else if (slash == path) strcpy(buf, "/");
+    else memcpy(buf, path, (size_t)(slash - path)), buf[slash - path] = 0;
+    int fd = open(buf, O_RDONLY);
     if (fd >= 0) {
         fsync(fd);
         close(fd);
     }
-    free(dir);
 }
 
 ad_status ad_safetensors_save(const char *path, int n, const char *const *names,
@@ -261,9 +257,9 @@ ad_status ad_safetensors_save(const char *path, int n, const char *const *names,
     if (st) return st;
     sbuf h = {0};
     size_t tlen = strlen(path) + sizeof ".tmp-XXXXXX";
-    char *tmp = malloc(tlen), eb[128];
+    char *tmp = ad_malloc(tlen), eb[128];
     if (!build_header(&h, n, names, tensors, nmeta, meta) || !tmp) {
-        free(h.p), free(tmp);
+        ad_free(h.p), ad_free(tmp);
         set_err(err, errlen, "%s: %s: out of memory", fn, path);
         return AD_ERR_NOMEM;
     }
@@ -271,8 +267,8 @@ ad_status ad_safetensors_save(const char *path, int n, const char *const *names,
     int fd = mkstemp(tmp);
     if (fd < 0) {
         set_err(err, errlen, "%s: %s: cannot create a temporary file next to it: %s", fn, path, errno_str(errno, eb, sizeof eb));
-        free(h.p), free(tmp);
-        return AD_ERR_ARG;
+        ad_free(h.p), ad_free(tmp);
+        return AD_ERR_IO;
     }
     FILE *f = fdopen(fd, "wb");
     const char *step = "open";
@@ -301,10 +297,10 @@ ad_status ad_safetensors_save(const char *path, int n, const char *const *names,
         set_err(err, errlen, "%s: %s: %s failed: %s (the old file, if any, is untouched)", fn, path, step,
                 errno_str(e, eb, sizeof eb));
     } else {
-        sync_dir(path);
+        sync_dir(path, tmp);
     }
-    free(h.p), free(tmp);
-    return ok ? AD_OK : AD_ERR_ARG;
+    ad_free(h.p), ad_free(tmp);
+    return ok ? AD_OK : AD_ERR_IO;
 }
 
 /* ==== reading ==== */
@@ -465,7 +461,7 @@ static char *parse_string(parser *p)
 {
     if (!expect(p, '"')) return NULL;
     size_t start = p->i, cap = 16, len = 0;
-    char *out = malloc(cap);
+    char *out = ad_malloc(cap);
     if (!out) return perr(p, "out of memory"), NULL;
     while (!p->failed) {
         if (p->i >= p->n) { perr(p, "unterminated string"); break; }
@@ -478,7 +474,7 @@ static char *parse_string(parser *p)
         if (c != '\\') enc[0] = (char)c;
         else if (!(k = unescape(p, enc))) break;
         if (len + k + 1 > cap) {
-            char *q = realloc(out, cap *= 2);
+            char *q = ad_realloc(out, cap *= 2);
             if (!q) { perr(p, "out of memory"); break; }
             out = q;
         }
@@ -491,7 +487,7 @@ static char *parse_string(parser *p)
         p->i = start;
         perr(p, "string is not valid UTF-8");
     }
-    free(out);
+    ad_free(out);
     return NULL;
 }
 
@@ -541,7 +537,7 @@ static bool parse_tensor(parser *p, entry *e)
         while (k < 3 && strcmp(key, keys[k])) k++;
         if (k == 3) p->i = at, perr(p, "tensor \"%s\": unknown key \"%s\"", e->name, key);
         else if (seen[k]) p->i = at, perr(p, "tensor \"%s\": key \"%s\" appears twice", e->name, key);
-        free(key);
+        ad_free(key);
         if (p->failed) return false;
         seen[k] = true;
         if (!expect(p, ':')) return false;
@@ -551,7 +547,7 @@ static bool parse_tensor(parser *p, entry *e)
             if (!dt) return false;
             if (!strcmp(dt, "F32") || !strcmp(dt, "F64")) e->dtype = dt[1] == '3' ? AD_F32 : AD_F64;
             else p->i = at, perr(p, "tensor \"%s\": dtype \"%s\" is not supported (only F32 and F64)", e->name, dt);
-            free(dt);
+            ad_free(dt);
         } else if (k == 1) {
             parse_shape(p, e);
         } else if (expect(p, '[') && parse_uint(p, &e->begin, "an offset") && expect(p, ',')) {
@@ -572,7 +568,7 @@ static bool parse_meta(parser *p, ad_tensor_file *f)
     while (another) {
         if (f->nmeta == f->metacap) {
             int cap = f->metacap ? 2 * f->metacap : 8;
-            meta_pair *m = realloc(f->meta, (size_t)cap * sizeof *m);
+            meta_pair *m = ad_realloc(f->meta, (size_t)cap * sizeof *m);
             if (!m) return perr(p, "out of memory");
             f->meta = m, f->metacap = cap;
         }
@@ -599,15 +595,15 @@ static bool parse_header(parser *p, ad_tensor_file *f)
         char *name = parse_string(p);
         if (!name) return false;
         if (!strcmp(name, META_KEY)) {
-            free(name);
+            ad_free(name);
             if (seen_meta) return p->i = at, perr(p, "\"%s\" appears twice", META_KEY);
             seen_meta = true;
             if (!expect(p, ':') || !parse_meta(p, f)) return false;
         } else {
             if (f->n == f->cap) {
                 int cap = f->cap ? 2 * f->cap : 8;
-                entry *e = realloc(f->e, (size_t)cap * sizeof *e);
-                if (!e) return free(name), perr(p, "out of memory");
+                entry *e = ad_realloc(f->e, (size_t)cap * sizeof *e);
+                if (!e) return ad_free(name), perr(p, "out of memory");
                 f->e = e, f->cap = cap;
             }
             entry *e = &f->e[f->n++];
@@ -709,12 +705,12 @@ void ad_tensor_file_free(ad_tensor_file *f)
 {
     if (!f) return;
     for (int i = 0; i < f->n; i++) {
-        free(f->e[i].name);
+        ad_free(f->e[i].name);
         ad_tensor_free(f->e[i].t);
     }
-    for (int i = 0; i < f->nmeta; i++) free(f->meta[i].key), free(f->meta[i].value);
-    free(f->e), free(f->by_name), free(f->meta);
-    free(f);
+    for (int i = 0; i < f->nmeta; i++) ad_free(f->meta[i].key), ad_free(f->meta[i].value);
+    ad_free(f->e), ad_free(f->by_name), ad_free(f->meta);
+    ad_free(f);
 }
 
 /* Reads, checks and allocates in that order; everything read so far is freed on failure. */
@@ -748,8 +744,8 @@ ad_tensor_file *ad_safetensors_load(const char *path, char *err, size_t errlen)
                 (unsigned long long)(hlen > fsize - 8 ? fsize - 8 : MAX_HEADER));
         goto fail;
     }
-    hdr = malloc(hlen ? (size_t)hlen : 1);
-    f = calloc(1, sizeof *f);
+    hdr = ad_malloc(hlen ? (size_t)hlen : 1);
+    f = ad_calloc(1, sizeof *f);
     if (!hdr || !f) {
         set_err(err, errlen, "%s: %s: out of memory for a %llu-byte header", fn, path, (unsigned long long)hlen);
         goto fail;
@@ -760,8 +756,8 @@ ad_tensor_file *ad_safetensors_load(const char *path, char *err, size_t errlen)
     }
     p.s = hdr, p.n = (size_t)hlen;
     if (!parse_header(&p, f)) goto fail;
-    f->by_name = malloc((size_t)(f->n ? f->n : 1) * sizeof *f->by_name);
-    order = malloc((size_t)(f->n ? f->n : 1) * sizeof *order);
+    f->by_name = ad_malloc((size_t)(f->n ? f->n : 1) * sizeof *f->by_name);
+    order = ad_malloc((size_t)(f->n ? f->n : 1) * sizeof *order);
     if (!f->by_name || !order) {
         set_err(err, errlen, "%s: %s: out of memory", fn, path);
         goto fail;
@@ -778,11 +774,11 @@ ad_tensor_file *ad_safetensors_load(const char *path, char *err, size_t errlen)
             goto fail;
         }
     }
-    free(order), free(hdr);
+    ad_free(order), ad_free(hdr);
     fclose(in);
     return f;
 fail:
-    free(order), free(hdr);
+    ad_free(order), ad_free(hdr);
     ad_tensor_file_free(f);
     fclose(in);
     return NULL;

@@ -124,6 +124,18 @@ void ad_tensor_rand_normal(ad_tensor *t, ad_rng *rng, double mean, double std)
     for (int64_t i = 0; i < t->size; i++) store(t->data, t->dtype, i, mean + std * ad_rng_normal(rng));
 }
 
+ad_status ad_tensor_copy(ad_tensor *dst, const ad_tensor *src)
+{
+    if (!dst || !src) return AD_ERR_NULL;
+    if (dst->size != src->size || dst->shape.rank != src->shape.rank ||
+        memcmp(dst->shape.dim, src->shape.dim, sizeof(int64_t) * (size_t)src->shape.rank) != 0)
+        return AD_ERR_SHAPE;
+    if (dst->dtype == src->dtype) memcpy(dst->data, src->data, (size_t)src->size * ad_dtype_size(src->dtype));
+    else
+        for (int64_t i = 0; i < src->size; i++) store(dst->data, dst->dtype, i, load(src->data, src->dtype, i));
+    return AD_OK;
+}
+
 void ad_tensor_zero_grad(ad_tensor *t)
 {
     if (t && t->grad) memset(t->grad, 0, (size_t)t->size * ad_dtype_size(t->dtype));

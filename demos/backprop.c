@@ -16,6 +16,8 @@ static const char *USAGE =
     "  --trace        forward and backward walk (the default output adds the backward trace)\n"
     "  --dot          print the graph in Graphviz DOT instead of the text report\n"
     "  --svg          print the graph as an SVG picture instead of the text report\n"
+    "  --html         print an interactive page that steps through the forward and backward\n"
+    "                 passes one node at a time (backprop --html 'EXPR' x=1 > walk.html)\n"
     "  --json         print {\"value\": V, \"gradient\": {\"x\": G, ...}} instead of the text report\n"
     "  --digits N     decimals in the text report and pictures (default 2; -1: full precision)\n"
     "  --help         this text\n"
@@ -24,7 +26,7 @@ static const char *USAGE =
     "example: backprop '1/(1+exp(-(w0*x0+w1*x1+w2)))' x0=-1 x1=-2 w0=2 w1=-3 w2=-3\n";
 
 enum { MAX_VARS = 64 };
-enum mode { TEXT, DOT, SVG, JSON };
+enum mode { TEXT, DOT, SVG, HTML, JSON };
 
 static int usage_error(const char *fmt, const char *arg)
 {
@@ -66,6 +68,7 @@ int main(int argc, char **argv)
         } else if (strcmp(a, "--trace") == 0) trace = true;
         else if (strcmp(a, "--dot") == 0) mode = DOT;
         else if (strcmp(a, "--svg") == 0) mode = SVG;
+        else if (strcmp(a, "--html") == 0) mode = HTML;
         else if (strcmp(a, "--json") == 0) mode = JSON;
         else if (strcmp(a, "--digits") == 0) {
             double d;
@@ -143,6 +146,12 @@ int main(int argc, char **argv)
         break;
     case DOT: st = ad_write_dot(g, f, stdout, digits); break;
     case SVG: st = ad_write_svg(g, f, stdout, digits); break;
+    case HTML: {
+        char title[1024];
+        snprintf(title, sizeof title, "f = %s", text);
+        st = ad_write_html(g, f, stdout, digits, title);
+        break;
+    }
     case TEXT:
         printf("f = %s\n", text);
         printf("value: f = %s\n", digits < 0 ? (snprintf(num, sizeof num, "%.17g", ad_value(f)), num)
@@ -162,7 +171,7 @@ int main(int argc, char **argv)
         if (st == AD_OK) st = ad_trace_backward(g, f, stdout, digits);
         break;
     }
-    if (st == AD_ERR_ARG && mode == SVG)
+    if (st == AD_ERR_ARG && (mode == SVG || mode == HTML))
         fprintf(stderr, "backprop: the graph is too large to draw (more than %d parts); the picture holds a summary\n",
                 AD_SVG_MAX_NODES);
     if (fflush(stdout) != 0 || ferror(stdout)) {

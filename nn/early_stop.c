@@ -16,10 +16,10 @@ struct nn_early_stop {
 void nn_early_stop_free(nn_early_stop *e)
 {
     if (!e) return;
-    for (int i = 0; e->best && i < e->n; i++) free(e->best[i]);
-    free(e->best);
-    free(e->live);
-    free(e);
+    for (int i = 0; e->best && i < e->n; i++) ad_free(e->best[i]);
+    ad_free(e->best);
+    ad_free(e->live);
+    ad_free(e);
 }
 
 static size_t bytes_of(const ad_tensor *t)
@@ -31,18 +31,18 @@ static size_t bytes_of(const ad_tensor *t)
 nn_early_stop *nn_early_stop_new(ad_tensor *const *params, int patience, double min_delta)
 {
     if (!params || patience < 1 || !(min_delta >= 0)) return NULL;
-    nn_early_stop *e = calloc(1, sizeof *e);
+    nn_early_stop *e = ad_calloc(1, sizeof *e);
     if (!e) return NULL;
     while (params[e->n]) e->n++;
-    e->live = calloc((size_t)e->n + 1, sizeof *e->live);
-    e->best = calloc((size_t)e->n + 1, sizeof *e->best);
+    e->live = ad_calloc((size_t)e->n + 1, sizeof *e->live);
+    e->best = ad_calloc((size_t)e->n + 1, sizeof *e->best);
     if (!e->live || !e->best) {
         nn_early_stop_free(e);
         return NULL;
     }
     for (int i = 0; i < e->n; i++) {
         e->live[i] = params[i];
-        if (!(e->best[i] = malloc(bytes_of(params[i]) ? bytes_of(params[i]) : 1))) {
+        if (!(e->best[i] = ad_malloc(bytes_of(params[i]) ? bytes_of(params[i]) : 1))) {
             nn_early_stop_free(e);
             return NULL;
         }

@@ -51,15 +51,15 @@ int nn_mlp_module_index(const nn_mlp_cfg *c, int layer)
 nn_mlp *nn_mlp_new(const nn_mlp_cfg *cfg)
 {
     if (nn_mlp_check(cfg, NULL, 0) != AD_OK) return NULL;
-    nn_mlp *m = calloc(1, sizeof *m);
+    nn_mlp *m = ad_calloc(1, sizeof *m);
     if (!m) return NULL;
     m->cfg = *cfg;
     if (m->cfg.slope == 0) m->cfg.slope = 0.1;
     if (m->cfg.init == NN_INIT_AUTO)
         m->cfg.init = m->cfg.act == NN_RELU || m->cfg.act == NN_LEAKY_RELU ? NN_INIT_HE : NN_INIT_XAVIER;
     int D = m->depth = nn_mlp_hidden_count(cfg);
-    m->layers = calloc((size_t)D + 1, sizeof *m->layers);
-    m->params = calloc(2 * (size_t)D + 3, sizeof *m->params);
+    m->layers = ad_calloc((size_t)D + 1, sizeof *m->layers);
+    m->params = ad_calloc(2 * (size_t)D + 3, sizeof *m->params);
     if (!m->layers || !m->params) {
         nn_mlp_free(m);
         return NULL;
@@ -87,9 +87,9 @@ void nn_mlp_free(nn_mlp *m)
 {
     if (!m) return;
     for (int i = 0; m->layers && i <= m->depth; i++) nn_linear_release(&m->layers[i]);
-    free(m->layers);
-    free(m->params);
-    free(m);
+    ad_free(m->layers);
+    ad_free(m->params);
+    ad_free(m);
 }
 
 const nn_mlp_cfg *nn_mlp_config(const nn_mlp *m) { return m ? &m->cfg : NULL; }

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #define VERSION "1"
+#define MAX_FIELDS 16 /* numeric_fields fills 15 */
 
 /* The numeric fields of a configuration, by metadata key. */
 typedef struct { const char *key; double *d; int64_t *i; } field;
@@ -33,8 +34,6 @@ static int numeric_fields(optim_cfg *c, field *f)
     f[n++] = (field){"optim.schedule.warmup_start", &c->schedule.warmup_start, NULL};
     return n;
 }
-#define MAX_FIELDS 16
-
 /* Enums and flags are stored as their integer values (optim.h fixes them); the kind is also
  * written by name, "optim.kind_name", for a person reading the header. */
 typedef struct { const char *key; int *v; } enum_field;
@@ -86,20 +85,22 @@ optim_status optim_save(optim *o, const char *path)
         meta[2 * m] = f[k].key, meta[2 * m + 1] = vals[m];
     }
     int nt = o->n * o->nslots;
-    char **names = calloc((size_t)nt + 1, sizeof *names);
+    char **names = ad_calloc((size_t)nt + 1, sizeof *names);
     bool ok = names != NULL;
     for (int k = 0; ok && k < nt; k++) {
         size_t len = strlen(o->slot[k % o->nslots]) + 32;
-        if ((ok = (names[k] = malloc(len)) != NULL))
+        if ((ok = (names[k] = ad_malloc(len)) != NULL))
             snprintf(names[k], len, "state.%d.%s", k / o->nslots, o->slot[k % o->nslots]);
     }
     optim_status st = OPTIM_OK;
     char why[200];
     if (!ok) st = optim_failo(o, OPTIM_ERR_NOMEM, "optim_save: %s: out of memory", path);
-    else if (ad_safetensors_save(path, nt, (const char *const *)names, o->state, m, meta, why, sizeof why) != AD_OK)
-        st = optim_failo(o, OPTIM_ERR_IO, "optim_save: %s", why);
-    for (int k = 0; names && k < nt; k++) free(names[k]);
-    free(names);
+    else {
+        ad_status as = ad_safetensors_save(path, nt, (const char *const *)names, o->state, m, meta, why, sizeof why);
+        if (as != AD_OK) st = optim_failo(o, as == AD_ERR_NOMEM ? OPTIM_ERR_NOMEM : OPTIM_ERR_IO, "optim_save: %s", why);
+    }
+    for (int k = 0; names && k < nt; k++) ad_free(names[k]);
+    ad_free(names);
     return st;
 }
 
@@ -215,7 +216,7 @@ optim_status optim_load(optim *o, const char *path)
     optim_cfg c;
     int64_t step = 0;
     int nt = o->n * o->nslots;
-    ad_tensor **found = calloc((size_t)nt + 1, sizeof *found);
+    ad_tensor **found = ad_calloc((size_t)nt + 1, sizeof *found);
     optim_status st = found ? read_cfg(o, f, path, &c, &step)
                             : optim_failo(o, OPTIM_ERR_NOMEM, "optim_load: %s: out of memory", path);
     if (st == OPTIM_OK) st = match_buffers(o, f, path, &c, found);
@@ -226,7 +227,7 @@ optim_status optim_load(optim *o, const char *path)
         o->cfg = c;
         o->step = step;
     }
-    free(found);
+    ad_free(found);
     ad_tensor_file_free(f);
     return st;
 }

@@ -4,8 +4,10 @@
 
 optim_status optim_backprop_loss(optim *o, ad_graph *g, ad_node *loss, const char *fn, int64_t i, double *value)
 {
+    /* out of memory inside the graph is the caller's NOMEM, not a fault of their loss */
+    optim_status oom = ad_status_of(g) == AD_ERR_NOMEM ? OPTIM_ERR_NOMEM : OPTIM_ERR_LOSS;
     if (!loss || ad_status_of(g) != AD_OK)
-        return optim_failo(o, OPTIM_ERR_LOSS, "%s: iteration %lld: the loss callback failed: %s", fn, (long long)i,
+        return optim_failo(o, oom, "%s: iteration %lld: the loss callback failed: %s", fn, (long long)i,
                            ad_error(g) ? ad_error(g) : "it returned NULL");
     if (ad_node_size(loss) != 1) {
         char shape[64];
@@ -19,8 +21,10 @@ optim_status optim_backprop_loss(optim *o, ad_graph *g, ad_node *loss, const cha
         return optim_failo(o, OPTIM_ERR_NONFINITE, "%s: iteration %lld: the loss is %s (diverged: lr = %g too large?)", fn,
                            (long long)i, isnan(v) ? "NaN" : v > 0 ? "inf" : "-inf", optim_lr(o));
     optim_zero_grad(o);
-    if (ad_backward(g, loss) != AD_OK)
-        return optim_failo(o, OPTIM_ERR_LOSS, "%s: iteration %lld: backward failed: %s", fn, (long long)i, ad_error(g));
+    ad_status bst = ad_backward(g, loss);
+    if (bst != AD_OK)
+        return optim_failo(o, bst == AD_ERR_NOMEM ? OPTIM_ERR_NOMEM : OPTIM_ERR_LOSS,
+                           "%s: iteration %lld: backward failed: %s", fn, (long long)i, ad_error(g));
     return OPTIM_OK;
 }
 

@@ -256,7 +256,9 @@ typedef struct {
  * large eta the slide's test would "converge" on a rise).  After max_iter updates without
  * that, returns OPTIM_NOT_CONVERGED with the last loss in res->loss and in the message.
  * OPTIM_ERR_LOSS if the callback or backward fails, OPTIM_ERR_NONFINITE if the loss becomes
- * inf or NaN.  res may be NULL. */
+ * inf or NaN (res->loss holds it), OPTIM_ERR_NOMEM if memory runs out (in the graph too).
+ * Allocates a graph when it starts, and nothing per iteration once the graph's arena has
+ * grown to the loss's size.  res may be NULL. */
 optim_status optim_gd(optim *o, optim_loss_fn loss, void *user, const optim_gd_cfg *cfg,
                       optim_result *res);
 
@@ -307,14 +309,15 @@ void optim_sampler_free(optim_sampler *s);
  */
 
 /* Writes o's state to path atomically (a temporary file renamed over path).  OPTIM_ERR_IO
- * with the reason in optim_error(o) on failure. */
+ * (or OPTIM_ERR_NOMEM) with the reason in optim_error(o) on failure. */
 optim_status optim_save(optim *o, const char *path);
 
 /* Restores the state, step count and configuration saved by optim_save into o, which must
  * have the same kind, number of parameters and buffer shapes and dtypes (OPTIM_ERR_FORMAT
  * otherwise, naming what differs); like PyTorch's load_state_dict, the saved hyperparameters
  * replace o's.  Nothing changes unless the whole file fits.  Resuming from a checkpoint then
- * reproduces the uninterrupted run bit for bit (given the same gradients). */
+ * reproduces the uninterrupted run bit for bit (given the same gradients).  A file that cannot
+ * be read (missing, corrupt, or memory ran out while reading) is OPTIM_ERR_IO. */
 optim_status optim_load(optim *o, const char *path);
 
 #ifdef __cplusplus

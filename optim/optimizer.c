@@ -3,7 +3,6 @@
 #include "optim_impl.h"
 #include <math.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 const char *optim_status_name(optim_status s)
@@ -159,9 +158,9 @@ void optim_free(optim *o)
     if (!o) return;
     if (o->state)
         for (int i = 0; i < o->n * o->nslots; i++) ad_tensor_free(o->state[i]);
-    free(o->state);
-    free(o->params);
-    free(o);
+    ad_free(o->state);
+    ad_free(o->params);
+    ad_free(o);
 }
 
 /* Checks parameter i: present, with a gradient buffer, not listed twice. */
@@ -194,16 +193,16 @@ optim *optim_new(ad_tensor *const *params, int n, const optim_cfg *cfg, char *er
     }
     for (int i = 0; i < n; i++)
         if (check_param(params, i, err, errlen) != OPTIM_OK) return NULL;
-    optim *o = calloc(1, sizeof *o);
+    optim *o = ad_calloc(1, sizeof *o);
     if (!o) goto nomem;
     o->cfg = *cfg;
     o->n = n;
     o->nslots = optim_slots_for(cfg, o->slot);
-    o->params = malloc((size_t)n * sizeof *o->params);
+    o->params = ad_malloc((size_t)n * sizeof *o->params);
     if (!o->params) goto nomem;
     memcpy(o->params, params, (size_t)n * sizeof *o->params);
     if (o->nslots) {
-        o->state = calloc((size_t)n * (size_t)o->nslots, sizeof *o->state);
+        o->state = ad_calloc((size_t)n * (size_t)o->nslots, sizeof *o->state);
         if (!o->state) goto nomem;
         for (int i = 0; i < n * o->nslots; i++) {
             ad_tensor *p = params[i / o->nslots];

@@ -3,7 +3,6 @@
  * the epoch (or batch) number, so a resumed run asks for batch t and gets what the
  * uninterrupted run got, with no generator state to save. */
 #include "optim_impl.h"
-#include <stdlib.h>
 
 struct optim_sampler {
     int64_t n, j;
@@ -45,9 +44,9 @@ optim_sampler *optim_sampler_new(int64_t n, int64_t j, uint64_t seed, bool repla
                    (long long)n, (long long)j, replacement ? "" : " <= n (without replacement)");
         return NULL;
     }
-    optim_sampler *s = calloc(1, sizeof *s);
+    optim_sampler *s = ad_calloc(1, sizeof *s);
     int64_t len = replacement ? j : n;
-    if (s && (uint64_t)len <= SIZE_MAX / sizeof *s->perm) s->perm = malloc((size_t)len * sizeof *s->perm);
+    if (s && (uint64_t)len <= SIZE_MAX / sizeof *s->perm) s->perm = ad_malloc((size_t)len * sizeof *s->perm);
     if (!s || !s->perm) {
         optim_sampler_free(s);
         optim_fail(OPTIM_ERR_NOMEM, err, errlen, "optim_sampler_new: out of memory for %lld indices", (long long)len);
@@ -84,6 +83,6 @@ const int64_t *optim_sampler_batch(optim_sampler *s, int64_t t)
 void optim_sampler_free(optim_sampler *s)
 {
     if (!s) return;
-    free(s->perm);
-    free(s);
+    ad_free(s->perm);
+    ad_free(s);
 }

@@ -125,6 +125,22 @@ START_TEST(param_name_grad_and_zero_grad)
 }
 END_TEST
 
+START_TEST(tensor_copy_converts_and_checks_shapes)
+{
+    double v[6] = {1.5, -2, 3.25, 4, 5, 1e-8};
+    ad_tensor *a = ad_tensor_from(AD_F64, AD_SHAPE(2, 3), v), *b = ad_tensor_new(AD_F32, AD_SHAPE(2, 3));
+    ad_tensor *c = ad_tensor_new(AD_F64, AD_SHAPE(3, 2));
+    ck_assert_int_eq(ad_tensor_copy(b, a), AD_OK);
+    for (int i = 0; i < 6; i++) ck_assert_double_eq(ad_tensor_get(b, i), (float)v[i]);
+    ck_assert_int_eq(ad_tensor_copy(c, a), AD_ERR_SHAPE); /* same size, other shape */
+    ck_assert_double_eq(ad_tensor_get(c, 0), 0);
+    ck_assert_int_eq(ad_tensor_copy(NULL, a), AD_ERR_NULL);
+    ad_tensor_free(a);
+    ad_tensor_free(b);
+    ad_tensor_free(c);
+}
+END_TEST
+
 START_TEST(tensor_invalid_shapes_give_null)
 {
     ad_shape neg = AD_SHAPE(2, -1), rank7 = {.rank = AD_MAX_RANK + 1}, rankneg = {.rank = -1};
@@ -1023,6 +1039,7 @@ int main(void)
     tcase_add_test(t, tensor_new_and_accessors);
     tcase_add_test(t, tensor_from_and_float32_conversion);
     tcase_add_test(t, param_name_grad_and_zero_grad);
+    tcase_add_test(t, tensor_copy_converts_and_checks_shapes);
     tcase_add_test(t, tensor_invalid_shapes_give_null);
     tcase_add_test(t, tensor_random_fill);
     tcase_add_test(t, shape_str_formats);

@@ -480,7 +480,7 @@ START_TEST(save_into_missing_folder_fails_cleanly)
     snprintf(p, sizeof p, "%s/no/such/m.safetensors", dir);
     ad_tensor *a = ad_tensor_new(AD_F32, AD_SHAPE(2));
     const char *names[] = {"a"};
-    ck_assert_int_eq(ad_safetensors_save(p, 1, names, &a, 0, NULL, err, sizeof err), AD_ERR_ARG);
+    ck_assert_int_eq(ad_safetensors_save(p, 1, names, &a, 0, NULL, err, sizeof err), AD_ERR_IO);
     ck_assert_ptr_nonnull(strstr(err, "cannot create a temporary file next to it: No such file or directory"));
     ck_assert_int_eq(clean_dir(false), 0);
     ad_tensor_free(a);
@@ -504,7 +504,7 @@ START_TEST(failed_write_keeps_old_file)
     char err[512] = "";
     ad_status st = ad_safetensors_save(path, 1, names, &big, 0, NULL, err, sizeof err);
     setrlimit(RLIMIT_FSIZE, &old);
-    ck_assert_int_eq(st, AD_ERR_ARG);
+    ck_assert_int_eq(st, AD_ERR_IO);
     ck_assert_msg(strstr(err, "failed: File too large (the old file, if any, is untouched)"), "%s", err);
     size_t n2;
     unsigned char *after = read_bytes(path, &n2);

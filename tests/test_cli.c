@@ -109,6 +109,37 @@ START_TEST(golden_neuron_svg) { check_golden("neuron.svg", ARGS("--svg", NEURON)
 END_TEST
 START_TEST(golden_sum_dot) { check_golden("sum.dot", ARGS("--dot", "z*(x+y)", "x=2", "y=3", "z=-2")); }
 END_TEST
+START_TEST(golden_neuron_html) { check_golden("neuron.html", ARGS("--html", NEURON)); }
+END_TEST
+
+/* The stepper page: one self-contained file whose steps carry the lecture's sentences. */
+START_TEST(html_stepper)
+{
+    run_result r = run(ARGS("--html", "x*x + x", "x=3"));
+    ck_assert_int_eq(r.status, 0);
+    ck_assert_str_eq(r.err, "");
+    ck_assert(strncmp(r.out, "<!DOCTYPE html>", 15) == 0);
+    ck_assert_ptr_nonnull(strstr(r.out, "<h1>f = x*x + x</h1>"));
+    ck_assert_ptr_nonnull(strstr(r.out, "copy of x: 1.00 + 3.00 + 3.00 = <span class=\"g\">7.00</span>"));
+    ck_assert_ptr_nonnull(strstr(r.out, "id=\"panel\""));
+    ck_assert_ptr_null(strstr(r.out, "src="));
+    done(&r);
+    r = run(ARGS("--digits", "1", "--html", NEURON));
+    ck_assert_int_eq(r.status, 0);
+    ck_assert_ptr_nonnull(strstr(r.out, "-2.0 &#215; 0.2 = <span class=\"g\">-0.4</span> &#8594; w1, "
+                                        "-3.0 &#215; 0.2 = <span class=\"g\">-0.6</span> &#8594; x1"));
+    done(&r);
+    /* bad input stays one line on stderr and no page */
+    r = run(ARGS("--html", "x+", "x=1"));
+    ck_assert_int_eq(r.status, 2);
+    ck_assert_str_eq(r.out, "");
+    ck_assert_str_eq(r.err, "backprop: column 3: expected a number, a name or '(' before the end of the formula\n");
+    done(&r);
+    r = run(ARGS("--help"));
+    ck_assert_ptr_nonnull(strstr(r.out, "--html"));
+    done(&r);
+}
+END_TEST
 
 /* The slides' numbers, as a reader checks them in the default report. */
 START_TEST(default_report_has_the_slides_numbers)
@@ -238,6 +269,8 @@ int main(int argc, char **argv)
     tcase_add_test(tc, golden_neuron_json);
     tcase_add_test(tc, golden_neuron_svg);
     tcase_add_test(tc, golden_sum_dot);
+    tcase_add_test(tc, golden_neuron_html);
+    tcase_add_test(tc, html_stepper);
     tcase_add_test(tc, default_report_has_the_slides_numbers);
     tcase_add_test(tc, json_is_one_object_in_argument_order);
     tcase_add_test(tc, grammar);

@@ -194,6 +194,33 @@ START_TEST(gd_errors)
 }
 END_TEST
 
+/* The example at the top of optim.h, verbatim but for the printing. */
+static ad_node *tutorial_loss(ad_graph *g, void *user)
+{
+    ad_node *w = ad_param(g, (ad_tensor *)user);
+    return ad_pow_scalar(g, ad_add_scalar(g, w, -3.0), 2.0);
+}
+
+START_TEST(header_tutorial_runs)
+{
+    /* f(w) = (w - 3)^2 from 0 with eta = 0.1: w - 3 shrinks by 1 - 0.2 = 0.8 a step, so
+     * L_i = 9 * 0.64^i and L_i - L_{i+1} = 3.24 * 0.64^i, below 1e-12 first at
+     * i > ln(1e-12/3.24)/ln(0.64) = 64.55: i = 65 (64: 1.28e-12, 65: 8.2e-13), 66 updates,
+     * w = 3 - 3 * 0.8^66. */
+    ad_tensor *w = ad_param_new("w", AD_F64, AD_SHAPE0);
+    optim_cfg c = optim_defaults(OPTIM_GD, 0.1);
+    char err[256];
+    optim *o = optim_new(&w, 1, &c, err, sizeof err);
+    ck_assert_msg(o != NULL, "%s", err);
+    optim_result r;
+    ck_assert_int_eq(optim_gd(o, tutorial_loss, w, &(optim_gd_cfg){.eps = 1e-12, .max_iter = 1000}, &r), OPTIM_OK);
+    ck_assert_int_eq(r.iters, 66);
+    ck_assert(fabs(ad_tensor_get(w, 0) - (3 - 3 * pow(0.8, 66))) <= 1e-13);
+    optim_free(o);
+    ad_tensor_free(w);
+}
+END_TEST
+
 /* ========================================================================================== *
  * Momentum at a saddle
  */
@@ -484,6 +511,7 @@ int main(void)
     tcase_add_test(gd, gd_reports_not_converged_on_rosenbrock);
     tcase_add_test(gd, gd_rises_are_not_convergence_and_divergence_is_an_error);
     tcase_add_test(gd, gd_errors);
+    tcase_add_test(gd, header_tutorial_runs);
     tcase_add_test(gd, momentum_escapes_a_saddle_where_gd_stalls);
     suite_add_tcase(s, gd);
     TCase *sgd = tcase_create("sgd");

@@ -2,47 +2,6 @@
  * dA = dC B^T, dB = A^T dC; no transpose is ever materialised. */
 #include "../internal.h"
 
-/* C (+)= op(A) op(B).  The loop orders keep the innermost loop contiguous: i-p-j when B is
- * read row-wise, a dot product over p when B is transposed. */
-#define GEMM(T)                                                                            \
-    static void gemm_##T(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const T *A,     \
-                         int64_t lda, const T *B, int64_t ldb, T *C, int64_t ldc, bool acc)  \
-    {                                                                                      \
-        if (!acc)                                                                          \
-            for (int64_t i = 0; i < m; i++) memset(C + i * ldc, 0, (size_t)n * sizeof(T)); \
-        if (!tb) {                                                                         \
-            for (int64_t i = 0; i < m; i++) {                                              \
-                T *c = C + i * ldc;                                                        \
-                for (int64_t p = 0; p < k; p++) {                                          \
-                    T a = ta ? A[p * lda + i] : A[i * lda + p];                            \
-                    const T *b = B + p * ldb;                                              \
-                    for (int64_t j = 0; j < n; j++) c[j] += a * b[j];                      \
-                }                                                                          \
-            }                                                                              \
-        } else {                                                                           \
-            for (int64_t i = 0; i < m; i++)                                                \
-                for (int64_t j = 0; j < n; j++) {                                          \
-                    const T *b = B + j * ldb;                                              \
-                    T s = 0;                                                               \
-                    if (!ta) {                                                             \
-                        const T *a = A + i * lda;                                          \
-                        for (int64_t p = 0; p < k; p++) s += a[p] * b[p];                  \
-                    } else                                                                 \
-                        for (int64_t p = 0; p < k; p++) s += A[p * lda + i] * b[p];        \
-                    C[i * ldc + j] += s;                                                   \
-                }                                                                          \
-        }                                                                                  \
-    }
-GEMM(double)
-GEMM(float)
-
-void gemm(ad_dtype t, bool ta, bool tb, int64_t m, int64_t n, int64_t k, const void *A,
-          int64_t lda, const void *B, int64_t ldb, void *C, int64_t ldc, bool accumulate)
-{
-    if (t == AD_F64) gemm_double(ta, tb, m, n, k, A, lda, B, ldb, C, ldc, accumulate);
-    else gemm_float(ta, tb, m, n, k, A, lda, B, ldb, C, ldc, accumulate);
-}
-
 /* Batch geometry: a 2-D operand is shared by every batch element (stride 0). */
 typedef struct { int64_t batch, m, k, n, sa, sb, sc; } mm_dims;
 

@@ -1,0 +1,352 @@
+/* The HTML stepper from the library: the page is well formed and self-contained, small for the
+ * lecture's examples, holds every step's sentence with the slides' numbers in order, tags the
+ * picture's labels with the steps at which they appear, and copes with tensors, large graphs,
+ * bad arguments and failed allocations.  (tests/html_browser_test.py drives it in Chromium.) */
+#include "testutil.h"
+#include <stdlib.h>
+#include <string.h>
+
+static char *page(const ad_graph *g, ad_node *root, int digits, const char *title, ad_status *st)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    ck_assert_ptr_nonnull(f);
+    *st = ad_write_html(g, root, f, digits, title);
+    fclose(f);
+    return buf;
+}
+
+/* The neuron in the order the CLI builds it. */
+static ad_node *neuron(ad_graph *g)
+{
+    ad_node *x0 = ad_var(g, "x0", -1), *x1 = ad_var(g, "x1", -2), *w0 = ad_var(g, "w0", 2);
+    ad_node *w1 = ad_var(g, "w1", -3), *w2 = ad_var(g, "w2", -3);
+    /* one statement per node: C leaves the order of evaluating arguments open */
+    ad_node *m0 = ad_mul(g, w0, x0);
+    ad_node *m1 = ad_mul(g, w1, x1);
+    ad_node *s = ad_add(g, ad_add(g, m0, m1), w2);
+    ad_node *e = ad_exp(g, ad_neg(g, s));
+    return ad_recip(g, ad_add(g, ad_scalar(g, 1), e));
+}
+
+static int count(const char *s, const char *what)
+{
+    int n = 0;
+    for (const char *p = s; (p = strstr(p, what)); p++) n++;
+    return n;
+}
+
+static bool is_void(const char *tag, size_t len)
+{
+    static const char *const v[] = {"meta", "input", "br", "link", "img", "hr"};
+    for (size_t i = 0; i < sizeof v / sizeof *v; i++)
+        if (strlen(v[i]) == len && strncmp(tag, v[i], len) == 0) return true;
+    return false;
+}
+
+/* Tags balance, HTML's void elements aside; script and style bodies are skipped. */
+static bool well_formed(const char *s)
+{
+    const char *stack[256];
+    size_t len[256];
+    int depth = 0;
+    for (const char *p = strchr(s, '<'); p; p = strchr(p + 1, '<')) {
+        if (p[1] == '!') continue;
+        const char *gt = strchr(p, '>');
+        if (!gt) return false;
+        if (p[1] == '/') {
+            if (!depth) return false;
+            depth--;
+            if (strncmp(p + 2, stack[depth], len[depth]) != 0 || p[2 + len[depth]] != '>') return false;
+            continue;
+        }
+        size_t n = strcspn(p + 1, " >/");
+        if (gt[-1] == '/' || is_void(p + 1, n)) continue;
+        if (depth == 256) return false;
+        stack[depth] = p + 1;
+        len[depth] = n;
+        depth++;
+        if ((n == 6 && strncmp(p + 1, "script", 6) == 0) || (n == 5 && strncmp(p + 1, "style", 5) == 0)) {
+            char close[16];
+            snprintf(close, sizeof close, "</%.*s>", (int)n, p + 1);
+            const char *end = strstr(gt, close);
+            if (!end) return false;
+            p = end - 1;
+        }
+    }
+    return depth == 0;
+}
+
+/* Nothing is fetched: no address but the SVG namespace, no src, href, url() or @import. */
+static void self_contained(const char *html)
+{
+    ck_assert_int_eq(count(html, "http"), count(html, "xmlns=\"http://www.w3.org/2000/svg\""));
+    ck_assert_ptr_null(strstr(html, "src="));
+    ck_assert_ptr_null(strstr(html, "href="));
+    ck_assert_ptr_null(strstr(html, "url("));
+    ck_assert_ptr_null(strstr(html, "@import"));
+}
+
+/* Each of want[] occurs, in this order. */
+static void in_order(const char *html, const char *const *want, int n)
+{
+    const char *p = html;
+    for (int i = 0; i < n; i++) {
+        const char *q = strstr(p, want[i]);
+        ck_assert_msg(q != NULL, "missing (or out of order): %s", want[i]);
+        p = q + strlen(want[i]);
+    }
+}
+
+START_TEST(neuron_page_walks_the_slides)
+{
+    ad_graph *g = ad_graph_new();
+    ad_node *f = neuron(g);
+    ck_assert_int_eq(ad_backward(g, f), AD_OK);
+    ad_status st;
+    char *html = page(g, f, 2, "f = 1/(1+exp(-(w0*x0+w1*x1+w2)))", &st);
+    ck_assert_int_eq(st, AD_OK);
+    ck_assert(strncmp(html, "<!DOCTYPE html>\n<html lang=\"en\">", 32) == 0);
+    ck_assert(well_formed(html));
+    self_contained(html);
+    ck_assert_int_lt((long)strlen(html), 200 * 1024);
+    ck_assert_int_eq(count(html, "id=\"panel\""), 1);
+    /* step 0, 13 forward (the constant 1 is inside "+1"), df/df, 8 gates, the gradient */
+    ck_assert_int_eq(count(html, "<li class="), 24);
+    static const char *const walk[] = {
+        "<li class=\"start\"",
+        "x0 = <span class=\"v\">-1.00</span>",
+        "w2 = <span class=\"v\">-3.00</span>",
+        "#5 = w0 * x0 = 2.00 &#215; (-1.00) = <span class=\"v\">-2.00</span>",
+        "#9 = -#8 = -(1.00) = <span class=\"v\">-1.00</span>",
+        "#10 = exp(#9) = exp(-1.00) = <span class=\"v\">0.37</span>",
+        "#12 = 1 + #10 = 1 + 0.37 = <span class=\"v\">1.37</span>",
+        "#13 = 1/#12 = 1/1.37 = <span class=\"v\">0.73</span>",
+        "<b>Base case:</b> df/df = <span class=\"g\">1</span>",
+        /* the slides' backward steps, one gate each */
+        "<b>Upstream gradient:</b> <span class=\"g\">1.00</span>",
+        "<b>Local gradient:</b> d/dx[1/x] = -1/x^2 = -1/1.37^2 = -0.53",
+        "<b>Downstream gradient:</b> -0.53 &#215; 1.00 = <span class=\"g\">-0.53</span> &#8594; #12",
+        "<b>Local gradient:</b> d/dx[x + 1] = 1</p>",
+        "1.00 &#215; (-0.53) = <span class=\"g\">-0.53</span>",
+        "<b>Local gradient:</b> d/dx[exp(x)] = exp(x) = exp(-1.00) = 0.37",
+        "0.37 &#215; (-0.53) = <span class=\"g\">-0.20</span> &#8594; #9",
+        "<b>Local gradient:</b> d/dx[-x] = -1</p>",
+        "-1.00 &#215; (-0.20) = <span class=\"g\">0.20</span> &#8594; #8",
+        "1.00 &#215; 0.20 = <span class=\"g\">0.20</span> &#8594; #7, 1.00 &#215; 0.20 = <span class=\"g\">0.20</span> &#8594; w2",
+        "1.00 &#215; 0.20 = <span class=\"g\">0.20</span> &#8594; #5, 1.00 &#215; 0.20 = <span class=\"g\">0.20</span> &#8594; #6",
+        "d/dx[x*y] = y = -2.00, d/dy[x*y] = x = -3.00",
+        "-2.00 &#215; 0.20 = <span class=\"g\">-0.39</span> &#8594; w1, -3.00 &#215; 0.20 = <span class=\"g\">-0.59</span> &#8594; x1",
+        "-1.00 &#215; 0.20 = <span class=\"g\">-0.20</span> &#8594; w0, 2.00 &#215; 0.20 = <span class=\"g\">0.39</span> &#8594; x0",
+        ("&#8711;f(x0, x1, w0, w1, w2) = (<span class=\"g\">0.39</span>, <span class=\"g\">-0.59</span>, "
+         "<span class=\"g\">-0.20</span>, <span class=\"g\">-0.39</span>, <span class=\"g\">0.20</span>)"),
+        "</ol>\n<script>",
+    };
+    in_order(html, walk, (int)(sizeof walk / sizeof *walk));
+    free(html);
+    /* the slides round to one decimal */
+    html = page(g, f, 1, NULL, &st);
+    ck_assert_ptr_nonnull(strstr(html, "2.0 &#215; 0.2 = <span class=\"g\">0.4</span> &#8594; x0"));
+    ck_assert_ptr_nonnull(strstr(html, "<title>backprop &#8212;"));
+    free(html);
+    ad_graph_free(g);
+}
+END_TEST
+
+/* Every label of the picture carries the step at which it appears: a value at its node's
+ * forward step, a gradient at the step of the gate that sends it back. */
+START_TEST(labels_are_tagged_with_their_steps)
+{
+    ad_graph *g = ad_graph_new();
+    ad_node *f = neuron(g);
+    ck_assert_int_eq(ad_backward(g, f), AD_OK);
+    ad_status st;
+    char *html = page(g, f, 2, "neuron", &st);
+    /* 12 edges and the output edge, a value and a gradient each */
+    ck_assert_int_eq(count(html, " data-step=\""), 26);
+    for (const char *p = html; (p = strstr(p, " data-step=\"")); p++) {
+        int s = atoi(p + strlen(" data-step=\""));
+        ck_assert_int_ge(s, 1);
+        ck_assert_int_le(s, 23);
+    }
+    /* the output: its value at step 13 (the last forward step), df/df = 1 at step 14 */
+    ck_assert_ptr_nonnull(strstr(html, "class=\"val\" data-step=\"13\">0.73</text>"));
+    ck_assert_ptr_nonnull(strstr(html, "class=\"grad\" data-step=\"14\">1.00</text>"));
+    /* the slides' -0.53 leaves 1/x at step 15, the gate's backward step */
+    ck_assert_ptr_nonnull(strstr(html, "class=\"grad\" data-step=\"15\">-0.53</text>"));
+    /* 13 parts drawn as groups the script can highlight, one per step */
+    ck_assert_int_eq(count(html, "<g id=\"n"), 13);
+    ck_assert_int_eq(count(html, "class=\"part\""), 13);
+    ck_assert_int_eq(count(html, "data-to=\"n"), 12);
+    free(html);
+    /* the plain picture has none of it */
+    char *svg = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&svg, &len);
+    ck_assert_int_eq(ad_write_svg(g, f, out, 2), AD_OK);
+    fclose(out);
+    ck_assert_ptr_null(strstr(svg, "data-"));
+    ck_assert_ptr_null(strstr(svg, "<g "));
+    free(svg);
+    ad_graph_free(g);
+}
+END_TEST
+
+START_TEST(copy_node_shows_its_sum)
+{
+    ad_graph *g = ad_graph_new();
+    ad_node *x = ad_var(g, "x", 3), *f = ad_add(g, ad_mul(g, x, x), x);
+    ck_assert_int_eq(ad_backward(g, f), AD_OK);
+    ad_status st;
+    char *html = page(g, f, 2, "f = x*x + x", &st);
+    ck_assert_int_eq(st, AD_OK);
+    ck_assert(well_formed(html));
+    self_contained(html);
+    ck_assert_int_lt((long)strlen(html), 200 * 1024);
+    static const char *const walk[] = {
+        "x = <span class=\"v\">3.00</span> (used 3 times",
+        "#1 = x * x = 3.00 &#215; 3.00 = <span class=\"v\">9.00</span>",
+        "#2 = #1 + x = 9.00 + 3.00 = <span class=\"v\">12.00</span>",
+        "<li class=\"bwd\" data-part=\"c0\">",
+        "copy of x: 1.00 + 3.00 + 3.00 = <span class=\"g\">7.00</span>",
+        "df/dx = <span class=\"g\">7.00</span>",
+    };
+    in_order(html, walk, (int)(sizeof walk / sizeof *walk));
+    ck_assert_ptr_nonnull(strstr(html, "<g id=\"c0\" class=\"part\">"));
+    /* the sum appears on the edge into the copy node at the copy step (step 7 of 8) */
+    ck_assert_ptr_nonnull(strstr(html, "class=\"grad\" data-step=\"7\">7.00</text>"));
+    free(html);
+    ad_graph_free(g);
+}
+END_TEST
+
+START_TEST(lecture_pages_are_small)
+{
+    ad_graph *g = ad_graph_new();
+    ad_node *x = ad_var(g, "x", 2), *y = ad_var(g, "y", 3), *z = ad_var(g, "z", -2);
+    ad_node *s = ad_add(g, x, y), *f = ad_mul(g, z, s);
+    ck_assert_int_eq(ad_backward(g, f), AD_OK);
+    ad_status st;
+    char *html = page(g, f, 2, "f = z*(x+y)", &st);
+    ck_assert_int_eq(st, AD_OK);
+    ck_assert(well_formed(html));
+    self_contained(html);
+    ck_assert_int_lt((long)strlen(html), 200 * 1024);
+    ck_assert_ptr_nonnull(strstr(html, "&#8711;f(x, y, z) = (<span class=\"g\">-2.00</span>, "
+                                       "<span class=\"g\">-2.00</span>, <span class=\"g\">5.00</span>)"));
+    free(html);
+    ad_graph_free(g);
+}
+END_TEST
+
+START_TEST(tensor_graph_shows_shapes_and_summaries)
+{
+    ad_graph *g = ad_graph_new();
+    double v[1000];
+    for (int i = 0; i < 1000; i++) v[i] = i;
+    ad_node *x = ad_var_tensor(g, "X", AD_F32, AD_SHAPE(10, 100), v);
+    ad_node *w = ad_var_tensor(g, "W", AD_F32, AD_SHAPE(100, 3), v);
+    ad_node *h = ad_tanh(g, ad_mul_scalar(g, ad_matmul(g, x, w), 1e-6));
+    ad_node *f = ad_mean(g, ad_mul(g, h, h));
+    ck_assert_int_eq(ad_backward(g, f), AD_OK);
+    ad_status st;
+    char *html = page(g, f, 2, "mean(tanh(X W / 1e6)^2)", &st);
+    ck_assert_int_eq(st, AD_OK);
+    ck_assert(well_formed(html));
+    self_contained(html);
+    /* a thousand numbers are summarised, not listed */
+    ck_assert_int_lt((long)strlen(html), 40 * 1024);
+    ck_assert_ptr_nonnull(strstr(html, "X = <span class=\"v\">[10,100] [0.00, 1.00, 2.00, ..., 997.00, 998.00, 999.00]</span>"));
+    ck_assert_ptr_nonnull(strstr(html, "#2 = matmul(X, W) = <span class=\"v\">[10,3] ["));
+    ck_assert_ptr_nonnull(strstr(html, ">[10,100]</text>")); /* shapes on the edges */
+    ck_assert_ptr_nonnull(strstr(html, "the gradients of its 2 uses add up to <span class=\"g\">[10,3] ["));
+    ck_assert_ptr_nonnull(strstr(html, "(the copy node of #5 adds the parts)"));
+    ck_assert_ptr_nonnull(strstr(html, "df/dW = <span class=\"g\">[100,3] ["));
+    free(html);
+    ad_graph_free(g);
+}
+END_TEST
+
+START_TEST(large_graph_gets_every_step_and_a_summary_picture)
+{
+    ad_graph *g = ad_graph_new();
+    ad_node *x = ad_var(g, "x", 0.5), *y = x;
+    for (int i = 0; i < 100; i++) y = ad_sin(g, y);
+    ck_assert_int_eq(ad_backward(g, y), AD_OK);
+    ad_status st;
+    char *html = page(g, y, 2, "sin(sin(...(x)))", &st);
+    ck_assert_int_eq(st, AD_ERR_ARG);
+    ck_assert(well_formed(html));
+    ck_assert_ptr_nonnull(strstr(html, "This graph has 101 parts to draw"));
+    ck_assert_int_eq(count(html, "<li class="), 1 + 101 + 1 + 100 + 1);
+    ck_assert_ptr_nonnull(strstr(html, "d/dx[sin(x)] = cos(x) = cos(0.50) = 0.88"));
+    free(html);
+    ad_graph_free(g);
+}
+END_TEST
+
+START_TEST(bad_arguments)
+{
+    ad_graph *g = ad_graph_new(), *other = ad_graph_new();
+    ad_node *x = ad_var(g, "x", 1), *f = ad_exp(g, x);
+    ck_assert_int_eq(ad_backward(g, f), AD_OK);
+    ck_assert_int_eq(ad_write_html(g, f, NULL, 2, "t"), AD_ERR_NULL);
+    ck_assert_int_eq(ad_write_html(NULL, f, stdout, 2, "t"), AD_ERR_NULL);
+    ck_assert_int_eq(ad_write_html(g, NULL, stdout, 2, "t"), AD_ERR_NULL);
+    ad_node *far = ad_var(other, "a", 1);
+    for (int i = 0; i < 3; i++) far = ad_exp(other, far);
+    ck_assert_int_eq(ad_write_html(g, far, stdout, 2, "t"), AD_ERR_ARG); /* not g's node */
+    /* the title is text, never markup */
+    ad_status st;
+    char *html = page(g, f, 2, "<script>alert(1)</script> & \"q\"", &st);
+    ck_assert_int_eq(count(html, "<script>"), 2); /* the page's two own scripts */
+    ck_assert_ptr_nonnull(strstr(html, "<h1>&lt;script&gt;alert(1)&lt;/script&gt; &amp; &quot;q&quot;</h1>"));
+    free(html);
+    /* a stream that cannot be written */
+    FILE *ro = fopen("/dev/null", "r");
+    ck_assert_ptr_nonnull(ro);
+    ck_assert_int_eq(ad_write_html(g, f, ro, 2, "t"), AD_ERR_IO);
+    fclose(ro);
+    ad_graph_free(other);
+    ad_graph_free(g);
+}
+END_TEST
+
+/* A failed allocation anywhere gives AD_ERR_NOMEM and leaks nothing (ASan checks that). */
+START_TEST(failed_allocations_are_reported)
+{
+    ad_graph *g = ad_graph_new();
+    ad_node *x = ad_var(g, "x", 3), *f = ad_add(g, ad_mul(g, x, x), ad_sin(g, x));
+    ck_assert_int_eq(ad_backward(g, f), AD_OK);
+    int failures = 0;
+    for (long n = 1; n < 100; n++) {
+        ad_fail_alloc_at(n);
+        ad_status st;
+        char *html = page(g, f, 2, "t", &st);
+        ad_fail_alloc_at(0);
+        free(html);
+        if (st == AD_OK) break;
+        ck_assert_int_eq(st, AD_ERR_NOMEM);
+        failures++;
+    }
+    ck_assert_int_gt(failures, 3);
+    ad_graph_free(g);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("ad_html");
+    TCase *tc = tcase_create("html");
+    tcase_add_test(tc, neuron_page_walks_the_slides);
+    tcase_add_test(tc, labels_are_tagged_with_their_steps);
+    tcase_add_test(tc, copy_node_shows_its_sum);
+    tcase_add_test(tc, lecture_pages_are_small);
+    tcase_add_test(tc, tensor_graph_shows_shapes_and_summaries);
+    tcase_add_test(tc, large_graph_gets_every_step_and_a_summary_picture);
+    tcase_add_test(tc, bad_arguments);
+    tcase_add_test(tc, failed_allocations_are_reported);
+    suite_add_tcase(s, tc);
+    return run_suite(s);
+}

@@ -1,0 +1,441 @@
+/* The matrix kernel and the thread pool: gemm against a naive triple loop in double for random
+ * and edge shapes, all four transpose combinations, accumulate on and off, padded leading
+ * dimensions, both dtypes and every micro-kernel family this CPU runs; results bitwise equal
+ * for 1 to 4 threads; the pool's parallel-for, its nesting and concurrent callers; the thread
+ * count's default from BACKPROP_THREADS. */
+#include "testutil.h"
+#include "kernels/kernels.h"
+#include <float.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static const gemm_isa isas[] = {GEMM_ISA_PORTABLE, GEMM_ISA_AVX2, GEMM_ISA_AVX512};
+enum { NISA = sizeof isas / sizeof isas[0] };
+
+/* A gemm problem with its operands stored as the kernel reads them (A [m,k] or [k,m] when
+ * transposed, B [k,n] or [n,k]), each row padded by a few elements; values in [-1, 1). */
+typedef struct {
+    ad_dtype t;
+    bool ta, tb, acc;
+    int64_t m, n, k, lda, ldb, ldc;
+    void *A, *B, *C, *C0; /* C0: C before the call */
+} problem;
+
+static double get(const void *p, ad_dtype t, int64_t i)
+{
+    return t == AD_F64 ? ((const double *)p)[i] : (double)((const float *)p)[i];
+}
+
+static void *rand_buf(ad_rng *r, ad_dtype t, int64_t n)
+{
+    void *p = malloc((size_t)n * ad_dtype_size(t));
+    ck_assert_ptr_nonnull(p);
+    for (int64_t i = 0; i < n; i++) {
+        double v = 2 * ad_rng_uniform(r) - 1;
+        if (t == AD_F64) ((double *)p)[i] = v;
+        else ((float *)p)[i] = (float)v;
+    }
+    return p;
+}
+
+static problem make(ad_rng *r, ad_dtype t, bool ta, bool tb, bool acc, int64_t m, int64_t n,
+                    int64_t k)
+{
+    problem p = {.t = t, .ta = ta, .tb = tb, .acc = acc, .m = m, .n = n, .k = k};
+    int64_t pad = (int64_t)(ad_rng_next(r) % 4);
+    p.lda = (ta ? m : k) + pad;
+    p.ldb = (tb ? k : n) + (int64_t)(ad_rng_next(r) % 4);
+    p.ldc = n + (int64_t)(ad_rng_next(r) % 4);
+    p.A = rand_buf(r, t, (ta ? k : m) * p.lda + 1);
+    p.B = rand_buf(r, t, (tb ? n : k) * p.ldb + 1);
+    p.C = rand_buf(r, t, m * p.ldc + 1);
+    size_t cb = (size_t)(m * p.ldc + 1) * ad_dtype_size(t);
+    p.C0 = malloc(cb);
+    ck_assert_ptr_nonnull(p.C0);
+    memcpy(p.C0, p.C, cb);
+    return p;
+}
+
+static void drop(problem *p)
+{
+    free(p->A), free(p->B), free(p->C), free(p->C0);
+}
+
+static void run(problem *p)
+{
+    gemm(p->t, p->ta, p->tb, p->m, p->n, p->k, p->A, p->lda, p->B, p->ldb, p->C, p->ldc, p->acc);
+}
+
+/* Compares C with the double-precision product.  Each element may be off by the rounding of
+ * a k-term sum: (k + 2) eps times the sum of the magnitudes.  Padding stays untouched. */
+static void check(const problem *p, const char *what)
+{
+    double eps = p->t == AD_F64 ? DBL_EPSILON : FLT_EPSILON;
+    for (int64_t i = 0; i < p->m; i++)
+        for (int64_t j = 0; j < p->ldc; j++) {
+            int64_t ci = i * p->ldc + j;
+            if (j >= p->n) {
+                ck_assert_msg(get(p->C, p->t, ci) == get(p->C0, p->t, ci),
+                              "%s: padding C[%lld,%lld] overwritten", what, (long long)i, (long long)j);
+                continue;
+            }
+            double s = p->acc ? get(p->C0, p->t, ci) : 0, mag = fabs(s);
+            for (int64_t q = 0; q < p->k; q++) {
+                double a = get(p->A, p->t, p->ta ? q * p->lda + i : i * p->lda + q);
+                double b = get(p->B, p->t, p->tb ? j * p->ldb + q : q * p->ldb + j);
+                s += a * b;
+                mag += fabs(a * b);
+            }
+            double got = get(p->C, p->t, ci), tol = (double)(p->k + 2) * eps * mag + 1e-300;
+            ck_assert_msg(fabs(got - s) <= tol,
+                          "%s: C[%lld,%lld] = %.17g, expected %.17g (tolerance %g)", what,
+                          (long long)i, (long long)j, got, s, tol);
+        }
+}
+
+static void describe(char *buf, size_t len, const problem *p)
+{
+    snprintf(buf, len, "%s %s ta=%d tb=%d acc=%d m=%lld n=%lld k=%lld", gemm_isa_name(gemm_current_isa()),
+             ad_dtype_name(p->t), p->ta, p->tb, p->acc, (long long)p->m, (long long)p->n,
+             (long long)p->k);
+}
+
+static void one(ad_rng *r, ad_dtype t, bool ta, bool tb, bool acc, int64_t m, int64_t n, int64_t k)
+{
+    problem p = make(r, t, ta, tb, acc, m, n, k);
+    char what[160];
+    describe(what, sizeof what, &p);
+    run(&p);
+    check(&p, what);
+    drop(&p);
+}
+
+/* Forces family i for a test, or reports that the CPU lacks it. */
+static bool use_isa(int i)
+{
+    if (!gemm_isa_supported(isas[i])) {
+        fprintf(stderr, "note: %s kernels not supported here, not tested\n", gemm_isa_name(isas[i]));
+        return false;
+    }
+    ck_assert(gemm_force_isa(isas[i]));
+    ck_assert_int_eq(gemm_current_isa(), isas[i]);
+    return true;
+}
+
+/* ========================================================================================== *
+ * gemm against the naive loop
+ */
+
+/* Every tile edge of every family: sizes around MR (4, 6, 14) and NR (8, 16, 32), k around
+ * the unrolling and the packers' 8/16-wide transposes. */
+START_TEST(gemm_edges)
+{
+    if (!use_isa(_i)) return;
+    static const int64_t mn[] = {1, 5, 6, 7, 13, 14, 15, 16, 17, 29, 32, 33};
+    static const int64_t ks[] = {1, 3, 8, 16, 17};
+    ad_rng r;
+    ad_rng_seed(&r, 100 + (uint64_t)_i);
+    for (int dt = 0; dt < 2; dt++)
+        for (int tr = 0; tr < 4; tr++)
+            for (size_t a = 0; a < sizeof mn / sizeof *mn; a++)
+                for (size_t b = 0; b < sizeof mn / sizeof *mn; b++)
+                    for (size_t c = 0; c < sizeof ks / sizeof *ks; c++)
+                        one(&r, dt ? AD_F32 : AD_F64, tr & 1, tr & 2, (a + b + c) % 2, mn[a], mn[b], ks[c]);
+    gemm_force_isa(GEMM_ISA_AUTO);
+}
+END_TEST
+
+/* A dimension: 1, a prime, or anything up to 300. */
+static int64_t rand_dim(ad_rng *r)
+{
+    static const int64_t primes[] = {2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53,
+                                     61, 67, 89, 97, 101, 127, 131, 151, 193, 197, 211, 251,
+                                     257, 263, 277, 293};
+    switch (ad_rng_next(r) % 4) {
+    case 0: return 1 + (int64_t)(ad_rng_next(r) % 300);
+    case 1: return primes[ad_rng_next(r) % (sizeof primes / sizeof *primes)];
+    case 2: return 1 + (int64_t)(ad_rng_next(r) % 40);
+    default: return ad_rng_next(r) % 8 == 0 ? 1 : 150 + (int64_t)(ad_rng_next(r) % 151);
+    }
+}
+
+START_TEST(gemm_random_shapes)
+{
+    if (!use_isa(_i)) return;
+    ad_rng r;
+    ad_rng_seed(&r, 7 + (uint64_t)_i);
+    for (int trial = 0; trial < 48; trial++) {
+        int64_t m = rand_dim(&r), n = rand_dim(&r), k = rand_dim(&r);
+        while (m * n * k > 3000000) { /* keep the naive reference quick */
+            if (m >= n && m >= k) m /= 2;
+            else if (n >= k) n /= 2;
+            else k /= 2;
+        }
+        int tr = trial % 4;
+        one(&r, trial % 8 < 4 ? AD_F32 : AD_F64, tr & 1, tr & 2, trial % 3 == 0, m, n, k);
+    }
+    gemm_force_isa(GEMM_ISA_AUTO);
+}
+END_TEST
+
+/* Long sums: several K blocks (KC = 256), and the MLP's shapes (linear layer forward,
+ * dX = G W, dW = G^T X). */
+START_TEST(gemm_long_k_and_mlp_shapes)
+{
+    if (!use_isa(_i)) return;
+    ad_rng r;
+    ad_rng_seed(&r, 11);
+    for (int dt = 0; dt < 2; dt++) {
+        ad_dtype t = dt ? AD_F32 : AD_F64;
+        one(&r, t, false, true, false, 64, 40, 784);   /* forward of a 784-input layer */
+        one(&r, t, true, false, true, 17, 33, 1031);   /* dW with a large batch */
+        one(&r, t, false, false, false, 8, 130, 520);  /* dX */
+        one(&r, t, true, true, true, 30, 20, 600);
+        one(&r, t, false, true, true, 64, 10, 128);    /* the last layer */
+        one(&r, t, true, false, false, 10, 128, 64);
+    }
+    gemm_force_isa(GEMM_ISA_AUTO);
+}
+END_TEST
+
+/* accumulate = false ignores what C held (NaN included); k = 0 gives zeros or leaves C. */
+START_TEST(gemm_overwrite_and_empty)
+{
+    if (!use_isa(_i)) return;
+    float A[6] = {1, 2, 3, 4, 5, 6}, B[6] = {1, 0, 0, 1, 1, 1}, C[4];
+    for (int i = 0; i < 4; i++) C[i] = NAN;
+    gemm(AD_F32, false, false, 2, 2, 3, A, 3, B, 2, C, 2, false); /* [1 2 3; 4 5 6] [1 0; 0 1; 1 1] */
+    ck_assert(C[0] == 4 && C[1] == 5 && C[2] == 10 && C[3] == 11);
+    gemm(AD_F32, false, false, 2, 2, 0, A, 3, B, 2, C, 2, true);
+    ck_assert(C[0] == 4 && C[3] == 11);
+    gemm(AD_F32, false, false, 2, 2, 0, A, 3, B, 2, C, 2, false);
+    ck_assert(C[0] == 0 && C[1] == 0 && C[2] == 0 && C[3] == 0);
+    double D[1] = {7};
+    gemm(AD_F64, true, true, 0, 1, 3, A, 1, B, 1, D, 1, false);
+    gemm(AD_F64, true, true, 1, 0, 3, A, 1, B, 1, D, 1, false);
+    ck_assert(D[0] == 7);
+    gemm_force_isa(GEMM_ISA_AUTO);
+}
+END_TEST
+
+/* ========================================================================================== *
+ * Threads
+ */
+
+/* The same bits for 1, 2, 3 and 4 threads, for shapes large enough to be split. */
+START_TEST(gemm_bitwise_any_thread_count)
+{
+    if (!use_isa(_i)) return;
+    static const int64_t shapes[][3] = { /* N, in, out of a linear layer */
+        {64, 784, 256}, {64, 256, 128}, {8, 784, 256}, {150, 97, 301}};
+    ad_rng r;
+    ad_rng_seed(&r, 5);
+    for (int dt = 0; dt < 2; dt++)
+        for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++)
+            for (int form = 0; form < 3; form++) {
+                int64_t N = shapes[s][0], in = shapes[s][1], out = shapes[s][2];
+                /* forward x W^T, dX = G W, dW = G^T X */
+                int64_t m = form == 2 ? out : N, n = form == 0 ? out : in, k = form == 0 ? in : form == 1 ? out : N;
+                problem p = make(&r, dt ? AD_F32 : AD_F64, form == 2, form == 0, form == 1, m, n, k);
+                size_t bytes = (size_t)(m * p.ldc + 1) * ad_dtype_size(p.t);
+                void *first = malloc(bytes);
+                ck_assert_ptr_nonnull(first);
+                for (int threads = 1; threads <= 4; threads++) {
+                    memcpy(p.C, p.C0, bytes);
+                    ad_set_threads(threads);
+                    ck_assert_int_eq(ad_get_threads(), threads);
+                    run(&p);
+                    if (threads == 1) memcpy(first, p.C, bytes);
+                    else
+                        ck_assert_msg(memcmp(first, p.C, bytes) == 0,
+                                      "%s %s shape %zu form %d: %d threads differ from 1",
+                                      gemm_isa_name(isas[_i]), ad_dtype_name(p.t), s, form, threads);
+                }
+                char what[160];
+                describe(what, sizeof what, &p);
+                check(&p, what);
+                free(first);
+                drop(&p);
+            }
+    ad_set_threads(0);
+    gemm_force_isa(GEMM_ISA_AUTO);
+}
+END_TEST
+
+typedef struct {
+    atomic_int *hits;
+    atomic_int nested;
+    int64_t n;
+} count_ctx;
+
+static void count_block(void *c, int64_t b, int worker)
+{
+    count_ctx *x = c;
+    ck_assert(worker >= 0 && worker < 8);
+    atomic_fetch_add(&x->hits[b], 1);
+}
+
+START_TEST(pool_runs_every_block_once)
+{
+    static const int64_t sizes[] = {1, 2, 3, 7, 100, 1000};
+    atomic_int hits[1000];
+    for (int threads = 1; threads <= 5; threads++)
+        for (size_t s = 0; s < sizeof sizes / sizeof *sizes; s++) {
+            count_ctx c = {.hits = hits, .n = sizes[s]};
+            for (int64_t b = 0; b < c.n; b++) atomic_init(&hits[b], 0);
+            int used = pool_parallel_for(c.n, threads, count_block, &c);
+            ck_assert(used >= 1 && used <= threads);
+            for (int64_t b = 0; b < c.n; b++) ck_assert_int_eq(atomic_load(&hits[b]), 1);
+        }
+    pool_shutdown();
+    count_ctx c = {.hits = hits, .n = 10}; /* the pool restarts after a shutdown */
+    for (int64_t b = 0; b < c.n; b++) atomic_init(&hits[b], 0);
+    pool_parallel_for(c.n, 2, count_block, &c);
+    for (int64_t b = 0; b < c.n; b++) ck_assert_int_eq(atomic_load(&hits[b]), 1);
+}
+END_TEST
+
+static void nested_block(void *c, int64_t b, int worker)
+{
+    (void)worker;
+    count_ctx *x = c;
+    atomic_int inner[4];
+    for (int i = 0; i < 4; i++) atomic_init(&inner[i], 0);
+    count_ctx y = {.hits = inner, .n = 4};
+    ck_assert_int_eq(pool_parallel_for(4, 4, count_block, &y), 1); /* runs inline */
+    for (int i = 0; i < 4; i++) ck_assert_int_eq(atomic_load(&inner[i]), 1);
+    atomic_fetch_add(&x->hits[b], 1);
+    atomic_fetch_add(&x->nested, 1);
+}
+
+START_TEST(pool_nested_calls_run_inline)
+{
+    atomic_int hits[16];
+    for (int i = 0; i < 16; i++) atomic_init(&hits[i], 0);
+    count_ctx c = {.hits = hits, .n = 16};
+    atomic_init(&c.nested, 0);
+    pool_parallel_for(16, 3, nested_block, &c);
+    for (int i = 0; i < 16; i++) ck_assert_int_eq(atomic_load(&hits[i]), 1);
+    ck_assert_int_eq(atomic_load(&c.nested), 16);
+}
+END_TEST
+
+static void range_mark(void *c, int64_t begin, int64_t end)
+{
+    atomic_int *hits = c;
+    ck_assert(begin < end);
+    for (int64_t i = begin; i < end; i++) atomic_fetch_add(&hits[i], 1);
+}
+
+START_TEST(pool_range_covers_once)
+{
+    static const int64_t ns[] = {1, 5, 64, 999};
+    atomic_int hits[999];
+    ad_set_threads(3);
+    for (size_t s = 0; s < sizeof ns / sizeof *ns; s++)
+        for (int64_t grain = 1; grain <= 300; grain *= 7) {
+            for (int64_t i = 0; i < ns[s]; i++) atomic_init(&hits[i], 0);
+            pool_parallel_range(ns[s], grain, range_mark, hits);
+            for (int64_t i = 0; i < ns[s]; i++) ck_assert_int_eq(atomic_load(&hits[i]), 1);
+        }
+    ad_set_threads(0);
+}
+END_TEST
+
+/* Two application threads multiplying at once: one gets the pool, the other runs inline. */
+typedef struct { uint64_t seed; int ok; } caller_arg;
+
+static void *caller(void *v)
+{
+    caller_arg *c = v;
+    ad_rng r;
+    ad_rng_seed(&r, c->seed);
+    for (int i = 0; i < 6; i++) {
+        problem p = make(&r, i % 2 ? AD_F32 : AD_F64, i % 3 == 0, i % 2 == 0, false, 70, 90, 110);
+        run(&p);
+        char what[160];
+        describe(what, sizeof what, &p);
+        check(&p, what);
+        drop(&p);
+    }
+    c->ok = 1;
+    return NULL;
+}
+
+START_TEST(pool_concurrent_callers)
+{
+    ad_set_threads(2);
+    pthread_t t[3];
+    caller_arg a[3] = {{1, 0}, {2, 0}, {3, 0}};
+    for (int i = 0; i < 3; i++) ck_assert_int_eq(pthread_create(&t[i], NULL, caller, &a[i]), 0);
+    for (int i = 0; i < 3; i++) pthread_join(t[i], NULL);
+    for (int i = 0; i < 3; i++) ck_assert_int_eq(a[i].ok, 1);
+    ad_set_threads(0);
+}
+END_TEST
+
+/* The default thread count, seen by a fresh copy of this program (the default is read once
+ * per process). */
+static int threads_in_child(const char *env)
+{
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        if (env) setenv("BACKPROP_THREADS", env, 1);
+        else unsetenv("BACKPROP_THREADS");
+        execl("/proc/self/exe", "test_ad_kernels", "--print-threads", (char *)NULL);
+        _exit(255);
+    }
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert(WIFEXITED(status));
+    return WEXITSTATUS(status);
+}
+
+START_TEST(threads_setting_and_default)
+{
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    ad_set_threads(3);
+    ck_assert_int_eq(ad_get_threads(), 3);
+    ad_set_threads(1);
+    ck_assert_int_eq(ad_get_threads(), 1);
+    ad_set_threads(-2);
+    int def = ad_get_threads();
+    ck_assert_int_ge(def, 1);
+    ad_set_threads(0);
+    ck_assert_int_eq(ad_get_threads(), def);
+    ck_assert_int_eq(threads_in_child("3"), 3);
+    ck_assert_int_eq(threads_in_child("17"), 17);
+    ck_assert_int_eq(threads_in_child(NULL), cores);
+    ck_assert_int_eq(threads_in_child("zero"), cores);
+    ck_assert_int_eq(threads_in_child("-4"), cores);
+}
+END_TEST
+
+int main(int argc, char **argv)
+{
+    if (argc > 1 && strcmp(argv[1], "--print-threads") == 0) return ad_get_threads();
+    Suite *s = suite_create("ad_kernels");
+    TCase *tc = tcase_create("gemm");
+    tcase_set_timeout(tc, 120);
+    tcase_add_loop_test(tc, gemm_edges, 0, NISA);
+    tcase_add_loop_test(tc, gemm_random_shapes, 0, NISA);
+    tcase_add_loop_test(tc, gemm_long_k_and_mlp_shapes, 0, NISA);
+    tcase_add_loop_test(tc, gemm_overwrite_and_empty, 0, NISA);
+    tcase_add_loop_test(tc, gemm_bitwise_any_thread_count, 0, NISA);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("pool");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, pool_runs_every_block_once);
+    tcase_add_test(tc, pool_nested_calls_run_inline);
+    tcase_add_test(tc, pool_range_covers_once);
+    tcase_add_test(tc, pool_concurrent_callers);
+    tcase_add_test(tc, threads_setting_and_default);
+    suite_add_tcase(s, tc);
+    return run_suite(s);
+}
