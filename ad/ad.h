@@ -173,7 +173,8 @@ ad_graph *ad_graph_new(void);
 /* Frees the graph, its nodes and their tensors; NULL is ignored. */
 void ad_graph_free(ad_graph *g);
 /* Forgets every node and clears the error but keeps the arena's memory, so the next
- * iteration of a loop records into memory it already has. */
+ * iteration of a loop records into memory it already has.  The no-grad and anomaly settings
+ * stay as they were. */
 void ad_graph_reset(ad_graph *g);
 /* The arena's statistics. */
 ad_graph_stats ad_graph_get_stats(const ad_graph *g);

@@ -39,13 +39,15 @@ typedef struct { double v; int32_t i; } ad_real;
 /* The tape's storage is visible so that the operations below can be inlined; treat the
  * fields as private. */
 typedef struct ad_tape {
-    int32_t n, cap;           /* values recorded, capacity */
-    int32_t nedge, edge_cap;  /* edges recorded, capacity */
+    /* Counters are int64_t although they stay below 2^31: the int32_t stores into end[] and
+     * arg[] then cannot alias them, so inlined recording keeps them in registers. */
+    int64_t n, cap;           /* values recorded, capacity */
+    int64_t nedge, edge_cap;  /* edges recorded, capacity */
     int32_t *end;             /* end[i]: one past the last edge of value i */
     int32_t *arg;             /* edge e: the value it points back to ... */
     double *partial;          /* ... and the local partial derivative along it */
     double *adj;              /* adjoints, filled by the sweep */
-    int32_t adj_n, adj_cap;   /* adjoints the last sweep computed, capacity */
+    int64_t adj_n, adj_cap;   /* adjoints the last sweep computed, capacity */
     ad_status status;
     uint64_t mallocs;         /* allocations made, for tests of steady-state loops */
 } ad_tape;
@@ -84,8 +86,8 @@ static inline ad_real ad_real_var(ad_tape *t, double v)
 {
     ad_real r = {v, -1};
     if (t->n >= t->cap && !ad_tape_grow_(t, 0)) return r;
-    t->end[t->n] = t->nedge;
-    r.i = t->n++;
+    t->end[t->n] = (int32_t)t->nedge;
+    r.i = (int32_t)t->n++;
     return r;
 }
 
@@ -95,12 +97,12 @@ static inline ad_real ad_tape_rec1_(ad_tape *t, double v, ad_real a, double da)
     ad_real r = {v, -1};
     if (a.i < 0) return r;
     if ((t->n >= t->cap || t->nedge + 1 > t->edge_cap) && !ad_tape_grow_(t, 1)) return r;
-    int32_t e = t->nedge;
+    int64_t e = t->nedge;
     t->arg[e] = a.i;
     t->partial[e] = da;
     t->nedge = e + 1;
-    t->end[t->n] = e + 1;
-    r.i = t->n++;
+    t->end[t->n] = (int32_t)(e + 1);
+    r.i = (int32_t)t->n++;
     return r;
 }
 
@@ -113,14 +115,14 @@ static inline ad_real ad_tape_rec2_(ad_tape *t, double v, ad_real a, double da, 
     if (a.i == b.i) return ad_tape_rec1_(t, v, a, da + db);
     ad_real r = {v, -1};
     if ((t->n >= t->cap || t->nedge + 2 > t->edge_cap) && !ad_tape_grow_(t, 2)) return r;
-    int32_t e = t->nedge;
+    int64_t e = t->nedge;
     t->arg[e] = a.i;
     t->partial[e] = da;
     t->arg[e + 1] = b.i;
     t->partial[e + 1] = db;
     t->nedge = e + 2;
-    t->end[t->n] = e + 2;
-    r.i = t->n++;
+    t->end[t->n] = (int32_t)(e + 2);
+    r.i = (int32_t)t->n++;
     return r;
 }
 

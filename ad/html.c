@@ -76,8 +76,15 @@ static void gate_expr(FILE *out, ad_node *n, bool numbers, int digits)
     case OP_MUL: infix = numbers ? " &#215; " : " * "; break;
     case OP_DIV: infix = " / "; break;
     case OP_POW: infix = "^"; break;
-    case OP_NEG: fprintf(out, numbers && s[0][0] != '(' ? "-(%s)" : "-%s", s[0]); return;
-    case OP_RECIP: fputs("1/", out), esc(out, s[0]); return;
+    case OP_NEG: /* -(1.00), not --1.00 or a bare -1.00 that reads as the result */
+        fputs(numbers && s[0][0] != '(' ? "-(" : "-", out);
+        esc(out, s[0]);
+        fputs(numbers && s[0][0] != '(' ? ")" : "", out);
+        return;
+    case OP_RECIP:
+        fputs("1/", out);
+        esc(out, s[0]);
+        return;
     default: break;
     }
     if (infix) {
@@ -191,8 +198,10 @@ static void copy_step(walk *w, ad_node *n)
     view_ref(n, r, sizeof r);
     snprintf(head, sizeof head, "Backward pass: the copy node of %s", r);
     step_open(w, "bwd", "c", n->id, head);
-    fprintf(out, "<p>%s is used %d times; its copy node adds the gradients that come back from the uses.</p><p>copy of ",
-            r, v->uses[n->id]);
+    fputs("<p>", out);
+    esc(out, r);
+    fprintf(out, " is used %d times; its copy node adds the gradients that come back from the uses.</p><p>copy of ",
+            v->uses[n->id]);
     esc(out, r);
     fputs(": ", out);
     if (node_size(n) == 1) {
@@ -359,9 +368,15 @@ static void write_steps(walk *w)
     for (uint32_t i = 0; i < v->n; i++)
         if (v->live[i]) forward_step(w, node_at(v->g, i));
     step_open(w, "bwd", "n", v->root->id, "Backward pass: start at the output");
-    fputs("<p><b>Base case:</b> df/df = <span class=\"g\">1</span></p>\n"
-          "<p>The gradient flowing into the output is 1; from here each gate multiplies the "
-          "gradient it receives by its local gradient.</p></li>\n", out);
+    if (node_size(v->root) == 1) {
+        fputs("<p><b>Base case:</b> df/df = <span class=\"g\">1</span></p>\n"
+              "<p>The gradient flowing into the output is 1; from here each gate multiplies the "
+              "gradient it receives by its local gradient.</p></li>\n", out);
+    } else { /* a tensor output swept with a seed (ad_backward_seed) */
+        fputs("<p><b>Base case:</b> the seed gradient ", out);
+        colored(out, v->root, true, w->digits);
+        fputs(" flows into the output.</p></li>\n", out);
+    }
     for (uint32_t i = v->n; i-- > 0;) {
         if (!v->live[i]) continue;
         ad_node *n = node_at(v->g, i);

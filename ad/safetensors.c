@@ -214,13 +214,13 @@ static bool write_le(FILE *f, const void *data, size_t es, size_t count)
     return true;
 }
 
-/* mkstemp creates files with mode 0600; a replaced file keeps its bits, a new one gets what
- * open(0666) would have given.  The umask is read from /proc because umask() can only be read
- * by setting it, which races with other threads creating files. */
+/* mkstemp creates files with mode 0600; a replaced file keeps its permission bits (not
+ * set-id bits), a new one gets what open(0666) would have given.  The umask is read from /proc
+ * because umask() can only be read by setting it, which races with other threads. */
 static mode_t target_mode(const char *path)
 {
     struct stat st;
-    if (stat(path, &st) == 0) return st.st_mode & 07777;
+    if (stat(path, &st) == 0) return st.st_mode & 0777;
     mode_t mask = 022;
     FILE *f = fopen("/proc/self/status", "r");
     if (f) {
@@ -282,8 +282,8 @@ ad_status ad_safetensors_save(const char *path, int n, const char *const *names,
             ok = write_le(f, ad_tensor_data(tensors[i]), ad_dtype_size(ad_tensor_dtype(tensors[i])),
                           (size_t)ad_tensor_size(tensors[i]));
         if (ok) step = "flush", ok = fflush(f) == 0;
-        if (ok) step = "sync", ok = fsync(fileno(f)) == 0;
         if (ok) step = "chmod", ok = fchmod(fileno(f), target_mode(path)) == 0;
+        if (ok) step = "sync", ok = fsync(fileno(f)) == 0;
     }
     int e = errno;
     if (f) {

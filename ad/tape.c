@@ -84,11 +84,16 @@ ad_status ad_tape_backward(ad_tape *t, ad_real y)
     t->adj_n = t->n;
     if (y.i < 0) return AD_OK;
     adj[y.i] = 1;
-    const int32_t *end = t->end, *arg = t->arg;
-    const double *partial = t->partial;
+    /* restrict: the arrays never overlap, so adjoint updates need not reload the tape */
+    double *restrict A = adj;
+    const int32_t *restrict end = t->end, *restrict arg = t->arg;
+    const double *restrict partial = t->partial;
+    int32_t hi = end[y.i];
     for (int32_t i = y.i; i >= 0; i--) {
-        double a = adj[i];
-        for (int32_t e = i ? end[i - 1] : 0; e < end[i]; e++) adj[arg[e]] += partial[e] * a;
+        int32_t lo = i ? end[i - 1] : 0;
+        double a = A[i];
+        for (int32_t e = lo; e < hi; e++) A[arg[e]] += partial[e] * a;
+        hi = lo;
     }
     return AD_OK;
 }

@@ -146,7 +146,6 @@ static ad_status predict_rows(nn_mlp *m, ad_graph *g, ad_tensor *x, double *out,
     for (int64_t r0 = 0; r0 < s.dim[0]; r0 += PREDICT_CHUNK) {
         int64_t r1 = r0 + PREDICT_CHUNK < s.dim[0] ? r0 + PREDICT_CHUNK : s.dim[0];
         ad_graph_reset(g);
-        ad_set_grad_enabled(g, false);
         ad_node *xb = ad_slice(g, ad_const_tensor(g, x), 0, r0, r1);
         ad_node *y = m->cfg.task == NN_CLASSIFY ? nn_mlp_probs(g, m, xb, NN_EVAL) : nn_mlp_forward(g, m, xb, NN_EVAL);
         if (!y) return ad_status_of(g) ? ad_status_of(g) : AD_ERR_NULL;

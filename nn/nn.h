@@ -26,7 +26,8 @@
  *
  * Ownership.  A model owns its parameters (persistent tensors: they outlive any graph, and a
  * training loop that resets its graph every step allocates nothing after the first step).
- * Free it with nn_mlp_free.  Nodes live in the graph as usual.
+ * Free it with nn_mlp_free.  Nodes live in the graph as usual.  Like a graph, a model is used
+ * by one thread at a time (training-mode passes draw from its dropout generator).
  *
  * Errors.  Graph-building functions return NULL and record a message in the graph that names
  * the function and the shapes, like ad's ops.  Others return a status or NULL and write the
@@ -233,6 +234,7 @@ void nn_early_stop_restore(nn_early_stop *e);
 double nn_early_stop_best(const nn_early_stop *e);
 int nn_early_stop_best_epoch(const nn_early_stop *e);
 
+/* Frees the snapshots (not the parameters, which stay the model's); NULL is ignored. */
 void nn_early_stop_free(nn_early_stop *e);
 
 /* ------------------------------------------------------------------------------------------
