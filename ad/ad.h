@@ -47,12 +47,14 @@
 extern "C" {
 #endif
 
+/* The largest rank a tensor may have. */
 #define AD_MAX_RANK 6
 
 /* The version this library was built as ("0.1.0"), and as one number (major*10000 +
  * minor*100 + patch); compare with AD_VERSION_STRING / AD_VERSION_MAJOR of the headers a
  * program was compiled with. */
 const char *ad_version(void);
+/* The library's version as one number, major*10000 + minor*100 + patch. */
 int ad_version_number(void);
 
 /* Element types.  float64 is the default for exact teaching numbers and scientific gradients;
@@ -75,21 +77,33 @@ typedef enum {
 
 /* A shape: rank and the size of each dimension.  AD_SHAPE(2, 3) is a 2x3 matrix,
  * AD_SHAPE0 a scalar. */
-typedef struct { int rank; int64_t dim[AD_MAX_RANK]; } ad_shape;
+typedef struct {
+    int rank;                 /* number of dimensions, 0 (a scalar) to AD_MAX_RANK */
+    int64_t dim[AD_MAX_RANK]; /* size of each dimension; entries past rank are unused */
+} ad_shape;
+/* The shape of a scalar (rank 0). */
 #define AD_SHAPE0 ((ad_shape){ .rank = 0 })
+/* Counts the arguments of AD_SHAPE (internal helper). */
 #define AD_NARGS_(a, b, c, d, e, f, n, ...) n
+/* Counts the arguments of AD_SHAPE (internal helper). */
 #define AD_NARGS(...) AD_NARGS_(__VA_ARGS__, 6, 5, 4, 3, 2, 1, 0)
+/* A shape from its dimensions: AD_SHAPE(64, 784). */
 #define AD_SHAPE(...) ((ad_shape){ .rank = AD_NARGS(__VA_ARGS__), .dim = { __VA_ARGS__ } })
 
+/* A graph: the tape of recorded nodes and the arena that holds them (opaque). */
 typedef struct ad_graph ad_graph;
+/* A node of a graph: a value, its gradient, the op that made it (opaque; owned by the graph). */
 typedef struct ad_node ad_node;
+/* A persistent tensor or parameter, owned by the caller (opaque). */
 typedef struct ad_tensor ad_tensor;
 
 /* ------------------------------------------------------------------------------------------
  * Random numbers: xoshiro256** seeded through splitmix64, so a seed gives the same stream on
  * every machine (rand() does not).
  */
-typedef struct { uint64_t s[4]; } ad_rng;
+typedef struct {
+    uint64_t s[4]; /* the generator's state: set it with ad_rng_seed */
+} ad_rng;
 
 /* Seeds a generator.  Every seed, 0 included, gives a distinct full-period stream. */
 void ad_rng_seed(ad_rng *r, uint64_t seed);
@@ -130,8 +144,11 @@ ad_tensor *ad_param_new(const char *name, ad_dtype t, ad_shape shape);
 void ad_tensor_free(ad_tensor *t);
 /* The tensor's shape, dtype, element count and name (NULL if none). */
 ad_shape ad_tensor_shape(const ad_tensor *t);
+/* The tensor's element type. */
 ad_dtype ad_tensor_dtype(const ad_tensor *t);
+/* The tensor's number of elements. */
 int64_t ad_tensor_size(const ad_tensor *t);
+/* The tensor's name, NULL if none. */
 const char *ad_tensor_name(const ad_tensor *t);
 /* Raw row-major storage (double* or float* by dtype). */
 void *ad_tensor_data(ad_tensor *t);
@@ -139,6 +156,7 @@ void *ad_tensor_data(ad_tensor *t);
 void *ad_tensor_grad(ad_tensor *t);
 /* Element i (row-major flat index) of the value or of the gradient, as a double. */
 double ad_tensor_get(const ad_tensor *t, int64_t i);
+/* Element i of a parameter's gradient as a double (NaN without a gradient buffer). */
 double ad_tensor_grad_get(const ad_tensor *t, int64_t i);
 /* Sets element i of the value. */
 void ad_tensor_set(ad_tensor *t, int64_t i, double v);
@@ -146,8 +164,9 @@ void ad_tensor_set(ad_tensor *t, int64_t i, double v);
 void ad_tensor_read(const ad_tensor *t, double *out);
 /* Sets every element to v. */
 void ad_tensor_fill(ad_tensor *t, double v);
-/* Fills with uniform draws in [lo, hi) or normal draws N(mean, std^2) from rng. */
+/* Fills with uniform draws in [lo, hi) from rng. */
 void ad_tensor_rand_uniform(ad_tensor *t, ad_rng *rng, double lo, double hi);
+/* Fills with normal draws N(mean, std^2) from rng. */
 void ad_tensor_rand_normal(ad_tensor *t, ad_rng *rng, double mean, double std);
 /* Copies src's values into dst of the same shape, converting between dtypes if they differ;
  * AD_ERR_SHAPE (nothing copied) if the shapes differ.  Gradients are not copied. */
@@ -214,9 +233,10 @@ ad_node *ad_const(ad_graph *g, ad_dtype t, ad_shape shape, const double *data);
 ad_node *ad_const_tensor(ad_graph *g, ad_tensor *t);
 /* A constant filled with v. */
 ad_node *ad_full(ad_graph *g, ad_dtype t, ad_shape shape, double v);
-/* A constant of uniform [lo, hi) or normal N(mean, std^2) draws from rng. */
+/* A constant of uniform [lo, hi) draws from rng. */
 ad_node *ad_rand_uniform(ad_graph *g, ad_dtype t, ad_shape shape, ad_rng *rng,
                          double lo, double hi);
+/* A constant of normal N(mean, std^2) draws from rng. */
 ad_node *ad_rand_normal(ad_graph *g, ad_dtype t, ad_shape shape, ad_rng *rng,
                         double mean, double std);
 /* A leaf that views a parameter's storage; backward accumulates into the parameter's
@@ -232,19 +252,27 @@ double ad_value(const ad_node *n);
 /* The gradient of a scalar node (element 0 of a tensor node's gradient); 0 if the node
  * received no gradient; NaN for NULL. */
 double ad_grad(const ad_node *n);
-/* Element i of the value or gradient of any node, as a double. */
+/* Element i of any node's value, as a double (NaN out of range). */
 double ad_node_get(const ad_node *n, int64_t i);
+/* Element i of a node's gradient as a double (0 if it received none; NaN out of range). */
 double ad_node_grad_get(const ad_node *n, int64_t i);
 /* Shape, dtype, element count, name (NULL if none) and creation index of a node. */
 ad_shape ad_node_shape(const ad_node *n);
+/* A node's element type. */
 ad_dtype ad_node_dtype(const ad_node *n);
+/* A node's number of elements (1 for a scalar). */
 int64_t ad_node_size(const ad_node *n);
+/* A node's name, NULL if none. */
 const char *ad_node_name(const ad_node *n);
+/* A node's creation index in its graph (traces print it after a hash sign). */
 uint32_t ad_node_id(const ad_node *n);
 /* The op that made the node: its name ("add", "var", "const", "param", ...) and inputs. */
 const char *ad_node_op_name(const ad_node *n);
+/* The registry id of the op that made the node. */
 int ad_node_op(const ad_node *n);
+/* How many inputs the node's op took. */
 int ad_node_num_inputs(const ad_node *n);
+/* Input i of the node, NULL out of range. */
 ad_node *ad_node_input(const ad_node *n, int i);
 /* Whether backward will compute a gradient for the node. */
 bool ad_node_needs_grad(const ad_node *n);
@@ -254,6 +282,7 @@ void *ad_node_data(ad_node *n);
 void *ad_node_grad_data(ad_node *n);
 /* Number of nodes recorded, and node number i in creation order (NULL if out of range). */
 uint32_t ad_graph_num_nodes(const ad_graph *g);
+/* Node number i in creation order, NULL out of range. */
 ad_node *ad_graph_node(const ad_graph *g, uint32_t i);
 /* How many times node n is used as an input by nodes up to and including root (the fan-out
  * that makes it a copy node when > 1).  Counts over the whole graph; O(nodes). */
@@ -266,24 +295,36 @@ double ad_node_local_grad(const ad_node *n, int i);
  * Elementwise ops.  Binary ones broadcast like NumPy; inputs must share a dtype.
  */
 ad_node *ad_add(ad_graph *g, ad_node *a, ad_node *b);
+/* a - b, broadcasting. */
 ad_node *ad_sub(ad_graph *g, ad_node *a, ad_node *b);
+/* a * b elementwise, broadcasting. */
 ad_node *ad_mul(ad_graph *g, ad_node *a, ad_node *b);
+/* a / b elementwise, broadcasting. */
 ad_node *ad_div(ad_graph *g, ad_node *a, ad_node *b);
 /* a^b.  d/db uses log(a) and is taken as 0 where a <= 0 (the real power is not differentiable
  * in b there). */
 ad_node *ad_pow(ad_graph *g, ad_node *a, ad_node *b);
 /* Elementwise max/min.  On ties the gradient is split evenly between the two inputs. */
 ad_node *ad_max(ad_graph *g, ad_node *a, ad_node *b);
+/* Elementwise min(a, b); ties split the gradient evenly. */
 ad_node *ad_min(ad_graph *g, ad_node *a, ad_node *b);
+/* -x. */
 ad_node *ad_neg(ad_graph *g, ad_node *a);
 /* 1/x, the slides' reciprocal gate. */
 ad_node *ad_recip(ad_graph *g, ad_node *a);
+/* e^x. */
 ad_node *ad_exp(ad_graph *g, ad_node *a);
+/* The natural logarithm (-inf at 0, NaN below). */
 ad_node *ad_log(ad_graph *g, ad_node *a);
+/* The square root (its derivative is infinite at 0). */
 ad_node *ad_sqrt(ad_graph *g, ad_node *a);
+/* sin(x). */
 ad_node *ad_sin(ad_graph *g, ad_node *a);
+/* cos(x). */
 ad_node *ad_cos(ad_graph *g, ad_node *a);
+/* tan(x). */
 ad_node *ad_tan(ad_graph *g, ad_node *a);
+/* tanh(x). */
 ad_node *ad_tanh(ad_graph *g, ad_node *a);
 /* 1/(1+e^-x), computed without overflow for any x. */
 ad_node *ad_sigmoid(ad_graph *g, ad_node *a);
@@ -296,7 +337,9 @@ ad_node *ad_abs(ad_graph *g, ad_node *a);
 /* Conveniences: a + c, a * c, c - a and a^c with a scalar constant c (one node each plus the
  * constant's leaf). */
 ad_node *ad_add_scalar(ad_graph *g, ad_node *a, double c);
+/* a * c with a scalar constant c of a's dtype. */
 ad_node *ad_mul_scalar(ad_graph *g, ad_node *a, double c);
+/* a^c with a scalar constant c of a's dtype. */
 ad_node *ad_pow_scalar(ad_graph *g, ad_node *a, double c);
 
 /* ------------------------------------------------------------------------------------------
@@ -306,8 +349,11 @@ ad_node *ad_pow_scalar(ad_graph *g, ad_node *a, double c);
 /* Sum or mean of all elements (a scalar), or along axis (negative counts from the end),
  * keeping that axis as size 1 when keepdim. */
 ad_node *ad_sum(ad_graph *g, ad_node *a);
+/* The mean of all elements, a scalar. */
 ad_node *ad_mean(ad_graph *g, ad_node *a);
+/* The sum along one axis (keepdim keeps it as size 1). */
 ad_node *ad_sum_axis(ad_graph *g, ad_node *a, int axis, bool keepdim);
+/* The mean along one axis (keepdim keeps it as size 1). */
 ad_node *ad_mean_axis(ad_graph *g, ad_node *a, int axis, bool keepdim);
 /* Matrix product: [m,k] x [k,n] -> [m,n]; with a batch dimension [B,m,k] x [B,k,n], and a
  * 2-D operand broadcast against a batched one. */
@@ -333,6 +379,7 @@ ad_node *ad_concat(ad_graph *g, ad_node *const *xs, int k, int axis);
 
 /* softmax and log_softmax along axis, stable for any magnitude (max subtracted first). */
 ad_node *ad_softmax(ad_graph *g, ad_node *a, int axis);
+/* log(softmax(x)) along axis, computed as x - logsumexp(x) (stable). */
 ad_node *ad_log_softmax(ad_graph *g, ad_node *a, int axis);
 /* Mean over rows of -log softmax(logits)[label]: logits [N,C], labels N ints in [0,C).  Fused
  * and stable (logits of +-1000 give finite results); labels are copied. */
@@ -340,6 +387,7 @@ ad_node *ad_cross_entropy(ad_graph *g, ad_node *logits, const int32_t *labels);
 /* Mean squared error and mean absolute error over all elements of equal-shaped inputs;
  * |.|'s subgradient at 0 is 0. */
 ad_node *ad_mse(ad_graph *g, ad_node *pred, ad_node *target);
+/* Mean absolute error, mean |pred - target| (subgradient 0 at 0). */
 ad_node *ad_mae(ad_graph *g, ad_node *pred, ad_node *target);
 /* Zeroes each element with probability p (a Bernoulli mask from rng, kept for backward).
  * The lecture's form leaves survivors unscaled (scale activations by 1-p at test time);
@@ -383,6 +431,7 @@ ad_status ad_write_json(const ad_graph *g, ad_node *root, FILE *out);
  * edges labelled with values (green) and gradients (red).  Graphs of more than
  * AD_SVG_MAX_NODES nodes give a picture with a summary instead, and AD_ERR_ARG. */
 #define AD_SVG_MAX_NODES 60
+/* Writes the SVG picture described above. */
 ad_status ad_write_svg(const ad_graph *g, ad_node *root, FILE *out, int digits);
 /* An interactive stepper: one self-contained HTML page (inline SVG, CSS and a little
  * JavaScript, nothing loaded from the network) that walks the graph one node per step, the
@@ -408,12 +457,12 @@ ad_status ad_set_name(ad_graph *g, ad_node *n, const char *name);
 /* What an op's callbacks see: the graph, the output node, the inputs and the op's numeric
  * parameters (as given to ad_apply). */
 typedef struct {
-    ad_graph *graph;
-    ad_node *out;
-    int nin;
-    ad_node *const *in;
-    const double *param;
-    int nparam;
+    ad_graph *graph;     /* the graph being recorded or swept */
+    ad_node *out;        /* the op's output node (NULL while the shape rule runs) */
+    int nin;             /* number of inputs */
+    ad_node *const *in;  /* the inputs */
+    const double *param; /* the numeric parameters given to ad_apply */
+    int nparam;          /* how many */
 } ad_op_ctx;
 
 /* Shape rule: writes the output shape, or returns non-zero after writing a message naming
@@ -427,17 +476,18 @@ typedef void (*ad_forward_fn)(const ad_op_ctx *c);
  * Return AD_OK or a status after ad_set_error. */
 typedef ad_status (*ad_backward_fn)(const ad_op_ctx *c);
 
+/* An op arity meaning "any number of inputs". */
 #define AD_VARIADIC (-1)
 
 /* A registry entry.  local_grad is the derivative as text, printed by traces, e.g.
  * "d/dx [log(1+e^x)] = sigmoid(x)". */
 typedef struct {
-    const char *name;
+    const char *name;          /* unique: "softplus" */
     int arity;                 /* inputs, or AD_VARIADIC */
     ad_shape_fn shape;         /* NULL: elementwise with broadcasting */
     ad_forward_fn forward;     /* required */
     ad_backward_fn backward;   /* NULL: backward through it reports AD_ERR_NO_BACKWARD */
-    const char *local_grad;
+    const char *local_grad;    /* the derivative as text for traces; may be NULL */
 } ad_op_def;
 
 /* Registers an op (the strings must outlive its use; the struct is copied).  Returns its id
@@ -481,15 +531,21 @@ ad_status ad_gradient(ad_graph *g, ad_fn f, int n, const double *x, void *user,
 
 /* Options of the finite-difference checker; zeros pick the defaults (eps 1e-6, rtol 1e-5,
  * atol 1e-7).  An element passes when |analytic - numeric| <= atol + rtol*|numeric|. */
-typedef struct { double eps, rtol, atol; } ad_check_opts;
+typedef struct {
+    double eps;  /* the central difference's step, scaled by max(1, |x|) */
+    double rtol; /* relative tolerance */
+    double atol; /* absolute tolerance */
+} ad_check_opts;
 /* What the checker found: the worst element (input, flat index) and its two gradients. */
 typedef struct {
-    int worst_input;
-    int64_t worst_index;
-    double analytic, numeric;
-    double max_abs_err, max_rel_err;
-    int64_t checked;
-    char msg[256];
+    int worst_input;     /* the input holding the worst element (-1 if none checked) */
+    int64_t worst_index; /* its flat index in that input */
+    double analytic;     /* backward's gradient there */
+    double numeric;      /* the central difference there */
+    double max_abs_err;  /* the largest |analytic - numeric| over all elements */
+    double max_rel_err;  /* the largest |analytic - numeric| / |numeric| */
+    int64_t checked;     /* elements checked */
+    char msg[256];       /* why the check failed, or "" */
 } ad_check_report;
 
 /* Central differences in float64 against backward, for a scalar function of n scalars. */
@@ -505,8 +561,11 @@ ad_status ad_gradcheck_tensors(ad_fn f, int n, ad_tensor *const *inputs, void *u
  * tests can count allocations and make one fail.  Memory from them is released with ad_free.
  */
 void *ad_malloc(size_t n);
+/* calloc through the counting allocator. */
 void *ad_calloc(size_t n, size_t size);
+/* realloc through the counting allocator. */
 void *ad_realloc(void *p, size_t n);
+/* Frees memory from ad_malloc, ad_calloc or ad_realloc (NULL is ignored). */
 void ad_free(void *p);
 /* Allocations made since the process started (all threads). */
 long ad_alloc_count(void);

@@ -34,21 +34,27 @@ extern "C" {
 #endif
 
 /* An active double: its value and its slot on the tape (-1 for a constant). */
-typedef struct { double v; int32_t i; } ad_real;
+typedef struct {
+    double v;  /* the value */
+    int32_t i; /* its slot on the tape, -1 for a constant */
+} ad_real;
 
 /* The tape's storage is visible so that the operations below can be inlined; treat the
  * fields as private. */
 typedef struct ad_tape {
     /* Counters are int64_t although they stay below 2^31: the int32_t stores into end[] and
      * arg[] then cannot alias them, so inlined recording keeps them in registers. */
-    int64_t n, cap;           /* values recorded, capacity */
-    int64_t nedge, edge_cap;  /* edges recorded, capacity */
+    int64_t n;                /* values recorded */
+    int64_t cap;              /* room for values */
+    int64_t nedge;            /* edges recorded */
+    int64_t edge_cap;         /* room for edges */
     int32_t *end;             /* end[i]: one past the last edge of value i */
     int32_t *arg;             /* edge e: the value it points back to ... */
     double *partial;          /* ... and the local partial derivative along it */
     double *adj;              /* adjoints, filled by the sweep */
-    int64_t adj_n, adj_cap;   /* adjoints the last sweep computed, capacity */
-    ad_status status;
+    int64_t adj_n;            /* adjoints the last sweep computed */
+    int64_t adj_cap;          /* room for adjoints */
+    ad_status status;         /* AD_OK, or why recording failed */
     uint64_t mallocs;         /* allocations made, for tests of steady-state loops */
 } ad_tape;
 
@@ -126,9 +132,13 @@ static inline ad_real ad_tape_rec2_(ad_tape *t, double v, ad_real a, double da, 
     return r;
 }
 
+/* a + b. */
 static inline ad_real ad_real_add(ad_tape *t, ad_real a, ad_real b) { return ad_tape_rec2_(t, a.v + b.v, a, 1, b, 1); }
+/* a - b. */
 static inline ad_real ad_real_sub(ad_tape *t, ad_real a, ad_real b) { return ad_tape_rec2_(t, a.v - b.v, a, 1, b, -1); }
+/* a * b (x*x records one edge). */
 static inline ad_real ad_real_mul(ad_tape *t, ad_real a, ad_real b) { return ad_tape_rec2_(t, a.v * b.v, a, b.v, b, a.v); }
+/* a / b. */
 static inline ad_real ad_real_div(ad_tape *t, ad_real a, ad_real b)
 {
     double q = a.v / b.v;
@@ -136,38 +146,51 @@ static inline ad_real ad_real_div(ad_tape *t, ad_real a, ad_real b)
 }
 /* a + c, a * c, c - a, c / a with a plain double c. */
 static inline ad_real ad_real_addc(ad_tape *t, ad_real a, double c) { return ad_tape_rec1_(t, a.v + c, a, 1); }
+/* a * c with a plain double c. */
 static inline ad_real ad_real_mulc(ad_tape *t, ad_real a, double c) { return ad_tape_rec1_(t, a.v * c, a, c); }
+/* c - a with a plain double c. */
 static inline ad_real ad_real_csub(ad_tape *t, double c, ad_real a) { return ad_tape_rec1_(t, c - a.v, a, -1); }
+/* c / a with a plain double c. */
 static inline ad_real ad_real_cdiv(ad_tape *t, double c, ad_real a)
 {
     double q = c / a.v;
     return ad_tape_rec1_(t, q, a, -q / a.v);
 }
+/* -a. */
 static inline ad_real ad_real_neg(ad_tape *t, ad_real a) { return ad_tape_rec1_(t, -a.v, a, -1); }
+/* a^2. */
 static inline ad_real ad_real_square(ad_tape *t, ad_real a) { return ad_tape_rec1_(t, a.v * a.v, a, 2 * a.v); }
+/* The square root. */
 static inline ad_real ad_real_sqrt(ad_tape *t, ad_real a)
 {
     double s = sqrt(a.v);
     return ad_tape_rec1_(t, s, a, 0.5 / s);
 }
+/* e^a. */
 static inline ad_real ad_real_exp(ad_tape *t, ad_real a)
 {
     double e = exp(a.v);
     return ad_tape_rec1_(t, e, a, e);
 }
+/* The natural logarithm. */
 static inline ad_real ad_real_log(ad_tape *t, ad_real a) { return ad_tape_rec1_(t, log(a.v), a, 1 / a.v); }
+/* sin(a). */
 static inline ad_real ad_real_sin(ad_tape *t, ad_real a) { return ad_tape_rec1_(t, sin(a.v), a, cos(a.v)); }
+/* cos(a). */
 static inline ad_real ad_real_cos(ad_tape *t, ad_real a) { return ad_tape_rec1_(t, cos(a.v), a, -sin(a.v)); }
+/* tan(a). */
 static inline ad_real ad_real_tan(ad_tape *t, ad_real a)
 {
     double y = tan(a.v);
     return ad_tape_rec1_(t, y, a, 1 + y * y);
 }
+/* tanh(a). */
 static inline ad_real ad_real_tanh(ad_tape *t, ad_real a)
 {
     double y = tanh(a.v);
     return ad_tape_rec1_(t, y, a, 1 - y * y);
 }
+/* 1/(1+e^-a), without overflow. */
 static inline ad_real ad_real_sigmoid(ad_tape *t, ad_real a)
 {
     double y = a.v >= 0 ? 1 / (1 + exp(-a.v)) : exp(a.v) / (1 + exp(a.v));
@@ -179,6 +202,7 @@ static inline ad_real ad_real_pow(ad_tape *t, ad_real a, ad_real b)
     double y = pow(a.v, b.v);
     return ad_tape_rec2_(t, y, a, b.v == 0 ? 0 : b.v * pow(a.v, b.v - 1), b, a.v > 0 ? y * log(a.v) : 0);
 }
+/* a^c with a plain double c. */
 static inline ad_real ad_real_powc(ad_tape *t, ad_real a, double c)
 {
     return ad_tape_rec1_(t, pow(a.v, c), a, c == 0 ? 0 : c * pow(a.v, c - 1));
@@ -188,12 +212,15 @@ static inline ad_real ad_real_abs(ad_tape *t, ad_real a)
 {
     return ad_tape_rec1_(t, fabs(a.v), a, a.v > 0 ? 1 : a.v < 0 ? -1 : 0);
 }
+/* max(0, a); 0 at 0. */
 static inline ad_real ad_real_relu(ad_tape *t, ad_real a) { return ad_tape_rec1_(t, a.v > 0 ? a.v : 0, a, a.v > 0); }
+/* max(a, b); ties split the gradient evenly. */
 static inline ad_real ad_real_max(ad_tape *t, ad_real a, ad_real b)
 {
     double da = a.v > b.v ? 1 : a.v < b.v ? 0 : 0.5;
     return ad_tape_rec2_(t, a.v >= b.v ? a.v : b.v, a, da, b, 1 - da);
 }
+/* min(a, b); ties split the gradient evenly. */
 static inline ad_real ad_real_min(ad_tape *t, ad_real a, ad_real b)
 {
     double da = a.v < b.v ? 1 : a.v > b.v ? 0 : 0.5;

@@ -66,8 +66,10 @@ void nn_init_he(ad_tensor *w, ad_rng *rng, double slope);
 
 /* A fully connected layer z = x W^T + b: W [out, in] (one row per unit), b [out]. */
 typedef struct {
-    ad_tensor *weight, *bias;
-    int in, out;
+    ad_tensor *weight; /* W [out, in], a parameter */
+    ad_tensor *bias;   /* b [out], a parameter */
+    int in;            /* inputs per instance */
+    int out;           /* units */
 } nn_linear;
 
 /* Allocates the layer's parameters, named "<prefix>.weight" and "<prefix>.bias" (PyTorch's
@@ -99,7 +101,12 @@ ad_node *nn_dropout(ad_graph *g, ad_node *x, double p, bool inverted, nn_mode mo
 
 #define NN_MAX_HIDDEN 16
 
-typedef enum { NN_CLASSIFY = 0, NN_REGRESS = 1 } nn_task;
+/* What the output layer is for: classification (softmax over T classes) or regression
+ * (T = 1 linear output, no softmax), as the lecture defines them. */
+typedef enum {
+    NN_CLASSIFY = 0, /* scores for T classes; probabilities by softmax */
+    NN_REGRESS = 1   /* one real output */
+} nn_task;
 
 /* An MLP's architecture.  Zero-initialised fields take the defaults shown. */
 typedef struct {
@@ -117,6 +124,7 @@ typedef struct {
     bool inverted_dropout;      /* PyTorch's dropout instead of the lecture's */
 } nn_mlp_cfg;
 
+/* A multilayer perceptron: its layers' parameters and architecture (opaque). */
 typedef struct nn_mlp nn_mlp;
 
 /* Checks an architecture: AD_OK, or AD_ERR_ARG with the reason in err (the message that makes
@@ -135,6 +143,7 @@ const nn_mlp_cfg *nn_mlp_config(const nn_mlp *m);
 
 /* Number of hidden layers D, and layer i (0..D; D is the output layer), or NULL. */
 int nn_mlp_depth(const nn_mlp *m);
+/* Layer i of the model (0..D, D being the output layer), or NULL out of range. */
 const nn_linear *nn_mlp_layer(const nn_mlp *m, int i);
 
 /* The scores W_{D+1} z_D + b_{D+1} of a minibatch x [N, in] of the model's dtype: [N, out].
@@ -181,6 +190,7 @@ ad_node *nn_cross_entropy(ad_graph *g, ad_node *scores, const int32_t *labels);
 /* Mean of (f(x_n) - y_n)^2 and of |f(x_n) - y_n| over all elements; target may be [N] for a
  * prediction [N, 1]. */
 ad_node *nn_squared_loss(ad_graph *g, ad_node *pred, ad_node *target);
+/* Mean of |f(x_n) - y_n| (the lecture's absolute loss); subgradient 0 at 0. */
 ad_node *nn_absolute_loss(ad_graph *g, ad_node *pred, ad_node *target);
 
 /* The regularizers R(θ) of the slides. */
@@ -232,6 +242,7 @@ void nn_early_stop_restore(nn_early_stop *e);
 /* The best validation loss so far (+inf before any), and the 0-based epoch that gave it
  * (-1 before any). */
 double nn_early_stop_best(const nn_early_stop *e);
+/* The 0-based epoch of the best validation loss (-1 before any). */
 int nn_early_stop_best_epoch(const nn_early_stop *e);
 
 /* Frees the snapshots (not the parameters, which stay the model's); NULL is ignored. */

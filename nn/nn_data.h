@@ -60,9 +60,11 @@ ad_status nn_dataset_split(const nn_dataset *d, double val_fraction, uint64_t se
  * statistics from the training set only (so validation and test data are scaled alike).
  */
 
+/* Per-feature mean and standard deviation, fitted on training data. */
 typedef struct {
-    int dim;
-    double *mean, *std; /* per feature; a constant feature gets std 1 (centred, not scaled) */
+    int dim;      /* features */
+    double *mean; /* per feature */
+    double *std;  /* per feature; a constant feature gets std 1 (centred, not scaled) */
 } nn_scaler;
 
 /* Computes each feature's mean and (population) standard deviation over d. */
@@ -83,9 +85,10 @@ typedef struct {
     ad_tensor *x;           /* [rows, dim] */
     const int32_t *labels;  /* rows labels, or NULL for regression */
     ad_tensor *y;           /* [rows, targets], or NULL for classification */
-    int64_t rows;
+    int64_t rows;           /* instances in this minibatch (the last may be smaller) */
 } nn_batch;
 
+/* A seeded, shuffling minibatch iterator over a dataset (opaque). */
 typedef struct nn_batches nn_batches;
 
 /* An iterator over d in minibatches of batch_size rows (the last one smaller if batch_size
@@ -114,7 +117,7 @@ typedef struct {
     int label_col;      /* the label column by index from 0; negative counts from the end */
     bool regression;    /* the label column holds real targets (nn_dataset.y), not class ids */
     char sep;           /* field separator (','); fields may be "quoted" */
-    ad_dtype dtype;
+    ad_dtype dtype;     /* of the features (and targets) */
 } nn_csv_opts;
 
 /* Reads a CSV file: one instance per line (blank lines skipped), every column but the label

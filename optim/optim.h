@@ -92,8 +92,9 @@ typedef enum {
     OPTIM_SCHED_COSINE        /* eta_min + (base - eta_min) (1 + cos(pi t / t_max)) / 2, then eta_min */
 } optim_sched_kind;
 
+/* A learning-rate schedule; see optim_schedule_lr for the formulas. */
 typedef struct {
-    optim_sched_kind kind;
+    optim_sched_kind kind;  /* which formula */
     int64_t step_size;    /* STEP: steps between decays (> 0) */
     double gamma;         /* STEP, EXPONENTIAL: the decay factor (> 0) */
     int64_t t_max;        /* COSINE: steps from base to eta_min (> 0) */
@@ -148,14 +149,16 @@ typedef enum {
     OPTIM_FORM_PYTORCH      /* b <- gamma b + g;       theta <- theta - eta b */
 } optim_momentum_form;
 
+/* An optimizer's configuration: start from optim_defaults(kind, lr). */
 typedef struct {
-    optim_kind kind;
+    optim_kind kind;        /* the update rule */
     double lr;              /* eta, the base rate (the schedule scales it), >= 0 */
     double momentum;        /* gamma: OPTIM_MOMENTUM in (0, 1), RMSprop in [0, 1); else 0 */
     bool nesterov;          /* OPTIM_MOMENTUM: Nesterov's look-ahead step */
-    optim_momentum_form form;
+    optim_momentum_form form; /* OPTIM_MOMENTUM: the lecture's recursion or PyTorch's */
     double weight_decay;    /* lambda >= 0: L2 (g += lambda theta), decoupled for AdamW */
-    double beta1, beta2;    /* Adam(W): beta1 in [0, 1), beta2 in (0, 1) */
+    double beta1;           /* Adam(W): the first moment's decay, in [0, 1) */
+    double beta2;           /* Adam(W): the second moment's decay, in (0, 1) */
     double alpha;           /* RMSprop's smoothing constant, in (0, 1) */
     double eps;             /* Adam(W), RMSprop: > 0, added to the root of the second moment */
     double clip_norm;       /* > 0: optim_step clips the global gradient norm first; 0: off */
@@ -163,6 +166,7 @@ typedef struct {
     optim_schedule schedule;/* zero: constant rate */
 } optim_cfg;
 
+/* An optimizer: the parameter list, the configuration and the state buffers (opaque). */
 typedef struct optim optim;
 
 /* "gd", "momentum", "adam", "adamw", "rmsprop", or "unknown". */
@@ -208,6 +212,7 @@ optim_cfg optim_get_cfg(const optim *o);
 
 /* Number of parameters, and parameter i (NULL out of range). */
 int optim_num_params(const optim *o);
+/* Parameter i of the optimizer (NULL out of range). */
 ad_tensor *optim_param(const optim *o, int i);
 
 /* A state buffer of parameter i by its name — "velocity" (lecture momentum), "momentum_buffer"
@@ -238,10 +243,11 @@ typedef bool (*optim_step_fn)(optim *o, double loss, void *user);
 
 /* What a driver did: updates made by this call and the last loss it computed. */
 typedef struct {
-    int64_t iters;
-    double loss;
+    int64_t iters;          /* updates made */
+    double loss;            /* the last loss computed */
 } optim_result;
 
+/* How optim_gd runs: the lecture's epsilon and i_max. */
 typedef struct {
     double eps;             /* epsilon: stop when 0 <= L(theta_i) - L(theta_{i+1}) < eps */
     int64_t max_iter;       /* i_max: updates before "not converged" (>= 1) */
@@ -262,6 +268,7 @@ typedef struct {
 optim_status optim_gd(optim *o, optim_loss_fn loss, void *user, const optim_gd_cfg *cfg,
                       optim_result *res);
 
+/* How optim_sgd runs: data set size, minibatch size, steps, seed. */
 typedef struct {
     int64_t n;              /* N, examples in the data set (>= 1) */
     int64_t batch;          /* J, the minibatch size, 1 <= J (<= N without replacement) */
