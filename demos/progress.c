@@ -7,7 +7,7 @@
 #include <time.h>
 #include <unistd.h>
 
-enum { BAR_WIDTH = 20, MIN_COLUMNS = 40, MAX_LINE = 512 };
+enum { BAR_WIDTH = 12, MIN_COLUMNS = 40, MAX_LINE = 512 };
 #define REDRAW_SECONDS 0.1
 
 double progress_now(void)
@@ -102,16 +102,16 @@ static void draw(progress *p, const char *stats, double now)
     char speed[64] = "", eta[48] = "";
     if (rate > 0) {
         char num[32], when[24];
-        snprintf(speed, sizeof speed, "  %s %s/s", grouped(rate, num, sizeof num), p->unit);
+        snprintf(speed, sizeof speed, " %s %s/s", grouped(rate, num, sizeof num), p->unit);
         /* The rest of the run at the overall rate so far (phases may include evaluation). */
         int64_t done = p->before + p->phase_done, left = p->total - done;
         double run = now - p->run_start, overall = run > 0 ? (double)done / run : 0;
         if (p->total > 0 && left >= 0 && overall > 0)
-            snprintf(eta, sizeof eta, "  ETA %s", progress_format_time((double)left / overall, when, sizeof when));
+            snprintf(eta, sizeof eta, " ETA %s", progress_format_time((double)left / overall, when, sizeof when));
     }
     char line[MAX_LINE];
     int n = snprintf(line, sizeof line, "%s [%s] %3d%%%s%s%s%s", p->label, bar, (int)(100 * frac),
-                     stats && *stats ? "  " : "", stats ? stats : "", speed, eta);
+                     stats && *stats ? " " : "", stats ? stats : "", speed, eta);
     int width = columns(p->out) - 1;
     if (width < MIN_COLUMNS) width = MIN_COLUMNS;
     if (n > width && width < (int)sizeof line) line[width] = 0; /* never wrap */

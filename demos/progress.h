@@ -18,7 +18,7 @@
  *
  * When the stream is a terminal, progress_update redraws one line in place:
  *
- *     epoch 3/10 [##########..........]  50%  loss 0.4101 acc 0.853  24,310 samples/s  ETA 3:12
+ *     epoch 3/10 [######......]  50% loss 0.4101 acc 0.853 24,310 samples/s ETA 3:12
  *
  * (samples/s over the current phase; ETA for the rest of the whole run at the rate so far),
  * and progress_end_phase replaces it by the phase's summary line.  Otherwise (a pipe, a file,

@@ -225,6 +225,39 @@ START_TEST(gemm_overwrite_and_empty)
 }
 END_TEST
 
+/* Without memory for packing, gemm falls back to plain loops.  A fresh thread has no packing
+ * buffers yet, so its first gemm allocates (and here fails to). */
+static void *gemm_failing_alloc(void *v)
+{
+    problem *p = v;
+    long before = ad_alloc_count();
+    ad_fail_alloc_at(1);
+    run(p);
+    ad_fail_alloc_at(0);
+    ck_assert_int_eq(ad_alloc_count(), before + 1);
+    return NULL;
+}
+
+START_TEST(gemm_without_memory)
+{
+    if (!use_isa(_i)) return;
+    ad_set_threads(1);
+    ad_rng r;
+    ad_rng_seed(&r, 3);
+    for (int dt = 0; dt < 2; dt++)
+        for (int tr = 0; tr < 4; tr++) {
+            problem p = make(&r, dt ? AD_F32 : AD_F64, tr & 1, tr & 2, tr == 1, 37, 45, 29);
+            pthread_t t;
+            ck_assert_int_eq(pthread_create(&t, NULL, gemm_failing_alloc, &p), 0);
+            pthread_join(t, NULL);
+            check(&p, "gemm without scratch memory");
+            drop(&p);
+        }
+    ad_set_threads(0);
+    gemm_force_isa(GEMM_ISA_AUTO);
+}
+END_TEST
+
 /* ========================================================================================== *
  * Threads
  */
@@ -381,6 +414,34 @@ START_TEST(pool_concurrent_callers)
 }
 END_TEST
 
+/* A child of fork has no workers: the pool starts afresh there, and resizing it does not wait
+ * for threads that did not survive the fork. */
+START_TEST(pool_after_fork)
+{
+    ad_set_threads(2);
+    atomic_int hits[64];
+    for (int i = 0; i < 64; i++) atomic_init(&hits[i], 0);
+    count_ctx c = {.hits = hits, .n = 64};
+    pool_parallel_for(64, 2, count_block, &c); /* the parent's worker exists now */
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        for (int i = 0; i < 64; i++) atomic_store(&hits[i], 0);
+        int used = pool_parallel_for(64, 2, count_block, &c);
+        ad_set_threads(1);
+        ad_set_threads(3);
+        used += pool_parallel_for(64, 3, count_block, &c);
+        int ok = used >= 2;
+        for (int i = 0; i < 64; i++) ok &= atomic_load(&hits[i]) == 2;
+        _exit(ok ? 0 : 1);
+    }
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    ad_set_threads(0);
+}
+END_TEST
+
 /* The default thread count, seen by a fresh copy of this program (the default is read once
  * per process). */
 static int threads_in_child(const char *env)
@@ -429,6 +490,7 @@ int main(int argc, char **argv)
     tcase_add_loop_test(tc, gemm_random_shapes, 0, NISA);
     tcase_add_loop_test(tc, gemm_long_k_and_mlp_shapes, 0, NISA);
     tcase_add_loop_test(tc, gemm_overwrite_and_empty, 0, NISA);
+    tcase_add_loop_test(tc, gemm_without_memory, 0, NISA);
     tcase_add_loop_test(tc, gemm_bitwise_any_thread_count, 0, NISA);
     suite_add_tcase(s, tc);
     tc = tcase_create("pool");
@@ -437,6 +499,7 @@ int main(int argc, char **argv)
     tcase_add_test(tc, pool_nested_calls_run_inline);
     tcase_add_test(tc, pool_range_covers_once);
     tcase_add_test(tc, pool_concurrent_callers);
+    tcase_add_test(tc, pool_after_fork);
     tcase_add_test(tc, threads_setting_and_default);
     suite_add_tcase(s, tc);
     return run_suite(s);

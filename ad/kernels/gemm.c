@@ -17,7 +17,8 @@
 enum {
     PAR_MIN_FLOPS = 1 << 20,   /* 2mnk below this runs on the calling thread */
     PAR_TASK_FLOPS = 1 << 19,  /* and each thread gets at least this much */
-    PACK_COST = 8              /* packing one element ~ this many multiply-adds (task split) */
+    PACK_COST = 8,             /* packing one element ~ this many multiply-adds (task split) */
+    DIRECT_B_PANELS = 5        /* at most this many A panels pass over an unpacked B panel */
 };
 
 /* ---- choosing a family ---- */
@@ -126,6 +127,7 @@ typedef struct {
 
 static int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+static int64_t gcd64(int64_t a, int64_t b) { return b ? gcd64(b, a % b) : a; }
 
 /* Unpacked loops for a block, when no scratch memory can be had. */
 #define NAIVE(T)                                                                             \
@@ -145,36 +147,49 @@ static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 NAIVE(float)
 NAIVE(double)
 
-static void gemm_block(const gemm_job *g, int64_t i0, int64_t i1, int64_t j0, int64_t j1)
+static void run_block(const gemm_job *g, int64_t i0, int64_t i1, int64_t j0, int64_t j1)
 {
     const gemm_kernel *K = g->K;
     const int64_t MR = K->mr, NR = K->nr, es = (int64_t)g->es;
+    /* An operand is read in place when packing would not pay: A when a single B panel passes
+     * over it; B (if row-major) when few A panels pass over each B panel and its kc rows
+     * spread over enough L1 sets (64 sets of 64 bytes) to stay cached between them. */
+    bool direct_a = j1 - j0 <= NR;
+    int64_t a_panels = cdiv(i1 - i0, MR), stride = g->ldb * es;
+    int64_t sets = stride % 64 ? 64 : 64 / gcd64(stride / 64 % 64, 64); /* rows' distinct sets */
+    bool direct_b = !g->tb && (a_panels <= 2 || (a_panels <= DIRECT_B_PANELS && g->kcb <= 6 * sets));
     int64_t mcb = cdiv(cdiv(i1 - i0, cdiv(i1 - i0, K->mc)), MR) * MR; /* even M blocks */
     int64_t ncb = min64(K->nc, cdiv(j1 - j0, NR) * NR);
-    size_t abytes = (size_t)(mcb * g->kcb * es + 63) / 64 * 64;
-    char *abuf = scratch_get(abytes + (size_t)(g->kcb * ncb * es));
-    if (!abuf) {
-        if (g->t == AD_F64) naive_double(g, i0, i1, j0, j1);
-        else naive_float(g, i0, i1, j0, j1);
-        return;
+    size_t abytes = direct_a ? 0 : (size_t)(mcb * g->kcb * es + 63) / 64 * 64;
+    size_t bbytes = direct_b ? 0 : (size_t)(g->kcb * ncb * es);
+    char *abuf = NULL, *bbuf = NULL;
+    if (abytes + bbytes) {
+        if (!(abuf = scratch_get(abytes + bbytes))) {
+            if (g->t == AD_F64) naive_double(g, i0, i1, j0, j1);
+            else naive_float(g, i0, i1, j0, j1);
+            return;
+        }
+        bbuf = abuf + abytes;
     }
-    char *bbuf = abuf + abytes;
     for (int64_t jc = j0; jc < j1; jc += K->nc) {
         int64_t nc = min64(K->nc, j1 - jc);
         for (int64_t pc = 0; pc < g->k; pc += g->kcb) {
             int64_t kc = min64(g->kcb, g->k - pc);
-            K->pack_b(K, g->tb, g->B + (g->tb ? jc * g->ldb + pc : pc * g->ldb + jc) * es, g->ldb,
-                      nc, kc, bbuf);
+            const char *B = g->B + (g->tb ? jc * g->ldb + pc : pc * g->ldb + jc) * es;
+            if (!direct_b) K->pack_b(K, g->tb, B, g->ldb, nc, kc, bbuf);
             bool add = g->acc || pc > 0;
             for (int64_t ic = i0; ic < i1; ic += mcb) {
                 int64_t mc = min64(mcb, i1 - ic);
-                K->pack_a(K, g->ta, g->A + (g->ta ? pc * g->lda + ic : ic * g->lda + pc) * es,
-                          g->lda, mc, kc, abuf);
-                for (int64_t jr = 0; jr < nc; jr += NR)
-                    for (int64_t ir = 0; ir < mc; ir += MR)
-                        K->micro((int)min64(MR, mc - ir), (int)min64(NR, nc - jr), kc,
-                                 abuf + ir * kc * es, bbuf + jr * kc * es,
-                                 g->C + ((ic + ir) * g->ldc + jc + jr) * es, g->ldc, add);
+                const char *A = g->A + (g->ta ? pc * g->lda + ic : ic * g->lda + pc) * es;
+                if (!direct_a) K->pack_a(K, g->ta, A, g->lda, mc, kc, abuf);
+                gemm_block x = {
+                    .mc = mc, .nc = nc, .kc = kc,
+                    .a = direct_a ? A : abuf, .a_step = direct_a ? (g->ta ? 1 : g->lda) : kc,
+                    .lda = g->lda, .a_packed = !direct_a, .arows = direct_a && !g->ta,
+                    .b = direct_b ? B : bbuf, .b_step = direct_b ? 1 : kc, .ldb = g->ldb,
+                    .b_packed = !direct_b,
+                    .c = g->C + (ic * g->ldc + jc) * es, .ldc = g->ldc, .add = add};
+                K->macro(&x);
             }
         }
     }
@@ -188,7 +203,7 @@ static void gemm_task(void *ctx, int64_t b, int worker)
     int64_t a = b / g->tn, c = b % g->tn, MR = g->K->mr, NR = g->K->nr;
     int64_t i0 = g->pm * a / g->tm * MR, i1 = min64(g->m, g->pm * (a + 1) / g->tm * MR);
     int64_t j0 = g->pn * c / g->tn * NR, j1 = min64(g->n, g->pn * (c + 1) / g->tn * NR);
-    if (i0 < i1 && j0 < j1) gemm_block(g, i0, i1, j0, j1);
+    if (i0 < i1 && j0 < j1) run_block(g, i0, i1, j0, j1);
 }
 
 /* The grid of at most `threads` tasks that minimises the largest task's cost: its tiles'
@@ -230,6 +245,6 @@ void gemm(ad_dtype t, bool ta, bool tb, int64_t m, int64_t n, int64_t k, const v
     g.pm = cdiv(m, g.K->mr);
     g.pn = cdiv(n, g.K->nr);
     choose_grid(&g, ad_get_threads());
-    if (g.tm * g.tn == 1) gemm_block(&g, 0, m, 0, n);
+    if (g.tm * g.tn == 1) run_block(&g, 0, m, 0, n);
     else pool_parallel_for(g.tm * g.tn, (int)(g.tm * g.tn), gemm_task, &g);
 }

@@ -1,8 +1,10 @@
 /* The AVX-512 micro-kernel family: 14 x 32 floats / 14 x 16 doubles.  28 zmm accumulators,
  * two B vectors and a broadcast per k step (the broadcast feeds two FMAs).  Edges: a kernel
- * per row count 1..14 and one or two column vectors, C's last vector under a mask, so every
- * element of C is computed by the same instruction sequence wherever its tile falls.
- * Packing handles both operand orientations with in-register transposes and masked edges. */
+ * per row count 1..14 and one or two column vectors, B's and C's last vector under a mask, so
+ * every element of C is computed by the same instruction sequence wherever its tile falls.
+ * Packing handles both operand orientations with in-register transposes (16x16 floats, 8x8
+ * doubles) and masked edges; the tiles also read A and B in place when the driver skips
+ * packing (row-major A through five address registers, see arow). */
 #include "gemm_impl.h"
 
 #if GEMM_HAVE_X86
@@ -191,33 +193,67 @@ static AVX512 void pack_b_f64(const gemm_kernel *K, bool tb, const void *Bv, int
 
 /* ---- micro-kernels ---- */
 
-/* One R x (NV vectors) tile; R and NV are constants after inlining, so the 2R accumulators
- * are registers.  C's rows are prefetched while the k loop runs. */
+/* Row i of an unpacked row-major A, as x86 addressing (base + index*{1,2,4,8}) reaches it from
+ * bases rows 0, 5, 10 and byte strides lb, 3 lb: five registers instead of fourteen. */
+INLINE const char *arow(int i, const char *a0, const char *a5, const char *a10, int64_t lb,
+                        int64_t lb3)
+{
+    switch (i) {
+    case 0: return a0;
+    case 1: return a0 + lb;
+    case 2: return a0 + 2 * lb;
+    case 3: return a0 + lb3;
+    case 4: return a0 + 4 * lb;
+    case 5: return a5;
+    case 6: return a5 + lb;
+    case 7: return a5 + 2 * lb;
+    case 8: return a0 + 8 * lb;
+    case 9: return a5 + 4 * lb;
+    case 10: return a10;
+    case 11: return a10 + lb;
+    case 12: return a10 + 2 * lb;
+    default: return a10 + lb3;
+    }
+}
+
+/* One R x (NV vectors) tile; R, NV and AROWS are constants after inlining, so the 2R
+ * accumulators are registers.  A(i, p) is a[i + p*as] (packed, or rows of op(A) contiguous)
+ * or, with AROWS, a[i*as + p] (op(A) = A row-major, unpacked); B(p, j) is b[p*bs + j].  B's
+ * last vector and C's are masked by `last`.  C's rows are prefetched during long k loops. */
 #define TILE(S, T, V, VL, M, ZERO, LOAD, BCAST, FMA, ADD, MLOAD, MSTORE)                       \
-    INLINE AVX512 void tile_##S(const int R, const int NV, int64_t kc, const T *a, const T *b, \
-                                T *c, int64_t ldc, M last, bool add)                           \
+    INLINE AVX512 void tile_##S(const int R, const int NV, const bool AROWS, int64_t kc,       \
+                                const T *a, int64_t as, const T *b, int64_t bs, T *c,          \
+                                int64_t ldc, M last, bool add)                                 \
     {                                                                                          \
         V acc0[MR], acc1[MR];                                                                  \
-        GEMM_UNROLL for (int i = 0; i < R; i++) {                                              \
-            acc0[i] = acc1[i] = ZERO();                                                        \
-            _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);                            \
-            _mm_prefetch((const char *)(c + i * ldc + NV * VL - 1), _MM_HINT_T0);              \
-        }                                                                                      \
-        GEMM_UNROLL4 for (int64_t p = 0; p < kc; p++) {                             \
-            V b0 = LOAD(b), b1 = NV == 2 ? LOAD(b + VL) : b0;                                  \
+        GEMM_UNROLL for (int i = 0; i < R; i++) acc0[i] = acc1[i] = ZERO();                    \
+        if (kc >= 64)                                                                          \
             GEMM_UNROLL for (int i = 0; i < R; i++) {                                          \
-                V ai = BCAST(a[i]);                                                            \
+                _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);                        \
+                _mm_prefetch((const char *)(c + i * ldc + NV * VL - 1), _MM_HINT_T0);          \
+            }                                                                                  \
+        /* unpacked rows: three moving bases and two strides reach all 14 rows (arow) */     \
+        const int64_t astep = AROWS ? 1 : as, lb = as * (int64_t)sizeof(T), lb3 = 3 * lb;      \
+        const char *a5 = (const char *)a + (R > 5 ? 5 * lb : 0);                               \
+        const char *a10 = (const char *)a + (R > 10 ? 10 * lb : 0);                           \
+        for (int64_t p = 0; p < kc; p++) {                                                     \
+            V b0 = NV == 2 ? LOAD(b) : MLOAD(last, b);                                         \
+            V b1 = NV == 2 ? MLOAD(last, b + VL) : b0;                                         \
+            GEMM_UNROLL for (int i = 0; i < R; i++) {                                          \
+                V ai = BCAST(AROWS ? *(const T *)arow(i, (const char *)a, a5, a10, lb, lb3)    \
+                                   : a[i]);                                                    \
                 acc0[i] = FMA(ai, b0, acc0[i]);                                                \
                 if (NV == 2) acc1[i] = FMA(ai, b1, acc1[i]);                                   \
             }                                                                                  \
-            a += R;                                                                            \
-            b += NV * VL;                                                                      \
+            a += astep;                                                                        \
+            if (AROWS) a5 += sizeof(T), a10 += sizeof(T);                                      \
+            b += bs;                                                                           \
         }                                                                                      \
-        M full = (M)-1, m0 = NV == 2 ? full : last;                                            \
-        GEMM_UNROLL for (int i = 0; i < R; i++) {                                              \
-            T *ci = c + i * ldc;                                                               \
-            MSTORE(ci, m0, add ? ADD(acc0[i], MLOAD(m0, ci)) : acc0[i]);                       \
-            if (NV == 2) MSTORE(ci + VL, last, add ? ADD(acc1[i], MLOAD(last, ci + VL)) : acc1[i]); \
+        M m0 = NV == 2 ? (M)-1 : last;                                                         \
+        GEMM_UNROLL for (int i = 0; i < R; i++, c += ldc) {                                    \
+            MSTORE(c, m0, add ? ADD(acc0[i], MLOAD(m0, c)) : acc0[i]);                         \
+            if (NV == 2)                                                                       \
+                MSTORE(c + VL, last, add ? ADD(acc1[i], MLOAD(last, c + VL)) : acc1[i]);       \
         }                                                                                      \
     }
 TILE(f32, float, __m512, 16, __mmask16, _mm512_setzero_ps, _mm512_loadu_ps, _mm512_set1_ps,
@@ -225,29 +261,44 @@ TILE(f32, float, __m512, 16, __mmask16, _mm512_setzero_ps, _mm512_loadu_ps, _mm5
 TILE(f64, double, __m512d, 8, __mmask8, _mm512_setzero_pd, _mm512_loadu_pd, _mm512_set1_pd,
      _mm512_fmadd_pd, _mm512_add_pd, _mm512_maskz_loadu_pd, _mm512_mask_storeu_pd)
 
-#define CASE(S, R)                                                                             \
-    case R:                                                                                    \
-        if (nv == 2) tile_##S(R, 2, kc, a, b, c, ldc, last, add);                              \
-        else tile_##S(R, 1, kc, a, b, c, ldc, last, add);                                      \
-        return;
-#define MICRO(S, T, VL, M, MASK)                                                                  \
-    static AVX512 void micro_##S(int mr, int nr, int64_t kc, const void *av, const void *bv,   \
-                                 void *cv, int64_t ldc, bool add)                              \
+#define CALL(S, R, NV, AROWS) tile_##S(R, NV, AROWS, kc, a, as, b, bs, c, ldc, last, add)
+/* One function per tile shape (rows 1..14 x one or two vectors x A packed or row-major),
+ * called through a table: small functions keep compile times sane; a call per tile is noise. */
+#define FOR_ROWS(F, ...)                                                                       \
+    F(1, __VA_ARGS__) F(2, __VA_ARGS__) F(3, __VA_ARGS__) F(4, __VA_ARGS__) F(5, __VA_ARGS__)  \
+    F(6, __VA_ARGS__) F(7, __VA_ARGS__) F(8, __VA_ARGS__) F(9, __VA_ARGS__) F(10, __VA_ARGS__) \
+    F(11, __VA_ARGS__) F(12, __VA_ARGS__) F(13, __VA_ARGS__) F(14, __VA_ARGS__)
+#define TILE_FN(R, S, T, M, NV, AR)                                                            \
+    static AVX512 void tile_##S##_##R##_##NV##_##AR(int64_t kc, const T *a, int64_t as,        \
+                                                    const T *b, int64_t bs, T *c, int64_t ldc, \
+                                                    M last, bool add)                          \
     {                                                                                          \
-        const T *a = av, *b = bv;                                                              \
-        T *c = cv;                                                                             \
-        int nv = nr > VL ? 2 : 1;                                                              \
-        M last = MASK(nr - (nv - 1) * VL);                                   \
-        switch (mr) {                                                                          \
-            CASE(S, 1) CASE(S, 2) CASE(S, 3) CASE(S, 4) CASE(S, 5) CASE(S, 6) CASE(S, 7)       \
-            CASE(S, 8) CASE(S, 9) CASE(S, 10) CASE(S, 11) CASE(S, 12) CASE(S, 13) CASE(S, 14)  \
-        }                                                                                      \
+        tile_##S(R, NV, AR, kc, a, as, b, bs, c, ldc, last, add);                              \
     }
-MICRO(f32, float, 16, __mmask16, mask16)
-MICRO(f64, double, 8, __mmask8, mask8)
+#define TILE_REF(R, S, NV, AR) tile_##S##_##R##_##NV##_##AR,
+#define TILES(S, T, M, VL, MASK)                                                               \
+    FOR_ROWS(TILE_FN, S, T, M, 1, 0) FOR_ROWS(TILE_FN, S, T, M, 2, 0)                          \
+    FOR_ROWS(TILE_FN, S, T, M, 1, 1) FOR_ROWS(TILE_FN, S, T, M, 2, 1)                          \
+    typedef void (*tile_##S##_fn)(int64_t, const T *, int64_t, const T *, int64_t, T *, int64_t, \
+                                  M, bool);                                                    \
+    static const tile_##S##_fn tiles_##S[2][2][MR] = {                                         \
+        {{FOR_ROWS(TILE_REF, S, 1, 0)}, {FOR_ROWS(TILE_REF, S, 2, 0)}},                        \
+        {{FOR_ROWS(TILE_REF, S, 1, 1)}, {FOR_ROWS(TILE_REF, S, 2, 1)}}};                       \
+    INLINE AVX512 void micro_##S(int mr, int nr, int64_t kc, const T *a, int64_t as,           \
+                                 bool arows, const T *b, int64_t bs, T *c, int64_t ldc,        \
+                                 bool add)                                                     \
+    {                                                                                          \
+        int nv = nr > VL ? 2 : 1;                                                              \
+        tiles_##S[arows][nv - 1][mr - 1](kc, a, as, b, bs, c, ldc, MASK(nr - (nv - 1) * VL),   \
+                                         add);                                                 \
+    }
+TILES(f32, float, __mmask16, 16, mask16)
+TILES(f64, double, __mmask8, 8, mask8)
+GEMM_DEFINE_MACRO(macro_f32, AVX512, float, micro_f32, MR, 32, 16)
+GEMM_DEFINE_MACRO(macro_f64, AVX512, double, micro_f64, MR, 16, 8)
 
 const gemm_kernel gemm_avx512_f32 = {"avx512", MR, 32, 16, 256, 196, 4096,
-                                     pack_a_f32, pack_b_f32, micro_f32};
+                                     pack_a_f32, pack_b_f32, macro_f32};
 const gemm_kernel gemm_avx512_f64 = {"avx512", MR, 16, 8, 256, 196, 4096,
-                                     pack_a_f64, pack_b_f64, micro_f64};
+                                     pack_a_f64, pack_b_f64, macro_f64};
 #endif

@@ -18,16 +18,51 @@ typedef struct gemm_kernel gemm_kernel;
  * X(p, c) = trans ? X[c*ldx + p] : X[p*ldx + c] for B. */
 typedef void (*gemm_pack_fn)(const gemm_kernel *K, bool trans, const void *X, int64_t ldx,
                              int64_t rows, int64_t kc, void *dst);
-/* C tile [mr, nr] (mr <= MR, nr <= NR) = (add ? C + : ) A panel x B panel over kc. */
-typedef void (*gemm_micro_fn)(int mr, int nr, int64_t kc, const void *a, const void *b,
-                              void *c, int64_t ldc, bool add);
+/* One block for the macro-kernel: C[mc, nc] (+)= op(A) block [mc, kc] x op(B) block [kc, nc].
+ * The row panel of op(A) at r0 starts at a + r0*a_step; its element (i, p) is a[i + p*as]
+ * with as = mr (packed panel) or lda (op(A) = A^T read in place), or a[i*lda + p] when arows
+ * (A read in place, row-major).  The column panel of op(B) at c0 starts at b + c0*b_step; its
+ * element (p, j) is b[p*bs + j] with bs = nr rounded up to VL (packed) or ldb (in place).
+ * Only columns [0, nr) of B are read. */
+typedef struct {
+    int64_t mc, nc, kc;
+    const void *a;
+    int64_t a_step, lda;
+    bool a_packed, arows;
+    const void *b;
+    int64_t b_step, ldb;
+    bool b_packed;
+    void *c;
+    int64_t ldc;
+    bool add;
+} gemm_block;
+typedef void (*gemm_macro_fn)(const gemm_block *x);
+
+/* The macro-kernel loop: B panels outer (one stays in L1), A panels inner; MICRO(mr, nr, kc,
+ * a, as, arows, b, bs, c, ldc, add) computes one tile and is inlined here. */
+#define GEMM_DEFINE_MACRO(NAME, ATTR, T, MICRO, MR_, NR_, VL_)                                 \
+    static ATTR void NAME(const gemm_block *x)                                                 \
+    {                                                                                          \
+        const T *A = x->a, *B = x->b;                                                          \
+        for (int64_t jr = 0; jr < x->nc; jr += NR_) {                                          \
+            int nr = x->nc - jr < NR_ ? (int)(x->nc - jr) : NR_;                               \
+            const T *b = B + jr * x->b_step;                                                   \
+            int64_t bs = x->b_packed ? (nr + VL_ - 1) / VL_ * VL_ : x->ldb;                    \
+            T *c = (T *)x->c + jr;                                                             \
+            for (int64_t ir = 0; ir < x->mc; ir += MR_, c += MR_ * x->ldc) {                   \
+                int mr = x->mc - ir < MR_ ? (int)(x->mc - ir) : MR_;                           \
+                MICRO(mr, nr, x->kc, A + ir * x->a_step, x->a_packed ? mr : x->lda, x->arows,  \
+                      b, bs, c, x->ldc, x->add);                                               \
+            }                                                                                  \
+        }                                                                                      \
+    }
 
 struct gemm_kernel {
     const char *name;
     int mr, nr, vl;     /* register tile and vector length, in elements */
     int kc, mc, nc;     /* cache blocks: kc x nr panel of B in L1, mc x kc of A in L2 */
     gemm_pack_fn pack_a, pack_b;
-    gemm_micro_fn micro;
+    gemm_macro_fn macro;
 };
 
 /* Scalar packers for any MR, NR, VL (used by the AVX2 and portable families). */
@@ -50,18 +85,15 @@ extern const gemm_kernel gemm_avx2_f32, gemm_avx2_f64, gemm_avx512_f32, gemm_avx
 #define GEMM_HAVE_X86 0
 #endif
 
-/* GEMM_UNROLL forces complete unrolling of a short loop whose trip count is a compile-time
- * constant once the always-inline tile functions are specialised; GEMM_UNROLL4 unrolls the
- * k loop four times. */
+/* Forces complete unrolling of a short loop whose trip count is a compile-time constant once
+ * the always-inline tile functions are specialised.  (Unrolling the k loop as well measured
+ * no faster and tripled compile times.) */
 #if defined(__clang__)
 #define GEMM_UNROLL _Pragma("unroll")
-#define GEMM_UNROLL4 _Pragma("unroll 4")
 #elif defined(__GNUC__)
 #define GEMM_UNROLL _Pragma("GCC unroll 16")
-#define GEMM_UNROLL4 _Pragma("GCC unroll 4")
 #else
 #define GEMM_UNROLL
-#define GEMM_UNROLL4
 #endif
 
 #endif

@@ -119,10 +119,27 @@ static void *worker_main(void *arg)
     }
 }
 
+/* A child of fork has none of the workers (only the forking thread survives) and maybe a
+ * pool locked by a thread that no longer exists: start it afresh. */
+static void after_fork_in_child(void)
+{
+    pthread_mutex_init(&P.submit, NULL);
+    pthread_mutex_init(&P.mu, NULL);
+    pthread_cond_init(&P.wake, NULL);
+    pthread_cond_init(&P.done, NULL);
+    P.nworkers = 0;
+    P.stop = P.open = false;
+    atomic_store_explicit(&P.active, 0, memory_order_relaxed);
+}
+
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+static void register_atfork(void) { pthread_atfork(NULL, NULL, after_fork_in_child); }
+
 /* Starts workers until there are want - 1 (fewer if the system refuses).  Holds submit. */
 static void grow(int want)
 {
     if (want - 1 <= P.nworkers) return;
+    pthread_once(&atfork_once, register_atfork);
     if (!P.tid) {
         P.tid = ad_malloc(sizeof(pthread_t) * (MAX_THREADS - 1));
         if (!P.tid) return;
@@ -233,6 +250,7 @@ void ad_set_threads(int n)
 {
     n = n <= 0 ? 0 : n > MAX_THREADS ? MAX_THREADS : n;
     atomic_store_explicit(&threads_set, n, memory_order_relaxed);
+    if (in_task) return; /* the pool is busy with our own job: resize it later */
     pthread_mutex_lock(&P.submit); /* fewer threads: let the extra workers go */
     if (P.nworkers > ad_get_threads() - 1) stop_workers();
     pthread_mutex_unlock(&P.submit);
@@ -248,4 +266,6 @@ void pool_shutdown(void)
 }
 
 /* A library unloaded (dlclose) with live workers would pull their code from under them. */
+#if defined(__GNUC__) || defined(__clang__)
 __attribute__((destructor)) static void pool_fini(void) { pool_shutdown(); }
+#endif

@@ -88,9 +88,11 @@ static double time_calls(void (*f)(const problem *), const problem *p, double mi
     return t / reps;
 }
 
+/* 64-byte aligned, as the library's own tensors are. */
 static void *rand_buf(ad_rng *r, ad_dtype t, size_t n)
 {
-    void *p = malloc(n * ad_dtype_size(t));
+    size_t bytes = (n * ad_dtype_size(t) + 63) / 64 * 64;
+    void *p = aligned_alloc(64, bytes);
     if (!p) return NULL;
     for (size_t i = 0; i < n; i++) {
         double v = 2 * ad_rng_uniform(r) - 1;
@@ -156,7 +158,7 @@ int main(int argc, char **argv)
                 const shape *s = &shapes[i];
                 size_t ca = (size_t)s->m * s->k, cb = (size_t)s->k * s->n, cc = (size_t)s->m * s->n;
                 problem p = {s, t, rand_buf(&r, t, ca), rand_buf(&r, t, cb), rand_buf(&r, t, cc)};
-                void *theirs = malloc(cc * ad_dtype_size(t));
+                void *theirs = aligned_alloc(64, (cc * ad_dtype_size(t) + 63) / 64 * 64);
                 if (!p.A || !p.B || !p.C || !theirs) {
                     fprintf(stderr, "gemm: out of memory\n");
                     return 1;

@@ -1,0 +1,979 @@
+/* fashion_mnist: trains the lecture's multilayer perceptron on Fashion-MNIST.
+ *
+ *   fashion_mnist                      # 784-256-128-10 relu, SGD with momentum, early stopping
+ *   fashion_mnist --eval model.safetensors
+ *
+ * Loads Debian's dataset-fashion-mnist, holds out a validation set, trains with minibatch SGD
+ * (momentum, dropout, L2 as options) and stops early when the validation loss stops falling,
+ * then prints the test accuracy and the confusion matrix and draws the training and validation
+ * curves as SVG.  The options for comparing with other frameworks (--init, --no-shuffle,
+ * --no-validation, --log-steps, --json) make runs that PyTorch reproduces step for step
+ * (tests/fashion_torch_match.py). */
+#include "ad.h"
+#include "ad_io.h"
+#include "nn.h"
+#include "nn_data.h"
+#include "optim.h"
+#include "plot.h"
+#include "progress.h"
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define PROG "fashion_mnist"
+
+static const char *USAGE =
+    "usage: fashion_mnist [options]\n"
+    "Trains a multilayer perceptron on Fashion-MNIST (60,000 training and 10,000 test images of\n"
+    "clothes, 10 classes), holding out 10% of the training images for validation and early\n"
+    "stopping; prints the test accuracy and the confusion matrix and draws the loss and accuracy\n"
+    "curves as SVG.\n"
+    "\n"
+    "model and training:\n"
+    "  --hidden W1,W2,...   hidden layer widths (default 256,128; 0: no hidden layer)\n"
+    "  --activation A       relu, leaky_relu, sigmoid or tanh (default relu)\n"
+    "  --epochs N           at most N epochs (default 60; early stopping ends sooner)\n"
+    "  --batch N            minibatch size (default 64)\n"
+    "  --optimizer O        sgd or adam (default sgd)\n"
+    "  --lr X               learning rate (default 0.05 for sgd, 0.001 for adam)\n"
+    "  --momentum X         sgd's momentum gamma in [0,1): v <- -lr g + gamma v (default 0.9;\n"
+    "                       0: plain minibatch SGD)\n"
+    "  --dropout P          dropout probability after each hidden layer, the lecture's form:\n"
+    "                       activations times 1-P at test time (default 0.2)\n"
+    "  --l2 X               adds X * (sum of squared weights and biases) to the loss (default 0)\n"
+    "  --lr-wait N          after every N epochs without a lower validation loss, multiply\n"
+    "                       the rate by --lr-drop (default 3)\n"
+    "  --lr-drop F          that factor, in (0,1] (default 0.5; 1: a constant rate)\n"
+    "  --patience N         stop after N epochs without a lower validation loss and keep the\n"
+    "                       best epoch's weights (default 9)\n"
+    "  --standardize        inputs standardised per pixel (mean and standard deviation of the\n"
+    "                       60,000 training images) instead of pixel/255 (a model trained so\n"
+    "                       needs --standardize with --eval too)\n"
+    "  --seed N             initial weights, validation split, shuffling, dropout (default 1)\n"
+    "  --threads N          threads for the matrix products (default: all cores)\n"
+    "\n"
+    "files:\n"
+    "  --data DIR           the Fashion-MNIST files (default /usr/share/datasets/fashion-mnist)\n"
+    "  --save FILE          write the trained model (safetensors, loads into PyTorch)\n"
+    "  --eval FILE          only test a saved model: accuracy and confusion matrix (takes\n"
+    "                       --data, --standardize, --threads, --json)\n"
+    "  --svg FILE           the curves (default fashion_mnist.svg: loss; accuracy in\n"
+    "                       fashion_mnist_accuracy.svg); --svg '' draws nothing\n"
+    "\n"
+    "comparing with other frameworks:\n"
+    "  --dtype T            float32 or float64 (default float32)\n"
+    "  --limit N            only the first N training images\n"
+    "  --init FILE          start from the weights in a safetensors file (names 0.weight,\n"
+    "                       0.bias, 2.weight, ... as PyTorch's nn.Sequential) instead of random\n"
+    "                       ones; without --hidden the widths are the file's\n"
+    "  --no-shuffle         minibatches in file order\n"
+    "  --no-validation      train on all training images: no early stopping, a constant rate\n"
+    "  --log-steps N        record the loss of each of the first N minibatches\n"
+    "  --json               end the output with {\"test_accuracy\": A, \"epochs\": E, \"seconds\": S,\n"
+    "                       \"epoch_loss\": [...], \"step_loss\": [...], ...}\n"
+    "  --help               this text\n"
+    "\n"
+    "Progress: a bar with loss, accuracy, samples/s and ETA when stderr is a terminal, one line\n"
+    "per epoch otherwise.  Exit status: 0 done, 1 training or a file failed, 2 bad options or\n"
+    "no dataset.\n";
+
+enum {
+    CLASSES = 10,
+    EVAL_CHUNK = 500,          /* rows per evaluation graph */
+    MAX_LOG_STEPS = 10000000,
+    MAX_EPOCHS = 100000,
+};
+#define VAL_FRACTION 0.1
+
+/* Every option; `given` records which training options were given. */
+typedef struct {
+    int hidden[NN_MAX_HIDDEN];
+    nn_act act;
+    int epochs, batch, patience, lr_wait, threads, log_steps;
+    optim_kind optimizer;
+    double lr, momentum, dropout, l2, lr_drop;
+    uint64_t seed;
+    int64_t limit;
+    ad_dtype dtype;
+    bool standardize, shuffle, validation, json;
+    const char *data, *save, *eval, *init, *svg;
+    unsigned given;             /* OPT_* bits: the training options given */
+    const char *first_training; /* the first of them, for --eval's message */
+} options;
+
+enum {
+    OPT_HIDDEN = 1u << 0, OPT_ACT = 1u << 1, OPT_EPOCHS = 1u << 2, OPT_BATCH = 1u << 3,
+    OPT_LR = 1u << 4, OPT_OPTIMIZER = 1u << 5, OPT_MOMENTUM = 1u << 6, OPT_DROPOUT = 1u << 7,
+    OPT_L2 = 1u << 8, OPT_SEED = 1u << 9, OPT_SAVE = 1u << 10, OPT_DTYPE = 1u << 11,
+    OPT_LIMIT = 1u << 12, OPT_INIT = 1u << 13, OPT_NO_SHUFFLE = 1u << 14,
+    OPT_NO_VALIDATION = 1u << 15, OPT_LOG_STEPS = 1u << 16, OPT_PATIENCE = 1u << 17,
+    OPT_SVG = 1u << 18, OPT_LR_DROP = 1u << 19,
+};
+
+static const char *ACT_NAMES[] = {"relu", "leaky_relu", "sigmoid", "tanh"};
+
+static int usage_error(const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 1, 2)))
+#endif
+    ;
+
+#include <stdarg.h>
+static int usage_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, PROG ": ");
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\n(" PROG " --help for usage)\n");
+    return 2;
+}
+
+/* ---- numbers on the command line: the whole text must be the number ---- */
+
+static bool parse_long(const char *s, long long lo, long long hi, long long *out)
+{
+    if (!s || !*s) return false;
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (*end || errno || v < lo || v > hi) return false;
+    *out = v;
+    return true;
+}
+
+static bool parse_double(const char *s, double *out)
+{
+    if (!s || !*s) return false;
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (*end || errno || !isfinite(v)) return false;
+    *out = v;
+    return true;
+}
+
+/* "256,128" into hidden[]; "0" or "" is no hidden layer. */
+static bool parse_hidden(const char *s, int *hidden)
+{
+    memset(hidden, 0, NN_MAX_HIDDEN * sizeof *hidden);
+    if (strcmp(s, "0") == 0 || !*s) return true;
+    int n = 0;
+    while (*s) {
+        const char *comma = strchr(s, ',');
+        size_t len = comma ? (size_t)(comma - s) : strlen(s);
+        char part[32];
+        long long w;
+        if (len == 0 || len >= sizeof part || n == NN_MAX_HIDDEN) return false;
+        memcpy(part, s, len);
+        part[len] = 0;
+        if (!parse_long(part, 1, 1 << 20, &w)) return false;
+        hidden[n++] = (int)w;
+        s += len;
+        if (*s == ',' && !*++s) return false; /* a trailing comma */
+    }
+    return true;
+}
+
+static int hidden_count(const int *hidden)
+{
+    int d = 0;
+    while (d < NN_MAX_HIDDEN && hidden[d]) d++;
+    return d;
+}
+
+/* Parses argv into o; returns -1 to go on, or an exit status (0 after --help). */
+static int parse_options(int argc, char **argv, options *o)
+{
+    *o = (options){.hidden = {256, 128}, .act = NN_RELU, .epochs = 60, .batch = 64, .patience = 9, .lr_wait = 3, .lr_drop = 0.5,
+                   .optimizer = OPTIM_MOMENTUM, .lr = 0.05, .momentum = 0.9, .dropout = 0.2, .seed = 1,
+                   .dtype = AD_F32, .shuffle = true, .validation = true, .svg = PROG ".svg"};
+    for (int i = 1; i < argc; i++) {
+        char name[64];
+        const char *a = argv[i], *val = NULL, *eq = strchr(a, '=');
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            fputs(USAGE, stdout);
+            return 0;
+        }
+        if (strncmp(a, "--", 2) != 0) return usage_error("unexpected argument '%s' (options start with --)", a);
+        /* --name=value or --name value */
+        size_t len = eq ? (size_t)(eq - a) : strlen(a);
+        if (len >= sizeof name) return usage_error("unknown option '%s'", a);
+        memcpy(name, a, len);
+        name[len] = 0;
+        static const char *const flags[] = {"--standardize", "--no-shuffle", "--no-validation", "--json"};
+        bool flag = false;
+        for (size_t k = 0; k < sizeof flags / sizeof *flags; k++) flag |= strcmp(name, flags[k]) == 0;
+        if (flag && eq) return usage_error("%s takes no value", name);
+        if (!flag) {
+            if (eq) val = eq + 1;
+            else if (i + 1 < argc) val = argv[++i];
+        }
+        long long n;
+        double x;
+        unsigned before = o->given;
+#define NEED_VALUE()                                                                           \
+    do {                                                                                       \
+        if (!val) return usage_error("%s needs a value", name);                               \
+    } while (0)
+        if (strcmp(name, "--standardize") == 0) o->standardize = true;
+        else if (strcmp(name, "--no-shuffle") == 0) o->shuffle = false, o->given |= OPT_NO_SHUFFLE;
+        else if (strcmp(name, "--no-validation") == 0) o->validation = false, o->given |= OPT_NO_VALIDATION;
+        else if (strcmp(name, "--json") == 0) o->json = true;
+        else if (strcmp(name, "--hidden") == 0) {
+            NEED_VALUE();
+            if (!parse_hidden(val, o->hidden))
+                return usage_error("--hidden takes up to %d comma-separated widths from 1 to 1048576, like 256,128 (or 0 for "
+                                   "none), not '%s'", NN_MAX_HIDDEN, val);
+            o->given |= OPT_HIDDEN;
+        } else if (strcmp(name, "--activation") == 0) {
+            NEED_VALUE();
+            int k = 0;
+            while (k < 4 && strcmp(val, ACT_NAMES[k]) != 0) k++;
+            if (k == 4) return usage_error("--activation takes relu, leaky_relu, sigmoid or tanh, not '%s'", val);
+            o->act = (nn_act)k, o->given |= OPT_ACT;
+        } else if (strcmp(name, "--epochs") == 0) {
+            NEED_VALUE();
+            if (!parse_long(val, 1, MAX_EPOCHS, &n)) return usage_error("--epochs takes a whole number from 1 to %d, not '%s'", MAX_EPOCHS, val);
+            o->epochs = (int)n, o->given |= OPT_EPOCHS;
+        } else if (strcmp(name, "--batch") == 0) {
+            NEED_VALUE();
+            if (!parse_long(val, 1, 60000, &n)) return usage_error("--batch takes a whole number from 1 to 60000, not '%s'", val);
+            o->batch = (int)n, o->given |= OPT_BATCH;
+        } else if (strcmp(name, "--patience") == 0) {
+            NEED_VALUE();
+            if (!parse_long(val, 1, MAX_EPOCHS, &n)) return usage_error("--patience takes a whole number from 1 to %d, not '%s'", MAX_EPOCHS, val);
+            o->patience = (int)n, o->given |= OPT_PATIENCE;
+        } else if (strcmp(name, "--lr-drop") == 0) {
+            NEED_VALUE();
+            if (!parse_double(val, &x) || !(x > 0 && x <= 1)) return usage_error("--lr-drop takes a factor in (0,1], not '%s'", val);
+            o->lr_drop = x, o->given |= OPT_LR_DROP;
+        } else if (strcmp(name, "--lr-wait") == 0) {
+            NEED_VALUE();
+            if (!parse_long(val, 1, MAX_EPOCHS, &n)) return usage_error("--lr-wait takes a whole number from 1 to %d, not '%s'", MAX_EPOCHS, val);
+            o->lr_wait = (int)n, o->given |= OPT_LR_DROP;
+        } else if (strcmp(name, "--optimizer") == 0) {
+            NEED_VALUE();
+            if (strcmp(val, "sgd") == 0) o->optimizer = OPTIM_MOMENTUM;
+            else if (strcmp(val, "adam") == 0) o->optimizer = OPTIM_ADAM;
+            else return usage_error("--optimizer takes sgd or adam, not '%s'", val);
+            o->given |= OPT_OPTIMIZER;
+        } else if (strcmp(name, "--lr") == 0) {
+            NEED_VALUE();
+            if (!parse_double(val, &x) || !(x > 0)) return usage_error("--lr takes a positive number, not '%s'", val);
+            o->lr = x, o->given |= OPT_LR;
+        } else if (strcmp(name, "--momentum") == 0) {
+            NEED_VALUE();
+            if (!parse_double(val, &x) || !(x >= 0 && x < 1)) return usage_error("--momentum takes a number in [0,1), not '%s'", val);
+            o->momentum = x, o->given |= OPT_MOMENTUM;
+        } else if (strcmp(name, "--dropout") == 0) {
+            NEED_VALUE();
+            if (!parse_double(val, &x) || !(x >= 0 && x < 1)) return usage_error("--dropout takes a probability in [0,1), not '%s'", val);
+            o->dropout = x, o->given |= OPT_DROPOUT;
+        } else if (strcmp(name, "--l2") == 0) {
+            NEED_VALUE();
+            if (!parse_double(val, &x) || !(x >= 0)) return usage_error("--l2 takes a number >= 0, not '%s'", val);
+            o->l2 = x, o->given |= OPT_L2;
+        } else if (strcmp(name, "--seed") == 0) {
+            NEED_VALUE();
+            if (!parse_long(val, 0, INT64_MAX, &n)) return usage_error("--seed takes a whole number >= 0, not '%s'", val);
+            o->seed = (uint64_t)n, o->given |= OPT_SEED;
+        } else if (strcmp(name, "--threads") == 0) {
+            NEED_VALUE();
+            if (!parse_long(val, 1, 256, &n)) return usage_error("--threads takes a whole number from 1 to 256, not '%s'", val);
+            o->threads = (int)n;
+        } else if (strcmp(name, "--dtype") == 0) {
+            NEED_VALUE();
+            if (strcmp(val, "float32") == 0) o->dtype = AD_F32;
+            else if (strcmp(val, "float64") == 0) o->dtype = AD_F64;
+            else return usage_error("--dtype takes float32 or float64, not '%s'", val);
+            o->given |= OPT_DTYPE;
+        } else if (strcmp(name, "--limit") == 0) {
+            NEED_VALUE();
+            if (!parse_long(val, 1, INT64_MAX, &n)) return usage_error("--limit takes a whole number >= 1, not '%s'", val);
+            o->limit = n, o->given |= OPT_LIMIT;
+        } else if (strcmp(name, "--log-steps") == 0) {
+            NEED_VALUE();
+            if (!parse_long(val, 0, MAX_LOG_STEPS, &n)) return usage_error("--log-steps takes a whole number from 0 to %d, not '%s'", MAX_LOG_STEPS, val);
+            o->log_steps = (int)n, o->given |= OPT_LOG_STEPS;
+        } else if (strcmp(name, "--data") == 0) {
+            NEED_VALUE();
+            if (!*val) return usage_error("--data needs a folder");
+            o->data = val;
+        } else if (strcmp(name, "--save") == 0 || strcmp(name, "--eval") == 0 || strcmp(name, "--init") == 0) {
+            NEED_VALUE();
+            if (!*val) return usage_error("%s needs a file name", name);
+            if (name[2] == 's') o->save = val, o->given |= OPT_SAVE;
+            else if (name[2] == 'e') o->eval = val;
+            else o->init = val, o->given |= OPT_INIT;
+        } else if (strcmp(name, "--svg") == 0) {
+            NEED_VALUE();
+            o->svg = val, o->given |= OPT_SVG;
+        } else {
+            return usage_error("unknown option '%s'", a);
+        }
+#undef NEED_VALUE
+        if (o->given != before && !o->first_training) o->first_training = a;
+    }
+    if (o->optimizer == OPTIM_ADAM) {
+        if (o->given & OPT_MOMENTUM) return usage_error("--momentum is for --optimizer sgd (Adam's beta1 is 0.9)");
+        if (!(o->given & OPT_LR)) o->lr = 0.001;
+    } else if (o->momentum == 0) {
+        o->optimizer = OPTIM_GD;
+    }
+    if (o->eval && o->first_training) {
+        int len = (int)strcspn(o->first_training, "=");
+        return usage_error("--eval tests a saved model; %.*s is for training (with --eval: --data, --standardize, "
+                           "--threads, --json)", len, o->first_training);
+    }
+    return -1;
+}
+
+/* ---- data ---- */
+
+/* Whether dir holds the four files (plain or gzipped), as nn_fashion_mnist looks for them. */
+static bool dataset_present(const char *dir)
+{
+    static const char *const files[] = {"train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+                                        "t10k-labels-idx1-ubyte"};
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+        char path[4096], gz[4096];
+        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+        snprintf(gz, sizeof gz, "%s/%s.gz", dir, files[i]);
+        if (access(path, R_OK) != 0 && access(gz, R_OK) != 0) return false;
+    }
+    return true;
+}
+
+static int missing_dataset(const char *dir)
+{
+    fprintf(stderr,
+            PROG ": the Fashion-MNIST files are not in %s.\n"
+            "Install them with Debian's package (they go to " NN_FASHION_MNIST_DIR "):\n"
+            "    sudo apt-get install dataset-fashion-mnist\n"
+            "or pass the folder that holds train-images-idx3-ubyte.gz and the three other files with --data DIR.\n",
+            dir);
+    return 2;
+}
+
+/* The first n rows of d, as a new dataset. */
+static nn_dataset *first_rows(const nn_dataset *d, int64_t n)
+{
+    nn_dataset *r = nn_dataset_new(n, d->dim, ad_tensor_dtype(d->x), 0);
+    if (!r) return NULL;
+    memcpy(ad_tensor_data(r->x), ad_tensor_data(d->x), (size_t)n * (size_t)d->dim * ad_dtype_size(ad_tensor_dtype(d->x)));
+    memcpy(r->labels, d->labels, (size_t)n * sizeof *r->labels);
+    r->classes = d->classes;
+    return r;
+}
+
+typedef struct {
+    nn_dataset *train, *val, *test; /* val is NULL with --no-validation */
+} datasets;
+
+static void datasets_free(datasets *ds)
+{
+    nn_dataset_free(ds->train);
+    nn_dataset_free(ds->val);
+    nn_dataset_free(ds->test);
+    memset(ds, 0, sizeof *ds);
+}
+
+/* Loads the test set, and the training set unless eval_only; applies --standardize, --limit
+ * and the validation split.  Returns 0 or an exit status after printing the reason. */
+static int load_data(const options *o, ad_dtype dtype, bool eval_only, datasets *ds)
+{
+    const char *dir = o->data ? o->data : NN_FASHION_MNIST_DIR;
+    memset(ds, 0, sizeof *ds);
+    if (!dataset_present(dir)) return missing_dataset(dir);
+    char err[1024];
+    nn_dataset *all = NULL;
+    ds->test = nn_fashion_mnist(dir, false, dtype, err, sizeof err);
+    if (ds->test && (!eval_only || o->standardize)) all = nn_fashion_mnist(dir, true, dtype, err, sizeof err);
+    if (!ds->test || (!all && (!eval_only || o->standardize))) {
+        fprintf(stderr, PROG ": %s\n", err);
+        datasets_free(ds);
+        return 1;
+    }
+    if (o->standardize) {
+        nn_scaler s;
+        if (nn_scaler_fit(&s, all, err, sizeof err) != AD_OK || nn_scaler_apply(&s, all, err, sizeof err) != AD_OK ||
+            nn_scaler_apply(&s, ds->test, err, sizeof err) != AD_OK) {
+            fprintf(stderr, PROG ": %s\n", err);
+            nn_scaler_free(&s);
+            nn_dataset_free(all);
+            datasets_free(ds);
+            return 1;
+        }
+        nn_scaler_free(&s);
+    }
+    if (eval_only) {
+        nn_dataset_free(all);
+        return 0;
+    }
+    if (o->limit && o->limit < all->n) {
+        nn_dataset *some = first_rows(all, o->limit);
+        nn_dataset_free(all);
+        if (!(all = some)) {
+            fprintf(stderr, PROG ": out of memory\n");
+            datasets_free(ds);
+            return 1;
+        }
+    }
+    if (!o->validation) {
+        ds->train = all;
+        return 0;
+    }
+    if (all->n < 20) {
+        nn_dataset_free(all);
+        datasets_free(ds);
+        return usage_error("--limit %lld leaves too few images for a validation split (at least 20, or --no-validation)",
+                           (long long)o->limit);
+    }
+    ad_status st = nn_dataset_split(all, VAL_FRACTION, o->seed, &ds->train, &ds->val, err, sizeof err);
+    nn_dataset_free(all);
+    if (st != AD_OK) {
+        fprintf(stderr, PROG ": %s\n", err);
+        datasets_free(ds);
+        return 1;
+    }
+    return 0;
+}
+
+/* ---- the model ---- */
+
+/* The layer index k of a parameter called "k.weight" or "k.bias" (PyTorch's nn.Sequential
+ * numbering), or -1. */
+static long sequential_index(const char *name, const char **kind)
+{
+    char *end;
+    errno = 0;
+    long k = strtol(name, &end, 10);
+    if (end == name || errno || k < 0 || *end != '.') return -1;
+    if (strcmp(end, ".weight") != 0 && strcmp(end, ".bias") != 0) return -1;
+    *kind = end + 1;
+    return k;
+}
+
+static int compare_long(const void *a, const void *b)
+{
+    long x = *(const long *)a, y = *(const long *)b;
+    return (x > y) - (x < y);
+}
+
+/* The weights of --init: the file's "k.weight"/"k.bias" pairs in order of k are the model's
+ * layers (so a file from an nn.Sequential with or without dropout modules fits).  Fills
+ * widths[] from the file's shapes when o->hidden was not given; else checks them. */
+static nn_mlp *model_from_file(const options *o, char *err, size_t errlen)
+{
+    ad_tensor_file *f = ad_safetensors_load(o->init, err, errlen);
+    if (!f) return NULL;
+    nn_mlp *m = NULL;
+    long idx[2 * NN_MAX_HIDDEN + 2];
+    int layers = 0, count = ad_tensor_file_count(f);
+    for (int i = 0; i < count; i++) {
+        const char *kind;
+        long k = sequential_index(ad_tensor_file_name(f, i), &kind);
+        if (k < 0) {
+            snprintf(err, errlen, "%s: tensor '%s' is not a layer's weight or bias (expected names like 0.weight, 0.bias)",
+                     o->init, ad_tensor_file_name(f, i));
+            goto out;
+        }
+        if (strcmp(kind, "weight") != 0) continue;
+        if (layers == NN_MAX_HIDDEN + 1) {
+            snprintf(err, errlen, "%s: more than %d layers", o->init, NN_MAX_HIDDEN + 1);
+            goto out;
+        }
+        idx[layers++] = k;
+    }
+    if (layers == 0 || 2 * layers != count) {
+        snprintf(err, errlen, "%s: %d tensors, %d of them weights: expected a weight and a bias per layer", o->init, count,
+                 layers);
+        goto out;
+    }
+    qsort(idx, (size_t)layers, sizeof *idx, compare_long);
+    ad_tensor *w[NN_MAX_HIDDEN + 1], *b[NN_MAX_HIDDEN + 1];
+    int widths[NN_MAX_HIDDEN] = {0};
+    for (int l = 0; l < layers; l++) {
+        char name[48];
+        snprintf(name, sizeof name, "%ld.weight", idx[l]);
+        w[l] = ad_tensor_file_find(f, name);
+        snprintf(name, sizeof name, "%ld.bias", idx[l]);
+        b[l] = ad_tensor_file_find(f, name);
+        ad_shape ws = ad_tensor_shape(w[l]), bs = b[l] ? ad_tensor_shape(b[l]) : AD_SHAPE0;
+        if (!b[l] || ws.rank != 2 || bs.rank != 1 || bs.dim[0] != ws.dim[0] ||
+            ws.dim[1] != (l ? ad_tensor_shape(w[l - 1]).dim[0] : 784) || ws.dim[0] > (1 << 20)) {
+            char s1[64], s2[64];
+            snprintf(err, errlen, "%s: layer %ld: weight %s and bias %s do not chain a 784-input MLP", o->init, idx[l],
+                     ad_shape_str(&ws, s1, sizeof s1), b[l] ? ad_shape_str(&bs, s2, sizeof s2) : "(missing)");
+            goto out;
+        }
+        if (l + 1 < layers) widths[l] = (int)ws.dim[0];
+    }
+    if (ad_tensor_shape(w[layers - 1]).dim[0] != CLASSES) {
+        snprintf(err, errlen, "%s: the last layer has %lld outputs, Fashion-MNIST has %d classes", o->init,
+                 (long long)ad_tensor_shape(w[layers - 1]).dim[0], CLASSES);
+        goto out;
+    }
+    if (o->given & OPT_HIDDEN) {
+        bool same = hidden_count(o->hidden) == layers - 1;
+        for (int l = 0; same && l < layers - 1; l++) same = o->hidden[l] == widths[l];
+        if (!same) {
+            snprintf(err, errlen, "%s: its layers do not have the widths of --hidden (leave --hidden out to take the file's)",
+                     o->init);
+            goto out;
+        }
+    }
+    nn_mlp_cfg c = {.in = 784, .out = CLASSES, .act = o->act, .dtype = o->dtype, .seed = o->seed, .dropout = o->dropout};
+    memcpy(c.hidden, widths, sizeof widths);
+    if (!(m = nn_mlp_new(&c))) {
+        snprintf(err, errlen, "out of memory for the model");
+        goto out;
+    }
+    for (int l = 0; l < layers; l++)
+        if (ad_tensor_copy(nn_mlp_layer(m, l)->weight, w[l]) != AD_OK || ad_tensor_copy(nn_mlp_layer(m, l)->bias, b[l]) != AD_OK) {
+            snprintf(err, errlen, "%s: layer %d does not fit the model", o->init, l);
+            nn_mlp_free(m);
+            m = NULL;
+            goto out;
+        }
+out:
+    ad_tensor_file_free(f);
+    return m;
+}
+
+static nn_mlp *make_model(const options *o, char *err, size_t errlen)
+{
+    if (o->init) return model_from_file(o, err, errlen);
+    nn_mlp_cfg c = {.in = 784, .out = CLASSES, .act = o->act, .dtype = o->dtype, .seed = o->seed, .dropout = o->dropout};
+    memcpy(c.hidden, o->hidden, sizeof c.hidden);
+    if (nn_mlp_check(&c, err, errlen) != AD_OK) return NULL;
+    nn_mlp *m = nn_mlp_new(&c);
+    if (!m) snprintf(err, errlen, "out of memory for the model");
+    return m;
+}
+
+/* "784-256-128-10" */
+static char *architecture(const nn_mlp *m, char *buf, size_t len)
+{
+    size_t k = (size_t)snprintf(buf, len, "%d", nn_mlp_config(m)->in);
+    for (int i = 0; i <= nn_mlp_depth(m) && k < len; i++) k += (size_t)snprintf(buf + k, len - k, "-%d", nn_mlp_layer(m, i)->out);
+    return buf;
+}
+
+/* The index of the largest of k scores of row r (the first of equal maxima). */
+static int32_t argmax_row(const void *data, ad_dtype t, int64_t r, int k)
+{
+    int32_t best = 0;
+    double bv = -INFINITY;
+    for (int j = 0; j < k; j++) {
+        double v = t == AD_F64 ? ((const double *)data)[r * k + j] : ((const float *)data)[r * k + j];
+        if (v > bv) bv = v, best = j;
+    }
+    return best;
+}
+
+/* Mean cross-entropy and accuracy of the model on d (eval mode, no gradients, in chunks so
+ * the graph stays small); pred (may be NULL) receives the predicted classes. */
+static ad_status evaluate(nn_mlp *m, ad_graph *g, const nn_dataset *d, double *loss, double *acc, int32_t *pred)
+{
+    bool was = ad_set_grad_enabled(g, false);
+    double sum = 0;
+    int64_t right = 0;
+    ad_status st = AD_OK;
+    for (int64_t r0 = 0; r0 < d->n && st == AD_OK; r0 += EVAL_CHUNK) {
+        int64_t r1 = r0 + EVAL_CHUNK < d->n ? r0 + EVAL_CHUNK : d->n;
+        ad_graph_reset(g);
+        ad_node *x = ad_slice(g, ad_const_tensor(g, d->x), 0, r0, r1);
+        ad_node *scores = nn_mlp_forward(g, m, x, NN_EVAL);
+        ad_node *ce = nn_cross_entropy(g, scores, d->labels + r0);
+        if (!ce) {
+            st = ad_status_of(g) ? ad_status_of(g) : AD_ERR_NULL;
+            break;
+        }
+        sum += ad_value(ce) * (double)(r1 - r0);
+        const void *s = ad_node_data(scores);
+        for (int64_t r = r0; r < r1; r++) {
+            int32_t c = argmax_row(s, ad_node_dtype(scores), r - r0, CLASSES);
+            right += c == d->labels[r];
+            if (pred) pred[r] = c;
+        }
+    }
+    ad_set_grad_enabled(g, was);
+    *loss = sum / (double)d->n;
+    *acc = (double)right / (double)d->n;
+    return st;
+}
+
+/* ---- training ---- */
+
+/* What training produced: per-epoch curves (index 0: before training, for validation) and
+ * the logged step losses. */
+typedef struct {
+    int epochs;              /* epochs run */
+    int best_epoch;          /* 1-based epoch whose weights are kept (0: the last) */
+    bool stopped_early;
+    double *train_loss, *train_acc, *val_loss, *val_acc; /* [epochs + 1] */
+    double *step_loss;
+    int steps_logged;
+    double seconds;
+    long allocs_after_first_step;
+} history;
+
+static void history_free(history *h)
+{
+    free(h->train_loss), free(h->train_acc), free(h->val_loss), free(h->val_acc), free(h->step_loss);
+}
+
+static optim *make_optimizer(const options *o, nn_mlp *m, char *err, size_t errlen)
+{
+    optim_cfg c = optim_defaults(o->optimizer, o->lr);
+    if (o->optimizer == OPTIM_MOMENTUM) c.momentum = o->momentum;
+    return optim_new(nn_mlp_params(m), nn_mlp_num_params(m), &c, err, errlen);
+}
+
+static const char *optimizer_text(const options *o, char *buf, size_t len)
+{
+    if (o->optimizer == OPTIM_ADAM) snprintf(buf, len, "Adam lr %g", o->lr);
+    else if (o->optimizer == OPTIM_GD) snprintf(buf, len, "SGD lr %g", o->lr);
+    else snprintf(buf, len, "SGD lr %g momentum %g", o->lr, o->momentum);
+    return buf;
+}
+
+/* Trains m on ds; returns 0 or an exit status after printing the reason. */
+static int train(const options *o, nn_mlp *m, const datasets *ds, history *h)
+{
+    char err[512];
+    int status = 1;
+    memset(h, 0, sizeof *h);
+    size_t n = (size_t)o->epochs + 1;
+    h->train_loss = calloc(n, sizeof(double)), h->train_acc = calloc(n, sizeof(double));
+    h->val_loss = calloc(n, sizeof(double)), h->val_acc = calloc(n, sizeof(double));
+    h->step_loss = calloc(o->log_steps ? (size_t)o->log_steps : 1, sizeof(double));
+    ad_graph *g = ad_graph_new();
+    nn_batches *it = nn_batches_new(ds->train, o->batch, o->shuffle, o->seed + 1, err, sizeof err);
+    optim *opt = it ? make_optimizer(o, m, err, sizeof err) : NULL;
+    nn_early_stop *stop = ds->val ? nn_early_stop_new(nn_mlp_params(m), o->patience, 0) : NULL;
+    if (!h->train_loss || !h->train_acc || !h->val_loss || !h->val_acc || !h->step_loss || !g || (ds->val && !stop)) {
+        fprintf(stderr, PROG ": out of memory\n");
+        goto out;
+    }
+    if (!it || !opt) {
+        fprintf(stderr, PROG ": %s\n", err);
+        goto out;
+    }
+    int64_t per_epoch = ds->train->n;
+    progress p;
+    progress_init(&p, stderr, per_epoch * o->epochs);
+    double t0 = progress_now();
+    /* The validation loss of the initial weights: the curves' first point (and the evaluation
+     * graph grows its memory now, so the loop below allocates nothing after its first step). */
+    if (ds->val && evaluate(m, g, ds->val, &h->val_loss[0], &h->val_acc[0], NULL) != AD_OK) {
+        fprintf(stderr, PROG ": %s\n", ad_error(g));
+        goto out;
+    }
+    h->train_loss[0] = h->train_acc[0] = NAN;
+    int64_t step = 0;
+    for (int e = 1; e <= o->epochs; e++) {
+        char label[48], stats[96], line[256];
+        snprintf(label, sizeof label, "epoch %*d/%d", o->epochs >= 10 ? (o->epochs >= 100 ? 3 : 2) : 1, e, o->epochs);
+        progress_phase(&p, label, per_epoch);
+        double sum = 0;
+        int64_t seen = 0, right = 0;
+        nn_batch b;
+        while (nn_batches_next(it, &b)) {
+            ad_graph_reset(g);
+            optim_zero_grad(opt);
+            ad_node *scores = nn_mlp_forward(g, m, ad_const_tensor(g, b.x), NN_TRAIN);
+            ad_node *ce = nn_cross_entropy(g, scores, b.labels);
+            ad_node *loss = nn_regularized(g, ce, m, NN_L2, o->l2, false);
+            if (ad_backward(g, loss) != AD_OK) {
+                progress_clear(&p);
+                fprintf(stderr, PROG ": step %lld: %s\n", (long long)step + 1, ad_error(g));
+                goto out;
+            }
+            double l = ad_value(ce);
+            if (!isfinite(l) || !isfinite(ad_value(loss))) {
+                progress_clear(&p);
+                double bad = isfinite(l) ? ad_value(loss) : l;
+                fprintf(stderr, PROG ": the loss is %s at step %lld (epoch %d): training diverged; try a smaller --lr\n",
+                        isnan(bad) ? "NaN" : "infinite", (long long)step + 1, e);
+                goto out;
+            }
+            if (optim_step(opt) != OPTIM_OK) {
+                progress_clear(&p);
+                fprintf(stderr, PROG ": %s\n", optim_error(opt));
+                goto out;
+            }
+            if (step < o->log_steps) h->step_loss[step] = l;
+            if (++step == 1) h->allocs_after_first_step = ad_alloc_count();
+            const void *s = ad_node_data(scores);
+            for (int64_t r = 0; r < b.rows; r++) right += argmax_row(s, ad_node_dtype(scores), r, CLASSES) == b.labels[r];
+            sum += l * (double)b.rows;
+            seen += b.rows;
+            if (p.live) {
+                snprintf(stats, sizeof stats, "loss %.4f acc %.3f", sum / (double)seen, (double)right / (double)seen);
+                progress_update(&p, seen, stats);
+            }
+        }
+        h->steps_logged = (int)(step < o->log_steps ? step : o->log_steps);
+        h->epochs = e;
+        h->train_loss[e] = sum / (double)seen;
+        h->train_acc[e] = (double)right / (double)seen;
+        double secs = progress_phase_elapsed(&p);
+        int k = snprintf(line, sizeof line, "%s  loss %.4f  acc %.4f", label, h->train_loss[e], h->train_acc[e]);
+        bool done = false, lr_note = false;
+        if (ds->val) {
+            if (evaluate(m, g, ds->val, &h->val_loss[e], &h->val_acc[e], NULL) != AD_OK) {
+                progress_clear(&p);
+                fprintf(stderr, PROG ": %s\n", ad_error(g));
+                goto out;
+            }
+            done = nn_early_stop_update(stop, h->val_loss[e]);
+            /* Reduce on plateau: every lr_wait epochs without a better validation loss, the
+             * rate drops by lr_drop (from the next epoch on). */
+            int since = e - 1 - nn_early_stop_best_epoch(stop);
+            if (!done && o->lr_drop < 1 && since > 0 && since % o->lr_wait == 0) {
+                optim_set_lr(opt, optim_get_cfg(opt).lr * o->lr_drop);
+                lr_note = true;
+            }
+            k += snprintf(line + k, sizeof line - (size_t)k, "  | val loss %.4f  acc %.4f%s", h->val_loss[e], h->val_acc[e],
+                          nn_early_stop_best_epoch(stop) == e - 1 ? " *" : "  ");
+        }
+        k += snprintf(line + k, sizeof line - (size_t)k, "  | %.1f s, %.0f samples/s", secs, (double)seen / secs);
+        if (lr_note) snprintf(line + k, sizeof line - (size_t)k, "  | lr -> %g", optim_get_cfg(opt).lr);
+        progress_end_phase(&p, line);
+        if (done) {
+            h->stopped_early = e < o->epochs;
+            break;
+        }
+    }
+    h->allocs_after_first_step = ad_alloc_count() - h->allocs_after_first_step;
+    h->seconds = progress_now() - t0;
+    if (stop) {
+        h->best_epoch = nn_early_stop_best_epoch(stop) + 1;
+        nn_early_stop_restore(stop);
+    }
+    status = 0;
+out:
+    nn_early_stop_free(stop);
+    optim_free(opt);
+    nn_batches_free(it);
+    ad_graph_free(g);
+    return status;
+}
+
+/* ---- results ---- */
+
+static void print_confusion(const int32_t *pred, const nn_dataset *test)
+{
+    int64_t cm[CLASSES * CLASSES];
+    char err[256];
+    if (nn_confusion_matrix(pred, test->labels, test->n, CLASSES, cm, err, sizeof err) != AD_OK) {
+        fprintf(stderr, PROG ": %s\n", err);
+        return;
+    }
+    printf("confusion matrix (rows: true class, columns: predicted class)\n");
+    printf("%-15s", "");
+    for (int j = 0; j < CLASSES; j++) printf("%6d", j);
+    printf("  recall\n");
+    for (int i = 0; i < CLASSES; i++) {
+        int64_t row = 0;
+        printf("%d %-13s", i, nn_fashion_mnist_class(i));
+        for (int j = 0; j < CLASSES; j++) printf("%6lld", (long long)cm[i * CLASSES + j]), row += cm[i * CLASSES + j];
+        printf("  %6.3f\n", row ? (double)cm[i * CLASSES + i] / (double)row : 0.0);
+    }
+}
+
+static void json_array(const double *v, int n)
+{
+    putchar('[');
+    for (int i = 0; i < n; i++) {
+        if (i) fputs(", ", stdout);
+        if (isfinite(v[i])) printf("%.17g", v[i]);
+        else fputs("null", stdout);
+    }
+    putchar(']');
+}
+
+/* The accuracy picture's name: "curves.svg" -> "curves_accuracy.svg". */
+static void accuracy_path(const char *path, char *out, size_t len)
+{
+    size_t n = strlen(path);
+    if (n > 4 && strcmp(path + n - 4, ".svg") == 0) snprintf(out, len, "%.*s_accuracy.svg", (int)(n - 4), path);
+    else snprintf(out, len, "%s_accuracy.svg", path);
+}
+
+/* The series of one picture: training and validation lines (from epoch 1), markers on them
+ * when there are few epochs (unlabelled marker series of the same colours), and last a marker
+ * on the epoch whose weights were kept.  Returns the number of series. */
+static int curve_series(plot_series *s, const double *x, int n, const double *train, const char *train_label,
+                        const double *val, int best, const char *kept)
+{
+    static const char *TRAIN = "#0072B2", *VAL = "#D55E00";
+    int ns = 0;
+    s[ns++] = (plot_series){.x = x + 1, .y = train + 1, .n = n, .label = train_label, .color = TRAIN};
+    if (val) s[ns++] = (plot_series){.x = x + 1, .y = val + 1, .n = n, .label = "validation", .color = VAL};
+    if (n <= 30) {
+        s[ns++] = (plot_series){.x = x + 1, .y = train + 1, .n = n, .color = TRAIN, .points = true};
+        if (val) s[ns++] = (plot_series){.x = x + 1, .y = val + 1, .n = n, .color = VAL, .points = true};
+    }
+    if (val && best > 0) s[ns++] = (plot_series){.x = x + best, .y = val + best, .n = 1, .label = kept, .color = "black", .points = true};
+    return ns;
+}
+
+/* The loss and accuracy curves per epoch: training (mean over the epoch's minibatches, with
+ * dropout) and validation (after the epoch).  Epoch 0, the initial weights at a loss of ~2.3,
+ * is left out: it would squash the interesting range. */
+static int write_curves(const options *o, const history *h, bool validation)
+{
+    int n = h->epochs, status = 0;
+    double *x = malloc(((size_t)n + 1) * sizeof *x);
+    if (!x) return fprintf(stderr, PROG ": out of memory\n"), 1;
+    for (int i = 0; i <= n; i++) x[i] = i;
+    char err[512], acc_file[4096], kept[64];
+    snprintf(kept, sizeof kept, "kept: epoch %d", h->best_epoch);
+    plot_series loss[5], acc[5];
+    int nl = curve_series(loss, x, n, h->train_loss, "training (mean over the epoch, dropout on)",
+                          validation ? h->val_loss : NULL, h->best_epoch, kept);
+    int na = curve_series(acc, x, n, h->train_acc, "training (during the epoch, dropout on)", validation ? h->val_acc : NULL,
+                          h->best_epoch, kept);
+    plot_cfg lc = {.title = "Fashion-MNIST: cross-entropy loss per epoch", .xlabel = "epoch", .ylabel = "loss"};
+    plot_cfg ac = {.title = "Fashion-MNIST: accuracy per epoch", .xlabel = "epoch", .ylabel = "accuracy"};
+    accuracy_path(o->svg, acc_file, sizeof acc_file);
+    if (plot_lines_svg(o->svg, &lc, loss, nl, err, sizeof err) != 0 || plot_lines_svg(acc_file, &ac, acc, na, err, sizeof err) != 0) {
+        fprintf(stderr, PROG ": %s\n", err);
+        status = 1;
+    } else {
+        printf("curves: %s (loss), %s (accuracy)\n", o->svg, acc_file);
+    }
+    free(x);
+    return status;
+}
+
+/* Test accuracy and confusion matrix of m; returns 0 or an exit status. */
+static int test_model(nn_mlp *m, const nn_dataset *test, double *acc)
+{
+    int32_t *pred = malloc((size_t)test->n * sizeof *pred);
+    ad_graph *g = ad_graph_new();
+    double loss;
+    int status = 1;
+    if (!pred || !g) fprintf(stderr, PROG ": out of memory\n");
+    else if (evaluate(m, g, test, &loss, acc, pred) != AD_OK) fprintf(stderr, PROG ": %s\n", ad_error(g));
+    else {
+        printf("test accuracy %.4f (%lld images), test loss %.4f\n", *acc, (long long)test->n, loss);
+        print_confusion(pred, test);
+        status = 0;
+    }
+    ad_graph_free(g);
+    free(pred);
+    return status;
+}
+
+static int eval_only(const options *o)
+{
+    char err[1024];
+    nn_mlp *m = nn_mlp_load(o->eval, err, sizeof err);
+    if (!m) {
+        fprintf(stderr, PROG ": %s\n", err);
+        return 1;
+    }
+    const nn_mlp_cfg *c = nn_mlp_config(m);
+    if (c->in != 784 || c->out != CLASSES || c->task != NN_CLASSIFY) {
+        fprintf(stderr, PROG ": %s: a model with %d inputs and %d outputs, not a Fashion-MNIST classifier (784 -> 10)\n",
+                o->eval, c->in, c->out);
+        nn_mlp_free(m);
+        return 1;
+    }
+    datasets ds;
+    int status = load_data(o, c->dtype, true, &ds);
+    if (status) {
+        nn_mlp_free(m);
+        return status;
+    }
+    char arch[128];
+    printf("model %s: %s %s MLP, %s\n", o->eval, architecture(m, arch, sizeof arch), ACT_NAMES[c->act], ad_dtype_name(c->dtype));
+    double t0 = progress_now(), acc = NAN;
+    status = test_model(m, ds.test, &acc);
+    if (!status && o->json) {
+        printf("{\"test_accuracy\": %.17g, \"epochs\": 0, \"seconds\": %.3f, \"epoch_loss\": [], \"step_loss\": []}\n", acc,
+               progress_now() - t0);
+    }
+    datasets_free(&ds);
+    nn_mlp_free(m);
+    return status;
+}
+
+int main(int argc, char **argv)
+{
+    options o;
+    int status = parse_options(argc, argv, &o);
+    if (status >= 0) return status;
+    if (o.threads) ad_set_threads(o.threads);
+    if (o.eval) return eval_only(&o);
+
+    char err[1024];
+    nn_mlp *m = make_model(&o, err, sizeof err);
+    if (!m) {
+        fprintf(stderr, PROG ": %s\n", err);
+        return o.init ? 1 : 2;
+    }
+    datasets ds;
+    if ((status = load_data(&o, o.dtype, false, &ds))) {
+        nn_mlp_free(m);
+        return status;
+    }
+    char arch[128], opt[96];
+    printf("%s %s MLP (%lld parameters), %s; %s, batch %d, dropout %g, L2 %g%s\n", architecture(m, arch, sizeof arch),
+           ACT_NAMES[o.act], (long long)nn_mlp_param_count(m), ad_dtype_name(o.dtype), optimizer_text(&o, opt, sizeof opt),
+           o.batch, o.dropout, o.l2, o.init ? ", initial weights from --init" : "");
+    printf("%lld training, %lld validation, %lld test images%s; %d thread%s\n", (long long)ds.train->n,
+           (long long)(ds.val ? ds.val->n : 0), (long long)ds.test->n,
+           o.standardize ? " (standardised)" : " (pixel/255)", ad_get_threads(), ad_get_threads() == 1 ? "" : "s");
+    fflush(stdout);
+
+    history h;
+    status = train(&o, m, &ds, &h);
+    double acc = NAN;
+    if (!status) {
+        if (ds.val)
+            printf("%s %d epochs; kept the weights of epoch %d (validation loss %.4f, accuracy %.4f)\n",
+                   h.stopped_early ? "stopped early after" : "ran all", h.epochs, h.best_epoch, h.val_loss[h.best_epoch],
+                   h.val_acc[h.best_epoch]);
+        else printf("ran all %d epochs\n", h.epochs);
+        printf("training took %.1f s (%.1f s per epoch)\n", h.seconds, h.seconds / h.epochs);
+        status = test_model(m, ds.test, &acc);
+    }
+    if (!status && o.svg && *o.svg) status = write_curves(&o, &h, ds.val != NULL);
+    if (!status && o.save) {
+        if (nn_mlp_save(m, o.save, err, sizeof err) != AD_OK) {
+            fprintf(stderr, PROG ": %s\n", err);
+            status = 1;
+        } else {
+            printf("model saved to %s\n", o.save);
+        }
+    }
+    if (!status && o.json) {
+        printf("{\"test_accuracy\": %.17g, \"epochs\": %d, \"seconds\": %.3f, \"epoch_loss\": ", acc, h.epochs, h.seconds);
+        json_array(h.train_loss + 1, h.epochs);
+        fputs(", \"step_loss\": ", stdout);
+        json_array(h.step_loss, h.steps_logged);
+        fputs(", \"val_loss\": ", stdout);
+        json_array(h.val_loss, ds.val ? h.epochs + 1 : 0);
+        fputs(", \"val_accuracy\": ", stdout);
+        json_array(h.val_acc, ds.val ? h.epochs + 1 : 0);
+        printf(", \"best_epoch\": %d, \"allocations_after_first_step\": %ld}\n", h.best_epoch, h.allocs_after_first_step);
+    }
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        fprintf(stderr, PROG ": could not write the output\n");
+        status = 1;
+    }
+    history_free(&h);
+    datasets_free(&ds);
+    nn_mlp_free(m);
+    return status;
+}
