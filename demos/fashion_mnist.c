@@ -17,6 +17,8 @@
 #include "plot.h"
 #include "progress.h"
 #include <errno.h>
+#include <stdarg.h>
+#include <stddef.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -88,32 +90,81 @@ enum {
 };
 #define VAL_FRACTION 0.1
 
-/* Every option; `given` records which training options were given. */
+/* Every option's value.  act, dtype and optimizer hold nn_act, ad_dtype and optim_kind. */
 typedef struct {
     int hidden[NN_MAX_HIDDEN];
-    nn_act act;
+    int act, dtype, optimizer;
     int epochs, batch, patience, lr_wait, threads, log_steps;
-    optim_kind optimizer;
     double lr, momentum, dropout, l2, lr_drop;
-    uint64_t seed;
-    int64_t limit;
-    ad_dtype dtype;
-    bool standardize, shuffle, validation, json;
+    int64_t seed, limit;
+    bool standardize, no_shuffle, no_validation, json;
     const char *data, *save, *eval, *init, *svg;
-    unsigned given;             /* OPT_* bits: the training options given */
-    const char *first_training; /* the first of them, for --eval's message */
+    bool hidden_given, lr_given, momentum_given;
+    const char *first_training; /* the first training option given, for --eval's message */
 } options;
 
-enum {
-    OPT_HIDDEN = 1u << 0, OPT_ACT = 1u << 1, OPT_EPOCHS = 1u << 2, OPT_BATCH = 1u << 3,
-    OPT_LR = 1u << 4, OPT_OPTIMIZER = 1u << 5, OPT_MOMENTUM = 1u << 6, OPT_DROPOUT = 1u << 7,
-    OPT_L2 = 1u << 8, OPT_SEED = 1u << 9, OPT_SAVE = 1u << 10, OPT_DTYPE = 1u << 11,
-    OPT_LIMIT = 1u << 12, OPT_INIT = 1u << 13, OPT_NO_SHUFFLE = 1u << 14,
-    OPT_NO_VALIDATION = 1u << 15, OPT_LOG_STEPS = 1u << 16, OPT_PATIENCE = 1u << 17,
-    OPT_SVG = 1u << 18, OPT_LR_DROP = 1u << 19,
-};
+/* ---- the command line ---- */
 
-static const char *ACT_NAMES[] = {"relu", "leaky_relu", "sigmoid", "tanh"};
+typedef enum { FLAG, INT, INT64, REAL, TEXT, CHOICE, WIDTHS } opt_kind;
+
+/* One option: where its value goes and what it accepts.  INT and INT64 take whole numbers in
+ * [lo, hi]; REAL takes numbers for which ok() holds, described by `what`; CHOICE stores
+ * values[k] for the k-th of the NULL-terminated names; FLAG stores true. */
+typedef struct {
+    const char *name;
+    opt_kind kind;
+    size_t offset;
+    bool training;            /* refused with --eval */
+    long long lo, hi;
+    bool (*ok)(double);
+    const char *what;
+    const char *const *names;
+    const int *values;
+} opt_def;
+
+static bool positive(double x) { return x > 0; }
+static bool non_negative(double x) { return x >= 0; }
+static bool below_one(double x) { return x >= 0 && x < 1; }
+static bool factor(double x) { return x > 0 && x <= 1; }
+
+static const char *const ACT_NAMES[] = {"relu", "leaky_relu", "sigmoid", "tanh", NULL};
+static const int ACT_VALUES[] = {NN_RELU, NN_LEAKY_RELU, NN_SIGMOID, NN_TANH};
+static const char *const DTYPE_NAMES[] = {"float32", "float64", NULL};
+static const int DTYPE_VALUES[] = {AD_F32, AD_F64};
+static const char *const OPTIM_NAMES[] = {"sgd", "adam", NULL};
+static const int OPTIM_VALUES[] = {OPTIM_MOMENTUM, OPTIM_ADAM};
+
+/* name, kind, field, training */
+#define OPT(n, k, f, t) .name = n, .kind = k, .offset = offsetof(options, f), .training = t
+static const opt_def OPTIONS[] = {
+    {OPT("--hidden", WIDTHS, hidden, true)},
+    {OPT("--activation", CHOICE, act, true), .names = ACT_NAMES, .values = ACT_VALUES},
+    {OPT("--epochs", INT, epochs, true), .lo = 1, .hi = MAX_EPOCHS},
+    {OPT("--batch", INT, batch, true), .lo = 1, .hi = 60000},
+    {OPT("--optimizer", CHOICE, optimizer, true), .names = OPTIM_NAMES, .values = OPTIM_VALUES},
+    {OPT("--lr", REAL, lr, true), .ok = positive, .what = "a positive number"},
+    {OPT("--momentum", REAL, momentum, true), .ok = below_one, .what = "a number in [0,1)"},
+    {OPT("--dropout", REAL, dropout, true), .ok = below_one, .what = "a probability in [0,1)"},
+    {OPT("--l2", REAL, l2, true), .ok = non_negative, .what = "a number >= 0"},
+    {OPT("--lr-wait", INT, lr_wait, true), .lo = 1, .hi = MAX_EPOCHS},
+    {OPT("--lr-drop", REAL, lr_drop, true), .ok = factor, .what = "a factor in (0,1]"},
+    {OPT("--patience", INT, patience, true), .lo = 1, .hi = MAX_EPOCHS},
+    {OPT("--standardize", FLAG, standardize, false)},
+    {OPT("--seed", INT64, seed, true), .lo = 0, .hi = INT64_MAX},
+    {OPT("--threads", INT, threads, false), .lo = 1, .hi = 256},
+    {OPT("--data", TEXT, data, false)},
+    {OPT("--save", TEXT, save, true)},
+    {OPT("--eval", TEXT, eval, false)},
+    {OPT("--svg", TEXT, svg, true)},
+    {OPT("--dtype", CHOICE, dtype, true), .names = DTYPE_NAMES, .values = DTYPE_VALUES},
+    {OPT("--limit", INT64, limit, true), .lo = 1, .hi = INT64_MAX},
+    {OPT("--init", TEXT, init, true)},
+    {OPT("--no-shuffle", FLAG, no_shuffle, true)},
+    {OPT("--no-validation", FLAG, no_validation, true)},
+    {OPT("--log-steps", INT, log_steps, true), .lo = 0, .hi = MAX_LOG_STEPS},
+    {OPT("--json", FLAG, json, false)},
+};
+#undef OPT
 
 static int usage_error(const char *fmt, ...)
 #if defined(__GNUC__)
@@ -121,7 +172,6 @@ static int usage_error(const char *fmt, ...)
 #endif
     ;
 
-#include <stdarg.h>
 static int usage_error(const char *fmt, ...)
 {
     va_list ap;
@@ -129,12 +179,11 @@ static int usage_error(const char *fmt, ...)
     fprintf(stderr, PROG ": ");
     vfprintf(stderr, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "\n(" PROG " --help for usage)\n");
+    fprintf(stderr, " (see " PROG " --help)\n");
     return 2;
 }
 
-/* ---- numbers on the command line: the whole text must be the number ---- */
-
+/* Whole numbers and reals: the whole text must be the number. */
 static bool parse_long(const char *s, long long lo, long long hi, long long *out)
 {
     if (!s || !*s) return false;
@@ -157,11 +206,11 @@ static bool parse_double(const char *s, double *out)
     return true;
 }
 
-/* "256,128" into hidden[]; "0" or "" is no hidden layer. */
+/* "256,128" into hidden[]; "0" is no hidden layer. */
 static bool parse_hidden(const char *s, int *hidden)
 {
     memset(hidden, 0, NN_MAX_HIDDEN * sizeof *hidden);
-    if (strcmp(s, "0") == 0 || !*s) return true;
+    if (strcmp(s, "0") == 0) return true;
     int n = 0;
     while (*s) {
         const char *comma = strchr(s, ',');
@@ -176,7 +225,7 @@ static bool parse_hidden(const char *s, int *hidden)
         s += len;
         if (*s == ',' && !*++s) return false; /* a trailing comma */
     }
-    return true;
+    return n > 0;
 }
 
 static int hidden_count(const int *hidden)
@@ -186,150 +235,93 @@ static int hidden_count(const int *hidden)
     return d;
 }
 
+/* Stores one option's value; returns 0 or the exit status of a usage error. */
+static int set_option(options *o, const opt_def *d, const char *val)
+{
+    char *field = (char *)o + d->offset;
+    long long n;
+    double x;
+    switch (d->kind) {
+    case FLAG: *(bool *)field = true; break;
+    case INT:
+    case INT64:
+        if (!parse_long(val, d->lo, d->hi, &n)) {
+            if (d->hi == INT64_MAX) return usage_error("%s takes a whole number >= %lld, not '%s'", d->name, d->lo, val);
+            return usage_error("%s takes a whole number from %lld to %lld, not '%s'", d->name, d->lo, d->hi, val);
+        }
+        if (d->kind == INT) *(int *)field = (int)n;
+        else *(int64_t *)field = n;
+        break;
+    case REAL:
+        if (!parse_double(val, &x) || !d->ok(x)) return usage_error("%s takes %s, not '%s'", d->name, d->what, val);
+        *(double *)field = x;
+        break;
+    case TEXT:
+        if (!*val && strcmp(d->name, "--svg") != 0) return usage_error("%s needs a %s", d->name, strcmp(d->name, "--data") ? "file name" : "folder");
+        *(const char **)field = val;
+        break;
+    case CHOICE: {
+        int k = 0;
+        while (d->names[k] && strcmp(val, d->names[k]) != 0) k++;
+        if (!d->names[k]) {
+            char list[128] = "";
+            for (int i = 0; d->names[i]; i++)
+                snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i == 0 ? "" : d->names[i + 1] ? ", " : " or ",
+                         d->names[i]);
+            return usage_error("%s takes %s, not '%s'", d->name, list, val);
+        }
+        *(int *)field = d->values[k];
+        break;
+    }
+    case WIDTHS:
+        if (!parse_hidden(val, (int *)field))
+            return usage_error("%s takes up to %d comma-separated widths from 1 to 1048576, like 256,128 (or 0 for none), "
+                               "not '%s'", d->name, NN_MAX_HIDDEN, val);
+        break;
+    }
+    return 0;
+}
+
 /* Parses argv into o; returns -1 to go on, or an exit status (0 after --help). */
 static int parse_options(int argc, char **argv, options *o)
 {
-    *o = (options){.hidden = {256, 128}, .act = NN_RELU, .epochs = 60, .batch = 64, .patience = 9, .lr_wait = 3, .lr_drop = 0.5,
-                   .optimizer = OPTIM_MOMENTUM, .lr = 0.05, .momentum = 0.9, .dropout = 0.2, .seed = 1,
-                   .dtype = AD_F32, .shuffle = true, .validation = true, .svg = PROG ".svg"};
+    *o = (options){.hidden = {256, 128}, .act = NN_RELU, .dtype = AD_F32, .optimizer = OPTIM_MOMENTUM, .epochs = 60,
+                   .batch = 64, .patience = 9, .lr_wait = 3, .lr = 0.05, .momentum = 0.9, .dropout = 0.2,
+                   .lr_drop = 0.5, .seed = 1, .svg = PROG ".svg"};
     for (int i = 1; i < argc; i++) {
-        char name[64];
-        const char *a = argv[i], *val = NULL, *eq = strchr(a, '=');
+        const char *a = argv[i], *eq = strchr(a, '='), *val = NULL;
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             fputs(USAGE, stdout);
             return 0;
         }
         if (strncmp(a, "--", 2) != 0) return usage_error("unexpected argument '%s' (options start with --)", a);
-        /* --name=value or --name value */
-        size_t len = eq ? (size_t)(eq - a) : strlen(a);
-        if (len >= sizeof name) return usage_error("unknown option '%s'", a);
-        memcpy(name, a, len);
-        name[len] = 0;
-        static const char *const flags[] = {"--standardize", "--no-shuffle", "--no-validation", "--json"};
-        bool flag = false;
-        for (size_t k = 0; k < sizeof flags / sizeof *flags; k++) flag |= strcmp(name, flags[k]) == 0;
-        if (flag && eq) return usage_error("%s takes no value", name);
-        if (!flag) {
+        size_t len = eq ? (size_t)(eq - a) : strlen(a); /* --name=value or --name value */
+        const opt_def *d = NULL;
+        for (size_t k = 0; k < sizeof OPTIONS / sizeof *OPTIONS && !d; k++)
+            if (strlen(OPTIONS[k].name) == len && strncmp(a, OPTIONS[k].name, len) == 0) d = &OPTIONS[k];
+        if (!d) return usage_error("unknown option '%.*s'", (int)len, a);
+        if (d->kind == FLAG && eq) return usage_error("%s takes no value", d->name);
+        if (d->kind != FLAG) {
             if (eq) val = eq + 1;
             else if (i + 1 < argc) val = argv[++i];
+            else return usage_error("%s needs a value", d->name);
         }
-        long long n;
-        double x;
-        unsigned before = o->given;
-#define NEED_VALUE()                                                                           \
-    do {                                                                                       \
-        if (!val) return usage_error("%s needs a value", name);                               \
-    } while (0)
-        if (strcmp(name, "--standardize") == 0) o->standardize = true;
-        else if (strcmp(name, "--no-shuffle") == 0) o->shuffle = false, o->given |= OPT_NO_SHUFFLE;
-        else if (strcmp(name, "--no-validation") == 0) o->validation = false, o->given |= OPT_NO_VALIDATION;
-        else if (strcmp(name, "--json") == 0) o->json = true;
-        else if (strcmp(name, "--hidden") == 0) {
-            NEED_VALUE();
-            if (!parse_hidden(val, o->hidden))
-                return usage_error("--hidden takes up to %d comma-separated widths from 1 to 1048576, like 256,128 (or 0 for "
-                                   "none), not '%s'", NN_MAX_HIDDEN, val);
-            o->given |= OPT_HIDDEN;
-        } else if (strcmp(name, "--activation") == 0) {
-            NEED_VALUE();
-            int k = 0;
-            while (k < 4 && strcmp(val, ACT_NAMES[k]) != 0) k++;
-            if (k == 4) return usage_error("--activation takes relu, leaky_relu, sigmoid or tanh, not '%s'", val);
-            o->act = (nn_act)k, o->given |= OPT_ACT;
-        } else if (strcmp(name, "--epochs") == 0) {
-            NEED_VALUE();
-            if (!parse_long(val, 1, MAX_EPOCHS, &n)) return usage_error("--epochs takes a whole number from 1 to %d, not '%s'", MAX_EPOCHS, val);
-            o->epochs = (int)n, o->given |= OPT_EPOCHS;
-        } else if (strcmp(name, "--batch") == 0) {
-            NEED_VALUE();
-            if (!parse_long(val, 1, 60000, &n)) return usage_error("--batch takes a whole number from 1 to 60000, not '%s'", val);
-            o->batch = (int)n, o->given |= OPT_BATCH;
-        } else if (strcmp(name, "--patience") == 0) {
-            NEED_VALUE();
-            if (!parse_long(val, 1, MAX_EPOCHS, &n)) return usage_error("--patience takes a whole number from 1 to %d, not '%s'", MAX_EPOCHS, val);
-            o->patience = (int)n, o->given |= OPT_PATIENCE;
-        } else if (strcmp(name, "--lr-drop") == 0) {
-            NEED_VALUE();
-            if (!parse_double(val, &x) || !(x > 0 && x <= 1)) return usage_error("--lr-drop takes a factor in (0,1], not '%s'", val);
-            o->lr_drop = x, o->given |= OPT_LR_DROP;
-        } else if (strcmp(name, "--lr-wait") == 0) {
-            NEED_VALUE();
-            if (!parse_long(val, 1, MAX_EPOCHS, &n)) return usage_error("--lr-wait takes a whole number from 1 to %d, not '%s'", MAX_EPOCHS, val);
-            o->lr_wait = (int)n, o->given |= OPT_LR_DROP;
-        } else if (strcmp(name, "--optimizer") == 0) {
-            NEED_VALUE();
-            if (strcmp(val, "sgd") == 0) o->optimizer = OPTIM_MOMENTUM;
-            else if (strcmp(val, "adam") == 0) o->optimizer = OPTIM_ADAM;
-            else return usage_error("--optimizer takes sgd or adam, not '%s'", val);
-            o->given |= OPT_OPTIMIZER;
-        } else if (strcmp(name, "--lr") == 0) {
-            NEED_VALUE();
-            if (!parse_double(val, &x) || !(x > 0)) return usage_error("--lr takes a positive number, not '%s'", val);
-            o->lr = x, o->given |= OPT_LR;
-        } else if (strcmp(name, "--momentum") == 0) {
-            NEED_VALUE();
-            if (!parse_double(val, &x) || !(x >= 0 && x < 1)) return usage_error("--momentum takes a number in [0,1), not '%s'", val);
-            o->momentum = x, o->given |= OPT_MOMENTUM;
-        } else if (strcmp(name, "--dropout") == 0) {
-            NEED_VALUE();
-            if (!parse_double(val, &x) || !(x >= 0 && x < 1)) return usage_error("--dropout takes a probability in [0,1), not '%s'", val);
-            o->dropout = x, o->given |= OPT_DROPOUT;
-        } else if (strcmp(name, "--l2") == 0) {
-            NEED_VALUE();
-            if (!parse_double(val, &x) || !(x >= 0)) return usage_error("--l2 takes a number >= 0, not '%s'", val);
-            o->l2 = x, o->given |= OPT_L2;
-        } else if (strcmp(name, "--seed") == 0) {
-            NEED_VALUE();
-            if (!parse_long(val, 0, INT64_MAX, &n)) return usage_error("--seed takes a whole number >= 0, not '%s'", val);
-            o->seed = (uint64_t)n, o->given |= OPT_SEED;
-        } else if (strcmp(name, "--threads") == 0) {
-            NEED_VALUE();
-            if (!parse_long(val, 1, 256, &n)) return usage_error("--threads takes a whole number from 1 to 256, not '%s'", val);
-            o->threads = (int)n;
-        } else if (strcmp(name, "--dtype") == 0) {
-            NEED_VALUE();
-            if (strcmp(val, "float32") == 0) o->dtype = AD_F32;
-            else if (strcmp(val, "float64") == 0) o->dtype = AD_F64;
-            else return usage_error("--dtype takes float32 or float64, not '%s'", val);
-            o->given |= OPT_DTYPE;
-        } else if (strcmp(name, "--limit") == 0) {
-            NEED_VALUE();
-            if (!parse_long(val, 1, INT64_MAX, &n)) return usage_error("--limit takes a whole number >= 1, not '%s'", val);
-            o->limit = n, o->given |= OPT_LIMIT;
-        } else if (strcmp(name, "--log-steps") == 0) {
-            NEED_VALUE();
-            if (!parse_long(val, 0, MAX_LOG_STEPS, &n)) return usage_error("--log-steps takes a whole number from 0 to %d, not '%s'", MAX_LOG_STEPS, val);
-            o->log_steps = (int)n, o->given |= OPT_LOG_STEPS;
-        } else if (strcmp(name, "--data") == 0) {
-            NEED_VALUE();
-            if (!*val) return usage_error("--data needs a folder");
-            o->data = val;
-        } else if (strcmp(name, "--save") == 0 || strcmp(name, "--eval") == 0 || strcmp(name, "--init") == 0) {
-            NEED_VALUE();
-            if (!*val) return usage_error("%s needs a file name", name);
-            if (name[2] == 's') o->save = val, o->given |= OPT_SAVE;
-            else if (name[2] == 'e') o->eval = val;
-            else o->init = val, o->given |= OPT_INIT;
-        } else if (strcmp(name, "--svg") == 0) {
-            NEED_VALUE();
-            o->svg = val, o->given |= OPT_SVG;
-        } else {
-            return usage_error("unknown option '%s'", a);
-        }
-#undef NEED_VALUE
-        if (o->given != before && !o->first_training) o->first_training = a;
+        int st = set_option(o, d, val);
+        if (st) return st;
+        if (d->training && !o->first_training) o->first_training = d->name;
+        o->hidden_given |= d->offset == offsetof(options, hidden);
+        o->lr_given |= d->offset == offsetof(options, lr);
+        o->momentum_given |= d->offset == offsetof(options, momentum);
     }
     if (o->optimizer == OPTIM_ADAM) {
-        if (o->given & OPT_MOMENTUM) return usage_error("--momentum is for --optimizer sgd (Adam's beta1 is 0.9)");
-        if (!(o->given & OPT_LR)) o->lr = 0.001;
+        if (o->momentum_given) return usage_error("--momentum is for --optimizer sgd (Adam's beta1 is 0.9)");
+        if (!o->lr_given) o->lr = 0.001;
     } else if (o->momentum == 0) {
         o->optimizer = OPTIM_GD;
     }
-    if (o->eval && o->first_training) {
-        int len = (int)strcspn(o->first_training, "=");
-        return usage_error("--eval tests a saved model; %.*s is for training (with --eval: --data, --standardize, "
-                           "--threads, --json)", len, o->first_training);
-    }
+    if (o->eval && o->first_training)
+        return usage_error("--eval tests a saved model; %s is for training (with --eval: --data, --standardize, --threads, "
+                           "--json)", o->first_training);
     return -1;
 }
 
@@ -424,7 +416,7 @@ static int load_data(const options *o, ad_dtype dtype, bool eval_only, datasets 
             return 1;
         }
     }
-    if (!o->validation) {
+    if (o->no_validation) {
         ds->train = all;
         return 0;
     }
@@ -434,7 +426,7 @@ static int load_data(const options *o, ad_dtype dtype, bool eval_only, datasets 
         return usage_error("--limit %lld leaves too few images for a validation split (at least 20, or --no-validation)",
                            (long long)o->limit);
     }
-    ad_status st = nn_dataset_split(all, VAL_FRACTION, o->seed, &ds->train, &ds->val, err, sizeof err);
+    ad_status st = nn_dataset_split(all, VAL_FRACTION, (uint64_t)o->seed, &ds->train, &ds->val, err, sizeof err);
     nn_dataset_free(all);
     if (st != AD_OK) {
         fprintf(stderr, PROG ": %s\n", err);
@@ -519,7 +511,7 @@ static nn_mlp *model_from_file(const options *o, char *err, size_t errlen)
                  (long long)ad_tensor_shape(w[layers - 1]).dim[0], CLASSES);
         goto out;
     }
-    if (o->given & OPT_HIDDEN) {
+    if (o->hidden_given) {
         bool same = hidden_count(o->hidden) == layers - 1;
         for (int l = 0; same && l < layers - 1; l++) same = o->hidden[l] == widths[l];
         if (!same) {
@@ -528,7 +520,7 @@ static nn_mlp *model_from_file(const options *o, char *err, size_t errlen)
             goto out;
         }
     }
-    nn_mlp_cfg c = {.in = 784, .out = CLASSES, .act = o->act, .dtype = o->dtype, .seed = o->seed, .dropout = o->dropout};
+    nn_mlp_cfg c = {.in = 784, .out = CLASSES, .act = (nn_act)o->act, .dtype = (ad_dtype)o->dtype, .seed = (uint64_t)o->seed, .dropout = o->dropout};
     memcpy(c.hidden, widths, sizeof widths);
     if (!(m = nn_mlp_new(&c))) {
         snprintf(err, errlen, "out of memory for the model");
@@ -549,7 +541,7 @@ out:
 static nn_mlp *make_model(const options *o, char *err, size_t errlen)
 {
     if (o->init) return model_from_file(o, err, errlen);
-    nn_mlp_cfg c = {.in = 784, .out = CLASSES, .act = o->act, .dtype = o->dtype, .seed = o->seed, .dropout = o->dropout};
+    nn_mlp_cfg c = {.in = 784, .out = CLASSES, .act = (nn_act)o->act, .dtype = (ad_dtype)o->dtype, .seed = (uint64_t)o->seed, .dropout = o->dropout};
     memcpy(c.hidden, o->hidden, sizeof c.hidden);
     if (nn_mlp_check(&c, err, errlen) != AD_OK) return NULL;
     nn_mlp *m = nn_mlp_new(&c);
@@ -631,7 +623,7 @@ static void history_free(history *h)
 
 static optim *make_optimizer(const options *o, nn_mlp *m, char *err, size_t errlen)
 {
-    optim_cfg c = optim_defaults(o->optimizer, o->lr);
+    optim_cfg c = optim_defaults((optim_kind)o->optimizer, o->lr);
     if (o->optimizer == OPTIM_MOMENTUM) c.momentum = o->momentum;
     return optim_new(nn_mlp_params(m), nn_mlp_num_params(m), &c, err, errlen);
 }
@@ -655,7 +647,7 @@ static int train(const options *o, nn_mlp *m, const datasets *ds, history *h)
     h->val_loss = calloc(n, sizeof(double)), h->val_acc = calloc(n, sizeof(double));
     h->step_loss = calloc(o->log_steps ? (size_t)o->log_steps : 1, sizeof(double));
     ad_graph *g = ad_graph_new();
-    nn_batches *it = nn_batches_new(ds->train, o->batch, o->shuffle, o->seed + 1, err, sizeof err);
+    nn_batches *it = nn_batches_new(ds->train, o->batch, !o->no_shuffle, (uint64_t)o->seed + 1, err, sizeof err);
     optim *opt = it ? make_optimizer(o, m, err, sizeof err) : NULL;
     nn_early_stop *stop = ds->val ? nn_early_stop_new(nn_mlp_params(m), o->patience, 0) : NULL;
     if (!h->train_loss || !h->train_acc || !h->val_loss || !h->val_acc || !h->step_loss || !g || (ds->val && !stop)) {
@@ -744,7 +736,8 @@ static int train(const options *o, nn_mlp *m, const datasets *ds, history *h)
             k += snprintf(line + k, sizeof line - (size_t)k, "  | val loss %.4f  acc %.4f%s", h->val_loss[e], h->val_acc[e],
                           nn_early_stop_best_epoch(stop) == e - 1 ? " *" : "  ");
         }
-        k += snprintf(line + k, sizeof line - (size_t)k, "  | %.1f s, %.0f samples/s", secs, (double)seen / secs);
+        k += snprintf(line + k, sizeof line - (size_t)k, "  | %.1f s, %.0f samples/s", secs,
+                      secs > 0 ? (double)seen / secs : 0.0);
         if (lr_note) snprintf(line + k, sizeof line - (size_t)k, "  | lr -> %g", optim_get_cfg(opt).lr);
         progress_end_phase(&p, line);
         if (done) {
@@ -923,13 +916,13 @@ int main(int argc, char **argv)
         return o.init ? 1 : 2;
     }
     datasets ds;
-    if ((status = load_data(&o, o.dtype, false, &ds))) {
+    if ((status = load_data(&o, (ad_dtype)o.dtype, false, &ds))) {
         nn_mlp_free(m);
         return status;
     }
     char arch[128], opt[96];
     printf("%s %s MLP (%lld parameters), %s; %s, batch %d, dropout %g, L2 %g%s\n", architecture(m, arch, sizeof arch),
-           ACT_NAMES[o.act], (long long)nn_mlp_param_count(m), ad_dtype_name(o.dtype), optimizer_text(&o, opt, sizeof opt),
+           ACT_NAMES[o.act], (long long)nn_mlp_param_count(m), ad_dtype_name((ad_dtype)o.dtype), optimizer_text(&o, opt, sizeof opt),
            o.batch, o.dropout, o.l2, o.init ? ", initial weights from --init" : "");
     printf("%lld training, %lld validation, %lld test images%s; %d thread%s\n", (long long)ds.train->n,
            (long long)(ds.val ? ds.val->n : 0), (long long)ds.test->n,

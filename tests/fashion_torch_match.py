@@ -4,11 +4,12 @@ and with PyTorch, and compares the loss of every step.
 
 Usage: fashion_torch_match.py FASHION_MNIST_BINARY [SOURCE_ROOT]
 
-Writes initial weights for a 784-32-10 relu MLP into a safetensors file (with json and numpy:
-Debian has no safetensors package), runs the demo on them with --init --no-shuffle
+Writes initial weights for a 784-32-10 relu MLP and a 784-64-32-10 tanh MLP into safetensors
+files (with json and numpy: Debian has no safetensors package), runs the demo on them with
+--init --no-shuffle
 --no-validation --dropout 0 --limit 6400 --log-steps 100 --json (100 minibatches of 64 in
 file order), and runs the PyTorch loop over the same batches: nn.Sequential(Linear, ReLU,
-Linear), cross-entropy (the mean over the batch), SGD with momentum 0.9 or Adam.  The lecture's
+Linear) or (Linear, Tanh, Linear, Tanh, Linear), cross-entropy (the mean over the batch), SGD with momentum 0.9 or Adam.  The lecture's
 momentum (v <- -lr g + gamma v) and PyTorch's (b <- gamma b + g) are the same trajectory at a
 constant rate, so the step losses must agree:
 
@@ -35,7 +36,9 @@ except ImportError as e:
     sys.exit(77)
 
 DATA = "/usr/share/datasets/fashion-mnist"
-HIDDEN = 32
+# (hidden widths, activation): PyTorch's module and the demo's --activation
+ARCHS = [((32,), "relu"), ((64, 32), "tanh")]
+ACTIVATIONS = {"relu": torch.nn.ReLU, "tanh": torch.nn.Tanh}
 BATCH = 64
 STEPS = 100
 LIMIT = BATCH * STEPS
@@ -83,16 +86,26 @@ def write_safetensors(path, tensors):
             f.write(raw)
 
 
-def initial_weights(dtype):
-    """PyTorch's default initialisation of Linear(784, 32), Linear(32, 10), seeded."""
+def make_model(hidden, act):
+    """nn.Sequential(Linear, activation, ..., Linear): parameters 0.weight, 0.bias, 2.weight, ..."""
+    sizes, layers = [784] + list(hidden) + [10], []
+    for i in range(len(sizes) - 1):
+        layers.append(torch.nn.Linear(sizes[i], sizes[i + 1]))
+        if i < len(hidden):
+            layers.append(ACTIVATIONS[act]())
+    return torch.nn.Sequential(*layers)
+
+
+def initial_weights(hidden, act, dtype):
+    """PyTorch's default initialisation of the layers, seeded."""
     torch.manual_seed(7)
-    model = torch.nn.Sequential(torch.nn.Linear(784, HIDDEN), torch.nn.ReLU(), torch.nn.Linear(HIDDEN, 10))
+    model = make_model(hidden, act)
     np_dtype = np.float64 if dtype == "float64" else np.float32
     return {name: p.detach().double().numpy().astype(np_dtype) for name, p in model.state_dict().items()}
 
 
-def run_demo(binary, init_path, dtype, optimizer, lr):
-    args = [binary, "--init", init_path, "--no-shuffle", "--no-validation", "--dropout", "0",
+def run_demo(binary, init_path, act, dtype, optimizer, lr):
+    args = [binary, "--init", init_path, "--activation", act, "--no-shuffle", "--no-validation", "--dropout", "0",
             "--limit", str(LIMIT), "--epochs", "1", "--batch", str(BATCH), "--log-steps", str(STEPS),
             "--dtype", dtype, "--optimizer", optimizer, "--lr", str(lr), "--svg", "", "--json"]
     if optimizer == "sgd":
@@ -103,9 +116,9 @@ def run_demo(binary, init_path, dtype, optimizer, lr):
     return json.loads(r.stdout.strip().splitlines()[-1]), " ".join(args)
 
 
-def run_torch(weights, images, labels, dtype, optimizer, lr):
+def run_torch(weights, hidden, act, images, labels, dtype, optimizer, lr):
     tdtype = torch.float64 if dtype == "float64" else torch.float32
-    model = torch.nn.Sequential(torch.nn.Linear(784, HIDDEN), torch.nn.ReLU(), torch.nn.Linear(HIDDEN, 10)).to(tdtype)
+    model = make_model(hidden, act).to(tdtype)
     model.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in weights.items()}, strict=True)
     if optimizer == "sgd":
         opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
@@ -138,16 +151,17 @@ def main():
     torch.set_num_threads(2)
     failed = False
     with tempfile.TemporaryDirectory(prefix="fashion_torch_") as tmp:
-        for dtype, compared, tol in CHECKS:
-            weights = initial_weights(dtype)
-            init_path = os.path.join(tmp, f"init_{dtype}.safetensors")
+        for (hidden, act), (dtype, compared, tol) in [(a, c) for a in ARCHS for c in CHECKS]:
+            weights = initial_weights(hidden, act, dtype)
+            arch = "-".join(str(k) for k in [784, *hidden, 10]) + " " + act
+            init_path = os.path.join(tmp, f"init_{arch.replace(' ', '_')}_{dtype}.safetensors")
             write_safetensors(init_path, weights)
             for optimizer, lr in OPTIMIZERS:
-                ours, command = run_demo(binary, init_path, dtype, optimizer, lr)
-                theirs = run_torch(weights, images, labels, dtype, optimizer, lr)
+                ours, command = run_demo(binary, init_path, act, dtype, optimizer, lr)
+                theirs = run_torch(weights, hidden, act, images, labels, dtype, optimizer, lr)
                 steps = ours["step_loss"]
                 if len(steps) != STEPS or ours["epochs"] != 1:
-                    print(f"FAIL {dtype} {optimizer}: {len(steps)} step losses and {ours['epochs']} epochs "
+                    print(f"FAIL {arch} {dtype} {optimizer}: {len(steps)} step losses and {ours['epochs']} epochs "
                           f"from `{command}`, expected {STEPS} and 1")
                     failed = True
                     continue
@@ -155,9 +169,9 @@ def main():
                 worst = max(range(compared), key=lambda i: rel[i])
                 ok = rel[worst] <= tol
                 failed |= not ok
-                print(f"{'ok  ' if ok else 'FAIL'} {dtype} {optimizer:4s} lr {lr}: steps 1-{compared}: largest relative "
-                      f"difference {rel[worst]:.2e} at step {worst + 1} (tolerance {tol:g}); "
-                      f"loss {theirs[0]:.6f} -> {theirs[compared - 1]:.6f}; all {STEPS} steps: {max(rel):.2e}")
+                print(f"{'ok  ' if ok else 'FAIL'} {arch:17s} {dtype} {optimizer:4s} lr {lr:<5g}: steps 1-{compared}: "
+                      f"largest relative difference {rel[worst]:.2e} at step {worst + 1} (tolerance {tol:g}); "
+                      f"loss {theirs[0]:.4f} -> {theirs[compared - 1]:.4f}; all {STEPS} steps: {max(rel):.2e}")
                 if not ok:
                     for i in range(compared):
                         print(f"    step {i + 1:3d}: ours {steps[i]:.17g}  torch {theirs[i]:.17g}  rel {rel[i]:.2e}")

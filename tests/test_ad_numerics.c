@@ -161,6 +161,9 @@ START_TEST(every_allocation_failure_is_clean)
     }
     /* every allocation point but those whose failure the code absorbs made the run fail */
     ck_assert_int_gt(failed, (int)(total / 2));
+    printf("fault injection: %ld allocation points in a training step + save + load, each made to "
+           "fail once: %d runs ended in a clean error, %ld absorbed the failure\n",
+           total, failed, total - failed);
     ck_assert_int_eq(train_and_save(path, w, b), AD_OK);
     unlink(path);
     ad_tensor_free(w);

@@ -86,7 +86,7 @@ static void done(run_result *r)
 
 #define ARGS(...) ((const char *const[]){__VA_ARGS__, NULL})
 
-/* A bad command line: exit status 2, nothing on stdout, one message naming the problem. */
+/* A bad command line: exit status 2, nothing on stdout, one line naming the problem. */
 static void check_usage_error(const char *const *args, const char *expect)
 {
     run_result r = run(args);
@@ -94,6 +94,7 @@ static void check_usage_error(const char *const *args, const char *expect)
     ck_assert_str_eq(r.out, "");
     ck_assert_msg(strncmp(r.err, "fashion_mnist: ", 15) == 0, "stderr: %s", r.err);
     ck_assert_msg(strstr(r.err, expect) != NULL, "expected '%s' in: %s", expect, r.err);
+    ck_assert_msg(strchr(r.err, '\n') == r.err + strlen(r.err) - 1, "one line expected: %s", r.err);
     done(&r);
 }
 
