@@ -4,11 +4,15 @@
  *   for jc in n by NC:            B block  kc x NC   (L3)
  *     for pc in k by KC:          pack op(B)[pc.., jc..] into NR-wide panels
  *       for ic in m by MC:        pack op(A)[ic.., pc..] into MR-tall panels (L2)
- *         for jr in NC by NR:     one B panel stays in L1 ...
- *           for ir in MC by MR:   ... while the micro-kernel runs down the A panels
+ *         for jr in NC by NR:     one B panel stays in L1 ...        } the family's
+ *           for ir in MC by MR:   ... while the tiles run down A     } macro-kernel
  *
- * K is blocked the same way whatever the thread count, and a thread owns whole tiles of C,
- * so results are bitwise identical for any number of threads. */
+ * Skinny shapes skip a packing that would not pay (an A used by one B panel, a row-major B
+ * passed by few A panels): the tiles then read the operand in place.
+ *
+ * K is blocked the same way whatever the thread count (k split evenly into blocks of at most
+ * KC), a thread owns whole tiles of C, and packed or in place a tile does the same
+ * arithmetic, so results are bitwise identical for any number of threads. */
 #include "gemm_impl.h"
 #include "../internal.h"
 #include <pthread.h>
@@ -87,8 +91,9 @@ static const gemm_kernel *kernel_for(ad_dtype t)
     }
 }
 
-/* ---- per-thread packing buffers: grown on demand, kept for the thread's life, freed by a
- * key destructor when the thread exits ---- */
+/* ---- packing buffers: each calling thread keeps one, grown on demand and freed by a key
+ * destructor when the thread exits.  The caller sizes it for all of a call's tasks, so pool
+ * workers never allocate and a loop's allocations all happen in its first iteration. ---- */
 
 static _Thread_local struct { void *p; size_t cap; } scratch;
 static pthread_key_t scratch_key;
@@ -97,7 +102,7 @@ static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
 
 static void scratch_make_key(void) { scratch_key_ok = pthread_key_create(&scratch_key, ad_free) == 0; }
 
-static void *scratch_get(size_t bytes)
+static char *scratch_get(size_t bytes)
 {
     if (scratch.cap >= bytes) return scratch.p;
     pthread_once(&scratch_once, scratch_make_key);
@@ -123,6 +128,8 @@ typedef struct {
     char *C;
     int64_t kcb;            /* K block: k split evenly into blocks of at most KC */
     int64_t pm, pn, tm, tn; /* row and column panels of C; task grid */
+    char *buf;              /* packing space, task_bytes per task; NULL if none could be had */
+    size_t task_bytes;
 } gemm_job;
 
 static int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
@@ -147,7 +154,19 @@ static int64_t gcd64(int64_t a, int64_t b) { return b ? gcd64(b, a % b) : a; }
 NAIVE(float)
 NAIVE(double)
 
-static void run_block(const gemm_job *g, int64_t i0, int64_t i1, int64_t j0, int64_t j1)
+static int64_t round64(int64_t bytes) { return (bytes + 63) / 64 * 64; }
+
+/* Packing space for a block of at most rows x cols (an upper bound of run_block's use). */
+static size_t block_bytes(const gemm_job *g, int64_t rows, int64_t cols)
+{
+    const gemm_kernel *K = g->K;
+    int64_t es = (int64_t)g->es;
+    return (size_t)(round64(min64(cdiv(rows, K->mr) * K->mr, K->mc) * g->kcb * es) +
+                    round64(g->kcb * min64(K->nc, cdiv(cols, K->nr) * K->nr) * es));
+}
+
+/* C[i0:i1, j0:j1], packing into buf (block_bytes of it). */
+static void run_block(const gemm_job *g, int64_t i0, int64_t i1, int64_t j0, int64_t j1, char *buf)
 {
     const gemm_kernel *K = g->K;
     const int64_t MR = K->mr, NR = K->nr, es = (int64_t)g->es;
@@ -159,18 +178,12 @@ static void run_block(const gemm_job *g, int64_t i0, int64_t i1, int64_t j0, int
     int64_t sets = stride % 64 ? 64 : 64 / gcd64(stride / 64 % 64, 64); /* rows' distinct sets */
     bool direct_b = !g->tb && (a_panels <= 2 || (a_panels <= DIRECT_B_PANELS && g->kcb <= 6 * sets));
     int64_t mcb = cdiv(cdiv(i1 - i0, cdiv(i1 - i0, K->mc)), MR) * MR; /* even M blocks */
-    int64_t ncb = min64(K->nc, cdiv(j1 - j0, NR) * NR);
-    size_t abytes = direct_a ? 0 : (size_t)(mcb * g->kcb * es + 63) / 64 * 64;
-    size_t bbytes = direct_b ? 0 : (size_t)(g->kcb * ncb * es);
-    char *abuf = NULL, *bbuf = NULL;
-    if (abytes + bbytes) {
-        if (!(abuf = scratch_get(abytes + bbytes))) {
-            if (g->t == AD_F64) naive_double(g, i0, i1, j0, j1);
-            else naive_float(g, i0, i1, j0, j1);
-            return;
-        }
-        bbuf = abuf + abytes;
+    if (!buf && !(direct_a && direct_b)) {
+        if (g->t == AD_F64) naive_double(g, i0, i1, j0, j1);
+        else naive_float(g, i0, i1, j0, j1);
+        return;
     }
+    char *abuf = buf, *bbuf = direct_a ? buf : buf + round64(mcb * g->kcb * es);
     for (int64_t jc = j0; jc < j1; jc += K->nc) {
         int64_t nc = min64(K->nc, j1 - jc);
         for (int64_t pc = 0; pc < g->k; pc += g->kcb) {
@@ -203,7 +216,7 @@ static void gemm_task(void *ctx, int64_t b, int worker)
     int64_t a = b / g->tn, c = b % g->tn, MR = g->K->mr, NR = g->K->nr;
     int64_t i0 = g->pm * a / g->tm * MR, i1 = min64(g->m, g->pm * (a + 1) / g->tm * MR);
     int64_t j0 = g->pn * c / g->tn * NR, j1 = min64(g->n, g->pn * (c + 1) / g->tn * NR);
-    if (i0 < i1 && j0 < j1) run_block(g, i0, i1, j0, j1);
+    if (i0 < i1 && j0 < j1) run_block(g, i0, i1, j0, j1, g->buf ? g->buf + b * g->task_bytes : NULL);
 }
 
 /* The grid of at most `threads` tasks that minimises the largest task's cost: its tiles'
@@ -245,6 +258,9 @@ void gemm(ad_dtype t, bool ta, bool tb, int64_t m, int64_t n, int64_t k, const v
     g.pm = cdiv(m, g.K->mr);
     g.pn = cdiv(n, g.K->nr);
     choose_grid(&g, ad_get_threads());
-    if (g.tm * g.tn == 1) run_block(&g, 0, m, 0, n);
-    else pool_parallel_for(g.tm * g.tn, (int)(g.tm * g.tn), gemm_task, &g);
+    int64_t tasks = g.tm * g.tn;
+    g.task_bytes = block_bytes(&g, cdiv(g.pm, g.tm) * g.K->mr, cdiv(g.pn, g.tn) * g.K->nr);
+    g.buf = scratch_get(g.task_bytes * (size_t)tasks);
+    if (tasks == 1) run_block(&g, 0, m, 0, n, g.buf);
+    else pool_parallel_for(tasks, (int)tasks, gemm_task, &g);
 }

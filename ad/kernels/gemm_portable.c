@@ -50,7 +50,7 @@ enum { P_MR = 4, P_NR = 8 };
 
 /* Columns [0, W) of one k step (W = P_NR for a full tile, so the loop vectorises). */
 #define STEP(T, W)                                                                           \
-    GEMM_UNROLL for (int i = 0; i < R; i++) {                                                \
+    for (int i = 0; i < R; i++) {                                                            \
         T ai = AROWS ? a[i * as] : a[i];                                                     \
         for (int j = 0; j < (W); j++) acc[i][j] += ai * b[j];                                \
     }

@@ -39,7 +39,9 @@ const char *gemm_isa_name(gemm_isa isa);
  * from inside a task) runs on the calling thread, so nesting and concurrent callers are safe. */
 
 /* A task: fn(ctx, block, worker) for one block; worker is 0 for the calling thread,
- * 1..threads-1 for pool threads (an index for per-thread scratch). */
+ * 1..threads-1 for pool threads: an index for per-thread scratch that is unique among the
+ * threads of one call (two concurrent calls both have a worker 0, so scratch indexed by it
+ * belongs in the call's ctx, not in a global). */
 typedef void (*pool_task_fn)(void *ctx, int64_t block, int worker);
 /* Runs fn for every block in [0, nblocks) on up to `threads` threads (<= 0: ad_get_threads())
  * and returns when all are done.  Blocks are handed out dynamically, so make each block's
