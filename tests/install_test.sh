@@ -7,7 +7,11 @@ set -euo pipefail
 build=$1 src=$2
 root=$(mktemp -d)
 trap 'rm -rf "$root"' EXIT
-meson install -C "$build" --no-rebuild --quiet --destdir "$root" >/dev/null
+if ! out=$(meson install -C "$build" --no-rebuild --quiet --destdir "$root" 2>&1); then
+    echo "install_test: meson install failed:" >&2
+    echo "$out" >&2
+    exit 1
+fi
 pc=$(find "$root" -name backprop.pc | head -n 1)
 [ -n "$pc" ] || { echo "install_test: no backprop.pc installed" >&2; exit 1; }
 export PKG_CONFIG_PATH=$(dirname "$pc") PKG_CONFIG_SYSROOT_DIR=$root
