@@ -446,7 +446,6 @@ START_TEST(pool_after_fork)
         used += pool_parallel_for(64, TSAN ? 1 : 3, count_block, &c);
         int ok = used >= 2;
         for (int i = 0; i < 64; i++) ok &= atomic_load(&hits[i]) == 2;
-        if (!ok) fprintf(stderr, "DEBUG used %d hits0 %d\n", used, atomic_load(&hits[0]));
         _exit(ok ? 0 : 1);
     }
     int status;
@@ -455,6 +454,8 @@ START_TEST(pool_after_fork)
     ad_set_threads(0);
 }
 END_TEST
+
+static const char *self; /* argv[0] (not /proc/self/exe, which is valgrind under valgrind) */
 
 /* The default thread count, seen by a fresh copy of this program (the default is read once
  * per process). */
@@ -465,7 +466,7 @@ static int threads_in_child(const char *env)
     if (pid == 0) {
         if (env) setenv("BACKPROP_THREADS", env, 1);
         else unsetenv("BACKPROP_THREADS");
-        execl("/proc/self/exe", "test_ad_kernels", "--print-threads", (char *)NULL);
+        execlp(self, self, "--print-threads", (char *)NULL);
         _exit(255);
     }
     int status;
@@ -497,6 +498,7 @@ END_TEST
 int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "--print-threads") == 0) return ad_get_threads();
+    self = argv[0];
     Suite *s = suite_create("ad_kernels");
     TCase *tc = tcase_create("gemm");
     tcase_set_timeout(tc, 120);
