@@ -4,73 +4,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 static const char *cli;    /* path of the backprop binary (argv[1]) */
 static const char *golden; /* folder of the golden files (argv[2]) */
 
-typedef struct {
-    char *out, *err;
-    int status; /* exit code, or 128 + signal */
-} run_result;
+/* Runs the CLI with args (NULL-terminated). */
+static run_result run(const char *const *args) { return run_program(cli, args, NULL, NULL, NULL); }
 
-static char *slurp_fd(int fd)
-{
-    size_t cap = 4096, len = 0;
-    char *buf = malloc(cap);
-    ck_assert_ptr_nonnull(buf);
-    ssize_t k;
-    while ((k = read(fd, buf + len, cap - len - 1)) > 0) {
-        len += (size_t)k;
-        if (cap - len < 2) {
-            buf = realloc(buf, cap *= 2);
-            ck_assert_ptr_nonnull(buf);
-        }
-    }
-    buf[len] = 0;
-    return buf;
-}
-
-/* Runs the CLI with args (NULL-terminated); stdout and stderr go to temporary files so a
- * large output cannot block on a full pipe. */
-static run_result run(const char *const *args)
-{
-    char outp[] = "/tmp/bp-out-XXXXXX", errp[] = "/tmp/bp-err-XXXXXX";
-    int fo = mkstemp(outp), fe = mkstemp(errp);
-    ck_assert(fo >= 0 && fe >= 0);
-    pid_t pid = fork();
-    ck_assert(pid >= 0);
-    if (pid == 0) {
-        const char *argv[32] = {cli};
-        int n = 1;
-        for (; args[n - 1] && n < 31; n++) argv[n] = args[n - 1];
-        argv[n] = NULL;
-        dup2(fo, 1);
-        dup2(fe, 2);
-        execv(cli, (char *const *)argv);
-        _exit(127);
-    }
-    int ws;
-    waitpid(pid, &ws, 0);
-    run_result r;
-    lseek(fo, 0, SEEK_SET);
-    lseek(fe, 0, SEEK_SET);
-    r.out = slurp_fd(fo);
-    r.err = slurp_fd(fe);
-    r.status = WIFEXITED(ws) ? WEXITSTATUS(ws) : 128 + WTERMSIG(ws);
-    close(fo);
-    close(fe);
-    unlink(outp);
-    unlink(errp);
-    return r;
-}
-
-static void done(run_result *r)
-{
-    free(r->out);
-    free(r->err);
-}
+static void done(run_result *r) { run_done(r); }
 
 static char *read_golden(const char *name)
 {
@@ -94,7 +36,6 @@ static void check_golden(const char *name, const char *const *args)
     done(&r);
 }
 
-#define ARGS(...) ((const char *const[]){__VA_ARGS__, NULL})
 #define NEURON "1/(1+exp(-(w0*x0+w1*x1+w2)))", "x0=-1", "x1=-2", "w0=2", "w1=-3", "w2=-3"
 
 START_TEST(golden_neuron) { check_golden("neuron.txt", ARGS("--trace", NEURON)); }

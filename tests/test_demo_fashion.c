@@ -13,78 +13,21 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 static const char *demo; /* path of the fashion_mnist binary (argv[1]) */
 
-typedef struct {
-    char *out, *err;
-    int status; /* exit code, or 128 + signal */
-} run_result;
-
-static char *slurp_fd(int fd)
-{
-    size_t cap = 4096, len = 0;
-    char *buf = malloc(cap);
-    ck_assert_ptr_nonnull(buf);
-    ssize_t k;
-    while ((k = read(fd, buf + len, cap - len - 1)) > 0) {
-        len += (size_t)k;
-        if (cap - len < 2) {
-            buf = realloc(buf, cap *= 2);
-            ck_assert_ptr_nonnull(buf);
-        }
-    }
-    buf[len] = 0;
-    return buf;
-}
-
 /* Runs the demo with args (NULL-terminated) and, if name is not NULL, that environment
- * variable set to value.
- * stdout and stderr go to temporary files, so the demo's stderr is never a terminal. */
+ * variable set to value; its stderr is never a terminal. */
 static run_result run_env(const char *name, const char *value, const char *const *args)
 {
-    char outp[] = "/tmp/fm-out-XXXXXX", errp[] = "/tmp/fm-err-XXXXXX";
-    int fo = mkstemp(outp), fe = mkstemp(errp);
-    ck_assert(fo >= 0 && fe >= 0);
-    pid_t pid = fork();
-    ck_assert(pid >= 0);
-    if (pid == 0) {
-        const char *argv[64] = {demo};
-        int n = 1;
-        for (; args[n - 1] && n < 63; n++) argv[n] = args[n - 1];
-        argv[n] = NULL;
-        if (name) setenv(name, value, 1);
-        dup2(fo, 1);
-        dup2(fe, 2);
-        execv(demo, (char *const *)argv);
-        _exit(127);
-    }
-    int ws;
-    waitpid(pid, &ws, 0);
-    run_result r;
-    lseek(fo, 0, SEEK_SET);
-    lseek(fe, 0, SEEK_SET);
-    r.out = slurp_fd(fo);
-    r.err = slurp_fd(fe);
-    r.status = WIFEXITED(ws) ? WEXITSTATUS(ws) : 128 + WTERMSIG(ws);
-    close(fo);
-    close(fe);
-    unlink(outp);
-    unlink(errp);
-    return r;
+    return run_program(demo, args, NULL, name, value);
 }
 
 static run_result run(const char *const *args) { return run_env(NULL, NULL, args); }
 
-static void done(run_result *r)
-{
-    free(r->out);
-    free(r->err);
-}
+static void done(run_result *r) { run_done(r); }
 
-#define ARGS(...) ((const char *const[]){__VA_ARGS__, NULL})
 
 /* A bad command line: exit status 2, nothing on stdout, one line naming the problem. */
 static void check_usage_error(const char *const *args, const char *expect)

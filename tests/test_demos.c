@@ -9,74 +9,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 static const char *moons, *curve_fit, *simulate, *lecture, *cli; /* the binaries */
 static const char *golden;                                         /* tests/golden */
 static char tmpdir[] = "/tmp/test_demos-XXXXXX";
 
-typedef struct {
-    char *out, *err;
-    int status; /* exit code, or 128 + signal */
-} run_result;
-
-static char *slurp_fd(int fd)
-{
-    size_t cap = 4096, len = 0;
-    char *buf = malloc(cap);
-    ck_assert_ptr_nonnull(buf);
-    ssize_t k;
-    while ((k = read(fd, buf + len, cap - len - 1)) > 0) {
-        len += (size_t)k;
-        if (cap - len < 2) {
-            buf = realloc(buf, cap *= 2);
-            ck_assert_ptr_nonnull(buf);
-        }
-    }
-    buf[len] = 0;
-    return buf;
-}
-
-/* Runs prog with args (NULL-terminated) in tmpdir; output through temporary files. */
+/* Runs prog with args (NULL-terminated) in tmpdir. */
 static run_result run(const char *prog, const char *const *args)
 {
-    char outp[] = "/tmp/demo-out-XXXXXX", errp[] = "/tmp/demo-err-XXXXXX";
-    int fo = mkstemp(outp), fe = mkstemp(errp);
-    ck_assert(fo >= 0 && fe >= 0);
-    pid_t pid = fork();
-    ck_assert(pid >= 0);
-    if (pid == 0) {
-        const char *argv[40] = {prog};
-        int n = 1;
-        for (; args[n - 1] && n < 39; n++) argv[n] = args[n - 1];
-        argv[n] = NULL;
-        dup2(fo, 1);
-        dup2(fe, 2);
-        if (chdir(tmpdir) != 0) _exit(126);
-        execv(prog, (char *const *)argv);
-        _exit(127);
-    }
-    int ws;
-    waitpid(pid, &ws, 0);
-    run_result r;
-    lseek(fo, 0, SEEK_SET);
-    lseek(fe, 0, SEEK_SET);
-    r.out = slurp_fd(fo);
-    r.err = slurp_fd(fe);
-    r.status = WIFEXITED(ws) ? WEXITSTATUS(ws) : 128 + WTERMSIG(ws);
-    close(fo);
-    close(fe);
-    unlink(outp);
-    unlink(errp);
-    return r;
+    return run_program(prog, args, tmpdir, NULL, NULL);
 }
 
-static void done(run_result *r)
-{
-    free(r->out);
-    free(r->err);
-}
+static void done(run_result *r) { run_done(r); }
 
 static char *read_file(const char *path)
 {
@@ -128,7 +73,6 @@ static char *without_timings(const char *s)
     return out;
 }
 
-#define ARGS(...) ((const char *const[]){__VA_ARGS__, NULL})
 
 /* ---- every demo: --help and bad options ---------------------------------------------------- */
 

@@ -1,6 +1,8 @@
 #include "testutil.h"
 #include <math.h>
 #include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 double round_to(double x, int d)
 {
@@ -23,4 +25,62 @@ int run_suite(Suite *s)
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);
     return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
+
+char *slurp_fd(int fd)
+{
+    size_t cap = 4096, len = 0;
+    char *buf = malloc(cap);
+    ck_assert_ptr_nonnull(buf);
+    ssize_t k;
+    while ((k = read(fd, buf + len, cap - len - 1)) > 0) {
+        len += (size_t)k;
+        if (cap - len < 2) {
+            buf = realloc(buf, cap *= 2);
+            ck_assert_ptr_nonnull(buf);
+        }
+    }
+    buf[len] = 0;
+    return buf;
+}
+
+run_result run_program(const char *prog, const char *const *args, const char *dir,
+                       const char *env_name, const char *env_value)
+{
+    char outp[] = "/tmp/bp-run-out-XXXXXX", errp[] = "/tmp/bp-run-err-XXXXXX";
+    int fo = mkstemp(outp), fe = mkstemp(errp);
+    ck_assert(fo >= 0 && fe >= 0);
+    pid_t pid = fork();
+    ck_assert(pid >= 0);
+    if (pid == 0) {
+        const char *argv[62] = {prog};
+        int n = 1;
+        for (; args[n - 1] && n < 61; n++) argv[n] = args[n - 1];
+        argv[n] = NULL;
+        if (env_name) setenv(env_name, env_value, 1);
+        dup2(fo, 1);
+        dup2(fe, 2);
+        if (dir && chdir(dir) != 0) _exit(126);
+        execv(prog, (char *const *)argv);
+        _exit(127);
+    }
+    int ws;
+    waitpid(pid, &ws, 0);
+    run_result r;
+    lseek(fo, 0, SEEK_SET);
+    lseek(fe, 0, SEEK_SET);
+    r.out = slurp_fd(fo);
+    r.err = slurp_fd(fe);
+    r.status = WIFEXITED(ws) ? WEXITSTATUS(ws) : 128 + WTERMSIG(ws);
+    close(fo);
+    close(fe);
+    unlink(outp);
+    unlink(errp);
+    return r;
+}
+
+void run_done(run_result *r)
+{
+    free(r->out);
+    free(r->err);
 }

@@ -8,6 +8,21 @@
 double round_to(double x, int d);
 /* A float64 tensor of the given shape with uniform values in [lo, hi). */
 ad_tensor *rand_tensor(ad_rng *r, ad_shape s, double lo, double hi);
+/* What a program run printed and how it ended. */
+typedef struct {
+    char *out, *err; /* stdout and stderr, NUL-terminated (free with run_done) */
+    int status;      /* exit code, or 128 + signal */
+} run_result;
+/* Runs prog with args (NULL-terminated, at most 60), in folder dir (NULL: here), with the
+ * environment variable env_name set to env_value (env_name NULL: none).  stdout and stderr go
+ * through temporary files, so a large output cannot block and stderr is never a terminal. */
+run_result run_program(const char *prog, const char *const *args, const char *dir,
+                       const char *env_name, const char *env_value);
+void run_done(run_result *r);
+/* Everything readable from fd, NUL-terminated (malloc'd). */
+char *slurp_fd(int fd);
+/* A NULL-terminated argument list: ARGS("--json", "x", "x=1"). */
+#define ARGS(...) ((const char *const[]){__VA_ARGS__, NULL})
 /* Runs the suite and returns the process exit status. */
 int run_suite(Suite *s);
 #endif
