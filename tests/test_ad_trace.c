@@ -27,28 +27,12 @@ static char *read_file(const char *name)
     snprintf(path, sizeof path, "%s/%s", golden, name);
     FILE *f = fopen(path, "rb");
     ck_assert_msg(f != NULL, "missing %s", path);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    ck_assert_uint_eq(fread(buf, 1, (size_t)n, f), (size_t)n);
-    buf[n] = 0;
+    char *buf = slurp_fd(fileno(f));
     fclose(f);
     return buf;
 }
 
-/* The neuron in the order the CLI builds it, so its walk matches the CLI's golden file. */
-static ad_node *neuron(ad_graph *g)
-{
-    ad_node *x0 = ad_var(g, "x0", -1), *x1 = ad_var(g, "x1", -2), *w0 = ad_var(g, "w0", 2);
-    ad_node *w1 = ad_var(g, "w1", -3), *w2 = ad_var(g, "w2", -3);
-    /* one statement per node: C leaves the order of evaluating arguments open */
-    ad_node *m0 = ad_mul(g, w0, x0);
-    ad_node *m1 = ad_mul(g, w1, x1);
-    ad_node *s = ad_add(g, ad_add(g, m0, m1), w2);
-    ad_node *e = ad_exp(g, ad_neg(g, s));
-    return ad_recip(g, ad_add(g, ad_scalar(g, 1), e));
-}
+static ad_node *neuron(ad_graph *g) { return lecture_neuron(g); }
 
 /* The part of a golden CLI report from the line starting with `from`. */
 static const char *section(const char *text, const char *from)

@@ -84,3 +84,15 @@ void run_done(run_result *r)
     free(r->out);
     free(r->err);
 }
+
+ad_node *lecture_neuron(ad_graph *g)
+{
+    ad_node *x0 = ad_var(g, "x0", -1), *x1 = ad_var(g, "x1", -2), *w0 = ad_var(g, "w0", 2);
+    ad_node *w1 = ad_var(g, "w1", -3), *w2 = ad_var(g, "w2", -3);
+    /* one statement per node: C leaves the order of evaluating arguments open */
+    ad_node *m0 = ad_mul(g, w0, x0);
+    ad_node *m1 = ad_mul(g, w1, x1);
+    ad_node *s = ad_add(g, ad_add(g, m0, m1), w2);
+    ad_node *e = ad_exp(g, ad_neg(g, s));
+    return ad_recip(g, ad_add(g, ad_scalar(g, 1), e));
+}

@@ -23,6 +23,9 @@ void run_done(run_result *r);
 char *slurp_fd(int fd);
 /* A NULL-terminated argument list: ARGS("--json", "x", "x=1"). */
 #define ARGS(...) ((const char *const[]){__VA_ARGS__, NULL})
+/* The lecture's sigmoid neuron, built in the order the CLI builds it (so traces match the
+ * CLI's golden files): variables x0, x1, w0, w1, w2; returns f. */
+ad_node *lecture_neuron(ad_graph *g);
 /* Runs the suite and returns the process exit status. */
 int run_suite(Suite *s);
 #endif
