@@ -12,6 +12,7 @@ struct optim {
     optim_cfg cfg;
     int n;
     ad_tensor **params;        /* n, not owned */
+    int64_t total;             /* elements of all parameters together */
     ad_tensor **state;         /* n * nslots, parameter-major: state[i * nslots + s] */
     int nslots;
     const char *slot[OPTIM_MAX_SLOTS]; /* the buffers' names, as optim_state and files see them */

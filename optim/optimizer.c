@@ -201,6 +201,7 @@ optim *optim_new(ad_tensor *const *params, int n, const optim_cfg *cfg, char *er
     o->params = ad_malloc((size_t)n * sizeof *o->params);
     if (!o->params) goto nomem;
     memcpy(o->params, params, (size_t)n * sizeof *o->params);
+    for (int i = 0; i < n; i++) o->total += ad_tensor_size(params[i]);
     if (o->nslots) {
         o->state = ad_calloc((size_t)n * (size_t)o->nslots, sizeof *o->state);
         if (!o->state) goto nomem;

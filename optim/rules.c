@@ -3,6 +3,7 @@
  * slides and, operation for operation, torch.optim's single-tensor code, so float64 runs agree
  * with PyTorch's to rounding.  */
 #include "optim_impl.h"
+#include "kernels/kernels.h"
 #include <math.h>
 
 /* What one step needs besides the buffers, computed once per step. */
@@ -99,7 +100,7 @@ RULE rule_rmsprop(const bufs *b, const coeffs *c, bool f32, bool momentum)
 }
 
 /* Runs kind's rule on one parameter, choosing the specialised loop. */
-static void apply(const optim_cfg *cfg, const bufs *b, const coeffs *c, bool f32)
+AD_VECTOR_CLONES static void apply(const optim_cfg *cfg, const bufs *b, const coeffs *c, bool f32)
 {
     bool lec = cfg->form == OPTIM_FORM_LECTURE;
     switch (cfg->kind) {
@@ -142,6 +143,39 @@ static optim_status clip(optim *o)
     return OPTIM_OK;
 }
 
+/* One step's work, split across threads by element: the elements of all parameters in order
+ * form one index space [0, total).  Every element's update is independent of the others, so
+ * the result is the same for any split. */
+typedef struct {
+    const optim *o;
+    coeffs c;
+} step_job;
+
+/* Elements per thread below which waking another thread costs more than it saves. */
+enum { STEP_GRAIN = 32768 };
+
+static void step_range(void *ctx, int64_t lo, int64_t hi)
+{
+    const step_job *j = ctx;
+    const optim *o = j->o;
+    int64_t at = 0; /* index of parameter i's first element */
+    for (int i = 0; i < o->n && at < hi; i++) {
+        ad_tensor *p = o->params[i];
+        int64_t n = ad_tensor_size(p), k0 = lo > at ? lo - at : 0, k1 = hi - at < n ? hi - at : n;
+        if (k0 < k1) {
+            size_t off = (size_t)k0 * ad_dtype_size(ad_tensor_dtype(p));
+            char *s0 = o->nslots > 0 ? ad_tensor_data(o->state[i * o->nslots]) : NULL;
+            char *s1 = o->nslots > 1 ? ad_tensor_data(o->state[i * o->nslots + 1]) : NULL;
+            bufs b = {
+                .p = (char *)ad_tensor_data(p) + off, .g = (char *)ad_tensor_grad(p) + off,
+                .s0 = s0 ? s0 + off : NULL, .s1 = s1 ? s1 + off : NULL, .n = k1 - k0,
+            };
+            apply(&o->cfg, &b, &j->c, ad_tensor_dtype(p) == AD_F32);
+        }
+        at += n;
+    }
+}
+
 optim_status optim_step(optim *o)
 {
     if (!o) return OPTIM_ERR_NULL;
@@ -158,16 +192,8 @@ optim_status optim_step(optim *o)
         c.step_size = c.lr / (1 - pow(c.b1, t));
         c.bc2_sqrt = sqrt(1 - pow(c.b2, t));
     }
-    for (int i = 0; i < o->n; i++) {
-        ad_tensor *p = o->params[i];
-        bufs b = {
-            .p = ad_tensor_data(p), .g = ad_tensor_grad(p),
-            .s0 = o->nslots > 0 ? ad_tensor_data(o->state[i * o->nslots]) : NULL,
-            .s1 = o->nslots > 1 ? ad_tensor_data(o->state[i * o->nslots + 1]) : NULL,
-            .n = ad_tensor_size(p),
-        };
-        apply(cfg, &b, &c, ad_tensor_dtype(p) == AD_F32);
-    }
+    step_job j = {o, c};
+    pool_parallel_range(o->total, STEP_GRAIN, step_range, &j);
     o->step++;
     return OPTIM_OK;
 }

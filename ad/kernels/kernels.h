@@ -1,5 +1,6 @@
 /* Hot loops shared by the ops: the matrix kernel (gemm) and the thread pool that runs it.
- * Internal to ad/ (and its tests); nothing here is public API.
+ * Internal to the library (ad/, and optim/ for its update loops) and its tests; nothing here is
+ * public API.
  *
  * gemm is BLIS-shaped: op(B) is packed into a KC x NC block of NR-wide panels, op(A) into an
  * MC x KC block of MR-tall panels, and a register-tiled micro-kernel multiplies one panel of
@@ -13,6 +14,19 @@
 #include "ad.h"
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdlib.h>
+
+/* Marks a function whose loops should run as wide as the CPU allows: the compiler builds it
+ * for AVX-512, AVX2 and baseline x86-64, and the dynamic loader binds the best (GNU ifunc,
+ * so glibc on x86-64 only; elsewhere the one baseline build).  The library is compiled with
+ * -ffp-contract=off, so the three builds round identically and results never depend on the
+ * CPU. */
+#if defined(__x86_64__) && defined(__GLIBC__) && defined(__ELF__) && \
+    (defined(__clang__) ? __clang_major__ >= 14 : defined(__GNUC__) && __GNUC__ >= 6)
+#define AD_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define AD_VECTOR_CLONES
+#endif
 
 /* C[m,n] (+)= op(A)[m,k] op(B)[k,n], row-major with leading dimensions lda, ldb, ldc;
  * op(X) = X^T when tX (A is then stored [k,m], B [n,k]).  accumulate adds into C, otherwise

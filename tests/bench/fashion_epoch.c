@@ -1,0 +1,128 @@
+/*
+ * One Fashion-MNIST training epoch, timed: MLP 784-256-128-10 (ReLU), float32, softmax +
+ * cross-entropy, SGD with momentum 0.9 at rate 0.01, shuffled minibatches, no dropout and no
+ * validation split: the epoch tests/bench/fashion_torch.py times in PyTorch.
+ *
+ *     bench_fashion_epoch [--batch B[,B...]] [--threads T[,T...]] [--repeat R] [--limit N]
+ *
+ * For every batch size and thread count it trains R fresh models for one epoch each and
+ * prints the median epoch time, then the peak resident set size of the whole run (the
+ * training images as float32 are 188 MB of it) and the allocations made after each
+ * run's first step.  Exit status 2 when the dataset is missing, so the comparator can tell.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include "ad.h"
+#include "bench.h"
+#include "nn.h"
+#include "nn_data.h"
+#include "optim.h"
+
+#define MAX_LIST 8
+
+static int parse_list(const char *s, int *out)
+{
+    int n = 0;
+    while (*s && n < MAX_LIST) {
+        char *end;
+        long v = strtol(s, &end, 10);
+        if (end == s || v <= 0 || v > 1 << 20) return -1;
+        out[n++] = (int)v;
+        s = *end == ',' ? end + 1 : end;
+        if (*end && *end != ',') return -1;
+    }
+    return n;
+}
+
+/* Trains a fresh model for one epoch; returns the seconds it took (negative on failure) and
+ * the allocations made after the first step in *allocs. */
+static double epoch(const nn_dataset *train, int batch, long *allocs, double *last_loss)
+{
+    nn_mlp_cfg cfg = {.in = 784, .hidden = {256, 128}, .out = 10, .dtype = AD_F32, .seed = 1};
+    char err[256];
+    nn_mlp *m = nn_mlp_new(&cfg);
+    optim_cfg oc = optim_defaults(OPTIM_MOMENTUM, 0.01);
+    oc.form = OPTIM_FORM_PYTORCH;
+    optim *o = m ? optim_new(nn_mlp_params(m), nn_mlp_num_params(m), &oc, err, sizeof err) : NULL;
+    nn_batches *it = nn_batches_new(train, batch, true, 1, err, sizeof err);
+    ad_graph *g = ad_graph_new();
+    double t = -1;
+    if (!m || !o || !it || !g) goto out;
+    double t0 = now_seconds();
+    nn_batch b;
+    long steps = 0;
+    while (nn_batches_next(it, &b)) {
+        ad_graph_reset(g);
+        optim_zero_grad(o);
+        ad_node *scores = nn_mlp_forward(g, m, ad_const_tensor(g, b.x), NN_TRAIN);
+        ad_node *loss = nn_cross_entropy(g, scores, b.labels);
+        if (ad_backward(g, loss) != AD_OK || optim_step(o) != OPTIM_OK) {
+            fprintf(stderr, "bench_fashion_epoch: %s\n", ad_error(g));
+            goto out;
+        }
+        *last_loss = ad_value(loss);
+        if (++steps == 1) *allocs = ad_alloc_count();
+    }
+    t = now_seconds() - t0;
+    *allocs = ad_alloc_count() - *allocs;
+out:
+    ad_graph_free(g);
+    nn_batches_free(it);
+    optim_free(o);
+    nn_mlp_free(m);
+    return t;
+}
+
+int main(int argc, char **argv)
+{
+    int batches[MAX_LIST] = {64, 1024, 8}, nb = 3;
+    int threads[MAX_LIST] = {1, 2}, nt = 2;
+    int repeat = 3;
+    long limit = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int ok = v != NULL;
+        if (ok && !strcmp(a, "--batch")) ok = (nb = parse_list(v, batches)) > 0;
+        else if (ok && !strcmp(a, "--threads")) ok = (nt = parse_list(v, threads)) > 0;
+        else if (ok && !strcmp(a, "--repeat")) ok = (repeat = atoi(v)) > 0 && repeat <= 99;
+        else if (ok && !strcmp(a, "--limit")) ok = (limit = atol(v)) > 0;
+        else ok = 0;
+        if (!ok) {
+            fprintf(stderr, "usage: bench_fashion_epoch [--batch B,...] [--threads T,...] [--repeat R] [--limit N]\n");
+            return 2;
+        }
+        i++;
+    }
+    char err[512];
+    nn_dataset *train = nn_fashion_mnist(NULL, true, AD_F32, err, sizeof err);
+    if (!train) {
+        fprintf(stderr, "bench_fashion_epoch: %s\n", err);
+        return 2;
+    }
+    if (limit && limit < train->n) train->n = limit;
+    printf("Fashion-MNIST epoch: %lld images, MLP 784-256-128-10 float32, SGD momentum, median of %d\n",
+           (long long)train->n, repeat);
+    int status = 0;
+    for (int ti = 0; ti < nt; ti++) {
+        ad_set_threads(threads[ti]);
+        for (int bi = 0; bi < nb; bi++) {
+            double t[99], loss = 0;
+            long allocs = 0;
+            for (int r = 0; r < repeat; r++) {
+                t[r] = epoch(train, batches[bi], &allocs, &loss);
+                if (t[r] < 0) status = 1;
+            }
+            printf("bench: fashion_epoch_b%d_t%d %.3f s  (last loss %.4f, %ld allocations after step 1)\n",
+                   batches[bi], threads[ti], median(t, repeat), loss, allocs);
+        }
+    }
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    printf("bench: fashion_peak_rss %.1f MiB  (training images as float32: %.1f MiB)\n", (double)ru.ru_maxrss / 1024.0,
+           (double)train->n * 784 * 4 / (1024.0 * 1024.0));
+    nn_dataset_free(train);
+    return status;
+}
