@@ -152,7 +152,10 @@ int64_t ad_tensor_size(const ad_tensor *t);
 const char *ad_tensor_name(const ad_tensor *t);
 /* Raw row-major storage (double* or float* by dtype). */
 void *ad_tensor_data(ad_tensor *t);
-/* Raw gradient storage of a parameter, NULL for a plain tensor. */
+/* Raw gradient storage of a parameter, NULL for a plain tensor.  A gradient zeroed by
+ * ad_tensor_zero_grad is zeroed for real here if no backward has written it since, so this
+ * call may write the buffer: like any use of a parameter, keep it out of races with other
+ * threads using the same parameter. */
 void *ad_tensor_grad(ad_tensor *t);
 /* Element i (row-major flat index) of the value or of the gradient, as a double. */
 double ad_tensor_get(const ad_tensor *t, int64_t i);
@@ -171,7 +174,9 @@ void ad_tensor_rand_normal(ad_tensor *t, ad_rng *rng, double mean, double std);
 /* Copies src's values into dst of the same shape, converting between dtypes if they differ;
  * AD_ERR_SHAPE (nothing copied) if the shapes differ.  Gradients are not copied. */
 ad_status ad_tensor_copy(ad_tensor *dst, const ad_tensor *src);
-/* Zeroes a parameter's gradient buffer (no-op for a plain tensor). */
+/* Zeroes a parameter's gradient (no-op for a plain tensor).  It only marks the buffer: the
+ * next backward overwrites it instead of adding to it, and ad_tensor_grad and
+ * ad_tensor_grad_get read zeros until then, so zeroing costs no pass over memory. */
 void ad_tensor_zero_grad(ad_tensor *t);
 
 /* ------------------------------------------------------------------------------------------

@@ -442,7 +442,7 @@ double ad_node_grad_get(const ad_node *n, int64_t i)
      * that needs no gradient has none */
     if (!(n->flags & F_NEEDS_GRAD)) return 0.0;
     if (!n->x || (n->flags & F_SCALAR)) return n->g;
-    if (!n->x->grad || !(n->flags & F_GRAD_LIVE)) return 0.0;
+    if (!n->x->grad || !(n->flags & F_GRAD_LIVE) || (n->x->param && n->x->param->grad_zero)) return 0.0;
     return load(n->x->grad, n->dtype, i);
 }
 
@@ -467,7 +467,8 @@ void *ad_node_grad_data(ad_node *n)
 {
     if (!n) return NULL;
     if (n->flags & F_SCALAR) return &n->g;
-    return n->x && n->x->grad && (n->flags & F_GRAD_LIVE) ? n->x->grad : NULL;
+    if (!n->x || !n->x->grad || !(n->flags & F_GRAD_LIVE)) return NULL;
+    return n->x->param ? tensor_grad_now(n->x->param) : n->x->grad;
 }
 
 uint32_t ad_graph_num_nodes(const ad_graph *g) { return g ? g->nnodes : 0; }

@@ -63,7 +63,14 @@ struct ad_tensor {
     void *data;
     void *grad;
     char *name;
+    /* ad_tensor_zero_grad only sets this: the buffer's contents are stale and stand for 0.  The
+     * next backward writes over them (grad_for_write) and readers see zeros (tensor_grad_now),
+     * so a training step never spends a pass over memory on zeroing gradients. */
+    bool grad_zero;
 };
+
+/* The gradient buffer of a parameter made current: zeroed now if only marked zero. */
+void *tensor_grad_now(ad_tensor *t);
 
 #define SLAB_BITS 12
 #define SLAB_NODES (1u << SLAB_BITS)

@@ -164,6 +164,12 @@ void *grad_for_write(ad_graph *g, ad_node *n, bool can_assign, bool *assign)
     if (!g || !n || !(n->flags & F_NEEDS_GRAD)) return NULL;
     if (n->flags & F_SCALAR) return &n->g;
     ad_ext *x = n->x;
+    if (x->param && x->param->grad_zero) { /* zeroed lazily: this write is the first */
+        if (can_assign) *assign = true;
+        else memset(x->grad, 0, (size_t)x->size * ad_dtype_size(n->dtype));
+        x->param->grad_zero = false;
+        return x->grad;
+    }
     if (!(n->flags & F_GRAD_LIVE)) {
         size_t bytes = (size_t)x->size * ad_dtype_size(n->dtype);
         if (!x->grad && !(x->grad = arena_alloc(g, bytes))) {

@@ -83,7 +83,16 @@ ad_dtype ad_tensor_dtype(const ad_tensor *t) { return t ? t->dtype : AD_F64; }
 int64_t ad_tensor_size(const ad_tensor *t) { return t ? t->size : 0; }
 const char *ad_tensor_name(const ad_tensor *t) { return t ? t->name : NULL; }
 void *ad_tensor_data(ad_tensor *t) { return t ? t->data : NULL; }
-void *ad_tensor_grad(ad_tensor *t) { return t ? t->grad : NULL; }
+void *tensor_grad_now(ad_tensor *t)
+{
+    if (t->grad_zero) {
+        memset(t->grad, 0, (size_t)t->size * ad_dtype_size(t->dtype));
+        t->grad_zero = false;
+    }
+    return t->grad;
+}
+
+void *ad_tensor_grad(ad_tensor *t) { return t && t->grad ? tensor_grad_now(t) : NULL; }
 
 double ad_tensor_get(const ad_tensor *t, int64_t i)
 {
@@ -92,7 +101,7 @@ double ad_tensor_get(const ad_tensor *t, int64_t i)
 
 double ad_tensor_grad_get(const ad_tensor *t, int64_t i)
 {
-    return t && t->grad && i >= 0 && i < t->size ? load(t->grad, t->dtype, i) : NAN;
+    return t && t->grad && i >= 0 && i < t->size ? (t->grad_zero ? 0.0 : load(t->grad, t->dtype, i)) : NAN;
 }
 
 void ad_tensor_set(ad_tensor *t, int64_t i, double v)
@@ -138,7 +147,7 @@ ad_status ad_tensor_copy(ad_tensor *dst, const ad_tensor *src)
 
 void ad_tensor_zero_grad(ad_tensor *t)
 {
-    if (t && t->grad) memset(t->grad, 0, (size_t)t->size * ad_dtype_size(t->dtype));
+    if (t && t->grad) t->grad_zero = true;
 }
 
 /* ---- xoshiro256** (Blackman & Vigna), seeded by splitmix64 ---- */

@@ -192,6 +192,8 @@ optim_status optim_step(optim *o)
         c.step_size = c.lr / (1 - pow(c.b1, t));
         c.bc2_sqrt = sqrt(1 - pow(c.b2, t));
     }
+    /* a gradient still marked zero is made real here, once, not by racing threads below */
+    for (int i = 0; i < o->n; i++) ad_tensor_grad(o->params[i]);
     step_job j = {o, c};
     pool_parallel_range(o->total, STEP_GRAIN, step_range, &j);
     o->step++;

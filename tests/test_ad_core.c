@@ -537,6 +537,51 @@ START_TEST(param_gradients_accumulate_across_graphs)
 }
 END_TEST
 
+/* ad_tensor_zero_grad only marks the buffer; every way of reading or writing it must act as
+ * if it held zeros: a parameter used twice in one graph (the second write adds to the first),
+ * a matrix product that overwrites its gradient, and the readers. */
+START_TEST(lazily_zeroed_param_gradients)
+{
+    ad_dtype types[2] = {AD_F64, AD_F32};
+    for (int k = 0; k < 2; k++) {
+        ad_tensor *W = ad_param_new("W", types[k], AD_SHAPE(2, 3));
+        for (int i = 0; i < 6; i++) ad_tensor_set(W, i, i - 2.5);
+        double xv[6] = {1, -1, 2, 0.5, 3, -2};
+        ad_graph *g = ad_graph_new();
+        for (int rep = 0; rep < 3; rep++) {
+            ad_graph_reset(g);
+            ad_tensor_zero_grad(W);
+            ck_assert_double_eq(ad_tensor_grad_get(W, 4), 0);
+            ad_node *w = ad_param(g, W), *w2 = ad_param(g, W);
+            ad_node *x = ad_const(g, types[k], AD_SHAPE(2, 3), xv);
+            /* linear overwrites dW (fresh gradient), then sum(3 w2) adds 3 to it */
+            ad_node *l = ad_add(g, ad_sum(g, ad_linear(g, x, w, NULL)), ad_sum(g, ad_mul_scalar(g, w2, 3)));
+            ck_assert_int_eq(ad_backward(g, l), AD_OK);
+            /* d/dW[o,i] sum_n x[n,i] W[o,i] = sum_n x[n,i] */
+            for (int o = 0; o < 2; o++)
+                for (int i = 0; i < 3; i++)
+                    ck_assert_double_eq_tol(ad_tensor_grad_get(W, o * 3 + i), xv[i] + xv[3 + i] + 3, 1e-6);
+            ck_assert_double_eq_tol(ad_node_grad_get(w, 0), 1 + 0.5 + 3, 1e-6);
+        }
+        /* zeroed and not reached by a backward: every reader sees zeros */
+        ad_tensor_zero_grad(W);
+        ad_graph_reset(g);
+        ad_node *w = ad_param(g, W);
+        ck_assert_double_eq(ad_node_grad_get(w, 2), 0);
+        const void *d = ad_node_grad_data(w);
+        ck_assert_ptr_nonnull(d);
+        for (int i = 0; i < 6; i++)
+            ck_assert_double_eq(types[k] == AD_F64 ? ((const double *)d)[i] : ((const float *)d)[i], 0);
+        ad_tensor_zero_grad(W);
+        const void *raw = ad_tensor_grad(W);
+        for (int i = 0; i < 6; i++)
+            ck_assert_double_eq(types[k] == AD_F64 ? ((const double *)raw)[i] : ((const float *)raw)[i], 0);
+        ad_graph_free(g);
+        ad_tensor_free(W);
+    }
+}
+END_TEST
+
 START_TEST(backward_seed_on_non_scalar_root)
 {
     const double xv[6] = {1, 2, 3, -1, -2, -3}, seed[6] = {1, 0, -1, 0.5, 2, 10};
@@ -1062,6 +1107,7 @@ int main(void)
     tcase_add_test(t, scalar_gradients_accumulate_inner_recomputed);
     tcase_add_test(t, tensor_gradients_accumulate_inner_recomputed);
     tcase_add_test(t, param_gradients_accumulate_across_graphs);
+    tcase_add_test(t, lazily_zeroed_param_gradients);
     tcase_add_test(t, backward_seed_on_non_scalar_root);
     suite_add_tcase(s, t);
 

@@ -2,6 +2,7 @@
  * beside the words traces print; one engine applies them to float64 scalars (recording the
  * partials at forward time), and to tensors of either dtype with NumPy broadcasting. */
 #include "../internal.h"
+#include "../kernels/kernels.h"
 
 /* ---- the formulas: value, local derivative(s), trace text ---- */
 
@@ -168,7 +169,7 @@ static void bcast_init(bcast *it, const ad_shape *out, const ad_shape *a, const 
     } while (0)
 
 #define BINARY_FORWARD(T)                                                                 \
-    static void binary_forward_##T(const op_entry *e, int op, bcast *it, const T *A,      \
+    AD_VECTOR_CLONES static void binary_forward_##T(const op_entry *e, int op, bcast *it, const T *A,      \
                                    const T *B, T *Y)                                      \
     {                                                                                     \
         switch (op) {                                                                     \
@@ -188,7 +189,7 @@ BINARY_FORWARD(float)
 
 /* The vector-Jacobian product for input `side` (0: a, indexed by ia; 1: b, by ib). */
 #define BINARY_BACKWARD(T)                                                                \
-    static void binary_backward_##T(const op_entry *e, int op, int side, bcast *it,       \
+    AD_VECTOR_CLONES static void binary_backward_##T(const op_entry *e, int op, int side, bcast *it,       \
                                     const T *A, const T *B, const T *Y, const T *G, T *D, \
                                     bool assign)                                          \
     {                                                                                     \
@@ -208,7 +209,7 @@ BINARY_BACKWARD(double)
 BINARY_BACKWARD(float)
 
 #define UNARY_LOOPS(T)                                                                    \
-    static void unary_forward_##T(const op_entry *e, int op, int64_t n, const T *X,       \
+    AD_VECTOR_CLONES static void unary_forward_##T(const op_entry *e, int op, int64_t n, const T *X,       \
                                   double p, T *Y)                                         \
     {                                                                                     \
         switch (op) {                                                                     \
@@ -217,11 +218,13 @@ BINARY_BACKWARD(float)
         default: for (int64_t i = 0; i < n; i++) Y[i] = (T)e->f1(X[i], p); break;         \
         }                                                                                 \
     }                                                                                     \
-    static void unary_backward_##T(const op_entry *e, int op, int64_t n, const T *X,      \
+    AD_VECTOR_CLONES static void unary_backward_##T(const op_entry *e, int op, int64_t n, const T *X,      \
                                    const T *Y, double p, const T *G, T *D, bool assign)   \
     {                                                                                     \
         switch (op) {                                                                     \
-        case OP_RELU: for (int64_t i = 0; i < n; i++) PUT(D[i], X[i] > 0 ? G[i] : 0); break; \
+        case OP_RELU: /* G read unconditionally: a select, not a mispredicted branch */         \
+            for (int64_t i = 0; i < n; i++) { T g_ = G[i]; PUT(D[i], X[i] > 0 ? g_ : 0); } \
+            break;                                                                        \
         case OP_NEG: for (int64_t i = 0; i < n; i++) PUT(D[i], -G[i]); break;             \
         default:                                                                          \
             for (int64_t i = 0; i < n; i++) PUT(D[i], (T)(G[i] * e->d1(X[i], Y[i], p)));  \
