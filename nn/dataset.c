@@ -1,5 +1,6 @@
 /* Datasets, the train/validation split, standardisation and the minibatch iterator. */
 #include "nn_data.h"
+#include "kernels/kernels.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -208,6 +209,22 @@ nn_batches *nn_batches_new(const nn_dataset *d, int batch_size, bool shuffle, ui
     return it;
 }
 
+/* Gathering a batch: the rows sit at random places in a large dataset, so the copy waits on
+ * memory, and two threads fetching halves of it finish sooner. */
+typedef struct {
+    nn_batches *it;
+    nn_dataset *buf;
+} gather_job;
+
+static void gather_rows(void *ctx, int64_t r0, int64_t r1)
+{
+    const gather_job *j = ctx;
+    for (int64_t r = r0; r < r1; r++) copy_row(j->it->d, j->it->perm[j->it->at + r], j->buf, r);
+}
+
+/* Bytes per thread below which a second thread does not pay for its wake-up. */
+enum { GATHER_GRAIN_BYTES = 64 << 10 };
+
 bool nn_batches_next(nn_batches *it, nn_batch *b)
 {
     if (!it || !b) return false;
@@ -221,7 +238,8 @@ bool nn_batches_next(nn_batches *it, nn_batch *b)
     }
     int64_t rows = it->d->n - it->at < it->batch ? it->d->n - it->at : it->batch;
     nn_dataset *buf = rows == it->batch ? &it->full : &it->tail;
-    for (int64_t r = 0; r < rows; r++) copy_row(it->d, it->perm[it->at + r], buf, r);
+    gather_job j = {it, buf};
+    pool_parallel_range(rows, 1 + GATHER_GRAIN_BYTES / (int64_t)row_bytes(it->d->x), gather_rows, &j);
     it->at += rows;
     b->x = buf->x, b->y = buf->y, b->labels = buf->labels, b->rows = rows;
     return true;
