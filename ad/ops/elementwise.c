@@ -234,26 +234,114 @@ BINARY_BACKWARD(float)
 UNARY_LOOPS(double)
 UNARY_LOOPS(float)
 
+/* x*x: both sides' gradients in one pass, D (+)= v + v with v = G x, as the two passes of
+ * the general path would leave it when D is fresh. */
+#define SQUARE_BACKWARD(T)                                                                \
+    AD_VECTOR_CLONES static void square_backward_##T(int64_t n, const T *X, const T *G, T *D, \
+                                                     bool assign)                         \
+    {                                                                                     \
+        for (int64_t i = 0; i < n; i++) {                                                 \
+            T v = G[i] * X[i];                                                            \
+            PUT(D[i], v + v);                                                             \
+        }                                                                                 \
+    }
+SQUARE_BACKWARD(double)
+SQUARE_BACKWARD(float)
+
 static double op_p(const ad_op_ctx *c) { return c->nparam > 0 ? c->param[0] : 0.0; }
+
+/* ---- large loops on the pool's threads ----
+ *
+ * A flat loop (operands of the output's shape, or scalars) of at least two grains is split
+ * into contiguous slices, one per thread.  Element i's result does not depend on the split,
+ * so the output is bitwise the same for any thread count.  Broadcast loops, and gradients
+ * that sum over a broadcast operand, stay on one thread. */
+enum { EW_GRAIN = 1 << 15 };
+
+typedef enum { EW_UNARY_FWD, EW_UNARY_BWD, EW_BINARY_FWD, EW_BINARY_BWD, EW_SQUARE_BWD } ew_kind;
+
+typedef struct {
+    ew_kind kind;
+    const op_entry *e;
+    int op, side;
+    bool f64, assign;
+    double p;
+    int64_t sa, sb;              /* flat strides of A and B: 1, or 0 for a scalar */
+    const char *A, *B, *Y, *G;   /* unary ops: A is the input */
+    char *D;
+} ew_job;
+
+static void ew_range(void *ctx, int64_t lo, int64_t hi)
+{
+    const ew_job *j = ctx;
+    size_t es = j->f64 ? sizeof(double) : sizeof(float);
+    int64_t n = hi - lo;
+    const char *A = j->A + (size_t)(lo * j->sa) * es, *B = j->B ? j->B + (size_t)(lo * j->sb) * es : NULL;
+    const char *Y = j->Y + (size_t)lo * es, *G = j->G ? j->G + (size_t)lo * es : NULL;
+    char *D = j->D ? j->D + (size_t)(lo * (j->side ? j->sb : j->sa)) * es : NULL;
+    bcast it = {.rank = 1, .dim = {n}, .sa = {j->sa}, .sb = {j->sb}, .size = n, .inner = n};
+    switch (j->kind) {
+    case EW_UNARY_FWD:
+        if (j->f64) unary_forward_double(j->e, j->op, n, (const double *)A, j->p, (double *)Y);
+        else unary_forward_float(j->e, j->op, n, (const float *)A, j->p, (float *)Y);
+        break;
+    case EW_UNARY_BWD:
+        if (j->f64)
+            unary_backward_double(j->e, j->op, n, (const double *)A, (const double *)Y, j->p, (const double *)G,
+                                  (double *)D, j->assign);
+        else
+            unary_backward_float(j->e, j->op, n, (const float *)A, (const float *)Y, j->p, (const float *)G,
+                                 (float *)D, j->assign);
+        break;
+    case EW_BINARY_FWD:
+        if (j->f64) binary_forward_double(j->e, j->op, &it, (const double *)A, (const double *)B, (double *)Y);
+        else binary_forward_float(j->e, j->op, &it, (const float *)A, (const float *)B, (float *)Y);
+        break;
+    case EW_BINARY_BWD:
+        if (j->f64)
+            binary_backward_double(j->e, j->op, j->side, &it, (const double *)A, (const double *)B, (const double *)Y,
+                                   (const double *)G, (double *)D, j->assign);
+        else
+            binary_backward_float(j->e, j->op, j->side, &it, (const float *)A, (const float *)B, (const float *)Y,
+                                  (const float *)G, (float *)D, j->assign);
+        break;
+    case EW_SQUARE_BWD:
+        if (j->f64) square_backward_double(n, (const double *)A, (const double *)G, (double *)D, j->assign);
+        else square_backward_float(n, (const float *)A, (const float *)G, (float *)D, j->assign);
+        break;
+    }
+}
+
+/* Runs j over n flat elements, split across threads when it pays (see above). */
+static void ew_run(ew_job *j, int64_t n, bool splittable)
+{
+    if (splittable) pool_parallel_range(n, EW_GRAIN, ew_range, j);
+    else ew_range(j, 0, n);
+}
 
 static void ew_forward(const ad_op_ctx *c)
 {
     ad_node *y = c->out;
     const op_entry *e = op_entry_get(y->op);
+    ew_job j = {.e = e, .op = y->op, .f64 = y->dtype == AD_F64, .p = op_p(c), .sa = 1,
+                .A = node_data(c->in[0]), .Y = node_data(y)};
     if (c->nin == 1) {
-        int64_t n = node_size(y);
-        void *X = node_data(c->in[0]), *Y = node_data(y);
-        if (y->dtype == AD_F64) unary_forward_double(e, y->op, n, X, op_p(c), Y);
-        else unary_forward_float(e, y->op, n, X, op_p(c), Y);
+        j.kind = EW_UNARY_FWD;
+        ew_run(&j, node_size(y), true);
         return;
     }
     ad_shape so = node_shape(y), sa = node_shape(c->in[0]), sb = node_shape(c->in[1]);
     bcast it;
     bcast_init(&it, &so, &sa, &sb);
-    if (y->dtype == AD_F64)
-        binary_forward_double(e, y->op, &it, node_data(c->in[0]), node_data(c->in[1]), node_data(y));
-    else
-        binary_forward_float(e, y->op, &it, node_data(c->in[0]), node_data(c->in[1]), node_data(y));
+    j.B = node_data(c->in[1]);
+    if (it.rank == 1) {
+        j.kind = EW_BINARY_FWD, j.sa = it.sa[0], j.sb = it.sb[0];
+        ew_run(&j, it.size, true);
+    } else if (j.f64) {
+        binary_forward_double(e, y->op, &it, (const double *)j.A, (const double *)j.B, (double *)j.Y);
+    } else {
+        binary_forward_float(e, y->op, &it, (const float *)j.A, (const float *)j.B, (float *)j.Y);
+    }
 }
 
 static ad_status ew_backward(const ad_op_ctx *c)
@@ -262,30 +350,37 @@ static ad_status ew_backward(const ad_op_ctx *c)
     const op_entry *e = op_entry_get(y->op);
     void *G = ad_node_grad_data(y), *Y = node_data(y);
     if (!G) return AD_OK;
-    bool assign;
-    if (c->nin == 1) {
-        void *D = grad_for_write(c->graph, c->in[0], true, &assign);
-        if (!D) return c->graph->status;
-        int64_t n = node_size(y);
-        void *X = node_data(c->in[0]);
-        if (y->dtype == AD_F64) unary_backward_double(e, y->op, n, X, Y, op_p(c), G, D, assign);
-        else unary_backward_float(e, y->op, n, X, Y, op_p(c), G, D, assign);
+    ew_job j = {.e = e, .op = y->op, .f64 = y->dtype == AD_F64, .p = op_p(c), .sa = 1,
+                .A = node_data(c->in[0]), .Y = Y, .G = G};
+    if (c->nin == 1 || (y->op == OP_MUL && c->in[0] == c->in[1])) {
+        if (!(j.D = grad_for_write(c->graph, c->in[0], true, &j.assign))) return c->graph->status;
+        j.kind = c->nin == 1 ? EW_UNARY_BWD : EW_SQUARE_BWD;
+        ew_run(&j, node_size(y), true);
         return AD_OK;
     }
     ad_shape so = node_shape(y), sa = node_shape(c->in[0]), sb = node_shape(c->in[1]);
     bcast it;
     bcast_init(&it, &so, &sa, &sb);
-    void *A = node_data(c->in[0]), *B = node_data(c->in[1]);
+    j.B = node_data(c->in[1]);
+    j.kind = EW_BINARY_BWD, j.sa = it.sa[0], j.sb = it.sb[0];
     /* one input at a time: for x (op) x the second request finds the first's sum live */
     for (int side = 0; side < 2; side++) {
         ad_node *in = c->in[side];
-        void *D = grad_for_write(c->graph, in, node_size(in) == node_size(y), &assign);
-        if (!D) {
+        if (!(j.D = grad_for_write(c->graph, in, node_size(in) == node_size(y), &j.assign))) {
             if (c->graph->status) return c->graph->status;
             continue;
         }
-        if (y->dtype == AD_F64) binary_backward_double(e, y->op, side, &it, A, B, Y, G, D, assign);
-        else binary_backward_float(e, y->op, side, &it, A, B, Y, G, D, assign);
+        j.side = side;
+        if (it.rank == 1) {
+            /* a scalar operand's gradient is a sum over every element: one thread */
+            ew_run(&j, it.size, (side ? j.sb : j.sa) != 0);
+        } else if (j.f64) {
+            binary_backward_double(e, y->op, side, &it, (const double *)j.A, (const double *)j.B, (const double *)Y,
+                                   (const double *)G, (double *)j.D, j.assign);
+        } else {
+            binary_backward_float(e, y->op, side, &it, (const float *)j.A, (const float *)j.B, (const float *)Y,
+                                  (const float *)G, (float *)j.D, j.assign);
+        }
     }
     return AD_OK;
 }

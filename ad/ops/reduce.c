@@ -1,5 +1,6 @@
 /* Reductions: sum and mean of all elements or along one axis. */
 #include "../internal.h"
+#include "../kernels/kernels.h"
 
 /* An axis splits a tensor into [outer, n, inner]: the reduction runs over n. */
 typedef struct { int64_t outer, n, inner; } split3;
@@ -23,18 +24,83 @@ static bool is_mean(int op) { return op == OP_MEAN || op == OP_MEAN_AXIS; }
 
 /* Sums in double whatever the dtype, so a float32 mean of a million elements stays exact to
  * float32 precision. */
+/* A long sum: SUM_LANES running sums, lane k taking elements k, k + SUM_LANES, ..., added in
+ * lane order at the end, then the tail.  Independent lanes let the loop run at vector width
+ * instead of one add latency per element, and the order is fixed by the source, so every
+ * instruction set gives the same bits.  Shorter sums (n < SUM_LANES) are plain left-to-right
+ * sums. */
+enum { SUM_LANES = 32 };
+#define SUM_RUN(T)                                                                         \
+    AD_VECTOR_CLONES static double sum_run_##T(const T *a, int64_t n)                     \
+    {                                                                                      \
+        double acc[SUM_LANES] = {0}, s = 0;                                               \
+        int64_t i = 0;                                                                     \
+        for (; i + SUM_LANES <= n; i += SUM_LANES)                                         \
+            for (int k = 0; k < SUM_LANES; k++) acc[k] += (double)a[i + k];                \
+        for (int k = 0; k < SUM_LANES; k++) s += acc[k];                                   \
+        for (; i < n; i++) s += (double)a[i];                                              \
+        return s;                                                                          \
+    }
+SUM_RUN(double)
+SUM_RUN(float)
+
+/* A whole-tensor sum is cut into at most SUM_BLOCKS equal blocks of at least SUM_MIN_BLOCK
+ * elements, by n alone; threads take whole blocks and the block sums are added in order, so
+ * the result does not depend on the thread count. */
+enum { SUM_BLOCKS = 64, SUM_MIN_BLOCK = 1 << 14 };
+
+typedef struct {
+    const void *a;
+    bool f64;
+    int64_t n, blocks;
+    double part[SUM_BLOCKS];
+} sum_job;
+
+static void sum_blocks(void *ctx, int64_t b0, int64_t b1)
+{
+    sum_job *j = ctx;
+    for (int64_t b = b0; b < b1; b++) {
+        int64_t lo = j->n * b / j->blocks, hi = j->n * (b + 1) / j->blocks;
+        j->part[b] = j->f64 ? sum_run_double((const double *)j->a + lo, hi - lo)
+                            : sum_run_float((const float *)j->a + lo, hi - lo);
+    }
+}
+
 static void all_forward(const ad_op_ctx *c)
 {
     ad_node *a = c->in[0];
-    int64_t n = node_size(a);
-    const void *A = node_data(a);
+    sum_job j = {.a = node_data(a), .f64 = a->dtype == AD_F64, .n = node_size(a)};
+    j.blocks = j.n / SUM_MIN_BLOCK < 1 ? 1 : j.n / SUM_MIN_BLOCK > SUM_BLOCKS ? SUM_BLOCKS : j.n / SUM_MIN_BLOCK;
+    pool_parallel_range(j.blocks, 1, sum_blocks, &j);
     double s = 0;
-    if (a->dtype == AD_F64)
-        for (int64_t i = 0; i < n; i++) s += ((const double *)A)[i];
-    else
-        for (int64_t i = 0; i < n; i++) s += ((const float *)A)[i];
-    if (is_mean(c->out->op)) s /= (double)n;
+    for (int64_t b = 0; b < j.blocks; b++) s += j.part[b];
+    if (is_mean(c->out->op)) s /= (double)j.n;
     store(node_data(c->out), c->out->dtype, 0, s);
+}
+
+/* Every element's gradient is the same number: written (fresh buffer) or added. */
+typedef struct {
+    void *d;
+    bool f64, assign;
+    double g;
+} fill_job;
+
+static void fill_range(void *ctx, int64_t lo, int64_t hi)
+{
+    const fill_job *j = ctx;
+    if (j->f64) {
+        double *d = j->d, g = j->g;
+        if (j->assign)
+            for (int64_t i = lo; i < hi; i++) d[i] = g;
+        else
+            for (int64_t i = lo; i < hi; i++) d[i] += g;
+    } else {
+        float *d = j->d, g = (float)j->g;
+        if (j->assign)
+            for (int64_t i = lo; i < hi; i++) d[i] = g;
+        else
+            for (int64_t i = lo; i < hi; i++) d[i] += g;
+    }
 }
 
 static ad_status all_backward(const ad_op_ctx *c)
@@ -43,18 +109,10 @@ static ad_status all_backward(const ad_op_ctx *c)
     bool assign;
     void *GA = grad_for_write(c->graph, a, true, &assign);
     if (!GA) return c->graph->status;
-    int64_t n = node_size(a);
-    double g = load(ad_node_grad_data(c->out), c->out->dtype, 0);
-    if (is_mean(c->out->op)) g /= (double)n;
-    if (assign) {
-        if (a->dtype == AD_F64)
-            for (int64_t i = 0; i < n; i++) ((double *)GA)[i] = g;
-        else
-            for (int64_t i = 0; i < n; i++) ((float *)GA)[i] = (float)g;
-    } else if (a->dtype == AD_F64)
-        for (int64_t i = 0; i < n; i++) ((double *)GA)[i] += g;
-    else
-        for (int64_t i = 0; i < n; i++) ((float *)GA)[i] += (float)g;
+    fill_job j = {.d = GA, .f64 = a->dtype == AD_F64, .assign = assign,
+                  .g = load(ad_node_grad_data(c->out), c->out->dtype, 0)};
+    if (is_mean(c->out->op)) j.g /= (double)node_size(a);
+    pool_parallel_range(node_size(a), 1 << 15, fill_range, &j);
     return AD_OK;
 }
 
