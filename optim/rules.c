@@ -1,7 +1,6 @@
-/* The update rules, one small loop each, applied by optim_step.  Every element is loaded as a
- * double, updated in double and stored back in the parameter's dtype; the formulas follow the
- * slides and, operation for operation, torch.optim's single-tensor code, so float64 runs agree
- * with PyTorch's to rounding.  */
+/* The update rules, one small loop each (rules_loop.h), applied by optim_step.  Each element is
+ * updated in its parameter's own precision; the formulas follow the slides and, operation for
+ * operation, torch.optim's single-tensor code, so runs agree with PyTorch's to rounding.  */
 #include "optim_impl.h"
 #include "kernels/kernels.h"
 #include <math.h>
@@ -28,103 +27,42 @@ typedef struct {
 #define RULE static inline void
 #endif
 
-/* L2 weight decay enters as a gradient term; skipped when 0 so an inf parameter does not turn
- * a finite gradient into NaN through 0 * inf (a select, not a branch, to stay vectorisable). */
-static inline double decayed(double g, double th, double wd) { return g + (wd != 0 ? wd * th : 0.0); }
-
-/* theta_{i+1} = theta_i - eta grad L(theta_i) */
-RULE rule_gd(const bufs *b, const coeffs *c, bool f32)
-{
-    for (int64_t k = 0; k < b->n; k++) {
-        double th = optim_ld(b->p, f32, k), g = decayed(optim_ld(b->g, f32, k), th, c->wd);
-        optim_st(b->p, f32, k, th - c->lr * g);
-    }
-}
-
-/* Lecture: v_{i+1} = -eta g + gamma v_i, theta_{i+1} = theta_i + v_{i+1}; Nesterov looks one
- * velocity ahead: theta_{i+1} = theta_i + gamma v_{i+1} - eta g.
- * PyTorch: b <- gamma b + g, theta <- theta - eta b; Nesterov: theta <- theta - eta (g + gamma b). */
-RULE rule_momentum(const bufs *b, const coeffs *c, bool f32, bool lecture, bool nesterov)
-{
-    for (int64_t k = 0; k < b->n; k++) {
-        double th = optim_ld(b->p, f32, k), g = decayed(optim_ld(b->g, f32, k), th, c->wd);
-        double v = optim_ld(b->s0, f32, k);
-        if (lecture) {
-            v = -c->lr * g + c->mom * v;
-            th = nesterov ? th + (c->mom * v - c->lr * g) : th + v;
-        } else {
-            v = c->mom * v + g;
-            th = th - c->lr * (nesterov ? g + c->mom * v : v);
-        }
-        optim_st(b->s0, f32, k, v);
-        optim_st(b->p, f32, k, th);
-    }
-}
-
-/* m <- b1 m + (1-b1) g;  v <- b2 v + (1-b2) g^2;
- * theta <- theta - lr/(1-b1^t) * m / (sqrt(v)/sqrt(1-b2^t) + eps)   (PyTorch's grouping).
- * AdamW first shrinks theta by (1 - lr lambda) instead of adding lambda theta to g. */
-RULE rule_adam(const bufs *b, const coeffs *c, bool f32, bool decoupled)
-{
-    for (int64_t k = 0; k < b->n; k++) {
-        double th = optim_ld(b->p, f32, k), g = optim_ld(b->g, f32, k);
-        if (decoupled) th *= 1 - c->lr * c->wd;
-        else g = decayed(g, th, c->wd);
-        double m = c->b1 * optim_ld(b->s0, f32, k) + (1 - c->b1) * g;
-        double v = c->b2 * optim_ld(b->s1, f32, k) + (1 - c->b2) * g * g;
-        double denom = sqrt(v) / c->bc2_sqrt + c->eps;
-        optim_st(b->s0, f32, k, m);
-        optim_st(b->s1, f32, k, v);
-        optim_st(b->p, f32, k, th - c->step_size * (m / denom));
-    }
-}
-
-/* s <- alpha s + (1-alpha) g^2;  theta <- theta - lr g / (sqrt(s) + eps), or with momentum
- * mu: b <- mu b + g / (sqrt(s) + eps), theta <- theta - lr b. */
-RULE rule_rmsprop(const bufs *b, const coeffs *c, bool f32, bool momentum)
-{
-    for (int64_t k = 0; k < b->n; k++) {
-        double th = optim_ld(b->p, f32, k), g = decayed(optim_ld(b->g, f32, k), th, c->wd);
-        double s = c->alpha * optim_ld(b->s0, f32, k) + (1 - c->alpha) * g * g;
-        double avg = sqrt(s) + c->eps;
-        optim_st(b->s0, f32, k, s);
-        if (momentum) {
-            double m = c->mom * optim_ld(b->s1, f32, k) + g / avg;
-            optim_st(b->s1, f32, k, m);
-            th = th - c->lr * m;
-        } else {
-            th = th - c->lr * (g / avg);
-        }
-        optim_st(b->p, f32, k, th);
-    }
-}
+#define T float
+#define SQRT sqrtf
+#include "rules_loop.h"
+#undef T
+#undef SQRT
+#define T double
+#define SQRT sqrt
+#include "rules_loop.h"
+#undef T
+#undef SQRT
 
 /* Runs kind's rule on one parameter, choosing the specialised loop. */
 AD_VECTOR_CLONES static void apply(const optim_cfg *cfg, const bufs *b, const coeffs *c, bool f32)
 {
-    bool lec = cfg->form == OPTIM_FORM_LECTURE;
+    bool lec = cfg->form == OPTIM_FORM_LECTURE, nest = cfg->nesterov;
     switch (cfg->kind) {
     case OPTIM_GD:
-        if (f32) rule_gd(b, c, true);
-        else rule_gd(b, c, false);
+        f32 ? rule_gd_float(b, c) : rule_gd_double(b, c);
         break;
     case OPTIM_MOMENTUM:
         if (f32) {
-            if (lec) cfg->nesterov ? rule_momentum(b, c, true, true, true) : rule_momentum(b, c, true, true, false);
-            else cfg->nesterov ? rule_momentum(b, c, true, false, true) : rule_momentum(b, c, true, false, false);
+            if (lec) nest ? rule_momentum_float(b, c, true, true) : rule_momentum_float(b, c, true, false);
+            else nest ? rule_momentum_float(b, c, false, true) : rule_momentum_float(b, c, false, false);
         } else {
-            if (lec) cfg->nesterov ? rule_momentum(b, c, false, true, true) : rule_momentum(b, c, false, true, false);
-            else cfg->nesterov ? rule_momentum(b, c, false, false, true) : rule_momentum(b, c, false, false, false);
+            if (lec) nest ? rule_momentum_double(b, c, true, true) : rule_momentum_double(b, c, true, false);
+            else nest ? rule_momentum_double(b, c, false, true) : rule_momentum_double(b, c, false, false);
         }
         break;
     case OPTIM_ADAM:
     case OPTIM_ADAMW:
-        if (cfg->kind == OPTIM_ADAMW) f32 ? rule_adam(b, c, true, true) : rule_adam(b, c, false, true);
-        else f32 ? rule_adam(b, c, true, false) : rule_adam(b, c, false, false);
+        if (cfg->kind == OPTIM_ADAMW) f32 ? rule_adam_float(b, c, true) : rule_adam_double(b, c, true);
+        else f32 ? rule_adam_float(b, c, false) : rule_adam_double(b, c, false);
         break;
     case OPTIM_RMSPROP:
-        if (cfg->momentum > 0) f32 ? rule_rmsprop(b, c, true, true) : rule_rmsprop(b, c, false, true);
-        else f32 ? rule_rmsprop(b, c, true, false) : rule_rmsprop(b, c, false, false);
+        if (cfg->momentum > 0) f32 ? rule_rmsprop_float(b, c, true) : rule_rmsprop_double(b, c, true);
+        else f32 ? rule_rmsprop_float(b, c, false) : rule_rmsprop_double(b, c, false);
         break;
     }
 }
