@@ -41,9 +41,9 @@
  * the lecture's velocity remembers each gradient scaled by the rate of its own step, PyTorch
  * rescales the whole remembered sum by today's rate.  docs/optimizers.md shows both.
  *
- * Arithmetic.  Updates are computed in double for both dtypes and stored in the parameter's
- * dtype; state buffers (velocity, Adam's moments) have the parameter's dtype and shape.  They
- * are allocated by optim_new, so optim_step allocates nothing.
+ * Arithmetic.  Updates are computed in the parameter's precision (float32 in float32, as
+ * torch.optim does); state buffers (velocity, Adam's moments) have the parameter's dtype and
+ * shape.  They are allocated by optim_new, so optim_step allocates nothing.
  *
  * Ownership.  The optimizer keeps pointers to the parameters (made with ad_param_new), which
  * must outlive it; it owns its state.  optim_free frees the state, never the parameters.
