@@ -2,9 +2,11 @@
  * and edge shapes, all four transpose combinations, accumulate on and off, padded leading
  * dimensions, both dtypes and every micro-kernel family this CPU runs; results bitwise equal
  * for 1 to 4 threads; the pool's parallel-for, its nesting and concurrent callers; the thread
- * count's default from BACKPROP_THREADS. */
+ * count's default from BACKPROP_THREADS; the elementwise ops, sums and optimizer updates that
+ * the pool splits give the same bits for any thread count. */
 #include "testutil.h"
 #include "kernels/kernels.h"
+#include "optim.h"
 #include <float.h>
 #include <math.h>
 #include <pthread.h>
@@ -315,6 +317,121 @@ START_TEST(gemm_bitwise_any_thread_count)
 }
 END_TEST
 
+/* A graph over vectors long enough for the pool to split every kind of loop: unary ops,
+ * same-shape and scalar-broadcast binary ops, x*x, whole sums and means; returns the loss and
+ * leaves the gradient of x in grad (n elements, as doubles). */
+static double split_graph(ad_dtype t, const double *xv, int64_t n, double *grad)
+{
+    ad_graph *g = ad_graph_new();
+    ad_node *x = ad_var_tensor(g, "x", t, AD_SHAPE(n), xv);
+    ad_node *e = ad_exp(g, ad_mul_scalar(g, x, 0.01));
+    ad_node *r = ad_relu(g, ad_add_scalar(g, ad_mul_scalar(g, x, -1), 0.5));
+    ad_node *q = ad_mul(g, ad_tanh(g, x), ad_div(g, e, ad_add_scalar(g, ad_mul(g, x, x), 1)));
+    ad_node *loss = ad_add(g, ad_sum(g, ad_add(g, q, r)), ad_mean(g, ad_mul(g, e, x)));
+    ck_assert_int_eq(ad_backward(g, loss), AD_OK);
+    for (int64_t i = 0; i < n; i++) grad[i] = ad_node_grad_get(x, i);
+    double v = ad_value(loss);
+    ad_graph_free(g);
+    return v;
+}
+
+START_TEST(ops_bitwise_any_thread_count)
+{
+    enum { N = 200003 }; /* > 2 grains of every split loop, and not a multiple of anything */
+    double *x = malloc(N * sizeof *x), *first = malloc(N * sizeof *first), *grad = malloc(N * sizeof *grad);
+    ck_assert(x && first && grad);
+    ad_rng r;
+    ad_rng_seed(&r, 11);
+    for (int i = 0; i < N; i++) x[i] = 4 * ad_rng_uniform(&r) - 2;
+    for (int dt = 0; dt < 2; dt++) {
+        ad_dtype t = dt ? AD_F32 : AD_F64;
+        double v1 = 0;
+        for (int threads = 1; threads <= 4; threads++) {
+            ad_set_threads(threads);
+            double v = split_graph(t, x, N, grad);
+            if (threads == 1) {
+                v1 = v;
+                memcpy(first, grad, N * sizeof *grad);
+            } else {
+                ck_assert_msg(memcmp(&v, &v1, sizeof v) == 0, "%s loss: %d threads %.17g, 1 thread %.17g",
+                              ad_dtype_name(t), threads, v, v1);
+                ck_assert_msg(memcmp(grad, first, N * sizeof *grad) == 0, "%s gradient: %d threads differ from 1",
+                              ad_dtype_name(t), threads);
+            }
+        }
+    }
+    ad_set_threads(0);
+    free(x), free(first), free(grad);
+}
+END_TEST
+
+/* The blocked, 32-lane sum is still the sum: integers add exactly in double, so the result
+ * must be exact for every length around the lane and block boundaries. */
+START_TEST(sum_exact_on_integers)
+{
+    static const int64_t lens[] = {1, 31, 32, 33, 1000, 16383, 16384, 16385, 65537, 1048577};
+    for (size_t k = 0; k < sizeof lens / sizeof *lens; k++)
+        for (int dt = 0; dt < 2; dt++) {
+            int64_t n = lens[k];
+            ad_tensor *v = ad_tensor_new(dt ? AD_F32 : AD_F64, AD_SHAPE(n));
+            double want = 0;
+            for (int64_t i = 0; i < n; i++) {
+                double e = (double)(i % 7) - 3 + (i % 3 == 0 ? 1000 : 0);
+                ad_tensor_set(v, i, e);
+                want += e;
+            }
+            ad_graph *g = ad_graph_new();
+            ad_node *s = ad_sum(g, ad_const_tensor(g, v));
+            if (dt) want = (float)want; /* summed in double, stored as float32 */
+            ck_assert_msg(ad_value(s) == want, "n = %lld: sum %.17g, want %.17g", (long long)n, ad_value(s), want);
+            ad_graph_free(g);
+            ad_tensor_free(v);
+        }
+}
+END_TEST
+
+/* optim_step splits the parameters' elements across threads: same bits for any count; a
+ * gradient zeroed (lazily) and never written updates nothing. */
+START_TEST(optim_step_bitwise_any_thread_count)
+{
+    enum { N = 150001 };
+    for (int dt = 0; dt < 2; dt++) {
+        ad_dtype t = dt ? AD_F32 : AD_F64;
+        ad_tensor *first = ad_tensor_new(t, AD_SHAPE(N, 2));
+        for (int threads = 1; threads <= 3; threads++) {
+            ad_set_threads(threads);
+            ad_tensor *p[2] = {ad_param_new("a", t, AD_SHAPE(N, 2)), ad_param_new("b", t, AD_SHAPE(7))};
+            ad_rng r;
+            ad_rng_seed(&r, 3);
+            for (int64_t i = 0; i < 2 * N; i++) ad_tensor_set(p[0], i, ad_rng_uniform(&r));
+            optim_cfg c = optim_defaults(OPTIM_ADAM, 0.01);
+            optim *o = optim_new(p, 2, &c, NULL, 0);
+            ck_assert_ptr_nonnull(o);
+            for (int step = 0; step < 3; step++) {
+                double *gr = ad_tensor_grad(p[0]);
+                for (int64_t i = 0; i < 2 * N; i++) {
+                    double gv = sin((double)i * 0.001 + step);
+                    if (t == AD_F64) gr[i] = gv;
+                    else ((float *)(void *)gr)[i] = (float)gv;
+                }
+                ck_assert_int_eq(optim_step(o), OPTIM_OK);
+                optim_zero_grad(o); /* p[1]'s gradient is never written: it must stay put */
+            }
+            ck_assert_double_eq(ad_tensor_get(p[1], 3), 0);
+            if (threads == 1) ad_tensor_copy(first, p[0]);
+            else
+                ck_assert_msg(memcmp(ad_tensor_data(first), ad_tensor_data(p[0]), 2 * N * ad_dtype_size(t)) == 0,
+                              "%s: %d threads differ from 1", ad_dtype_name(t), threads);
+            optim_free(o);
+            ad_tensor_free(p[0]);
+            ad_tensor_free(p[1]);
+        }
+        ad_tensor_free(first);
+    }
+    ad_set_threads(0);
+}
+END_TEST
+
 typedef struct {
     atomic_int *hits;
     atomic_int nested;
@@ -517,6 +634,12 @@ int main(int argc, char **argv)
     tcase_add_test(tc, pool_concurrent_callers);
     tcase_add_test(tc, pool_after_fork);
     tcase_add_test(tc, threads_setting_and_default);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("split ops");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, ops_bitwise_any_thread_count);
+    tcase_add_test(tc, sum_exact_on_integers);
+    tcase_add_test(tc, optim_step_bitwise_any_thread_count);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }
