@@ -3,8 +3,10 @@
  *
  * For differentiating ordinary C code with one operation per number (a cost function, a
  * simulation step, a likelihood) at the cost of the best operator-overloading tools.  A value
- * is a small struct returned in registers; each operation appends its local partial
- * derivatives to a flat tape, and the backward sweep is one multiply-add per edge.
+ * is a small struct that carries its derivative as a combination of at most two tape entries;
+ * operations combine those terms in registers and write to the tape only when a result would
+ * need more (then it becomes one entry whose edges are its terms).  The backward sweep is one
+ * multiply-add per edge.
  *
  *     ad_tape *t = ad_tape_new();
  *     ad_real x = ad_real_var(t, 2.0), y = ad_real_var(t, 3.0);
@@ -14,14 +16,16 @@
  *     ad_tape_free(t);
  *
  * Compared with ad_node graphs (ad.h): no tensors, no names, no traces; float64 only; values
- * are not stored on the tape, so a sweep costs about a third of the memory traffic.  Use
- * graphs to teach, to see, to work with tensors; use tapes for hot scalar loops.
+ * are not stored on the tape, and most operations store nothing at all (the Rosenbrock loop
+ * writes one entry per iteration where a graph makes eight nodes).  Use graphs to teach, to
+ * see, to work with tensors; use tapes for hot scalar loops.
  *
  * Ownership and errors: the tape owns its memory; ad_tape_reset keeps it for the next
  * recording, so a loop allocates nothing once the tape is large enough.  If memory runs out
  * while recording, values keep being computed but the tape is marked failed, and
- * ad_tape_backward returns AD_ERR_NOMEM.  Constants (ad_real_const, or index -1) are never
- * recorded.  Gradients are recomputed by every sweep (they do not accumulate across sweeps).
+ * ad_tape_backward returns AD_ERR_NOMEM.  Constants (ad_real_const) are never recorded.
+ * Gradients are recomputed by every sweep (they do not accumulate across sweeps).  An ad_real
+ * belongs to the tape it was made on, until that tape is reset.
  */
 #ifndef AD_REAL_H
 #define AD_REAL_H
@@ -33,10 +37,20 @@
 extern "C" {
 #endif
 
-/* An active double: its value and its slot on the tape (-1 for a constant). */
+/* An active double: its value, and its derivative as a linear combination of at most two tape
+ * entries, dv = d[0] d(entry i[0]) + d[1] d(entry i[1]).  A constant has no terms (i[0] = -1),
+ * a variable one (its own entry, partial 1).  Operations merge their operands' terms instead of
+ * recording a node (runtime statement-level preaccumulation: what expression templates do at
+ * compile time, done as the code runs): sin(x*y) and x*x + 3*x are still combinations of x
+ * and y and cost the tape nothing.  A result that would need three or four terms is written to
+ * the tape as one entry with those terms as edges, and is one term again.  Two terms, not
+ * more: a 32-byte value, and a merge that is a handful of compares (see ad_real_lin2_).  Treat
+ * the fields other than v as private. */
 typedef struct {
-    double v;  /* the value */
-    int32_t i; /* its slot on the tape, -1 for a constant */
+    double v;       /* the value */
+    double d[2];    /* the partials with respect to ... */
+    int32_t i[2];   /* ... these tape entries (distinct); -1 marks an unused slot, and i[1] is
+                     * used only when i[0] is */
 } ad_real;
 
 /* The tape's storage is visible so that the operations below can be inlined; treat the
@@ -44,12 +58,12 @@ typedef struct {
 typedef struct ad_tape {
     /* Counters are int64_t although they stay below 2^31: the int32_t stores into end[] and
      * arg[] then cannot alias them, so inlined recording keeps them in registers. */
-    int64_t n;                /* values recorded */
-    int64_t cap;              /* room for values */
+    int64_t n;                /* entries recorded: variables and written-out values */
+    int64_t cap;              /* room for entries */
     int64_t nedge;            /* edges recorded */
     int64_t edge_cap;         /* room for edges */
-    int32_t *end;             /* end[i]: one past the last edge of value i */
-    int32_t *arg;             /* edge e: the value it points back to ... */
+    int32_t *end;             /* end[i]: one past the last edge of entry i */
+    int32_t *arg;             /* edge e: the entry it points back to ... */
     double *partial;          /* ... and the local partial derivative along it */
     double *adj;              /* adjoints, filled by the sweep */
     int64_t adj_n;            /* adjoints the last sweep computed */
@@ -64,13 +78,18 @@ ad_tape *ad_tape_new(void);
 void ad_tape_free(ad_tape *t);
 /* Forgets every recorded value but keeps the memory. */
 void ad_tape_reset(ad_tape *t);
-/* Makes room for `values` values and `edges` edges in total, so recording never grows. */
+/* Makes room for `values` entries and `edges` edges in total, so recording never grows.  An
+ * entry is a variable or a value written out (see ad_real); the Rosenbrock loop, for one,
+ * writes one entry with three edges per iteration. */
 ad_status ad_tape_reserve(ad_tape *t, int64_t values, int64_t edges);
-/* Sweeps backward from y, seeding its adjoint with 1; afterwards ad_tape_grad gives dy/dx. */
+/* Sweeps backward from y, seeding the adjoint of each of y's terms with its partial (y need
+ * not be on the tape); afterwards ad_tape_grad gives dy/dx. */
 ad_status ad_tape_backward(ad_tape *t, ad_real y);
-/* dy/dx from the last sweep (0 for constants and for values the sweep did not reach). */
+/* dy/dx from the last sweep, for x a variable (or any value that is exactly one entry: partial
+ * 1); 0 for constants, for entries the sweep did not reach, and for values that are still a
+ * combination of entries, which have no adjoint of their own. */
 double ad_tape_grad(const ad_tape *t, ad_real x);
-/* Grows the tape for one more value with up to `edges` edges; false (and status set) on OOM. */
+/* Grows the tape for one more entry with up to `edges` edges; false (and status set) on OOM. */
 bool ad_tape_grow_(ad_tape *t, int edges);
 
 /* A function of n active doubles, for ad_gradient_real. */
@@ -83,148 +102,212 @@ ad_status ad_gradient_real(ad_tape *t, ad_real_fn f, int n, const double *x, voi
 ad_status ad_gradcheck_real(ad_real_fn f, int n, const double *x, void *user,
                             const ad_check_opts *o, ad_check_report *rep);
 
-/* ---- recording (inline) ---- */
+/* ---- recording (inline) ----
+ * Forced inline where the compiler allows it: left to its heuristics, GCC 12 at -O2 keeps the
+ * merge below out of line, every operation then passes 32-byte values through memory, and the
+ * Rosenbrock loop records 7-15x slower.  Inlined, each call site has its own branches, and a
+ * loop that repeats its operations repeats their outcomes, so the branches predict well. */
+#if defined(__GNUC__)
+#define AD_REAL_INLINE static inline __attribute__((always_inline))
+#else
+#define AD_REAL_INLINE static inline
+#endif
 
-static inline ad_real ad_real_const(double v) { ad_real r = {v, -1}; return r; }
-
-/* A new independent variable. */
-static inline ad_real ad_real_var(ad_tape *t, double v)
+/* A value of up to two terms (i1 = -1: one term; i0 = -1 too: a constant). */
+AD_REAL_INLINE ad_real ad_real_terms_(double v, int32_t i0, double d0, int32_t i1, double d1)
 {
-    ad_real r = {v, -1};
-    if (t->n >= t->cap && !ad_tape_grow_(t, 0)) return r;
+    ad_real r = {v, {d0, d1}, {i0, i1}};
+    return r;
+}
+
+/* A constant: no terms, never recorded. */
+AD_REAL_INLINE ad_real ad_real_const(double v) { return ad_real_terms_(v, -1, 0, -1, 0); }
+
+/* A new independent variable: one entry with no edges, and one term (itself, partial 1). */
+AD_REAL_INLINE ad_real ad_real_var(ad_tape *t, double v)
+{
+    if (t->n >= t->cap && !ad_tape_grow_(t, 0)) return ad_real_const(v);
     t->end[t->n] = (int32_t)t->nedge;
-    r.i = (int32_t)t->n++;
-    return r;
+    return ad_real_terms_(v, (int32_t)t->n++, 1, -1, 0);
 }
 
-/* One value with one edge back to a (a constant a makes a constant result). */
-static inline ad_real ad_tape_rec1_(ad_tape *t, double v, ad_real a, double da)
+/* The value v with derivative da * (a's): a's terms scaled, nothing recorded. */
+AD_REAL_INLINE ad_real ad_real_lin1_(double v, ad_real a, double da)
 {
-    ad_real r = {v, -1};
-    if (a.i < 0) return r;
-    if ((t->n >= t->cap || t->nedge + 1 > t->edge_cap) && !ad_tape_grow_(t, 1)) return r;
-    int64_t e = t->nedge;
-    t->arg[e] = a.i;
-    t->partial[e] = da;
-    t->nedge = e + 1;
-    t->end[t->n] = (int32_t)(e + 1);
-    r.i = (int32_t)t->n++;
-    return r;
+    return ad_real_terms_(v, a.i[0], a.d[0] * da, a.i[1], a.d[1] * da);
 }
 
-/* One value with edges back to a and b; the same input twice is one edge (x*x). */
-static inline ad_real ad_tape_rec2_(ad_tape *t, double v, ad_real a, double da, ad_real b,
-                                    double db)
+/* Writes v = sum of n (3 or 4) terms to the tape as one entry; it is one term from then on
+ * (a constant if memory ran out: the tape is marked failed, the value stays right). */
+AD_REAL_INLINE ad_real ad_real_write_(ad_tape *t, double v, int n, int32_t i0, double d0,
+                                      int32_t i1, double d1, int32_t i2, double d2, int32_t i3,
+                                      double d3)
 {
-    if (b.i < 0) return ad_tape_rec1_(t, v, a, da);
-    if (a.i < 0) return ad_tape_rec1_(t, v, b, db);
-    if (a.i == b.i) return ad_tape_rec1_(t, v, a, da + db);
-    ad_real r = {v, -1};
-    if ((t->n >= t->cap || t->nedge + 2 > t->edge_cap) && !ad_tape_grow_(t, 2)) return r;
+    if ((t->n >= t->cap || t->nedge + n > t->edge_cap) && !ad_tape_grow_(t, n)) return ad_real_const(v);
     int64_t e = t->nedge;
-    t->arg[e] = a.i;
-    t->partial[e] = da;
-    t->arg[e + 1] = b.i;
-    t->partial[e + 1] = db;
-    t->nedge = e + 2;
-    t->end[t->n] = (int32_t)(e + 2);
-    r.i = (int32_t)t->n++;
-    return r;
+    t->arg[e] = i0;
+    t->partial[e] = d0;
+    t->arg[e + 1] = i1;
+    t->partial[e + 1] = d1;
+    t->arg[e + 2] = i2;
+    t->partial[e + 2] = d2;
+    if (n == 4) {
+        t->arg[e + 3] = i3;
+        t->partial[e + 3] = d3;
+    }
+    t->nedge = e + n;
+    t->end[t->n] = (int32_t)(e + n);
+    return ad_real_terms_(v, (int32_t)t->n++, 1, -1, 0);
+}
+
+/* The value v with derivative da * (a's) + db * (b's): the union of both term lists, partials
+ * added where both name the same entry (so x*x is one term, 2x, and t*t of a two-term t is two
+ * terms).  The cases go from the cheapest: a constant operand, then one-term operands, then
+ * the overlaps of two and two.  Three or four distinct terms write the result out. */
+AD_REAL_INLINE ad_real ad_real_lin2_(ad_tape *t, double v, ad_real a, double da, ad_real b,
+                                     double db)
+{
+    double A0 = a.d[0] * da, A1 = a.d[1] * da, B0 = b.d[0] * db, B1 = b.d[1] * db;
+    int32_t a0 = a.i[0], a1 = a.i[1], b0 = b.i[0], b1 = b.i[1];
+    if (b0 < 0) return ad_real_terms_(v, a0, A0, a1, A1);
+    if (a0 < 0) return ad_real_terms_(v, b0, B0, b1, B1);
+    /* From here on the written-out entry is a0, a1, i2 and perhaps i3. */
+    int32_t i2, i3 = -1;
+    double d2, d3 = 0;
+    if (b1 < 0) {
+        if (b0 == a0) return ad_real_terms_(v, a0, A0 + B0, a1, A1);
+        if (b0 == a1) return ad_real_terms_(v, a0, A0, a1, A1 + B0);
+        if (a1 < 0) return ad_real_terms_(v, a0, A0, b0, B0);
+        i2 = b0, d2 = B0;
+    } else if (a1 < 0) {
+        if (a0 == b0) return ad_real_terms_(v, a0, A0 + B0, b1, B1);
+        if (a0 == b1) return ad_real_terms_(v, a0, A0 + B1, b0, B0);
+        a1 = b0, A1 = B0, i2 = b1, d2 = B1;
+    } else if (a0 == b0) {
+        A0 += B0;
+        if (a1 == b1) return ad_real_terms_(v, a0, A0, a1, A1 + B1);
+        i2 = b1, d2 = B1;
+    } else if (a0 == b1) {
+        A0 += B1;
+        if (a1 == b0) return ad_real_terms_(v, a0, A0, a1, A1 + B0);
+        i2 = b0, d2 = B0;
+    } else if (a1 == b0) {
+        A1 += B0, i2 = b1, d2 = B1;
+    } else if (a1 == b1) {
+        A1 += B1, i2 = b0, d2 = B0;
+    } else {
+        i2 = b0, d2 = B0, i3 = b1, d3 = B1;
+    }
+    return ad_real_write_(t, v, i3 < 0 ? 3 : 4, a0, A0, a1, A1, i2, d2, i3, d3);
 }
 
 /* a + b. */
-static inline ad_real ad_real_add(ad_tape *t, ad_real a, ad_real b) { return ad_tape_rec2_(t, a.v + b.v, a, 1, b, 1); }
+AD_REAL_INLINE ad_real ad_real_add(ad_tape *t, ad_real a, ad_real b) { return ad_real_lin2_(t, a.v + b.v, a, 1, b, 1); }
 /* a - b. */
-static inline ad_real ad_real_sub(ad_tape *t, ad_real a, ad_real b) { return ad_tape_rec2_(t, a.v - b.v, a, 1, b, -1); }
-/* a * b (x*x records one edge). */
-static inline ad_real ad_real_mul(ad_tape *t, ad_real a, ad_real b) { return ad_tape_rec2_(t, a.v * b.v, a, b.v, b, a.v); }
+AD_REAL_INLINE ad_real ad_real_sub(ad_tape *t, ad_real a, ad_real b) { return ad_real_lin2_(t, a.v - b.v, a, 1, b, -1); }
+/* a * b (x*x is one term, 2x). */
+AD_REAL_INLINE ad_real ad_real_mul(ad_tape *t, ad_real a, ad_real b) { return ad_real_lin2_(t, a.v * b.v, a, b.v, b, a.v); }
 /* a / b. */
-static inline ad_real ad_real_div(ad_tape *t, ad_real a, ad_real b)
+AD_REAL_INLINE ad_real ad_real_div(ad_tape *t, ad_real a, ad_real b)
 {
     double q = a.v / b.v;
-    return ad_tape_rec2_(t, q, a, 1 / b.v, b, -q / b.v);
+    return ad_real_lin2_(t, q, a, 1 / b.v, b, -q / b.v);
 }
-/* a + c, a * c, c - a, c / a with a plain double c. */
-static inline ad_real ad_real_addc(ad_tape *t, ad_real a, double c) { return ad_tape_rec1_(t, a.v + c, a, 1); }
+/* The operations of one operand never write to the tape; they take it for symmetry. */
+/* a + c with a plain double c. */
+AD_REAL_INLINE ad_real ad_real_addc(ad_tape *t, ad_real a, double c) { (void)t; return ad_real_lin1_(a.v + c, a, 1); }
 /* a * c with a plain double c. */
-static inline ad_real ad_real_mulc(ad_tape *t, ad_real a, double c) { return ad_tape_rec1_(t, a.v * c, a, c); }
+AD_REAL_INLINE ad_real ad_real_mulc(ad_tape *t, ad_real a, double c) { (void)t; return ad_real_lin1_(a.v * c, a, c); }
 /* c - a with a plain double c. */
-static inline ad_real ad_real_csub(ad_tape *t, double c, ad_real a) { return ad_tape_rec1_(t, c - a.v, a, -1); }
+AD_REAL_INLINE ad_real ad_real_csub(ad_tape *t, double c, ad_real a) { (void)t; return ad_real_lin1_(c - a.v, a, -1); }
 /* c / a with a plain double c. */
-static inline ad_real ad_real_cdiv(ad_tape *t, double c, ad_real a)
+AD_REAL_INLINE ad_real ad_real_cdiv(ad_tape *t, double c, ad_real a)
 {
+    (void)t;
     double q = c / a.v;
-    return ad_tape_rec1_(t, q, a, -q / a.v);
+    return ad_real_lin1_(q, a, -q / a.v);
 }
 /* -a. */
-static inline ad_real ad_real_neg(ad_tape *t, ad_real a) { return ad_tape_rec1_(t, -a.v, a, -1); }
+AD_REAL_INLINE ad_real ad_real_neg(ad_tape *t, ad_real a) { (void)t; return ad_real_lin1_(-a.v, a, -1); }
 /* a^2. */
-static inline ad_real ad_real_square(ad_tape *t, ad_real a) { return ad_tape_rec1_(t, a.v * a.v, a, 2 * a.v); }
+AD_REAL_INLINE ad_real ad_real_square(ad_tape *t, ad_real a) { (void)t; return ad_real_lin1_(a.v * a.v, a, 2 * a.v); }
 /* The square root. */
-static inline ad_real ad_real_sqrt(ad_tape *t, ad_real a)
+AD_REAL_INLINE ad_real ad_real_sqrt(ad_tape *t, ad_real a)
 {
+    (void)t;
     double s = sqrt(a.v);
-    return ad_tape_rec1_(t, s, a, 0.5 / s);
+    return ad_real_lin1_(s, a, 0.5 / s);
 }
 /* e^a. */
-static inline ad_real ad_real_exp(ad_tape *t, ad_real a)
+AD_REAL_INLINE ad_real ad_real_exp(ad_tape *t, ad_real a)
 {
+    (void)t;
     double e = exp(a.v);
-    return ad_tape_rec1_(t, e, a, e);
+    return ad_real_lin1_(e, a, e);
 }
 /* The natural logarithm. */
-static inline ad_real ad_real_log(ad_tape *t, ad_real a) { return ad_tape_rec1_(t, log(a.v), a, 1 / a.v); }
+AD_REAL_INLINE ad_real ad_real_log(ad_tape *t, ad_real a) { (void)t; return ad_real_lin1_(log(a.v), a, 1 / a.v); }
 /* sin(a). */
-static inline ad_real ad_real_sin(ad_tape *t, ad_real a) { return ad_tape_rec1_(t, sin(a.v), a, cos(a.v)); }
+AD_REAL_INLINE ad_real ad_real_sin(ad_tape *t, ad_real a) { (void)t; return ad_real_lin1_(sin(a.v), a, cos(a.v)); }
 /* cos(a). */
-static inline ad_real ad_real_cos(ad_tape *t, ad_real a) { return ad_tape_rec1_(t, cos(a.v), a, -sin(a.v)); }
+AD_REAL_INLINE ad_real ad_real_cos(ad_tape *t, ad_real a) { (void)t; return ad_real_lin1_(cos(a.v), a, -sin(a.v)); }
 /* tan(a). */
-static inline ad_real ad_real_tan(ad_tape *t, ad_real a)
+AD_REAL_INLINE ad_real ad_real_tan(ad_tape *t, ad_real a)
 {
+    (void)t;
     double y = tan(a.v);
-    return ad_tape_rec1_(t, y, a, 1 + y * y);
+    return ad_real_lin1_(y, a, 1 + y * y);
 }
 /* tanh(a). */
-static inline ad_real ad_real_tanh(ad_tape *t, ad_real a)
+AD_REAL_INLINE ad_real ad_real_tanh(ad_tape *t, ad_real a)
 {
+    (void)t;
     double y = tanh(a.v);
-    return ad_tape_rec1_(t, y, a, 1 - y * y);
+    return ad_real_lin1_(y, a, 1 - y * y);
 }
 /* 1/(1+e^-a), without overflow. */
-static inline ad_real ad_real_sigmoid(ad_tape *t, ad_real a)
+AD_REAL_INLINE ad_real ad_real_sigmoid(ad_tape *t, ad_real a)
 {
+    (void)t;
     double y = a.v >= 0 ? 1 / (1 + exp(-a.v)) : exp(a.v) / (1 + exp(a.v));
-    return ad_tape_rec1_(t, y, a, y * (1 - y));
+    return ad_real_lin1_(y, a, y * (1 - y));
 }
 /* a^b; d/db is taken as 0 where a <= 0, as ad_pow. */
-static inline ad_real ad_real_pow(ad_tape *t, ad_real a, ad_real b)
+AD_REAL_INLINE ad_real ad_real_pow(ad_tape *t, ad_real a, ad_real b)
 {
     double y = pow(a.v, b.v);
-    return ad_tape_rec2_(t, y, a, b.v == 0 ? 0 : b.v * pow(a.v, b.v - 1), b, a.v > 0 ? y * log(a.v) : 0);
+    return ad_real_lin2_(t, y, a, b.v == 0 ? 0 : b.v * pow(a.v, b.v - 1), b, a.v > 0 ? y * log(a.v) : 0);
 }
 /* a^c with a plain double c. */
-static inline ad_real ad_real_powc(ad_tape *t, ad_real a, double c)
+AD_REAL_INLINE ad_real ad_real_powc(ad_tape *t, ad_real a, double c)
 {
-    return ad_tape_rec1_(t, pow(a.v, c), a, c == 0 ? 0 : c * pow(a.v, c - 1));
+    (void)t;
+    return ad_real_lin1_(pow(a.v, c), a, c == 0 ? 0 : c * pow(a.v, c - 1));
 }
 /* Subgradients as the graph ops: 0 at 0 for abs and relu, half each on max/min ties. */
-static inline ad_real ad_real_abs(ad_tape *t, ad_real a)
+AD_REAL_INLINE ad_real ad_real_abs(ad_tape *t, ad_real a)
 {
-    return ad_tape_rec1_(t, fabs(a.v), a, a.v > 0 ? 1 : a.v < 0 ? -1 : 0);
+    (void)t;
+    return ad_real_lin1_(fabs(a.v), a, a.v > 0 ? 1 : a.v < 0 ? -1 : 0);
 }
-/* max(0, a); 0 at 0. */
-static inline ad_real ad_real_relu(ad_tape *t, ad_real a) { return ad_tape_rec1_(t, a.v > 0 ? a.v : 0, a, a.v > 0); }
+/* max(0, a); 0 at 0.  Where it is 0 the result is a constant: a dead unit's terms go no
+ * further, so what is computed from it records less. */
+AD_REAL_INLINE ad_real ad_real_relu(ad_tape *t, ad_real a)
+{
+    (void)t;
+    return a.v > 0 ? a : ad_real_const(0);
+}
 /* max(a, b); ties split the gradient evenly. */
-static inline ad_real ad_real_max(ad_tape *t, ad_real a, ad_real b)
+AD_REAL_INLINE ad_real ad_real_max(ad_tape *t, ad_real a, ad_real b)
 {
     double da = a.v > b.v ? 1 : a.v < b.v ? 0 : 0.5;
-    return ad_tape_rec2_(t, a.v >= b.v ? a.v : b.v, a, da, b, 1 - da);
+    return ad_real_lin2_(t, a.v >= b.v ? a.v : b.v, a, da, b, 1 - da);
 }
 /* min(a, b); ties split the gradient evenly. */
-static inline ad_real ad_real_min(ad_tape *t, ad_real a, ad_real b)
+AD_REAL_INLINE ad_real ad_real_min(ad_tape *t, ad_real a, ad_real b)
 {
     double da = a.v < b.v ? 1 : a.v > b.v ? 0 : 0.5;
-    return ad_tape_rec2_(t, a.v <= b.v ? a.v : b.v, a, da, b, 1 - da);
+    return ad_real_lin2_(t, a.v <= b.v ? a.v : b.v, a, da, b, 1 - da);
 }
 
 #ifdef __cplusplus

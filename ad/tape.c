@@ -67,11 +67,21 @@ bool ad_tape_grow_(ad_tape *t, int edges)
     return ad_tape_reserve(t, v, e) == AD_OK;
 }
 
+/* The highest entry among y's terms; -1 for a constant, -2 if y is not a value of this tape
+ * (a term names an entry the tape does not have, as a value kept across a reset can). */
+static int64_t top_entry(const ad_tape *t, ad_real y)
+{
+    if (y.i[0] < 0) return y.i[1] < 0 ? -1 : -2;
+    if (y.i[0] >= t->n || y.i[1] >= t->n) return -2;
+    return y.i[0] > y.i[1] ? y.i[0] : y.i[1];
+}
+
 ad_status ad_tape_backward(ad_tape *t, ad_real y)
 {
     if (!t) return AD_ERR_NULL;
     if (t->status != AD_OK) return t->status;
-    if (y.i >= t->n) return t->status = AD_ERR_ARG;
+    int64_t top = top_entry(t, y);
+    if (top == -2) return t->status = AD_ERR_ARG;
     if (t->adj_cap < t->n) {
         double *a = ad_xrealloc(t->adj, (size_t)t->cap * sizeof *a);
         if (!a) return t->status = AD_ERR_NOMEM;
@@ -82,14 +92,16 @@ ad_status ad_tape_backward(ad_tape *t, ad_real y)
     double *adj = t->adj;
     if (t->n > 0) memset(adj, 0, (size_t)t->n * sizeof *adj);
     t->adj_n = t->n;
-    if (y.i < 0) return AD_OK;
-    adj[y.i] = 1;
+    if (top < 0) return AD_OK; /* a constant: every gradient is 0 */
+    for (int k = 0; k < 2 && y.i[k] >= 0; k++) adj[y.i[k]] += y.d[k];
     /* restrict: the arrays never overlap, so adjoint updates need not reload the tape */
     double *restrict A = adj;
     const int32_t *restrict end = t->end, *restrict arg = t->arg;
     const double *restrict partial = t->partial;
-    int32_t hi = end[y.i];
-    for (int32_t i = y.i; i >= 0; i--) {
+    /* end[] never decreases, so once it is 0 no entry below has edges (the variables, when
+     * they were made first): the sweep stops there. */
+    int32_t hi = end[top];
+    for (int32_t i = (int32_t)top; hi > 0; i--) {
         int32_t lo = i ? end[i - 1] : 0;
         double a = A[i];
         for (int32_t e = lo; e < hi; e++) A[arg[e]] += partial[e] * a;
@@ -100,7 +112,9 @@ ad_status ad_tape_backward(ad_tape *t, ad_real y)
 
 double ad_tape_grad(const ad_tape *t, ad_real x)
 {
-    return t && x.i >= 0 && x.i < t->adj_n ? t->adj[x.i] : 0.0;
+    /* only a value that is exactly one entry has an adjoint of its own */
+    if (!t || x.i[0] < 0 || x.i[0] >= t->adj_n || x.i[1] >= 0 || x.d[0] != 1) return 0.0;
+    return t->adj[x.i[0]];
 }
 
 ad_status ad_gradient_real(ad_tape *t, ad_real_fn f, int n, const double *x, void *user,
@@ -114,12 +128,15 @@ ad_status ad_gradient_real(ad_tape *t, ad_real_fn f, int n, const double *x, voi
     ad_real *v = st == AD_OK ? ad_xmalloc((size_t)(n ? n : 1) * sizeof *v) : NULL;
     if (!v) st = AD_ERR_NOMEM;
     if (st == AD_OK) {
-        for (int i = 0; i < n; i++) v[i] = ad_real_var(t, x[i]);
+        /* The variables are entries 0..n-1 with no edges, made in one pass (what n calls of
+         * ad_real_var would do); so after the sweep the gradient is adj[0..n-1] in order. */
+        if (n > 0) memset(t->end, 0, (size_t)n * sizeof *t->end);
+        for (int i = 0; i < n; i++) v[i] = ad_real_terms_(x[i], i, 1, -1, 0);
+        t->n = n;
         ad_real y = f(t, v, n, user);
         st = ad_tape_backward(t, y);
         if (st == AD_OK && value) *value = y.v;
-        if (st == AD_OK && grad)
-            for (int i = 0; i < n; i++) grad[i] = ad_tape_grad(t, v[i]);
+        if (st == AD_OK && grad && n > 0) memcpy(grad, t->adj, (size_t)n * sizeof *grad);
     }
     ad_xfree(v);
     if (own) ad_tape_free(t);

@@ -8,7 +8,8 @@
  * decaying rate eta_t = eta_0 (1 - 0.9 t / steps) — micrograd's demo.  The same steps run on
  *   1. the scalar graph: one ad_node per number, the network written as loops over weights
  *      and inputs, exactly as a teacher draws it;
- *   2. the scalar tape (ad_real.h): the same loops, one tape entry per number;
+ *   2. the scalar tape (ad_real.h): the same loops on active doubles, which merge their terms
+ *      and write a tape entry only when a value needs more than two;
  *   3. tensors: nn_mlp (ad_linear on parameter tensors) with optim's gradient descent.
  * All three run in float64 and must end at the same loss (to 1e-9).  The picture shows the
  * trained classifier's score over the plane, its decision boundary f(x) = 0 and the points. */
@@ -460,7 +461,7 @@ int main(int argc, char **argv)
                                          .task = NN_REGRESS, .dtype = AD_F64, .seed = (uint64_t)seed});
     double theta0[NPARAM], theta[NPARAM];
     run_log runs[3] = {{.name = "scalar graph (one ad_node per number)"},
-                       {.name = "scalar tape (ad_real, one entry each)"},
+                       {.name = "scalar tape (ad_real)"},
                        {.name = "tensors (nn_mlp: ad_linear, [N,16])"}};
     int status = 1;
     for (int k = 0; k < 3; k++) {

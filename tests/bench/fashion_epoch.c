@@ -95,7 +95,7 @@ int main(int argc, char **argv)
     int threads[MAX_LIST] = {1, 2}, nt = 2;
     int repeat = 3;
     long limit = 0;
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc; i += 2) { /* every option takes a value */
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int ok = v != NULL;
         if (ok && !strcmp(a, "--batch")) ok = (nb = parse_list(v, batches)) > 0;
@@ -107,7 +107,6 @@ int main(int argc, char **argv)
             fprintf(stderr, "usage: bench_fashion_epoch [--batch B,...] [--threads T,...] [--repeat R] [--limit N]\n");
             return 2;
         }
-        i++;
     }
     char err[512];
     nn_dataset *train = nn_fashion_mnist(NULL, true, AD_F32, err, sizeof err);

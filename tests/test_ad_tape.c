@@ -1,0 +1,542 @@
+/* The flat scalar tape (ad_real.h): values carry up to two pending terms, merged by each
+ * operation and written to the tape only on overflow.  The merge cases one by one (what is
+ * written, and the gradients), random expressions against the graph engine and against
+ * central differences, out-of-memory at every allocation, and steady-state allocation. */
+#include "testutil.h"
+#include "ad_real.h"
+#include <math.h>
+
+static double rel_err(double got, double want) { return fabs(got - want) / fmax(1, fabs(want)); }
+
+/* ---- the merge, case by case ------------------------------------------------------------- */
+
+START_TEST(constants_and_variables)
+{
+    ad_tape *t = ad_tape_new();
+    ad_real c = ad_real_const(2.5), x = ad_real_var(t, 3);
+    ck_assert_int_eq(c.i[0], -1);
+    ck_assert_int_eq(x.i[0], 0);
+    ck_assert_int_eq(x.i[1], -1);
+    ck_assert_double_eq(x.d[0], 1);
+    /* constants never reach the tape, whatever is done with them */
+    ad_real k = ad_real_mul(t, ad_real_add(t, c, c), ad_real_sin(t, c));
+    ck_assert_int_eq(k.i[0], -1);
+    ck_assert_double_eq(k.v, 5 * sin(2.5));
+    /* a constant operand leaves the other's terms, scaled */
+    ad_real y = ad_real_mul(t, ad_real_sub(t, c, x), c); /* (2.5 - x) * 2.5 */
+    ck_assert_int_eq(t->n, 1);
+    ck_assert_int_eq(t->nedge, 0);
+    ck_assert_int_eq(ad_tape_backward(t, y), AD_OK);
+    ck_assert_double_eq(ad_tape_grad(t, x), -2.5);
+    ck_assert_double_eq(ad_tape_grad(t, c), 0);
+    /* the gradient of a constant is 0 everywhere */
+    ck_assert_int_eq(ad_tape_backward(t, k), AD_OK);
+    ck_assert_double_eq(ad_tape_grad(t, x), 0);
+    ad_tape_free(t);
+}
+END_TEST
+
+START_TEST(square_is_one_term)
+{
+    ad_tape *t = ad_tape_new();
+    ad_real x = ad_real_var(t, 3);
+    ad_real y = ad_real_mul(t, x, x);
+    ck_assert_int_eq(y.i[0], x.i[0]);
+    ck_assert_int_eq(y.i[1], -1);
+    ck_assert_double_eq(y.d[0], 6);
+    ad_real z = ad_real_mul(t, y, x); /* x^3 */
+    ck_assert_int_eq(t->n, 1);        /* nothing but the variable */
+    ck_assert_int_eq(t->nedge, 0);
+    ck_assert_int_eq(ad_tape_backward(t, z), AD_OK);
+    ck_assert_double_eq(ad_tape_grad(t, x), 27);
+    /* a two-term value times itself stays two terms: t*t of t = x - y */
+    ad_real w = ad_real_var(t, 2), d = ad_real_sub(t, x, w), dd = ad_real_mul(t, d, d);
+    ck_assert_int_eq(t->n, 2);
+    ck_assert_int_eq(ad_tape_backward(t, dd), AD_OK);
+    ck_assert_double_eq(ad_tape_grad(t, x), 2);
+    ck_assert_double_eq(ad_tape_grad(t, w), -2);
+    ad_tape_free(t);
+}
+END_TEST
+
+/* Every way two operands of one or two terms can overlap, with what it costs the tape. */
+START_TEST(duplicates_merge)
+{
+    ad_tape *t = ad_tape_new();
+    ad_real x = ad_real_var(t, 1.5), y = ad_real_var(t, -2), z = ad_real_var(t, 0.5);
+    ad_real xy = ad_real_add(t, x, y), yx = ad_real_add(t, y, x);
+    struct {
+        ad_real f;
+        double gx, gy, gz;
+        int entries; /* written besides the three variables */
+    } c[] = {
+        {ad_real_add(t, xy, x), 2, 1, 0, 0},          /* two terms + one, first matches */
+        {ad_real_add(t, xy, y), 1, 2, 0, 0},          /* ... second matches */
+        {ad_real_add(t, x, xy), 2, 1, 0, 0},          /* one + two */
+        {ad_real_add(t, y, xy), 1, 2, 0, 0},
+        {ad_real_sub(t, xy, yx), 0, 0, 0, 0},         /* same terms, crossed order */
+        {ad_real_add(t, xy, xy), 2, 2, 0, 0},         /* same order */
+        {ad_real_mul(t, xy, yx), -1, -1, 0, 0},       /* d(x+y)^2 = 2(x+y) = -1 */
+        {ad_real_add(t, xy, ad_real_add(t, x, z)), 2, 1, 1, 1}, /* one shared: three terms */
+        {ad_real_add(t, xy, ad_real_add(t, z, y)), 1, 2, 1, 1},
+        {ad_real_add(t, xy, ad_real_add(t, z, x)), 2, 1, 1, 1},
+        {ad_real_add(t, xy, ad_real_add(t, y, z)), 1, 2, 1, 1},
+        {ad_real_add(t, xy, z), 1, 1, 1, 1},           /* two + one new */
+        {ad_real_add(t, z, xy), 1, 1, 1, 1},           /* one new + two */
+    };
+    int n = (int)(sizeof c / sizeof *c), written = 0;
+    for (int k = 0; k < n; k++) written += c[k].entries;
+    ck_assert_int_eq(t->n, 3 + written);
+    for (int k = 0; k < n; k++) {
+        ck_assert_int_eq(ad_tape_backward(t, c[k].f), AD_OK);
+        ck_assert_msg(ad_tape_grad(t, x) == c[k].gx && ad_tape_grad(t, y) == c[k].gy &&
+                          ad_tape_grad(t, z) == c[k].gz,
+                      "case %d: %g %g %g", k, ad_tape_grad(t, x), ad_tape_grad(t, y), ad_tape_grad(t, z));
+    }
+    ad_tape_free(t);
+}
+END_TEST
+
+START_TEST(overflow_writes_one_entry)
+{
+    ad_tape *t = ad_tape_new();
+    ad_real x = ad_real_var(t, 1), y = ad_real_var(t, 2), z = ad_real_var(t, 3), w = ad_real_var(t, 4);
+    /* three distinct terms: one entry with three edges, and the result is that entry */
+    ad_real s = ad_real_add(t, ad_real_mulc(t, ad_real_add(t, x, y), 2), z);
+    ck_assert_int_eq(t->n, 5);
+    ck_assert_int_eq(t->nedge, 3);
+    ck_assert_int_eq(s.i[0], 4);
+    ck_assert_int_eq(s.i[1], -1);
+    ck_assert_double_eq(s.d[0], 1);
+    ck_assert_double_eq(s.v, 9);
+    /* four: (x - y) * (z + w) */
+    ad_real p = ad_real_mul(t, ad_real_sub(t, x, y), ad_real_add(t, z, w));
+    ck_assert_int_eq(t->n, 6);
+    ck_assert_int_eq(t->nedge, 7);
+    ck_assert_int_eq(ad_tape_backward(t, p), AD_OK);
+    ck_assert_double_eq(ad_tape_grad(t, x), 7);
+    ck_assert_double_eq(ad_tape_grad(t, y), -7);
+    ck_assert_double_eq(ad_tape_grad(t, z), -1);
+    ck_assert_double_eq(ad_tape_grad(t, w), -1);
+    /* a written entry has an adjoint of its own: d(s * s)/ds = 2s */
+    ad_real q = ad_real_mul(t, s, s);
+    ck_assert_int_eq(ad_tape_backward(t, q), AD_OK);
+    ck_assert_double_eq(ad_tape_grad(t, s), 18);
+    ck_assert_double_eq(ad_tape_grad(t, x), 36);
+    /* a pending combination has none */
+    ck_assert_double_eq(ad_tape_grad(t, ad_real_add(t, x, y)), 0);
+    ck_assert_double_eq(ad_tape_grad(t, ad_real_mulc(t, x, 2)), 0);
+    ad_tape_free(t);
+}
+END_TEST
+
+START_TEST(dead_relu_is_a_constant)
+{
+    ad_tape *t = ad_tape_new();
+    ad_real x = ad_real_var(t, -1), y = ad_real_var(t, 2);
+    ad_real r = ad_real_relu(t, ad_real_add(t, x, y)), d = ad_real_relu(t, ad_real_sub(t, x, y));
+    ck_assert_int_eq(d.i[0], -1);
+    ck_assert_double_eq(d.v, 0);
+    ad_real f = ad_real_add(t, ad_real_mul(t, r, d), r);
+    ck_assert_int_eq(ad_tape_backward(t, f), AD_OK);
+    ck_assert_double_eq(ad_tape_grad(t, x), 1);
+    ck_assert_double_eq(ad_tape_grad(t, y), 1);
+    ad_tape_free(t);
+}
+END_TEST
+
+START_TEST(backward_checks_its_argument)
+{
+    ad_tape *t = ad_tape_new();
+    ad_real x = ad_real_var(t, 1), y = ad_real_var(t, 2), z = ad_real_var(t, 3);
+    ad_real f = ad_real_add(t, ad_real_add(t, x, y), z); /* three terms: written, entry 3 */
+    ck_assert_int_eq(f.i[0], 3);
+    ad_tape_reset(t);
+    (void)ad_real_var(t, 1);
+    ck_assert_int_eq(ad_tape_backward(t, f), AD_ERR_ARG); /* from before the reset */
+    ck_assert_int_eq(ad_tape_backward(t, x), AD_ERR_ARG); /* the error is kept */
+    ck_assert_int_eq(ad_tape_backward(NULL, x), AD_ERR_NULL);
+    ck_assert_double_eq(ad_tape_grad(NULL, x), 0);
+    ad_tape_reset(t);
+    x = ad_real_var(t, 1);
+    ck_assert_int_eq(ad_tape_backward(t, x), AD_OK);
+    ck_assert_double_eq(ad_tape_grad(t, x), 1);
+    ad_tape_free(t);
+}
+END_TEST
+
+/* ---- the Rosenbrock loop: one entry per iteration ---------------------------------------- */
+
+static ad_real rosenbrock(ad_tape *tp, const ad_real *x, int n, void *user)
+{
+    (void)user;
+    ad_real f = ad_real_const(0);
+    for (int i = 0; i + 1 < n; i++) {
+        ad_real t = ad_real_sub(tp, x[i + 1], ad_real_mul(tp, x[i], x[i]));
+        ad_real u = ad_real_csub(tp, 1, x[i]);
+        f = ad_real_add(tp, f, ad_real_add(tp, ad_real_mulc(tp, ad_real_mul(tp, t, t), 100), ad_real_mul(tp, u, u)));
+    }
+    return f;
+}
+
+/* The same arithmetic in the same order on plain doubles. */
+static double rosenbrock_plain(const double *x, int n)
+{
+    double f = 0;
+    for (int i = 0; i + 1 < n; i++) {
+        double t = x[i + 1] - x[i] * x[i], u = 1 - x[i];
+        f = f + (t * t * 100 + u * u);
+    }
+    return f;
+}
+
+START_TEST(rosenbrock_gradient)
+{
+    enum { N = 1000 };
+    double x[N], g[N], f;
+    for (int i = 0; i < N; i++) x[i] = 0.5 + 0.37 * sin(i);
+    ad_tape *t = ad_tape_new();
+    ck_assert_int_eq(ad_gradient_real(t, rosenbrock, N, x, NULL, &f, g), AD_OK);
+    ck_assert_double_eq(f, rosenbrock_plain(x, N));
+    ck_assert_int_eq(t->n, N + (N - 2)); /* the variables, then one entry per iteration but the first */
+    ck_assert_int_eq(t->nedge, 3 * (N - 2));
+    for (int i = 0; i < N; i++) {
+        double want = (i + 1 < N ? -400 * x[i] * (x[i + 1] - x[i] * x[i]) - 2 * (1 - x[i]) : 0) +
+                      (i > 0 ? 200 * (x[i] - x[i - 1] * x[i - 1]) : 0);
+        ck_assert_msg(rel_err(g[i], want) < 1e-12, "g[%d] = %.17g, want %.17g", i, g[i], want);
+    }
+    /* a tape made inside gives the same */
+    double g2[N], f2;
+    ck_assert_int_eq(ad_gradient_real(NULL, rosenbrock, N, x, NULL, &f2, g2), AD_OK);
+    ck_assert_double_eq(f2, f);
+    ck_assert_mem_eq(g2, g, sizeof g);
+    ck_assert_int_eq(ad_gradient_real(t, rosenbrock, 0, NULL, NULL, &f2, NULL), AD_OK);
+    ck_assert_double_eq(f2, 0);
+    ck_assert_int_eq(ad_gradient_real(t, NULL, 1, x, NULL, &f2, NULL), AD_ERR_NULL);
+    ad_tape_free(t);
+}
+END_TEST
+
+/* ---- random expressions: one script, replayed on the tape and on the graph --------------- */
+
+enum {
+    S_CONST, S_ADD, S_SUB, S_MUL, S_DIV, S_POW, S_MAX, S_MIN, S_ADDC, S_MULC, S_CSUB, S_CDIV,
+    S_NEG, S_SQUARE, S_SQRT, S_EXP, S_LOG, S_SIN, S_COS, S_TAN, S_TANH, S_SIGMOID, S_POWC,
+    S_ABS, S_RELU, S_COUNT
+};
+enum { MAXSTEP = 120 };
+
+typedef struct {
+    int op, a, b;  /* operands: earlier slots (the variables are slots 0..n-1) */
+    double c;      /* the constant of S_CONST, S_ADDC, ... */
+} step;
+
+typedef struct {
+    int nvar, nstep;
+    step s[MAXSTEP];
+} script;
+
+/* The value of one step on plain doubles, to choose steps that stay in their domains. */
+static double eval_step(const step *s, const double *v)
+{
+    double a = v[s->a], b = v[s->b], c = s->c;
+    switch (s->op) {
+    case S_CONST: return c;
+    case S_ADD: return a + b;
+    case S_SUB: return a - b;
+    case S_MUL: return a * b;
+    case S_DIV: return a / b;
+    case S_POW: return pow(a, b);
+    case S_MAX: return fmax(a, b);
+    case S_MIN: return fmin(a, b);
+    case S_ADDC: return a + c;
+    case S_MULC: return a * c;
+    case S_CSUB: return c - a;
+    case S_CDIV: return c / a;
+    case S_NEG: return -a;
+    case S_SQUARE: return a * a;
+    case S_SQRT: return sqrt(a);
+    case S_EXP: return exp(a);
+    case S_LOG: return log(a);
+    case S_SIN: return sin(a);
+    case S_COS: return cos(a);
+    case S_TAN: return tan(a);
+    case S_TANH: return tanh(a);
+    case S_SIGMOID: return 1 / (1 + exp(-a));
+    case S_POWC: return pow(a, c);
+    case S_ABS: return fabs(a);
+    default: return a > 0 ? a : 0;
+    }
+}
+
+/* Whether a step is well away from trouble at these values: domains, overflow, and (when
+ * smooth) kinks, so that central differences see one branch. */
+static bool step_ok(const step *s, const double *v, bool smooth)
+{
+    double a = v[s->a], b = v[s->b];
+    switch (s->op) {
+    case S_DIV: if (fabs(b) < 0.2) return false; break;
+    case S_CDIV: if (fabs(a) < 0.2) return false; break;
+    case S_POW: if (a < 0.2 || fabs(b) > 3) return false; break;
+    case S_POWC: case S_SQRT: case S_LOG: if (a < 0.2) return false; break;
+    case S_EXP: if (fabs(a) > 3) return false; break;
+    case S_TAN: if (fabs(a) > 1.2) return false; break;
+    case S_MAX: case S_MIN: if (smooth && fabs(a - b) < 1e-3) return false; break;
+    case S_ABS: case S_RELU: if (smooth && fabs(a) < 1e-3) return false; break;
+    default: break;
+    }
+    double r = eval_step(s, v);
+    return isfinite(r) && fabs(r) < 50;
+}
+
+/* Operands favour the latest slots and the variables, and are often the same slot, so that
+ * terms overlap in every way the merge distinguishes. */
+static int pick(ad_rng *r, int nslot, int nvar)
+{
+    double u = ad_rng_uniform(r);
+    if (u < 0.3) return (int)(ad_rng_uniform(r) * nvar);
+    int back = 1 + (int)(ad_rng_uniform(r) * 6);
+    return nslot - back >= 0 ? nslot - back : 0;
+}
+
+static void make_script(script *sc, uint64_t seed, int nvar, bool smooth, double *x)
+{
+    ad_rng r;
+    ad_rng_seed(&r, seed);
+    double v[MAXSTEP + 16];
+    sc->nvar = nvar;
+    for (int i = 0; i < nvar; i++) v[i] = x[i] = 2 * ad_rng_uniform(&r) - 1;
+    int n = 0;
+    while (n < MAXSTEP) {
+        step s = {.op = (int)(ad_rng_uniform(&r) * S_COUNT), .c = 4 * ad_rng_uniform(&r) - 2};
+        if (smooth && (s.op == S_ABS || s.op == S_RELU || s.op == S_MAX || s.op == S_MIN)) continue;
+        s.a = pick(&r, nvar + n, nvar);
+        s.b = ad_rng_uniform(&r) < 0.2 ? s.a : pick(&r, nvar + n, nvar);
+        if (s.op == S_POWC) s.c = (double[]){-1.5, 0.5, 2, 3}[(int)(ad_rng_uniform(&r) * 4)];
+        if (!step_ok(&s, v, smooth)) s.op = S_SIN;
+        v[nvar + n] = eval_step(&s, v);
+        sc->s[n++] = s;
+    }
+    sc->nstep = n;
+}
+
+/* The output: the sum of the last few slots, so that many paths reach it. */
+enum { OUTPUTS = 5 };
+
+static ad_real script_tape(ad_tape *t, const ad_real *x, int n, void *user)
+{
+    const script *sc = user;
+    ad_real v[MAXSTEP + 16];
+    for (int i = 0; i < n; i++) v[i] = x[i];
+    for (int k = 0; k < sc->nstep; k++) {
+        const step *s = &sc->s[k];
+        ad_real a = v[s->a], b = v[s->b], *o = &v[n + k];
+        double c = s->c;
+        switch (s->op) {
+        case S_CONST: *o = ad_real_const(c); break;
+        case S_ADD: *o = ad_real_add(t, a, b); break;
+        case S_SUB: *o = ad_real_sub(t, a, b); break;
+        case S_MUL: *o = ad_real_mul(t, a, b); break;
+        case S_DIV: *o = ad_real_div(t, a, b); break;
+        case S_POW: *o = ad_real_pow(t, a, b); break;
+        case S_MAX: *o = ad_real_max(t, a, b); break;
+        case S_MIN: *o = ad_real_min(t, a, b); break;
+        case S_ADDC: *o = ad_real_addc(t, a, c); break;
+        case S_MULC: *o = ad_real_mulc(t, a, c); break;
+        case S_CSUB: *o = ad_real_csub(t, c, a); break;
+        case S_CDIV: *o = ad_real_cdiv(t, c, a); break;
+        case S_NEG: *o = ad_real_neg(t, a); break;
+        case S_SQUARE: *o = ad_real_square(t, a); break;
+        case S_SQRT: *o = ad_real_sqrt(t, a); break;
+        case S_EXP: *o = ad_real_exp(t, a); break;
+        case S_LOG: *o = ad_real_log(t, a); break;
+        case S_SIN: *o = ad_real_sin(t, a); break;
+        case S_COS: *o = ad_real_cos(t, a); break;
+        case S_TAN: *o = ad_real_tan(t, a); break;
+        case S_TANH: *o = ad_real_tanh(t, a); break;
+        case S_SIGMOID: *o = ad_real_sigmoid(t, a); break;
+        case S_POWC: *o = ad_real_powc(t, a, c); break;
+        case S_ABS: *o = ad_real_abs(t, a); break;
+        default: *o = ad_real_relu(t, a); break;
+        }
+    }
+    ad_real y = v[n + sc->nstep - 1];
+    for (int k = 2; k <= OUTPUTS; k++) y = ad_real_add(t, y, v[n + sc->nstep - k]);
+    return y;
+}
+
+static ad_node *script_graph(ad_graph *g, ad_node *const *x, int n, void *user)
+{
+    const script *sc = user;
+    ad_node *v[MAXSTEP + 16];
+    for (int i = 0; i < n; i++) v[i] = x[i];
+    for (int k = 0; k < sc->nstep; k++) {
+        const step *s = &sc->s[k];
+        ad_node *a = v[s->a], *b = v[s->b], **o = &v[n + k];
+        double c = s->c;
+        switch (s->op) {
+        case S_CONST: *o = ad_scalar(g, c); break;
+        case S_ADD: *o = ad_add(g, a, b); break;
+        case S_SUB: *o = ad_sub(g, a, b); break;
+        case S_MUL: *o = ad_mul(g, a, b); break;
+        case S_DIV: *o = ad_div(g, a, b); break;
+        case S_POW: *o = ad_pow(g, a, b); break;
+        case S_MAX: *o = ad_max(g, a, b); break;
+        case S_MIN: *o = ad_min(g, a, b); break;
+        case S_ADDC: *o = ad_add_scalar(g, a, c); break;
+        case S_MULC: *o = ad_mul_scalar(g, a, c); break;
+        case S_CSUB: *o = ad_add_scalar(g, ad_neg(g, a), c); break;
+        case S_CDIV: *o = ad_mul_scalar(g, ad_recip(g, a), c); break;
+        case S_NEG: *o = ad_neg(g, a); break;
+        case S_SQUARE: *o = ad_mul(g, a, a); break;
+        case S_SQRT: *o = ad_sqrt(g, a); break;
+        case S_EXP: *o = ad_exp(g, a); break;
+        case S_LOG: *o = ad_log(g, a); break;
+        case S_SIN: *o = ad_sin(g, a); break;
+        case S_COS: *o = ad_cos(g, a); break;
+        case S_TAN: *o = ad_tan(g, a); break;
+        case S_TANH: *o = ad_tanh(g, a); break;
+        case S_SIGMOID: *o = ad_sigmoid(g, a); break;
+        case S_POWC: *o = ad_pow(g, a, ad_scalar(g, c)); break;
+        case S_ABS: *o = ad_abs(g, a); break;
+        default: *o = ad_relu(g, a); break;
+        }
+    }
+    ad_node *y = v[n + sc->nstep - 1];
+    for (int k = 2; k <= OUTPUTS; k++) y = ad_add(g, y, v[n + sc->nstep - k]);
+    return y;
+}
+
+enum { NVAR = 6 };
+
+START_TEST(random_expressions_match_the_graph)
+{
+    ad_tape *t = ad_tape_new();
+    ad_graph *g = ad_graph_new();
+    static script sc;
+    int64_t entries = 0, steps = 0;
+    for (uint64_t seed = 1; seed <= 300; seed++) {
+        double x[NVAR], gt[NVAR], gg[NVAR], ft, fg;
+        make_script(&sc, seed, NVAR, false, x);
+        ck_assert_int_eq(ad_gradient_real(t, script_tape, NVAR, x, &sc, &ft, gt), AD_OK);
+        ad_graph_reset(g);
+        ck_assert_int_eq(ad_gradient(g, script_graph, NVAR, x, &sc, &fg, gg), AD_OK);
+        ck_assert_msg(rel_err(ft, fg) < 1e-13, "seed %d: f %.17g vs %.17g", (int)seed, ft, fg);
+        for (int i = 0; i < NVAR; i++)
+            ck_assert_msg(rel_err(gt[i], gg[i]) < 1e-10, "seed %d: df/dx%d %.17g (tape) vs %.17g (graph)",
+                          (int)seed, i, gt[i], gg[i]);
+        entries += t->n - NVAR;
+        steps += sc.nstep + OUTPUTS - 1;
+    }
+    /* most operations write nothing */
+    ck_assert_msg(entries * 2 < steps, "%lld entries for %lld operations", (long long)entries, (long long)steps);
+    ad_graph_free(g);
+    ad_tape_free(t);
+}
+END_TEST
+
+START_TEST(random_expressions_gradcheck)
+{
+    static script sc;
+    for (uint64_t seed = 1000; seed < 1100; seed++) {
+        double x[NVAR];
+        make_script(&sc, seed, NVAR, true, x);
+        ad_check_report rep;
+        ad_status st = ad_gradcheck_real(script_tape, NVAR, x, &sc, NULL, &rep);
+        ck_assert_msg(st == AD_OK, "seed %d: %s", (int)seed, rep.msg);
+        ck_assert_int_eq(rep.checked, NVAR);
+    }
+}
+END_TEST
+
+/* ---- memory: out of memory at each allocation, reserve, steady state --------------------- */
+
+START_TEST(out_of_memory_everywhere)
+{
+    enum { N = 3000 };
+    double x[N];
+    for (int i = 0; i < N; i++) x[i] = 0.5 + 0.37 * sin(i);
+    double want = rosenbrock_plain(x, N);
+    int failures = 0;
+    for (long k = 1; k < 100; k++) {
+        ad_tape *t = ad_tape_new();
+        ck_assert_ptr_nonnull(t);
+        ad_real v[N];
+        ad_fail_alloc_at(k);
+        for (int i = 0; i < N; i++) v[i] = ad_real_var(t, x[i]);
+        ad_real f = rosenbrock(t, v, N, NULL);
+        ad_status st = ad_tape_backward(t, f);
+        ad_fail_alloc_at(0);
+        ck_assert_double_eq(f.v, want); /* values are computed whatever happens to the tape */
+        if (st == AD_OK) {
+            ad_tape_free(t);
+            break;
+        }
+        failures++;
+        ck_assert_int_eq(st, AD_ERR_NOMEM);
+        ck_assert_int_eq(ad_tape_backward(t, f), AD_ERR_NOMEM); /* sticky */
+        /* after a reset the same tape works */
+        ad_tape_reset(t);
+        ad_real y = ad_real_var(t, 2);
+        ck_assert_int_eq(ad_tape_backward(t, ad_real_mul(t, y, y)), AD_OK);
+        ck_assert_double_eq(ad_tape_grad(t, y), 4);
+        ad_tape_free(t);
+    }
+    ck_assert_int_gt(failures, 3);
+    /* the one-call form reports it too, and leaks nothing (the sanitizer build checks) */
+    for (long k = 1; k < 40; k++) {
+        double g[N], f;
+        ad_fail_alloc_at(k);
+        ad_status st = ad_gradient_real(NULL, rosenbrock, N, x, NULL, &f, g);
+        ad_fail_alloc_at(0);
+        if (st == AD_OK) break;
+        ck_assert_int_eq(st, AD_ERR_NOMEM);
+    }
+}
+END_TEST
+
+START_TEST(reserve_and_steady_state)
+{
+    enum { N = 500 };
+    double x[N], g[N], f;
+    for (int i = 0; i < N; i++) x[i] = 0.1 * i;
+    ad_tape *t = ad_tape_new();
+    ck_assert_int_eq(ad_tape_reserve(t, 2 * N, 3 * N), AD_OK);
+    ck_assert_int_eq(ad_tape_reserve(t, -1, 0), AD_ERR_ARG);
+    ad_tape_reset(t);
+    uint64_t before = t->mallocs;
+    ad_real v[N];
+    for (int i = 0; i < N; i++) v[i] = ad_real_var(t, x[i]);
+    ad_real y = rosenbrock(t, v, N, NULL);
+    ck_assert_uint_eq(t->mallocs, before); /* recording fit in what was reserved */
+    ck_assert_int_eq(ad_tape_backward(t, y), AD_OK);
+    /* a loop that records the same each time allocates nothing after its first pass */
+    uint64_t after_first = 0;
+    for (int it = 0; it < 20; it++) {
+        ck_assert_int_eq(ad_gradient_real(t, rosenbrock, N, x, NULL, &f, g), AD_OK);
+        if (it == 0) after_first = t->mallocs;
+    }
+    ck_assert_uint_eq(t->mallocs, after_first);
+    ad_tape_free(t);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("ad_tape");
+    TCase *tc = tcase_create("tape");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, constants_and_variables);
+    tcase_add_test(tc, square_is_one_term);
+    tcase_add_test(tc, duplicates_merge);
+    tcase_add_test(tc, overflow_writes_one_entry);
+    tcase_add_test(tc, dead_relu_is_a_constant);
+    tcase_add_test(tc, backward_checks_its_argument);
+    tcase_add_test(tc, rosenbrock_gradient);
+    tcase_add_test(tc, random_expressions_match_the_graph);
+    tcase_add_test(tc, random_expressions_gradcheck);
+    tcase_add_test(tc, out_of_memory_everywhere);
+    tcase_add_test(tc, reserve_and_steady_state);
+    suite_add_tcase(s, tc);
+    return run_suite(s);
+}
