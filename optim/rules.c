@@ -4,6 +4,10 @@
 #include "optim_impl.h"
 #include "kernels/kernels.h"
 #include <math.h>
+#if defined(__SSE__)
+#include <xmmintrin.h>
+#define HAVE_MXCSR 1
+#endif
 
 /* What one step needs besides the buffers, computed once per step. */
 typedef struct {
@@ -92,9 +96,37 @@ typedef struct {
 /* Elements per thread below which waking another thread costs more than it saves. */
 enum { STEP_GRAIN = 32768 };
 
+/* State that decays geometrically toward 0 (the velocity of a weight whose input is always 0,
+ * as Fashion-MNIST's border pixels are) spends hundreds of steps among the denormal numbers,
+ * where x86 takes a microcode assist (~100 cycles) for every operation that reads or makes
+ * one: the batch-8 epoch's updates took 3.0 s instead of 0.66 s.  So the update runs with
+ * denormals flushed to zero (MXCSR's FTZ and DAZ, set for this loop only and restored; other
+ * CPUs keep IEEE behaviour).  Only values below 1.2e-38 (float32) or 2.2e-308 (float64) are
+ * affected, far below anything that moves a parameter. */
+static unsigned flush_denormals_begin(void)
+{
+#ifdef HAVE_MXCSR
+    unsigned old = _mm_getcsr();
+    _mm_setcsr(old | 0x8040); /* FTZ (bit 15): results; DAZ (bit 6): inputs */
+    return old;
+#else
+    return 0;
+#endif
+}
+
+static void flush_denormals_end(unsigned old)
+{
+#ifdef HAVE_MXCSR
+    _mm_setcsr(old);
+#else
+    (void)old;
+#endif
+}
+
 static void step_range(void *ctx, int64_t lo, int64_t hi)
 {
     const step_job *j = ctx;
+    unsigned mxcsr = flush_denormals_begin();
     const optim *o = j->o;
     int64_t at = 0; /* index of parameter i's first element */
     for (int i = 0; i < o->n && at < hi; i++) {
@@ -112,6 +144,7 @@ static void step_range(void *ctx, int64_t lo, int64_t hi)
         }
         at += n;
     }
+    flush_denormals_end(mxcsr);
 }
 
 optim_status optim_step(optim *o)
