@@ -1,9 +1,11 @@
 /* The update rules: the first three steps of each optimizer on the quadratic
  * L(theta) = 1/2 (theta_1^2 + 4 theta_2^2) from theta_0 = (1, -0.5), whose gradient is
  * (theta_1, 4 theta_2), against values worked out by hand (float64, to 1e-12); the lecture's
- * and PyTorch's momentum forms side by side; float32 parameters; and optim_new's checks. */
+ * and PyTorch's momentum forms side by side; float32 parameters; denormal state flushed inside
+ * the step and the caller's floating-point mode left alone; and optim_new's checks. */
 #include "testutil.h"
 #include "optim.h"
+#include <float.h>
 #include <math.h>
 #include <string.h>
 
@@ -416,6 +418,39 @@ START_TEST(new_refuses_bad_configurations)
 }
 END_TEST
 
+/* A velocity left to decay (gradient 0 after the first step) shrinks by gamma per step.  Under
+ * IEEE arithmetic it would pass through the denormals to 0 only after ~987 steps (0.9^k below
+ * 2^-149); with the step's flush-to-zero it reaches 0 once below FLT_MIN (~829 steps) on x86.
+ * Either way the caller's own arithmetic must still make denormals after every step. */
+START_TEST(decaying_state_flushed_and_fp_mode_restored)
+{
+    ad_tensor *p = ad_param_new("w", AD_F32, AD_SHAPE(1));
+    optim_cfg c = optim_defaults(OPTIM_MOMENTUM, 0.1);
+    c.form = OPTIM_FORM_PYTORCH;
+    optim *o = optim_new(&p, 1, &c, NULL, 0);
+    ck_assert_ptr_nonnull(o);
+    ad_tensor *v = optim_state(o, 0, "momentum_buffer");
+    ((float *)ad_tensor_grad(p))[0] = 1;
+    int steps = 0;
+    do {
+        ck_assert_int_eq(optim_step(o), OPTIM_OK);
+        optim_zero_grad(o);
+        steps++;
+        volatile float tiny = FLT_MIN;
+        tiny = tiny / 4; /* a denormal, unless the step left flush-to-zero on */
+        ck_assert_msg(tiny != 0, "step %d left denormals flushed in the caller's thread", steps);
+    } while (ad_tensor_get(v, 0) != 0 && steps < 2000);
+#if defined(__SSE__)
+    ck_assert_int_le(steps, 830);
+#else
+    ck_assert_int_le(steps, 1000);
+#endif
+    ck_assert_int_ge(steps, 820);
+    optim_free(o);
+    ad_tensor_free(p);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("optim_rules");
@@ -434,6 +469,7 @@ int main(void)
     tcase_add_test(tc, float32_parameters);
     tcase_add_test(tc, several_parameters_and_accessors);
     tcase_add_test(tc, new_refuses_bad_configurations);
+    tcase_add_test(tc, decaying_state_flushed_and_fp_mode_restored);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }
