@@ -6,13 +6,17 @@
 
 Both sides train the same model on the same data: an MLP 784-256-128-10 with ReLU, float32,
 softmax + cross-entropy, SGD with momentum 0.9 (PyTorch's form) at rate 0.01, shuffled
-minibatches, pixels / 255, no dropout.  PyTorch's time is one epoch over tensors already in
-memory (the loader is not timed), its threads set by torch.set_num_threads.  Debian's OpenBLAS
+minibatches, pixels / 255, no dropout, gradients zeroed by dropping them (set_to_none, as
+backprop's lazy zeroing).  PyTorch's time is one epoch over tensors already in memory (the
+loader is not timed), its threads set by torch.set_num_threads.  Debian's OpenBLAS
 does not recognise this CPU's AVX-512 and falls back to SSE3 kernels, so OPENBLAS_CORETYPE is
 set to SkylakeX before torch loads (pass --no-coretype to time it as installed).
 
-Prints `bench: torch_epoch_bB_tT S s` for each case, runs the C benchmark with the same cases,
-and prints `bench: fashion_epoch_ratio_bB_tT R x` (backprop / PyTorch; below 1 is faster).
+The machine's speed drifts (other jobs, turbo), so the two sides alternate: for each case,
+one PyTorch epoch, then one backprop epoch (a run of the C benchmark), R times; each side's
+figure is the median of its R epochs.  Prints `bench: torch_epoch_bB_tT S s`,
+`bench: fashion_epoch_bB_tT S s` and `bench: fashion_epoch_ratio_bB_tT R x` (backprop /
+PyTorch; below 1 is faster) for each case, then two threads over one and backprop's peak RSS.
 Exit status 2 when torch or the dataset is missing.
 """
 import argparse
@@ -78,37 +82,46 @@ def main():
         t0 = time.perf_counter()
         for i in range(0, n, batch):
             j = perm[i:i + batch]
-            opt.zero_grad()
+            opt.zero_grad(set_to_none=True)  # what backprop does (and PyTorch 2 by default)
             loss = lossf(model(x[j]), y[j])
             loss.backward()
             opt.step()
         return time.perf_counter() - t0, loss.item()
 
-    torch_s = {}
+    env = dict(os.environ)
+    env.pop("OPENBLAS_CORETYPE", None)
+
+    def ours(batch, threads):
+        cmd = [a.bench, "--batch", str(batch), "--threads", str(threads), "--repeat", "1"]
+        out = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, text=True, check=True).stdout
+        s = re.search(r"fashion_epoch_b\d+_t\d+ ([\d.]+) s", out)
+        rss = re.search(r"fashion_peak_rss ([\d.]+) MiB", out)
+        return float(s.group(1)), float(rss.group(1)) if rss else 0.0
+
+    med = {}
+    peak = 0.0
     for t in a.threads:
         torch.set_num_threads(t)
         for b in a.batch:
-            times = [epoch(b) for _ in range(a.repeat)]
-            torch_s[b, t] = statistics.median(s for s, _ in times)
-            print(f"bench: torch_epoch_b{b}_t{t} {torch_s[b, t]:.3f} s  (last loss {times[-1][1]:.4f})", flush=True)
-
-    cmd = [a.bench, "--batch", ",".join(map(str, a.batch)), "--threads", ",".join(map(str, a.threads)),
-           "--repeat", str(a.repeat)]
-    env = dict(os.environ)
-    env.pop("OPENBLAS_CORETYPE", None)
-    try:
-        out = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError) as e:
-        print(f"fashion_torch: {' '.join(cmd)}: {e}", file=sys.stderr)
-        return 1
-    sys.stdout.write(out)
-    ours = {(int(b), int(t)): float(s) for b, t, s in re.findall(r"fashion_epoch_b(\d+)_t(\d+) ([\d.]+) s", out)}
-    for (b, t), s in sorted(ours.items(), key=lambda kv: (kv[0][1], kv[0][0])):
-        if (b, t) in torch_s:
-            print(f"bench: fashion_epoch_ratio_b{b}_t{t} {s / torch_s[b, t]:.3f} x")
+            ts, cs = [], []
+            for _ in range(a.repeat):
+                ts.append(epoch(b)[0])
+                try:
+                    s, rss = ours(b, t)
+                except (OSError, subprocess.CalledProcessError, AttributeError) as e:
+                    print(f"fashion_torch: {a.bench}: {e}", file=sys.stderr)
+                    return 1
+                cs.append(s)
+                peak = max(peak, rss)
+            med[b, t] = statistics.median(cs)
+            tm = statistics.median(ts)
+            print(f"bench: torch_epoch_b{b}_t{t} {tm:.3f} s  (runs {', '.join(f'{x:.3f}' for x in ts)})")
+            print(f"bench: fashion_epoch_b{b}_t{t} {med[b, t]:.3f} s  (runs {', '.join(f'{x:.3f}' for x in cs)})")
+            print(f"bench: fashion_epoch_ratio_b{b}_t{t} {med[b, t] / tm:.3f} x", flush=True)
     for b in a.batch:
-        if (b, 1) in ours and (b, 2) in ours:
-            print(f"bench: fashion_epoch_two_threads_b{b} {ours[b, 2] / ours[b, 1]:.3f} x of one thread")
+        if (b, 1) in med and (b, 2) in med:
+            print(f"bench: fashion_epoch_two_threads_b{b} {med[b, 2] / med[b, 1]:.3f} x of one thread")
+    print(f"bench: fashion_peak_rss {peak:.1f} MiB")
     return 0
 
 
