@@ -20,8 +20,16 @@
  * for AVX-512, AVX2 and baseline x86-64, and the dynamic loader binds the best (GNU ifunc,
  * so glibc on x86-64 only; elsewhere the one baseline build).  The library is compiled with
  * -ffp-contract=off, so the three builds round identically and results never depend on the
- * CPU. */
-#if defined(__x86_64__) && defined(__GLIBC__) && defined(__ELF__) && \
+ * CPU.  Not under ThreadSanitizer: the loader runs ifunc resolvers before TSan's runtime is
+ * up, and the instrumented resolvers crash the program before main. */
+#if defined(__SANITIZE_THREAD__)
+#define AD_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define AD_TSAN 1
+#endif
+#endif
+#if defined(__x86_64__) && defined(__GLIBC__) && defined(__ELF__) && !defined(AD_TSAN) && \
     (defined(__clang__) ? __clang_major__ >= 14 : defined(__GNUC__) && __GNUC__ >= 6)
 #define AD_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
@@ -34,6 +42,20 @@
  * cannot be had it falls back to unpacked loops. */
 void gemm(ad_dtype t, bool ta, bool tb, int64_t m, int64_t n, int64_t k, const void *A,
           int64_t lda, const void *B, int64_t ldb, void *C, int64_t ldc, bool accumulate);
+
+/* Work on C done where C is made: fn(ctx, c, ldc, rows, cols) runs once on every block of C
+ * right after its last K block, while the block is still in cache, on the thread that made
+ * it.  Blocks do not overlap and together cover C; an elementwise fn therefore gives the same
+ * result as a pass over C after gemm, without the pass. */
+typedef struct {
+    void (*fn)(void *ctx, void *c, int64_t ldc, int64_t rows, int64_t cols);
+    void *ctx;
+} gemm_epilogue;
+
+/* gemm, then ep (may be NULL) on each block of C as it is finished. */
+void gemm_ex(ad_dtype t, bool ta, bool tb, int64_t m, int64_t n, int64_t k, const void *A,
+             int64_t lda, const void *B, int64_t ldb, void *C, int64_t ldc, bool accumulate,
+             const gemm_epilogue *ep);
 
 /* Micro-kernel families, for tests and benchmarks. */
 typedef enum { GEMM_ISA_AUTO = 0, GEMM_ISA_PORTABLE, GEMM_ISA_AVX2, GEMM_ISA_AVX512 } gemm_isa;
