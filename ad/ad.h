@@ -367,6 +367,22 @@ ad_node *ad_matmul(ad_graph *g, ad_node *a, ad_node *b);
  * PyTorch store them), b [out] or NULL; gives [N,out].  Fused: no transpose is formed and the
  * bias is added in the same pass. */
 ad_node *ad_linear(ad_graph *g, ad_node *x, ad_node *w, ad_node *b);
+
+/* Activations that ad_linear_act applies in the same node. */
+typedef enum {
+    AD_ACT_NONE = 0,   /* x W^T + b, as ad_linear */
+    AD_ACT_RELU,       /* max(0, .) */
+    AD_ACT_LEAKY_RELU, /* slope * . below 0 */
+    AD_ACT_SIGMOID,
+    AD_ACT_TANH
+} ad_act;
+
+/* act(x W^T + b) in one node, with the values and gradients of ad_relu(ad_linear(...)) and
+ * the others bit for bit, at the cost of ad_linear alone: the activation runs on each block of
+ * the product while it is still in cache, and its derivative is taken from the output (so no
+ * pre-activation buffer is kept).  slope is leaky ReLU's, > 0 (ignored otherwise).  The node
+ * shows as "linear" in traces, with the activation's name after it. */
+ad_node *ad_linear_act(ad_graph *g, ad_node *x, ad_node *w, ad_node *b, ad_act act, double slope);
 /* Swaps the last two axes (rank >= 2). */
 ad_node *ad_transpose(ad_graph *g, ad_node *a);
 /* Same elements, new shape of the same size. */

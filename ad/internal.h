@@ -173,6 +173,13 @@ void *grad_for_write(ad_graph *g, ad_node *n, bool can_assign, bool *assign);
 void ew_binary_forward(const op_entry *e, ad_node *out, ad_node *a, ad_node *b);
 ad_status ew_binary_backward(ad_graph *g, const op_entry *e, ad_node *out, ad_node *a,
                              ad_node *b);
+/* Unary op `op` (parameter p) applied in place to rows x cols of Y (row stride ldy), with the
+ * op's own loop: the same bits as the op's node would compute. */
+void ew_unary_inplace(int op, ad_dtype t, void *Y, int64_t ldy, int64_t rows, int64_t cols, double p);
+/* D = G * op'(x, y) over n elements, as the op's backward writes a fresh gradient (split
+ * across the pool's threads when large). */
+void ew_unary_grad(int op, ad_dtype t, int64_t n, const void *X, const void *Y, double p, const void *G,
+                   void *D);
 /* Adds src (shape of out) into dst (shape `dshape`, which broadcasts to out's shape). */
 void reduce_broadcast_add(ad_dtype t, const void *src, const ad_shape *sshape, void *dst,
                           const ad_shape *dshape, double scale);

@@ -238,6 +238,11 @@ void view_gate(ad_node *n, gate *gt)
     snprintf(gt->label, sizeof gt->label, "%s", symbol(n->op));
     if (n->op == OP_LEAKY_RELU && n->x && n->x->nparam)
         snprintf(gt->label, sizeof gt->label, "leaky_relu(%s)", const_str(n->x->param_v[0], c, sizeof c));
+    if (n->op == OP_LINEAR && n->x && n->x->nparam >= 2) { /* ad_linear_act */
+        static const char *const acts[] = {"", "relu", "leaky_relu", "sigmoid", "tanh"};
+        int a = (int)n->x->param_v[0];
+        snprintf(gt->label, sizeof gt->label, "linear+%s", a > 0 && a <= AD_ACT_TANH ? acts[a] : "?");
+    }
     gt->nshown = n->nin < VIEW_MAX_SHOWN ? n->nin : VIEW_MAX_SHOWN;
     for (int k = 0; k < gt->nshown; k++) {
         gt->slot[k] = k;

@@ -49,26 +49,43 @@ void nn_linear_release(nn_linear *l)
     memset(l, 0, sizeof *l);
 }
 
-ad_node *nn_linear_forward(ad_graph *g, const nn_linear *l, ad_node *x)
+/* The layer on x, checked, with activation act (AD_ACT_NONE: none) fused into the node. */
+static ad_node *linear_checked(ad_graph *g, const char *fn, const nn_linear *l, ad_node *x, ad_act act, double slope)
 {
     if (!g) return NULL;
     if (!l || !l->weight || !x) {
-        ad_set_error(g, AD_ERR_NULL, "nn_linear_forward: %s is NULL", x ? "layer" : "input");
+        ad_set_error(g, AD_ERR_NULL, "%s: %s is NULL", fn, x ? "layer" : "input");
         return NULL;
     }
     ad_shape s = ad_node_shape(x);
     char b[96];
     if (s.rank != 2 || s.dim[1] != l->in) {
-        ad_set_error(g, AD_ERR_SHAPE, "nn_linear_forward: input %s does not fit a layer of %d inputs (expected [N,%d])",
+        ad_set_error(g, AD_ERR_SHAPE, "%s: input %s does not fit a layer of %d inputs (expected [N,%d])", fn,
                      ad_shape_str(&s, b, sizeof b), l->in, l->in);
         return NULL;
     }
     if (ad_node_dtype(x) != ad_tensor_dtype(l->weight)) {
-        ad_set_error(g, AD_ERR_DTYPE, "nn_linear_forward: input %s is %s, the layer is %s", b,
+        ad_set_error(g, AD_ERR_DTYPE, "%s: input %s is %s, the layer is %s", fn, b,
                      ad_dtype_name(ad_node_dtype(x)), ad_dtype_name(ad_tensor_dtype(l->weight)));
         return NULL;
     }
-    return ad_linear(g, x, ad_param(g, l->weight), l->bias ? ad_param(g, l->bias) : NULL);
+    return ad_linear_act(g, x, ad_param(g, l->weight), l->bias ? ad_param(g, l->bias) : NULL, act, slope);
+}
+
+ad_node *nn_linear_forward(ad_graph *g, const nn_linear *l, ad_node *x)
+{
+    return linear_checked(g, "nn_linear_forward", l, x, AD_ACT_NONE, 0);
+}
+
+ad_node *nn_linear_act_forward(ad_graph *g, const nn_linear *l, ad_node *x, nn_act act, double slope)
+{
+    static const ad_act acts[] = {[NN_RELU] = AD_ACT_RELU, [NN_LEAKY_RELU] = AD_ACT_LEAKY_RELU,
+                                  [NN_SIGMOID] = AD_ACT_SIGMOID, [NN_TANH] = AD_ACT_TANH};
+    if (g && ((int)act < 0 || (size_t)act >= sizeof acts / sizeof *acts)) {
+        ad_set_error(g, AD_ERR_ARG, "nn_linear_act_forward: unknown activation %d", (int)act);
+        return NULL;
+    }
+    return linear_checked(g, "nn_linear_act_forward", l, x, g ? acts[act] : AD_ACT_NONE, slope);
 }
 
 ad_node *nn_activate(ad_graph *g, ad_node *x, nn_act act, double slope)

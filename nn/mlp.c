@@ -122,7 +122,7 @@ ad_node *nn_mlp_forward(ad_graph *g, nn_mlp *m, ad_node *x, nn_mode mode)
     const nn_mlp_cfg *c = &m->cfg;
     ad_node *z = nn_dropout(g, x, c->input_dropout, c->inverted_dropout, mode, &m->drop);
     for (int i = 0; i < m->depth; i++) {
-        z = nn_activate(g, nn_linear_forward(g, &m->layers[i], z), c->act, c->slope);
+        z = nn_linear_act_forward(g, &m->layers[i], z, c->act, c->slope);
         z = nn_dropout(g, z, c->dropout, c->inverted_dropout, mode, &m->drop);
     }
     return nn_linear_forward(g, &m->layers[m->depth], z);

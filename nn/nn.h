@@ -88,6 +88,11 @@ ad_node *nn_linear_forward(ad_graph *g, const nn_linear *l, ad_node *x);
 /* σ(x) elementwise; slope is leaky relu's (ignored by the others). */
 ad_node *nn_activate(ad_graph *g, ad_node *x, nn_act act, double slope);
 
+/* σ(x W^T + b): nn_activate(nn_linear_forward(...)) in one node (ad_linear_act), with the same
+ * values and gradients bit for bit and one pass over memory fewer each way; nn_mlp_forward
+ * builds its hidden layers with it.  slope is leaky relu's (> 0). */
+ad_node *nn_linear_act_forward(ad_graph *g, const nn_linear *l, ad_node *x, nn_act act, double slope);
+
 /* The dropout layer with probability p in [0, 1).  NN_TRAIN zeroes each element with
  * probability p, masks drawn from rng; NN_EVAL multiplies by 1 - p (the lecture's rule, so the
  * test-time output is the training output's expectation).  inverted: survivors are scaled by

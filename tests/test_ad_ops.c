@@ -128,6 +128,16 @@ BIN(add) BIN(sub) BIN(mul) BIN(div) BIN(pow) BIN(max) BIN(min) BIN(matmul) BIN(m
 
 static ad_node *b_linear(ad_graph *g, ad_node *const *x, int n, void *u) { (void)u; return ad_linear(g, x[0], x[1], n == 3 ? x[2] : NULL); }
 static ad_node *b_leaky(ad_graph *g, ad_node *const *x, int n, void *u) { (void)n, (void)u; return ad_leaky_relu(g, x[0], 0.1); }
+#define LINEAR_ACT(nm, act)                                                                \
+    static ad_node *b_linear_##nm(ad_graph *g, ad_node *const *x, int n, void *u)          \
+    {                                                                                      \
+        (void)u;                                                                           \
+        return ad_linear_act(g, x[0], x[1], n == 3 ? x[2] : NULL, act, 0.1);               \
+    }
+LINEAR_ACT(relu, AD_ACT_RELU)
+LINEAR_ACT(leaky, AD_ACT_LEAKY_RELU)
+LINEAR_ACT(sigmoid, AD_ACT_SIGMOID)
+LINEAR_ACT(tanh, AD_ACT_TANH)
 static ad_node *b_sum_axis(ad_graph *g, ad_node *const *x, int n, void *u) { args *a = u; (void)n; return ad_sum_axis(g, x[0], a->axis, a->keepdim); }
 static ad_node *b_mean_axis(ad_graph *g, ad_node *const *x, int n, void *u) { args *a = u; (void)n; return ad_mean_axis(g, x[0], a->axis, a->keepdim); }
 static ad_node *b_softmax(ad_graph *g, ad_node *const *x, int n, void *u) { args *a = u; (void)n; return ad_softmax(g, x[0], a->axis); }
@@ -175,6 +185,10 @@ static const op_case cases[] = {
     {"matmul", 2, b_matmul, matrix2, -2, 2, false},
     {"linear", 3, b_linear, linear3, -2, 2, false},
     {"linear_nobias", 2, b_linear, linear3, -2, 2, false},
+    {"linear_relu", 3, b_linear_relu, linear3, -2, 2, false},
+    {"linear_leaky_relu", 3, b_linear_leaky, linear3, -2, 2, false},
+    {"linear_sigmoid_nobias", 2, b_linear_sigmoid, linear3, -2, 2, false},
+    {"linear_tanh", 3, b_linear_tanh, linear3, -2, 2, false},
     {"transpose", 1, b_transpose, rank2plus, -2, 2, false},
     {"reshape", 1, b_reshape, reshape1, -2, 2, false},
     {"broadcast_to", 1, b_broadcast, broadcast1, -2, 2, false},
@@ -327,6 +341,84 @@ START_TEST(softmax_is_stable_and_sums_to_one)
 END_TEST
 
 /* The documented subgradients at non-differentiable points. */
+/* ad_linear_act against the two nodes it replaces: the same bits in the output and in the
+ * gradients of x, W and b, for every activation, both dtypes, 1 and 2 threads, and a product
+ * large enough to be cut into several blocks (so the activation runs block by block). */
+START_TEST(linear_act_equals_linear_then_activation)
+{
+    static const ad_act acts[] = {AD_ACT_RELU, AD_ACT_LEAKY_RELU, AD_ACT_SIGMOID, AD_ACT_TANH};
+    enum { N = 230, IN = 300, OUT = 150 };
+    ad_rng r;
+    ad_rng_seed(&r, 77);
+    ad_tensor *in[3] = {rand_tensor(&r, AD_SHAPE(N, IN), -1, 1), rand_tensor(&r, AD_SHAPE(OUT, IN), -0.2, 0.2),
+                        rand_tensor(&r, AD_SHAPE(OUT), -0.5, 0.5)};
+    for (size_t k = 0; k < sizeof acts / sizeof *acts; k++)
+        for (int dt = 0; dt < 2; dt++)
+            for (int threads = 1; threads <= 2; threads++) {
+                ad_set_threads(threads);
+                ad_dtype t = dt ? AD_F32 : AD_F64;
+                void *out[2], *grad[2][3];
+                for (int fused = 0; fused < 2; fused++) {
+                    ad_graph *g = ad_graph_new();
+                    ad_node *x[3];
+                    for (int i = 0; i < 3; i++) {
+                        double *v = malloc((size_t)ad_tensor_size(in[i]) * sizeof *v);
+                        ad_tensor_read(in[i], v);
+                        x[i] = ad_var_tensor(g, "x", t, ad_tensor_shape(in[i]), v);
+                        free(v);
+                    }
+                    ad_node *y;
+                    if (fused) y = ad_linear_act(g, x[0], x[1], x[2], acts[k], 0.1);
+                    else {
+                        ad_node *z = ad_linear(g, x[0], x[1], x[2]);
+                        y = acts[k] == AD_ACT_RELU ? ad_relu(g, z)
+                            : acts[k] == AD_ACT_LEAKY_RELU ? ad_leaky_relu(g, z, 0.1)
+                            : acts[k] == AD_ACT_SIGMOID ? ad_sigmoid(g, z) : ad_tanh(g, z);
+                    }
+                    ad_node *loss = ad_sum(g, ad_mul(g, y, ad_cos(g, y)));
+                    ck_assert_int_eq(ad_backward(g, loss), AD_OK);
+                    size_t yb = (size_t)ad_node_size(y) * ad_dtype_size(t);
+                    out[fused] = malloc(yb);
+                    memcpy(out[fused], ad_node_data(y), yb);
+                    for (int i = 0; i < 3; i++) {
+                        size_t b = (size_t)ad_node_size(x[i]) * ad_dtype_size(t);
+                        grad[fused][i] = malloc(b);
+                        memcpy(grad[fused][i], ad_node_grad_data(x[i]), b);
+                    }
+                    ad_graph_free(g);
+                }
+                ck_assert_msg(memcmp(out[0], out[1], (size_t)N * OUT * ad_dtype_size(t)) == 0,
+                              "act %d %s %d threads: outputs differ", (int)acts[k], ad_dtype_name(t), threads);
+                for (int i = 0; i < 3; i++) {
+                    ck_assert_msg(memcmp(grad[0][i], grad[1][i], (size_t)ad_tensor_size(in[i]) * ad_dtype_size(t)) == 0,
+                                  "act %d %s %d threads: gradient of input %d differs", (int)acts[k], ad_dtype_name(t),
+                                  threads, i);
+                    free(grad[0][i]), free(grad[1][i]);
+                }
+                free(out[0]), free(out[1]);
+            }
+    ad_set_threads(0);
+    for (int i = 0; i < 3; i++) ad_tensor_free(in[i]);
+}
+END_TEST
+
+/* Bad activations are refused with a message naming the op. */
+START_TEST(linear_act_refuses_bad_arguments)
+{
+    ad_graph *g = ad_graph_new();
+    double v[6] = {1, 2, 3, 4, 5, 6};
+    ad_node *x = ad_var_tensor(g, "x", AD_F64, AD_SHAPE(2, 3), v), *w = ad_var_tensor(g, "w", AD_F64, AD_SHAPE(2, 3), v);
+    ck_assert_ptr_null(ad_linear_act(g, x, w, NULL, (ad_act)9, 0));
+    ck_assert_str_eq(ad_error(g), "linear: unknown activation 9");
+    ad_graph_free(g);
+    g = ad_graph_new();
+    x = ad_var_tensor(g, "x", AD_F64, AD_SHAPE(2, 3), v), w = ad_var_tensor(g, "w", AD_F64, AD_SHAPE(2, 3), v);
+    ck_assert_ptr_null(ad_linear_act(g, x, w, NULL, AD_ACT_LEAKY_RELU, 0));
+    ck_assert_str_eq(ad_error(g), "linear: leaky_relu slope 0 must be a positive number");
+    ad_graph_free(g);
+}
+END_TEST
+
 START_TEST(subgradients_at_kinks)
 {
     ad_graph *g = ad_graph_new();
@@ -374,6 +466,8 @@ int main(void)
     tcase_add_test(tc, cross_entropy_is_stable_for_huge_logits);
     tcase_add_test(tc, softmax_is_stable_and_sums_to_one);
     tcase_add_test(tc, subgradients_at_kinks);
+    tcase_add_test(tc, linear_act_equals_linear_then_activation);
+    tcase_add_test(tc, linear_act_refuses_bad_arguments);
     tcase_add_test(tc, dropout_masks_and_scales);
     suite_add_tcase(s, tc);
     return run_suite(s);

@@ -130,6 +130,7 @@ typedef struct {
     int64_t pm, pn, tm, tn; /* row and column panels of C; task grid */
     char *buf;              /* packing space, task_bytes per task; NULL if none could be had */
     size_t task_bytes;
+    const gemm_epilogue *ep; /* NULL: none */
 } gemm_job;
 
 static int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
@@ -181,6 +182,7 @@ static void run_block(const gemm_job *g, int64_t i0, int64_t i1, int64_t j0, int
     if (!buf && !(direct_a && direct_b)) {
         if (g->t == AD_F64) naive_double(g, i0, i1, j0, j1);
         else naive_float(g, i0, i1, j0, j1);
+        if (g->ep) g->ep->fn(g->ep->ctx, g->C + (i0 * g->ldc + j0) * es, g->ldc, i1 - i0, j1 - j0);
         return;
     }
     char *abuf = buf, *bbuf = direct_a ? buf : buf + round64(mcb * g->kcb * es);
@@ -203,6 +205,7 @@ static void run_block(const gemm_job *g, int64_t i0, int64_t i1, int64_t j0, int
                     .b_packed = !direct_b,
                     .c = g->C + (ic * g->ldc + jc) * es, .ldc = g->ldc, .add = add};
                 K->macro(&x);
+                if (g->ep && pc + kc >= g->k) g->ep->fn(g->ep->ctx, x.c, g->ldc, mc, nc);
             }
         }
     }
@@ -244,16 +247,24 @@ static void choose_grid(gemm_job *g, int threads)
 void gemm(ad_dtype t, bool ta, bool tb, int64_t m, int64_t n, int64_t k, const void *A,
           int64_t lda, const void *B, int64_t ldb, void *C, int64_t ldc, bool accumulate)
 {
+    gemm_ex(t, ta, tb, m, n, k, A, lda, B, ldb, C, ldc, accumulate, NULL);
+}
+
+void gemm_ex(ad_dtype t, bool ta, bool tb, int64_t m, int64_t n, int64_t k, const void *A,
+             int64_t lda, const void *B, int64_t ldb, void *C, int64_t ldc, bool accumulate,
+             const gemm_epilogue *ep)
+{
     if (m <= 0 || n <= 0) return;
     size_t es = ad_dtype_size(t);
     if (k <= 0) {
         if (!accumulate)
             for (int64_t i = 0; i < m; i++) memset((char *)C + (size_t)(i * ldc) * es, 0, (size_t)n * es);
+        if (ep) ep->fn(ep->ctx, C, ldc, m, n);
         return;
     }
     gemm_job g = {.K = kernel_for(t), .t = t, .es = es, .ta = ta, .tb = tb, .acc = accumulate,
                   .m = m, .n = n, .k = k, .lda = lda, .ldb = ldb, .ldc = ldc,
-                  .A = A, .B = B, .C = C};
+                  .A = A, .B = B, .C = C, .ep = ep};
     g.kcb = cdiv(k, cdiv(k, g.K->kc));
     g.pm = cdiv(m, g.K->mr);
     g.pn = cdiv(n, g.K->nr);

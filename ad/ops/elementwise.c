@@ -344,6 +344,24 @@ static void ew_forward(const ad_op_ctx *c)
     }
 }
 
+void ew_unary_inplace(int op, ad_dtype t, void *Y, int64_t ldy, int64_t rows, int64_t cols, double p)
+{
+    const op_entry *e = op_entry_get(op);
+    size_t es = ad_dtype_size(t);
+    for (int64_t r = 0; r < rows; r++) {
+        void *y = (char *)Y + (size_t)(r * ldy) * es;
+        if (t == AD_F64) unary_forward_double(e, op, cols, y, p, y);
+        else unary_forward_float(e, op, cols, y, p, y);
+    }
+}
+
+void ew_unary_grad(int op, ad_dtype t, int64_t n, const void *X, const void *Y, double p, const void *G, void *D)
+{
+    ew_job j = {.kind = EW_UNARY_BWD, .e = op_entry_get(op), .op = op, .f64 = t == AD_F64, .assign = true,
+                .p = p, .sa = 1, .A = X, .Y = Y, .G = G, .D = D};
+    ew_run(&j, n, true);
+}
+
 static ad_status ew_backward(const ad_op_ctx *c)
 {
     ad_node *y = c->out;

@@ -1,6 +1,7 @@
 /* Matrix product, 2-D and batched.  Backward reuses the same kernel with transposed operands:
  * dA = dC B^T, dB = A^T dC; no transpose is ever materialised. */
 #include "../internal.h"
+#include "../kernels/kernels.h"
 
 /* Batch geometry: a 2-D operand is shared by every batch element (stride 0). */
 typedef struct { int64_t batch, m, k, n, sa, sb, sc; } mm_dims;
@@ -106,6 +107,30 @@ static int linear_shape(const ad_op_ctx *c, ad_shape *out, char *msg, size_t len
     return 0;
 }
 
+/* A fused activation (ad_linear_act): its unary op and parameter, op -1 for none. */
+typedef struct {
+    int op;
+    ad_dtype t;
+    double p;
+} act_of_linear;
+
+static act_of_linear linear_act(const ad_op_ctx *c)
+{
+    static const int ops[] = {[AD_ACT_RELU] = OP_RELU, [AD_ACT_LEAKY_RELU] = OP_LEAKY_RELU,
+                              [AD_ACT_SIGMOID] = OP_SIGMOID, [AD_ACT_TANH] = OP_TANH};
+    act_of_linear a = {-1, (ad_dtype)c->out->dtype, 0};
+    if (c->nparam >= 2 && c->param[0] > AD_ACT_NONE && c->param[0] <= AD_ACT_TANH)
+        a.op = ops[(int)c->param[0]], a.p = c->param[1];
+    return a;
+}
+
+/* The gemm epilogue: the activation on a finished block of the product. */
+static void activate_block(void *ctx, void *c, int64_t ldc, int64_t rows, int64_t cols)
+{
+    const act_of_linear *a = ctx;
+    ew_unary_inplace(a->op, a->t, c, ldc, rows, cols, a->p);
+}
+
 static void linear_forward(const ad_op_ctx *c)
 {
     ad_shape x = node_shape(c->in[0]), w = node_shape(c->in[1]);
@@ -116,8 +141,10 @@ static void linear_forward(const ad_op_ctx *c)
         for (int64_t r = 0; r < n; r++)
             memcpy((char *)Y + (size_t)(r * out) * ad_dtype_size(t), node_data(c->in[2]),
                    (size_t)out * ad_dtype_size(t));
-    gemm(t, false, true, n, out, in, node_data(c->in[0]), in, node_data(c->in[1]), in, Y, out,
-         c->nin == 3);
+    act_of_linear a = linear_act(c);
+    gemm_epilogue ep = {activate_block, &a};
+    gemm_ex(t, false, true, n, out, in, node_data(c->in[0]), in, node_data(c->in[1]), in, Y, out,
+            c->nin == 3, a.op >= 0 ? &ep : NULL);
 }
 
 static ad_status linear_backward(const ad_op_ctx *c)
@@ -127,6 +154,19 @@ static ad_status linear_backward(const ad_op_ctx *c)
     int64_t n = x.dim[0], in = x.dim[1], out = w.dim[0];
     ad_dtype t = c->out->dtype;
     const void *G = ad_node_grad_data(c->out);
+    act_of_linear a = linear_act(c);
+    if (a.op >= 0) {
+        /* the gradient before the activation; its derivative read off the output: y > 0
+         * exactly where x > 0 for relu and leaky relu (slope > 0), and sigmoid's and tanh's
+         * derivatives are functions of y */
+        const void *Y = node_data(c->out);
+        void *GP = arena_alloc(g, (size_t)(n * out) * ad_dtype_size(t));
+        if (!GP)
+            return ad_set_error(g, AD_ERR_NOMEM, "backward: out of memory for the activation gradient of linear node %u",
+                                c->out->id);
+        ew_unary_grad(a.op, t, n * out, Y, Y, a.p, G, GP);
+        G = GP;
+    }
     bool assign;
     void *GX = grad_for_write(g, c->in[0], true, &assign);
     if (GX) /* dx[n,in] (+)= G[n,out] W[out,in] */
@@ -149,6 +189,23 @@ ad_node *ad_linear(ad_graph *g, ad_node *x, ad_node *w, ad_node *b)
 {
     ad_node *in[3] = {x, w, b};
     return ad_apply(g, OP_LINEAR, in, b ? 3 : 2, NULL, 0);
+}
+
+ad_node *ad_linear_act(ad_graph *g, ad_node *x, ad_node *w, ad_node *b, ad_act act, double slope)
+{
+    if (!g) return NULL;
+    if ((int)act < AD_ACT_NONE || act > AD_ACT_TANH) {
+        ad_set_error(g, AD_ERR_ARG, "linear: unknown activation %d", (int)act);
+        return NULL;
+    }
+    if (act == AD_ACT_LEAKY_RELU && !(slope > 0 && isfinite(slope))) {
+        ad_set_error(g, AD_ERR_ARG, "linear: leaky_relu slope %g must be a positive number", slope);
+        return NULL;
+    }
+    if (act == AD_ACT_NONE) return ad_linear(g, x, w, b);
+    ad_node *in[3] = {x, w, b};
+    double p[2] = {(double)act, act == AD_ACT_LEAKY_RELU ? slope : 0};
+    return ad_apply(g, OP_LINEAR, in, b ? 3 : 2, p, 2);
 }
 
 const op_entry op_matmul = {.def = {"matmul", 2, matmul_shape, matmul_forward, matmul_backward,
