@@ -155,7 +155,7 @@ static ad_status linear_backward(const ad_op_ctx *c)
     ad_dtype t = c->out->dtype;
     const void *G = ad_node_grad_data(c->out);
     act_of_linear a = linear_act(c);
-    if (a.op >= 0) {
+    if (a.op >= 0 && n * out > 0) {
         /* the gradient before the activation; its derivative read off the output: y > 0
          * exactly where x > 0 for relu and leaky relu (slope > 0), and sigmoid's and tanh's
          * derivatives are functions of y */
