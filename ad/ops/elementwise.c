@@ -169,7 +169,8 @@ static void bcast_init(bcast *it, const ad_shape *out, const ad_shape *a, const 
     } while (0)
 
 #define BINARY_FORWARD(T)                                                                 \
-    AD_VECTOR_CLONES static void binary_forward_##T(const op_entry *e, int op, bcast *it, const T *A,      \
+    AD_VECTOR_CLONES                                                                      \
+    static void binary_forward_##T(const op_entry *e, int op, bcast *it, const T *A,      \
                                    const T *B, T *Y)                                      \
     {                                                                                     \
         switch (op) {                                                                     \
@@ -189,7 +190,8 @@ BINARY_FORWARD(float)
 
 /* The vector-Jacobian product for input `side` (0: a, indexed by ia; 1: b, by ib). */
 #define BINARY_BACKWARD(T)                                                                \
-    AD_VECTOR_CLONES static void binary_backward_##T(const op_entry *e, int op, int side, bcast *it,       \
+    AD_VECTOR_CLONES                                                                      \
+    static void binary_backward_##T(const op_entry *e, int op, int side, bcast *it,       \
                                     const T *A, const T *B, const T *Y, const T *G, T *D, \
                                     bool assign)                                          \
     {                                                                                     \
@@ -209,7 +211,8 @@ BINARY_BACKWARD(double)
 BINARY_BACKWARD(float)
 
 #define UNARY_LOOPS(T)                                                                    \
-    AD_VECTOR_CLONES static void unary_forward_##T(const op_entry *e, int op, int64_t n, const T *X,       \
+    AD_VECTOR_CLONES                                                                      \
+    static void unary_forward_##T(const op_entry *e, int op, int64_t n, const T *X,       \
                                   double p, T *Y)                                         \
     {                                                                                     \
         switch (op) {                                                                     \
@@ -218,12 +221,16 @@ BINARY_BACKWARD(float)
         default: for (int64_t i = 0; i < n; i++) Y[i] = (T)e->f1(X[i], p); break;         \
         }                                                                                 \
     }                                                                                     \
-    AD_VECTOR_CLONES static void unary_backward_##T(const op_entry *e, int op, int64_t n, const T *X,      \
+    AD_VECTOR_CLONES                                                                      \
+    static void unary_backward_##T(const op_entry *e, int op, int64_t n, const T *X,      \
                                    const T *Y, double p, const T *G, T *D, bool assign)   \
     {                                                                                     \
         switch (op) {                                                                     \
-        case OP_RELU: /* G read unconditionally: a select, not a mispredicted branch */         \
-            for (int64_t i = 0; i < n; i++) { T g_ = G[i]; PUT(D[i], X[i] > 0 ? g_ : 0); } \
+        case OP_RELU: /* G read unconditionally: a select, not a mispredicted branch */   \
+            for (int64_t i = 0; i < n; i++) {                                             \
+                T g_ = G[i];                                                              \
+                PUT(D[i], X[i] > 0 ? g_ : 0);                                             \
+            }                                                                             \
             break;                                                                        \
         case OP_NEG: for (int64_t i = 0; i < n; i++) PUT(D[i], -G[i]); break;             \
         default:                                                                          \

@@ -22,13 +22,12 @@ static int all_shape(const ad_op_ctx *c, ad_shape *out, char *msg, size_t len)
 
 static bool is_mean(int op) { return op == OP_MEAN || op == OP_MEAN_AXIS; }
 
-/* Sums in double whatever the dtype, so a float32 mean of a million elements stays exact to
- * float32 precision. */
-/* A long sum: SUM_LANES running sums, lane k taking elements k, k + SUM_LANES, ..., added in
- * lane order at the end, then the tail.  Independent lanes let the loop run at vector width
- * instead of one add latency per element, and the order is fixed by the source, so every
- * instruction set gives the same bits.  Shorter sums (n < SUM_LANES) are plain left-to-right
- * sums. */
+/* Sums are in double whatever the dtype, so a float32 mean of a million elements stays exact
+ * to float32 precision.  A long sum keeps SUM_LANES running sums, lane k taking elements k,
+ * k + SUM_LANES, ..., added in lane order at the end, then the tail.  Independent lanes let
+ * the loop run at vector width instead of one add latency per element, and the order is fixed
+ * by the source, so every instruction set gives the same bits.  Shorter sums (n < SUM_LANES)
+ * are plain left-to-right sums. */
 enum { SUM_LANES = 32 };
 #define SUM_RUN(T)                                                                         \
     AD_VECTOR_CLONES static double sum_run_##T(const T *a, int64_t n)                     \
