@@ -98,7 +98,7 @@ enum { STEP_GRAIN = 32768 };
 
 /* State that decays geometrically toward 0 (the velocity of a weight whose input is always 0,
  * as Fashion-MNIST's border pixels are) spends hundreds of steps among the denormal numbers,
- * where x86 takes a microcode assist (~100 cycles) for every operation that reads or makes
+ * where x86 takes a slow microcode assist for every operation that reads or makes
  * one: the batch-8 epoch's updates took 3.0 s instead of 0.66 s.  So the update runs with
  * denormals flushed to zero (MXCSR's FTZ and DAZ, set for this loop only and restored; other
  * CPUs keep IEEE behaviour).  Only values below 1.2e-38 (float32) or 2.2e-308 (float64) are
