@@ -81,11 +81,11 @@ ad_node *nn_linear_act_forward(ad_graph *g, const nn_linear *l, ad_node *x, nn_a
 {
     static const ad_act acts[] = {[NN_RELU] = AD_ACT_RELU, [NN_LEAKY_RELU] = AD_ACT_LEAKY_RELU,
                                   [NN_SIGMOID] = AD_ACT_SIGMOID, [NN_TANH] = AD_ACT_TANH};
-    if (g && ((int)act < 0 || (size_t)act >= sizeof acts / sizeof *acts)) {
-        ad_set_error(g, AD_ERR_ARG, "nn_linear_act_forward: unknown activation %d", (int)act);
+    if ((int)act < 0 || (size_t)act >= sizeof acts / sizeof *acts) {
+        if (g) ad_set_error(g, AD_ERR_ARG, "nn_linear_act_forward: unknown activation %d", (int)act);
         return NULL;
     }
-    return linear_checked(g, "nn_linear_act_forward", l, x, g ? acts[act] : AD_ACT_NONE, slope);
+    return linear_checked(g, "nn_linear_act_forward", l, x, acts[act], slope);
 }
 
 ad_node *nn_activate(ad_graph *g, ad_node *x, nn_act act, double slope)

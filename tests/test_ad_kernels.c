@@ -16,17 +16,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#if defined(__SANITIZE_THREAD__)
-#define TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define TSAN 1
-#endif
-#endif
-#ifndef TSAN
-#define TSAN 0
-#endif
-
 static const gemm_isa isas[] = {GEMM_ISA_PORTABLE, GEMM_ISA_AVX2, GEMM_ISA_AVX512};
 enum { NISA = sizeof isas / sizeof isas[0] };
 
@@ -555,12 +544,12 @@ START_TEST(pool_after_fork)
     ck_assert_int_ge(pid, 0);
     if (pid == 0) {
         /* ThreadSanitizer cannot start threads after a multi-threaded fork: one thread there */
-        int t = TSAN ? 1 : 2;
+        int t = AD_TSAN ? 1 : 2;
         for (int i = 0; i < 64; i++) atomic_store(&hits[i], 0);
         int used = pool_parallel_for(64, t, count_block, &c);
         ad_set_threads(1);
-        ad_set_threads(TSAN ? 1 : 3);
-        used += pool_parallel_for(64, TSAN ? 1 : 3, count_block, &c);
+        ad_set_threads(AD_TSAN ? 1 : 3);
+        used += pool_parallel_for(64, AD_TSAN ? 1 : 3, count_block, &c);
         int ok = used >= 2;
         for (int i = 0; i < 64; i++) ok &= atomic_load(&hits[i]) == 2;
         _exit(ok ? 0 : 1);

@@ -16,12 +16,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-/* Marks a function whose loops should run as wide as the CPU allows: the compiler builds it
- * for AVX-512, AVX2 and baseline x86-64, and the dynamic loader binds the best (GNU ifunc,
- * so glibc on x86-64 only; elsewhere the one baseline build).  The library is compiled with
- * -ffp-contract=off, so the three builds round identically and results never depend on the
- * CPU.  Not under ThreadSanitizer: the loader runs ifunc resolvers before TSan's runtime is
- * up, and the instrumented resolvers crash the program before main. */
+/* 1 when compiled with ThreadSanitizer (gcc's or clang's spelling), else 0. */
 #if defined(__SANITIZE_THREAD__)
 #define AD_TSAN 1
 #elif defined(__has_feature)
@@ -29,7 +24,17 @@
 #define AD_TSAN 1
 #endif
 #endif
-#if defined(__x86_64__) && defined(__GLIBC__) && defined(__ELF__) && !defined(AD_TSAN) && \
+#ifndef AD_TSAN
+#define AD_TSAN 0
+#endif
+
+/* Marks a function whose loops should run as wide as the CPU allows: the compiler builds it
+ * for AVX-512, AVX2 and baseline x86-64, and the dynamic loader binds the best (GNU ifunc,
+ * so glibc on x86-64 only; elsewhere the one baseline build).  The library is compiled with
+ * -ffp-contract=off, so the three builds round identically and results never depend on the
+ * CPU.  Not under ThreadSanitizer: the loader runs ifunc resolvers before TSan's runtime is
+ * up, and the instrumented resolvers crash the program before main. */
+#if defined(__x86_64__) && defined(__GLIBC__) && defined(__ELF__) && !AD_TSAN && \
     (defined(__clang__) ? __clang_major__ >= 14 : defined(__GNUC__) && __GNUC__ >= 6)
 #define AD_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else

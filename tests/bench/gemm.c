@@ -28,21 +28,10 @@ static struct {
     void (*set_threads)(int);
 } blas;
 
-/* ThreadSanitizer cannot see OpenBLAS's (uninstrumented) thread synchronisation. */
-#if defined(__SANITIZE_THREAD__)
-#define TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define TSAN 1
-#endif
-#endif
-#ifndef TSAN
-#define TSAN 0
-#endif
 
 static bool load_openblas(void)
 {
-    if (TSAN) return false;
+    if (AD_TSAN) return false; /* TSan cannot see OpenBLAS's (uninstrumented) synchronisation */
     setenv("OPENBLAS_CORETYPE", "SkylakeX", 1);
     static const char *const names[] = {
         "libopenblas.so.0", "/usr/lib/x86_64-linux-gnu/openblas-pthread/libopenblas.so.0"};
