@@ -72,7 +72,8 @@ typedef enum {
     AD_ERR_NO_BACKWARD, /* backward reached an op registered without a backward */
     AD_ERR_CHECK,       /* gradcheck found a mismatch */
     AD_ERR_IO,          /* reading or writing a file or stream failed */
-    AD_ERR_NUMERIC      /* anomaly mode found a NaN or an infinity */
+    AD_ERR_NUMERIC,     /* anomaly mode found a NaN or an infinity */
+    AD_ERR_NO_JVP       /* forward mode reached an op registered without a forward rule */
 } ad_status;
 
 /* A shape: rank and the size of each dimension.  AD_SHAPE(2, 3) is a 2x3 matrix,
@@ -297,8 +298,10 @@ int ad_node_uses(const ad_graph *g, const ad_node *n, const ad_node *root);
 double ad_node_local_grad(const ad_node *n, int i);
 
 /* ------------------------------------------------------------------------------------------
- * Elementwise ops.  Binary ones broadcast like NumPy; inputs must share a dtype.
+ * Elementwise ops.  Binary ones broadcast like NumPy; inputs must share a dtype.  Each is one
+ * row of ad_ew.h, which holds its formulas: value, derivative, second derivative.
  */
+/* a + b, broadcasting. */
 ad_node *ad_add(ad_graph *g, ad_node *a, ad_node *b);
 /* a - b, broadcasting. */
 ad_node *ad_sub(ad_graph *g, ad_node *a, ad_node *b);
@@ -339,6 +342,23 @@ ad_node *ad_relu(ad_graph *g, ad_node *a);
 ad_node *ad_leaky_relu(ad_graph *g, ad_node *a, double slope);
 /* |x|; the subgradient at 0 is 0. */
 ad_node *ad_abs(ad_graph *g, ad_node *a);
+/* x^2, one node (cheaper than ad_mul(x, x) in forward mode and in pictures). */
+ad_node *ad_square(ad_graph *g, ad_node *a);
+/* log(1 + e^x), as PyTorch's softplus (x itself above 20, where the two agree in float64). */
+ad_node *ad_softplus(ad_graph *g, ad_node *a);
+/* x * sigmoid(x), PyTorch's silu (swish). */
+ad_node *ad_silu(ad_graph *g, ad_node *a);
+/* x * Phi(x) with Phi the standard normal distribution function (PyTorch's gelu, the exact
+ * erf form). */
+ad_node *ad_gelu(ad_graph *g, ad_node *a);
+/* x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), PyTorch's gelu(approximate='tanh'). */
+ad_node *ad_gelu_tanh(ad_graph *g, ad_node *a);
+/* log(1 + x), accurate for small x. */
+ad_node *ad_log1p(ad_graph *g, ad_node *a);
+/* e^x - 1, accurate for small x. */
+ad_node *ad_expm1(ad_graph *g, ad_node *a);
+/* The error function. */
+ad_node *ad_erf(ad_graph *g, ad_node *a);
 /* Conveniences: a + c, a * c, c - a and a^c with a scalar constant c (one node each plus the
  * constant's leaf). */
 ad_node *ad_add_scalar(ad_graph *g, ad_node *a, double c);
@@ -428,6 +448,22 @@ ad_status ad_backward_seed(ad_graph *g, ad_node *root, const double *seed);
 void ad_zero_grad(ad_graph *g);
 
 /* ------------------------------------------------------------------------------------------
+ * Forward mode.  A Jacobian-vector product pushes tangents (directional derivatives) through
+ * the recorded graph in creation order, one forward rule per op: the cost of about one more
+ * forward pass, for one direction.  Gradients are untouched.
+ */
+
+/* Forward mode on a recorded graph: the tangent of leaves[k] is seeds[k] (doubles, the leaf's
+ * size; NULL for zero), every other leaf's is zero, and the tangents of all nodes up to root
+ * are computed (read them with ad_tangent_get).  Fails with AD_ERR_NO_JVP at a user op without
+ * a forward rule.  Tangents live until the next call or ad_graph_reset. */
+ad_status ad_jvp_graph(ad_graph *g, ad_node *root, int n, ad_node *const *leaves,
+                       const double *const *seeds);
+/* Element i of node n's tangent from the last ad_jvp_graph (0 where it is zero; NaN for NULL
+ * or out of range). */
+double ad_tangent_get(const ad_graph *g, const ad_node *n, int64_t i);
+
+/* ------------------------------------------------------------------------------------------
  * Traces and pictures of the part of the graph that root depends on.  digits is the number
  * of decimals printed (2 as the slides; negative for full precision, %.17g).  Tensor values
  * print as their shape and a summary (first and last three elements).  Scalar constants that
@@ -471,69 +507,16 @@ ad_node *ad_find_nonfinite(const ad_graph *g, ad_node *root, bool gradients);
 /* Names (or renames) any node, for traces and pictures; the name is copied. */
 ad_status ad_set_name(ad_graph *g, ad_node *n, const char *name);
 
-/* ------------------------------------------------------------------------------------------
- * The op registry: built-in primitives and user ops share one table.
- */
-
-/* What an op's callbacks see: the graph, the output node, the inputs and the op's numeric
- * parameters (as given to ad_apply). */
-typedef struct {
-    ad_graph *graph;     /* the graph being recorded or swept */
-    ad_node *out;        /* the op's output node (NULL while the shape rule runs) */
-    int nin;             /* number of inputs */
-    ad_node *const *in;  /* the inputs */
-    const double *param; /* the numeric parameters given to ad_apply */
-    int nparam;          /* how many */
-} ad_op_ctx;
-
-/* Shape rule: writes the output shape, or returns non-zero after writing a message naming
- * the shapes into msg (the registry prefixes the op's name).  NULL means elementwise: all
- * inputs broadcast together. */
-typedef int (*ad_shape_fn)(const ad_op_ctx *c, ad_shape *out, char *msg, size_t msglen);
-/* Forward: fill ad_node_data(c->out) from the inputs' data. */
-typedef void (*ad_forward_fn)(const ad_op_ctx *c);
-/* Backward: a vector-Jacobian product.  Read ad_node_grad_data(c->out) and ADD into the
- * buffers from ad_grad_buffer(c->graph, c->in[i]) (NULL for inputs that need no gradient).
- * Return AD_OK or a status after ad_set_error. */
-typedef ad_status (*ad_backward_fn)(const ad_op_ctx *c);
-
-/* An op arity meaning "any number of inputs". */
-#define AD_VARIADIC (-1)
-
-/* A registry entry.  local_grad is the derivative as text, printed by traces, e.g.
- * "d/dx [log(1+e^x)] = sigmoid(x)". */
-typedef struct {
-    const char *name;          /* unique: "softplus" */
-    int arity;                 /* inputs, or AD_VARIADIC */
-    ad_shape_fn shape;         /* NULL: elementwise with broadcasting */
-    ad_forward_fn forward;     /* required */
-    ad_backward_fn backward;   /* NULL: backward through it reports AD_ERR_NO_BACKWARD */
-    const char *local_grad;    /* the derivative as text for traces; may be NULL */
-} ad_op_def;
-
-/* Registers an op (the strings must outlive its use; the struct is copied).  Returns its id
- * (>= 0), or -1 if def is NULL, has no name or forward, an arity outside 0..64, or a name
- * already taken. */
-int ad_op_register(const ad_op_def *def);
-/* The id of the op called name, or -1. */
-int ad_op_find(const char *name);
-/* The registry entry of an op id, or NULL. */
-const ad_op_def *ad_op_get(int id);
-/* Number of registered ops (built-ins included). */
-int ad_op_count(void);
-/* Applies op id to nin inputs with nparam numeric parameters (copied).  The output has the
- * inputs' dtype and the shape the op's rule gives. */
-ad_node *ad_apply(ad_graph *g, int op, ad_node *const *in, int nin, const double *param,
-                  int nparam);
-/* For backward callbacks: the gradient buffer of input n (zeroed on first use), or NULL if n
- * needs no gradient (or memory ran out: then the graph holds an error). */
-void *ad_grad_buffer(ad_graph *g, ad_node *n);
 /* Records an error (printf-style message) unless one is recorded already; returns st. */
 ad_status ad_set_error(ad_graph *g, ad_status st, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 3, 4)))
 #endif
     ;
+
+/* ------------------------------------------------------------------------------------------
+ * Writing ops of your own (the registry, op callbacks, tangents): see ad_op.h.
+ */
 
 /* ------------------------------------------------------------------------------------------
  * Differentiating C functions, and checking gradients.
@@ -549,6 +532,12 @@ typedef ad_node *(*ad_fn)(ad_graph *g, ad_node *const *x, int n, void *user);
  * keeps the error message on failure).  grad receives n partial derivatives. */
 ad_status ad_gradient(ad_graph *g, ad_fn f, int n, const double *x, void *user,
                       double *value, double *grad);
+
+/* Value and directional derivative of f at x[0..n-1] along v[0..n-1] (forward mode: one
+ * sweep whatever the output's size).  The result must have m elements: value and jv receive m
+ * each (either may be NULL).  g as in ad_gradient. */
+ad_status ad_jvp(ad_graph *g, ad_fn f, int n, const double *x, const double *v, void *user,
+                 int64_t m, double *value, double *jv);
 
 /* Options of the finite-difference checker; zeros pick the defaults (eps 1e-6, rtol 1e-5,
  * atol 1e-7).  An element passes when |analytic - numeric| <= atol + rtol*|numeric|. */

@@ -31,6 +31,7 @@
 #define AD_REAL_H
 
 #include "ad.h"
+#include "ad_ew.h"
 #include <math.h>
 
 #ifdef __cplusplus
@@ -201,19 +202,37 @@ AD_REAL_INLINE ad_real ad_real_lin2_(ad_tape *t, double v, ad_real a, double da,
     return ad_real_write_(t, v, i3 < 0 ? 3 : 4, a0, A0, a1, A1, i2, d2, i3, d3);
 }
 
-/* a + b. */
-AD_REAL_INLINE ad_real ad_real_add(ad_tape *t, ad_real a, ad_real b) { return ad_real_lin2_(t, a.v + b.v, a, 1, b, 1); }
-/* a - b. */
-AD_REAL_INLINE ad_real ad_real_sub(ad_tape *t, ad_real a, ad_real b) { return ad_real_lin2_(t, a.v - b.v, a, 1, b, -1); }
-/* a * b (x*x is one term, 2x). */
-AD_REAL_INLINE ad_real ad_real_mul(ad_tape *t, ad_real a, ad_real b) { return ad_real_lin2_(t, a.v * b.v, a, b.v, b, a.v); }
-/* a / b. */
-AD_REAL_INLINE ad_real ad_real_div(ad_tape *t, ad_real a, ad_real b)
-{
-    double q = a.v / b.v;
-    return ad_real_lin2_(t, q, a, 1 / b.v, b, -q / b.v);
-}
-/* The operations of one operand never write to the tape; they take it for symmetry. */
+/* The operations, one per row of ad_ew.h: ad_real_add, ad_real_mul, ..., ad_real_sin,
+ * ad_real_softplus, ... (ad_real_leaky_relu takes its slope as a third argument), with the
+ * formulas the graph engine uses.  Unary operations never write to the tape.  One whose
+ * derivative is 0 at this point (relu of a negative number, say) gives a constant: its terms
+ * go no further, so what is computed from it records less. */
+#define AD_REAL_BINARY_(ID, name, infix_, text_, ta_, tb_, fll_, ffl_, flr_, ffr_, F, DA, DB, ...)   \
+    AD_REAL_INLINE ad_real ad_real_##name(ad_tape *t, ad_real a, ad_real b)                   \
+    {                                                                                         \
+        double y = ad_ew_##name(a.v, b.v);                                                    \
+        return ad_real_lin2_(t, y, a, ad_ew_##name##_da(a.v, b.v, y), b,                      \
+                             ad_ew_##name##_db(a.v, b.v, y));                                 \
+    }
+#define AD_REAL_UNARY_(ID, name, ...)                                                         \
+    AD_REAL_INLINE ad_real ad_real_##name(ad_tape *t, ad_real a)                              \
+    {                                                                                         \
+        (void)t;                                                                              \
+        double y = ad_ew_##name(a.v, 0), d = ad_ew_##name##_d(a.v, y, 0);                     \
+        return d == 0 ? ad_real_const(y) : ad_real_lin1_(y, a, d);                            \
+    }
+#define AD_REAL_UNARY_P_(ID, name, ...)                                                       \
+    AD_REAL_INLINE ad_real ad_real_##name(ad_tape *t, ad_real a, double p)                    \
+    {                                                                                         \
+        (void)t;                                                                              \
+        double y = ad_ew_##name(a.v, p), d = ad_ew_##name##_d(a.v, y, p);                     \
+        return d == 0 ? ad_real_const(y) : ad_real_lin1_(y, a, d);                            \
+    }
+AD_EW_BINARY(AD_REAL_BINARY_)
+AD_EW_UNARY(AD_REAL_UNARY_)
+AD_EW_UNARY_P(AD_REAL_UNARY_P_)
+
+/* Conveniences with a plain double c; they never write to the tape. */
 /* a + c with a plain double c. */
 AD_REAL_INLINE ad_real ad_real_addc(ad_tape *t, ad_real a, double c) { (void)t; return ad_real_lin1_(a.v + c, a, 1); }
 /* a * c with a plain double c. */
@@ -227,88 +246,54 @@ AD_REAL_INLINE ad_real ad_real_cdiv(ad_tape *t, double c, ad_real a)
     double q = c / a.v;
     return ad_real_lin1_(q, a, -q / a.v);
 }
-/* -a. */
-AD_REAL_INLINE ad_real ad_real_neg(ad_tape *t, ad_real a) { (void)t; return ad_real_lin1_(-a.v, a, -1); }
-/* a^2. */
-AD_REAL_INLINE ad_real ad_real_square(ad_tape *t, ad_real a) { (void)t; return ad_real_lin1_(a.v * a.v, a, 2 * a.v); }
-/* The square root. */
-AD_REAL_INLINE ad_real ad_real_sqrt(ad_tape *t, ad_real a)
-{
-    (void)t;
-    double s = sqrt(a.v);
-    return ad_real_lin1_(s, a, 0.5 / s);
-}
-/* e^a. */
-AD_REAL_INLINE ad_real ad_real_exp(ad_tape *t, ad_real a)
-{
-    (void)t;
-    double e = exp(a.v);
-    return ad_real_lin1_(e, a, e);
-}
-/* The natural logarithm. */
-AD_REAL_INLINE ad_real ad_real_log(ad_tape *t, ad_real a) { (void)t; return ad_real_lin1_(log(a.v), a, 1 / a.v); }
-/* sin(a). */
-AD_REAL_INLINE ad_real ad_real_sin(ad_tape *t, ad_real a) { (void)t; return ad_real_lin1_(sin(a.v), a, cos(a.v)); }
-/* cos(a). */
-AD_REAL_INLINE ad_real ad_real_cos(ad_tape *t, ad_real a) { (void)t; return ad_real_lin1_(cos(a.v), a, -sin(a.v)); }
-/* tan(a). */
-AD_REAL_INLINE ad_real ad_real_tan(ad_tape *t, ad_real a)
-{
-    (void)t;
-    double y = tan(a.v);
-    return ad_real_lin1_(y, a, 1 + y * y);
-}
-/* tanh(a). */
-AD_REAL_INLINE ad_real ad_real_tanh(ad_tape *t, ad_real a)
-{
-    (void)t;
-    double y = tanh(a.v);
-    return ad_real_lin1_(y, a, 1 - y * y);
-}
-/* 1/(1+e^-a), without overflow. */
-AD_REAL_INLINE ad_real ad_real_sigmoid(ad_tape *t, ad_real a)
-{
-    (void)t;
-    double y = a.v >= 0 ? 1 / (1 + exp(-a.v)) : exp(a.v) / (1 + exp(a.v));
-    return ad_real_lin1_(y, a, y * (1 - y));
-}
-/* a^b; d/db is taken as 0 where a <= 0, as ad_pow. */
-AD_REAL_INLINE ad_real ad_real_pow(ad_tape *t, ad_real a, ad_real b)
-{
-    double y = pow(a.v, b.v);
-    return ad_real_lin2_(t, y, a, b.v == 0 ? 0 : b.v * pow(a.v, b.v - 1), b, a.v > 0 ? y * log(a.v) : 0);
-}
-/* a^c with a plain double c. */
+/* a^c with a plain double c (d/da as ad_real_pow's). */
 AD_REAL_INLINE ad_real ad_real_powc(ad_tape *t, ad_real a, double c)
 {
     (void)t;
-    return ad_real_lin1_(pow(a.v, c), a, c == 0 ? 0 : c * pow(a.v, c - 1));
+    double y = ad_ew_pow(a.v, c);
+    return ad_real_lin1_(y, a, ad_ew_pow_da(a.v, c, y));
 }
-/* Subgradients as the graph ops: 0 at 0 for abs and relu, half each on max/min ties. */
-AD_REAL_INLINE ad_real ad_real_abs(ad_tape *t, ad_real a)
+
+/* ---- dual numbers: forward mode for C code ----
+ * An ad_dual carries a value and its tangent (the directional derivative along the seed the
+ * caller chose), so a function written with these operations gives its Jacobian-vector
+ * product in one evaluation, with no tape: seed input k with t = 1 for the k-th column of the
+ * Jacobian.  The operations are the rows of ad_ew.h again (ad_dual_add, ad_dual_sin,
+ * ad_dual_softplus, ...; ad_dual_leaky_relu takes its slope as a second argument). */
+typedef struct {
+    double v; /* the value */
+    double t; /* its tangent */
+} ad_dual;
+
+/* A dual number from a value and a tangent. */
+AD_REAL_INLINE ad_dual ad_dual_make(double v, double t)
 {
-    (void)t;
-    return ad_real_lin1_(fabs(a.v), a, a.v > 0 ? 1 : a.v < 0 ? -1 : 0);
+    ad_dual r = {v, t};
+    return r;
 }
-/* max(0, a); 0 at 0.  Where it is 0 the result is a constant: a dead unit's terms go no
- * further, so what is computed from it records less. */
-AD_REAL_INLINE ad_real ad_real_relu(ad_tape *t, ad_real a)
-{
-    (void)t;
-    return a.v > 0 ? a : ad_real_const(0);
-}
-/* max(a, b); ties split the gradient evenly. */
-AD_REAL_INLINE ad_real ad_real_max(ad_tape *t, ad_real a, ad_real b)
-{
-    double da = a.v > b.v ? 1 : a.v < b.v ? 0 : 0.5;
-    return ad_real_lin2_(t, a.v >= b.v ? a.v : b.v, a, da, b, 1 - da);
-}
-/* min(a, b); ties split the gradient evenly. */
-AD_REAL_INLINE ad_real ad_real_min(ad_tape *t, ad_real a, ad_real b)
-{
-    double da = a.v < b.v ? 1 : a.v > b.v ? 0 : 0.5;
-    return ad_real_lin2_(t, a.v <= b.v ? a.v : b.v, a, da, b, 1 - da);
-}
+#define AD_DUAL_BINARY_(ID, name, infix_, text_, ta_, tb_, fll_, ffl_, flr_, ffr_, F, DA, DB, ...)   \
+    AD_REAL_INLINE ad_dual ad_dual_##name(ad_dual a, ad_dual b)                               \
+    {                                                                                         \
+        double y = ad_ew_##name(a.v, b.v);                                                    \
+        double ta = a.t == 0 ? 0 : ad_ew_##name##_da(a.v, b.v, y) * a.t;                      \
+        double tb = b.t == 0 ? 0 : ad_ew_##name##_db(a.v, b.v, y) * b.t;                      \
+        return ad_dual_make(y, ta + tb);                                                      \
+    }
+#define AD_DUAL_UNARY_(ID, name, ...)                                                         \
+    AD_REAL_INLINE ad_dual ad_dual_##name(ad_dual a)                                          \
+    {                                                                                         \
+        double y = ad_ew_##name(a.v, 0);                                                      \
+        return ad_dual_make(y, a.t == 0 ? 0 : ad_ew_##name##_d(a.v, y, 0) * a.t);             \
+    }
+#define AD_DUAL_UNARY_P_(ID, name, ...)                                                       \
+    AD_REAL_INLINE ad_dual ad_dual_##name(ad_dual a, double p)                                \
+    {                                                                                         \
+        double y = ad_ew_##name(a.v, p);                                                      \
+        return ad_dual_make(y, a.t == 0 ? 0 : ad_ew_##name##_d(a.v, y, p) * a.t);             \
+    }
+AD_EW_BINARY(AD_DUAL_BINARY_)
+AD_EW_UNARY(AD_DUAL_UNARY_)
+AD_EW_UNARY_P(AD_DUAL_UNARY_P_)
 
 #ifdef __cplusplus
 }

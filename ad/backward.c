@@ -7,9 +7,8 @@ ad_status backward_node(ad_graph *g, ad_node *n)
     if (!e->def.backward)
         return ad_set_error(g, AD_ERR_NO_BACKWARD, "backward: op '%s' (node %u) has no backward",
                             e->def.name, n->id);
-    ad_node *pair[2] = {n->a, n->b};
-    ad_op_ctx c = {g, n, n->nin, n->x && n->x->in ? n->x->in : pair,
-                   n->x ? n->x->param_v : NULL, n->x ? n->x->nparam : 0};
+    ad_node *pair[2];
+    ad_op_ctx c = node_ctx(g, n, pair);
     return e->def.backward(&c);
 }
 

@@ -51,6 +51,8 @@ void ad_graph_free(ad_graph *g)
     if (!g) return;
     for (uint32_t i = 0; i < g->nslab; i++) ad_xfree(g->slab[i]);
     ad_xfree(g->slab);
+    ad_xfree(g->tangent);
+    ad_xfree(g->tangent_v);
     for (block *b = g->first, *nx; b; b = nx) {
         nx = b->next;
         ad_xfree(b);
@@ -67,6 +69,7 @@ void ad_graph_reset(ad_graph *g)
     g->blk = g->first;
     g->used = 0;
     g->dirty = 0;
+    g->ntangent = 0;
     ad_clear_error(g);
 }
 

@@ -59,9 +59,9 @@ static bool all_scalar(ad_node *n, const gate *gt)
 static void gate_expr(FILE *out, ad_node *n, bool numbers, int digits)
 {
     int fold = view_folded(n), shown = n->nin < VIEW_MAX_SHOWN ? n->nin : VIEW_MAX_SHOWN;
+    const op_entry *e = op_entry_get(n->op);
     /* negative numbers need parentheses after an operator, not inside a call: exp(-1.00) */
-    bool call = n->op != OP_ADD && n->op != OP_SUB && n->op != OP_MUL && n->op != OP_DIV &&
-                n->op != OP_POW && n->op != OP_NEG && n->op != OP_RECIP;
+    bool call = !e->infix && !e->prefix;
     char s[2][64];
     for (int k = 0; k < 2 && k < n->nin; k++) {
         ad_node *in = node_in(n, k);
@@ -69,23 +69,18 @@ static void gate_expr(FILE *out, ad_node *n, bool numbers, int digits)
         else if (call) view_num(ad_node_get(in, 0), digits, s[k], sizeof s[k]);
         else operand(ad_node_get(in, 0), digits, s[k], sizeof s[k]);
     }
-    const char *infix = NULL;
-    switch (n->op) {
-    case OP_ADD: infix = " + "; break;
-    case OP_SUB: infix = " - "; break;
-    case OP_MUL: infix = numbers ? " &#215; " : " * "; break;
-    case OP_DIV: infix = " / "; break;
-    case OP_POW: infix = "^"; break;
-    case OP_NEG: /* -(1.00), not --1.00 or a bare -1.00 that reads as the result */
+    const char *infix = e->infix && numbers && strcmp(e->infix, " * ") == 0 ? " &#215; " : e->infix;
+    if (e->prefix && strcmp(e->prefix, "-") == 0) {
+        /* -(1.00), not --1.00 or a bare -1.00 that reads as the result */
         fputs(numbers && s[0][0] != '(' ? "-(" : "-", out);
         esc(out, s[0]);
         fputs(numbers && s[0][0] != '(' ? ")" : "", out);
         return;
-    case OP_RECIP:
-        fputs("1/", out);
+    }
+    if (e->prefix) {
+        fputs(e->prefix, out);
         esc(out, s[0]);
         return;
-    default: break;
     }
     if (infix) {
         esc(out, s[0]);
@@ -93,7 +88,7 @@ static void gate_expr(FILE *out, ad_node *n, bool numbers, int digits)
         esc(out, s[1]);
         return;
     }
-    fprintf(out, "%s(", op_entry_get(n->op)->def.name);
+    fprintf(out, "%s(", e->def.name);
     for (int k = 0; k < shown; k++) {
         char r[64];
         fputs(k ? ", " : "", out);

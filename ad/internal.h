@@ -3,6 +3,8 @@
 #define AD_INTERNAL_H
 
 #include "ad.h"
+#include "ad_ew.h"
+#include "ad_op.h"
 #include <math.h>
 #include <string.h>
 
@@ -15,17 +17,29 @@ enum {
     F_PARTIALS = 1 << 4    /* scalar fast path: da/db hold the local partials */
 };
 
-/* Built-in op ids: the registry table lists them in this order. */
+/* The ops that are not elementwise, each defined in its family's file under ops/ as
+ * op_NAME: X(ID, name). */
+#define AD_TENSOR_OPS(X)                                                                      \
+    X(SUM, sum) X(MEAN, mean) X(SUM_AXIS, sum_axis) X(MEAN_AXIS, mean_axis)                   \
+    X(MATMUL, matmul) X(TRANSPOSE, transpose) X(RESHAPE, reshape)                             \
+    X(BROADCAST_TO, broadcast_to) X(SLICE, slice) X(CONCAT, concat) X(SOFTMAX, softmax)       \
+    X(LOG_SOFTMAX, log_softmax) X(CROSS_ENTROPY, cross_entropy) X(MSE, mse) X(MAE, mae)       \
+    X(DROPOUT, dropout) X(LINEAR, linear)
+
+/* Built-in op ids, in the registry's order: the leaves, the elementwise ops of ad_ew.h, then
+ * the tensor ops. */
+#define OP_ID_(ID, ...) OP_##ID,
+#define OP_TENSOR_ID_(ID, name) OP_##ID,
 enum {
     OP_CONST, OP_VAR, OP_PARAM,
-    OP_ADD, OP_SUB, OP_MUL, OP_DIV, OP_POW, OP_MAX, OP_MIN,
-    OP_NEG, OP_RECIP, OP_EXP, OP_LOG, OP_SQRT, OP_SIN, OP_COS, OP_TAN, OP_TANH,
-    OP_SIGMOID, OP_RELU, OP_LEAKY_RELU, OP_ABS,
-    OP_SUM, OP_MEAN, OP_SUM_AXIS, OP_MEAN_AXIS,
-    OP_MATMUL, OP_TRANSPOSE, OP_RESHAPE, OP_BROADCAST_TO, OP_SLICE, OP_CONCAT,
-    OP_SOFTMAX, OP_LOG_SOFTMAX, OP_CROSS_ENTROPY, OP_MSE, OP_MAE, OP_DROPOUT, OP_LINEAR,
+    AD_EW_BINARY(OP_ID_) AD_EW_UNARY(OP_ID_) AD_EW_UNARY_P(OP_ID_)
+    AD_TENSOR_OPS(OP_TENSOR_ID_)
     OP_BUILTIN_COUNT
 };
+#undef OP_ID_
+#undef OP_TENSOR_ID_
+/* The first elementwise op: the leaves come before it. */
+#define OP_FIRST_COMPUTED OP_ADD
 
 /* Tensor part of a node: every node that is not a plain float64 scalar has one; named
  * scalars and scalars with op parameters have one too (then data/grad point into the node). */
@@ -91,22 +105,35 @@ struct ad_graph {
     uint32_t dirty;       /* nodes [0, dirty) may hold gradients of an earlier sweep */
     bool nograd;
     bool anomaly;         /* check every value and gradient (anomaly.c) */
+    /* Forward mode (forward.c): tangent[i] is node i's tangent, NULL where it is zero, for
+     * nodes [0, ntangent); a float64 scalar's lives in tangent_v[i].  Kept across resets. */
+    void **tangent;
+    double *tangent_v;
+    uint32_t ntangent, tangent_cap;
     ad_status status;
     char err[320];
 };
 
-/* Registry entry as the engine sees it: the public definition plus, for built-in elementwise
- * ops, scalar kernels that the fast path and the generic loops share. */
+/* Registry entry as the engine sees it: the public definition plus, for elementwise ops,
+ * the scalar formulas of ad_ew.h (or of the user's ad_op_register_unary) and the words that
+ * traces and pictures use. */
 typedef double (*ew1_fn)(double x, double p);
 typedef double (*ew1_d_fn)(double x, double y, double p);
 typedef double (*ew2_fn)(double a, double b);
 typedef double (*ew2_d_fn)(double a, double b, double y);
 typedef struct {
     ad_op_def def;
-    ew1_fn f1; ew1_d_fn d1;          /* unary elementwise */
-    ew2_fn f2; ew2_d_fn d2a, d2b;    /* binary elementwise */
+    ew1_fn f1; ew1_d_fn d1, dd1;                      /* unary elementwise */
+    ew2_fn f2; ew2_d_fn d2a, d2b, d2aa, d2ab, d2bb;   /* binary elementwise */
+    int nparam;                                       /* numeric parameters a unary op takes */
+    const char *symbol;        /* the gate's label (NULL: the name) */
+    const char *prefix;        /* unary: written before the operand ("-", "1/") */
+    const char *infix;         /* binary: written between the operands (" + ") */
+    const char *formula[2];    /* binary: local gradient text per input */
+    const char *fold_label[2], *fold_formula[2]; /* a constant folded in on the left, right */
 } op_entry;
 
+static inline bool op_is_elementwise(const op_entry *e) { return e->f1 || e->f2; }
 const op_entry *op_entry_get(int id);
 
 /* Arena. */
@@ -168,6 +195,14 @@ bool broadcast_shapes(const ad_shape *a, const ad_shape *b, ad_shape *out);
  * yet is handed over unzeroed with *assign set when can_assign (the caller then writes every
  * element with `=`), zeroed otherwise.  NULL if n needs no gradient (or on OOM, error set). */
 void *grad_for_write(ad_graph *g, ad_node *n, bool can_assign, bool *assign);
+
+/* The one-node fast path of an elementwise op on float64 scalars a (and b for a binary op). */
+ad_node *ew_scalar_apply(ad_graph *g, int op, ad_node *a, ad_node *b);
+/* The forward rule of ops that are linear in their inputs (sums, shape ops, dropout): their
+ * own forward pass run on the inputs' tangents. */
+ad_status jvp_linear(const ad_op_ctx *c);
+/* The arguments of an op's callbacks for node n. */
+ad_op_ctx node_ctx(ad_graph *g, ad_node *n, ad_node **pair);
 
 /* Elementwise engines, used by built-in and shape ops. */
 void ew_binary_forward(const op_entry *e, ad_node *out, ad_node *a, ad_node *b);

@@ -5,31 +5,21 @@
 
 static void leaf_forward(const ad_op_ctx *c) { (void)c; }
 
-static const op_entry op_const = {.def = {"const", 0, NULL, leaf_forward, NULL, "a constant: no gradient"}};
-static const op_entry op_var = {.def = {"var", 0, NULL, leaf_forward, NULL, "a variable: its gradient is the result"}};
-static const op_entry op_param = {.def = {"param", 0, NULL, leaf_forward, NULL, "a parameter: its gradient accumulates in its buffer"}};
+static const op_entry op_const = {.def = {.name = "const", .forward = leaf_forward, .local_grad = "a constant: no gradient"}};
+static const op_entry op_var = {.def = {.name = "var", .forward = leaf_forward, .local_grad = "a variable: its gradient is the result"}};
+static const op_entry op_param = {.def = {.name = "param", .forward = leaf_forward, .local_grad = "a parameter: its gradient accumulates in its buffer"}};
 
-/* Each family file defines its entries; this list ties them to the ids of internal.h. */
-extern const op_entry op_add, op_sub, op_mul, op_div, op_pow, op_max, op_min, op_neg, op_recip,
-    op_exp, op_log, op_sqrt, op_sin, op_cos, op_tan, op_tanh, op_sigmoid, op_relu,
-    op_leaky_relu, op_abs, op_sum, op_mean, op_sum_axis, op_mean_axis, op_matmul,
-    op_transpose, op_reshape, op_broadcast_to, op_slice, op_concat, op_softmax,
-    op_log_softmax, op_cross_entropy, op_mse, op_mae, op_dropout, op_linear;
+/* Each family file defines its entries as op_NAME; the lists of ad_ew.h and internal.h tie
+ * them to their ids. */
+#define DECLARE_(ID, name, ...) extern const op_entry op_##name;
+#define DECLARE_TENSOR_(ID, name) extern const op_entry op_##name;
+AD_EW_BINARY(DECLARE_) AD_EW_UNARY(DECLARE_) AD_EW_UNARY_P(DECLARE_) AD_TENSOR_OPS(DECLARE_TENSOR_)
 
+#define ENTRY_(ID, name, ...) [OP_##ID] = &op_##name,
+#define ENTRY_TENSOR_(ID, name) [OP_##ID] = &op_##name,
 static const op_entry *const builtin[OP_BUILTIN_COUNT] = {
     [OP_CONST] = &op_const, [OP_VAR] = &op_var, [OP_PARAM] = &op_param,
-    [OP_ADD] = &op_add, [OP_SUB] = &op_sub, [OP_MUL] = &op_mul, [OP_DIV] = &op_div,
-    [OP_POW] = &op_pow, [OP_MAX] = &op_max, [OP_MIN] = &op_min, [OP_NEG] = &op_neg,
-    [OP_RECIP] = &op_recip, [OP_EXP] = &op_exp, [OP_LOG] = &op_log, [OP_SQRT] = &op_sqrt,
-    [OP_SIN] = &op_sin, [OP_COS] = &op_cos, [OP_TAN] = &op_tan, [OP_TANH] = &op_tanh,
-    [OP_SIGMOID] = &op_sigmoid, [OP_RELU] = &op_relu, [OP_LEAKY_RELU] = &op_leaky_relu,
-    [OP_ABS] = &op_abs, [OP_SUM] = &op_sum, [OP_MEAN] = &op_mean,
-    [OP_SUM_AXIS] = &op_sum_axis, [OP_MEAN_AXIS] = &op_mean_axis, [OP_MATMUL] = &op_matmul,
-    [OP_TRANSPOSE] = &op_transpose, [OP_RESHAPE] = &op_reshape,
-    [OP_BROADCAST_TO] = &op_broadcast_to, [OP_SLICE] = &op_slice, [OP_CONCAT] = &op_concat,
-    [OP_SOFTMAX] = &op_softmax, [OP_LOG_SOFTMAX] = &op_log_softmax,
-    [OP_CROSS_ENTROPY] = &op_cross_entropy, [OP_MSE] = &op_mse, [OP_MAE] = &op_mae,
-    [OP_DROPOUT] = &op_dropout, [OP_LINEAR] = &op_linear,
+    AD_EW_BINARY(ENTRY_) AD_EW_UNARY(ENTRY_) AD_EW_UNARY_P(ENTRY_) AD_TENSOR_OPS(ENTRY_TENSOR_)
 };
 
 /* User ops: a growing array; entries never move once handed out (ids index it). */
@@ -59,11 +49,12 @@ int ad_op_find(const char *name)
     return -1;
 }
 
-int ad_op_register(const ad_op_def *def)
+/* Adds a copy of e under a new id, or returns -1. */
+static int add_entry(const op_entry *e)
 {
-    if (!def || !def->name || !def->name[0] || !def->forward) return -1;
-    if (def->arity != AD_VARIADIC && (def->arity < 0 || def->arity > 64)) return -1;
-    if (ad_op_find(def->name) >= 0) return -1;
+    if (!e->def.name || !e->def.name[0] || !e->def.forward) return -1;
+    if (e->def.arity != AD_VARIADIC && (e->def.arity < 0 || e->def.arity > 64)) return -1;
+    if (ad_op_find(e->def.name) >= 0) return -1;
     if (OP_BUILTIN_COUNT + nuser >= UINT16_MAX) return -1;
     if (nuser == user_cap) {
         int cap = user_cap ? 2 * user_cap : 16;
@@ -72,11 +63,57 @@ int ad_op_register(const ad_op_def *def)
         user = nu;
         user_cap = cap;
     }
-    op_entry *e = ad_xcalloc(1, sizeof *e);
-    if (!e) return -1;
-    e->def = *def;
-    user[nuser] = e;
+    op_entry *c = ad_xmalloc(sizeof *c);
+    if (!c) return -1;
+    *c = *e;
+    user[nuser] = c;
     return OP_BUILTIN_COUNT + nuser++;
+}
+
+int ad_op_register(const ad_op_def *def)
+{
+    if (!def) return -1;
+    op_entry e = {.def = *def};
+    return add_entry(&e);
+}
+
+int ad_op_register_unary(const ad_unary_def *d)
+{
+    if (!d || !d->f || !d->df) return -1;
+    const op_entry *like = op_entry_get(OP_EXP); /* the elementwise engine's callbacks */
+    op_entry e = {.def = like->def, .f1 = d->f, .d1 = d->df, .dd1 = d->d2f, .nparam = 1};
+    e.def.name = d->name;
+    e.def.local_grad = d->local_grad;
+    return add_entry(&e);
+}
+
+int ad_op_register_binary(const ad_binary_def *d)
+{
+    if (!d || !d->f || !d->da || !d->db) return -1;
+    const op_entry *like = op_entry_get(OP_ADD);
+    op_entry e = {.def = like->def, .f2 = d->f, .d2a = d->da, .d2b = d->db, .d2aa = d->daa,
+                  .d2ab = d->dab, .d2bb = d->dbb};
+    e.def.name = d->name;
+    e.def.local_grad = d->local_grad;
+    return add_entry(&e);
+}
+
+bool ad_op_is_elementwise(int id, int *arity, int *nparam)
+{
+    const op_entry *e = op_entry_get(id);
+    if (!e || !op_is_elementwise(e)) return false;
+    if (arity) *arity = e->def.arity;
+    if (nparam) *nparam = e->nparam;
+    return true;
+}
+
+void *ad_op_alloc(const ad_op_ctx *c, size_t bytes)
+{
+    if (!c || !c->graph) return NULL;
+    void *p = arena_alloc(c->graph, bytes ? bytes : 1);
+    if (!p) ad_set_error(c->graph, AD_ERR_NOMEM, "%s: out of memory for %zu bytes of state",
+                         c->out ? op_entry_get(c->out->op)->def.name : "op", bytes);
+    return p;
 }
 
 bool broadcast_shapes(const ad_shape *a, const ad_shape *b, ad_shape *out)
@@ -111,17 +148,19 @@ static int broadcast_all(const ad_op_ctx *c, ad_shape *out, char *msg, size_t le
 ad_node *ad_apply(ad_graph *g, int op, ad_node *const *in, int nin, const double *param,
                   int nparam)
 {
+    return ad_apply_with(g, op, in, nin, param, nparam, NULL);
+}
+
+ad_node *ad_apply_with(ad_graph *g, int op, ad_node *const *in, int nin, const double *param,
+                       int nparam, const void *arg)
+{
     if (!g) return NULL;
     const op_entry *e = op_entry_get(op);
-    if (!e || op < OP_ADD) {
+    if (!e || op < OP_FIRST_COMPUTED) {
         ad_set_error(g, AD_ERR_ARG, "apply: no op with id %d", op);
         return NULL;
     }
     const char *name = e->def.name;
-    if (op == OP_CROSS_ENTROPY || op == OP_DROPOUT) {
-        ad_set_error(g, AD_ERR_ARG, "%s: keeps labels or a mask; call ad_%s", name, name);
-        return NULL;
-    }
     if (nin > 0 && !in) {
         ad_set_error(g, AD_ERR_NULL, "%s: input array is NULL", name);
         return NULL;
@@ -138,8 +177,14 @@ ad_node *ad_apply(ad_graph *g, int op, ad_node *const *in, int nin, const double
         ad_set_error(g, AD_ERR_ARG, "%s: bad parameter list", name);
         return NULL;
     }
+    if (op_is_elementwise(e) && nparam > e->nparam) {
+        ad_set_error(g, AD_ERR_ARG, "%s: takes %d parameters, given %d", name, e->nparam, nparam);
+        return NULL;
+    }
     if (!check_inputs(g, name, in, nin)) return NULL;
-    ad_op_ctx c = {g, NULL, nin, in, param, nparam};
+    if (op_is_elementwise(e) && nparam == 0 && (in[0]->flags & in[nin - 1]->flags & F_SCALAR))
+        return ew_scalar_apply(g, op, in[0], nin == 2 ? in[1] : NULL);
+    ad_op_ctx c = {g, NULL, nin, in, param, nparam, NULL};
     ad_shape shape;
     char msg[256] = "";
     if ((e->def.shape ? e->def.shape : broadcast_all)(&c, &shape, msg, sizeof msg)) {
@@ -154,6 +199,21 @@ ad_node *ad_apply(ad_graph *g, int op, ad_node *const *in, int nin, const double
     if (!n || !node_set_params(g, n, param, nparam)) return NULL;
     c.out = n;
     c.param = n->x ? n->x->param_v : NULL;
+    if (e->def.state_size || e->def.init) {
+        ad_ext *x = node_ext(g, n);
+        if (!x) return NULL;
+        if (e->def.state_size) {
+            if (!(x->saved = ad_op_alloc(&c, e->def.state_size))) return NULL;
+            memset(x->saved, 0, e->def.state_size);
+        }
+        c.state = x->saved;
+        ad_status st = e->def.init ? e->def.init(&c, arg, msg, sizeof msg) : AD_OK;
+        if (st) {
+            ad_set_error(g, st, "%s: %s", name, msg);
+            return NULL;
+        }
+        if (g->status) return NULL; /* the initialiser ran out of memory */
+    }
     e->def.forward(&c);
     return g->anomaly ? anomaly_forward(g, n) : n;
 }

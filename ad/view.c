@@ -9,11 +9,7 @@ static bool is_scalar_const(const ad_node *n)
     return n->op == OP_CONST && node_size(n) == 1 && !(n->flags & F_NEEDS_GRAD);
 }
 
-static bool is_binary_elementwise(int op)
-{
-    return op == OP_ADD || op == OP_SUB || op == OP_MUL || op == OP_DIV || op == OP_POW ||
-           op == OP_MAX || op == OP_MIN;
-}
+static bool is_binary_elementwise(int op) { return op_entry_get(op)->f2 != NULL; }
 
 /* A scalar constant feeding a binary elementwise op becomes part of the gate's label ("+1",
  * "*2", "1/x"), as the slides draw it; the other input must not be a constant too. */
@@ -142,17 +138,31 @@ char *view_ref(const ad_node *n, char *buf, size_t len)
 
 /* ---- gates ---- */
 
-static const char *symbol(int op)
+/* The gate's label: its symbol, its infix operator without the spaces, or its name. */
+static void symbol(int op, char *buf, size_t len)
 {
-    switch (op) {
-    case OP_ADD: return "+";
-    case OP_SUB: return "-";
-    case OP_MUL: return "*";
-    case OP_DIV: return "/";
-    case OP_POW: return "^";
-    case OP_RECIP: return "1/x";
-    default: return op_entry_get(op)->def.name;
+    const op_entry *e = op_entry_get(op);
+    const char *s = e->symbol ? e->symbol : e->infix ? e->infix : e->def.name;
+    size_t k = 0;
+    for (; *s && k + 1 < len; s++)
+        if (*s != ' ') buf[k++] = *s;
+    buf[k] = 0;
+}
+
+/* pattern with every {c} replaced by c. */
+static void fill_constant(const char *pattern, const char *c, char *buf, size_t len)
+{
+    size_t k = 0;
+    for (const char *p = pattern ? pattern : ""; *p && k + 1 < len; p++) {
+        if (strncmp(p, "{c}", 3) == 0) {
+            k += (size_t)snprintf(buf + k, len - k, "%s", c);
+            if (k >= len) k = len - 1;
+            p += 2;
+        } else {
+            buf[k++] = *p;
+        }
     }
+    buf[k] = 0;
 }
 
 /* The local partial derivative d out / d input k as a number, for float64 scalars: recorded
@@ -172,21 +182,6 @@ static double local_number(ad_node *n, int k)
     return NAN;
 }
 
-/* Formulas of the unfolded binary gates, per input: x is input 0, y input 1. */
-static const char *binary_formula(int op, int k)
-{
-    static const char *const f[][2] = {
-        [OP_ADD] = {"d/dx[x + y] = 1", "d/dy[x + y] = 1"},
-        [OP_SUB] = {"d/dx[x - y] = 1", "d/dy[x - y] = -1"},
-        [OP_MUL] = {"d/dx[x*y] = y", "d/dy[x*y] = x"},
-        [OP_DIV] = {"d/dx[x/y] = 1/y", "d/dy[x/y] = -x/y^2"},
-        [OP_POW] = {"d/dx[x^y] = y*x^(y-1)", "d/dy[x^y] = x^y*log(x)"},
-        [OP_MAX] = {"d/dx[max(x,y)] = [x > y]", "d/dy[max(x,y)] = [y > x]"},
-        [OP_MIN] = {"d/dx[min(x,y)] = [x < y]", "d/dy[min(x,y)] = [y < x]"},
-    };
-    return f[op][k];
-}
-
 void view_gate(ad_node *n, gate *gt)
 {
     memset(gt, 0, sizeof *gt);
@@ -202,42 +197,17 @@ void view_gate(ad_node *n, gate *gt)
         gt->nshown = 1;
         gt->slot[0] = k;
         gt->local[0] = local_number(n, k);
-        bool left = fold == 0; /* constant on the left: c - x, c/x, c^x */
-        switch (n->op) {
-        case OP_ADD:
-            snprintf(gt->label, sizeof gt->label, "+%s", c);
-            snprintf(gt->formula[0], sizeof gt->formula[0], "d/dx[x + %s] = 1", c);
-            break;
-        case OP_SUB:
-            snprintf(gt->label, sizeof gt->label, left ? "%s-x" : "-%s", c);
-            snprintf(gt->formula[0], sizeof gt->formula[0], left ? "d/dx[%s - x] = -1" : "d/dx[x - %s] = 1", c);
-            break;
-        case OP_MUL:
-            snprintf(gt->label, sizeof gt->label, "*%s", c);
-            snprintf(gt->formula[0], sizeof gt->formula[0], "d/dx[%s*x] = %s", c, c);
-            break;
-        case OP_DIV:
-            snprintf(gt->label, sizeof gt->label, left ? "%s/x" : "/%s", c);
-            if (left) snprintf(gt->formula[0], sizeof gt->formula[0], "d/dx[%s/x] = -%s/x^2", c, c);
-            else snprintf(gt->formula[0], sizeof gt->formula[0], "d/dx[x/%s] = 1/%s", c, c);
-            break;
-        case OP_POW:
-            snprintf(gt->label, sizeof gt->label, left ? "%s^x" : "^%s", c);
-            if (left) snprintf(gt->formula[0], sizeof gt->formula[0], "d/dx[%s^x] = %s^x*log(%s)", c, c, c);
-            else snprintf(gt->formula[0], sizeof gt->formula[0], "d/dx[x^%s] = %s*x^(%s-1)", c, c, c);
-            break;
-        default: /* max, min */
-            snprintf(gt->label, sizeof gt->label, "%s(x,%s)", op_entry_get(n->op)->def.name, c);
-            snprintf(gt->formula[0], sizeof gt->formula[0], "d/dx[%s(x,%s)] = [x %s %s]",
-                     op_entry_get(n->op)->def.name, c, n->op == OP_MAX ? ">" : "<", c);
-            break;
-        }
+        const op_entry *e = op_entry_get(n->op);
+        int side = fold == 0 ? 0 : 1; /* constant on the left: c - x, c/x, c^x */
+        fill_constant(e->fold_label[side], c, gt->label, sizeof gt->label);
+        fill_constant(e->fold_formula[side], c, gt->formula[0], sizeof gt->formula[0]);
+        if (!e->fold_label[side]) snprintf(gt->label, sizeof gt->label, "%s(x,%s)", e->def.name, c);
         return;
     }
     const op_entry *e = op_entry_get(n->op);
-    snprintf(gt->label, sizeof gt->label, "%s", symbol(n->op));
-    if (n->op == OP_LEAKY_RELU && n->x && n->x->nparam)
-        snprintf(gt->label, sizeof gt->label, "leaky_relu(%s)", const_str(n->x->param_v[0], c, sizeof c));
+    symbol(n->op, gt->label, sizeof gt->label);
+    if (op_is_elementwise(e) && n->x && n->x->nparam) /* a parameter shows in the gate */
+        snprintf(gt->label, sizeof gt->label, "%s(%s)", e->def.name, const_str(n->x->param_v[0], c, sizeof c));
     if (n->op == OP_LINEAR && n->x && n->x->nparam >= 2) { /* ad_linear_act */
         static const char *const acts[] = {"", "relu", "leaky_relu", "sigmoid", "tanh"};
         int a = (int)n->x->param_v[0];
@@ -247,7 +217,7 @@ void view_gate(ad_node *n, gate *gt)
     for (int k = 0; k < gt->nshown; k++) {
         gt->slot[k] = k;
         gt->local[k] = local_number(n, k);
-        const char *text = is_binary_elementwise(n->op) ? binary_formula(n->op, k)
+        const char *text = e->f2 && e->formula[k] ? e->formula[k]
                            : k == 0 && e->def.local_grad ? e->def.local_grad : "";
         snprintf(gt->formula[k], sizeof gt->formula[k], "%s", text);
     }

@@ -663,11 +663,9 @@ static void twice_forward(const ad_op_ctx *c)
         put_as(ad_node_data(c->out), t, i, 2 * get_as(ad_node_data(x), t, i));
 }
 
-static const ad_op_def softplus_def = {"user_softplus", 1, NULL, softplus_forward, softplus_backward,
-                                       "d/dx [log(1+e^x)] = sigmoid(x)"};
-static const ad_op_def bad_softplus_def = {"user_bad_softplus", 1, NULL, softplus_forward,
-                                           bad_softplus_backward, "wrong on purpose"};
-static const ad_op_def twice_def = {"user_twice_no_backward", 1, NULL, twice_forward, NULL, "2"};
+static const ad_op_def softplus_def = {.name = "user_softplus", .arity = 1, .shape = NULL, .forward = softplus_forward, .backward = softplus_backward, .local_grad = "d/dx [log(1+e^x)] = sigmoid(x)"};
+static const ad_op_def bad_softplus_def = {.name = "user_bad_softplus", .arity = 1, .shape = NULL, .forward = softplus_forward, .backward = bad_softplus_backward, .local_grad = "wrong on purpose"};
+static const ad_op_def twice_def = {.name = "user_twice_no_backward", .arity = 1, .shape = NULL, .forward = twice_forward, .backward = NULL, .local_grad = "2"};
 
 /* Check forks a process per test by default, so each test sees a fresh registry; under
  * CK_FORK=no the registry persists, hence find-or-register. */
@@ -732,7 +730,7 @@ START_TEST(custom_op_register_and_find)
     ck_assert_int_eq(ad_op_register(&clash), -1);
     /* so are definitions that could not run */
     ck_assert_int_eq(ad_op_register(NULL), -1);
-    ad_op_def nofwd = {"user_no_forward", 1, NULL, NULL, softplus_backward, ""};
+    ad_op_def nofwd = {.name = "user_no_forward", .arity = 1, .shape = NULL, .forward = NULL, .backward = softplus_backward, .local_grad = ""};
     ck_assert_int_eq(ad_op_register(&nofwd), -1);
     ad_op_def noname = softplus_def;
     noname.name = NULL;

@@ -515,11 +515,18 @@ START_TEST(apply_bad_op_arity_and_params)
     EXPECT_FAIL(g, ad_apply(g, cst, in3, 0, NULL, 0), AD_ERR_ARG, want);
     snprintf(want, sizeof want, "apply: no op with id %d", par);
     EXPECT_FAIL(g, ad_apply(g, par, in3, 0, NULL, 0), AD_ERR_ARG, want);
-    /* ops that keep state are reachable only through their own entry points */
-    EXPECT_FAIL(g, ad_apply(g, ad_op_find("cross_entropy"), in3, 1, NULL, 0), AD_ERR_ARG,
-                "cross_entropy: keeps labels or a mask; call ad_cross_entropy");
+    /* ops that keep state take it through ad_apply_with, and say what is missing */
+    ad_node *logits = zeros(g, AD_F64, AD_SHAPE(1, 2));
+    EXPECT_FAIL(g, ad_apply(g, ad_op_find("cross_entropy"), &logits, 1, NULL, 0), AD_ERR_NULL,
+                "cross_entropy: labels are NULL");
+    int32_t label = 1;
+    ad_node *ce = ad_apply_with(g, ad_op_find("cross_entropy"), &logits, 1, NULL, 0, &label);
+    ck_assert_ptr_nonnull(ce);
+    ck_assert_double_eq_tol(ad_value(ce), log(2.0), 1e-15);
     EXPECT_FAIL(g, ad_apply(g, ad_op_find("dropout"), in3, 1, NULL, 0), AD_ERR_ARG,
-                "dropout: keeps labels or a mask; call ad_dropout");
+                "dropout: takes 2 parameters (p, inverted), given 0");
+    EXPECT_FAIL(g, ad_apply(g, ad_op_find("dropout"), in3, 1, (double[]){0.5, 1}, 2), AD_ERR_NULL,
+                "dropout: rng is NULL");
     /* wrong arity */
     int add = ad_op_find("add"), exp_id = ad_op_find("exp");
     EXPECT_FAIL(g, ad_apply(g, add, in3, 1, NULL, 0), AD_ERR_ARG, "add: takes 2 inputs, given 1");
@@ -532,8 +539,8 @@ START_TEST(apply_bad_op_arity_and_params)
     EXPECT_FAIL(g, ad_apply(g, ad_op_find("reshape"), in3, 1, (const double[]){3, 1, 1, 1}, 2),
                 AD_ERR_SHAPE, "reshape: bad target shape");
     /* user shape rules: their message is prefixed with the op's name */
-    static const ad_op_def refuse = {"user_refuse", 1, refuse_rule, nop_forward, NULL, ""};
-    static const ad_op_def bad_rank = {"user_rank7", 1, rank7_rule, nop_forward, NULL, ""};
+    static const ad_op_def refuse = {.name = "user_refuse", .arity = 1, .shape = refuse_rule, .forward = nop_forward, .backward = NULL, .local_grad = ""};
+    static const ad_op_def bad_rank = {.name = "user_rank7", .arity = 1, .shape = rank7_rule, .forward = nop_forward, .backward = NULL, .local_grad = ""};
     EXPECT_FAIL(g, ad_apply(g, op_id(&refuse), in3, 1, NULL, 0), AD_ERR_SHAPE,
                 "user_refuse: [2] is not welcome");
     EXPECT_FAIL(g, ad_apply(g, op_id(&bad_rank), in3, 1, NULL, 0), AD_ERR_SHAPE,

@@ -1,7 +1,7 @@
 /* Helpers shared by the Check suites. */
 #ifndef TESTUTIL_H
 #define TESTUTIL_H
-#include "ad.h"
+#include "ad_op.h"
 #include <check.h>
 
 /* x rounded to d decimals, the way the slides print numbers. */

@@ -4,90 +4,28 @@
 #include "../internal.h"
 #include "../kernels/kernels.h"
 
-/* ---- the formulas: value, local derivative(s), trace text ---- */
-
-static double add_f(double a, double b) { return a + b; }
-static double one_d(double a, double b, double y) { (void)a, (void)b, (void)y; return 1; }
-static double sub_f(double a, double b) { return a - b; }
-static double minus_one_d(double a, double b, double y) { (void)a, (void)b, (void)y; return -1; }
-static double mul_f(double a, double b) { return a * b; }
-static double mul_da(double a, double b, double y) { (void)a, (void)y; return b; }
-static double mul_db(double a, double b, double y) { (void)b, (void)y; return a; }
-static double div_f(double a, double b) { return a / b; }
-static double div_da(double a, double b, double y) { (void)a, (void)y; return 1 / b; }
-static double div_db(double a, double b, double y) { (void)a; return -y / b; }
-static double pow_f(double a, double b) { return pow(a, b); }
-static double pow_da(double a, double b, double y) { (void)y; return b == 0 ? 0 : b * pow(a, b - 1); }
-static double pow_db(double a, double b, double y) { (void)b; return a > 0 ? y * log(a) : 0; }
-static double max_f(double a, double b) { return a >= b ? a : b; }
-static double max_da(double a, double b, double y) { (void)y; return a > b ? 1 : a < b ? 0 : 0.5; }
-static double max_db(double a, double b, double y) { (void)y; return b > a ? 1 : b < a ? 0 : 0.5; }
-static double min_f(double a, double b) { return a <= b ? a : b; }
-static double min_da(double a, double b, double y) { (void)y; return a < b ? 1 : a > b ? 0 : 0.5; }
-static double min_db(double a, double b, double y) { (void)y; return b < a ? 1 : b > a ? 0 : 0.5; }
-
-static double neg_f(double x, double p) { (void)p; return -x; }
-static double neg_d(double x, double y, double p) { (void)x, (void)y, (void)p; return -1; }
-static double recip_f(double x, double p) { (void)p; return 1 / x; }
-static double recip_d(double x, double y, double p) { (void)x, (void)p; return -y * y; }
-static double exp_f(double x, double p) { (void)p; return exp(x); }
-static double exp_d(double x, double y, double p) { (void)x, (void)p; return y; }
-static double log_f(double x, double p) { (void)p; return log(x); }
-static double log_d(double x, double y, double p) { (void)y, (void)p; return 1 / x; }
-static double sqrt_f(double x, double p) { (void)p; return sqrt(x); }
-static double sqrt_d(double x, double y, double p) { (void)x, (void)p; return 0.5 / y; }
-static double sin_f(double x, double p) { (void)p; return sin(x); }
-static double sin_d(double x, double y, double p) { (void)y, (void)p; return cos(x); }
-static double cos_f(double x, double p) { (void)p; return cos(x); }
-static double cos_d(double x, double y, double p) { (void)y, (void)p; return -sin(x); }
-static double tan_f(double x, double p) { (void)p; return tan(x); }
-static double tan_d(double x, double y, double p) { (void)x, (void)p; return 1 + y * y; }
-static double tanh_f(double x, double p) { (void)p; return tanh(x); }
-static double tanh_d(double x, double y, double p) { (void)x, (void)p; return 1 - y * y; }
-/* Never forms exp of a large positive number, so no overflow for any x. */
-static double sigmoid_f(double x, double p)
-{
-    (void)p;
-    if (x >= 0) return 1 / (1 + exp(-x));
-    double e = exp(x);
-    return e / (1 + e);
-}
-static double sigmoid_d(double x, double y, double p) { (void)x, (void)p; return y * (1 - y); }
-static double relu_f(double x, double p) { (void)p; return x > 0 ? x : 0; }
-static double relu_d(double x, double y, double p) { (void)y, (void)p; return x > 0 ? 1 : 0; }
-static double leaky_f(double x, double p) { return x > 0 ? x : p * x; }
-static double leaky_d(double x, double y, double p) { (void)y; return x > 0 ? 1 : p; }
-static double abs_f(double x, double p) { (void)p; return fabs(x); }
-static double abs_d(double x, double y, double p) { (void)y, (void)p; return x > 0 ? 1 : x < 0 ? -1 : 0; }
-
 static void ew_forward(const ad_op_ctx *c);
 static ad_status ew_backward(const ad_op_ctx *c);
+static ad_status ew_jvp(const ad_op_ctx *c);
 
-#define BINARY(id, nm, f, da, db, text) \
-    const op_entry op_##id = {.def = {nm, 2, NULL, ew_forward, ew_backward, text}, .f2 = f, .d2a = da, .d2b = db}
-#define UNARY(id, nm, f, d, text) \
-    const op_entry op_##id = {.def = {nm, 1, NULL, ew_forward, ew_backward, text}, .f1 = f, .d1 = d}
-
-BINARY(add, "add", add_f, one_d, one_d, "d/dx[x + y] = 1, d/dy[x + y] = 1");
-BINARY(sub, "sub", sub_f, one_d, minus_one_d, "d/dx[x - y] = 1, d/dy[x - y] = -1");
-BINARY(mul, "mul", mul_f, mul_da, mul_db, "d/dx[x*y] = y, d/dy[x*y] = x");
-BINARY(div, "div", div_f, div_da, div_db, "d/dx[x/y] = 1/y, d/dy[x/y] = -x/y^2");
-BINARY(pow, "pow", pow_f, pow_da, pow_db, "d/dx[x^y] = y*x^(y-1), d/dy[x^y] = x^y*log(x)");
-BINARY(max, "max", max_f, max_da, max_db, "d/dx[max(x,y)] = 1 if x > y (1/2 on ties), d/dy = 1 if y > x");
-BINARY(min, "min", min_f, min_da, min_db, "d/dx[min(x,y)] = 1 if x < y (1/2 on ties), d/dy = 1 if y < x");
-UNARY(neg, "neg", neg_f, neg_d, "d/dx[-x] = -1");
-UNARY(recip, "recip", recip_f, recip_d, "d/dx[1/x] = -1/x^2");
-UNARY(exp, "exp", exp_f, exp_d, "d/dx[exp(x)] = exp(x)");
-UNARY(log, "log", log_f, log_d, "d/dx[log(x)] = 1/x");
-UNARY(sqrt, "sqrt", sqrt_f, sqrt_d, "d/dx[sqrt(x)] = 1/(2*sqrt(x))");
-UNARY(sin, "sin", sin_f, sin_d, "d/dx[sin(x)] = cos(x)");
-UNARY(cos, "cos", cos_f, cos_d, "d/dx[cos(x)] = -sin(x)");
-UNARY(tan, "tan", tan_f, tan_d, "d/dx[tan(x)] = 1 + tan(x)^2");
-UNARY(tanh, "tanh", tanh_f, tanh_d, "d/dx[tanh(x)] = 1 - tanh(x)^2");
-UNARY(sigmoid, "sigmoid", sigmoid_f, sigmoid_d, "d/dx[sigmoid(x)] = sigmoid(x)*(1 - sigmoid(x))");
-UNARY(relu, "relu", relu_f, relu_d, "d/dx[max(0,x)] = 1 if x > 0, else 0");
-UNARY(leaky_relu, "leaky_relu", leaky_f, leaky_d, "d/dx[leaky_relu(x)] = 1 if x > 0, else slope");
-UNARY(abs, "abs", abs_f, abs_d, "d/dx[|x|] = sign(x) (0 at 0)");
+/* The registry entries, one per row of ad_ew.h. */
+#define UNARY_ENTRY_(ID, name, sym, pre, text, F, D, D2)                                      \
+    const op_entry op_##name = {.def = {#name, 1, NULL, ew_forward, ew_backward, text, ew_jvp, 0, NULL}, \
+                                .f1 = ad_ew_##name, .d1 = ad_ew_##name##_d, .dd1 = ad_ew_##name##_d2,   \
+                                .symbol = sym, .prefix = pre};
+#define UNARY_P_ENTRY_(ID, name, sym, pre, text, F, D, D2)                                    \
+    const op_entry op_##name = {.def = {#name, 1, NULL, ew_forward, ew_backward, text, ew_jvp, 0, NULL}, \
+                                .f1 = ad_ew_##name, .d1 = ad_ew_##name##_d, .dd1 = ad_ew_##name##_d2,   \
+                                .nparam = 1, .symbol = sym, .prefix = pre};
+#define BINARY_ENTRY_(ID, name, inf, text, ta, tb, fll, ffl, flr, ffr, F, DA, DB, DAA, DAB, DBB) \
+    const op_entry op_##name = {.def = {#name, 2, NULL, ew_forward, ew_backward, text, ew_jvp, 0, NULL}, \
+                                .f2 = ad_ew_##name, .d2a = ad_ew_##name##_da, .d2b = ad_ew_##name##_db, \
+                                .d2aa = ad_ew_##name##_daa, .d2ab = ad_ew_##name##_dab,                 \
+                                .d2bb = ad_ew_##name##_dbb, .infix = inf, .formula = {ta, tb},          \
+                                .fold_label = {fll, flr}, .fold_formula = {ffl, ffr}};
+AD_EW_UNARY(UNARY_ENTRY_)
+AD_EW_UNARY_P(UNARY_P_ENTRY_)
+AD_EW_BINARY(BINARY_ENTRY_)
 
 /* ---- broadcasting iteration ---- */
 
@@ -410,6 +348,45 @@ static ad_status ew_backward(const ad_op_ctx *c)
     return AD_OK;
 }
 
+/* Forward rule: t_y = f'(x) t_x for a unary op; t_y = df/da t_a + df/db t_b (broadcast) for a
+ * binary one, with a zero tangent's term left out. */
+#define BINARY_JVP(T)                                                                     \
+    static void binary_jvp_##T(const op_entry *e, bcast *it, const T *A, const T *B,      \
+                               const T *Y, const T *TA, const T *TB, T *D)                \
+    {                                                                                     \
+        if (TA && TB)                                                                     \
+            BCAST_LOOP(it, D[i] = (T)(e->d2a(A[ia], B[ib], Y[i]) * TA[ia] +               \
+                                      e->d2b(A[ia], B[ib], Y[i]) * TB[ib]));              \
+        else if (TA)                                                                      \
+            BCAST_LOOP(it, D[i] = (T)(e->d2a(A[ia], B[ib], Y[i]) * TA[ia]));              \
+        else                                                                              \
+            BCAST_LOOP(it, D[i] = (T)(e->d2b(A[ia], B[ib], Y[i]) * TB[ib]));              \
+    }
+BINARY_JVP(double)
+BINARY_JVP(float)
+
+static ad_status ew_jvp(const ad_op_ctx *c)
+{
+    ad_graph *g = c->graph;
+    ad_node *y = c->out;
+    void *T = ad_tangent_buffer(g, y);
+    if (!T) return g->status;
+    const void *TA = ad_tangent_data(g, c->in[0]), *A = node_data(c->in[0]), *Y = node_data(y);
+    if (c->nin == 1) {
+        if (TA) ew_unary_grad(y->op, (ad_dtype)y->dtype, node_size(y), A, Y, op_p(c), TA, T);
+        return AD_OK;
+    }
+    const void *TB = ad_tangent_data(g, c->in[1]), *B = node_data(c->in[1]);
+    if (!TA && !TB) return AD_OK;
+    ad_shape so = node_shape(y), sa = node_shape(c->in[0]), sb = node_shape(c->in[1]);
+    bcast it;
+    bcast_init(&it, &so, &sa, &sb);
+    const op_entry *e = op_entry_get(y->op);
+    if (y->dtype == AD_F64) binary_jvp_double(e, &it, A, B, Y, TA, TB, T);
+    else binary_jvp_float(e, &it, A, B, Y, TA, TB, T);
+    return AD_OK;
+}
+
 void reduce_broadcast_add(ad_dtype t, const void *src, const ad_shape *sshape, void *dst,
                           const ad_shape *dshape, double scale)
 {
@@ -447,91 +424,58 @@ static inline ad_node *scalar_node(ad_graph *g, int op, ad_node *a, ad_node *b)
     return n;
 }
 
-static bool fast2(const ad_graph *g, const ad_node *a, const ad_node *b)
+ad_node *ew_scalar_apply(ad_graph *g, int op, ad_node *a, ad_node *b)
 {
-    return g && a && b && (a->flags & b->flags & F_SCALAR);
-}
-
-static ad_node *binary(ad_graph *g, int op, ad_node *a, ad_node *b)
-{
-    if (fast2(g, a, b)) {
-        const op_entry *e = op_entry_get(op);
-        ad_node *n = scalar_node(g, op, a, b);
-        if (!n) return NULL;
+    const op_entry *e = op_entry_get(op);
+    ad_node *n = scalar_node(g, op, a, b);
+    if (!n) return NULL;
+    if (b) {
         n->v = e->f2(a->v, b->v);
         n->da = e->d2a(a->v, b->v, n->v);
         n->db = e->d2b(a->v, b->v, n->v);
-        return g->anomaly ? anomaly_forward(g, n) : n;
-    }
-    ad_node *in[2] = {a, b};
-    return ad_apply(g, op, in, 2, NULL, 0);
-}
-
-static ad_node *unary(ad_graph *g, int op, ad_node *a, const double *p, int np)
-{
-    if (g && a && (a->flags & F_SCALAR) && np == 0) {
-        const op_entry *e = op_entry_get(op);
-        ad_node *n = scalar_node(g, op, a, NULL);
-        if (!n) return NULL;
+    } else {
         n->v = e->f1(a->v, 0);
         n->da = e->d1(a->v, n->v, 0);
         n->db = 0;
-        return g->anomaly ? anomaly_forward(g, n) : n;
     }
-    return ad_apply(g, op, &a, 1, p, np);
+    return g->anomaly ? anomaly_forward(g, n) : n;
 }
 
-/* The hottest ops skip the function pointers. */
-ad_node *ad_add(ad_graph *g, ad_node *a, ad_node *b)
-{
-    if (fast2(g, a, b)) {
-        ad_node *n = scalar_node(g, OP_ADD, a, b);
-        if (n) n->v = a->v + b->v, n->da = 1, n->db = 1;
-        return n && g->anomaly ? anomaly_forward(g, n) : n;
+/* The public functions, one per row of ad_ew.h.  On float64 scalars the formulas are inlined
+ * here, so ad_add costs what a hand-written scalar op would. */
+#define BINARY_FN_(ID, name, ...)                                                             \
+    ad_node *ad_##name(ad_graph *g, ad_node *a, ad_node *b)                                   \
+    {                                                                                         \
+        if (g && a && b && (a->flags & b->flags & F_SCALAR)) {                                \
+            ad_node *n = scalar_node(g, OP_##ID, a, b);                                       \
+            if (!n) return NULL;                                                              \
+            n->v = ad_ew_##name(a->v, b->v);                                                  \
+            n->da = ad_ew_##name##_da(a->v, b->v, n->v);                                      \
+            n->db = ad_ew_##name##_db(a->v, b->v, n->v);                                      \
+            return g->anomaly ? anomaly_forward(g, n) : n;                                    \
+        }                                                                                     \
+        ad_node *in[2] = {a, b};                                                              \
+        return ad_apply(g, OP_##ID, in, 2, NULL, 0);                                          \
     }
-    return binary(g, OP_ADD, a, b);
-}
-
-ad_node *ad_sub(ad_graph *g, ad_node *a, ad_node *b)
-{
-    if (fast2(g, a, b)) {
-        ad_node *n = scalar_node(g, OP_SUB, a, b);
-        if (n) n->v = a->v - b->v, n->da = 1, n->db = -1;
-        return n && g->anomaly ? anomaly_forward(g, n) : n;
+#define UNARY_FN_(ID, name, ...)                                                              \
+    ad_node *ad_##name(ad_graph *g, ad_node *a)                                               \
+    {                                                                                         \
+        if (g && a && (a->flags & F_SCALAR)) {                                                \
+            ad_node *n = scalar_node(g, OP_##ID, a, NULL);                                    \
+            if (!n) return NULL;                                                              \
+            n->v = ad_ew_##name(a->v, 0);                                                     \
+            n->da = ad_ew_##name##_d(a->v, n->v, 0);                                          \
+            n->db = 0;                                                                        \
+            return g->anomaly ? anomaly_forward(g, n) : n;                                    \
+        }                                                                                     \
+        return ad_apply(g, OP_##ID, &a, 1, NULL, 0);                                          \
     }
-    return binary(g, OP_SUB, a, b);
-}
-
-ad_node *ad_mul(ad_graph *g, ad_node *a, ad_node *b)
-{
-    if (fast2(g, a, b)) {
-        ad_node *n = scalar_node(g, OP_MUL, a, b);
-        if (n) n->v = a->v * b->v, n->da = b->v, n->db = a->v;
-        return n && g->anomaly ? anomaly_forward(g, n) : n;
-    }
-    return binary(g, OP_MUL, a, b);
-}
-
-ad_node *ad_div(ad_graph *g, ad_node *a, ad_node *b) { return binary(g, OP_DIV, a, b); }
-ad_node *ad_pow(ad_graph *g, ad_node *a, ad_node *b) { return binary(g, OP_POW, a, b); }
-ad_node *ad_max(ad_graph *g, ad_node *a, ad_node *b) { return binary(g, OP_MAX, a, b); }
-ad_node *ad_min(ad_graph *g, ad_node *a, ad_node *b) { return binary(g, OP_MIN, a, b); }
-ad_node *ad_neg(ad_graph *g, ad_node *a) { return unary(g, OP_NEG, a, NULL, 0); }
-ad_node *ad_recip(ad_graph *g, ad_node *a) { return unary(g, OP_RECIP, a, NULL, 0); }
-ad_node *ad_exp(ad_graph *g, ad_node *a) { return unary(g, OP_EXP, a, NULL, 0); }
-ad_node *ad_log(ad_graph *g, ad_node *a) { return unary(g, OP_LOG, a, NULL, 0); }
-ad_node *ad_sqrt(ad_graph *g, ad_node *a) { return unary(g, OP_SQRT, a, NULL, 0); }
-ad_node *ad_sin(ad_graph *g, ad_node *a) { return unary(g, OP_SIN, a, NULL, 0); }
-ad_node *ad_cos(ad_graph *g, ad_node *a) { return unary(g, OP_COS, a, NULL, 0); }
-ad_node *ad_tan(ad_graph *g, ad_node *a) { return unary(g, OP_TAN, a, NULL, 0); }
-ad_node *ad_tanh(ad_graph *g, ad_node *a) { return unary(g, OP_TANH, a, NULL, 0); }
-ad_node *ad_sigmoid(ad_graph *g, ad_node *a) { return unary(g, OP_SIGMOID, a, NULL, 0); }
-ad_node *ad_relu(ad_graph *g, ad_node *a) { return unary(g, OP_RELU, a, NULL, 0); }
-ad_node *ad_abs(ad_graph *g, ad_node *a) { return unary(g, OP_ABS, a, NULL, 0); }
+AD_EW_BINARY(BINARY_FN_)
+AD_EW_UNARY(UNARY_FN_)
 
 ad_node *ad_leaky_relu(ad_graph *g, ad_node *a, double slope)
 {
-    return unary(g, OP_LEAKY_RELU, a, &slope, 1);
+    return ad_apply(g, OP_LEAKY_RELU, &a, 1, &slope, 1);
 }
 
 /* The constant takes the input's dtype, so float32 tensors stay float32. */
@@ -542,7 +486,8 @@ static ad_node *with_scalar(ad_graph *g, int op, ad_node *a, double c)
         return NULL;
     }
     ad_node *k = a->dtype == AD_F64 ? ad_scalar(g, c) : ad_full(g, AD_F32, AD_SHAPE0, c);
-    return binary(g, op, a, k);
+    ad_node *in[2] = {a, k};
+    return ad_apply(g, op, in, 2, NULL, 0);
 }
 
 ad_node *ad_add_scalar(ad_graph *g, ad_node *a, double c) { return with_scalar(g, OP_ADD, a, c); }

@@ -100,10 +100,34 @@ static int ce_rule(const ad_op_ctx *c, ad_shape *out, char *msg, size_t len)
     return 0;
 }
 
+/* Copies and checks the labels (the argument of ad_apply_with). */
+static ad_status ce_init(const ad_op_ctx *c, const void *arg, char *msg, size_t len)
+{
+    const int32_t *labels = arg;
+    ce_state *st = c->state;
+    ad_shape s = node_shape(c->in[0]);
+    int64_t N = s.dim[0], C = s.dim[1];
+    if (!labels) {
+        snprintf(msg, len, "labels are NULL");
+        return AD_ERR_NULL;
+    }
+    for (int64_t r = 0; r < N; r++)
+        if (labels[r] < 0 || labels[r] >= C) {
+            snprintf(msg, len, "label %d at row %lld outside [0,%lld)", (int)labels[r], (long long)r,
+                     (long long)C);
+            return AD_ERR_ARG;
+        }
+    if (!(st->labels = ad_op_alloc(c, (size_t)N * sizeof *st->labels)) ||
+        !(st->lse = ad_op_alloc(c, (size_t)N * sizeof *st->lse)))
+        return AD_OK; /* the graph holds the error */
+    memcpy(st->labels, labels, (size_t)N * sizeof *labels);
+    return AD_OK;
+}
+
 static void ce_forward(const ad_op_ctx *c)
 {
     ad_node *x = c->in[0];
-    ce_state *st = c->out->x->saved;
+    ce_state *st = c->state;
     ad_shape s = node_shape(x);
     int64_t N = s.dim[0], C = s.dim[1];
     const void *X = node_data(x);
@@ -121,7 +145,7 @@ static ad_status ce_backward(const ad_op_ctx *c)
     ad_node *x = c->in[0];
     void *GX = ad_grad_buffer(c->graph, x);
     if (!GX) return c->graph->status;
-    ce_state *st = c->out->x->saved;
+    ce_state *st = c->state;
     ad_shape s = node_shape(x);
     int64_t N = s.dim[0], C = s.dim[1];
     const void *X = node_data(x);
@@ -191,13 +215,39 @@ static int same_as_input(const ad_op_ctx *c, ad_shape *out, char *msg, size_t le
     return 0;
 }
 
-/* param[0] is the survivors' scale; saved holds one byte per element (1 = kept). */
+/* Parameters p and inverted (0 or 1); the state is the mask, drawn from the ad_rng given to
+ * ad_apply_with, one byte per element (1 = kept), and the survivors' scale. */
+typedef struct { uint8_t *keep; double scale; } dropout_state;
+
+static ad_status dropout_init(const ad_op_ctx *c, const void *arg, char *msg, size_t len)
+{
+    ad_rng *rng = (ad_rng *)arg;
+    dropout_state *st = c->state;
+    double p = c->nparam > 0 ? c->param[0] : 0;
+    if (c->nparam != 2) {
+        snprintf(msg, len, "takes 2 parameters (p, inverted), given %d", c->nparam);
+        return AD_ERR_ARG;
+    }
+    if (!(p >= 0 && p < 1)) {
+        snprintf(msg, len, "probability %g outside [0,1)", p);
+        return AD_ERR_ARG;
+    }
+    if (!rng) {
+        snprintf(msg, len, "rng is NULL");
+        return AD_ERR_NULL;
+    }
+    st->scale = c->param[1] != 0 ? 1 / (1 - p) : 1;
+    if (!(st->keep = ad_op_alloc(c, (size_t)node_size(c->out)))) return AD_OK;
+    for (int64_t i = 0; i < node_size(c->out); i++) st->keep[i] = ad_rng_uniform(rng) >= p;
+    return AD_OK;
+}
+
 static void dropout_forward(const ad_op_ctx *c)
 {
     ad_node *x = c->in[0], *y = c->out;
-    const uint8_t *keep = y->x->saved;
+    const dropout_state *st = c->state;
     for (int64_t i = 0; i < node_size(y); i++)
-        store(node_data(y), y->dtype, i, keep[i] ? c->param[0] * load(node_data(x), x->dtype, i) : 0.0);
+        store(node_data(y), y->dtype, i, st->keep[i] ? st->scale * load(node_data(x), x->dtype, i) : 0.0);
 }
 
 static ad_status dropout_backward(const ad_op_ctx *c)
@@ -205,19 +255,101 @@ static ad_status dropout_backward(const ad_op_ctx *c)
     ad_node *x = c->in[0], *y = c->out;
     void *GX = ad_grad_buffer(c->graph, x);
     if (!GX) return c->graph->status;
-    const uint8_t *keep = y->x->saved;
+    const dropout_state *st = c->state;
     const void *G = ad_node_grad_data(y);
     for (int64_t i = 0; i < node_size(y); i++)
-        if (keep[i]) store(GX, x->dtype, i, load(GX, x->dtype, i) + c->param[0] * load(G, y->dtype, i));
+        if (st->keep[i]) store(GX, x->dtype, i, load(GX, x->dtype, i) + st->scale * load(G, y->dtype, i));
     return AD_OK;
 }
 
-const op_entry op_softmax = {.def = {"softmax", 1, axis_rule, softmax_forward, softmax_backward, "d/dx_j[softmax(x)_i] = y_i ([i=j] - y_j)"}};
-const op_entry op_log_softmax = {.def = {"log_softmax", 1, axis_rule, softmax_forward, softmax_backward, "d/dx_j[log_softmax(x)_i] = [i=j] - softmax(x)_j"}};
-const op_entry op_cross_entropy = {.def = {"cross_entropy", 1, ce_rule, ce_forward, ce_backward, "d/dz[mean -log softmax(z)_y] = (softmax(z) - onehot(y))/N"}};
-const op_entry op_mse = {.def = {"mse", 2, same_rule, err_forward, err_backward, "d/dp[mean (p - t)^2] = 2(p - t)/n"}};
-const op_entry op_mae = {.def = {"mae", 2, same_rule, err_forward, err_backward, "d/dp[mean |p - t|] = sign(p - t)/n (0 at 0)"}};
-const op_entry op_dropout = {.def = {"dropout", 1, same_as_input, dropout_forward, dropout_backward, "d/dx[dropout(x)] = mask * scale"}};
+/* ---- forward rules ---- */
+
+/* softmax: t_y = y (t_x - <y, t_x>);  log_softmax: t_y = t_x - <softmax(x), t_x>, per lane. */
+static ad_status softmax_jvp(const ad_op_ctx *c)
+{
+    ad_node *x = c->in[0], *y = c->out;
+    const void *TX = ad_tangent_data(c->graph, x);
+    void *T = ad_tangent_buffer(c->graph, y);
+    if (!T || !TX) return c->graph->status;
+    ad_shape s = node_shape(x);
+    lanes L = lanes_at(&s, (int)c->param[0]);
+    bool logsm = y->op == OP_LOG_SOFTMAX;
+    const void *Y = node_data(y);
+    ad_dtype t = y->dtype;
+    for (int64_t o = 0; o < L.outer; o++)
+        for (int64_t i = 0; i < L.inner; i++) {
+            int64_t base = o * L.n * L.inner + i;
+            double dot = 0;
+            for (int64_t k = 0; k < L.n; k++) {
+                int64_t j = base + k * L.inner;
+                double p = logsm ? exp(load(Y, t, j)) : load(Y, t, j);
+                dot += p * load(TX, t, j);
+            }
+            for (int64_t k = 0; k < L.n; k++) {
+                int64_t j = base + k * L.inner;
+                double tj = load(TX, t, j) - dot;
+                store(T, t, j, logsm ? tj : load(Y, t, j) * tj);
+            }
+        }
+    return AD_OK;
+}
+
+/* t = (1/N) sum over rows of <softmax(z_r), t_r> - t_r[label]. */
+static ad_status ce_jvp(const ad_op_ctx *c)
+{
+    ad_node *x = c->in[0];
+    const void *TX = ad_tangent_data(c->graph, x);
+    void *T = ad_tangent_buffer(c->graph, c->out);
+    if (!T || !TX) return c->graph->status;
+    const ce_state *st = c->state;
+    ad_shape s = node_shape(x);
+    int64_t N = s.dim[0], C = s.dim[1];
+    const void *X = node_data(x);
+    double total = 0;
+    for (int64_t r = 0; r < N; r++) {
+        for (int64_t k = 0; k < C; k++) {
+            int64_t j = r * C + k;
+            total += exp(load(X, x->dtype, j) - st->lse[r]) * load(TX, x->dtype, j);
+        }
+        total -= load(TX, x->dtype, r * C + st->labels[r]);
+    }
+    store(T, c->out->dtype, 0, total / (double)N);
+    return AD_OK;
+}
+
+/* t = (1/n) sum of w_i (t_p - t_t)_i with w = 2(p - t) for mse, sign(p - t) for mae. */
+static ad_status err_jvp(const ad_op_ctx *c)
+{
+    ad_node *p = c->in[0], *t = c->in[1];
+    const void *TP = ad_tangent_data(c->graph, p), *TT = ad_tangent_data(c->graph, t);
+    void *T = ad_tangent_buffer(c->graph, c->out);
+    if (!T) return c->graph->status;
+    int64_t n = node_size(p);
+    bool sq = c->out->op == OP_MSE;
+    double s = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double d = load(node_data(p), p->dtype, i) - load(node_data(t), t->dtype, i);
+        double dt = (TP ? load(TP, p->dtype, i) : 0) - (TT ? load(TT, t->dtype, i) : 0);
+        s += (sq ? 2 * d : (d > 0) - (d < 0)) * dt;
+    }
+    store(T, c->out->dtype, 0, s / (double)n);
+    return AD_OK;
+}
+
+const op_entry op_softmax = {.def = {"softmax", 1, axis_rule, softmax_forward, softmax_backward,
+                                     "d/dx_j[softmax(x)_i] = y_i ([i=j] - y_j)", softmax_jvp, 0, NULL}};
+const op_entry op_log_softmax = {.def = {"log_softmax", 1, axis_rule, softmax_forward, softmax_backward,
+                                         "d/dx_j[log_softmax(x)_i] = [i=j] - softmax(x)_j", softmax_jvp, 0, NULL}};
+const op_entry op_cross_entropy = {.def = {"cross_entropy", 1, ce_rule, ce_forward, ce_backward,
+                                           "d/dz[mean -log softmax(z)_y] = (softmax(z) - onehot(y))/N", ce_jvp,
+                                           sizeof(ce_state), ce_init}};
+const op_entry op_mse = {.def = {"mse", 2, same_rule, err_forward, err_backward, "d/dp[mean (p - t)^2] = 2(p - t)/n",
+                                 err_jvp, 0, NULL}};
+const op_entry op_mae = {.def = {"mae", 2, same_rule, err_forward, err_backward,
+                                 "d/dp[mean |p - t|] = sign(p - t)/n (0 at 0)", err_jvp, 0, NULL}};
+const op_entry op_dropout = {.def = {"dropout", 1, same_as_input, dropout_forward, dropout_backward,
+                                     "d/dx[dropout(x)] = mask * scale", jvp_linear, sizeof(dropout_state),
+                                     dropout_init}};
 
 static ad_node *along_axis(ad_graph *g, int op, ad_node *a, int axis)
 {
@@ -243,71 +375,13 @@ ad_node *ad_mae(ad_graph *g, ad_node *p, ad_node *t)
     return ad_apply(g, OP_MAE, in, 2, NULL, 0);
 }
 
-/* Cross-entropy and dropout keep state (labels, mask) that their forward reads, so they make
- * their node themselves rather than through ad_apply. */
 ad_node *ad_cross_entropy(ad_graph *g, ad_node *logits, const int32_t *labels)
 {
-    if (!check_inputs(g, "cross_entropy", &logits, 1)) return NULL;
-    char msg[256];
-    ad_shape s;
-    ad_op_ctx c = {g, NULL, 1, &logits, NULL, 0};
-    if (ce_rule(&c, &s, msg, sizeof msg)) {
-        ad_set_error(g, AD_ERR_SHAPE, "cross_entropy: %s", msg);
-        return NULL;
-    }
-    ad_shape ls = node_shape(logits);
-    int64_t N = ls.dim[0], C = ls.dim[1];
-    if (!labels) {
-        ad_set_error(g, AD_ERR_NULL, "cross_entropy: labels are NULL");
-        return NULL;
-    }
-    for (int64_t r = 0; r < N; r++)
-        if (labels[r] < 0 || labels[r] >= C) {
-            ad_set_error(g, AD_ERR_ARG, "cross_entropy: label %d at row %lld outside [0,%lld)",
-                         (int)labels[r], (long long)r, (long long)C);
-            return NULL;
-        }
-    ad_node *n = node_new(g, OP_CROSS_ENTROPY, (ad_dtype)logits->dtype, &s, &logits, 1);
-    ad_ext *x = n ? node_ext(g, n) : NULL;
-    ce_state *st = x ? arena_alloc(g, sizeof *st) : NULL;
-    if (st) {
-        st->labels = arena_alloc(g, (size_t)N * sizeof *st->labels);
-        st->lse = arena_alloc(g, (size_t)N * sizeof *st->lse);
-    }
-    if (!st || !st->labels || !st->lse) {
-        ad_set_error(g, AD_ERR_NOMEM, "cross_entropy: out of memory");
-        return NULL;
-    }
-    memcpy(st->labels, labels, (size_t)N * sizeof *labels);
-    x->saved = st;
-    c.out = n;
-    ce_forward(&c);
-    return g->anomaly ? anomaly_forward(g, n) : n;
+    return ad_apply_with(g, OP_CROSS_ENTROPY, &logits, 1, NULL, 0, labels);
 }
 
 ad_node *ad_dropout(ad_graph *g, ad_node *a, double p, bool inverted, ad_rng *rng)
 {
-    if (!check_inputs(g, "dropout", &a, 1)) return NULL;
-    if (!(p >= 0 && p < 1)) {
-        ad_set_error(g, AD_ERR_ARG, "dropout: probability %g outside [0,1)", p);
-        return NULL;
-    }
-    if (!rng) {
-        ad_set_error(g, AD_ERR_NULL, "dropout: rng is NULL");
-        return NULL;
-    }
-    ad_shape s = node_shape(a);
-    ad_node *n = node_new(g, OP_DROPOUT, (ad_dtype)a->dtype, &s, &a, 1);
-    double scale = inverted ? 1 / (1 - p) : 1;
-    if (!n || !node_set_params(g, n, &scale, 1)) return NULL;
-    uint8_t *keep = arena_alloc(g, (size_t)node_size(n));
-    if (!keep) {
-        ad_set_error(g, AD_ERR_NOMEM, "dropout: out of memory");
-        return NULL;
-    }
-    for (int64_t i = 0; i < node_size(n); i++) keep[i] = ad_rng_uniform(rng) >= p;
-    n->x->saved = keep;
-    ad_op_ctx c = {g, n, 1, &a, n->x->param_v, 1};
-    dropout_forward(&c);
-    return g->anomaly ? anomaly_forward(g, n) : n;
+    double param[2] = {p, inverted};
+    return ad_apply_with(g, OP_DROPOUT, &a, 1, param, 2, rng);
 }

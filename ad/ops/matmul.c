@@ -182,8 +182,30 @@ static ad_status linear_backward(const ad_op_ctx *c)
     return g->status;
 }
 
+/* t_y = act'(y) (t_x W^T + x t_W^T + t_b). */
+static ad_status linear_jvp(const ad_op_ctx *c)
+{
+    ad_graph *g = c->graph;
+    ad_shape x = node_shape(c->in[0]), w = node_shape(c->in[1]);
+    int64_t n = x.dim[0], in = x.dim[1], out = w.dim[0];
+    ad_dtype t = c->out->dtype;
+    size_t es = ad_dtype_size(t);
+    const void *TX = ad_tangent_data(g, c->in[0]), *TW = ad_tangent_data(g, c->in[1]);
+    const void *TB = c->nin == 3 ? ad_tangent_data(g, c->in[2]) : NULL;
+    char *T = ad_tangent_buffer(g, c->out);
+    if (!T) return g->status;
+    if (TB)
+        for (int64_t r = 0; r < n; r++) memcpy(T + (size_t)(r * out) * es, TB, (size_t)out * es);
+    if (TX) gemm(t, false, true, n, out, in, TX, in, node_data(c->in[1]), in, T, out, true);
+    if (TW) gemm(t, false, true, n, out, in, node_data(c->in[0]), in, TW, in, T, out, true);
+    act_of_linear a = linear_act(c);
+    if (a.op >= 0) ew_unary_grad(a.op, t, n * out, node_data(c->out), node_data(c->out), a.p, T, T);
+    return AD_OK;
+}
+
 const op_entry op_linear = {.def = {"linear", AD_VARIADIC, linear_shape, linear_forward, linear_backward,
-                                    "d/dx[x W^T + b] = G W, d/dW = G^T x, d/db = sum of G over rows"}};
+                                    "d/dx[x W^T + b] = G W, d/dW = G^T x, d/db = sum of G over rows",
+                                    linear_jvp, 0, NULL}};
 
 ad_node *ad_linear(ad_graph *g, ad_node *x, ad_node *w, ad_node *b)
 {
@@ -208,8 +230,32 @@ ad_node *ad_linear_act(ad_graph *g, ad_node *x, ad_node *w, ad_node *b, ad_act a
     return ad_apply(g, OP_LINEAR, in, b ? 3 : 2, p, 2);
 }
 
+/* t_C = t_A B + A t_B, batch by batch. */
+static ad_status matmul_jvp(const ad_op_ctx *c)
+{
+    ad_graph *g = c->graph;
+    ad_shape sa = node_shape(c->in[0]), sb = node_shape(c->in[1]);
+    mm_dims d = dims_of(&sa, &sb);
+    ad_dtype t = c->out->dtype;
+    size_t es = ad_dtype_size(t);
+    const char *A = node_data(c->in[0]), *B = node_data(c->in[1]);
+    const char *TA = ad_tangent_data(g, c->in[0]), *TB = ad_tangent_data(g, c->in[1]);
+    char *T = ad_tangent_buffer(g, c->out);
+    if (!T) return g->status;
+    for (int64_t k = 0; k < d.batch; k++) {
+        char *Tk = T + (size_t)(k * d.sc) * es;
+        if (TA)
+            gemm(t, false, false, d.m, d.n, d.k, TA + (size_t)(k * d.sa) * es, d.k,
+                 B + (size_t)(k * d.sb) * es, d.n, Tk, d.n, true);
+        if (TB)
+            gemm(t, false, false, d.m, d.n, d.k, A + (size_t)(k * d.sa) * es, d.k,
+                 TB + (size_t)(k * d.sb) * es, d.n, Tk, d.n, true);
+    }
+    return AD_OK;
+}
+
 const op_entry op_matmul = {.def = {"matmul", 2, matmul_shape, matmul_forward, matmul_backward,
-                             "d/dA[A B] = G B^T, d/dB[A B] = A^T G"}};
+                             "d/dA[A B] = G B^T, d/dB[A B] = A^T G", matmul_jvp, 0, NULL}};
 
 ad_node *ad_matmul(ad_graph *g, ad_node *a, ad_node *b)
 {

@@ -168,10 +168,10 @@ static ad_status axis_backward(const ad_op_ctx *c)
     return AD_OK;
 }
 
-const op_entry op_sum = {.def = {"sum", 1, all_shape, all_forward, all_backward, "d/dx_i[sum_j x_j] = 1"}};
-const op_entry op_mean = {.def = {"mean", 1, all_shape, all_forward, all_backward, "d/dx_i[mean_j x_j] = 1/n"}};
-const op_entry op_sum_axis = {.def = {"sum_axis", 1, axis_shape, axis_forward, axis_backward, "d/dx_i[sum over axis] = 1"}};
-const op_entry op_mean_axis = {.def = {"mean_axis", 1, axis_shape, axis_forward, axis_backward, "d/dx_i[mean over axis] = 1/n"}};
+const op_entry op_sum = {.def = {"sum", 1, all_shape, all_forward, all_backward, "d/dx_i[sum_j x_j] = 1", jvp_linear, 0, NULL}};
+const op_entry op_mean = {.def = {"mean", 1, all_shape, all_forward, all_backward, "d/dx_i[mean_j x_j] = 1/n", jvp_linear, 0, NULL}};
+const op_entry op_sum_axis = {.def = {"sum_axis", 1, axis_shape, axis_forward, axis_backward, "d/dx_i[sum over axis] = 1", jvp_linear, 0, NULL}};
+const op_entry op_mean_axis = {.def = {"mean_axis", 1, axis_shape, axis_forward, axis_backward, "d/dx_i[mean over axis] = 1/n", jvp_linear, 0, NULL}};
 
 ad_node *ad_sum(ad_graph *g, ad_node *a) { return ad_apply(g, OP_SUM, &a, 1, NULL, 0); }
 ad_node *ad_mean(ad_graph *g, ad_node *a) { return ad_apply(g, OP_MEAN, &a, 1, NULL, 0); }

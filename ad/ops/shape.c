@@ -253,11 +253,11 @@ static ad_status concat_backward(const ad_op_ctx *c)
     return AD_OK;
 }
 
-const op_entry op_transpose = {.def = {"transpose", 1, transpose_shape, transpose_forward, transpose_backward, "d/dX[X^T] = the gradient transposed back"}};
-const op_entry op_reshape = {.def = {"reshape", 1, reshape_shape, copy_forward, copy_backward, "d/dx[reshape(x)] = 1 (the gradient reshaped back)"}};
-const op_entry op_broadcast_to = {.def = {"broadcast_to", 1, broadcast_to_shape, broadcast_to_forward, broadcast_to_backward, "d/dx[broadcast(x)] = sum over the broadcast axes"}};
-const op_entry op_slice = {.def = {"slice", 1, slice_shape, slice_forward, slice_backward, "d/dx[x[a:b]] = 1 inside the slice, 0 outside"}};
-const op_entry op_concat = {.def = {"concat", AD_VARIADIC, concat_shape, concat_forward, concat_backward, "d/dx_k[concat] = the k-th part of the gradient"}};
+const op_entry op_transpose = {.def = {"transpose", 1, transpose_shape, transpose_forward, transpose_backward, "d/dX[X^T] = the gradient transposed back", jvp_linear, 0, NULL}};
+const op_entry op_reshape = {.def = {"reshape", 1, reshape_shape, copy_forward, copy_backward, "d/dx[reshape(x)] = 1 (the gradient reshaped back)", jvp_linear, 0, NULL}};
+const op_entry op_broadcast_to = {.def = {"broadcast_to", 1, broadcast_to_shape, broadcast_to_forward, broadcast_to_backward, "d/dx[broadcast(x)] = sum over the broadcast axes", jvp_linear, 0, NULL}};
+const op_entry op_slice = {.def = {"slice", 1, slice_shape, slice_forward, slice_backward, "d/dx[x[a:b]] = 1 inside the slice, 0 outside", jvp_linear, 0, NULL}};
+const op_entry op_concat = {.def = {"concat", AD_VARIADIC, concat_shape, concat_forward, concat_backward, "d/dx_k[concat] = the k-th part of the gradient", jvp_linear, 0, NULL}};
 
 ad_node *ad_transpose(ad_graph *g, ad_node *a) { return ad_apply(g, OP_TRANSPOSE, &a, 1, NULL, 0); }
 
@@ -283,7 +283,7 @@ ad_node *ad_slice(ad_graph *g, ad_node *a, int axis, int64_t start, int64_t end)
     double p[3] = {axis, (double)start, (double)end};
     ad_shape s = node_shape(a), out;
     runs r = runs_at(&s, axis);
-    ad_op_ctx c = {g, NULL, 1, &a, p, 3};
+    ad_op_ctx c = {g, NULL, 1, &a, p, 3, NULL};
     char msg[256];
     if (r.outer != 1 || slice_shape(&c, &out, msg, sizeof msg)) return ad_apply(g, OP_SLICE, &a, 1, p, 3);
     char *base = (char *)node_data(a) + (size_t)(start * r.inner) * ad_dtype_size(a->dtype);

@@ -1,6 +1,6 @@
 /* A user op from outside the library: softplus(x) = log(1 + e^x), registered once, then used,
  * gradchecked and traced like a built-in. */
-#include "ad.h"
+#include "ad_op.h"
 #include <math.h>
 #include <stdio.h>
 

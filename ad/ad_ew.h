@@ -1,0 +1,182 @@
+/*
+ * ad_ew.h — the elementwise ops, each defined once.
+ *
+ * One row of a list below is the whole definition of an elementwise op: its names, its words
+ * for traces and pictures, its value, its first derivative and its second derivative.
+ * Everything else follows from the row: the op's id and registry entry, the public function
+ * (ad_softplus), the scalar fast path, the tensor loops for both dtypes with broadcasting, the
+ * reverse rule (vector-Jacobian product), the forward rule (Jacobian-vector product), the tape
+ * engine's ad_real_softplus and the dual number's ad_dual_softplus (ad_real.h), the CLI's
+ * function names, and the labels of traces, DOT, SVG and HTML.  docs/custom-op.md shows the
+ * diff that adds a row.
+ *
+ * The formulas are C expressions.  A unary op sees its input x, its output y (the value,
+ * already computed) and its parameter p (0 for ops without one); a binary op sees its inputs a
+ * and b and its output y.  Derivatives may use y to save work (exp' = y).  Subgradients at
+ * kinks follow PyTorch: 0 for relu and abs at 0, half each for max and min on ties.
+ *
+ * The functions this header defines (ad_ew_NAME, ad_ew_NAME_d, ad_ew_NAME_d2, ...) are static
+ * inline, so the formulas compile into every caller; nothing here is a library symbol.
+ */
+#ifndef AD_EW_H
+#define AD_EW_H
+
+#include <math.h>
+
+/* Helpers the formulas share.  The logistic function, never forming exp of a large positive
+ * number. */
+static inline double ad_ew_logistic_(double x)
+{
+    if (x >= 0) return 1 / (1 + exp(-x));
+    double e = exp(x);
+    return e / (1 + e);
+}
+/* The standard normal density and distribution function, for the erf form of GELU. */
+static inline double ad_ew_phi_(double x) { return 0.3989422804014327 * exp(-0.5 * x * x); }
+static inline double ad_ew_Phi_(double x) { return 0.5 * (1 + erf(x * 0.7071067811865476)); }
+/* The tanh form of GELU: y = x/2 (1 + tanh(u)), u = k (x + c x^3); t = tanh(u). */
+#define AD_EW_GELU_K_ 0.7978845608028654
+#define AD_EW_GELU_C_ 0.044715
+static inline double ad_ew_gelu_u_(double x) { return AD_EW_GELU_K_ * (x + AD_EW_GELU_C_ * x * x * x); }
+static inline double ad_ew_gelu_du_(double x) { return AD_EW_GELU_K_ * (1 + 3 * AD_EW_GELU_C_ * x * x); }
+static inline double ad_ew_gelu_tanh_d_(double x)
+{
+    double t = tanh(ad_ew_gelu_u_(x));
+    return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * ad_ew_gelu_du_(x);
+}
+static inline double ad_ew_gelu_tanh_d2_(double x)
+{
+    double t = tanh(ad_ew_gelu_u_(x)), du = ad_ew_gelu_du_(x), s = 1 - t * t;
+    return s * du + 0.5 * x * s * (6 * AD_EW_GELU_K_ * AD_EW_GELU_C_ * x - 2 * t * du * du);
+}
+/* PyTorch's softplus: x itself above the threshold 20, where log1p(exp(x)) rounds to x. */
+static inline double ad_ew_softplus_(double x) { return x > 20 ? x : log1p(exp(x)); }
+
+/*
+ * Unary ops: X(ID, name, symbol, prefix, local gradient text, value, derivative, second
+ * derivative).  symbol is the gate's label in pictures (NULL: the name); prefix is how the
+ * stepper writes it before its operand ("-x", "1/x"; NULL: as a call, "exp(x)").  Ops with a
+ * parameter are in AD_EW_UNARY_P.
+ */
+#define AD_EW_UNARY(X)                                                                        \
+    X(NEG, neg, NULL, "-", "d/dx[-x] = -1", -x, -1, 0)                                        \
+    X(RECIP, recip, "1/x", "1/", "d/dx[1/x] = -1/x^2", 1 / x, -y * y, 2 * y * y * y)          \
+    X(EXP, exp, NULL, NULL, "d/dx[exp(x)] = exp(x)", exp(x), y, y)                            \
+    X(LOG, log, NULL, NULL, "d/dx[log(x)] = 1/x", log(x), 1 / x, -1 / (x * x))                \
+    X(SQRT, sqrt, NULL, NULL, "d/dx[sqrt(x)] = 1/(2*sqrt(x))", sqrt(x), 0.5 / y,              \
+      -0.25 / (y * y * y))                                                                    \
+    X(SIN, sin, NULL, NULL, "d/dx[sin(x)] = cos(x)", sin(x), cos(x), -y)                      \
+    X(COS, cos, NULL, NULL, "d/dx[cos(x)] = -sin(x)", cos(x), -sin(x), -y)                    \
+    X(TAN, tan, NULL, NULL, "d/dx[tan(x)] = 1 + tan(x)^2", tan(x), 1 + y * y,                 \
+      2 * y * (1 + y * y))                                                                    \
+    X(TANH, tanh, NULL, NULL, "d/dx[tanh(x)] = 1 - tanh(x)^2", tanh(x), 1 - y * y,            \
+      -2 * y * (1 - y * y))                                                                   \
+    X(SIGMOID, sigmoid, NULL, NULL, "d/dx[sigmoid(x)] = sigmoid(x)*(1 - sigmoid(x))",         \
+      ad_ew_logistic_(x), y * (1 - y), y * (1 - y) * (1 - 2 * y))                             \
+    X(RELU, relu, NULL, NULL, "d/dx[max(0,x)] = 1 if x > 0, else 0", x > 0 ? x : 0,           \
+      x > 0 ? 1 : 0, 0)                                                                       \
+    X(ABS, abs, NULL, NULL, "d/dx[|x|] = sign(x) (0 at 0)", fabs(x),                          \
+      x > 0 ? 1 : x < 0 ? -1 : 0, 0)                                                          \
+    X(SQUARE, square, NULL, NULL, "d/dx[x^2] = 2*x", x * x, 2 * x, 2)                         \
+    X(SOFTPLUS, softplus, NULL, NULL, "d/dx[log(1 + exp(x))] = sigmoid(x)",                   \
+      ad_ew_softplus_(x), x > 20 ? 1 : ad_ew_logistic_(x),                                    \
+      x > 20 ? 0 : ad_ew_logistic_(x) * (1 - ad_ew_logistic_(x)))                             \
+    X(SILU, silu, NULL, NULL, "d/dx[x*sigmoid(x)] = s*(1 + x*(1 - s)), s = sigmoid(x)",       \
+      x * ad_ew_logistic_(x), ad_ew_logistic_(x) * (1 + x * (1 - ad_ew_logistic_(x))),        \
+      ad_ew_logistic_(x) * (1 - ad_ew_logistic_(x)) * (2 + x * (1 - 2 * ad_ew_logistic_(x)))) \
+    X(GELU, gelu, NULL, NULL, "d/dx[x*Phi(x)] = Phi(x) + x*phi(x)", x * ad_ew_Phi_(x),        \
+      ad_ew_Phi_(x) + x * ad_ew_phi_(x), ad_ew_phi_(x) * (2 - x * x))                         \
+    X(GELU_TANH, gelu_tanh, NULL, NULL,                                                       \
+      "d/dx[x/2*(1 + tanh(u))] = (1 + t)/2 + x/2*(1 - t^2)*u', u = k(x + 0.044715x^3)",      \
+      0.5 * x * (1 + tanh(ad_ew_gelu_u_(x))), ad_ew_gelu_tanh_d_(x), ad_ew_gelu_tanh_d2_(x))  \
+    X(LOG1P, log1p, NULL, NULL, "d/dx[log(1 + x)] = 1/(1 + x)", log1p(x), 1 / (1 + x),        \
+      -1 / ((1 + x) * (1 + x)))                                                               \
+    X(EXPM1, expm1, NULL, NULL, "d/dx[exp(x) - 1] = exp(x)", expm1(x), y + 1, y + 1)          \
+    X(ERF, erf, NULL, NULL, "d/dx[erf(x)] = 2/sqrt(pi)*exp(-x^2)", erf(x),                    \
+      1.1283791670955126 * exp(-x * x), -2 * x * 1.1283791670955126 * exp(-x * x))
+
+/* Unary ops with one numeric parameter p (the same columns). */
+#define AD_EW_UNARY_P(X)                                                                      \
+    X(LEAKY_RELU, leaky_relu, NULL, NULL, "d/dx[leaky_relu(x)] = 1 if x > 0, else slope",      \
+      x > 0 ? x : p * x, x > 0 ? 1 : p, 0)
+
+/*
+ * Binary ops: X(ID, name, infix, local gradient text, d/da text, d/db text, then the gate of a
+ * constant c folded in on the left and on the right (label, formula; {c} stands for the
+ * constant), value, d/da, d/db, d2/da2, d2/da db, d2/db2).  infix is how the stepper writes
+ * the op between its operands (NULL: as a call, "max(a, b)"); the texts name input 0 x and
+ * input 1 y, as the slides do.
+ */
+#define AD_EW_BINARY(X)                                                                       \
+    X(ADD, add, " + ", "d/dx[x + y] = 1, d/dy[x + y] = 1", "d/dx[x + y] = 1",                \
+      "d/dy[x + y] = 1", "+{c}", "d/dx[x + {c}] = 1", "+{c}", "d/dx[x + {c}] = 1", a + b, 1,  \
+      1, 0, 0, 0)                                                                             \
+    X(SUB, sub, " - ", "d/dx[x - y] = 1, d/dy[x - y] = -1", "d/dx[x - y] = 1",               \
+      "d/dy[x - y] = -1", "{c}-x", "d/dx[{c} - x] = -1", "-{c}", "d/dx[x - {c}] = 1", a - b,  \
+      1, -1, 0, 0, 0)                                                                         \
+    X(MUL, mul, " * ", "d/dx[x*y] = y, d/dy[x*y] = x", "d/dx[x*y] = y", "d/dy[x*y] = x",     \
+      "*{c}", "d/dx[{c}*x] = {c}", "*{c}", "d/dx[{c}*x] = {c}", a * b, b, a, 0, 1, 0)         \
+    X(DIV, div, " / ", "d/dx[x/y] = 1/y, d/dy[x/y] = -x/y^2", "d/dx[x/y] = 1/y",             \
+      "d/dy[x/y] = -x/y^2", "{c}/x", "d/dx[{c}/x] = -{c}/x^2", "/{c}", "d/dx[x/{c}] = 1/{c}", \
+      a / b, 1 / b, -y / b, 0, -1 / (b * b), 2 * y / (b * b))                                 \
+    X(POW, pow, "^", "d/dx[x^y] = y*x^(y-1), d/dy[x^y] = x^y*log(x)",                        \
+      "d/dx[x^y] = y*x^(y-1)", "d/dy[x^y] = x^y*log(x)", "{c}^x", "d/dx[{c}^x] = {c}^x*log({c})", \
+      "^{c}", "d/dx[x^{c}] = {c}*x^({c}-1)", pow(a, b), b == 0 ? 0 : b * pow(a, b - 1),       \
+      a > 0 ? y * log(a) : 0, b == 0 || b == 1 ? 0 : b * (b - 1) * pow(a, b - 2),             \
+      a > 0 ? pow(a, b - 1) * (1 + b * log(a)) : 0, a > 0 ? y * log(a) * log(a) : 0)          \
+    X(MAX, max, NULL, "d/dx[max(x,y)] = 1 if x > y (1/2 on ties), d/dy = 1 if y > x",        \
+      "d/dx[max(x,y)] = [x > y]", "d/dy[max(x,y)] = [y > x]", "max(x,{c})",                   \
+      "d/dx[max(x,{c})] = [x > {c}]", "max(x,{c})", "d/dx[max(x,{c})] = [x > {c}]",           \
+      a >= b ? a : b, a > b ? 1 : a < b ? 0 : 0.5, b > a ? 1 : b < a ? 0 : 0.5, 0, 0, 0)      \
+    X(MIN, min, NULL, "d/dx[min(x,y)] = 1 if x < y (1/2 on ties), d/dy = 1 if y < x",        \
+      "d/dx[min(x,y)] = [x < y]", "d/dy[min(x,y)] = [y < x]", "min(x,{c})",                   \
+      "d/dx[min(x,{c})] = [x < {c}]", "min(x,{c})", "d/dx[min(x,{c})] = [x < {c}]",           \
+      a <= b ? a : b, a < b ? 1 : a > b ? 0 : 0.5, b < a ? 1 : b > a ? 0 : 0.5, 0, 0, 0)
+
+/* The formulas as functions: ad_ew_exp(x, p), ad_ew_exp_d(x, y, p), ad_ew_exp_d2(x, y, p);
+ * ad_ew_mul(a, b), ad_ew_mul_da(a, b, y), ..._db, ..._daa, ..._dab, ..._dbb. */
+#define AD_EW_UNARY_FN_(ID, name, sym, pre, text, F, D, D2)                                   \
+    static inline double ad_ew_##name(double x, double p) { (void)x, (void)p; return F; }     \
+    static inline double ad_ew_##name##_d(double x, double y, double p)                       \
+    {                                                                                         \
+        (void)x, (void)y, (void)p;                                                            \
+        return D;                                                                             \
+    }                                                                                         \
+    static inline double ad_ew_##name##_d2(double x, double y, double p)                      \
+    {                                                                                         \
+        (void)x, (void)y, (void)p;                                                            \
+        return D2;                                                                            \
+    }
+#define AD_EW_BINARY_FN_(ID, name, infix_, text_, ta_, tb_, fll_, ffl_, flr_, ffr_, F, DA, DB, \
+                         DAA, DAB, DBB)                                                            \
+    static inline double ad_ew_##name(double a, double b) { return F; }                       \
+    static inline double ad_ew_##name##_da(double a, double b, double y)                      \
+    {                                                                                         \
+        (void)a, (void)b, (void)y;                                                            \
+        return DA;                                                                            \
+    }                                                                                         \
+    static inline double ad_ew_##name##_db(double a, double b, double y)                      \
+    {                                                                                         \
+        (void)a, (void)b, (void)y;                                                            \
+        return DB;                                                                            \
+    }                                                                                         \
+    static inline double ad_ew_##name##_daa(double a, double b, double y)                     \
+    {                                                                                         \
+        (void)a, (void)b, (void)y;                                                            \
+        return DAA;                                                                           \
+    }                                                                                         \
+    static inline double ad_ew_##name##_dab(double a, double b, double y)                     \
+    {                                                                                         \
+        (void)a, (void)b, (void)y;                                                            \
+        return DAB;                                                                           \
+    }                                                                                         \
+    static inline double ad_ew_##name##_dbb(double a, double b, double y)                     \
+    {                                                                                         \
+        (void)a, (void)b, (void)y;                                                            \
+        return DBB;                                                                           \
+    }
+AD_EW_UNARY(AD_EW_UNARY_FN_)
+AD_EW_UNARY_P(AD_EW_UNARY_FN_)
+AD_EW_BINARY(AD_EW_BINARY_FN_)
+
+#endif

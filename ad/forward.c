@@ -1,0 +1,207 @@
+/* Forward mode: tangents pushed through the recorded graph in creation order, by each op's
+ * forward rule (Jacobian-vector product). */
+#include "internal.h"
+
+ad_op_ctx node_ctx(ad_graph *g, ad_node *n, ad_node **pair)
+{
+    pair[0] = n->a;
+    pair[1] = n->b;
+    ad_op_ctx c = {g, n, n->nin, n->x && n->x->in ? n->x->in : pair,
+                   n->x ? n->x->param_v : NULL, n->x ? n->x->nparam : 0, n->x ? n->x->saved : NULL};
+    return c;
+}
+
+static bool tangent_valid(const ad_graph *g, const ad_node *n)
+{
+    return g && n && n->id < g->ntangent && node_at(g, n->id) == n;
+}
+
+const void *ad_tangent_data(const ad_graph *g, const ad_node *n)
+{
+    return tangent_valid(g, n) ? g->tangent[n->id] : NULL;
+}
+
+void *ad_tangent_buffer(ad_graph *g, ad_node *n)
+{
+    if (!tangent_valid(g, n)) {
+        if (g) ad_set_error(g, AD_ERR_ARG, "jvp: tangent requested outside a forward-mode sweep");
+        return NULL;
+    }
+    if (g->tangent[n->id]) return g->tangent[n->id];
+    void *t;
+    if (n->flags & F_SCALAR) {
+        t = &g->tangent_v[n->id];
+    } else {
+        size_t bytes = (size_t)node_size(n) * ad_dtype_size(n->dtype);
+        if (!(t = arena_alloc(g, bytes ? bytes : 1))) {
+            ad_set_error(g, AD_ERR_NOMEM, "jvp: out of memory for the tangent of %s node %u",
+                         op_entry_get(n->op)->def.name, n->id);
+            return NULL;
+        }
+    }
+    memset(t, 0, (size_t)node_size(n) * ad_dtype_size(n->dtype));
+    return g->tangent[n->id] = t;
+}
+
+double ad_tangent_get(const ad_graph *g, const ad_node *n, int64_t i)
+{
+    if (!g || !n || i < 0 || i >= node_size(n)) return NAN;
+    const void *t = ad_tangent_data(g, n);
+    return t ? load(t, n->dtype, i) : 0.0;
+}
+
+/* A stand-in for node n whose value is the tangent t (zeros where t is NULL): what the
+ * forward pass of a linear op reads as its input.  x is the stand-in's extension. */
+static ad_node stand_in(ad_graph *g, ad_node *n, ad_ext *x, const void *t, bool *ok)
+{
+    ad_node s = *n;
+    if (!t) t = ad_tangent_buffer(g, n); /* zeros, kept as the node's tangent */
+    *ok = t != NULL;
+    if (!t) return s;
+    if (n->x) {
+        *x = *n->x;
+        x->data = (void *)t;
+        s.x = x;
+    } else {
+        s.v = *(const double *)t;
+    }
+    return s;
+}
+
+ad_status jvp_linear(const ad_op_ctx *c)
+{
+    ad_graph *g = c->graph;
+    enum { MAX_IN = 64 };
+    if (c->nin > MAX_IN)
+        return ad_set_error(g, AD_ERR_ARG, "jvp: %s with %d inputs (at most %d)",
+                            op_entry_get(c->out->op)->def.name, c->nin, MAX_IN);
+    ad_node in_s[MAX_IN], *in_p[MAX_IN];
+    ad_ext in_x[MAX_IN], out_x;
+    bool ok;
+    for (int i = 0; i < c->nin; i++) {
+        in_s[i] = stand_in(g, c->in[i], &in_x[i], ad_tangent_data(g, c->in[i]), &ok);
+        if (!ok) return g->status;
+        in_p[i] = &in_s[i];
+    }
+    void *T = ad_tangent_buffer(g, c->out);
+    if (!T) return g->status;
+    ad_node out_s = stand_in(g, c->out, &out_x, T, &ok);
+    /* inputs beyond two are reached through x->in: point the stand-in's list at ours */
+    if (out_s.x && out_s.x->in) out_s.x->in = in_p;
+    out_s.a = c->nin > 0 ? in_p[0] : NULL;
+    out_s.b = c->nin > 1 ? in_p[1] : NULL;
+    ad_op_ctx s = *c;
+    s.out = &out_s;
+    s.in = in_p;
+    op_entry_get(c->out->op)->def.forward(&s);
+    if (!out_s.x) *(double *)T = out_s.v;
+    return AD_OK;
+}
+
+/* Makes room for one tangent per node and clears them. */
+static ad_status tangents_begin(ad_graph *g, uint32_t n)
+{
+    if (n > g->tangent_cap) {
+        void **t = ad_xrealloc(g->tangent, (size_t)n * sizeof *t);
+        if (t) g->tangent = t;
+        double *v = t ? ad_xrealloc(g->tangent_v, (size_t)n * sizeof *v) : NULL;
+        if (v) g->tangent_v = v;
+        if (!t || !v) return ad_set_error(g, AD_ERR_NOMEM, "jvp: out of memory for %u tangents", n);
+        g->tangent_cap = n;
+    }
+    memset(g->tangent, 0, (size_t)n * sizeof *g->tangent);
+    g->ntangent = n;
+    return AD_OK;
+}
+
+ad_status ad_jvp_graph(ad_graph *g, ad_node *root, int n, ad_node *const *leaves,
+                       const double *const *seeds)
+{
+    if (!g) return AD_ERR_NULL;
+    if (!root) return ad_set_error(g, AD_ERR_NULL, "jvp: root is NULL");
+    if (root->id >= g->nnodes || node_at(g, root->id) != root)
+        return ad_set_error(g, AD_ERR_ARG, "jvp: root is not a node of this graph");
+    if (n < 0 || (n > 0 && (!leaves || !seeds)))
+        return ad_set_error(g, AD_ERR_NULL, "jvp: %d leaves with a NULL array", n);
+    ad_status st = tangents_begin(g, root->id + 1);
+    if (st) return st;
+    for (int k = 0; k < n; k++) {
+        ad_node *l = leaves[k];
+        if (!l || l->id > root->id || node_at(g, l->id) != l) {
+            g->ntangent = 0;
+            return ad_set_error(g, AD_ERR_ARG, "jvp: leaf %d is not a node of this graph up to the root", k);
+        }
+        if (l->nin != 0) {
+            g->ntangent = 0;
+            return ad_set_error(g, AD_ERR_ARG, "jvp: leaf %d (node %u) is a %s, not a leaf", k,
+                                l->id, op_entry_get(l->op)->def.name);
+        }
+        if (!seeds[k]) continue;
+        void *t = ad_tangent_buffer(g, l);
+        if (!t) return g->status;
+        for (int64_t i = 0; i < node_size(l); i++) store(t, l->dtype, i, seeds[k][i]);
+    }
+    for (uint32_t id = 0; id <= root->id; id++) {
+        ad_node *m = node_at(g, id);
+        if (m->nin == 0) continue;
+        ad_node *pair[2];
+        ad_op_ctx c = node_ctx(g, m, pair);
+        bool any = false;
+        for (int i = 0; i < m->nin && !any; i++) any = g->tangent[c.in[i]->id] != NULL;
+        if (!any) continue; /* a zero tangent in gives zero out */
+        if (m->flags & F_PARTIALS) { /* the scalar fast path kept its partials */
+            const double *ta = g->tangent[m->a->id], *tb = m->b ? g->tangent[m->b->id] : NULL;
+            g->tangent_v[id] = (ta ? m->da * *ta : 0) + (tb ? m->db * *tb : 0);
+            g->tangent[id] = &g->tangent_v[id];
+            continue;
+        }
+        const op_entry *e = op_entry_get(m->op);
+        if (!e->def.jvp) {
+            st = ad_set_error(g, AD_ERR_NO_JVP, "jvp: op '%s' (node %u) has no forward rule",
+                              e->def.name, id);
+        } else {
+            st = e->def.jvp(&c);
+        }
+        if (st) return st;
+    }
+    return AD_OK;
+}
+
+ad_status ad_jvp(ad_graph *g, ad_fn f, int n, const double *x, const double *v, void *user,
+                 int64_t m, double *value, double *jv)
+{
+    if (!f || n < 0 || (n > 0 && (!x || !v))) {
+        if (g) ad_set_error(g, AD_ERR_NULL, "jvp: NULL function, point or direction");
+        return AD_ERR_NULL;
+    }
+    ad_graph *own = g ? NULL : ad_graph_new();
+    ad_graph *gg = g ? g : own;
+    if (!gg) return AD_ERR_NOMEM;
+    ad_graph_reset(gg);
+    ad_node **xs = ad_xmalloc((size_t)(n ? n : 1) * sizeof *xs);
+    const double **seeds = ad_xmalloc((size_t)(n ? n : 1) * sizeof *seeds);
+    ad_status st = xs && seeds ? AD_OK : AD_ERR_NOMEM;
+    if (st) ad_set_error(gg, st, "jvp: out of memory");
+    for (int i = 0; !st && i < n; i++) {
+        seeds[i] = &v[i];
+        if (!(xs[i] = ad_var(gg, NULL, x[i]))) st = gg->status;
+    }
+    ad_node *y = st ? NULL : f(gg, xs, n, user);
+    if (!st && !y) st = gg->status ? gg->status : ad_set_error(gg, AD_ERR_NULL, "jvp: the function returned NULL");
+    if (!st && node_size(y) != m) {
+        char b[96];
+        ad_shape s = node_shape(y);
+        st = ad_set_error(gg, AD_ERR_SHAPE, "jvp: the result has shape %s, not %lld elements",
+                          ad_shape_str(&s, b, sizeof b), (long long)m);
+    }
+    if (!st) st = ad_jvp_graph(gg, y, n, xs, seeds);
+    if (!st)
+        for (int64_t i = 0; i < m; i++) {
+            if (value) value[i] = ad_node_get(y, i);
+            if (jv) jv[i] = ad_tangent_get(gg, y, i);
+        }
+    ad_xfree(xs);
+    ad_xfree(seeds);
+    ad_graph_free(own);
+    return st;
+}
