@@ -4,9 +4,9 @@
  * One row of a list below is the whole definition of an elementwise op: its names, its words
  * for traces and pictures, its value, its first derivative and its second derivative.
  * Everything else follows from the row: the op's id and registry entry, the public function
- * (ad_softplus), the scalar fast path, the tensor loops for both dtypes with broadcasting, the
+ * (ad_NAME), the scalar fast path, the tensor loops for both dtypes with broadcasting, the
  * reverse rule (vector-Jacobian product), the forward rule (Jacobian-vector product), the tape
- * engine's ad_real_softplus and the dual number's ad_dual_softplus (ad_real.h), the CLI's
+ * engine's ad_real_NAME and the dual number's ad_dual_NAME (ad_real.h), the CLI's
  * function names, and the labels of traces, DOT, SVG and HTML.  docs/custom-op.md shows the
  * diff that adds a row.
  *

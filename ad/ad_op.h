@@ -53,9 +53,9 @@ typedef ad_status (*ad_init_fn)(const ad_op_ctx *c, const void *arg, char *msg, 
 #define AD_VARIADIC (-1)
 
 /* A registry entry.  local_grad is the derivative as text, printed by traces, e.g.
- * "d/dx [log(1+e^x)] = sigmoid(x)".  The fields after local_grad are optional (zero). */
+ * "d/dx [x^3] = 3 x^2".  The fields after local_grad are optional (zero). */
 typedef struct {
-    const char *name;          /* unique: "softplus" */
+    const char *name;          /* unique: "cube" */
     int arity;                 /* inputs, or AD_VARIADIC */
     ad_shape_fn shape;         /* NULL: elementwise with broadcasting */
     ad_forward_fn forward;     /* required */

@@ -203,7 +203,7 @@ AD_REAL_INLINE ad_real ad_real_lin2_(ad_tape *t, double v, ad_real a, double da,
 }
 
 /* The operations, one per row of ad_ew.h: ad_real_add, ad_real_mul, ..., ad_real_sin,
- * ad_real_softplus, ... (ad_real_leaky_relu takes its slope as a third argument), with the
+ * ad_real_erf, ... (ad_real_leaky_relu takes its slope as a third argument), with the
  * formulas the graph engine uses.  Unary operations never write to the tape.  One whose
  * derivative is 0 at this point (relu of a negative number, say) gives a constant: its terms
  * go no further, so what is computed from it records less. */
@@ -259,7 +259,7 @@ AD_REAL_INLINE ad_real ad_real_powc(ad_tape *t, ad_real a, double c)
  * caller chose), so a function written with these operations gives its Jacobian-vector
  * product in one evaluation, with no tape: seed input k with t = 1 for the k-th column of the
  * Jacobian.  The operations are the rows of ad_ew.h again (ad_dual_add, ad_dual_sin,
- * ad_dual_softplus, ...; ad_dual_leaky_relu takes its slope as a second argument). */
+ * ad_dual_erf, ...; ad_dual_leaky_relu takes its slope as a second argument). */
 typedef struct {
     double v; /* the value */
     double t; /* its tangent */

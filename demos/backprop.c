@@ -20,9 +20,10 @@ static const char *USAGE =
     "                 passes one node at a time (backprop --html 'EXPR' x=1 > walk.html)\n"
     "  --json         print {\"value\": V, \"gradient\": {\"x\": G, ...}} instead of the text report\n"
     "  --digits N     decimals in the text report and pictures (default 2; -1: full precision)\n"
+    "  --functions    list the functions EXPR may call\n"
     "  --help         this text\n"
-    "EXPR: numbers, names, + - * / ^ (right-associative), unary minus, parentheses,\n"
-    "      exp log sqrt sin cos tan tanh sigmoid relu abs, max(a,b) min(a,b) pow(a,b).\n"
+    "EXPR: numbers, names, + - * / ^ (right-associative), unary minus, parentheses, and the\n"
+    "      library's elementwise ops as functions: exp(x), max(a,b), ... (see --functions).\n"
     "example: backprop '1/(1+exp(-(w0*x0+w1*x1+w2)))' x0=-1 x1=-2 w0=2 w1=-3 w2=-3\n";
 
 enum { MAX_VARS = 64 };
@@ -65,6 +66,9 @@ int main(int argc, char **argv)
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             fputs(USAGE, stdout);
             return 0;
+        } else if (strcmp(a, "--functions") == 0) {
+            expr_list_functions(stdout);
+            return fflush(stdout) == 0 && !ferror(stdout) ? 0 : 1;
         } else if (strcmp(a, "--trace") == 0) trace = true;
         else if (strcmp(a, "--dot") == 0) mode = DOT;
         else if (strcmp(a, "--svg") == 0) mode = SVG;

@@ -26,16 +26,29 @@ typedef struct {
 
 enum { MAX_DEPTH = 200 };
 
-static const char *const unary_fn[] = {"exp", "log", "sqrt", "sin", "cos", "tan", "tanh", "sigmoid", "relu", "abs"};
-static const char *const binary_fn[] = {"max", "min", "pow"};
+/* The functions are the library's elementwise ops that need no parameter, found by name in
+ * its registry: a new op is a new function here with no edit. */
+static int function_id(const char *name, int *arity)
+{
+    int id = ad_op_find(name), nparam = 0;
+    if (id < 0 || !ad_op_is_elementwise(id, arity, &nparam) || nparam > 0) return -1;
+    return id;
+}
 
 bool expr_is_function(const char *name)
 {
-    for (size_t i = 0; i < sizeof unary_fn / sizeof *unary_fn; i++)
-        if (strcmp(name, unary_fn[i]) == 0) return true;
-    for (size_t i = 0; i < sizeof binary_fn / sizeof *binary_fn; i++)
-        if (strcmp(name, binary_fn[i]) == 0) return true;
-    return false;
+    int arity;
+    return function_id(name, &arity) >= 0;
+}
+
+void expr_list_functions(FILE *out)
+{
+    for (int pass = 1; pass <= 2; pass++)
+        for (int id = 0; id < ad_op_count(); id++) {
+            int arity, nparam;
+            if (!ad_op_is_elementwise(id, &arity, &nparam) || nparam > 0 || arity != pass) continue;
+            fprintf(out, "%s(%s)\n", ad_op_get(id)->name, arity == 1 ? "x" : "a,b");
+        }
 }
 
 bool expr_is_identifier(const char *s)
@@ -146,34 +159,20 @@ static operand primary(parser *p)
         memcpy(name, c, (size_t)len);
         name[len] = 0;
         p->pos += len;
-        if (expr_is_function(name)) {
+        int arity, fn = function_id(name, &arity);
+        if (fn >= 0) {
             if (!expect(p, '(')) return bad;
             operand a = expression(p);
             if (!a.n && !a.literal) return bad;
-            bool two = false;
-            for (size_t i = 0; i < sizeof binary_fn / sizeof *binary_fn; i++) two |= strcmp(name, binary_fn[i]) == 0;
             operand b = a;
-            if (two) {
+            if (arity == 2) {
                 if (!expect(p, ',')) return bad;
                 b = expression(p);
                 if (!b.n && !b.literal) return bad;
             }
             if (!expect(p, ')')) return bad;
-            ad_graph *g = p->g;
-            ad_node *x = node_of(p, a);
-            if (strcmp(name, "max") == 0) return node(ad_max(g, x, node_of(p, b)));
-            if (strcmp(name, "min") == 0) return node(ad_min(g, x, node_of(p, b)));
-            if (strcmp(name, "pow") == 0) return node(ad_pow(g, x, node_of(p, b)));
-            if (strcmp(name, "exp") == 0) return node(ad_exp(g, x));
-            if (strcmp(name, "log") == 0) return node(ad_log(g, x));
-            if (strcmp(name, "sqrt") == 0) return node(ad_sqrt(g, x));
-            if (strcmp(name, "sin") == 0) return node(ad_sin(g, x));
-            if (strcmp(name, "cos") == 0) return node(ad_cos(g, x));
-            if (strcmp(name, "tan") == 0) return node(ad_tan(g, x));
-            if (strcmp(name, "tanh") == 0) return node(ad_tanh(g, x));
-            if (strcmp(name, "sigmoid") == 0) return node(ad_sigmoid(g, x));
-            if (strcmp(name, "relu") == 0) return node(ad_relu(g, x));
-            return node(ad_abs(g, x));
+            ad_node *in[2] = {node_of(p, a), arity == 2 ? node_of(p, b) : NULL};
+            return node(ad_apply(p->g, fn, in, arity, NULL, 0));
         }
         skip_space(p);
         if (p->s[p->pos] == '(') {

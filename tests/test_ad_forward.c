@@ -1,0 +1,569 @@
+/* The op as one unit and forward mode: every row of ad_ew.h has consistent formulas and the
+ * same meaning in the graph, on the tape and in dual numbers; every op's forward rule agrees
+ * with the Jacobian assembled from reverse sweeps and with central differences, on random
+ * shapes with broadcasting and fan-out, in both dtypes; user ops registered by their formulas
+ * get what built-in ones get. */
+#include "testutil.h"
+#include "ad_real.h"
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- the formulas of each row: derivatives against central differences ---- */
+
+static void near(double got, double want, double tol, const char *what, const char *name, double at)
+{
+    double err = fabs(got - want), scale = fmax(1, fabs(want));
+    ck_assert_msg(err <= tol * scale, "%s of %s at %g: %.17g, expected %.17g", what, name, at, got, want);
+}
+
+#define CHECK_UNARY_(ID, name, ...)                                                           \
+    for (int k = 0; k < 7; k++) {                                                             \
+        double x = 0.15 + 0.37 * k, h = 1e-5, p = 0.1;                                        \
+        double y = ad_ew_##name(x, p);                                                        \
+        double num = (ad_ew_##name(x + h, p) - ad_ew_##name(x - h, p)) / (2 * h);             \
+        near(ad_ew_##name##_d(x, y, p), num, 1e-6, "derivative", #name, x);                   \
+        double d_hi = ad_ew_##name##_d(x + h, ad_ew_##name(x + h, p), p);                     \
+        double d_lo = ad_ew_##name##_d(x - h, ad_ew_##name(x - h, p), p);                     \
+        near(ad_ew_##name##_d2(x, y, p), (d_hi - d_lo) / (2 * h), 1e-6, "second derivative", \
+             #name, x);                                                                       \
+    }
+#define CHECK_BINARY_(ID, name, ...)                                                          \
+    for (int k = 0; k < 5; k++) {                                                             \
+        double a = 0.3 + 0.41 * k, b = 1.9 - 0.29 * k, h = 1e-5;                              \
+        double y = ad_ew_##name(a, b);                                                        \
+        near(ad_ew_##name##_da(a, b, y), (ad_ew_##name(a + h, b) - ad_ew_##name(a - h, b)) / (2 * h), \
+             1e-6, "d/da", #name, a);                                                         \
+        near(ad_ew_##name##_db(a, b, y), (ad_ew_##name(a, b + h) - ad_ew_##name(a, b - h)) / (2 * h), \
+             1e-6, "d/db", #name, b);                                                         \
+        double ya = ad_ew_##name(a + h, b), yA = ad_ew_##name(a - h, b);                      \
+        double yb = ad_ew_##name(a, b + h), yB = ad_ew_##name(a, b - h);                      \
+        near(ad_ew_##name##_daa(a, b, y),                                                     \
+             (ad_ew_##name##_da(a + h, b, ya) - ad_ew_##name##_da(a - h, b, yA)) / (2 * h), 1e-6, \
+             "d2/da2", #name, a);                                                             \
+        near(ad_ew_##name##_dab(a, b, y),                                                     \
+             (ad_ew_##name##_da(a, b + h, yb) - ad_ew_##name##_da(a, b - h, yB)) / (2 * h), 1e-6, \
+             "d2/da db", #name, a);                                                           \
+        near(ad_ew_##name##_dbb(a, b, y),                                                     \
+             (ad_ew_##name##_db(a, b + h, yb) - ad_ew_##name##_db(a, b - h, yB)) / (2 * h), 1e-6, \
+             "d2/db2", #name, b);                                                             \
+    }
+
+START_TEST(formulas_of_every_row)
+{
+    AD_EW_UNARY(CHECK_UNARY_)
+    AD_EW_UNARY_P(CHECK_UNARY_)
+    AD_EW_BINARY(CHECK_BINARY_)
+}
+END_TEST
+
+/* PyTorch's values at fixed points (torch 1.13, float64), for the ops whose definitions have
+ * variants: softplus's threshold, the two GELUs. */
+START_TEST(values_match_pytorch)
+{
+    ck_assert_double_eq_tol(ad_ew_softplus(0.3, 0), 0.85435524446852718, 1e-15);
+    ck_assert_double_eq_tol(ad_ew_softplus(25, 0), 25, 0);
+    ck_assert_double_eq_tol(ad_ew_gelu(0.3, 0), 0.1853734266566858, 1e-15);
+    ck_assert_double_eq_tol(ad_ew_gelu_tanh(0.3, 0), 0.18537092354275922, 1e-15);
+    ck_assert_double_eq_tol(ad_ew_silu(-1.5, 0), -0.27363828570953452, 1e-15);
+    ck_assert_double_eq_tol(ad_ew_erf(0.5, 0), 0.52049987781304652, 1e-15);
+}
+END_TEST
+
+/* ---- one row, three engines: the graph's scalar fast path and its tensor path, the tape,
+ * dual numbers ---- */
+
+#define ENGINES_UNARY_(ID, name, ...)                                                         \
+    {                                                                                         \
+        double x0 = 0.7;                                                                      \
+        ad_graph *g = ad_graph_new();                                                         \
+        ad_node *x = ad_var(g, "x", x0), *y = ad_##name(g, x);                                \
+        ck_assert_int_eq(ad_backward(g, y), AD_OK);                                           \
+        ck_assert_msg(!isnan(ad_node_local_grad(y, 0)), #name ": no scalar fast path");       \
+        ad_node *xt = ad_var_tensor(g, "xt", AD_F64, AD_SHAPE(1), &x0), *yt = ad_##name(g, xt); \
+        ck_assert_int_eq(ad_backward(g, yt), AD_OK);                                          \
+        ck_assert_double_eq(ad_value(yt), ad_value(y));                                       \
+        ck_assert_double_eq(ad_grad(xt), ad_grad(x));                                         \
+        ad_tape *t = ad_tape_new();                                                           \
+        ad_real xr = ad_real_var(t, x0), yr = ad_real_##name(t, xr);                          \
+        ck_assert_int_eq(ad_tape_backward(t, yr), AD_OK);                                     \
+        ck_assert_double_eq(yr.v, ad_value(y));                                               \
+        ck_assert_double_eq(ad_tape_grad(t, xr), ad_grad(x));                                 \
+        ad_dual yd = ad_dual_##name(ad_dual_make(x0, 1));                                     \
+        ck_assert_double_eq(yd.v, ad_value(y));                                               \
+        ck_assert_double_eq(yd.t, ad_grad(x));                                                \
+        ck_assert_int_eq(ad_jvp_graph(g, y, 1, &x, (const double *const[]){(double[]){1}}), AD_OK); \
+        ck_assert_double_eq(ad_tangent_get(g, y, 0), ad_grad(x));                             \
+        ad_tape_free(t);                                                                      \
+        ad_graph_free(g);                                                                     \
+    }
+#define ENGINES_BINARY_(ID, name, ...)                                                        \
+    {                                                                                         \
+        double a0 = 0.7, b0 = 1.3;                                                            \
+        ad_graph *g = ad_graph_new();                                                         \
+        ad_node *a = ad_var(g, "a", a0), *b = ad_var(g, "b", b0), *y = ad_##name(g, a, b);    \
+        ck_assert_int_eq(ad_backward(g, y), AD_OK);                                           \
+        ad_tape *t = ad_tape_new();                                                           \
+        ad_real ar = ad_real_var(t, a0), br = ad_real_var(t, b0), yr = ad_real_##name(t, ar, br); \
+        ck_assert_int_eq(ad_tape_backward(t, yr), AD_OK);                                     \
+        ck_assert_double_eq(yr.v, ad_value(y));                                               \
+        ck_assert_double_eq(ad_tape_grad(t, ar), ad_grad(a));                                 \
+        ck_assert_double_eq(ad_tape_grad(t, br), ad_grad(b));                                 \
+        ad_dual yd = ad_dual_##name(ad_dual_make(a0, 0.25), ad_dual_make(b0, -2));            \
+        ck_assert_double_eq_tol(yd.t, 0.25 * ad_grad(a) - 2 * ad_grad(b), 1e-15);             \
+        ad_tape_free(t);                                                                      \
+        ad_graph_free(g);                                                                     \
+    }
+
+START_TEST(graph_tape_and_dual_agree)
+{
+    AD_EW_UNARY(ENGINES_UNARY_)
+    AD_EW_BINARY(ENGINES_BINARY_)
+}
+END_TEST
+
+/* ---- forward rules of every op, against reverse sweeps and central differences ---- */
+
+enum { MAXIN = 4 };
+typedef struct {
+    const char *name;
+    int nin;
+    ad_shape shape[MAXIN];
+    ad_node *(*build)(ad_graph *g, ad_node **x);
+} op_case;
+
+static int current_op; /* the elementwise op that the generic builders apply */
+static ad_node *ew1(ad_graph *g, ad_node **x) { return ad_apply(g, current_op, x, 1, NULL, 0); }
+static ad_node *ew2(ad_graph *g, ad_node **x) { return ad_apply(g, current_op, x, 2, NULL, 0); }
+static ad_node *ew2_fanout(ad_graph *g, ad_node **x)
+{
+    ad_node *in[2] = {x[0], x[0]};
+    return ad_apply(g, current_op, in, 2, NULL, 0);
+}
+static ad_node *leaky(ad_graph *g, ad_node **x) { return ad_leaky_relu(g, x[0], 0.05); }
+static ad_node *matmul(ad_graph *g, ad_node **x) { return ad_matmul(g, x[0], x[1]); }
+static ad_node *linear(ad_graph *g, ad_node **x) { return ad_linear(g, x[0], x[1], x[2]); }
+static ad_node *linear_nobias(ad_graph *g, ad_node **x) { return ad_linear(g, x[0], x[1], NULL); }
+static ad_act act_of_case;
+static ad_node *linear_act(ad_graph *g, ad_node **x)
+{
+    return ad_linear_act(g, x[0], x[1], x[2], act_of_case, 0.1);
+}
+static ad_node *softmax0(ad_graph *g, ad_node **x) { return ad_softmax(g, x[0], 0); }
+static ad_node *softmax1(ad_graph *g, ad_node **x) { return ad_softmax(g, x[0], -1); }
+static ad_node *logsm(ad_graph *g, ad_node **x) { return ad_log_softmax(g, x[0], 1); }
+static ad_node *xent(ad_graph *g, ad_node **x)
+{
+    static const int32_t labels[3] = {2, 0, 3};
+    return ad_cross_entropy(g, x[0], labels);
+}
+static ad_node *mse(ad_graph *g, ad_node **x) { return ad_mse(g, x[0], x[1]); }
+static ad_node *mae(ad_graph *g, ad_node **x) { return ad_mae(g, x[0], x[1]); }
+static ad_node *sum(ad_graph *g, ad_node **x) { return ad_sum(g, x[0]); }
+static ad_node *mean(ad_graph *g, ad_node **x) { return ad_mean(g, x[0]); }
+static ad_node *sum_axis(ad_graph *g, ad_node **x) { return ad_sum_axis(g, x[0], 1, false); }
+static ad_node *mean_axis(ad_graph *g, ad_node **x) { return ad_mean_axis(g, x[0], 0, true); }
+static ad_node *transpose(ad_graph *g, ad_node **x) { return ad_transpose(g, x[0]); }
+static ad_node *reshape(ad_graph *g, ad_node **x) { return ad_reshape(g, x[0], AD_SHAPE(4, 3)); }
+static ad_node *bcast(ad_graph *g, ad_node **x) { return ad_broadcast_to(g, x[0], AD_SHAPE(2, 3, 4)); }
+static ad_node *slice(ad_graph *g, ad_node **x) { return ad_slice(g, x[0], 1, 1, 3); }
+static ad_node *concat(ad_graph *g, ad_node **x) { return ad_concat(g, x, 3, 0); }
+static ad_node *dropout(ad_graph *g, ad_node **x)
+{
+    ad_rng r;
+    ad_rng_seed(&r, 7); /* the same mask on every rebuild, so differences see one function */
+    return ad_dropout(g, x[0], 0.4, true, &r);
+}
+/* A small network with fan-out: the same input feeds two paths. */
+static ad_node *net(ad_graph *g, ad_node **x)
+{
+    ad_node *h = ad_tanh(g, ad_linear(g, x[0], x[1], x[2]));
+    return ad_add(g, ad_mul(g, h, h), ad_sigmoid(g, ad_matmul(g, h, ad_transpose(g, x[1]))));
+}
+
+/* A shape in a static initialiser (AD_SHAPE is a compound literal). */
+#define S(...) {.rank = AD_NARGS(__VA_ARGS__), .dim = {__VA_ARGS__}}
+
+static const op_case cases[] = {
+    {"leaky_relu", 1, {S(3, 4)}, leaky},
+    {"matmul", 2, {S(3, 4), S(4, 2)}, matmul},
+    {"matmul batched", 2, {S(2, 3, 4), S(4, 2)}, matmul},
+    {"linear", 3, {S(3, 4), S(2, 4), S(2)}, linear},
+    {"linear without bias", 2, {S(3, 4), S(2, 4)}, linear_nobias},
+    {"linear_act", 3, {S(3, 4), S(2, 4), S(2)}, linear_act},
+    {"softmax axis 0", 1, {S(3, 4)}, softmax0},
+    {"softmax axis -1", 1, {S(2, 3, 4)}, softmax1},
+    {"log_softmax", 1, {S(3, 4)}, logsm},
+    {"cross_entropy", 1, {S(3, 4)}, xent},
+    {"mse", 2, {S(3, 4), S(3, 4)}, mse},
+    {"mae", 2, {S(3, 4), S(3, 4)}, mae},
+    {"sum", 1, {S(3, 4)}, sum},
+    {"mean", 1, {S(3, 4)}, mean},
+    {"sum_axis", 1, {S(3, 4)}, sum_axis},
+    {"mean_axis", 1, {S(3, 4)}, mean_axis},
+    {"transpose", 1, {S(2, 3, 4)}, transpose},
+    {"reshape", 1, {S(3, 4)}, reshape},
+    {"broadcast_to", 1, {S(3, 1)}, bcast},
+    {"slice", 1, {S(3, 4)}, slice},
+    {"concat", 3, {S(1, 4), S(2, 4), S(3, 4)}, concat},
+    {"dropout", 1, {S(3, 4)}, dropout},
+    {"network with fan-out", 3, {S(3, 4), S(4, 4), S(4)}, net},
+};
+
+/* Builds the case at x (doubles) in dtype t on a fresh graph; returns the root. */
+static ad_node *build_at(ad_graph *g, const op_case *c, ad_dtype t, double *const *x, ad_node **in)
+{
+    ad_graph_reset(g);
+    for (int k = 0; k < c->nin; k++) in[k] = ad_var_tensor(g, NULL, t, c->shape[k], x[k]);
+    ad_node *y = c->build(g, in);
+    ck_assert_msg(y != NULL, "%s: %s", c->name, ad_error(g));
+    return y;
+}
+
+/* The forward rule of case c in dtype t: J v from ad_jvp_graph equals J v assembled row by row
+ * from reverse sweeps, and (float64) the central difference along v. */
+static void check_case(const op_case *c, ad_dtype t, uint64_t seed)
+{
+    ad_rng r;
+    ad_rng_seed(&r, seed);
+    double *x[MAXIN], *v[MAXIN];
+    int64_t n[MAXIN];
+    for (int k = 0; k < c->nin; k++) {
+        n[k] = ad_shape_size(&c->shape[k]);
+        x[k] = malloc((size_t)n[k] * sizeof *x[k]);
+        v[k] = malloc((size_t)n[k] * sizeof *v[k]);
+        for (int64_t i = 0; i < n[k]; i++) {
+            x[k][i] = 0.4 + 1.6 * ad_rng_uniform(&r); /* in every op's domain */
+            v[k][i] = ad_rng_uniform(&r) - 0.5;
+            if (t == AD_F32) x[k][i] = (float)x[k][i], v[k][i] = (float)v[k][i];
+        }
+    }
+    ad_graph *g = ad_graph_new();
+    ad_node *in[MAXIN];
+    ad_node *y = build_at(g, c, t, x, in);
+    int64_t m = ad_node_size(y);
+    ck_assert_int_eq(ad_jvp_graph(g, y, c->nin, in, (const double *const *)v), AD_OK);
+    double *jv = malloc((size_t)m * sizeof *jv), *seed_row = calloc((size_t)m, sizeof *seed_row);
+    for (int64_t i = 0; i < m; i++) jv[i] = ad_tangent_get(g, y, i);
+    double tol = t == AD_F64 ? 1e-10 : 2e-4;
+    for (int64_t i = 0; i < m; i++) {
+        ad_zero_grad(g);
+        seed_row[i] = 1;
+        ck_assert_int_eq(ad_backward_seed(g, y, seed_row), AD_OK);
+        seed_row[i] = 0;
+        double row = 0, scale = 0;
+        for (int k = 0; k < c->nin; k++)
+            for (int64_t j = 0; j < n[k]; j++) {
+                row += ad_node_grad_get(in[k], j) * v[k][j];
+                scale += fabs(ad_node_grad_get(in[k], j) * v[k][j]);
+            }
+        ck_assert_msg(fabs(jv[i] - row) <= tol * (1 + scale), "%s (%s) element %lld: jvp %.17g, reverse %.17g",
+                      c->name, ad_dtype_name(t), (long long)i, jv[i], row);
+    }
+    if (t == AD_F64) {
+        double h = 1e-6, *xp[MAXIN], *xm[MAXIN];
+        for (int k = 0; k < c->nin; k++) {
+            xp[k] = malloc((size_t)n[k] * sizeof *xp[k]);
+            xm[k] = malloc((size_t)n[k] * sizeof *xm[k]);
+            for (int64_t j = 0; j < n[k]; j++) xp[k][j] = x[k][j] + h * v[k][j], xm[k][j] = x[k][j] - h * v[k][j];
+        }
+        double *yp = malloc((size_t)m * sizeof *yp);
+        ad_node *yy = build_at(g, c, t, xp, in);
+        for (int64_t i = 0; i < m; i++) yp[i] = ad_node_get(yy, i);
+        yy = build_at(g, c, t, xm, in);
+        for (int64_t i = 0; i < m; i++) {
+            double num = (yp[i] - ad_node_get(yy, i)) / (2 * h);
+            ck_assert_msg(fabs(jv[i] - num) <= 1e-6 * (1 + fabs(num)), "%s element %lld: jvp %.17g, central %.17g",
+                          c->name, (long long)i, jv[i], num);
+        }
+        free(yp);
+        for (int k = 0; k < c->nin; k++) free(xp[k]), free(xm[k]);
+    }
+    free(jv);
+    free(seed_row);
+    for (int k = 0; k < c->nin; k++) free(x[k]), free(v[k]);
+    ad_graph_free(g);
+}
+
+START_TEST(jvp_tensor_ops)
+{
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+        for (int t = 0; t < 2; t++) {
+            if (cases[i].build == linear_act)
+                for (act_of_case = AD_ACT_RELU; act_of_case <= AD_ACT_TANH; act_of_case++)
+                    check_case(&cases[i], (ad_dtype)t, 11 + i);
+            else
+                check_case(&cases[i], (ad_dtype)t, 11 + i);
+        }
+}
+END_TEST
+
+static void register_user_ops(void);
+
+/* Every elementwise op of the registry (built-in and user), on tensors: unary on [3,4];
+ * binary with broadcasting ([2,1,4] against [3,1]) and with fan-out (x op x). */
+START_TEST(jvp_elementwise_ops)
+{
+    register_user_ops();
+    for (current_op = 0; current_op < ad_op_count(); current_op++) {
+        int arity, nparam;
+        if (!ad_op_is_elementwise(current_op, &arity, &nparam)) continue;
+        const char *name = ad_op_get(current_op)->name;
+        op_case one = {name, 1, {AD_SHAPE(3, 4)}, ew1};
+        op_case two = {name, 2, {AD_SHAPE(2, 1, 4), AD_SHAPE(3, 1)}, ew2};
+        op_case fan = {name, 1, {AD_SHAPE(5)}, ew2_fanout};
+        for (int t = 0; t < 2; t++) {
+            if (arity == 1) check_case(&one, (ad_dtype)t, 3 + (uint64_t)current_op);
+            else {
+                check_case(&two, (ad_dtype)t, 5 + (uint64_t)current_op);
+                check_case(&fan, (ad_dtype)t, 7 + (uint64_t)current_op);
+            }
+        }
+    }
+}
+END_TEST
+
+/* Scalar graphs: the fast path's partials carry tangents too; ad_jvp on a C function. */
+static ad_node *scalar_fn(ad_graph *g, ad_node *const *x, int n, void *user)
+{
+    (void)n, (void)user;
+    ad_node *s = ad_mul(g, x[0], ad_sin(g, x[1]));
+    return ad_add(g, ad_softplus(g, s), ad_div(g, ad_square(g, x[0]), ad_exp(g, x[1])));
+}
+
+static double scalar_fn_value(double a, double b)
+{
+    return log1p(exp(a * sin(b))) + a * a / exp(b);
+}
+
+START_TEST(jvp_of_a_c_function)
+{
+    double x[2] = {0.8, -0.4}, v[2] = {0.3, 1.7}, y, jv, h = 1e-6;
+    ck_assert_int_eq(ad_jvp(NULL, scalar_fn, 2, x, v, NULL, 1, &y, &jv), AD_OK);
+    ck_assert_double_eq_tol(y, scalar_fn_value(x[0], x[1]), 1e-15);
+    double num = (scalar_fn_value(x[0] + h * v[0], x[1] + h * v[1]) -
+                  scalar_fn_value(x[0] - h * v[0], x[1] - h * v[1])) / (2 * h);
+    ck_assert_double_eq_tol(jv, num, 1e-8);
+    double grad[2], val;
+    ck_assert_int_eq(ad_gradient(NULL, scalar_fn, 2, x, NULL, &val, grad), AD_OK);
+    ck_assert_double_eq_tol(jv, grad[0] * v[0] + grad[1] * v[1], 1e-14);
+    /* the result's size is checked */
+    ad_graph *g = ad_graph_new();
+    ck_assert_int_eq(ad_jvp(g, scalar_fn, 2, x, v, NULL, 3, &y, &jv), AD_ERR_SHAPE);
+    ck_assert_ptr_nonnull(strstr(ad_error(g), "not 3 elements"));
+    ad_graph_free(g);
+}
+END_TEST
+
+/* ---- user ops as strong as built-ins ---- */
+
+static double softsign(double x, double p) { (void)p; return x / (1 + fabs(x)); }
+static double softsign_d(double x, double y, double p) { (void)y, (void)p; return 1 / ((1 + fabs(x)) * (1 + fabs(x))); }
+static double softsign_d2(double x, double y, double p)
+{
+    (void)y, (void)p;
+    double s = 1 + fabs(x);
+    return -2 * (x > 0 ? 1 : x < 0 ? -1 : 0) / (s * s * s);
+}
+static double hyp(double a, double b) { return hypot(a, b); }
+static double hyp_da(double a, double b, double y) { (void)b; return a / y; }
+static double hyp_db(double a, double b, double y) { (void)a; return b / y; }
+
+static const ad_unary_def softsign_def = {"softsign", softsign, softsign_d, softsign_d2,
+                                          "d/dx[x/(1+|x|)] = 1/(1+|x|)^2"};
+static const ad_binary_def hypot_def = {"hypot", hyp, hyp_da, hyp_db, NULL, NULL, NULL, "d/da[hypot(a,b)] = a/y"};
+
+static void register_user_ops(void)
+{
+    if (ad_op_find("softsign") < 0) ad_op_register_unary(&softsign_def);
+    if (ad_op_find("hypot") < 0) ad_op_register_binary(&hypot_def);
+}
+
+START_TEST(user_elementwise_ops)
+{
+    const ad_unary_def u = softsign_def;
+    int us = ad_op_register_unary(&u), hy = ad_op_register_binary(&hypot_def);
+    ck_assert_int_ge(us, 0);
+    ck_assert_int_ge(hy, 0);
+    ck_assert_int_eq(ad_op_register_unary(&u), -1); /* the name is taken */
+    int arity, nparam;
+    ck_assert(ad_op_is_elementwise(us, &arity, &nparam) && arity == 1);
+    ck_assert(ad_op_is_elementwise(hy, &arity, &nparam) && arity == 2);
+    ck_assert(!ad_op_is_elementwise(ad_op_find("matmul"), &arity, &nparam));
+
+    ad_graph *g = ad_graph_new();
+    /* the scalar fast path: one node with its partial recorded */
+    ad_node *x = ad_var(g, "x", -0.5), *y = ad_apply(g, us, &x, 1, NULL, 0);
+    ck_assert_double_eq_tol(ad_node_local_grad(y, 0), 1 / 2.25, 1e-15);
+    ck_assert_int_eq(ad_backward(g, y), AD_OK);
+    ck_assert_double_eq_tol(ad_grad(x), 1 / 2.25, 1e-15);
+    /* its words in the trace */
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    ck_assert_int_eq(ad_trace_backward(g, y, f, 2), AD_OK);
+    fclose(f);
+    ck_assert_ptr_nonnull(strstr(buf, "d/dx[x/(1+|x|)] = 1/(1+|x|)^2"));
+    free(buf);
+
+    /* float32 with broadcasting, and a tensor large enough for the pool's threads: the same
+     * bits as the float32 rounding of the formula element by element */
+    enum { N = 1 << 17 };
+    ad_set_threads(2);
+    double *big = malloc(N * sizeof *big);
+    for (int i = 0; i < N; i++) big[i] = (i % 201 - 100) / 37.0;
+    ad_node *xt = ad_var_tensor(g, "xt", AD_F32, AD_SHAPE(N), big);
+    ad_node *yt = ad_apply(g, us, &xt, 1, NULL, 0);
+    ck_assert_ptr_nonnull(yt);
+    for (int i = 0; i < N; i += 997)
+        ck_assert_float_eq(((float *)ad_node_data(yt))[i], (float)softsign((float)big[i], 0));
+    ad_node *col = ad_var_tensor(g, "col", AD_F32, AD_SHAPE(3, 1), (double[]){1, 2, 3});
+    ad_node *row = ad_var_tensor(g, "row", AD_F32, AD_SHAPE(4), (double[]){4, 5, 6, 7});
+    ad_node *h = ad_apply(g, hy, (ad_node *[]){col, row}, 2, NULL, 0);
+    ad_shape hs = ad_node_shape(h);
+    ck_assert_int_eq(hs.rank, 2);
+    ck_assert_int_eq(hs.dim[0], 3);
+    ck_assert_int_eq(hs.dim[1], 4);
+    ck_assert_float_eq_tol(ad_node_get(h, 1 * 4 + 2), (float)hypot(2, 6), 1e-6);
+    ad_node *loss = ad_sum(g, h);
+    ck_assert_int_eq(ad_backward(g, loss), AD_OK);
+    double want = 0;
+    for (int j = 0; j < 4; j++) want += 2 / hypot(2, 4 + j);
+    ck_assert_float_eq_tol(ad_node_grad_get(col, 1), want, 1e-5);
+    free(big);
+    ad_graph_free(g);
+    ad_set_threads(0);
+    /* forward mode on them: jvp_elementwise_ops, which covers every registered op */
+}
+END_TEST
+
+/* A general user op with state from forward to backward and a forward rule: y = sum w_i x_i
+ * with the weights w given to ad_apply_with and kept in the node. */
+typedef struct { double *w; int64_t n; } wsum_state;
+
+static ad_status wsum_init(const ad_op_ctx *c, const void *arg, char *msg, size_t len)
+{
+    wsum_state *st = c->state;
+    if (!arg) return snprintf(msg, len, "weights are NULL"), AD_ERR_NULL;
+    st->n = ad_node_size(c->in[0]);
+    if (!(st->w = ad_op_alloc(c, (size_t)st->n * sizeof *st->w))) return AD_OK;
+    memcpy(st->w, arg, (size_t)st->n * sizeof *st->w);
+    return AD_OK;
+}
+static int wsum_shape(const ad_op_ctx *c, ad_shape *out, char *msg, size_t len)
+{
+    (void)c, (void)msg, (void)len;
+    *out = AD_SHAPE0;
+    return 0;
+}
+static void wsum_forward(const ad_op_ctx *c)
+{
+    const wsum_state *st = c->state;
+    double s = 0;
+    for (int64_t i = 0; i < st->n; i++) s += st->w[i] * ad_node_get(c->in[0], i);
+    *(double *)ad_node_data(c->out) = s;
+}
+static ad_status wsum_backward(const ad_op_ctx *c)
+{
+    const wsum_state *st = c->state;
+    double *gx = ad_grad_buffer(c->graph, c->in[0]), gy = ad_grad(c->out);
+    for (int64_t i = 0; gx && i < st->n; i++) gx[i] += st->w[i] * gy;
+    return ad_status_of(c->graph);
+}
+static ad_status wsum_jvp(const ad_op_ctx *c)
+{
+    const wsum_state *st = c->state;
+    const double *tx = ad_tangent_data(c->graph, c->in[0]);
+    double *ty = ad_tangent_buffer(c->graph, c->out);
+    if (!ty) return ad_status_of(c->graph);
+    for (int64_t i = 0; tx && i < st->n; i++) *ty += st->w[i] * tx[i];
+    return AD_OK;
+}
+
+START_TEST(user_op_with_state_and_forward_rule)
+{
+    ad_op_def d = {.name = "wsum", .arity = 1, .shape = wsum_shape, .forward = wsum_forward,
+                   .backward = wsum_backward, .local_grad = "d/dx_i[sum w x] = w_i", .jvp = wsum_jvp,
+                   .state_size = sizeof(wsum_state), .init = wsum_init};
+    int id = ad_op_register(&d);
+    ck_assert_int_ge(id, 0);
+    ad_graph *g = ad_graph_new();
+    ad_node *x = ad_var_tensor(g, "x", AD_F64, AD_SHAPE(3), (double[]){1, 2, 3});
+    double w[3] = {0.5, -1, 2};
+    ad_node *y = ad_apply_with(g, id, &x, 1, NULL, 0, w);
+    w[0] = 100; /* the node keeps its own copy */
+    ck_assert_double_eq(ad_value(y), 0.5 - 2 + 6);
+    ck_assert_int_eq(ad_backward(g, y), AD_OK);
+    ck_assert_double_eq(ad_node_grad_get(x, 2), 2);
+    ck_assert_int_eq(ad_jvp_graph(g, y, 1, &x, (const double *const[]){(double[]){1, 1, 1}}), AD_OK);
+    ck_assert_double_eq(ad_tangent_get(g, y, 0), 1.5);
+    ck_assert_ptr_null(ad_apply(g, id, &x, 1, NULL, 0));
+    ck_assert_str_eq(ad_error(g), "wsum: weights are NULL");
+    ck_assert_int_eq(ad_status_of(g), AD_ERR_NULL);
+    /* an op without a forward rule says so */
+    ad_graph_reset(g);
+    ad_op_def nojvp = d;
+    nojvp.name = "wsum_nojvp";
+    nojvp.jvp = NULL;
+    int id2 = ad_op_register(&nojvp);
+    x = ad_var_tensor(g, "x", AD_F64, AD_SHAPE(3), (double[]){1, 2, 3});
+    y = ad_apply_with(g, id2, &x, 1, NULL, 0, (double[]){1, 1, 1});
+    ck_assert_int_eq(ad_jvp_graph(g, y, 1, &x, (const double *const[]){(double[]){1, 1, 1}}), AD_ERR_NO_JVP);
+    ck_assert_ptr_nonnull(strstr(ad_error(g), "wsum_nojvp"));
+    ad_graph_free(g);
+}
+END_TEST
+
+/* Forward mode makes nothing after the first sweep: tangents reuse the graph's memory. */
+START_TEST(jvp_allocates_nothing_in_a_loop)
+{
+    ad_graph *g = ad_graph_new();
+    long before = 0;
+    for (int step = 0; step < 4; step++) {
+        ad_graph_reset(g);
+        ad_node *x = ad_var_tensor(g, "x", AD_F32, AD_SHAPE(16, 8), NULL);
+        ad_node *w = ad_var_tensor(g, "w", AD_F32, AD_SHAPE(4, 8), NULL);
+        ad_node *y = ad_sum(g, ad_tanh(g, ad_linear(g, x, w, NULL)));
+        double seed[32] = {1};
+        ck_assert_int_eq(ad_jvp_graph(g, y, 1, &w, (const double *const[]){seed}), AD_OK);
+        if (step == 1) before = ad_alloc_count();
+    }
+    ck_assert_int_eq(ad_alloc_count(), before);
+    ad_graph_free(g);
+}
+END_TEST
+
+/* Bad calls fail with a message. */
+START_TEST(jvp_bad_calls)
+{
+    ad_graph *g = ad_graph_new();
+    ad_node *x = ad_var(g, "x", 1), *y = ad_exp(g, x);
+    ck_assert_int_eq(ad_jvp_graph(g, NULL, 0, NULL, NULL), AD_ERR_NULL);
+    ad_clear_error(g);
+    ck_assert_int_eq(ad_jvp_graph(g, y, 1, &y, (const double *const[]){(double[]){1}}), AD_ERR_ARG);
+    ck_assert_ptr_nonnull(strstr(ad_error(g), "not a leaf"));
+    ad_clear_error(g);
+    ck_assert_int_eq(ad_jvp_graph(g, y, 1, NULL, NULL), AD_ERR_NULL);
+    ck_assert(isnan(ad_tangent_get(g, NULL, 0)));
+    ad_graph_free(g);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("ad_forward");
+    TCase *t = tcase_create("forward");
+    tcase_set_timeout(t, 60);
+    tcase_add_test(t, formulas_of_every_row);
+    tcase_add_test(t, values_match_pytorch);
+    tcase_add_test(t, graph_tape_and_dual_agree);
+    tcase_add_test(t, jvp_tensor_ops);
+    tcase_add_test(t, jvp_elementwise_ops);
+    tcase_add_test(t, jvp_of_a_c_function);
+    tcase_add_test(t, user_elementwise_ops);
+    tcase_add_test(t, user_op_with_state_and_forward_rule);
+    tcase_add_test(t, jvp_allocates_nothing_in_a_loop);
+    tcase_add_test(t, jvp_bad_calls);
+    suite_add_tcase(s, t);
+    return run_suite(s);
+}
