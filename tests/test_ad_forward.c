@@ -62,7 +62,7 @@ END_TEST
 START_TEST(values_match_pytorch)
 {
     ck_assert_double_eq_tol(ad_ew_softplus(0.3, 0), 0.85435524446852718, 1e-15);
-    ck_assert_double_eq_tol(ad_ew_softplus(25, 0), 25, 0);
+    ck_assert_double_eq(ad_ew_softplus(25, 0), 25);
     ck_assert_double_eq_tol(ad_ew_gelu(0.3, 0), 0.1853734266566858, 1e-15);
     ck_assert_double_eq_tol(ad_ew_gelu_tanh(0.3, 0), 0.18537092354275922, 1e-15);
     ck_assert_double_eq_tol(ad_ew_silu(-1.5, 0), -0.27363828570953452, 1e-15);
