@@ -563,7 +563,7 @@ static int32_t argmax_row(const void *data, ad_dtype t, int64_t r, int k)
     int32_t best = 0;
     double bv = -INFINITY;
     for (int j = 0; j < k; j++) {
-        double v = t == AD_F64 ? ((const double *)data)[r * k + j] : ((const float *)data)[r * k + j];
+        double v = ad_data_get(data, t, r * k + j);
         if (v > bv) bv = v, best = j;
     }
     return best;
