@@ -153,6 +153,17 @@ int64_t ad_tensor_size(const ad_tensor *t);
 const char *ad_tensor_name(const ad_tensor *t);
 /* Raw row-major storage (double* or float* by dtype). */
 void *ad_tensor_data(ad_tensor *t);
+/* Element i of raw storage of dtype t (as from ad_tensor_data or ad_tensor_grad), as a double.
+ * Inline, so a loop over a buffer costs a branch the compiler hoists, not a call per element. */
+static inline double ad_data_get(const void *p, ad_dtype t, int64_t i)
+{
+    return t == AD_F64 ? ((const double *)p)[i] : (double)((const float *)p)[i];
+}
+/* Stores v as element i of raw storage of dtype t (rounded to float for AD_F32). */
+static inline void ad_data_set(void *p, ad_dtype t, int64_t i, double v)
+{
+    if (t == AD_F64) ((double *)p)[i] = v; else ((float *)p)[i] = (float)v;
+}
 /* Raw gradient storage of a parameter, NULL for a plain tensor.  A gradient zeroed by
  * ad_tensor_zero_grad is zeroed for real here if no backward has written it since, so this
  * call may write the buffer: like any use of a parameter, keep it out of races with other

@@ -1,5 +1,7 @@
 /*
- * ad_io.h — saving and loading tensors in the safetensors format.
+ * ad_io.h — saving and loading tensors in the safetensors format, and the small pieces of
+ * file and text handling that the library's modules and the demos share (error messages,
+ * XML text, atomic file writes).
  *
  * Tutorial.  Save named tensors with a few metadata strings, load them back by name:
  *
@@ -32,6 +34,7 @@
 #define AD_IO_H
 
 #include "ad.h"
+#include <stdarg.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -77,6 +80,42 @@ const char *ad_tensor_file_meta(const ad_tensor_file *f, const char *key);
 
 /* Frees the file's tensors, names and metadata; NULL is ignored. */
 void ad_tensor_file_free(ad_tensor_file *f);
+
+/* ------------------------------------------------------------------------------------------
+ * Shared helpers: one implementation of each, used by ad, nn, optim and the demos.
+ */
+
+/* Writes a printf-style message into err (errlen bytes, truncated, always NUL-terminated;
+ * nothing is written when err is NULL or errlen is 0).  When failed is not NULL the first error
+ * wins: nothing is written if *failed is already true, and *failed becomes true, so a parser
+ * reports the fault it met first rather than its consequences. */
+void ad_errorf(char *err, size_t errlen, bool *failed, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 4, 5)))
+#endif
+    ;
+
+/* ad_errorf for functions that take their own variable arguments: the message is prefix (a
+ * plain string such as "nn_csv_load: data.csv: line 3: "; NULL for none) followed by fmt
+ * formatted with ap.  Truncation cuts the end of the message, never the prefix's start. */
+void ad_verrorf(char *err, size_t errlen, bool *failed, const char *prefix, const char *fmt,
+                va_list ap);
+
+/* Escapes s for XML or HTML text and attribute values: & < > " become entities, control
+ * characters other than tab, which XML forbids, become '?'.  Writes at most dstlen bytes into
+ * dst, NUL included (dst may be NULL when dstlen is 0), and returns the length of the whole
+ * escaped text, like snprintf, so a caller can size its buffer with a first call. */
+size_t ad_xml_escape(char *dst, size_t dstlen, const char *s);
+
+/* Writes the file at path atomically: a temporary file is created in the same folder, filled
+ * by fill(f, ctx) (which returns false if a write failed), flushed, synced and renamed over
+ * path, so a crash or an error leaves either the old file or the new one, never a mix; on
+ * failure the temporary file is removed.  A replaced file keeps its permission bits; a new file
+ * gets 0666 minus the umask.  Returns AD_OK, AD_ERR_NULL, AD_ERR_NOMEM, or AD_ERR_IO with
+ * errno set to the cause and a message in err: "PATH: cannot create a temporary file next to
+ * it: REASON" or "PATH: STEP failed: REASON (the old file, if any, is untouched)". */
+ad_status ad_write_atomic(const char *path, bool (*fill)(FILE *f, void *ctx), void *ctx, char *err,
+                          size_t errlen);
 
 #ifdef __cplusplus
 }

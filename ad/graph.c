@@ -1,5 +1,6 @@
 /* The graph: node slabs, the byte arena, errors, leaves and node accessors. */
 #include "internal.h"
+#include "ad_io.h"
 #include <stdarg.h>
 #include <stdlib.h>
 
@@ -10,7 +11,7 @@ ad_status ad_set_error(ad_graph *g, ad_status st, const char *fmt, ...)
     if (!g || g->status != AD_OK) return st;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(g->err, sizeof g->err, fmt, ap);
+    ad_verrorf(g->err, sizeof g->err, NULL, NULL, fmt, ap);
     va_end(ap);
     g->status = st;
     return st;

@@ -10,17 +10,6 @@
 
 /* ---- text ---- */
 
-static void esc(FILE *out, const char *s)
-{
-    for (; *s; s++) {
-        if (*s == '<') fputs("&lt;", out);
-        else if (*s == '>') fputs("&gt;", out);
-        else if (*s == '&') fputs("&amp;", out);
-        else if (*s == '"') fputs("&quot;", out);
-        else fputc(*s, out);
-    }
-}
-
 /* A number inside a formula: negative ones in parentheses, as the slides write (-1)*(0.2). */
 static char *operand(double x, int digits, char *buf, size_t len)
 {
@@ -35,7 +24,7 @@ static void colored(FILE *out, ad_node *n, bool grad, int digits)
 {
     char buf[512];
     fprintf(out, "<span class=\"%s\">", grad ? "g" : "v");
-    esc(out, view_values(n, grad, digits, buf, sizeof buf));
+    view_xml(out, view_values(n, grad, digits, buf, sizeof buf));
     fputs("</span>", out);
 }
 
@@ -73,26 +62,26 @@ static void gate_expr(FILE *out, ad_node *n, bool numbers, int digits)
     if (e->prefix && strcmp(e->prefix, "-") == 0) {
         /* -(1.00), not --1.00 or a bare -1.00 that reads as the result */
         fputs(numbers && s[0][0] != '(' ? "-(" : "-", out);
-        esc(out, s[0]);
+        view_xml(out, s[0]);
         fputs(numbers && s[0][0] != '(' ? ")" : "", out);
         return;
     }
     if (e->prefix) {
         fputs(e->prefix, out);
-        esc(out, s[0]);
+        view_xml(out, s[0]);
         return;
     }
     if (infix) {
-        esc(out, s[0]);
+        view_xml(out, s[0]);
         fputs(infix, out);
-        esc(out, s[1]);
+        view_xml(out, s[1]);
         return;
     }
     fprintf(out, "%s(", e->def.name);
     for (int k = 0; k < shown; k++) {
         char r[64];
         fputs(k ? ", " : "", out);
-        esc(out, k < 2 ? s[k] : view_ref(node_in(n, k), r, sizeof r));
+        view_xml(out, k < 2 ? s[k] : view_ref(node_in(n, k), r, sizeof r));
     }
     if (n->nin > shown) fputs(", ...", out);
     fputc(')', out);
@@ -143,7 +132,7 @@ static void step_open(walk *w, const char *pass, const char *part, uint32_t id, 
     fprintf(w->out, "<li class=\"%s\" data-part=\"", pass);
     if (part) fprintf(w->out, "%s%u", part, id);
     fputs("\"><p class=\"head\">", w->out);
-    esc(w->out, head);
+    view_xml(w->out, head);
     fputs("</p>", w->out);
 }
 
@@ -157,7 +146,7 @@ static void forward_step(walk *w, ad_node *n)
         snprintf(head, sizeof head, "Forward pass: %s %s", kind, r);
         step_open(w, "fwd", "n", n->id, head);
         fputs("<p>", out);
-        esc(out, r);
+        view_xml(out, r);
         fputs(" = ", out);
         colored(out, n, false, w->digits);
         if (w->v->uses[n->id] > 1)
@@ -170,7 +159,7 @@ static void forward_step(walk *w, ad_node *n)
     snprintf(head, sizeof head, "Forward pass: gate %s (%s)", gt.label, r);
     step_open(w, "fwd", "n", n->id, head);
     fputs("<p>", out);
-    esc(out, r);
+    view_xml(out, r);
     fputs(" = ", out);
     gate_expr(out, n, false, w->digits);
     if (all_scalar(n, &gt)) {
@@ -194,10 +183,10 @@ static void copy_step(walk *w, ad_node *n)
     snprintf(head, sizeof head, "Backward pass: the copy node of %s", r);
     step_open(w, "bwd", "c", n->id, head);
     fputs("<p>", out);
-    esc(out, r);
+    view_xml(out, r);
     fprintf(out, " is used %d times; its copy node adds the gradients that come back from the uses.</p><p>copy of ",
             v->uses[n->id]);
-    esc(out, r);
+    view_xml(out, r);
     fputs(": ", out);
     if (node_size(n) == 1) {
         /* as the sweep meets the uses: last use first, the order of the backward trace */
@@ -235,7 +224,7 @@ static void backward_step(walk *w, ad_node *n)
     for (int k = 0; k < gt.nshown; k++) {
         if (!gt.formula[k][0]) continue; /* a registry op's one text covers all its inputs */
         fputs(k ? ", " : "", out);
-        esc(out, gt.formula[k]);
+        view_xml(out, gt.formula[k]);
         if (isnan(gt.local[k])) continue;
         const char *eq = strstr(gt.formula[k], "] = ");
         const char *right = eq ? eq + 4 : "";
@@ -247,7 +236,7 @@ static void backward_step(walk *w, ad_node *n)
         if (scalar && eq) substitute(right, xs, ys, rhs, sizeof rhs);
         /* "= y = -2.00", not "= y = (-2.00) = -2.00" */
         bool just_the_number = strcmp(rhs, nb) == 0 || strcmp(rhs, operand(gt.local[k], w->digits, xs2, sizeof xs2)) == 0;
-        if (rhs[0] && !just_the_number) fputs(" = ", out), esc(out, rhs);
+        if (rhs[0] && !just_the_number) fputs(" = ", out), view_xml(out, rhs);
         if (!plain_number) fprintf(out, " = %s", nb);
     }
     fprintf(out, "</p>\n<p><b>Downstream gradient%s:</b> ", gt.nshown > 1 ? "s" : "");
@@ -267,13 +256,13 @@ static void backward_step(walk *w, ad_node *n)
             fprintf(out, "a %s part", ad_shape_str(&sh, nb, sizeof nb));
         }
         fputs(" &#8594; ", out);
-        esc(out, view_ref(in, r, sizeof r));
+        view_xml(out, view_ref(in, r, sizeof r));
         if (!(in->flags & F_NEEDS_GRAD)) fputs(" (a constant: no gradient needed)", out);
         else if (isnan(d) && w->v->uses[in->id] > 1) parts = in;
     }
     if (parts) {
         fputs(" (the copy node of ", out);
-        esc(out, view_ref(parts, r, sizeof r));
+        view_xml(out, view_ref(parts, r, sizeof r));
         fputs(" adds the parts)", out);
     }
     fputs("</p></li>\n", out);
@@ -300,7 +289,7 @@ static void gradient_step(walk *w)
                 ad_node *n = node_at(v->g, i);
                 if (!v->live[i] || !(n->flags & F_LEAF)) continue;
                 fputs(k++ ? ", " : "", out);
-                if (pass == 0) esc(out, view_ref(n, r, sizeof r));
+                if (pass == 0) view_xml(out, view_ref(n, r, sizeof r));
                 else fprintf(out, "<span class=\"g\">%s</span>", view_num(ad_node_grad_get(n, 0), w->digits, nb, sizeof nb));
             }
             fputs(pass == 0 ? ") = (" : ")</p>\n", out);
@@ -314,7 +303,7 @@ static void gradient_step(walk *w)
         ad_node *n = node_at(v->g, i);
         if (!v->live[i] || !(n->flags & F_LEAF)) continue;
         fputs(!scalars || !k++ ? "<p>df/d" : ", df/d", out);
-        esc(out, view_ref(n, r, sizeof r));
+        view_xml(out, view_ref(n, r, sizeof r));
         fputs(" = ", out);
         colored(out, n, true, w->digits);
         if (!scalars) fputs("</p>\n", out);
@@ -482,9 +471,9 @@ ad_status ad_write_html(const ad_graph *g, ad_node *root, FILE *out, int digits,
           "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
           /* set before the body is drawn, so the list of all steps never flashes up */
           "<script>document.documentElement.className = 'js';</script>\n<title>", out);
-    esc(out, title);
+    view_xml(out, title);
     fprintf(out, " &#8212; backpropagation step by step</title>\n<style>%s</style>\n</head>\n<body>\n<h1>", CSS);
-    esc(out, title);
+    view_xml(out, title);
     fputs("</h1>\n<div id=\"controls\"><button id=\"prev\" type=\"button\">&#9664; Previous</button>"
           "<button id=\"next\" type=\"button\">Next &#9654;</button>"
           "<input id=\"slider\" type=\"range\" min=\"0\" max=\"0\" value=\"0\" aria-label=\"step\">"

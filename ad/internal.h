@@ -175,12 +175,9 @@ static inline ad_node *node_in(const ad_node *n, int i) {
     return n->x && n->x->in ? n->x->in[i] : (i == 0 ? n->a : n->b);
 }
 static inline double node_param(const ad_node *n, int i) { return n->x->param_v[i]; }
-static inline double load(const void *p, ad_dtype t, int64_t i) {
-    return t == AD_F64 ? ((const double *)p)[i] : (double)((const float *)p)[i];
-}
-static inline void store(void *p, ad_dtype t, int64_t i, double v) {
-    if (t == AD_F64) ((double *)p)[i] = v; else ((float *)p)[i] = (float)v;
-}
+/* Short names for the public accessors, which the kernels use on every line. */
+static inline double load(const void *p, ad_dtype t, int64_t i) { return ad_data_get(p, t, i); }
+static inline void store(void *p, ad_dtype t, int64_t i, double v) { ad_data_set(p, t, i, v); }
 
 /* Checks shared by op entry points: a usable graph and non-NULL inputs of one dtype.  On
  * failure records "<op>: ..." and returns false. */

@@ -7,29 +7,13 @@
  * allocate more than the file holds. */
 #include "ad_io.h"
 #include <errno.h>
-#include <fcntl.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #define MAX_HEADER 100000000ull /* 100 MB, the limit of the reference implementation */
 #define META_KEY "__metadata__"
-
-static void set_err(char *err, size_t len, const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 3, 4)))
-#endif
-    ;
-static void set_err(char *err, size_t len, const char *fmt, ...)
-{
-    if (!err || !len) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, len, fmt, ap);
-    va_end(ap);
-}
 
 static const char *errno_str(int e, char *buf, size_t len)
 {
@@ -128,30 +112,30 @@ static ad_status check_save_args(const char *path, int n, const char *const *nam
                                  char *err, size_t len)
 {
     const char *fn = "ad_safetensors_save";
-    if (!path) return set_err(err, len, "%s: path is NULL", fn), AD_ERR_NULL;
+    if (!path) return ad_errorf(err, len, NULL, "%s: path is NULL", fn), AD_ERR_NULL;
     if (n < 0 || nmeta < 0)
-        return set_err(err, len, "%s: %s: negative count (%d tensors, %d metadata pairs)", fn, path, n, nmeta), AD_ERR_ARG;
+        return ad_errorf(err, len, NULL, "%s: %s: negative count (%d tensors, %d metadata pairs)", fn, path, n, nmeta), AD_ERR_ARG;
     if (n > 0 && (!names || !ts))
-        return set_err(err, len, "%s: %s: %s is NULL for %d tensors", fn, path, names ? "tensors" : "names", n), AD_ERR_NULL;
+        return ad_errorf(err, len, NULL, "%s: %s: %s is NULL for %d tensors", fn, path, names ? "tensors" : "names", n), AD_ERR_NULL;
     if (nmeta > 0 && !meta)
-        return set_err(err, len, "%s: %s: meta is NULL for %d pairs", fn, path, nmeta), AD_ERR_NULL;
+        return ad_errorf(err, len, NULL, "%s: %s: meta is NULL for %d pairs", fn, path, nmeta), AD_ERR_NULL;
     for (int i = 0; i < n; i++) {
         if (!names[i] || !ts[i])
-            return set_err(err, len, "%s: %s: %s %d is NULL", fn, path, names[i] ? "tensor" : "name", i), AD_ERR_NULL;
+            return ad_errorf(err, len, NULL, "%s: %s: %s %d is NULL", fn, path, names[i] ? "tensor" : "name", i), AD_ERR_NULL;
         if (!names[i][0] || !strcmp(names[i], META_KEY) || !utf8_valid((const unsigned char *)names[i], strlen(names[i])))
-            return set_err(err, len, "%s: %s: tensor %d: name \"%s\" is empty, reserved or not UTF-8", fn, path, i, names[i]), AD_ERR_ARG;
+            return ad_errorf(err, len, NULL, "%s: %s: tensor %d: name \"%s\" is empty, reserved or not UTF-8", fn, path, i, names[i]), AD_ERR_ARG;
     }
     for (int i = 0; i < 2 * nmeta; i++) {
         if (!meta[i])
-            return set_err(err, len, "%s: %s: metadata %s %d is NULL", fn, path, i % 2 ? "value" : "key", i / 2), AD_ERR_NULL;
+            return ad_errorf(err, len, NULL, "%s: %s: metadata %s %d is NULL", fn, path, i % 2 ? "value" : "key", i / 2), AD_ERR_NULL;
         if (!utf8_valid((const unsigned char *)meta[i], strlen(meta[i])))
-            return set_err(err, len, "%s: %s: metadata %s %d is not UTF-8", fn, path, i % 2 ? "value" : "key", i / 2), AD_ERR_ARG;
+            return ad_errorf(err, len, NULL, "%s: %s: metadata %s %d is not UTF-8", fn, path, i % 2 ? "value" : "key", i / 2), AD_ERR_ARG;
     }
     bool oom1, oom2;
     const char *d1 = first_duplicate(names, n, 1, &oom1), *d2 = first_duplicate(meta, nmeta, 2, &oom2);
-    if (oom1 || oom2) return set_err(err, len, "%s: %s: out of memory", fn, path), AD_ERR_NOMEM;
-    if (d1) return set_err(err, len, "%s: %s: tensor name \"%s\" appears twice", fn, path, d1), AD_ERR_ARG;
-    if (d2) return set_err(err, len, "%s: %s: metadata key \"%s\" appears twice", fn, path, d2), AD_ERR_ARG;
+    if (oom1 || oom2) return ad_errorf(err, len, NULL, "%s: %s: out of memory", fn, path), AD_ERR_NOMEM;
+    if (d1) return ad_errorf(err, len, NULL, "%s: %s: tensor name \"%s\" appears twice", fn, path, d1), AD_ERR_ARG;
+    if (d2) return ad_errorf(err, len, NULL, "%s: %s: metadata key \"%s\" appears twice", fn, path, d2), AD_ERR_ARG;
     return AD_OK;
 }
 
@@ -214,38 +198,19 @@ static bool write_le(FILE *f, const void *data, size_t es, size_t count)
     return true;
 }
 
-/* mkstemp creates files with mode 0600; a replaced file keeps its permission bits (not
- * set-id bits), a new one gets what open(0666) would have given.  The umask is read from /proc
- * because umask() can only be read by setting it, which races with other threads. */
-static mode_t target_mode(const char *path)
-{
-    struct stat st;
-    if (stat(path, &st) == 0) return st.st_mode & 0777;
-    mode_t mask = 022;
-    FILE *f = fopen("/proc/self/status", "r");
-    if (f) {
-        char line[256];
-        unsigned m;
-        while (fgets(line, sizeof line, f))
-            if (sscanf(line, "Umask: %o", &m) == 1) { mask = (mode_t)m; break; }
-        fclose(f);
-    }
-    return 0666 & ~mask;
-}
+/* What ad_write_atomic's fill callback needs: the header and the tensors. */
+typedef struct { const sbuf *h; int n; ad_tensor *const *ts; } save_job;
 
-/* Best effort: makes the rename itself durable.  Failure is not an error, the file is whole.
- * buf (at least strlen(path) + 1 bytes) receives the folder's name. */
-static void sync_dir(const char *path, char *buf)
+static bool write_all(FILE *f, void *ctx)
 {
-    const char *slash = strrchr(path, '/');
-    if (!slash) strcpy(buf, ".");
-    else if (slash == path) strcpy(buf, "/");
-    else memcpy(buf, path, (size_t)(slash - path)), buf[slash - path] = 0;
-    int fd = open(buf, O_RDONLY);
-    if (fd >= 0) {
-        fsync(fd);
-        close(fd);
-    }
+    const save_job *j = ctx;
+    unsigned char len8[8];
+    for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)j->h->len >> (8 * i));
+    bool ok = fwrite(len8, 1, 8, f) == 8 && fwrite(j->h->p, 1, j->h->len, f) == j->h->len;
+    for (int i = 0; ok && i < j->n; i++)
+        ok = write_le(f, ad_tensor_data(j->ts[i]), ad_dtype_size(ad_tensor_dtype(j->ts[i])),
+                      (size_t)ad_tensor_size(j->ts[i]));
+    return ok;
 }
 
 ad_status ad_safetensors_save(const char *path, int n, const char *const *names,
@@ -256,51 +221,16 @@ ad_status ad_safetensors_save(const char *path, int n, const char *const *names,
     ad_status st = check_save_args(path, n, names, tensors, nmeta, meta, err, errlen);
     if (st) return st;
     sbuf h = {0};
-    size_t tlen = strlen(path) + sizeof ".tmp-XXXXXX";
-    char *tmp = ad_malloc(tlen), eb[128];
-    if (!build_header(&h, n, names, tensors, nmeta, meta) || !tmp) {
-        ad_free(h.p), ad_free(tmp);
-        set_err(err, errlen, "%s: %s: out of memory", fn, path);
+    if (!build_header(&h, n, names, tensors, nmeta, meta)) {
+        ad_free(h.p);
+        ad_errorf(err, errlen, NULL, "%s: %s: out of memory", fn, path);
         return AD_ERR_NOMEM;
     }
-    snprintf(tmp, tlen, "%s.tmp-XXXXXX", path);
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        set_err(err, errlen, "%s: %s: cannot create a temporary file next to it: %s", fn, path, errno_str(errno, eb, sizeof eb));
-        ad_free(h.p), ad_free(tmp);
-        return AD_ERR_IO;
-    }
-    FILE *f = fdopen(fd, "wb");
-    const char *step = "open";
-    bool ok = f != NULL;
-    if (ok) {
-        unsigned char len8[8];
-        for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)h.len >> (8 * i));
-        step = "write";
-        ok = fwrite(len8, 1, 8, f) == 8 && fwrite(h.p, 1, h.len, f) == h.len;
-        for (int i = 0; ok && i < n; i++)
-            ok = write_le(f, ad_tensor_data(tensors[i]), ad_dtype_size(ad_tensor_dtype(tensors[i])),
-                          (size_t)ad_tensor_size(tensors[i]));
-        if (ok) step = "flush", ok = fflush(f) == 0;
-        if (ok) step = "chmod", ok = fchmod(fileno(f), target_mode(path)) == 0;
-        if (ok) step = "sync", ok = fsync(fileno(f)) == 0;
-    }
-    int e = errno;
-    if (f) {
-        if (fclose(f) != 0 && ok) ok = false, step = "close", e = errno;
-    } else {
-        close(fd);
-    }
-    if (ok) step = "rename", ok = rename(tmp, path) == 0, e = errno;
-    if (!ok) {
-        unlink(tmp);
-        set_err(err, errlen, "%s: %s: %s failed: %s (the old file, if any, is untouched)", fn, path, step,
-                errno_str(e, eb, sizeof eb));
-    } else {
-        sync_dir(path, tmp);
-    }
-    ad_free(h.p), ad_free(tmp);
-    return ok ? AD_OK : AD_ERR_IO;
+    char why[1024];
+    st = ad_write_atomic(path, write_all, &(save_job){&h, n, tensors}, why, sizeof why);
+    if (st) ad_errorf(err, errlen, NULL, "%s: %s", fn, why);
+    ad_free(h.p);
+    return st;
 }
 
 /* ==== reading ==== */
@@ -342,19 +272,17 @@ static bool perr(parser *p, const char *fmt, ...)
 static bool perr(parser *p, const char *fmt, ...)
 {
     if (p->failed) return false;
-    p->failed = true;
     size_t line = 1, col = 1;
     for (size_t k = 0; k < p->i && k < p->n; k++) {
         if (p->s[k] == '\n') line++, col = 1;
         else col++;
     }
-    char what[320];
+    char where[1024];
+    snprintf(where, sizeof where, "ad_safetensors_load: %s: header line %zu, column %zu: ", p->path, line, col);
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(what, sizeof what, fmt, ap);
+    ad_verrorf(p->err, p->errlen, &p->failed, where, fmt, ap);
     va_end(ap);
-    set_err(p->err, p->errlen, "ad_safetensors_load: %s: header line %zu, column %zu: %s", p->path,
-            line, col, what);
     return false;
 }
 
@@ -718,9 +646,9 @@ ad_tensor_file *ad_safetensors_load(const char *path, char *err, size_t errlen)
 {
     const char *fn = "ad_safetensors_load";
     char eb[128];
-    if (!path) return set_err(err, errlen, "%s: path is NULL", fn), NULL;
+    if (!path) return ad_errorf(err, errlen, NULL, "%s: path is NULL", fn), NULL;
     FILE *in = fopen(path, "rb");
-    if (!in) return set_err(err, errlen, "%s: %s: cannot open: %s", fn, path, errno_str(errno, eb, sizeof eb)), NULL;
+    if (!in) return ad_errorf(err, errlen, NULL, "%s: %s: cannot open: %s", fn, path, errno_str(errno, eb, sizeof eb)), NULL;
     struct stat st;
     unsigned char len8[8];
     uint64_t hlen = 0, fsize;
@@ -729,17 +657,17 @@ ad_tensor_file *ad_safetensors_load(const char *path, char *err, size_t errlen)
     char *hdr = NULL;
     entry **order = NULL;
     if (fstat(fileno(in), &st) != 0 || !S_ISREG(st.st_mode)) {
-        set_err(err, errlen, "%s: %s: not a regular file", fn, path);
+        ad_errorf(err, errlen, NULL, "%s: %s: not a regular file", fn, path);
         goto fail;
     }
     fsize = (uint64_t)st.st_size;
     if (fsize < 8 || fread(len8, 1, 8, in) != 8) {
-        set_err(err, errlen, "%s: %s: %llu bytes, too short for the 8-byte header length", fn, path, (unsigned long long)fsize);
+        ad_errorf(err, errlen, NULL, "%s: %s: %llu bytes, too short for the 8-byte header length", fn, path, (unsigned long long)fsize);
         goto fail;
     }
     for (int i = 7; i >= 0; i--) hlen = hlen << 8 | len8[i];
     if (hlen > fsize - 8 || hlen > MAX_HEADER) {
-        set_err(err, errlen, "%s: %s: header length %llu exceeds %s (%llu bytes)", fn, path, (unsigned long long)hlen,
+        ad_errorf(err, errlen, NULL, "%s: %s: header length %llu exceeds %s (%llu bytes)", fn, path, (unsigned long long)hlen,
                 hlen > fsize - 8 ? "the rest of the file" : "the 100 MB limit",
                 (unsigned long long)(hlen > fsize - 8 ? fsize - 8 : MAX_HEADER));
         goto fail;
@@ -747,11 +675,11 @@ ad_tensor_file *ad_safetensors_load(const char *path, char *err, size_t errlen)
     hdr = ad_malloc(hlen ? (size_t)hlen : 1);
     f = ad_calloc(1, sizeof *f);
     if (!hdr || !f) {
-        set_err(err, errlen, "%s: %s: out of memory for a %llu-byte header", fn, path, (unsigned long long)hlen);
+        ad_errorf(err, errlen, NULL, "%s: %s: out of memory for a %llu-byte header", fn, path, (unsigned long long)hlen);
         goto fail;
     }
     if (fread(hdr, 1, (size_t)hlen, in) != hlen) {
-        set_err(err, errlen, "%s: %s: short read of the header", fn, path);
+        ad_errorf(err, errlen, NULL, "%s: %s: short read of the header", fn, path);
         goto fail;
     }
     p.s = hdr, p.n = (size_t)hlen;
@@ -759,18 +687,18 @@ ad_tensor_file *ad_safetensors_load(const char *path, char *err, size_t errlen)
     f->by_name = ad_malloc((size_t)(f->n ? f->n : 1) * sizeof *f->by_name);
     order = ad_malloc((size_t)(f->n ? f->n : 1) * sizeof *order);
     if (!f->by_name || !order) {
-        set_err(err, errlen, "%s: %s: out of memory", fn, path);
+        ad_errorf(err, errlen, NULL, "%s: %s: out of memory", fn, path);
         goto fail;
     }
     if (!check_entries(&p, f, fsize - 8 - hlen, order)) goto fail;
     for (int i = 0; i < f->n; i++) {
         entry *e = order[i];
         if (!(e->t = ad_tensor_new(e->dtype, e->shape))) {
-            set_err(err, errlen, "%s: %s: out of memory for tensor \"%s\"", fn, path, e->name);
+            ad_errorf(err, errlen, NULL, "%s: %s: out of memory for tensor \"%s\"", fn, path, e->name);
             goto fail;
         }
         if (!read_le(in, ad_tensor_data(e->t), ad_dtype_size(e->dtype), (size_t)ad_tensor_size(e->t))) {
-            set_err(err, errlen, "%s: %s: short read of tensor \"%s\" (did the file change?)", fn, path, e->name);
+            ad_errorf(err, errlen, NULL, "%s: %s: short read of tensor \"%s\" (did the file change?)", fn, path, e->name);
             goto fail;
         }
     }

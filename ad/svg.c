@@ -17,24 +17,13 @@ typedef struct {
 
 typedef struct { int from, to; uint32_t node; int slot; } link; /* item indices */
 
-static void xml_text(FILE *out, const char *s)
-{
-    for (; *s; s++) {
-        if (*s == '<') fputs("&lt;", out);
-        else if (*s == '>') fputs("&gt;", out);
-        else if (*s == '&') fputs("&amp;", out);
-        else if (*s == '"') fputs("&quot;", out);
-        else fputc(*s, out);
-    }
-}
-
 /* A label; step >= 0 tags it with the stepper's step at which it appears. */
 static void label_at(FILE *out, double x, double y, const char *cls, const char *s, int32_t step)
 {
     fprintf(out, "<text x=\"%.1f\" y=\"%.1f\" class=\"%s\"", x, y, cls);
     if (step >= 0) fprintf(out, " data-step=\"%d\"", (int)step);
     fputc('>', out);
-    xml_text(out, s);
+    view_xml(out, s);
     fputs("</text>\n", out);
 }
 

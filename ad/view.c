@@ -2,6 +2,7 @@
  * (copy nodes), and each node as the lecture draws it: a gate with a label, the local
  * gradient of each input as a formula and a number. */
 #include "view.h"
+#include "ad_io.h"
 #include <stdlib.h>
 
 static bool is_scalar_const(const ad_node *n)
@@ -220,5 +221,19 @@ void view_gate(ad_node *n, gate *gt)
         const char *text = e->f2 && e->formula[k] ? e->formula[k]
                            : k == 0 && e->def.local_grad ? e->def.local_grad : "";
         snprintf(gt->formula[k], sizeof gt->formula[k], "%s", text);
+    }
+}
+
+void view_xml(FILE *out, const char *s)
+{
+    /* in pieces through a fixed buffer: an entity is at most 6 bytes, so nothing is cut */
+    char piece[64], buf[sizeof piece * 6];
+    while (s && *s) {
+        size_t n = strnlen(s, sizeof piece - 1);
+        memcpy(piece, s, n);
+        piece[n] = 0;
+        ad_xml_escape(buf, sizeof buf, piece);
+        fputs(buf, out);
+        s += n;
     }
 }

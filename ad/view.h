@@ -42,4 +42,6 @@ char *view_values(ad_node *n, bool grad, int digits, char *buf, size_t len);
 char *view_ref(const ad_node *n, char *buf, size_t len);
 /* The gradient flowing back along the edge into `slot` of consumer (NaN for tensors). */
 double view_edge_grad(ad_node *consumer, int slot);
+/* s escaped for XML text or attributes (ad_xml_escape), written to out; for SVG and HTML. */
+void view_xml(FILE *out, const char *s);
 #endif

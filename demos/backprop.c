@@ -6,36 +6,19 @@
  * (upstream gradient x local gradient = downstream gradient, node by node). */
 #include "ad.h"
 #include "expr.h"
+#include "opts.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static const char *USAGE =
-    "usage: backprop [options] 'EXPR' name=value ...\n"
-    "  --trace        forward and backward walk (the default output adds the backward trace)\n"
-    "  --dot          print the graph in Graphviz DOT instead of the text report\n"
-    "  --svg          print the graph as an SVG picture instead of the text report\n"
-    "  --html         print an interactive page that steps through the forward and backward\n"
-    "                 passes one node at a time (backprop --html 'EXPR' x=1 > walk.html)\n"
-    "  --json         print {\"value\": V, \"gradient\": {\"x\": G, ...}} instead of the text report\n"
-    "  --digits N     decimals in the text report and pictures (default 2; -1: full precision)\n"
-    "  --functions    list the functions EXPR may call\n"
-    "  --help         this text\n"
+static const char *FOOTER =
     "EXPR: numbers, names, + - * / ^ (right-associative), unary minus, parentheses, and the\n"
     "      library's elementwise ops as functions: exp(x), max(a,b), ... (see --functions).\n"
     "example: backprop '1/(1+exp(-(w0*x0+w1*x1+w2)))' x0=-1 x1=-2 w0=2 w1=-3 w2=-3\n";
 
 enum { MAX_VARS = 64 };
 enum mode { TEXT, DOT, SVG, HTML, JSON };
-
-static int usage_error(const char *fmt, const char *arg)
-{
-    fprintf(stderr, "backprop: ");
-    fprintf(stderr, fmt, arg);
-    fprintf(stderr, "\n(backprop --help for usage)\n");
-    return 2;
-}
 
 /* Where a NaN or infinity came from: the first node holding one, named as the traces name it. */
 static void report_nonfinite(ad_graph *g, ad_node *root, bool grads)
@@ -51,65 +34,79 @@ static void report_nonfinite(ad_graph *g, ad_node *root, bool grads)
             grads ? "gradient" : "value", what, at, ad_node_op_name(bad));
 }
 
+/* The formula and the name=value arguments, as given. */
+static const char *text;
+static expr_var vars[MAX_VARS];
+static char names[MAX_VARS][64];
+static double values[MAX_VARS];
+static int nvars;
+
+/* Reads the positional arguments: the formula, then name=value pairs.  Returns -1 to go on or
+ * the exit status of a usage error. */
+static int read_values(const opts_spec *spec, const char *const *args, int nargs)
+{
+    for (int i = 0; i < nargs; i++) {
+        const char *a = args[i];
+        if (!text) {
+            text = a;
+            continue;
+        }
+        const char *eq = strchr(a, '=');
+        if (!eq) return opts_error(spec, "expected name=value, not '%s'", a);
+        if (nvars == MAX_VARS) return opts_error(spec, "too many variables (at most %d)", MAX_VARS);
+        size_t len = (size_t)(eq - a);
+        if (len >= sizeof names[0]) return opts_error(spec, "variable name too long in '%s'", a);
+        char *name = names[nvars];
+        memcpy(name, a, len);
+        name[len] = 0;
+        vars[nvars] = (expr_var){name, NULL, false};
+        nvars++;
+        if (!expr_is_identifier(name) || expr_is_function(name))
+            return opts_error(spec, "'%s' is not a variable name", name);
+        for (int k = 0; k + 1 < nvars; k++)
+            if (strcmp(vars[k].name, name) == 0) return opts_error(spec, "'%s' is given twice", name);
+        if (!expr_parse_number(eq + 1, &values[nvars - 1])) return opts_error(spec, "malformed number in '%s'", a);
+    }
+    return -1;
+}
+
 int main(int argc, char **argv)
 {
-    enum mode mode = TEXT;
-    bool trace = false;
-    int digits = 2;
-    const char *text = NULL;
-    expr_var vars[MAX_VARS];
-    char names[MAX_VARS][64];
-    double values[MAX_VARS];
-    int nvars = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            fputs(USAGE, stdout);
-            return 0;
-        } else if (strcmp(a, "--functions") == 0) {
-            expr_list_functions(stdout);
-            return fflush(stdout) == 0 && !ferror(stdout) ? 0 : 1;
-        } else if (strcmp(a, "--trace") == 0) trace = true;
-        else if (strcmp(a, "--dot") == 0) mode = DOT;
-        else if (strcmp(a, "--svg") == 0) mode = SVG;
-        else if (strcmp(a, "--html") == 0) mode = HTML;
-        else if (strcmp(a, "--json") == 0) mode = JSON;
-        else if (strcmp(a, "--digits") == 0) {
-            double d;
-            if (i + 1 >= argc) return usage_error("--digits needs a number%s", "");
-            if (!expr_parse_number(argv[++i], &d) || d != (int)d || d < -1 || d > 17)
-                return usage_error("--digits takes a whole number from -1 to 17, not '%s'", argv[i]);
-            digits = (int)d;
-        } else if (a[0] == '-' && a[1] == '-') {
-            return usage_error("unknown option '%s'", a);
-        } else if (!text) {
-            text = a;
-        } else {
-            const char *eq = strchr(a, '=');
-            if (!eq) return usage_error("expected name=value, not '%s'", a);
-            if (nvars == MAX_VARS) return usage_error("too many variables (at most 64)%s", "");
-            size_t len = (size_t)(eq - a);
-            if (len >= sizeof names[0]) return usage_error("variable name too long in '%s'", a);
-            char *name = names[nvars];
-            memcpy(name, a, len);
-            name[len] = 0;
-            vars[nvars] = (expr_var){name, NULL, false};
-            nvars++;
-            if (!expr_is_identifier(name) || expr_is_function(name))
-                return usage_error("'%s' is not a variable name", name);
-            for (int k = 0; k + 1 < nvars; k++)
-                if (strcmp(vars[k].name, name) == 0) return usage_error("'%s' is given twice", name);
-            if (!expr_parse_number(eq + 1, &values[nvars - 1]))
-                return usage_error("malformed number in '%s'", a);
-        }
+    int mode = TEXT, digits = 2;
+    bool trace = false, functions = false;
+    opts_def defs[] = {
+        {"--trace", OPTS_FLAG, &trace, NULL, .help = "forward and backward walk (the default output adds the backward trace)"},
+        {"--dot", OPTS_CONST, &mode, NULL, .help = "print the graph in Graphviz DOT instead of the text report", .lo = DOT},
+        {"--svg", OPTS_CONST, &mode, NULL, .help = "print the graph as an SVG picture instead of the text report", .lo = SVG},
+        {"--html", OPTS_CONST, &mode, NULL,
+         .help = "print an interactive page that steps through the forward and backward\n"
+         "passes one node at a time (backprop --html 'EXPR' x=1 > walk.html)", .lo = HTML},
+        {"--json", OPTS_CONST, &mode, NULL,
+         .help = "print {\"value\": V, \"gradient\": {\"x\": G, ...}} instead of the text report", .lo = JSON},
+        {"--digits", OPTS_INT, &digits, "N", .help = "decimals in the text report and pictures (default 2; -1: full precision)",
+         .lo = -1, .hi = 17},
+        {"--functions", OPTS_FLAG, &functions, NULL, .help = "list the functions EXPR may call"},
+    };
+    opts_spec spec = {.prog = "backprop", .usage = "usage: backprop [options] 'EXPR' name=value ...\n", .defs = defs,
+                      .ndefs = sizeof defs / sizeof *defs, .footer = FOOTER, .hint_below = true};
+    const char **args = malloc(sizeof *args * (size_t)argc);
+    int nargs = 0;
+    if (!args) return opts_error(&spec, "out of memory");
+    int rc = opts_parse(&spec, argc, argv, args, &nargs, argc);
+    if (rc < 0) rc = read_values(&spec, args, nargs);
+    free(args);
+    if (rc >= 0) return rc;
+    if (functions) {
+        expr_list_functions(stdout);
+        return fflush(stdout) == 0 && !ferror(stdout) ? 0 : 1;
     }
     if (!text) {
-        fputs(USAGE, stderr);
+        opts_help(&spec, stderr);
         return 2;
     }
 
     ad_graph *g = ad_graph_new();
-    if (!g) return usage_error("out of memory%s", "");
+    if (!g) return opts_error(&spec, "out of memory");
     for (int i = 0; i < nvars; i++) vars[i].node = ad_var(g, vars[i].name, values[i]);
     expr_error err;
     ad_node *f = expr_build(g, text, vars, nvars, &err);

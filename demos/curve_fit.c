@@ -11,8 +11,8 @@
 #include "ad.h"
 #include "nn.h"
 #include "optim.h"
+#include "opts.h"
 #include "plot.h"
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,41 +22,11 @@ static const char *USAGE =
     "usage: curve_fit [options]\n"
     "Fits an MLP 1-H-1 (tanh) to noisy samples of sin(x) on [-pi, pi], some of them replaced by\n"
     "outliers, with the squared loss, the absolute loss, and the squared loss + L2 (Adam, full\n"
-    "batch, the same initial weights); prints how close each fit gets to sin(x) and draws them.\n"
-    "  --points N     data points (default 40, 5 to 100000)\n"
-    "  --outliers F   fraction of the points that are outliers, sin(x) + 2..3 (default 0.15, 0 to 0.5)\n"
-    "  --noise S      standard deviation of the noise on the other points (default 0.1, 0 to 1)\n"
-    "  --hidden H     hidden units (default 24, 1 to 1024)\n"
-    "  --steps N      optimizer steps (default 3000, 1 to 1000000)\n"
-    "  --rate R       Adam's learning rate (default 0.01)\n"
-    "  --lambda L     weight of the L2 term in the third fit (default 0.001, 0 to 10)\n"
-    "  --seed N       seeds the data and the initial weights (default 1)\n"
-    "  --svg PATH     the picture (default curve_fit.svg)\n"
-    "  --help         this text\n";
+    "batch, the same initial weights); prints how close each fit gets to sin(x) and draws them.\n";
 
 enum { FITS = 3, CURVE = 241 };
 static const char *const FIT_NAME[FITS] = {"squared loss", "absolute loss", "squared loss + L2"};
 static const char *const FIT_COLOR[FITS] = {"#D55E00", "#0072B2", "#009E73"};
-
-static bool parse_double(const char *s, double lo, double hi, double *out)
-{
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (end == s || *end || errno || !isfinite(v) || v < lo || v > hi) return false;
-    *out = v;
-    return true;
-}
-
-static bool parse_int(const char *s, long lo, long hi, long *out)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (end == s || *end || errno || v < lo || v > hi) return false;
-    *out = v;
-    return true;
-}
 
 typedef struct {
     long points, hidden, steps, seed;
@@ -67,54 +37,25 @@ typedef struct {
 /* Parses argv into o; returns -1 to go on, or the exit status (0 for --help, 2 for an error). */
 static int parse_options(int argc, char **argv, options *o)
 {
-    static const char *const opts[] = {"--points", "--outliers", "--noise", "--hidden", "--steps",
-                                       "--rate", "--lambda", "--seed", "--svg"};
-    static const char *const want[] = {
-        "a whole number from 5 to 100000", "a number from 0 to 0.5", "a number from 0 to 1",
-        "a whole number from 1 to 1024", "a whole number from 1 to 1000000", "a number from 1e-9 to 10",
-        "a number from 0 to 10", "a whole number from 0 to 2147483647", "a file name"};
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = NULL;
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            fputs(USAGE, stdout);
-            return 0;
-        }
-        int which = -1;
-        for (int k = 0; k < (int)(sizeof opts / sizeof *opts); k++) {
-            size_t len = strlen(opts[k]);
-            if (strncmp(a, opts[k], len) == 0 && (a[len] == 0 || a[len] == '=')) {
-                which = k;
-                v = a[len] == '=' ? a + len + 1 : NULL;
-            }
-        }
-        if (which < 0) {
-            fprintf(stderr, "curve_fit: unknown option '%s' (curve_fit --help for usage)\n", a);
-            return 2;
-        }
-        if (!v && i + 1 >= argc) {
-            fprintf(stderr, "curve_fit: %s needs a value (curve_fit --help for usage)\n", a);
-            return 2;
-        }
-        if (!v) v = argv[++i];
-        bool ok = true;
-        switch (which) {
-        case 0: ok = parse_int(v, 5, 100000, &o->points); break;
-        case 1: ok = parse_double(v, 0, 0.5, &o->outliers); break;
-        case 2: ok = parse_double(v, 0, 1, &o->noise); break;
-        case 3: ok = parse_int(v, 1, 1024, &o->hidden); break;
-        case 4: ok = parse_int(v, 1, 1000000, &o->steps); break;
-        case 5: ok = parse_double(v, 1e-9, 10, &o->rate); break;
-        case 6: ok = parse_double(v, 0, 10, &o->lambda); break;
-        case 7: ok = parse_int(v, 0, 2147483647, &o->seed); break;
-        case 8: o->svg = v; ok = *v != 0; break;
-        }
-        if (!ok) {
-            fprintf(stderr, "curve_fit: %s takes %s, not '%s' (curve_fit --help for usage)\n", opts[which],
-                    want[which], v);
-            return 2;
-        }
-    }
-    return -1;
+    opts_def defs[] = {
+        {"--points", OPTS_LONG, &o->points, "N", .help = "data points (default 40, 5 to 100000)", .lo = 5, .hi = 100000},
+        {"--outliers", OPTS_REAL, &o->outliers, "F",
+         .help = "fraction of the points that are outliers, sin(x) + 2..3 (default 0.15, 0 to 0.5)", .lo = 0, .hi = 0.5},
+        {"--noise", OPTS_REAL, &o->noise, "S", .help = "standard deviation of the noise on the other points (default 0.1, 0 to 1)",
+         .lo = 0, .hi = 1},
+        {"--hidden", OPTS_LONG, &o->hidden, "H", .help = "hidden units (default 24, 1 to 1024)", .lo = 1, .hi = 1024},
+        {"--steps", OPTS_LONG, &o->steps, "N", .help = "optimizer steps (default 3000, 1 to 1000000)", .lo = 1, .hi = 1000000},
+        {"--rate", OPTS_REAL, &o->rate, "R", .help = "Adam's learning rate (default 0.01)", .lo = 1e-9, .hi = 10,
+         .want = "a number from 1e-9 to 10"},
+        {"--lambda", OPTS_REAL, &o->lambda, "L", .help = "weight of the L2 term in the third fit (default 0.001, 0 to 10)",
+         .lo = 0, .hi = 10},
+        {"--seed", OPTS_LONG, &o->seed, "N", .help = "seeds the data and the initial weights (default 1)", .lo = 0,
+         .hi = 2147483647},
+        {"--svg", OPTS_TEXT, &o->svg, "PATH", .help = "the picture (default curve_fit.svg)"},
+    };
+    opts_spec spec = {.prog = "curve_fit", .usage = USAGE, .defs = defs,
+                      .ndefs = sizeof defs / sizeof *defs};
+    return opts_parse(&spec, argc, argv, NULL, NULL, 0);
 }
 
 /* The objective of fit k on the whole data set. */

@@ -1,5 +1,6 @@
 /* Recursive descent over the grammar in expr.h, building nodes as it goes. */
 #include "expr.h"
+#include "ad_io.h"
 #include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -94,7 +95,7 @@ static void fail(parser *p, int at, const char *fmt, ...)
     if (p->err->msg[0]) return;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(p->err->msg, sizeof p->err->msg, fmt, ap);
+    ad_verrorf(p->err->msg, sizeof p->err->msg, NULL, NULL, fmt, ap);
     va_end(ap);
     p->err->column = at + 1;
 }

@@ -14,11 +14,10 @@
 #include "nn.h"
 #include "nn_data.h"
 #include "optim.h"
+#include "opts.h"
 #include "plot.h"
 #include "progress.h"
 #include <errno.h>
-#include <stdarg.h>
-#include <stddef.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,51 +31,9 @@ static const char *USAGE =
     "Trains a multilayer perceptron on Fashion-MNIST (60,000 training and 10,000 test images of\n"
     "clothes, 10 classes), holding out 10% of the training images for validation and early\n"
     "stopping; prints the test accuracy and the confusion matrix and draws the loss and accuracy\n"
-    "curves as SVG.\n"
-    "\n"
-    "model and training:\n"
-    "  --hidden W1,W2,...   hidden layer widths (default 256,128; 0: no hidden layer)\n"
-    "  --activation A       relu, leaky_relu, sigmoid or tanh (default relu)\n"
-    "  --epochs N           at most N epochs (default 60; early stopping ends sooner)\n"
-    "  --batch N            minibatch size (default 64)\n"
-    "  --optimizer O        sgd or adam (default sgd)\n"
-    "  --lr X               learning rate (default 0.05 for sgd, 0.001 for adam)\n"
-    "  --momentum X         sgd's momentum gamma in [0,1): v <- -lr g + gamma v (default 0.9;\n"
-    "                       0: plain minibatch SGD)\n"
-    "  --dropout P          dropout probability after each hidden layer, the lecture's form:\n"
-    "                       activations times 1-P at test time (default 0.2)\n"
-    "  --l2 X               adds X * (sum of squared weights and biases) to the loss (default 0)\n"
-    "  --lr-wait N          after every N epochs without a lower validation loss, multiply\n"
-    "                       the rate by --lr-drop (default 3)\n"
-    "  --lr-drop F          that factor, in (0,1] (default 0.5; 1: a constant rate)\n"
-    "  --patience N         stop after N epochs without a lower validation loss and keep the\n"
-    "                       best epoch's weights (default 9)\n"
-    "  --standardize        inputs standardised per pixel (mean and standard deviation of the\n"
-    "                       60,000 training images) instead of pixel/255 (a model trained so\n"
-    "                       needs --standardize with --eval too)\n"
-    "  --seed N             initial weights, validation split, shuffling, dropout (default 1)\n"
-    "  --threads N          threads for the matrix products (default: all cores)\n"
-    "\n"
-    "files:\n"
-    "  --data DIR           the Fashion-MNIST files (default /usr/share/datasets/fashion-mnist)\n"
-    "  --save FILE          write the trained model (safetensors, loads into PyTorch)\n"
-    "  --eval FILE          only test a saved model: accuracy and confusion matrix (takes\n"
-    "                       --data, --standardize, --threads, --json)\n"
-    "  --svg FILE           the curves (default fashion_mnist.svg: loss; accuracy in\n"
-    "                       fashion_mnist_accuracy.svg); --svg '' draws nothing\n"
-    "\n"
-    "comparing with other frameworks:\n"
-    "  --dtype T            float32 or float64 (default float32)\n"
-    "  --limit N            only the first N training images\n"
-    "  --init FILE          start from the weights in a safetensors file (names 0.weight,\n"
-    "                       0.bias, 2.weight, ... as PyTorch's nn.Sequential) instead of random\n"
-    "                       ones; without --hidden the widths are the file's\n"
-    "  --no-shuffle         minibatches in file order\n"
-    "  --no-validation      train on all training images: no early stopping, a constant rate\n"
-    "  --log-steps N        record the loss of each of the first N minibatches\n"
-    "  --json               end the output with {\"test_accuracy\": A, \"epochs\": E, \"seconds\": S,\n"
-    "                       \"epoch_loss\": [...], \"step_loss\": [...], ...}\n"
-    "  --help               this text\n"
+    "curves as SVG.\n";
+
+static const char *FOOTER =
     "\n"
     "Progress: a bar with loss, accuracy, samples/s and ETA when stderr is a terminal, one line\n"
     "per epoch otherwise.  Exit status: 0 done, 1 training or a file failed, 2 bad options or\n"
@@ -99,28 +56,10 @@ typedef struct {
     int64_t seed, limit;
     bool standardize, no_shuffle, no_validation, json;
     const char *data, *save, *eval, *init, *svg;
-    bool hidden_given, lr_given, momentum_given;
-    const char *first_training; /* the first training option given, for --eval's message */
+    bool hidden_given;
 } options;
 
 /* ---- the command line ---- */
-
-typedef enum { FLAG, INT, INT64, REAL, TEXT, CHOICE, WIDTHS } opt_kind;
-
-/* One option: where its value goes and what it accepts.  INT and INT64 take whole numbers in
- * [lo, hi]; REAL takes numbers for which ok() holds, described by `what`; CHOICE stores
- * values[k] for the k-th of the NULL-terminated names; FLAG stores true. */
-typedef struct {
-    const char *name;
-    opt_kind kind;
-    size_t offset;
-    bool training;            /* refused with --eval */
-    long long lo, hi;
-    bool (*ok)(double);
-    const char *what;
-    const char *const *names;
-    const int *values;
-} opt_def;
 
 static bool positive(double x) { return x > 0; }
 static bool non_negative(double x) { return x >= 0; }
@@ -134,93 +73,22 @@ static const int DTYPE_VALUES[] = {AD_F32, AD_F64};
 static const char *const OPTIM_NAMES[] = {"sgd", "adam", NULL};
 static const int OPTIM_VALUES[] = {OPTIM_MOMENTUM, OPTIM_ADAM};
 
-/* name, kind, field, training */
-#define OPT(n, k, f, t) .name = n, .kind = k, .offset = offsetof(options, f), .training = t
-static const opt_def OPTIONS[] = {
-    {OPT("--hidden", WIDTHS, hidden, true)},
-    {OPT("--activation", CHOICE, act, true), .names = ACT_NAMES, .values = ACT_VALUES},
-    {OPT("--epochs", INT, epochs, true), .lo = 1, .hi = MAX_EPOCHS},
-    {OPT("--batch", INT, batch, true), .lo = 1, .hi = 60000},
-    {OPT("--optimizer", CHOICE, optimizer, true), .names = OPTIM_NAMES, .values = OPTIM_VALUES},
-    {OPT("--lr", REAL, lr, true), .ok = positive, .what = "a positive number"},
-    {OPT("--momentum", REAL, momentum, true), .ok = below_one, .what = "a number in [0,1)"},
-    {OPT("--dropout", REAL, dropout, true), .ok = below_one, .what = "a probability in [0,1)"},
-    {OPT("--l2", REAL, l2, true), .ok = non_negative, .what = "a number >= 0"},
-    {OPT("--lr-wait", INT, lr_wait, true), .lo = 1, .hi = MAX_EPOCHS},
-    {OPT("--lr-drop", REAL, lr_drop, true), .ok = factor, .what = "a factor in (0,1]"},
-    {OPT("--patience", INT, patience, true), .lo = 1, .hi = MAX_EPOCHS},
-    {OPT("--standardize", FLAG, standardize, false)},
-    {OPT("--seed", INT64, seed, true), .lo = 0, .hi = INT64_MAX},
-    {OPT("--threads", INT, threads, false), .lo = 1, .hi = 256},
-    {OPT("--data", TEXT, data, false)},
-    {OPT("--save", TEXT, save, true)},
-    {OPT("--eval", TEXT, eval, false)},
-    {OPT("--svg", TEXT, svg, true)},
-    {OPT("--dtype", CHOICE, dtype, true), .names = DTYPE_NAMES, .values = DTYPE_VALUES},
-    {OPT("--limit", INT64, limit, true), .lo = 1, .hi = INT64_MAX},
-    {OPT("--init", TEXT, init, true)},
-    {OPT("--no-shuffle", FLAG, no_shuffle, true)},
-    {OPT("--no-validation", FLAG, no_validation, true)},
-    {OPT("--log-steps", INT, log_steps, true), .lo = 0, .hi = MAX_LOG_STEPS},
-    {OPT("--json", FLAG, json, false)},
-};
-#undef OPT
-
-static int usage_error(const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 1, 2)))
-#endif
-    ;
-
-static int usage_error(const char *fmt, ...)
+/* "256,128" into dest (int[NN_MAX_HIDDEN]); "0" is no hidden layer. */
+static bool parse_hidden(const char *s, void *dest)
 {
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, PROG ": ");
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, " (see " PROG " --help)\n");
-    return 2;
-}
-
-/* Whole numbers and reals: the whole text must be the number. */
-static bool parse_long(const char *s, long long lo, long long hi, long long *out)
-{
-    if (!s || !*s) return false;
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (*end || errno || v < lo || v > hi) return false;
-    *out = v;
-    return true;
-}
-
-static bool parse_double(const char *s, double *out)
-{
-    if (!s || !*s) return false;
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (*end || errno || !isfinite(v)) return false;
-    *out = v;
-    return true;
-}
-
-/* "256,128" into hidden[]; "0" is no hidden layer. */
-static bool parse_hidden(const char *s, int *hidden)
-{
+    int *hidden = dest;
     memset(hidden, 0, NN_MAX_HIDDEN * sizeof *hidden);
     if (strcmp(s, "0") == 0) return true;
     int n = 0;
     while (*s) {
         const char *comma = strchr(s, ',');
         size_t len = comma ? (size_t)(comma - s) : strlen(s);
-        char part[32];
-        long long w;
+        char part[32], *end;
         if (len == 0 || len >= sizeof part || n == NN_MAX_HIDDEN) return false;
         memcpy(part, s, len);
         part[len] = 0;
-        if (!parse_long(part, 1, 1 << 20, &w)) return false;
+        long w = strtol(part, &end, 10);
+        if (end == part || *end || w < 1 || w > 1 << 20) return false;
         hidden[n++] = (int)w;
         s += len;
         if (*s == ',' && !*++s) return false; /* a trailing comma */
@@ -235,52 +103,7 @@ static int hidden_count(const int *hidden)
     return d;
 }
 
-/* Stores one option's value; returns 0 or the exit status of a usage error. */
-static int set_option(options *o, const opt_def *d, const char *val)
-{
-    char *field = (char *)o + d->offset;
-    long long n;
-    double x;
-    switch (d->kind) {
-    case FLAG: *(bool *)field = true; break;
-    case INT:
-    case INT64:
-        if (!parse_long(val, d->lo, d->hi, &n)) {
-            if (d->hi == INT64_MAX) return usage_error("%s takes a whole number >= %lld, not '%s'", d->name, d->lo, val);
-            return usage_error("%s takes a whole number from %lld to %lld, not '%s'", d->name, d->lo, d->hi, val);
-        }
-        if (d->kind == INT) *(int *)field = (int)n;
-        else *(int64_t *)field = n;
-        break;
-    case REAL:
-        if (!parse_double(val, &x) || !d->ok(x)) return usage_error("%s takes %s, not '%s'", d->name, d->what, val);
-        *(double *)field = x;
-        break;
-    case TEXT:
-        if (!*val && strcmp(d->name, "--svg") != 0) return usage_error("%s needs a %s", d->name, strcmp(d->name, "--data") ? "file name" : "folder");
-        *(const char **)field = val;
-        break;
-    case CHOICE: {
-        int k = 0;
-        while (d->names[k] && strcmp(val, d->names[k]) != 0) k++;
-        if (!d->names[k]) {
-            char list[128] = "";
-            for (int i = 0; d->names[i]; i++)
-                snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i == 0 ? "" : d->names[i + 1] ? ", " : " or ",
-                         d->names[i]);
-            return usage_error("%s takes %s, not '%s'", d->name, list, val);
-        }
-        *(int *)field = d->values[k];
-        break;
-    }
-    case WIDTHS:
-        if (!parse_hidden(val, (int *)field))
-            return usage_error("%s takes up to %d comma-separated widths from 1 to 1048576, like 256,128 (or 0 for none), "
-                               "not '%s'", d->name, NN_MAX_HIDDEN, val);
-        break;
-    }
-    return 0;
-}
+enum { TRAINING = 1 }; /* opts_def.tag of the options --eval refuses */
 
 /* Parses argv into o; returns -1 to go on, or an exit status (0 after --help). */
 static int parse_options(int argc, char **argv, options *o)
@@ -288,40 +111,89 @@ static int parse_options(int argc, char **argv, options *o)
     *o = (options){.hidden = {256, 128}, .act = NN_RELU, .dtype = AD_F32, .optimizer = OPTIM_MOMENTUM, .epochs = 60,
                    .batch = 64, .patience = 9, .lr_wait = 3, .lr = 0.05, .momentum = 0.9, .dropout = 0.2,
                    .lr_drop = 0.5, .seed = 1, .svg = PROG ".svg"};
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *eq = strchr(a, '='), *val = NULL;
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            fputs(USAGE, stdout);
-            return 0;
-        }
-        if (strncmp(a, "--", 2) != 0) return usage_error("unexpected argument '%s' (options start with --)", a);
-        size_t len = eq ? (size_t)(eq - a) : strlen(a); /* --name=value or --name value */
-        const opt_def *d = NULL;
-        for (size_t k = 0; k < sizeof OPTIONS / sizeof *OPTIONS && !d; k++)
-            if (strlen(OPTIONS[k].name) == len && strncmp(a, OPTIONS[k].name, len) == 0) d = &OPTIONS[k];
-        if (!d) return usage_error("unknown option '%.*s'", (int)len, a);
-        if (d->kind == FLAG && eq) return usage_error("%s takes no value", d->name);
-        if (d->kind != FLAG) {
-            if (eq) val = eq + 1;
-            else if (i + 1 < argc) val = argv[++i];
-            else return usage_error("%s needs a value", d->name);
-        }
-        int st = set_option(o, d, val);
-        if (st) return st;
-        if (d->training && !o->first_training) o->first_training = d->name;
-        o->hidden_given |= d->offset == offsetof(options, hidden);
-        o->lr_given |= d->offset == offsetof(options, lr);
-        o->momentum_given |= d->offset == offsetof(options, momentum);
+    char widths[128];
+    snprintf(widths, sizeof widths, "up to %d comma-separated widths from 1 to 1048576, like 256,128 (or 0 for none)",
+             NN_MAX_HIDDEN);
+    opts_def defs[] = {
+        {"", OPTS_HEADING, NULL, NULL, .help = "model and training:"},
+        {"--hidden", OPTS_CUSTOM, o->hidden, "W1,W2,...", .help = "hidden layer widths (default 256,128; 0: no hidden layer)",
+         .parse = parse_hidden, .want = widths, .tag = TRAINING},
+        {"--activation", OPTS_CHOICE, &o->act, "A", .help = "relu, leaky_relu, sigmoid or tanh (default relu)",
+         .choices = ACT_NAMES, .values = ACT_VALUES, .tag = TRAINING},
+        {"--epochs", OPTS_INT, &o->epochs, "N", .help = "at most N epochs (default 60; early stopping ends sooner)", .lo = 1,
+         .hi = MAX_EPOCHS, .tag = TRAINING},
+        {"--batch", OPTS_INT, &o->batch, "N", .help = "minibatch size (default 64)", .lo = 1, .hi = 60000, .tag = TRAINING},
+        {"--optimizer", OPTS_CHOICE, &o->optimizer, "O", .help = "sgd or adam (default sgd)", .choices = OPTIM_NAMES,
+         .values = OPTIM_VALUES, .tag = TRAINING},
+        {"--lr", OPTS_REAL, &o->lr, "X", .help = "learning rate (default 0.05 for sgd, 0.001 for adam)", .check = positive,
+         .want = "a positive number", .tag = TRAINING},
+        {"--momentum", OPTS_REAL, &o->momentum, "X",
+         .help = "sgd's momentum gamma in [0,1): v <- -lr g + gamma v (default 0.9;\n0: plain minibatch SGD)",
+         .check = below_one, .want = "a number in [0,1)", .tag = TRAINING},
+        {"--dropout", OPTS_REAL, &o->dropout, "P",
+         .help = "dropout probability after each hidden layer, the lecture's form:\nactivations times 1-P at test time "
+         "(default 0.2)", .check = below_one, .want = "a probability in [0,1)", .tag = TRAINING},
+        {"--l2", OPTS_REAL, &o->l2, "X", .help = "adds X * (sum of squared weights and biases) to the loss (default 0)",
+         .check = non_negative, .want = "a number >= 0", .tag = TRAINING},
+        {"--lr-wait", OPTS_INT, &o->lr_wait, "N",
+         .help = "after every N epochs without a lower validation loss, multiply\nthe rate by --lr-drop (default 3)", .lo = 1,
+         .hi = MAX_EPOCHS, .tag = TRAINING},
+        {"--lr-drop", OPTS_REAL, &o->lr_drop, "F", .help = "that factor, in (0,1] (default 0.5; 1: a constant rate)",
+         .check = factor, .want = "a factor in (0,1]", .tag = TRAINING},
+        {"--patience", OPTS_INT, &o->patience, "N",
+         .help = "stop after N epochs without a lower validation loss and keep the\nbest epoch's weights (default 9)", .lo = 1,
+         .hi = MAX_EPOCHS, .tag = TRAINING},
+        {"--standardize", OPTS_FLAG, &o->standardize, NULL,
+         .help = "inputs standardised per pixel (mean and standard deviation of the\n60,000 training images) instead of "
+         "pixel/255 (a model trained so\nneeds --standardize with --eval too)"},
+        {"--seed", OPTS_INT64, &o->seed, "N", .help = "initial weights, validation split, shuffling, dropout (default 1)",
+         .lo = 0, .hi = (double)INT64_MAX, .tag = TRAINING},
+        {"--threads", OPTS_INT, &o->threads, "N", .help = "threads for the matrix products (default: all cores)", .lo = 1,
+         .hi = 256},
+        {"", OPTS_HEADING, NULL, NULL, .help = "files:"},
+        {"--data", OPTS_TEXT, &o->data, "DIR", .help = "the Fashion-MNIST files (default /usr/share/datasets/fashion-mnist)",
+         .want = "a folder"},
+        {"--save", OPTS_TEXT, &o->save, "FILE", .help = "write the trained model (safetensors, loads into PyTorch)",
+         .tag = TRAINING},
+        {"--eval", OPTS_TEXT, &o->eval, "FILE",
+         .help = "only test a saved model: accuracy and confusion matrix (takes\n--data, --standardize, --threads, --json)"},
+        {"--svg", OPTS_TEXT, &o->svg, "FILE",
+         .help = "the curves (default fashion_mnist.svg: loss; accuracy in\nfashion_mnist_accuracy.svg); --svg '' draws "
+         "nothing", .empty_ok = true, .tag = TRAINING},
+        {"", OPTS_HEADING, NULL, NULL, .help = "comparing with other frameworks:"},
+        {"--dtype", OPTS_CHOICE, &o->dtype, "T", .help = "float32 or float64 (default float32)", .choices = DTYPE_NAMES,
+         .values = DTYPE_VALUES, .tag = TRAINING},
+        {"--limit", OPTS_INT64, &o->limit, "N", .help = "only the first N training images", .lo = 1, .hi = (double)INT64_MAX,
+         .tag = TRAINING},
+        {"--init", OPTS_TEXT, &o->init, "FILE",
+         .help = "start from the weights in a safetensors file (names 0.weight,\n0.bias, 2.weight, ... as PyTorch's "
+         "nn.Sequential) instead of random\nones; without --hidden the widths are the file's", .tag = TRAINING},
+        {"--no-shuffle", OPTS_FLAG, &o->no_shuffle, NULL, .help = "minibatches in file order", .tag = TRAINING},
+        {"--no-validation", OPTS_FLAG, &o->no_validation, NULL,
+         .help = "train on all training images: no early stopping, a constant rate", .tag = TRAINING},
+        {"--log-steps", OPTS_INT, &o->log_steps, "N", .help = "record the loss of each of the first N minibatches", .lo = 0,
+         .hi = MAX_LOG_STEPS, .tag = TRAINING},
+        {"--json", OPTS_FLAG, &o->json, NULL,
+         .help = "end the output with {\"test_accuracy\": A, \"epochs\": E, \"seconds\": S,\n\"epoch_loss\": [...], "
+         "\"step_loss\": [...], ...}"},
+    };
+    enum { NDEFS = sizeof defs / sizeof *defs };
+    opts_spec spec = {.prog = PROG, .usage = USAGE, .defs = defs, .ndefs = NDEFS, .footer = FOOTER};
+    int rc = opts_parse(&spec, argc, argv, NULL, NULL, 0);
+    if (rc >= 0) return rc;
+    const opts_def *first_training = NULL;
+    for (int k = 0; k < NDEFS; k++) {
+        const opts_def *d = &defs[k];
+        if (d->tag == TRAINING && d->seen && (!first_training || d->seen < first_training->seen)) first_training = d;
+        if (d->dest == o->hidden) o->hidden_given = d->seen > 0;
+        if (d->dest == &o->lr && d->seen == 0 && o->optimizer == OPTIM_ADAM) o->lr = 0.001;
+        if (d->dest == &o->momentum && d->seen && o->optimizer == OPTIM_ADAM)
+            return opts_error(&spec, "--momentum is for --optimizer sgd (Adam's beta1 is 0.9)");
     }
-    if (o->optimizer == OPTIM_ADAM) {
-        if (o->momentum_given) return usage_error("--momentum is for --optimizer sgd (Adam's beta1 is 0.9)");
-        if (!o->lr_given) o->lr = 0.001;
-    } else if (o->momentum == 0) {
-        o->optimizer = OPTIM_GD;
-    }
-    if (o->eval && o->first_training)
-        return usage_error("--eval tests a saved model; %s is for training (with --eval: --data, --standardize, --threads, "
-                           "--json)", o->first_training);
+    if (o->optimizer == OPTIM_MOMENTUM && o->momentum == 0) o->optimizer = OPTIM_GD;
+    if (o->eval && first_training)
+        return opts_error(&spec, "--eval tests a saved model; %s is for training (with --eval: --data, --standardize, "
+                                 "--threads, --json)", first_training->name);
     return -1;
 }
 
@@ -423,8 +295,9 @@ static int load_data(const options *o, ad_dtype dtype, bool eval_only, datasets 
     if (all->n < 20) {
         nn_dataset_free(all);
         datasets_free(ds);
-        return usage_error("--limit %lld leaves too few images for a validation split (at least 20, or --no-validation)",
-                           (long long)o->limit);
+        return opts_error(&(opts_spec){.prog = PROG},
+                          "--limit %lld leaves too few images for a validation split (at least 20, or --no-validation)",
+                          (long long)o->limit);
     }
     ad_status st = nn_dataset_split(all, VAL_FRACTION, (uint64_t)o->seed, &ds->train, &ds->val, err, sizeof err);
     nn_dataset_free(all);
@@ -563,7 +436,7 @@ static int32_t argmax_row(const void *data, ad_dtype t, int64_t r, int k)
     int32_t best = 0;
     double bv = -INFINITY;
     for (int j = 0; j < k; j++) {
-        double v = t == AD_F64 ? ((const double *)data)[r * k + j] : ((const float *)data)[r * k + j];
+        double v = ad_data_get(data, t, r * k + j);
         if (v > bv) bv = v, best = j;
     }
     return best;

@@ -9,6 +9,7 @@
  * node, in f = x x + x at x = 3. */
 #include "ad.h"
 #include "expr.h"
+#include "opts.h"
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -18,12 +19,7 @@ static const char *USAGE =
     "usage: lecture [options]\n"
     "Prints the lecture's backpropagation examples step by step (the forward pass, then the\n"
     "backward pass node by node: upstream gradient x local gradient = downstream gradient) as\n"
-    "`backprop --trace` prints them, and checks the numbers against the slides'.\n"
-    "  --example N    only example N: 1 f = z(x+y), 2 the sigmoid neuron, 3 the copy node\n"
-    "  --digits N     decimals printed (default 2, as the slides; -1: full precision)\n"
-    "  --svg DIR      also draw each example's graph into DIR/lecture-N.svg (values in green,\n"
-    "                 gradients in red, as backprop --svg draws them)\n"
-    "  --help         this text\n";
+    "`backprop --trace` prints them, and checks the numbers against the slides'.\n";
 
 enum { MAX_VARS = 5 };
 
@@ -180,49 +176,19 @@ int main(int argc, char **argv)
 {
     int only = 0, digits = 2;
     const char *svg_dir = NULL;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = NULL;
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            fputs(USAGE, stdout);
-            return 0;
-        }
-        static const char *const opts[] = {"--example", "--digits", "--svg"};
-        int which = -1;
-        for (int k = 0; k < 3; k++) {
-            size_t len = strlen(opts[k]);
-            if (strncmp(a, opts[k], len) == 0 && (a[len] == 0 || a[len] == '=')) {
-                which = k;
-                v = a[len] == '=' ? a + len + 1 : NULL;
-            }
-        }
-        if (which < 0) {
-            fprintf(stderr, "lecture: unknown option '%s' (lecture --help for usage)\n", a);
-            return 2;
-        }
-        if (!v && i + 1 >= argc) {
-            fprintf(stderr, "lecture: %s needs a value (lecture --help for usage)\n", a);
-            return 2;
-        }
-        if (!v) v = argv[++i];
-        double d;
-        bool whole = expr_parse_number(v, &d) && d == floor(d);
-        if (which == 0 && !(whole && d >= 1 && d <= NEXAMPLES)) {
-            fprintf(stderr, "lecture: --example takes 1, 2 or 3, not '%s' (lecture --help for usage)\n", v);
-            return 2;
-        }
-        if (which == 1 && !(whole && d >= -1 && d <= 17)) {
-            fprintf(stderr, "lecture: --digits takes a whole number from -1 to 17, not '%s' "
-                            "(lecture --help for usage)\n", v);
-            return 2;
-        }
-        if (which == 2 && !*v) {
-            fprintf(stderr, "lecture: --svg takes a folder, not '' (lecture --help for usage)\n");
-            return 2;
-        }
-        if (which == 0) only = (int)d;
-        else if (which == 1) digits = (int)d;
-        else svg_dir = v;
-    }
+    opts_def defs[] = {
+        {"--example", OPTS_INT, &only, "N", .help = "only example N: 1 f = z(x+y), 2 the sigmoid neuron, 3 the copy node",
+         .lo = 1, .hi = NEXAMPLES, .want = "1, 2 or 3"},
+        {"--digits", OPTS_INT, &digits, "N", .help = "decimals printed (default 2, as the slides; -1: full precision)", .lo = -1,
+         .hi = 17},
+        {"--svg", OPTS_TEXT, &svg_dir, "DIR",
+         .help = "also draw each example's graph into DIR/lecture-N.svg (values in green,\ngradients in red, as backprop --svg "
+         "draws them)", .want = "a folder"},
+    };
+    opts_spec spec = {.prog = "lecture", .usage = USAGE, .defs = defs,
+                      .ndefs = sizeof defs / sizeof *defs};
+    int rc = opts_parse(&spec, argc, argv, NULL, NULL, 0);
+    if (rc >= 0) return rc;
     if (!only) {
         printf("Backpropagation, as the lecture does it by hand: \"start at the output.  At every node,\n"
                "take the upstream gradient, multiply it with the local gradient, and propagate the result\n"

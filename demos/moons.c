@@ -17,8 +17,8 @@
 #include "ad_real.h"
 #include "nn.h"
 #include "optim.h"
+#include "opts.h"
 #include "plot.h"
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,46 +30,7 @@ static const char *USAGE =
     "Trains an MLP 2-16-16-1 (relu) on the two-moons data with the hinge loss + L2 by gradient\n"
     "descent, three times from the same weights: on the scalar graph (one node per number), on\n"
     "the scalar tape (ad_real) and on tensors (nn_mlp); prints the accuracy and the timings and\n"
-    "draws the decision boundary.\n"
-    "  --points N     data points, half per moon (default 100, 4 to 5000)\n"
-    "  --noise S      standard deviation of the noise added to the points (default 0.1, 0 to 1)\n"
-    "  --steps N      gradient-descent steps (default 100, 1 to 100000)\n"
-    "  --rate R       initial learning rate eta_0; step t uses eta_0 (1 - 0.9 t/steps) (default 1)\n"
-    "  --lambda L     weight of the L2 term sum(theta^2) (default 1e-4, 0 to 1)\n"
-    "  --seed N       seeds the data and the initial weights (default 1)\n"
-    "  --svg PATH     the decision-boundary picture (default moons.svg)\n"
-    "  --repeat N     train N times on each engine and report the fastest time (default 1)\n"
-    "  --help         this text\n";
-
-/* ---- options ----------------------------------------------------------------------------- */
-
-static int usage_error(const char *fmt, const char *a, const char *b)
-{
-    fprintf(stderr, "moons: ");
-    fprintf(stderr, fmt, a, b);
-    fprintf(stderr, " (moons --help for usage)\n");
-    return 2;
-}
-
-static bool parse_double(const char *s, double lo, double hi, double *out)
-{
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (end == s || *end || errno || !isfinite(v) || v < lo || v > hi) return false;
-    *out = v;
-    return true;
-}
-
-static bool parse_int(const char *s, long lo, long hi, long *out)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (end == s || *end || errno || v < lo || v > hi) return false;
-    *out = v;
-    return true;
-}
+    "draws the decision boundary.\n";
 
 /* ---- data --------------------------------------------------------------------------------- */
 
@@ -413,46 +374,23 @@ int main(int argc, char **argv)
     long points = 100, steps = 100, seed = 1, repeat = 1;
     double noise = 0.1, rate = 1.0, lambda = 1e-4;
     const char *svg = "moons.svg";
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = NULL;
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            fputs(USAGE, stdout);
-            return 0;
-        }
-        const char *opts[] = {"--points", "--noise", "--steps", "--rate", "--lambda", "--seed", "--svg", "--repeat"};
-        int which = -1;
-        for (int k = 0; k < (int)(sizeof opts / sizeof *opts); k++) {
-            size_t len = strlen(opts[k]);
-            if (strncmp(a, opts[k], len) == 0 && (a[len] == 0 || a[len] == '=')) {
-                which = k;
-                v = a[len] == '=' ? a + len + 1 : NULL;
-            }
-        }
-        if (which < 0) return usage_error("unknown option '%s'%s", a, "");
-        if (!v) {
-            if (i + 1 >= argc) return usage_error("%s needs a value%s", opts[which], "");
-            v = argv[++i];
-        }
-        bool ok = true;
-        switch (which) {
-        case 0: ok = parse_int(v, 4, 5000, &points); break;
-        case 1: ok = parse_double(v, 0, 1, &noise); break;
-        case 2: ok = parse_int(v, 1, 100000, &steps); break;
-        case 3: ok = parse_double(v, 1e-9, 100, &rate); break;
-        case 4: ok = parse_double(v, 0, 1, &lambda); break;
-        case 5: ok = parse_int(v, 0, 2147483647, &seed); break;
-        case 6: svg = v; ok = *v != 0; break;
-        case 7: ok = parse_int(v, 1, 1000, &repeat); break;
-        }
-        if (!ok) {
-            static const char *const want[] = {
-                "a whole number from 4 to 5000", "a number from 0 to 1", "a whole number from 1 to 100000",
-                "a number from 1e-9 to 100", "a number from 0 to 1", "a whole number from 0 to 2147483647",
-                "a file name", "a whole number from 1 to 1000"};
-            fprintf(stderr, "moons: %s takes %s, not '%s' (moons --help for usage)\n", opts[which], want[which], v);
-            return 2;
-        }
-    }
+    opts_def defs[] = {
+        {"--points", OPTS_LONG, &points, "N", .help = "data points, half per moon (default 100, 4 to 5000)", .lo = 4, .hi = 5000},
+        {"--noise", OPTS_REAL, &noise, "S", .help = "standard deviation of the noise added to the points (default 0.1, 0 to 1)",
+         .lo = 0, .hi = 1},
+        {"--steps", OPTS_LONG, &steps, "N", .help = "gradient-descent steps (default 100, 1 to 100000)", .lo = 1, .hi = 100000},
+        {"--rate", OPTS_REAL, &rate, "R", .help = "initial learning rate eta_0; step t uses eta_0 (1 - 0.9 t/steps) (default 1)",
+         .lo = 1e-9, .hi = 100, .want = "a number from 1e-9 to 100"},
+        {"--lambda", OPTS_REAL, &lambda, "L", .help = "weight of the L2 term sum(theta^2) (default 1e-4, 0 to 1)", .lo = 0, .hi = 1},
+        {"--seed", OPTS_LONG, &seed, "N", .help = "seeds the data and the initial weights (default 1)", .lo = 0, .hi = 2147483647},
+        {"--svg", OPTS_TEXT, &svg, "PATH", .help = "the decision-boundary picture (default moons.svg)"},
+        {"--repeat", OPTS_LONG, &repeat, "N", .help = "train N times on each engine and report the fastest time (default 1)",
+         .lo = 1, .hi = 1000},
+    };
+    opts_spec spec = {.prog = "moons", .usage = USAGE, .defs = defs,
+                      .ndefs = sizeof defs / sizeof *defs};
+    int rc = opts_parse(&spec, argc, argv, NULL, NULL, 0);
+    if (rc >= 0) return rc;
 
     ad_rng rng;
     ad_rng_seed(&rng, (uint64_t)seed);

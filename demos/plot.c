@@ -1,14 +1,14 @@
 /* plot.c — SVG line charts and shaded fields, written by hand (see plot.h).  The whole picture
- * is built in memory, then written to a temporary file next to the target and renamed. */
+ * is built in memory, then written with ad_write_atomic (a temporary file next to the target,
+ * renamed over it). */
 #include "plot.h"
+#include "ad_io.h"
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 /* ---- a growable string ---------------------------------------------------------------- */
 
@@ -50,77 +50,44 @@ static void sb_printf(sbuf *b, const char *fmt, ...)
     }
 }
 
-/* Text for an SVG text node or attribute: & < > " escaped. */
+/* Text for an SVG text node or attribute, escaped by the library's one XML escaper. */
 static void sb_escaped(sbuf *b, const char *s)
 {
-    for (; s && *s; s++) {
-        switch (*s) {
-        case '&': sb_printf(b, "&amp;"); break;
-        case '<': sb_printf(b, "&lt;"); break;
-        case '>': sb_printf(b, "&gt;"); break;
-        case '"': sb_printf(b, "&quot;"); break;
-        /* control characters are not allowed in XML */
-        default: sb_printf(b, "%c", (unsigned char)*s < 0x20 && *s != '\t' ? '?' : *s); break;
-        }
+    char small[256];
+    size_t n = ad_xml_escape(small, sizeof small, s);
+    if (n < sizeof small) {
+        sb_printf(b, "%s", small);
+        return;
     }
-}
-
-#if defined(__GNUC__)
-__attribute__((format(printf, 3, 4)))
-#endif
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || !errlen) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
+    char *big = malloc(n + 1);
+    if (!big) {
+        b->failed = true;
+        return;
+    }
+    ad_xml_escape(big, n + 1, s);
+    sb_printf(b, "%s", big);
+    free(big);
 }
 
 /* ---- writing a file atomically ---------------------------------------------------------- */
 
-static int write_atomic(const char *path, const sbuf *b, char *err, size_t errlen)
+static bool put_sbuf(FILE *f, void *ctx)
+{
+    const sbuf *b = ctx;
+    return fwrite(b->s, 1, b->len, f) == b->len;
+}
+
+/* ad_write_atomic, with plot's own messages ("plot: cannot write 'PATH': REASON"). */
+static int write_atomic(const char *path, sbuf *b, char *err, size_t errlen)
 {
     if (b->failed) {
-        set_err(err, errlen, "plot: out of memory while drawing '%s'", path);
+        ad_errorf(err, errlen, NULL, "plot: out of memory while drawing '%s'", path);
         return -1;
     }
-    size_t n = strlen(path);
-    char *tmp = malloc(n + 8);
-    if (!tmp) {
-        set_err(err, errlen, "plot: out of memory while writing '%s'", path);
-        return -1;
-    }
-    memcpy(tmp, path, n);
-    memcpy(tmp + n, ".XXXXXX", 8);
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        set_err(err, errlen, "plot: cannot write '%s': %s", path, strerror(errno));
-        free(tmp);
-        return -1;
-    }
-    fchmod(fd, 0644); /* mkstemp makes 0600; a picture is for everyone to read */
-    FILE *f = fdopen(fd, "wb");
-    bool ok = f && fwrite(b->s, 1, b->len, f) == b->len;
-    int saved = errno;
-    if (f) {
-        if (fclose(f) != 0 && ok) {
-            ok = false;
-            saved = errno;
-        }
-    } else {
-        close(fd);
-    }
-    if (ok && rename(tmp, path) != 0) {
-        ok = false;
-        saved = errno;
-    }
-    if (!ok) {
-        set_err(err, errlen, "plot: cannot write '%s': %s", path, strerror(saved ? saved : EIO));
-        unlink(tmp);
-    }
-    free(tmp);
-    return ok ? 0 : -1;
+    ad_status st = ad_write_atomic(path, put_sbuf, b, NULL, 0);
+    if (st == AD_ERR_NOMEM) ad_errorf(err, errlen, NULL, "plot: out of memory while writing '%s'", path);
+    else if (st) ad_errorf(err, errlen, NULL, "plot: cannot write '%s': %s", path, strerror(errno));
+    return st ? -1 : 0;
 }
 
 /* ---- axes -------------------------------------------------------------------------------- */
@@ -504,16 +471,16 @@ static int legend_entries(const plot_series *s, int ns, const char **colors, leg
 static int check_series(const plot_series *s, int ns, const char *path, char *err, size_t errlen)
 {
     if (ns < 0 || (ns > 0 && !s)) {
-        set_err(err, errlen, "plot: '%s': no series given", path);
+        ad_errorf(err, errlen, NULL, "plot: '%s': no series given", path);
         return -1;
     }
     for (int k = 0; k < ns; k++) {
         if (s[k].n < 0) {
-            set_err(err, errlen, "plot: '%s': series %d has a negative number of points", path, k);
+            ad_errorf(err, errlen, NULL, "plot: '%s': series %d has a negative number of points", path, k);
             return -1;
         }
         if (s[k].n > 0 && !s[k].y) {
-            set_err(err, errlen, "plot: '%s': series %d has no y values", path, k);
+            ad_errorf(err, errlen, NULL, "plot: '%s': series %d has no y values", path, k);
             return -1;
         }
     }
@@ -535,7 +502,7 @@ int plot_lines_svg(const char *path, const plot_cfg *cfg, const plot_series *s, 
 {
     static const plot_cfg none = {0};
     if (!path || !*path) {
-        set_err(err, errlen, "plot: no file name given");
+        ad_errorf(err, errlen, NULL, "plot: no file name given");
         return -1;
     }
     if (!cfg) cfg = &none;
@@ -564,7 +531,7 @@ int plot_lines_svg(const char *path, const plot_cfg *cfg, const plot_series *s, 
     if (!colors || !e) {
         free(colors);
         free(e);
-        set_err(err, errlen, "plot: out of memory while drawing '%s'", path);
+        ad_errorf(err, errlen, NULL, "plot: out of memory while drawing '%s'", path);
         return -1;
     }
     int ne = legend_entries(s, ns, colors, e);
@@ -661,17 +628,17 @@ int plot_field_svg(const char *path, const plot_cfg *cfg, const plot_field *fd,
 {
     static const plot_cfg none = {0};
     if (!path || !*path) {
-        set_err(err, errlen, "plot: no file name given");
+        ad_errorf(err, errlen, NULL, "plot: no file name given");
         return -1;
     }
     if (!cfg) cfg = &none;
     if (!fd || !fd->z || fd->nx < 2 || fd->ny < 2 || fd->nx > 4096 || fd->ny > 4096) {
-        set_err(err, errlen, "plot: '%s': the field needs values on a grid of 2x2 to 4096x4096 cells", path);
+        ad_errorf(err, errlen, NULL, "plot: '%s': the field needs values on a grid of 2x2 to 4096x4096 cells", path);
         return -1;
     }
     if (!(usable(fd->x0) && usable(fd->x1) && usable(fd->y0) && usable(fd->y1) && fd->x0 < fd->x1 &&
           fd->y0 < fd->y1) || !isfinite(fd->level) || !(fd->scale >= 0)) {
-        set_err(err, errlen, "plot: '%s': the field's rectangle, level or scale is not valid", path);
+        ad_errorf(err, errlen, NULL, "plot: '%s': the field's rectangle, level or scale is not valid", path);
         return -1;
     }
     if (check_series(s, ns, path, err, errlen)) return -1;
@@ -694,7 +661,7 @@ int plot_field_svg(const char *path, const plot_cfg *cfg, const plot_field *fd,
     if (!colors || !e) {
         free(colors);
         free(e);
-        set_err(err, errlen, "plot: out of memory while drawing '%s'", path);
+        ad_errorf(err, errlen, NULL, "plot: out of memory while drawing '%s'", path);
         return -1;
     }
     int ne = legend_entries(s, ns, colors, e);

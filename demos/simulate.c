@@ -12,6 +12,7 @@
  * L(theta_i) - L(theta_{i+1}) < eps. */
 #include "ad.h"
 #include "optim.h"
+#include "opts.h"
 #include "plot.h"
 #include <errno.h>
 #include <math.h>
@@ -23,18 +24,7 @@ static const char *USAGE =
     "usage: simulate [options]\n"
     "Fits the damping c and stiffness k of x'' = -c x' - k x (explicit Euler, 1,000 steps of\n"
     "dt = 0.01 in a C loop) to noisy observed positions, by gradient descent on the squared error\n"
-    "with the lecture's stopping rule; checks the gradient against finite differences first.\n"
-    "  --damping C     true damping that makes the observations (default 0.5)\n"
-    "  --stiffness K   true stiffness (default 4)\n"
-    "  --start C,K     where gradient descent starts (default 0.2,3)\n"
-    "  --noise S       standard deviation of the observation noise (default 0.02, 0 to 1)\n"
-    "  --steps N       Euler steps (default 1000, 10 to 1000000); an observation every 10\n"
-    "  --rate R        gradient descent's eta (default 1)\n"
-    "  --eps E         stop when the loss falls by less than E in one step (default 1e-12)\n"
-    "  --max-iter N    give up after N updates (default 10000)\n"
-    "  --seed N        seeds the observation noise (default 1)\n"
-    "  --svg PATH      the picture of observations and trajectories (default simulate.svg)\n"
-    "  --help          this text\n";
+    "with the lecture's stopping rule; checks the gradient against finite differences first.\n";
 
 enum { EVERY = 10 };
 
@@ -111,80 +101,47 @@ static bool on_step(optim *o, double loss, void *user)
     return true;
 }
 
-static bool parse_double(const char *s, double lo, double hi, double *out)
+/* --start's "C,K": two numbers from 0 to 1000 into dest (double[2]). */
+static bool parse_start(const char *s, void *dest)
 {
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (end == s || *end || errno || !isfinite(v) || v < lo || v > hi) return false;
-    *out = v;
+    double v[2];
+    for (int i = 0; i < 2; i++) {
+        char *end;
+        errno = 0;
+        v[i] = strtod(s, &end);
+        if (end == s || errno || !(v[i] >= 0 && v[i] <= 1000) || *end != (i == 0 ? ',' : 0)) return false;
+        s = end + 1;
+    }
+    memcpy(dest, v, sizeof v);
     return true;
-}
-
-static bool parse_pair(const char *s, double lo, double hi, double out[2])
-{
-    const char *comma = strchr(s, ',');
-    if (!comma || comma - s > 62) return false;
-    char first[64];
-    memcpy(first, s, (size_t)(comma - s));
-    first[comma - s] = 0;
-    return parse_double(first, lo, hi, &out[0]) && parse_double(comma + 1, lo, hi, &out[1]);
 }
 
 int main(int argc, char **argv)
 {
     double c_true = 0.5, k_true = 4, start[2] = {0.2, 3}, noise = 0.02, rate = 1, eps = 1e-12;
-    double steps = 1000, max_iter = 10000, seed = 1;
+    long steps = 1000, max_iter = 10000, seed = 1;
     const char *svg = "simulate.svg";
-    static const char *const opts[] = {"--damping", "--stiffness", "--start", "--noise", "--steps",
-                                       "--rate", "--eps", "--max-iter", "--seed", "--svg"};
-    static const char *const want[] = {
-        "a number from 0 to 100", "a number from 0.01 to 1000", "two numbers C,K from 0 to 1000",
-        "a number from 0 to 1", "a whole number from 10 to 1000000", "a number from 1e-12 to 1000",
-        "a number from 0 to 1", "a whole number from 1 to 100000000", "a whole number from 0 to 2147483647",
-        "a file name"};
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = NULL;
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            fputs(USAGE, stdout);
-            return 0;
-        }
-        int which = -1;
-        for (int k = 0; k < (int)(sizeof opts / sizeof *opts); k++) {
-            size_t len = strlen(opts[k]);
-            if (strncmp(a, opts[k], len) == 0 && (a[len] == 0 || a[len] == '=')) {
-                which = k;
-                v = a[len] == '=' ? a + len + 1 : NULL;
-            }
-        }
-        if (which < 0) {
-            fprintf(stderr, "simulate: unknown option '%s' (simulate --help for usage)\n", a);
-            return 2;
-        }
-        if (!v && i + 1 >= argc) {
-            fprintf(stderr, "simulate: %s needs a value (simulate --help for usage)\n", a);
-            return 2;
-        }
-        if (!v) v = argv[++i];
-        bool ok = true;
-        switch (which) {
-        case 0: ok = parse_double(v, 0, 100, &c_true); break;
-        case 1: ok = parse_double(v, 0.01, 1000, &k_true); break;
-        case 2: ok = parse_pair(v, 0, 1000, start); break;
-        case 3: ok = parse_double(v, 0, 1, &noise); break;
-        case 4: ok = parse_double(v, 10, 1000000, &steps) && steps == floor(steps); break;
-        case 5: ok = parse_double(v, 1e-12, 1000, &rate); break;
-        case 6: ok = parse_double(v, 0, 1, &eps); break;
-        case 7: ok = parse_double(v, 1, 1e8, &max_iter) && max_iter == floor(max_iter); break;
-        case 8: ok = parse_double(v, 0, 2147483647, &seed) && seed == floor(seed); break;
-        case 9: svg = v; ok = *v != 0; break;
-        }
-        if (!ok) {
-            fprintf(stderr, "simulate: %s takes %s, not '%s' (simulate --help for usage)\n", opts[which],
-                    want[which], v);
-            return 2;
-        }
-    }
+    opts_def defs[] = {
+        {"--damping", OPTS_REAL, &c_true, "C", .help = "true damping that makes the observations (default 0.5)", .lo = 0,
+         .hi = 100},
+        {"--stiffness", OPTS_REAL, &k_true, "K", .help = "true stiffness (default 4)", .lo = 0.01, .hi = 1000},
+        {"--start", OPTS_CUSTOM, start, "C,K", .help = "where gradient descent starts (default 0.2,3)", .parse = parse_start,
+         .want = "two numbers C,K from 0 to 1000"},
+        {"--noise", OPTS_REAL, &noise, "S", .help = "standard deviation of the observation noise (default 0.02, 0 to 1)",
+         .lo = 0, .hi = 1},
+        {"--steps", OPTS_LONG, &steps, "N", .help = "Euler steps (default 1000, 10 to 1000000); an observation every 10",
+         .lo = 10, .hi = 1000000},
+        {"--rate", OPTS_REAL, &rate, "R", .help = "gradient descent's eta (default 1)", .lo = 1e-12, .hi = 1000},
+        {"--eps", OPTS_REAL, &eps, "E", .help = "stop when the loss falls by less than E in one step (default 1e-12)", .lo = 0,
+         .hi = 1},
+        {"--max-iter", OPTS_LONG, &max_iter, "N", .help = "give up after N updates (default 10000)", .lo = 1, .hi = 1e8},
+        {"--seed", OPTS_LONG, &seed, "N", .help = "seeds the observation noise (default 1)", .lo = 0, .hi = 2147483647},
+        {"--svg", OPTS_TEXT, &svg, "PATH", .help = "the picture of observations and trajectories (default simulate.svg)"},
+    };
+    opts_spec spec = {.prog = "simulate", .usage = USAGE, .defs = defs,
+                      .ndefs = sizeof defs / sizeof *defs};
+    int rc = opts_parse(&spec, argc, argv, NULL, NULL, 0);
+    if (rc >= 0) return rc;
 
     int nsteps = (int)steps, nobs = nsteps / EVERY;
     double *obs = malloc(sizeof(double) * (size_t)nobs);
@@ -219,7 +176,7 @@ int main(int argc, char **argv)
     }
     printf("simulate: x'' = -c x' - k x, x(0) = 1, x'(0) = 0; explicit Euler, %d steps of dt = %g in a C loop\n",
            nsteps, s.dt);
-    printf("observed: x every %d steps (%d positions) from c = %g, k = %g, plus N(0, %g^2) noise (seed %.0f)\n",
+    printf("observed: x every %d steps (%d positions) from c = %g, k = %g, plus N(0, %g^2) noise (seed %ld)\n",
            EVERY, nobs, c_true, k_true, noise, seed);
 
     /* value and exact gradient at the start, and the check against central differences */

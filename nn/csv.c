@@ -1,6 +1,7 @@
 /* The CSV loader: numbers in columns, one of them the label, errors that point at the line and
  * column of the first bad field. */
 #include "nn_data.h"
+#include "ad_io.h"
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -40,13 +41,13 @@ static bool fail(csv *c, int col, const char *fmt, ...)
     ;
 static bool fail(csv *c, int col, const char *fmt, ...)
 {
-    if (!c->err || !c->errlen) return false;
-    int k = col > 0 ? snprintf(c->err, c->errlen, "nn_csv_load: %s: line %ld, column %d: ", c->path, c->line, col)
-                    : c->line > 0 ? snprintf(c->err, c->errlen, "nn_csv_load: %s: line %ld: ", c->path, c->line)
-                                  : snprintf(c->err, c->errlen, "nn_csv_load: %s: ", c->path);
+    char where[1024];
+    if (col > 0) snprintf(where, sizeof where, "nn_csv_load: %s: line %ld, column %d: ", c->path, c->line, col);
+    else if (c->line > 0) snprintf(where, sizeof where, "nn_csv_load: %s: line %ld: ", c->path, c->line);
+    else snprintf(where, sizeof where, "nn_csv_load: %s: ", c->path);
     va_list ap;
     va_start(ap, fmt);
-    if (k >= 0 && (size_t)k < c->errlen) vsnprintf(c->err + k, c->errlen - (size_t)k, fmt, ap);
+    ad_verrorf(c->err, c->errlen, NULL, where, fmt, ap);
     va_end(ap);
     return false;
 }

@@ -1,6 +1,7 @@
 /* IDX files (MNIST's format), plain or gzipped, and Fashion-MNIST.  Gzip goes through the
  * system's `gzip -dc` in a child process, so the library needs no zlib. */
 #include "nn_data.h"
+#include "ad_io.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -35,15 +36,12 @@ static bool fail(ctx *c, const char *fmt, ...)
     ;
 static bool fail(ctx *c, const char *fmt, ...)
 {
-    if (c->failed) return false;
-    c->failed = true;
-    if (c->err && c->errlen) {
-        int k = snprintf(c->err, c->errlen, "%s: %s: ", c->fn, c->path);
-        va_list ap;
-        va_start(ap, fmt);
-        if (k >= 0 && (size_t)k < c->errlen) vsnprintf(c->err + k, c->errlen - (size_t)k, fmt, ap);
-        va_end(ap);
-    }
+    char where[1024];
+    snprintf(where, sizeof where, "%s: %s: ", c->fn, c->path);
+    va_list ap;
+    va_start(ap, fmt);
+    ad_verrorf(c->err, c->errlen, &c->failed, where, fmt, ap);
+    va_end(ap);
     return false;
 }
 

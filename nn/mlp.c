@@ -154,7 +154,7 @@ static ad_status predict_rows(nn_mlp *m, ad_graph *g, ad_tensor *x, double *out,
             int32_t best = 0;
             double bv = -INFINITY;
             for (int64_t k = 0; k < T; k++) {
-                double p = m->cfg.dtype == AD_F64 ? ((const double *)v)[r * T + k] : ((const float *)v)[r * T + k];
+                double p = ad_data_get(v, m->cfg.dtype, r * T + k);
                 if (out) out[(r0 + r) * T + k] = p;
                 if (p > bv) bv = p, best = (int32_t)k; /* the first of equal maxima, like argmax */
             }

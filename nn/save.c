@@ -74,15 +74,12 @@ static bool fail(reader *r, const char *fmt, ...)
     ;
 static bool fail(reader *r, const char *fmt, ...)
 {
-    if (r->failed) return false;
-    r->failed = true;
-    if (r->err && r->errlen) {
-        int k = snprintf(r->err, r->errlen, "nn_mlp_load: %s: ", r->path);
-        va_list ap;
-        va_start(ap, fmt);
-        if (k >= 0 && (size_t)k < r->errlen) vsnprintf(r->err + k, r->errlen - (size_t)k, fmt, ap);
-        va_end(ap);
-    }
+    char where[1024];
+    snprintf(where, sizeof where, "nn_mlp_load: %s: ", r->path);
+    va_list ap;
+    va_start(ap, fmt);
+    ad_verrorf(r->err, r->errlen, &r->failed, where, fmt, ap);
+    va_end(ap);
     return false;
 }
 

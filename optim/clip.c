@@ -20,25 +20,25 @@ static double global_norm(ad_tensor *const *params, int n)
     double ss = 0, big = 0;
     for (int i = 0; i < n; i++) {
         const void *g = ad_tensor_grad(params[i]);
-        bool f32 = ad_tensor_dtype(params[i]) == AD_F32;
+        ad_dtype t = ad_tensor_dtype(params[i]);
         for (int64_t k = 0, m = ad_tensor_size(params[i]); k < m; k++) {
-            double x = optim_ld(g, f32, k);
+            double x = ad_data_get(g, t, k);
             ss += x * x;
         }
     }
     if (!isinf(ss)) return sqrt(ss);
     for (int i = 0; i < n; i++) {
         const void *g = ad_tensor_grad(params[i]);
-        bool f32 = ad_tensor_dtype(params[i]) == AD_F32;
-        for (int64_t k = 0, m = ad_tensor_size(params[i]); k < m; k++) big = fmax(big, fabs(optim_ld(g, f32, k)));
+        ad_dtype t = ad_tensor_dtype(params[i]);
+        for (int64_t k = 0, m = ad_tensor_size(params[i]); k < m; k++) big = fmax(big, fabs(ad_data_get(g, t, k)));
     }
     if (isinf(big)) return big;
     ss = 0;
     for (int i = 0; i < n; i++) {
         const void *g = ad_tensor_grad(params[i]);
-        bool f32 = ad_tensor_dtype(params[i]) == AD_F32;
+        ad_dtype t = ad_tensor_dtype(params[i]);
         for (int64_t k = 0, m = ad_tensor_size(params[i]); k < m; k++) {
-            double x = optim_ld(g, f32, k) / big;
+            double x = ad_data_get(g, t, k) / big;
             ss += x * x;
         }
     }
@@ -63,8 +63,8 @@ optim_status optim_clip_grad_norm(ad_tensor *const *params, int n, double max_no
     if (coef >= 1) return OPTIM_OK;
     for (int i = 0; i < n; i++) {
         void *g = ad_tensor_grad(params[i]);
-        bool f32 = ad_tensor_dtype(params[i]) == AD_F32;
-        for (int64_t k = 0, m = ad_tensor_size(params[i]); k < m; k++) optim_st(g, f32, k, optim_ld(g, f32, k) * coef);
+        ad_dtype t = ad_tensor_dtype(params[i]);
+        for (int64_t k = 0, m = ad_tensor_size(params[i]); k < m; k++) ad_data_set(g, t, k, ad_data_get(g, t, k) * coef);
     }
     return OPTIM_OK;
 }
@@ -78,12 +78,12 @@ optim_status optim_clip_grad_value(ad_tensor *const *params, int n, double max_v
         return optim_fail(OPTIM_ERR_ARG, err, errlen, "%s: max_value = %g, want > 0", fn, max_value);
     for (int i = 0; i < n; i++) {
         void *g = ad_tensor_grad(params[i]);
-        bool f32 = ad_tensor_dtype(params[i]) == AD_F32;
+        ad_dtype t = ad_tensor_dtype(params[i]);
         for (int64_t k = 0, m = ad_tensor_size(params[i]); k < m; k++) {
-            double x = optim_ld(g, f32, k);
+            double x = ad_data_get(g, t, k);
             /* comparisons are false for NaN, so NaN passes through unchanged */
-            if (x > max_value) optim_st(g, f32, k, max_value);
-            else if (x < -max_value) optim_st(g, f32, k, -max_value);
+            if (x > max_value) ad_data_set(g, t, k, max_value);
+            else if (x < -max_value) ad_data_set(g, t, k, -max_value);
         }
     }
     return OPTIM_OK;

@@ -47,16 +47,4 @@ optim_status optim_failo(optim *o, optim_status st, const char *fmt, ...)
 optim_status optim_backprop_loss(optim *o, ad_graph *g, ad_node *loss, const char *fn, int64_t i,
                                  double *value);
 
-/* Element i of raw storage of either dtype, as a double, and back. */
-static inline double optim_ld(const void *p, bool f32, int64_t i)
-{
-    return f32 ? (double)((const float *)p)[i] : ((const double *)p)[i];
-}
-
-static inline void optim_st(void *p, bool f32, int64_t i, double v)
-{
-    if (f32) ((float *)p)[i] = (float)v;
-    else ((double *)p)[i] = v;
-}
-
 #endif

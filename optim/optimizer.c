@@ -1,6 +1,7 @@
 /* The optimizer object: configuration defaults and checks, creation with every state buffer
  * allocated up front, accessors and error messages.  The update rules are in rules.c. */
 #include "optim_impl.h"
+#include "ad_io.h"
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -36,12 +37,10 @@ const char *optim_kind_name(optim_kind k)
 
 optim_status optim_fail(optim_status st, char *err, size_t errlen, const char *fmt, ...)
 {
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
+    va_list ap;
+    va_start(ap, fmt);
+    ad_verrorf(err, errlen, NULL, NULL, fmt, ap);
+    va_end(ap);
     return st;
 }
 
@@ -49,7 +48,7 @@ optim_status optim_failo(optim *o, optim_status st, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(o->msg, sizeof o->msg, fmt, ap);
+    ad_verrorf(o->msg, sizeof o->msg, NULL, NULL, fmt, ap);
     va_end(ap);
     return st;
 }
