@@ -36,6 +36,9 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+#if defined(__GNUC__) /* the library is built with -fvisibility=hidden: export what follows */
+#pragma GCC visibility push(default)
+#endif
 
 /* Writes n tensors under the given names (unique, non-empty UTF-8, not "__metadata__") and
  * nmeta key/value string pairs (meta holds key0, value0, key1, value1, ...; may be NULL when
@@ -78,6 +81,9 @@ const char *ad_tensor_file_meta(const ad_tensor_file *f, const char *key);
 /* Frees the file's tensors, names and metadata; NULL is ignored. */
 void ad_tensor_file_free(ad_tensor_file *f);
 
+#if defined(__GNUC__)
+#pragma GCC visibility pop
+#endif
 #ifdef __cplusplus
 }
 #endif

@@ -36,6 +36,9 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+#if defined(__GNUC__) /* the library is built with -fvisibility=hidden: export what follows */
+#pragma GCC visibility push(default)
+#endif
 
 /* An active double: its value, and its derivative as a linear combination of at most two tape
  * entries, dv = d[0] d(entry i[0]) + d[1] d(entry i[1]).  A constant has no terms (i[0] = -1),
@@ -310,6 +313,9 @@ AD_REAL_INLINE ad_real ad_real_min(ad_tape *t, ad_real a, ad_real b)
     return ad_real_lin2_(t, a.v <= b.v ? a.v : b.v, a, da, b, 1 - da);
 }
 
+#if defined(__GNUC__)
+#pragma GCC visibility pop
+#endif
 #ifdef __cplusplus
 }
 #endif
