@@ -46,6 +46,9 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+#if defined(__GNUC__) /* the library is built with -fvisibility=hidden: export what follows */
+#pragma GCC visibility push(default)
+#endif
 
 /* The largest rank a tensor may have. */
 #define AD_MAX_RANK 6
@@ -605,6 +608,9 @@ void ad_set_threads(int n);
 /* The thread count in use (at least 1). */
 int ad_get_threads(void);
 
+#if defined(__GNUC__)
+#pragma GCC visibility pop
+#endif
 #ifdef __cplusplus
 }
 #endif

@@ -56,7 +56,10 @@ typedef struct ad_ext {
     void *saved;          /* op-specific state kept for backward (mask, labels, ...) */
 } ad_ext;
 
-/* 64 bytes: one cache line per scalar node keeps the one-node-per-number form fast. */
+/* 72 bytes, so most nodes straddle two cache lines.  A 64-byte node leaves no room for a 32-bit
+ * input count beside id, op, flags and dtype; one squeezed to 64 bytes (24-bit id, 8-bit
+ * count) timed no faster on the scalar-graph benchmarks (docs/design.md), so the fields keep
+ * their full widths.  The assert keeps this comment and the docs honest. */
 struct ad_node {
     ad_node *a, *b;       /* first two inputs */
     double v, g;          /* float64 scalar value and gradient */
@@ -69,6 +72,8 @@ struct ad_node {
     int32_t nin;          /* number of inputs */
     int32_t pad_;
 };
+_Static_assert(sizeof(void *) != 8 || sizeof(struct ad_node) == 72,
+               "ad_node's size changed: update the comment above and docs/design.md");
 
 struct ad_tensor {
     ad_shape shape;

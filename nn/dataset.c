@@ -1,6 +1,6 @@
 /* Datasets, the train/validation split, standardisation and the minibatch iterator. */
 #include "nn_data.h"
-#include "kernels/kernels.h"
+#include "ad_parallel.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -253,7 +253,7 @@ bool nn_batches_next(nn_batches *it, nn_batch *b)
     int64_t rows = it->d->n - it->at < it->batch ? it->d->n - it->at : it->batch;
     nn_dataset *buf = rows == it->batch ? &it->full : &it->tail;
     gather_job j = {it, buf};
-    pool_parallel_range(rows, 1 + GATHER_GRAIN_BYTES / (int64_t)row_bytes(it->d->x), gather_rows, &j);
+    ad_parallel_for(rows, 1 + GATHER_GRAIN_BYTES / (int64_t)row_bytes(it->d->x), gather_rows, &j);
     it->at += rows;
     b->x = buf->x, b->y = buf->y, b->labels = buf->labels, b->rows = rows;
     return true;

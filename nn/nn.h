@@ -41,6 +41,9 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+#if defined(__GNUC__) /* the library is built with -fvisibility=hidden: export what follows */
+#pragma GCC visibility push(default)
+#endif
 
 /* ------------------------------------------------------------------------------------------
  * Building blocks.
@@ -267,6 +270,9 @@ ad_status nn_mlp_save(const nn_mlp *m, const char *path, char *err, size_t errle
  * naming the file on any problem. */
 nn_mlp *nn_mlp_load(const char *path, char *err, size_t errlen);
 
+#if defined(__GNUC__)
+#pragma GCC visibility pop
+#endif
 #ifdef __cplusplus
 }
 #endif

@@ -61,6 +61,9 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+#if defined(__GNUC__) /* the library is built with -fvisibility=hidden: export what follows */
+#pragma GCC visibility push(default)
+#endif
 
 /* What optim functions return.  OPTIM_OK is 0; everything else is a reason to stop. */
 typedef enum {
@@ -327,6 +330,9 @@ optim_status optim_save(optim *o, const char *path);
  * be read (missing, corrupt, or memory ran out while reading) is OPTIM_ERR_IO. */
 optim_status optim_load(optim *o, const char *path);
 
+#if defined(__GNUC__)
+#pragma GCC visibility pop
+#endif
 #ifdef __cplusplus
 }
 #endif

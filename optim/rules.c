@@ -2,7 +2,7 @@
  * updated in its parameter's own precision; the formulas follow the slides and, operation for
  * operation, torch.optim's single-tensor code, so runs agree with PyTorch's to rounding.  */
 #include "optim_impl.h"
-#include "kernels/kernels.h"
+#include "ad_parallel.h"
 #include <math.h>
 #if defined(__SSE__)
 #include <xmmintrin.h>
@@ -166,7 +166,7 @@ optim_status optim_step(optim *o)
     /* a gradient still marked zero is made real here, once, not by racing threads below */
     for (int i = 0; i < o->n; i++) ad_tensor_grad(o->params[i]);
     step_job j = {o, c};
-    pool_parallel_range(o->total, STEP_GRAIN, step_range, &j);
+    ad_parallel_for(o->total, STEP_GRAIN, step_range, &j);
     o->step++;
     return OPTIM_OK;
 }

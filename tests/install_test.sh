@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Installs the build into a temporary root, then builds a program from docs/ against it with
-# `pkg-config --cflags --libs backprop` alone, and runs it: what a user outside this
-# repository does.
+# Installs the build into a temporary root, then builds two programs against it with
+# `pkg-config --cflags --libs backprop` alone, and runs them: what a user outside this
+# repository does.  One is from docs/; the other (install_real.c) uses ad_real.h, whose inline
+# functions need libm in the program's own link line.
 #   install_test.sh BUILD_DIR SOURCE_DIR
 set -euo pipefail
 build=$1 src=$2
@@ -25,5 +26,7 @@ bin=$(find "$root" -type f -name backprop -perm -u+x | head -n 1)
 libdir=$(dirname "$(find "$root" -name 'libbackprop.so' | head -n 1)")
 ${CC:-cc} -std=c11 -o "$root/example" "$src/docs/examples/grad_c_function.c" $(pkg-config --cflags --libs backprop)
 LD_LIBRARY_PATH=$libdir "$root/example" | grep -q "gradcheck: ok"
+${CC:-cc} -std=c11 -o "$root/real" "$src/tests/install_real.c" $(pkg-config --cflags --libs backprop)
+LD_LIBRARY_PATH=$libdir "$root/real" 1.3 | grep -q "^ad_real: dy/dx = "
 LD_LIBRARY_PATH=$libdir "$bin" --json 'x*y' x=2 y=3 | grep -q '"x": 3'
 echo "install_test: ok ($(pkg-config --modversion backprop))"

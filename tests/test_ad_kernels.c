@@ -492,7 +492,7 @@ START_TEST(pool_range_covers_once)
     for (size_t s = 0; s < sizeof ns / sizeof *ns; s++)
         for (int64_t grain = 1; grain <= 300; grain *= 7) {
             for (int64_t i = 0; i < ns[s]; i++) atomic_init(&hits[i], 0);
-            pool_parallel_range(ns[s], grain, range_mark, hits);
+            ad_parallel_for(ns[s], grain, range_mark, hits);
             for (int64_t i = 0; i < ns[s]; i++) ck_assert_int_eq(atomic_load(&hits[i]), 1);
         }
     ad_set_threads(0);

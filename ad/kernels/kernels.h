@@ -1,6 +1,6 @@
 /* Hot loops shared by the ops: the matrix kernel (gemm) and the thread pool that runs it.
- * Internal to the library (ad/, and optim/ for its update loops) and its tests; nothing here is
- * public API.
+ * Internal to ad/ and its tests; nothing here is public API (what other modules may use of the
+ * pool and the vector clones is in ad_parallel.h).
  *
  * gemm is BLIS-shaped: op(B) is packed into a KC x NC block of NR-wide panels, op(A) into an
  * MC x KC block of MR-tall panels, and a register-tiled micro-kernel multiplies one panel of
@@ -11,35 +11,10 @@
 #ifndef AD_KERNELS_H
 #define AD_KERNELS_H
 
-#include "ad.h"
+#include "ad_parallel.h"
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
-
-/* 1 when compiled with ThreadSanitizer (gcc's or clang's spelling), else 0. */
-#if defined(__SANITIZE_THREAD__)
-#define AD_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define AD_TSAN 1
-#endif
-#endif
-#ifndef AD_TSAN
-#define AD_TSAN 0
-#endif
-
-/* Marks a function whose loops should run as wide as the CPU allows: the compiler builds it
- * for AVX-512, AVX2 and baseline x86-64, and the dynamic loader binds the best (GNU ifunc,
- * so glibc on x86-64 only; elsewhere the one baseline build).  The library is compiled with
- * -ffp-contract=off, so the three builds round identically and results never depend on the
- * CPU.  Not under ThreadSanitizer: the loader runs ifunc resolvers before TSan's runtime is
- * up, and the instrumented resolvers crash the program before main. */
-#if defined(__x86_64__) && defined(__GLIBC__) && defined(__ELF__) && !AD_TSAN && \
-    (defined(__clang__) ? __clang_major__ >= 14 : defined(__GNUC__) && __GNUC__ >= 6)
-#define AD_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define AD_VECTOR_CLONES
-#endif
 
 /* C[m,n] (+)= op(A)[m,k] op(B)[k,n], row-major with leading dimensions lda, ldb, ldc;
  * op(X) = X^T when tX (A is then stored [k,m], B [n,k]).  accumulate adds into C, otherwise
@@ -77,7 +52,8 @@ const char *gemm_isa_name(gemm_isa isa);
  *
  * One process-wide pool of ad_get_threads() - 1 workers, started on first use; the calling
  * thread is the remaining participant.  A call made while the pool serves another caller (or
- * from inside a task) runs on the calling thread, so nesting and concurrent callers are safe. */
+ * from inside a task) runs on the calling thread, so nesting and concurrent callers are safe.
+ * ad_parallel_for (ad_parallel.h) splits a range of items over it. */
 
 /* A task: fn(ctx, block, worker) for one block; worker is 0 for the calling thread,
  * 1..threads-1 for pool threads: an index for per-thread scratch that is unique among the
@@ -88,13 +64,6 @@ typedef void (*pool_task_fn)(void *ctx, int64_t block, int worker);
  * and returns when all are done.  Blocks are handed out dynamically, so make each block's
  * result independent of which thread runs it.  Returns the number of threads used. */
 int pool_parallel_for(int64_t nblocks, int threads, pool_task_fn fn, void *ctx);
-
-/* A range task: fn(ctx, begin, end) over a slice of [0, n). */
-typedef void (*pool_range_fn)(void *ctx, int64_t begin, int64_t end);
-/* Splits [0, n) into at most ad_get_threads() contiguous slices of at least `grain` items
- * (one slice, on the calling thread, when n < 2 grain) and runs fn on each.  For large
- * elementwise loops: pick grain so a slice is worth a wake-up (~64K float ops). */
-void pool_parallel_range(int64_t n, int64_t grain, pool_range_fn fn, void *ctx);
 
 /* Stops and joins the workers and frees the pool (it restarts on next use).  Must not be
  * called while another thread is inside pool_parallel_for.  Runs at library unload too. */

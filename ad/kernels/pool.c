@@ -220,7 +220,7 @@ int pool_parallel_for(int64_t nblocks, int threads, pool_task_fn fn, void *ctx)
 }
 
 typedef struct {
-    pool_range_fn fn;
+    ad_range_fn fn;
     void *ctx;
     int64_t n, slices;
 } range_job;
@@ -232,7 +232,7 @@ static void range_task(void *c, int64_t b, int worker)
     j->fn(j->ctx, j->n * b / j->slices, j->n * (b + 1) / j->slices);
 }
 
-void pool_parallel_range(int64_t n, int64_t grain, pool_range_fn fn, void *ctx)
+void ad_parallel_for(int64_t n, int64_t grain, ad_range_fn fn, void *ctx)
 {
     if (n <= 0) return;
     if (grain < 1) grain = 1;

@@ -260,7 +260,7 @@ static void ew_range(void *ctx, int64_t lo, int64_t hi)
 /* Runs j over n flat elements, split across threads when it pays (see above). */
 static void ew_run(ew_job *j, int64_t n, bool splittable)
 {
-    if (splittable) pool_parallel_range(n, EW_GRAIN, ew_range, j);
+    if (splittable) ad_parallel_for(n, EW_GRAIN, ew_range, j);
     else ew_range(j, 0, n);
 }
 

@@ -70,7 +70,7 @@ static void all_forward(const ad_op_ctx *c)
     ad_node *a = c->in[0];
     sum_job j = {.a = node_data(a), .f64 = a->dtype == AD_F64, .n = node_size(a)};
     j.blocks = j.n / SUM_MIN_BLOCK < 1 ? 1 : j.n / SUM_MIN_BLOCK > SUM_BLOCKS ? SUM_BLOCKS : j.n / SUM_MIN_BLOCK;
-    pool_parallel_range(j.blocks, 1, sum_blocks, &j);
+    ad_parallel_for(j.blocks, 1, sum_blocks, &j);
     double s = 0;
     for (int64_t b = 0; b < j.blocks; b++) s += j.part[b];
     if (is_mean(c->out->op)) s /= (double)j.n;
@@ -111,7 +111,7 @@ static ad_status all_backward(const ad_op_ctx *c)
     fill_job j = {.d = GA, .f64 = a->dtype == AD_F64, .assign = assign,
                   .g = load(ad_node_grad_data(c->out), c->out->dtype, 0)};
     if (is_mean(c->out->op)) j.g /= (double)node_size(a);
-    pool_parallel_range(node_size(a), 1 << 15, fill_range, &j);
+    ad_parallel_for(node_size(a), 1 << 15, fill_range, &j);
     return AD_OK;
 }
 
