@@ -75,9 +75,16 @@ typedef enum {
     AD_ERR_NO_BACKWARD, /* backward reached an op registered without a backward */
     AD_ERR_CHECK,       /* gradcheck found a mismatch */
     AD_ERR_IO,          /* reading or writing a file or stream failed */
-    AD_ERR_NUMERIC,     /* anomaly mode found a NaN or an infinity */
-    AD_ERR_NO_JVP       /* forward mode reached an op registered without a forward rule */
+    AD_ERR_NUMERIC,     /* anomaly mode or an optimizer found a NaN or an infinity */
+    AD_ERR_NO_JVP,      /* forward mode reached an op registered without a forward rule */
+    AD_NOT_CONVERGED,   /* optim_gd: max_iter updates without meeting the stopping rule */
+    AD_STOPPED,         /* an optim driver's on_step callback asked to stop */
+    AD_ERR_LOSS,        /* an optim loss callback failed, or backward through its graph did */
+    AD_ERR_FORMAT       /* a file does not fit what reads it (a checkpoint, another optimizer) */
 } ad_status;
+/* The name of a status: the enumerator without AD_, in lower case ("ok", "err_shape",
+ * "not_converged", ...), for messages and logs; "unknown" for a value outside the enum. */
+const char *ad_status_name(ad_status s);
 
 /* A shape: rank and the size of each dimension.  AD_SHAPE(2, 3) is a 2x3 matrix,
  * AD_SHAPE0 a scalar. */
@@ -156,7 +163,7 @@ int64_t ad_tensor_size(const ad_tensor *t);
 const char *ad_tensor_name(const ad_tensor *t);
 /* Raw row-major storage (double* or float* by dtype). */
 void *ad_tensor_data(ad_tensor *t);
-/* Element i of raw storage of dtype t (as from ad_tensor_data or ad_tensor_grad), as a double.
+/* Element i of raw storage of dtype t (as from ad_tensor_data or ad_tensor_grad_data), as a double.
  * Inline, so a loop over a buffer costs a branch the compiler hoists, not a call per element. */
 static inline double ad_data_get(const void *p, ad_dtype t, int64_t i)
 {
@@ -171,7 +178,7 @@ static inline void ad_data_set(void *p, ad_dtype t, int64_t i, double v)
  * ad_tensor_zero_grad is zeroed for real here if no backward has written it since, so this
  * call may write the buffer: like any use of a parameter, keep it out of races with other
  * threads using the same parameter. */
-void *ad_tensor_grad(ad_tensor *t);
+void *ad_tensor_grad_data(ad_tensor *t);
 /* Element i (row-major flat index) of the value or of the gradient, as a double. */
 double ad_tensor_get(const ad_tensor *t, int64_t i);
 /* Element i of a parameter's gradient as a double (NaN without a gradient buffer). */
@@ -190,7 +197,7 @@ void ad_tensor_rand_normal(ad_tensor *t, ad_rng *rng, double mean, double std);
  * AD_ERR_SHAPE (nothing copied) if the shapes differ.  Gradients are not copied. */
 ad_status ad_tensor_copy(ad_tensor *dst, const ad_tensor *src);
 /* Zeroes a parameter's gradient (no-op for a plain tensor).  It only marks the buffer: the
- * next backward overwrites it instead of adding to it, and ad_tensor_grad and
+ * next backward overwrites it instead of adding to it, and ad_tensor_grad_data and
  * ad_tensor_grad_get read zeros until then, so zeroing costs no pass over memory. */
 void ad_tensor_zero_grad(ad_tensor *t);
 
@@ -241,10 +248,10 @@ bool ad_set_anomaly(ad_graph *g, bool on);
  * accumulates across backward calls until ad_zero_grad. */
 ad_node *ad_var(ad_graph *g, const char *name, double value);
 /* A named tensor variable holding a copy of data (doubles, converted to dtype). */
-ad_node *ad_var_tensor(ad_graph *g, const char *name, ad_dtype t, ad_shape shape,
-                       const double *data);
+ad_node *ad_var_array(ad_graph *g, const char *name, ad_dtype t, ad_shape shape,
+                      const double *data);
 /* A float64 scalar constant: it needs no gradient. */
-ad_node *ad_scalar(ad_graph *g, double value);
+ad_node *ad_const_scalar(ad_graph *g, double value);
 /* A tensor constant holding a copy of data (doubles, converted to dtype); data NULL gives
  * zeros. */
 ad_node *ad_const(ad_graph *g, ad_dtype t, ad_shape shape, const double *data);

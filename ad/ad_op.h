@@ -40,7 +40,7 @@ typedef int (*ad_shape_fn)(const ad_op_ctx *c, ad_shape *out, char *msg, size_t 
 /* Forward: fill ad_node_data(c->out) from the inputs' data. */
 typedef void (*ad_forward_fn)(const ad_op_ctx *c);
 /* Reverse rule, a vector-Jacobian product: read ad_node_grad_data(c->out) and ADD into the
- * buffers from ad_grad_buffer(c->graph, c->in[i]) (NULL for inputs that need no gradient).
+ * buffers from ad_input_grad_buffer(c->graph, c->in[i]) (NULL for inputs that need no gradient).
  * Return AD_OK or a status after ad_set_error. */
 typedef ad_status (*ad_backward_fn)(const ad_op_ctx *c);
 /* Forward rule, a Jacobian-vector product: from the inputs' tangents (ad_tangent_data, NULL
@@ -129,7 +129,7 @@ ad_node *ad_apply_with(ad_graph *g, int op, ad_node *const *in, int nin, const d
 void *ad_op_alloc(const ad_op_ctx *c, size_t bytes);
 /* For backward callbacks: the gradient buffer of input n (zeroed on first use), or NULL if n
  * needs no gradient (or memory ran out: then the graph holds an error). */
-void *ad_grad_buffer(ad_graph *g, ad_node *n);
+void *ad_input_grad_buffer(ad_graph *g, ad_node *n);
 /* For forward rules: the tangent of node n from the current forward-mode sweep (double* or
  * float* by dtype), or NULL where it is zero. */
 const void *ad_tangent_data(const ad_graph *g, const ad_node *n);

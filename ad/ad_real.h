@@ -12,7 +12,7 @@
  *     ad_real x = ad_real_var(t, 2.0), y = ad_real_var(t, 3.0);
  *     ad_real f = ad_real_mul(t, ad_real_add(t, x, y), ad_real_sin(t, x));
  *     if (ad_tape_backward(t, f) == AD_OK)
- *         printf("%g %g %g\n", f.v, ad_tape_grad(t, x), ad_tape_grad(t, y));
+ *         printf("%g %g %g\n", f.v, ad_real_grad(t, x), ad_real_grad(t, y));
  *     ad_tape_free(t);
  *
  * Compared with ad_node graphs (ad.h): no tensors, no names, no traces; float64 only; values
@@ -87,23 +87,23 @@ void ad_tape_reset(ad_tape *t);
  * writes one entry with three edges per iteration. */
 ad_status ad_tape_reserve(ad_tape *t, int64_t values, int64_t edges);
 /* Sweeps backward from y, seeding the adjoint of each of y's terms with its partial (y need
- * not be on the tape); afterwards ad_tape_grad gives dy/dx. */
+ * not be on the tape); afterwards ad_real_grad gives dy/dx. */
 ad_status ad_tape_backward(ad_tape *t, ad_real y);
 /* dy/dx from the last sweep, for x a variable (or any value that is exactly one entry: partial
  * 1); 0 for constants, for entries the sweep did not reach, and for values that are still a
  * combination of entries, which have no adjoint of their own. */
-double ad_tape_grad(const ad_tape *t, ad_real x);
+double ad_real_grad(const ad_tape *t, ad_real x);
 /* Grows the tape for one more entry with up to `edges` edges; false (and status set) on OOM. */
 bool ad_tape_grow_(ad_tape *t, int edges);
 
-/* A function of n active doubles, for ad_gradient_real. */
+/* A function of n active doubles, for ad_real_gradient. */
 typedef ad_real (*ad_real_fn)(ad_tape *t, const ad_real *x, int n, void *user);
 /* Value and gradient of f at x[0..n-1] in one call.  t may be NULL (a tape is made and freed
  * inside) or a tape to reuse (it is reset first). */
-ad_status ad_gradient_real(ad_tape *t, ad_real_fn f, int n, const double *x, void *user,
+ad_status ad_real_gradient(ad_tape *t, ad_real_fn f, int n, const double *x, void *user,
                            double *value, double *grad);
 /* Central differences against the tape's gradient (defaults as ad_gradcheck). */
-ad_status ad_gradcheck_real(ad_real_fn f, int n, const double *x, void *user,
+ad_status ad_real_gradcheck(ad_real_fn f, int n, const double *x, void *user,
                             const ad_check_opts *o, ad_check_report *rep);
 
 /* ---- recording (inline) ----
@@ -237,20 +237,20 @@ AD_EW_UNARY_P(AD_REAL_UNARY_P_)
 
 /* Conveniences with a plain double c; they never write to the tape. */
 /* a + c with a plain double c. */
-AD_REAL_INLINE ad_real ad_real_addc(ad_tape *t, ad_real a, double c) { (void)t; return ad_real_lin1_(a.v + c, a, 1); }
+AD_REAL_INLINE ad_real ad_real_add_scalar(ad_tape *t, ad_real a, double c) { (void)t; return ad_real_lin1_(a.v + c, a, 1); }
 /* a * c with a plain double c. */
-AD_REAL_INLINE ad_real ad_real_mulc(ad_tape *t, ad_real a, double c) { (void)t; return ad_real_lin1_(a.v * c, a, c); }
+AD_REAL_INLINE ad_real ad_real_mul_scalar(ad_tape *t, ad_real a, double c) { (void)t; return ad_real_lin1_(a.v * c, a, c); }
 /* c - a with a plain double c. */
-AD_REAL_INLINE ad_real ad_real_csub(ad_tape *t, double c, ad_real a) { (void)t; return ad_real_lin1_(c - a.v, a, -1); }
+AD_REAL_INLINE ad_real ad_real_scalar_sub(ad_tape *t, double c, ad_real a) { (void)t; return ad_real_lin1_(c - a.v, a, -1); }
 /* c / a with a plain double c. */
-AD_REAL_INLINE ad_real ad_real_cdiv(ad_tape *t, double c, ad_real a)
+AD_REAL_INLINE ad_real ad_real_scalar_div(ad_tape *t, double c, ad_real a)
 {
     (void)t;
     double q = c / a.v;
     return ad_real_lin1_(q, a, -q / a.v);
 }
 /* a^c with a plain double c (d/da as ad_real_pow's). */
-AD_REAL_INLINE ad_real ad_real_powc(ad_tape *t, ad_real a, double c)
+AD_REAL_INLINE ad_real ad_real_pow_scalar(ad_tape *t, ad_real a, double c)
 {
     (void)t;
     double y = ad_ew_pow(a.v, c);

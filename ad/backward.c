@@ -35,7 +35,7 @@ static ad_status sweep(ad_graph *g, ad_node *root, const double *seed)
     if (g->dirty < end) g->dirty = end;
     if (!(root->flags & F_NEEDS_GRAD)) return AD_OK; /* a constant: every gradient is 0 */
 
-    void *G = ad_grad_buffer(g, root);
+    void *G = ad_input_grad_buffer(g, root);
     if (!G) return g->status;
     for (int64_t i = 0; i < node_size(root); i++)
         store(G, root->dtype, i, load(G, root->dtype, i) + (seed ? seed[i] : 1.0));

@@ -86,7 +86,7 @@ static ad_status evaluate(ad_graph *g, check_ctx *c, double *value, double **gra
     ad_node **v = arena_alloc(g, (size_t)(c->n ? c->n : 1) * sizeof *v);
     if (!v) return ad_set_error(g, AD_ERR_NOMEM, "gradcheck: out of memory");
     for (int i = 0; i < c->n; i++)
-        if (!(v[i] = ad_var_tensor(g, NULL, AD_F64, c->shapes[i], c->vals[i]))) return g->status;
+        if (!(v[i] = ad_var_array(g, NULL, AD_F64, c->shapes[i], c->vals[i]))) return g->status;
     ad_node *y = c->f(g, v, c->n, c->user);
     if (!y) return g->status ? g->status : ad_set_error(g, AD_ERR_NULL, "gradcheck: the function returned NULL");
     int64_t m = node_size(y);

@@ -332,15 +332,15 @@ ad_node *ad_var(ad_graph *g, const char *name, double value)
     return n && g->anomaly ? anomaly_forward(g, n) : n;
 }
 
-ad_node *ad_var_tensor(ad_graph *g, const char *name, ad_dtype t, ad_shape shape,
-                       const double *data)
+ad_node *ad_var_array(ad_graph *g, const char *name, ad_dtype t, ad_shape shape,
+                      const double *data)
 {
     ad_node *n = leaf(g, OP_VAR, t, &shape, name, true);
     if (n) fill_from(n, data);
     return n && g->anomaly ? anomaly_forward(g, n) : n;
 }
 
-ad_node *ad_scalar(ad_graph *g, double value)
+ad_node *ad_const_scalar(ad_graph *g, double value)
 {
     ad_node *n = leaf(g, OP_CONST, AD_F64, &AD_SHAPE0, NULL, false);
     if (n) n->v = value;
@@ -508,4 +508,26 @@ ad_status ad_set_name(ad_graph *g, ad_node *n, const char *name)
     x->name = name ? arena_strdup(g, name) : NULL;
     if (name && !x->name) return ad_set_error(g, AD_ERR_NOMEM, "set_name: out of memory");
     return AD_OK;
+}
+
+const char *ad_status_name(ad_status s)
+{
+    switch (s) {
+    case AD_OK: return "ok";
+    case AD_ERR_NULL: return "err_null";
+    case AD_ERR_SHAPE: return "err_shape";
+    case AD_ERR_DTYPE: return "err_dtype";
+    case AD_ERR_ARG: return "err_arg";
+    case AD_ERR_NOMEM: return "err_nomem";
+    case AD_ERR_NO_BACKWARD: return "err_no_backward";
+    case AD_ERR_CHECK: return "err_check";
+    case AD_ERR_IO: return "err_io";
+    case AD_ERR_NUMERIC: return "err_numeric";
+    case AD_ERR_NO_JVP: return "err_no_jvp";
+    case AD_NOT_CONVERGED: return "not_converged";
+    case AD_STOPPED: return "stopped";
+    case AD_ERR_LOSS: return "err_loss";
+    case AD_ERR_FORMAT: return "err_format";
+    }
+    return "unknown";
 }

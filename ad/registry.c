@@ -244,7 +244,7 @@ void *grad_for_write(ad_graph *g, ad_node *n, bool can_assign, bool *assign)
     return x->grad;
 }
 
-void *ad_grad_buffer(ad_graph *g, ad_node *n)
+void *ad_input_grad_buffer(ad_graph *g, ad_node *n)
 {
     bool assign;
     return grad_for_write(g, n, false, &assign);

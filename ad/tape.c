@@ -110,14 +110,14 @@ ad_status ad_tape_backward(ad_tape *t, ad_real y)
     return AD_OK;
 }
 
-double ad_tape_grad(const ad_tape *t, ad_real x)
+double ad_real_grad(const ad_tape *t, ad_real x)
 {
     /* only a value that is exactly one entry has an adjoint of its own */
     if (!t || x.i[0] < 0 || x.i[0] >= t->adj_n || x.i[1] >= 0 || x.d[0] != 1) return 0.0;
     return t->adj[x.i[0]];
 }
 
-ad_status ad_gradient_real(ad_tape *t, ad_real_fn f, int n, const double *x, void *user,
+ad_status ad_real_gradient(ad_tape *t, ad_real_fn f, int n, const double *x, void *user,
                            double *value, double *grad)
 {
     if (!f || n < 0 || (n && !x)) return AD_ERR_NULL;
@@ -143,9 +143,9 @@ ad_status ad_gradient_real(ad_tape *t, ad_real_fn f, int n, const double *x, voi
     return st;
 }
 
-/* f's value at shifted points gives the numeric derivative, ad_gradient_real the analytic
+/* f's value at shifted points gives the numeric derivative, ad_real_gradient the analytic
  * one; the scoring is the graph checker's. */
-ad_status ad_gradcheck_real(ad_real_fn f, int n, const double *x, void *user,
+ad_status ad_real_gradcheck(ad_real_fn f, int n, const double *x, void *user,
                             const ad_check_opts *o, ad_check_report *rep)
 {
     if (rep) *rep = (ad_check_report){.worst_input = -1, .worst_index = -1};
@@ -159,14 +159,14 @@ ad_status ad_gradcheck_real(ad_real_fn f, int n, const double *x, void *user,
     double y0, worst = -1;
     if (st == AD_OK) {
         memcpy(p, x, (size_t)n * sizeof *p);
-        st = ad_gradient_real(t, f, n, p, user, &y0, grad);
+        st = ad_real_gradient(t, f, n, p, user, &y0, grad);
     }
     for (int i = 0; st == AD_OK && i < n; i++) {
         double keep = p[i], h = eps * fmax(1.0, fabs(keep)), yp, ym;
         p[i] = keep + h;
-        st = ad_gradient_real(t, f, n, p, user, &yp, NULL);
+        st = ad_real_gradient(t, f, n, p, user, &yp, NULL);
         p[i] = keep - h;
-        if (st == AD_OK) st = ad_gradient_real(t, f, n, p, user, &ym, NULL);
+        if (st == AD_OK) st = ad_real_gradient(t, f, n, p, user, &ym, NULL);
         p[i] = keep;
         if (st != AD_OK) break;
         check_record(&r, &worst, 0, i, grad[i], (yp - ym) / (2 * h), atol, rtol);

@@ -92,7 +92,7 @@ void *tensor_grad_now(ad_tensor *t)
     return t->grad;
 }
 
-void *ad_tensor_grad(ad_tensor *t) { return t && t->grad ? tensor_grad_now(t) : NULL; }
+void *ad_tensor_grad_data(ad_tensor *t) { return t && t->grad ? tensor_grad_now(t) : NULL; }
 
 double ad_tensor_get(const ad_tensor *t, int64_t i)
 {

@@ -118,7 +118,7 @@ int main(int argc, char **argv)
     printf("curve_fit: %d points of sin(x) + N(0, %.2f^2) on [-pi, pi], %d of them outliers (seed %ld)\n", n,
            o.noise, nout, o.seed);
     printf("MLP 1-%ld-1 (tanh), %lld parameters; %ld steps of Adam (rate %g), full batch, same start\n", o.hidden,
-           (long long)nn_mlp_param_count(m[0]), o.steps, o.rate);
+           (long long)nn_mlp_num_param_elements(m[0]), o.steps, o.rate);
     printf("objectives: mean (f(x)-y)^2 | mean |f(x)-y| | mean (f(x)-y)^2 + %g sum(theta^2)\n\n", o.lambda);
     printf("   step  %14s  %14s  %18s\n", FIT_NAME[0], FIT_NAME[1], FIT_NAME[2]);
 
@@ -138,7 +138,7 @@ int main(int argc, char **argv)
                 snprintf(err, sizeof err, "the %s diverged at step %ld (try a smaller --rate)", FIT_NAME[k], t);
                 goto fail;
             }
-            if (t < o.steps && optim_step(opt[k]) != OPTIM_OK) {
+            if (t < o.steps && optim_step(opt[k]) != AD_OK) {
                 snprintf(err, sizeof err, "%s", optim_error(opt[k]));
                 goto fail;
             }
@@ -159,7 +159,7 @@ int main(int argc, char **argv)
     printf("\n  %-18s  %-27s  %s\n", "fit", "RMS distance to sin(x)", "largest distance");
     for (int k = 0; k < FITS; k++) {
         double *f = cy + CURVE * (k + 1);
-        if (nn_mlp_predict(m[k], g, tc, f, NULL) != AD_OK) {
+        if (nn_mlp_predict(g, m[k], tc, f, NULL) != AD_OK) {
             snprintf(err, sizeof err, "%s", ad_error(g));
             goto fail;
         }

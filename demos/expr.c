@@ -124,7 +124,7 @@ static bool expect(parser *p, char c)
 static ad_node *node_of(parser *p, operand o)
 {
     if (!o.literal) return o.n;
-    return ad_scalar(p->g, o.v);
+    return ad_const_scalar(p->g, o.v);
 }
 
 static operand node(ad_node *n) { return (operand){n, false, 0}; }

@@ -569,7 +569,7 @@ static int train(const options *o, nn_mlp *m, const datasets *ds, history *h)
                         isnan(bad) ? "NaN" : "infinite", (long long)step + 1, e);
                 goto out;
             }
-            if (optim_step(opt) != OPTIM_OK) {
+            if (optim_step(opt) != AD_OK) {
                 progress_clear(&p);
                 fprintf(stderr, PROG ": %s\n", optim_error(opt));
                 goto out;
@@ -795,7 +795,7 @@ int main(int argc, char **argv)
     }
     char arch[128], opt[96];
     printf("%s %s MLP (%lld parameters), %s; %s, batch %d, dropout %g, L2 %g%s\n", architecture(m, arch, sizeof arch),
-           ACT_NAMES[o.act], (long long)nn_mlp_param_count(m), ad_dtype_name((ad_dtype)o.dtype), optimizer_text(&o, opt, sizeof opt),
+           ACT_NAMES[o.act], (long long)nn_mlp_num_param_elements(m), ad_dtype_name((ad_dtype)o.dtype), optimizer_text(&o, opt, sizeof opt),
            o.batch, o.dropout, o.l2, o.init ? ", initial weights from --init" : "");
     printf("%lld training, %lld validation, %lld test images%s; %d thread%s\n", (long long)ds.train->n,
            (long long)(ds.val ? ds.val->n : 0), (long long)ds.test->n,

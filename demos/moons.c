@@ -126,7 +126,7 @@ static ad_node *scalar_loss(ad_graph *g, ad_node *const *p, const train_cfg *c, 
     ad_node *sum = NULL;
     *correct = 0;
     for (int i = 0; i < d->n; i++) {
-        ad_node *x[IN] = {ad_scalar(g, d->x[2 * i]), ad_scalar(g, d->x[2 * i + 1])};
+        ad_node *x[IN] = {ad_const_scalar(g, d->x[2 * i]), ad_const_scalar(g, d->x[2 * i + 1])};
         ad_node *z1[H1], *z2[H2], *f;
         scalar_layer(g, p + OW1, p + OB1, IN, H1, x, z1, true);
         scalar_layer(g, p + OW2, p + OB2, H1, H2, z1, z2, true);
@@ -201,7 +201,7 @@ static ad_real tape_loss(ad_tape *t, const ad_real *p, const train_cfg *c, int *
         tape_layer(t, p + OW2, p + OB2, H1, H2, z1, z2, true);
         tape_layer(t, p + OW3, p + OB3, H2, OUT, z2, &f, false);
         *correct += f.v * d->y[i] > 0;
-        ad_real h = ad_real_relu(t, ad_real_addc(t, ad_real_mulc(t, f, -d->y[i]), 1));
+        ad_real h = ad_real_relu(t, ad_real_add_scalar(t, ad_real_mul_scalar(t, f, -d->y[i]), 1));
         sum = i ? ad_real_add(t, sum, h) : h;
     }
     ad_real reg = ad_real_const(0);
@@ -209,7 +209,7 @@ static ad_real tape_loss(ad_tape *t, const ad_real *p, const train_cfg *c, int *
         ad_real sq = ad_real_mul(t, p[k], p[k]);
         reg = k ? ad_real_add(t, reg, sq) : sq;
     }
-    return ad_real_add(t, ad_real_mulc(t, sum, 1.0 / d->n), ad_real_mulc(t, reg, c->lambda));
+    return ad_real_add(t, ad_real_mul_scalar(t, sum, 1.0 / d->n), ad_real_mul_scalar(t, reg, c->lambda));
 }
 
 static bool run_scalar_tape(double *theta, const train_cfg *c, run_log *r)
@@ -232,7 +232,7 @@ static bool run_scalar_tape(double *theta, const train_cfg *c, run_log *r)
                 break;
             }
             double eta = rate_at(c, t);
-            for (int k = 0; k < NPARAM; k++) theta[k] -= eta * ad_tape_grad(tp, p[k]);
+            for (int k = 0; k < NPARAM; k++) theta[k] -= eta * ad_real_grad(tp, p[k]);
             r->seconds += now() - t0;
             r->nodes = (uint64_t)tp->n;
         }
@@ -324,7 +324,7 @@ static int draw(const char *path, nn_mlp *m, const moons_data *d, double acc, in
         }
     gx = ad_tensor_from(AD_F64, AD_SHAPE(NX * NY, IN), grid);
     ad_graph *g = ad_graph_new();
-    ad_status st = gx && g ? nn_mlp_predict(m, g, gx, z, NULL) : AD_ERR_NOMEM;
+    ad_status st = gx && g ? nn_mlp_predict(g, m, gx, z, NULL) : AD_ERR_NOMEM;
     if (st != AD_OK) fprintf(stderr, "moons: %s\n", g && ad_error(g) ? ad_error(g) : "out of memory");
     ad_graph_free(g);
     if (st != AD_OK) goto out;
@@ -408,8 +408,8 @@ int main(int argc, char **argv)
         if (!runs[k].loss || !runs[k].acc) goto oom;
     }
     if (!m || !make_moons(&d, (int)points, noise, &rng)) goto oom;
-    if (nn_mlp_param_count(m) != NPARAM) {
-        fprintf(stderr, "moons: the model has %lld parameters, not %d\n", (long long)nn_mlp_param_count(m), NPARAM);
+    if (nn_mlp_num_param_elements(m) != NPARAM) {
+        fprintf(stderr, "moons: the model has %lld parameters, not %d\n", (long long)nn_mlp_num_param_elements(m), NPARAM);
         goto out;
     }
     /* the tensor model's initial weights, flattened for the scalar engines */

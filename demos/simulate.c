@@ -56,7 +56,7 @@ static ad_node *sim_loss(ad_graph *g, ad_node *const *p, int np, void *user)
     const sim *s = user;
     ad_node *c = p[0], *k = p[1];
     (void)np;
-    ad_node *x = ad_scalar(g, s->x0), *v = ad_scalar(g, s->v0), *sum = NULL;
+    ad_node *x = ad_const_scalar(g, s->x0), *v = ad_const_scalar(g, s->v0), *sum = NULL;
     for (int n = 1; n <= s->steps; n++) {
         ad_node *a = ad_neg(g, ad_add(g, ad_mul(g, c, v), ad_mul(g, k, x)));
         x = ad_add(g, x, ad_mul_scalar(g, v, s->dt));
@@ -219,12 +219,12 @@ int main(int argc, char **argv)
     printf("     iter  loss           damping c  stiffness k\n");
     printf("  %7d  %.10f  %9.6f  %9.6f\n", 0, value, start[0], start[1]);
     optim_result res;
-    optim_status st = optim_gd(o, gd_loss, &f, &(optim_gd_cfg){.eps = eps, .max_iter = (int64_t)max_iter,
+    ad_status st = optim_gd(o, gd_loss, &f, &(optim_gd_cfg){.eps = eps, .max_iter = (int64_t)max_iter,
                                                                  .on_step = on_step}, &res);
     double c_fit = ad_tensor_get(pc, 0), k_fit = ad_tensor_get(pk, 0);
     if (f.printed != res.iters)
         printf("  %7lld  %.10f  %9.6f  %9.6f\n", (long long)res.iters, res.loss, c_fit, k_fit);
-    if (st != OPTIM_OK) {
+    if (st != AD_OK) {
         fprintf(stderr, "simulate: %s\n", optim_error(o));
         goto out;
     }

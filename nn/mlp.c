@@ -164,7 +164,7 @@ static ad_status predict_rows(nn_mlp *m, ad_graph *g, ad_tensor *x, double *out,
     return AD_OK;
 }
 
-ad_status nn_mlp_predict(nn_mlp *m, ad_graph *g, ad_tensor *x, double *out, int32_t *classes)
+ad_status nn_mlp_predict(ad_graph *g, nn_mlp *m, ad_tensor *x, double *out, int32_t *classes)
 {
     ad_graph *own = g ? NULL : ad_graph_new();
     ad_graph *use = g ? g : own;
@@ -187,7 +187,7 @@ ad_status nn_mlp_predict(nn_mlp *m, ad_graph *g, ad_tensor *x, double *out, int3
 ad_tensor *const *nn_mlp_params(const nn_mlp *m) { return m ? m->params : NULL; }
 int nn_mlp_num_params(const nn_mlp *m) { return m ? 2 * (m->depth + 1) : 0; }
 
-int64_t nn_mlp_param_count(const nn_mlp *m)
+int64_t nn_mlp_num_param_elements(const nn_mlp *m)
 {
     int64_t n = 0;
     for (int i = 0; m && m->params[i]; i++) n += ad_tensor_size(m->params[i]);

@@ -168,7 +168,7 @@ ad_node *nn_mlp_probs(ad_graph *g, nn_mlp *m, ad_node *x, nn_mode mode);
  * a regression model) and classes the N most probable classes (classification only); either
  * may be NULL.  g may be NULL (a graph is made and freed inside) or a graph to reuse: it is
  * reset, and holds the message if something fails. */
-ad_status nn_mlp_predict(nn_mlp *m, ad_graph *g, ad_tensor *x, double *out, int32_t *classes);
+ad_status nn_mlp_predict(ad_graph *g, nn_mlp *m, ad_tensor *x, double *out, int32_t *classes);
 
 /* The parameters W_1, b_1, ..., W_{D+1}, b_{D+1} (owned by the model), NULL-terminated: the
  * list optimizers take.  Their names are PyTorch's for an nn.Sequential of the same layers
@@ -179,7 +179,7 @@ ad_tensor *const *nn_mlp_params(const nn_mlp *m);
 int nn_mlp_num_params(const nn_mlp *m);
 
 /* Number of scalar parameters (weights and biases), as PyTorch's sum(p.numel()). */
-int64_t nn_mlp_param_count(const nn_mlp *m);
+int64_t nn_mlp_num_param_elements(const nn_mlp *m);
 
 /* Zeroes every parameter's gradient (gradients accumulate across backward calls). */
 void nn_mlp_zero_grad(nn_mlp *m);

@@ -56,10 +56,10 @@ static void unpack_enums(optim_cfg *c, const int *vals)
     c->schedule.kind = (optim_sched_kind)vals[3];
 }
 
-optim_status optim_save(optim *o, const char *path)
+ad_status optim_save(optim *o, const char *path)
 {
-    if (!o) return OPTIM_ERR_NULL;
-    if (!path) return optim_failo(o, OPTIM_ERR_NULL, "optim_save: path is NULL");
+    if (!o) return AD_ERR_NULL;
+    if (!path) return optim_failo(o, AD_ERR_NULL, "optim_save: path is NULL");
     field f[MAX_FIELDS];
     enum_field e[4];
     int ev[4];
@@ -92,12 +92,12 @@ optim_status optim_save(optim *o, const char *path)
         if ((ok = (names[k] = ad_malloc(len)) != NULL))
             snprintf(names[k], len, "state.%d.%s", k / o->nslots, o->slot[k % o->nslots]);
     }
-    optim_status st = OPTIM_OK;
+    ad_status st = AD_OK;
     char why[200];
-    if (!ok) st = optim_failo(o, OPTIM_ERR_NOMEM, "optim_save: %s: out of memory", path);
+    if (!ok) st = optim_failo(o, AD_ERR_NOMEM, "optim_save: %s: out of memory", path);
     else {
         ad_status as = ad_safetensors_save(path, nt, (const char *const *)names, o->state, m, meta, why, sizeof why);
-        if (as != AD_OK) st = optim_failo(o, as == AD_ERR_NOMEM ? OPTIM_ERR_NOMEM : OPTIM_ERR_IO, "optim_save: %s", why);
+        if (as != AD_OK) st = optim_failo(o, as == AD_ERR_NOMEM ? AD_ERR_NOMEM : AD_ERR_IO, "optim_save: %s", why);
     }
     for (int k = 0; names && k < nt; k++) ad_free(names[k]);
     ad_free(names);
@@ -133,12 +133,12 @@ static bool same_shape(ad_shape a, ad_shape b)
 }
 
 /* Reads the configuration and step into *c and *step, checking they fit o. */
-static optim_status read_cfg(optim *o, const ad_tensor_file *f, const char *path, optim_cfg *c, int64_t *step)
+static ad_status read_cfg(optim *o, const ad_tensor_file *f, const char *path, optim_cfg *c, int64_t *step)
 {
     long long v;
     const char *ver = ad_tensor_file_meta(f, "optim.version");
     if (!ver || strcmp(ver, VERSION))
-        return optim_failo(o, OPTIM_ERR_FORMAT, "optim_load: %s: optim.version is %s, want \"" VERSION "\" (not an "
+        return optim_failo(o, AD_ERR_FORMAT, "optim_load: %s: optim.version is %s, want \"" VERSION "\" (not an "
                            "optimizer checkpoint?)", path, ver ? ver : "missing");
     *c = o->cfg;
     field fl[MAX_FIELDS];
@@ -146,7 +146,7 @@ static optim_status read_cfg(optim *o, const ad_tensor_file *f, const char *path
     int ev[4], nf = numeric_fields(c, fl), ne = enum_fields(c, ev, e);
     for (int k = 0; k < ne; k++) {
         if (!meta_int(f, e[k].key, &v) || v < 0 || v > 64)
-            return optim_failo(o, OPTIM_ERR_FORMAT, "optim_load: %s: metadata %s is %s", path, e[k].key,
+            return optim_failo(o, AD_ERR_FORMAT, "optim_load: %s: metadata %s is %s", path, e[k].key,
                                ad_tensor_file_meta(f, e[k].key) ? "not a small integer" : "missing");
         *e[k].v = (int)v;
     }
@@ -154,73 +154,73 @@ static optim_status read_cfg(optim *o, const ad_tensor_file *f, const char *path
     for (int k = 0; k < nf; k++) {
         bool ok = fl[k].d ? meta_double(f, fl[k].key, fl[k].d) : meta_int(f, fl[k].key, &v);
         if (!ok)
-            return optim_failo(o, OPTIM_ERR_FORMAT, "optim_load: %s: metadata %s is %s", path, fl[k].key,
+            return optim_failo(o, AD_ERR_FORMAT, "optim_load: %s: metadata %s is %s", path, fl[k].key,
                                ad_tensor_file_meta(f, fl[k].key) ? "not a number" : "missing");
         if (fl[k].i) *fl[k].i = (int64_t)v;
     }
     if (c->kind != o->cfg.kind)
-        return optim_failo(o, OPTIM_ERR_FORMAT, "optim_load: %s: the file is from a %s optimizer, this one is %s", path,
+        return optim_failo(o, AD_ERR_FORMAT, "optim_load: %s: the file is from a %s optimizer, this one is %s", path,
                            optim_kind_name(c->kind), optim_kind_name(o->cfg.kind));
     if (!meta_int(f, "optim.params", &v) || v != o->n)
-        return optim_failo(o, OPTIM_ERR_FORMAT, "optim_load: %s: the file has state for %s parameters, this optimizer "
+        return optim_failo(o, AD_ERR_FORMAT, "optim_load: %s: the file has state for %s parameters, this optimizer "
                            "has %d", path, ad_tensor_file_meta(f, "optim.params") ? ad_tensor_file_meta(f, "optim.params")
                            : "an unknown number of", o->n);
     if (!meta_int(f, "optim.step", &v) || v < 0)
-        return optim_failo(o, OPTIM_ERR_FORMAT, "optim_load: %s: metadata optim.step is missing or negative", path);
+        return optim_failo(o, AD_ERR_FORMAT, "optim_load: %s: metadata optim.step is missing or negative", path);
     *step = (int64_t)v;
     char why[200];
-    if (optim_cfg_check(c, why, sizeof why) != OPTIM_OK)
-        return optim_failo(o, OPTIM_ERR_FORMAT, "optim_load: %s: the saved configuration is invalid: %s", path, why);
-    return OPTIM_OK;
+    if (optim_cfg_check(c, why, sizeof why) != AD_OK)
+        return optim_failo(o, AD_ERR_FORMAT, "optim_load: %s: the saved configuration is invalid: %s", path, why);
+    return AD_OK;
 }
 
 /* Finds every buffer o keeps in the file, with o's dtype and shape, into found. */
-static optim_status match_buffers(optim *o, const ad_tensor_file *f, const char *path, const optim_cfg *c,
-                                  ad_tensor **found)
+static ad_status match_buffers(optim *o, const ad_tensor_file *f, const char *path, const optim_cfg *c,
+                               ad_tensor **found)
 {
     const char *slot[OPTIM_MAX_SLOTS];
     int ns = optim_slots_for(c, slot);
     bool same = ns == o->nslots;
     for (int s = 0; same && s < ns; s++) same = !strcmp(slot[s], o->slot[s]);
     if (!same)
-        return optim_failo(o, OPTIM_ERR_FORMAT, "optim_load: %s: the saved configuration keeps %d buffer(s) per "
+        return optim_failo(o, AD_ERR_FORMAT, "optim_load: %s: the saved configuration keeps %d buffer(s) per "
                            "parameter (%s%s%s), this optimizer %d (%s%s%s)", path, ns, ns ? slot[0] : "none",
                            ns > 1 ? ", " : "", ns > 1 ? slot[1] : "", o->nslots, o->nslots ? o->slot[0] : "none",
                            o->nslots > 1 ? ", " : "", o->nslots > 1 ? o->slot[1] : "");
     int nt = o->n * o->nslots;
     if (ad_tensor_file_count(f) != nt)
-        return optim_failo(o, OPTIM_ERR_FORMAT, "optim_load: %s: %d tensors, want %d (%d parameters x %d buffers)", path,
+        return optim_failo(o, AD_ERR_FORMAT, "optim_load: %s: %d tensors, want %d (%d parameters x %d buffers)", path,
                            ad_tensor_file_count(f), nt, o->n, o->nslots);
     for (int k = 0; k < nt; k++) {
         char name[64], a[64], b[64];
         snprintf(name, sizeof name, "state.%d.%s", k / o->nslots, o->slot[k % o->nslots]);
         ad_tensor *t = ad_tensor_file_find(f, name), *want = o->state[k];
-        if (!t) return optim_failo(o, OPTIM_ERR_FORMAT, "optim_load: %s: no tensor %s", path, name);
+        if (!t) return optim_failo(o, AD_ERR_FORMAT, "optim_load: %s: no tensor %s", path, name);
         ad_shape ts = ad_tensor_shape(t), ws = ad_tensor_shape(want);
         if (ad_tensor_dtype(t) != ad_tensor_dtype(want) || !same_shape(ts, ws))
-            return optim_failo(o, OPTIM_ERR_FORMAT, "optim_load: %s: %s is %s %s, the parameter is %s %s", path, name,
+            return optim_failo(o, AD_ERR_FORMAT, "optim_load: %s: %s is %s %s, the parameter is %s %s", path, name,
                                ad_dtype_name(ad_tensor_dtype(t)), ad_shape_str(&ts, a, sizeof a),
                                ad_dtype_name(ad_tensor_dtype(want)), ad_shape_str(&ws, b, sizeof b));
         found[k] = t;
     }
-    return OPTIM_OK;
+    return AD_OK;
 }
 
-optim_status optim_load(optim *o, const char *path)
+ad_status optim_load(optim *o, const char *path)
 {
-    if (!o) return OPTIM_ERR_NULL;
-    if (!path) return optim_failo(o, OPTIM_ERR_NULL, "optim_load: path is NULL");
+    if (!o) return AD_ERR_NULL;
+    if (!path) return optim_failo(o, AD_ERR_NULL, "optim_load: path is NULL");
     char why[200];
     ad_tensor_file *f = ad_safetensors_load(path, why, sizeof why);
-    if (!f) return optim_failo(o, OPTIM_ERR_IO, "optim_load: %s", why);
+    if (!f) return optim_failo(o, AD_ERR_IO, "optim_load: %s", why);
     optim_cfg c;
     int64_t step = 0;
     int nt = o->n * o->nslots;
     ad_tensor **found = ad_calloc((size_t)nt + 1, sizeof *found);
-    optim_status st = found ? read_cfg(o, f, path, &c, &step)
-                            : optim_failo(o, OPTIM_ERR_NOMEM, "optim_load: %s: out of memory", path);
-    if (st == OPTIM_OK) st = match_buffers(o, f, path, &c, found);
-    if (st == OPTIM_OK) { /* everything fits: only now touch o */
+    ad_status st = found ? read_cfg(o, f, path, &c, &step)
+                            : optim_failo(o, AD_ERR_NOMEM, "optim_load: %s: out of memory", path);
+    if (st == AD_OK) st = match_buffers(o, f, path, &c, found);
+    if (st == AD_OK) { /* everything fits: only now touch o */
         for (int k = 0; k < nt; k++)
             memcpy(ad_tensor_data(o->state[k]), ad_tensor_data(found[k]),
                    (size_t)ad_tensor_size(found[k]) * ad_dtype_size(ad_tensor_dtype(found[k])));

@@ -14,7 +14,7 @@
  *     char err[256];
  *     optim *o = optim_new(&w, 1, &c, err, sizeof err);
  *     optim_result r;
- *     if (optim_gd(o, loss, w, &(optim_gd_cfg){.eps = 1e-12, .max_iter = 1000}, &r) != OPTIM_OK)
+ *     if (optim_gd(o, loss, w, &(optim_gd_cfg){.eps = 1e-12, .max_iter = 1000}, &r) != AD_OK)
  *         fprintf(stderr, "%s\n", optim_error(o));          // "optim_gd: not converged ..."
  *     printf("w = %g after %lld iterations\n", ad_tensor_get(w, 0), (long long)r.iters);
  *     optim_free(o);
@@ -48,10 +48,10 @@
  * Ownership.  The optimizer keeps pointers to the parameters (made with ad_param_new), which
  * must outlive it; it owns its state.  optim_free frees the state, never the parameters.
  *
- * Errors.  No function aborts, exits or prints.  Functions return an optim_status; the
+ * Errors.  No function aborts, exits or prints.  Functions return an ad_status; the
  * message (naming the function and the values) is in optim_error(o), or in the err buffer
  * given to functions that have no optimizer.  "Not converged" is an error status
- * (OPTIM_NOT_CONVERGED) whose message carries the last loss, like the slide's exception.
+ * (AD_NOT_CONVERGED) whose message carries the last loss, like the slide's exception.
  */
 #ifndef OPTIM_H
 #define OPTIM_H
@@ -64,24 +64,6 @@ extern "C" {
 #if defined(__GNUC__) /* the library is built with -fvisibility=hidden: export what follows */
 #pragma GCC visibility push(default)
 #endif
-
-/* What optim functions return.  OPTIM_OK is 0; everything else is a reason to stop. */
-typedef enum {
-    OPTIM_OK = 0,
-    OPTIM_NOT_CONVERGED,  /* optim_gd: max_iter updates without meeting the stopping rule */
-    OPTIM_STOPPED,        /* a driver's on_step callback asked to stop */
-    OPTIM_ERR_NULL,       /* a NULL argument */
-    OPTIM_ERR_ARG,        /* an argument out of range, or a parameter without a gradient */
-    OPTIM_ERR_NOMEM,      /* an allocation failed */
-    OPTIM_ERR_LOSS,       /* the loss callback failed, or backward through its graph did */
-    OPTIM_ERR_NONFINITE,  /* the loss or the gradient norm is inf or NaN: diverged */
-    OPTIM_ERR_IO,         /* a checkpoint could not be written or read */
-    OPTIM_ERR_FORMAT      /* a checkpoint does not fit this optimizer */
-} optim_status;
-
-/* The enumerator's name without the prefix ("ok", "not_converged", "err_arg", ...), for
- * messages and logs; "unknown" for a value outside the enum. */
-const char *optim_status_name(optim_status s);
 
 /* ------------------------------------------------------------------------------------------
  * Learning-rate schedules: a value type evaluated at each step (a pure function of the step
@@ -114,9 +96,9 @@ typedef struct {
 double optim_schedule_lr(const optim_schedule *s, double base, int64_t t);
 
 /* Checks a schedule's fields for its kind (step_size > 0, gamma > 0, ...) and returns
- * OPTIM_OK, or OPTIM_ERR_ARG with a message naming the field and its value in err (which may
+ * AD_OK, or AD_ERR_ARG with a message naming the field and its value in err (which may
  * be NULL). */
-optim_status optim_schedule_check(const optim_schedule *s, char *err, size_t errlen);
+ad_status optim_schedule_check(const optim_schedule *s, char *err, size_t errlen);
 
 /* ------------------------------------------------------------------------------------------
  * Gradient clipping over a list of parameters (in place on their gradient buffers).
@@ -125,15 +107,15 @@ optim_status optim_schedule_check(const optim_schedule *s, char *err, size_t err
 /* Scales all gradients by max_norm / (norm + 1e-6) when their global L2 norm (over every
  * element of every parameter, summed in double) exceeds max_norm, as PyTorch's
  * clip_grad_norm_.  Writes the norm before clipping to *norm (may be NULL).  A non-finite norm
- * leaves the gradients untouched and returns OPTIM_ERR_NONFINITE; NULL or gradient-less
- * parameters and max_norm <= 0 give OPTIM_ERR_NULL / OPTIM_ERR_ARG.  Messages go to err. */
-optim_status optim_clip_grad_norm(ad_tensor *const *params, int n, double max_norm, double *norm,
-                                  char *err, size_t errlen);
+ * leaves the gradients untouched and returns AD_ERR_NUMERIC; NULL or gradient-less
+ * parameters and max_norm <= 0 give AD_ERR_NULL / AD_ERR_ARG.  Messages go to err. */
+ad_status optim_clip_grad_norm(ad_tensor *const *params, int n, double max_norm, double *norm,
+                               char *err, size_t errlen);
 
 /* Clamps every gradient element into [-max_value, max_value] (NaN stays NaN), as PyTorch's
  * clip_grad_value_.  max_value must be > 0. */
-optim_status optim_clip_grad_value(ad_tensor *const *params, int n, double max_value,
-                                   char *err, size_t errlen);
+ad_status optim_clip_grad_value(ad_tensor *const *params, int n, double max_value,
+                                char *err, size_t errlen);
 
 /* ------------------------------------------------------------------------------------------
  * Optimizers.
@@ -193,16 +175,16 @@ void optim_free(optim *o);
 /* One update of every parameter from its gradient buffer, at the rate
  * optim_schedule_lr(schedule, lr, t) where t = optim_steps(o), after clipping if the
  * configuration asks for it; then the step count grows by 1.  Allocates nothing.  Returns
- * OPTIM_OK, OPTIM_ERR_NULL, or OPTIM_ERR_NONFINITE if clipping found a non-finite norm (then
+ * AD_OK, AD_ERR_NULL, or AD_ERR_NUMERIC if clipping found a non-finite norm (then
  * nothing is updated and the step does not count). */
-optim_status optim_step(optim *o);
+ad_status optim_step(optim *o);
 
 /* Zeroes every parameter's gradient buffer (backward accumulates into them). */
 void optim_zero_grad(optim *o);
 
-/* Sets the base rate (the schedule scales it from the next step on).  Returns OPTIM_ERR_ARG
+/* Sets the base rate (the schedule scales it from the next step on).  Returns AD_ERR_ARG
  * for a negative or non-finite rate. */
-optim_status optim_set_lr(optim *o, double lr);
+ad_status optim_set_lr(optim *o, double lr);
 
 /* The rate the next step will use (the schedule applied to the base rate); NaN for NULL. */
 double optim_lr(const optim *o);
@@ -240,7 +222,7 @@ typedef ad_node *(*optim_batch_loss_fn)(ad_graph *g, const int64_t *batch, int64
                                         void *user);
 
 /* Called after each update with the loss the driver just computed (see optim_result.loss);
- * returning false stops the driver with OPTIM_STOPPED (e.g. early stopping on a validation
+ * returning false stops the driver with AD_STOPPED (e.g. early stopping on a validation
  * set).  May read parameters and optim_steps(o). */
 typedef bool (*optim_step_fn)(optim *o, double loss, void *user);
 
@@ -259,17 +241,17 @@ typedef struct {
 
 /* Gradient descent with the lecture's stopping rule, using o's update (plain GD for
  * OPTIM_GD; any other kind works too).  Each iteration computes L(theta_i) and its gradient
- * once, updates, and compares with L(theta_{i+1}).  Returns OPTIM_OK when the loss fell by
+ * once, updates, and compares with L(theta_{i+1}).  Returns AD_OK when the loss fell by
  * less than eps — theta_{i+1} is in the parameters and res->loss = L(theta_{i+1}), its
  * gradient in the parameters' buffers; a rise does not count as convergence (with a too
  * large eta the slide's test would "converge" on a rise).  After max_iter updates without
- * that, returns OPTIM_NOT_CONVERGED with the last loss in res->loss and in the message.
- * OPTIM_ERR_LOSS if the callback or backward fails, OPTIM_ERR_NONFINITE if the loss becomes
- * inf or NaN (res->loss holds it), OPTIM_ERR_NOMEM if memory runs out (in the graph too).
+ * that, returns AD_NOT_CONVERGED with the last loss in res->loss and in the message.
+ * AD_ERR_LOSS if the callback or backward fails, AD_ERR_NUMERIC if the loss becomes
+ * inf or NaN (res->loss holds it), AD_ERR_NOMEM if memory runs out (in the graph too).
  * Allocates a graph when it starts, and nothing per iteration once the graph's arena has
  * grown to the loss's size.  res may be NULL. */
-optim_status optim_gd(optim *o, optim_loss_fn loss, void *user, const optim_gd_cfg *cfg,
-                      optim_result *res);
+ad_status optim_gd(optim *o, optim_loss_fn loss, void *user, const optim_gd_cfg *cfg,
+                   optim_result *res);
 
 /* How optim_sgd runs: data set size, minibatch size, steps, seed. */
 typedef struct {
@@ -287,8 +269,8 @@ typedef struct {
  * t = optim_steps(o), so a run resumed from a checkpoint draws the same minibatches as the
  * uninterrupted one.  res->loss is the loss of the last minibatch, before its update.  Errors
  * as optim_gd. */
-optim_status optim_sgd(optim *o, optim_batch_loss_fn loss, void *user, const optim_sgd_cfg *cfg,
-                       optim_result *res);
+ad_status optim_sgd(optim *o, optim_batch_loss_fn loss, void *user, const optim_sgd_cfg *cfg,
+                    optim_result *res);
 
 /* ------------------------------------------------------------------------------------------
  * Minibatch sampling, for the SGD driver and for hand-written loops.
@@ -318,17 +300,17 @@ void optim_sampler_free(optim_sampler *s);
  * parameters.  Parameters themselves are the model's to save.
  */
 
-/* Writes o's state to path atomically (a temporary file renamed over path).  OPTIM_ERR_IO
- * (or OPTIM_ERR_NOMEM) with the reason in optim_error(o) on failure. */
-optim_status optim_save(optim *o, const char *path);
+/* Writes o's state to path atomically (a temporary file renamed over path).  AD_ERR_IO
+ * (or AD_ERR_NOMEM) with the reason in optim_error(o) on failure. */
+ad_status optim_save(optim *o, const char *path);
 
 /* Restores the state, step count and configuration saved by optim_save into o, which must
- * have the same kind, number of parameters and buffer shapes and dtypes (OPTIM_ERR_FORMAT
+ * have the same kind, number of parameters and buffer shapes and dtypes (AD_ERR_FORMAT
  * otherwise, naming what differs); like PyTorch's load_state_dict, the saved hyperparameters
  * replace o's.  Nothing changes unless the whole file fits.  Resuming from a checkpoint then
  * reproduces the uninterrupted run bit for bit (given the same gradients).  A file that cannot
- * be read (missing, corrupt, or memory ran out while reading) is OPTIM_ERR_IO. */
-optim_status optim_load(optim *o, const char *path);
+ * be read (missing, corrupt, or memory ran out while reading) is AD_ERR_IO. */
+ad_status optim_load(optim *o, const char *path);
 
 #if defined(__GNUC__)
 #pragma GCC visibility pop

@@ -23,19 +23,19 @@ struct optim {
 /* The state buffers a configuration needs: their count, and their names into names. */
 int optim_slots_for(const optim_cfg *c, const char **names);
 
-/* Checks a configuration; OPTIM_OK or OPTIM_ERR_ARG with a message in err. */
-optim_status optim_cfg_check(const optim_cfg *c, char *err, size_t errlen);
+/* Checks a configuration; AD_OK or AD_ERR_ARG with a message in err. */
+ad_status optim_cfg_check(const optim_cfg *c, char *err, size_t errlen);
 
 /* printf into a caller's buffer (NULL or 0 length ignored); returns st, so a failure is one
  * line: `return optim_fail(st, err, len, "optim_x: ...", ...)`. */
-optim_status optim_fail(optim_status st, char *err, size_t errlen, const char *fmt, ...)
+ad_status optim_fail(ad_status st, char *err, size_t errlen, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 4, 5)))
 #endif
     ;
 
 /* The same into the optimizer's own message. */
-optim_status optim_failo(optim *o, optim_status st, const char *fmt, ...)
+ad_status optim_failo(optim *o, ad_status st, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 3, 4)))
 #endif
@@ -44,7 +44,7 @@ optim_status optim_failo(optim *o, optim_status st, const char *fmt, ...)
 /* For the drivers: checks the node fn's callback built on g at iteration i, backpropagates
  * from it into the (zeroed) parameter gradients and writes its value; a failure names fn and
  * i in o's message. */
-optim_status optim_backprop_loss(optim *o, ad_graph *g, ad_node *loss, const char *fn, int64_t i,
-                                 double *value);
+ad_status optim_backprop_loss(optim *o, ad_graph *g, ad_node *loss, const char *fn, int64_t i,
+                              double *value);
 
 #endif

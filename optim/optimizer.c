@@ -6,23 +6,6 @@
 #include <stdio.h>
 #include <string.h>
 
-const char *optim_status_name(optim_status s)
-{
-    switch (s) {
-    case OPTIM_OK: return "ok";
-    case OPTIM_NOT_CONVERGED: return "not_converged";
-    case OPTIM_STOPPED: return "stopped";
-    case OPTIM_ERR_NULL: return "err_null";
-    case OPTIM_ERR_ARG: return "err_arg";
-    case OPTIM_ERR_NOMEM: return "err_nomem";
-    case OPTIM_ERR_LOSS: return "err_loss";
-    case OPTIM_ERR_NONFINITE: return "err_nonfinite";
-    case OPTIM_ERR_IO: return "err_io";
-    case OPTIM_ERR_FORMAT: return "err_format";
-    }
-    return "unknown";
-}
-
 const char *optim_kind_name(optim_kind k)
 {
     switch (k) {
@@ -35,7 +18,7 @@ const char *optim_kind_name(optim_kind k)
     return "unknown";
 }
 
-optim_status optim_fail(optim_status st, char *err, size_t errlen, const char *fmt, ...)
+ad_status optim_fail(ad_status st, char *err, size_t errlen, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -44,7 +27,7 @@ optim_status optim_fail(optim_status st, char *err, size_t errlen, const char *f
     return st;
 }
 
-optim_status optim_failo(optim *o, optim_status st, const char *fmt, ...)
+ad_status optim_failo(optim *o, ad_status st, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -75,61 +58,61 @@ static bool in_range(double x, double lo, double hi, bool closed)
     return x >= lo && (closed ? x <= hi : x < hi);
 }
 
-optim_status optim_cfg_check(const optim_cfg *c, char *err, size_t errlen)
+ad_status optim_cfg_check(const optim_cfg *c, char *err, size_t errlen)
 {
-    if (!c) return optim_fail(OPTIM_ERR_NULL, err, errlen, "optim_new: cfg is NULL");
+    if (!c) return optim_fail(AD_ERR_NULL, err, errlen, "optim_new: cfg is NULL");
     const char *k = optim_kind_name(c->kind);
     if (!strcmp(k, "unknown"))
-        return optim_fail(OPTIM_ERR_ARG, err, errlen, "optim_new: unknown kind %d", (int)c->kind);
+        return optim_fail(AD_ERR_ARG, err, errlen, "optim_new: unknown kind %d", (int)c->kind);
     if (!in_range(c->lr, 0, INFINITY, false))
-        return optim_fail(OPTIM_ERR_ARG, err, errlen, "optim_new: %s: lr = %g, want a finite rate >= 0", k, c->lr);
+        return optim_fail(AD_ERR_ARG, err, errlen, "optim_new: %s: lr = %g, want a finite rate >= 0", k, c->lr);
     if (!in_range(c->weight_decay, 0, INFINITY, false))
-        return optim_fail(OPTIM_ERR_ARG, err, errlen, "optim_new: %s: weight_decay = %g, want >= 0", k, c->weight_decay);
+        return optim_fail(AD_ERR_ARG, err, errlen, "optim_new: %s: weight_decay = %g, want >= 0", k, c->weight_decay);
     if (!in_range(c->clip_norm, 0, INFINITY, false) || !in_range(c->clip_value, 0, INFINITY, false))
-        return optim_fail(OPTIM_ERR_ARG, err, errlen, "optim_new: %s: clip_norm = %g, clip_value = %g, want >= 0 (0: off)",
+        return optim_fail(AD_ERR_ARG, err, errlen, "optim_new: %s: clip_norm = %g, clip_value = %g, want >= 0 (0: off)",
                           k, c->clip_norm, c->clip_value);
     if (c->form != OPTIM_FORM_LECTURE && c->form != OPTIM_FORM_PYTORCH)
-        return optim_fail(OPTIM_ERR_ARG, err, errlen, "optim_new: %s: unknown momentum form %d", k, (int)c->form);
+        return optim_fail(AD_ERR_ARG, err, errlen, "optim_new: %s: unknown momentum form %d", k, (int)c->form);
     if (c->nesterov && c->kind != OPTIM_MOMENTUM)
-        return optim_fail(OPTIM_ERR_ARG, err, errlen, "optim_new: %s: nesterov needs kind OPTIM_MOMENTUM", k);
+        return optim_fail(AD_ERR_ARG, err, errlen, "optim_new: %s: nesterov needs kind OPTIM_MOMENTUM", k);
     /* A field another kind uses but this one ignores would silently do nothing: refuse it. */
     bool uses_momentum = c->kind == OPTIM_MOMENTUM || c->kind == OPTIM_RMSPROP;
     if (!uses_momentum && c->momentum != 0)
-        return optim_fail(OPTIM_ERR_ARG, err, errlen, "optim_new: %s: momentum = %g given, but %s has none%s", k,
+        return optim_fail(AD_ERR_ARG, err, errlen, "optim_new: %s: momentum = %g given, but %s has none%s", k,
                           c->momentum, k, c->kind == OPTIM_GD ? " (use kind OPTIM_MOMENTUM)" : "");
     switch (c->kind) {
     case OPTIM_GD: break;
     case OPTIM_MOMENTUM:
         if (!in_range(c->momentum, 0, 1, false) || c->momentum == 0)
-            return optim_fail(OPTIM_ERR_ARG, err, errlen,
+            return optim_fail(AD_ERR_ARG, err, errlen,
                               "optim_new: momentum: momentum (gamma) = %g, want 0 < gamma < 1 (the lecture uses 0.9; "
                               "start from optim_defaults)", c->momentum);
         break;
     case OPTIM_ADAM:
     case OPTIM_ADAMW:
         if (!in_range(c->beta1, 0, 1, false) || !in_range(c->beta2, 0, 1, false) || c->beta2 == 0)
-            return optim_fail(OPTIM_ERR_ARG, err, errlen,
+            return optim_fail(AD_ERR_ARG, err, errlen,
                               "optim_new: %s: beta1 = %g, beta2 = %g, want 0 <= beta1 < 1 and 0 < beta2 < 1 (defaults 0.9, "
                               "0.999: start from optim_defaults)", k, c->beta1, c->beta2);
         break;
     case OPTIM_RMSPROP:
         if (!in_range(c->alpha, 0, 1, false) || c->alpha == 0)
-            return optim_fail(OPTIM_ERR_ARG, err, errlen,
+            return optim_fail(AD_ERR_ARG, err, errlen,
                               "optim_new: rmsprop: alpha = %g, want 0 < alpha < 1 (default 0.99: start from optim_defaults)",
                               c->alpha);
         if (!in_range(c->momentum, 0, 1, false))
-            return optim_fail(OPTIM_ERR_ARG, err, errlen, "optim_new: rmsprop: momentum = %g, want 0 <= momentum < 1",
+            return optim_fail(AD_ERR_ARG, err, errlen, "optim_new: rmsprop: momentum = %g, want 0 <= momentum < 1",
                               c->momentum);
         break;
     }
     bool uses_eps = c->kind == OPTIM_ADAM || c->kind == OPTIM_ADAMW || c->kind == OPTIM_RMSPROP;
     if (uses_eps && !(c->eps > 0 && isfinite(c->eps)))
-        return optim_fail(OPTIM_ERR_ARG, err, errlen,
+        return optim_fail(AD_ERR_ARG, err, errlen,
                           "optim_new: %s: eps = %g, want > 0 (it keeps g / sqrt(v) finite where v = 0; default 1e-8)", k, c->eps);
     char why[200];
-    if (optim_schedule_check(&c->schedule, why, sizeof why) != OPTIM_OK)
-        return optim_fail(OPTIM_ERR_ARG, err, errlen, "optim_new: %s", why);
-    return OPTIM_OK;
+    if (optim_schedule_check(&c->schedule, why, sizeof why) != AD_OK)
+        return optim_fail(AD_ERR_ARG, err, errlen, "optim_new: %s", why);
+    return AD_OK;
 }
 
 int optim_slots_for(const optim_cfg *c, const char **names)
@@ -163,35 +146,35 @@ void optim_free(optim *o)
 }
 
 /* Checks parameter i: present, with a gradient buffer, not listed twice. */
-static optim_status check_param(ad_tensor *const *params, int i, char *err, size_t errlen)
+static ad_status check_param(ad_tensor *const *params, int i, char *err, size_t errlen)
 {
     ad_tensor *p = params[i];
-    if (!p) return optim_fail(OPTIM_ERR_NULL, err, errlen, "optim_new: parameter %d is NULL", i);
+    if (!p) return optim_fail(AD_ERR_NULL, err, errlen, "optim_new: parameter %d is NULL", i);
     const char *name = ad_tensor_name(p) ? ad_tensor_name(p) : "";
-    if (!ad_tensor_grad(p))
-        return optim_fail(OPTIM_ERR_ARG, err, errlen,
+    if (!ad_tensor_grad_data(p))
+        return optim_fail(AD_ERR_ARG, err, errlen,
                           "optim_new: parameter %d (\"%s\") has no gradient buffer (made with ad_tensor_new, not "
                           "ad_param_new?)", i, name);
     /* A duplicate would be updated twice per step; n is a model's tensor count, so O(n^2)
      * is nothing next to one training step. */
     for (int k = 0; k < i; k++)
         if (params[k] == p)
-            return optim_fail(OPTIM_ERR_ARG, err, errlen, "optim_new: parameters %d and %d are the same tensor (\"%s\")",
+            return optim_fail(AD_ERR_ARG, err, errlen, "optim_new: parameters %d and %d are the same tensor (\"%s\")",
                               k, i, name);
-    return OPTIM_OK;
+    return AD_OK;
 }
 
 optim *optim_new(ad_tensor *const *params, int n, const optim_cfg *cfg, char *err, size_t errlen)
 {
-    if (optim_cfg_check(cfg, err, errlen) != OPTIM_OK) return NULL;
+    if (optim_cfg_check(cfg, err, errlen) != AD_OK) return NULL;
     if (!params || n < 1) {
-        optim_fail(params ? OPTIM_ERR_ARG : OPTIM_ERR_NULL, err, errlen,
+        optim_fail(params ? AD_ERR_ARG : AD_ERR_NULL, err, errlen,
                    "optim_new: %s: params = %p, n = %d, want at least one parameter", optim_kind_name(cfg->kind),
                    (const void *)params, n);
         return NULL;
     }
     for (int i = 0; i < n; i++)
-        if (check_param(params, i, err, errlen) != OPTIM_OK) return NULL;
+        if (check_param(params, i, err, errlen) != AD_OK) return NULL;
     optim *o = ad_calloc(1, sizeof *o);
     if (!o) goto nomem;
     o->cfg = *cfg;
@@ -212,7 +195,7 @@ optim *optim_new(ad_tensor *const *params, int n, const optim_cfg *cfg, char *er
     return o;
 nomem:
     optim_free(o);
-    optim_fail(OPTIM_ERR_NOMEM, err, errlen, "optim_new: out of memory for %d parameters", n);
+    optim_fail(AD_ERR_NOMEM, err, errlen, "optim_new: out of memory for %d parameters", n);
     return NULL;
 }
 
@@ -222,13 +205,13 @@ void optim_zero_grad(optim *o)
     for (int i = 0; i < o->n; i++) ad_tensor_zero_grad(o->params[i]);
 }
 
-optim_status optim_set_lr(optim *o, double lr)
+ad_status optim_set_lr(optim *o, double lr)
 {
-    if (!o) return OPTIM_ERR_NULL;
+    if (!o) return AD_ERR_NULL;
     if (!in_range(lr, 0, INFINITY, false))
-        return optim_failo(o, OPTIM_ERR_ARG, "optim_set_lr: lr = %g, want a finite rate >= 0", lr);
+        return optim_failo(o, AD_ERR_ARG, "optim_set_lr: lr = %g, want a finite rate >= 0", lr);
     o->cfg.lr = lr;
-    return OPTIM_OK;
+    return AD_OK;
 }
 
 double optim_lr(const optim *o) { return o ? optim_schedule_lr(&o->cfg.schedule, o->cfg.lr, o->step) : NAN; }

@@ -72,17 +72,17 @@ AD_VECTOR_CLONES static void apply(const optim_cfg *cfg, const bufs *b, const co
 }
 
 /* Clips as configured; a non-finite norm stops the step before anything is updated. */
-static optim_status clip(optim *o)
+static ad_status clip(optim *o)
 {
     char why[200];
-    if (o->cfg.clip_value > 0 && optim_clip_grad_value(o->params, o->n, o->cfg.clip_value, why, sizeof why) != OPTIM_OK)
-        return optim_failo(o, OPTIM_ERR_ARG, "optim_step: %s", why);
+    if (o->cfg.clip_value > 0 && optim_clip_grad_value(o->params, o->n, o->cfg.clip_value, why, sizeof why) != AD_OK)
+        return optim_failo(o, AD_ERR_ARG, "optim_step: %s", why);
     if (o->cfg.clip_norm > 0) {
-        optim_status st = optim_clip_grad_norm(o->params, o->n, o->cfg.clip_norm, NULL, why, sizeof why);
-        if (st != OPTIM_OK)
+        ad_status st = optim_clip_grad_norm(o->params, o->n, o->cfg.clip_norm, NULL, why, sizeof why);
+        if (st != AD_OK)
             return optim_failo(o, st, "optim_step: step %lld: %s", (long long)o->step, why);
     }
-    return OPTIM_OK;
+    return AD_OK;
 }
 
 /* One step's work, split across threads by element: the elements of all parameters in order
@@ -137,7 +137,7 @@ static void step_range(void *ctx, int64_t lo, int64_t hi)
             char *s0 = o->nslots > 0 ? ad_tensor_data(o->state[i * o->nslots]) : NULL;
             char *s1 = o->nslots > 1 ? ad_tensor_data(o->state[i * o->nslots + 1]) : NULL;
             bufs b = {
-                .p = (char *)ad_tensor_data(p) + off, .g = (char *)ad_tensor_grad(p) + off,
+                .p = (char *)ad_tensor_data(p) + off, .g = (char *)ad_tensor_grad_data(p) + off,
                 .s0 = s0 ? s0 + off : NULL, .s1 = s1 ? s1 + off : NULL, .n = k1 - k0,
             };
             apply(&o->cfg, &b, &j->c, ad_tensor_dtype(p) == AD_F32);
@@ -147,11 +147,11 @@ static void step_range(void *ctx, int64_t lo, int64_t hi)
     flush_denormals_end(mxcsr);
 }
 
-optim_status optim_step(optim *o)
+ad_status optim_step(optim *o)
 {
-    if (!o) return OPTIM_ERR_NULL;
-    optim_status st = clip(o);
-    if (st != OPTIM_OK) return st;
+    if (!o) return AD_ERR_NULL;
+    ad_status st = clip(o);
+    if (st != AD_OK) return st;
     const optim_cfg *cfg = &o->cfg;
     coeffs c = {
         .lr = optim_schedule_lr(&cfg->schedule, cfg->lr, o->step),
@@ -164,9 +164,9 @@ optim_status optim_step(optim *o)
         c.bc2_sqrt = sqrt(1 - pow(c.b2, t));
     }
     /* a gradient still marked zero is made real here, once, not by racing threads below */
-    for (int i = 0; i < o->n; i++) ad_tensor_grad(o->params[i]);
+    for (int i = 0; i < o->n; i++) ad_tensor_grad_data(o->params[i]);
     step_job j = {o, c};
     ad_parallel_for(o->total, STEP_GRAIN, step_range, &j);
     o->step++;
-    return OPTIM_OK;
+    return AD_OK;
 }

@@ -40,7 +40,7 @@ static uint64_t below(ad_rng *r, uint64_t bound)
 optim_sampler *optim_sampler_new(int64_t n, int64_t j, uint64_t seed, bool replacement, char *err, size_t errlen)
 {
     if (n < 1 || j < 1 || (j > n && !replacement)) {
-        optim_fail(OPTIM_ERR_ARG, err, errlen, "optim_sampler_new: n = %lld, j = %lld, want n >= 1 and 1 <= j%s",
+        optim_fail(AD_ERR_ARG, err, errlen, "optim_sampler_new: n = %lld, j = %lld, want n >= 1 and 1 <= j%s",
                    (long long)n, (long long)j, replacement ? "" : " <= n (without replacement)");
         return NULL;
     }
@@ -49,7 +49,7 @@ optim_sampler *optim_sampler_new(int64_t n, int64_t j, uint64_t seed, bool repla
     if (s && (uint64_t)len <= SIZE_MAX / sizeof *s->perm) s->perm = ad_malloc((size_t)len * sizeof *s->perm);
     if (!s || !s->perm) {
         optim_sampler_free(s);
-        optim_fail(OPTIM_ERR_NOMEM, err, errlen, "optim_sampler_new: out of memory for %lld indices", (long long)len);
+        optim_fail(AD_ERR_NOMEM, err, errlen, "optim_sampler_new: out of memory for %lld indices", (long long)len);
         return NULL;
     }
     *s = (optim_sampler){.n = n, .j = j, .seed = seed, .replacement = replacement, .epoch = -1, .perm = s->perm};

@@ -39,32 +39,32 @@ static const char *sched_name(optim_sched_kind k)
     return NULL;
 }
 
-optim_status optim_schedule_check(const optim_schedule *s, char *err, size_t errlen)
+ad_status optim_schedule_check(const optim_schedule *s, char *err, size_t errlen)
 {
-    if (!s) return optim_fail(OPTIM_ERR_NULL, err, errlen, "optim_schedule_check: schedule is NULL");
+    if (!s) return optim_fail(AD_ERR_NULL, err, errlen, "optim_schedule_check: schedule is NULL");
     const char *k = sched_name(s->kind);
-    if (!k) return optim_fail(OPTIM_ERR_ARG, err, errlen, "optim_schedule_check: unknown schedule kind %d", (int)s->kind);
+    if (!k) return optim_fail(AD_ERR_ARG, err, errlen, "optim_schedule_check: unknown schedule kind %d", (int)s->kind);
     if (s->warmup < 0 || !(s->warmup_start >= 0 && s->warmup_start <= 1))
-        return optim_fail(OPTIM_ERR_ARG, err, errlen,
+        return optim_fail(AD_ERR_ARG, err, errlen,
                           "optim_schedule_check: %s: warmup = %lld, warmup_start = %g, want warmup >= 0 and warmup_start "
                           "in [0, 1]", k, (long long)s->warmup, s->warmup_start);
     bool decays = s->kind == OPTIM_SCHED_STEP || s->kind == OPTIM_SCHED_EXPONENTIAL;
     if (decays && !(s->gamma > 0 && isfinite(s->gamma)))
-        return optim_fail(OPTIM_ERR_ARG, err, errlen, "optim_schedule_check: %s: gamma = %g, want a finite factor > 0", k,
+        return optim_fail(AD_ERR_ARG, err, errlen, "optim_schedule_check: %s: gamma = %g, want a finite factor > 0", k,
                           s->gamma);
     if (s->kind == OPTIM_SCHED_STEP && s->step_size <= 0)
-        return optim_fail(OPTIM_ERR_ARG, err, errlen, "optim_schedule_check: step: step_size = %lld, want > 0",
+        return optim_fail(AD_ERR_ARG, err, errlen, "optim_schedule_check: step: step_size = %lld, want > 0",
                           (long long)s->step_size);
     if (s->kind == OPTIM_SCHED_COSINE && (s->t_max <= 0 || !(s->eta_min >= 0 && isfinite(s->eta_min))))
-        return optim_fail(OPTIM_ERR_ARG, err, errlen,
+        return optim_fail(AD_ERR_ARG, err, errlen,
                           "optim_schedule_check: cosine: t_max = %lld, eta_min = %g, want t_max > 0 and eta_min >= 0",
                           (long long)s->t_max, s->eta_min);
     /* A field of another kind set here is most likely a forgotten `kind`: say so. */
     if ((!decays && s->gamma != 0) || (s->kind != OPTIM_SCHED_STEP && s->step_size != 0) ||
         (s->kind != OPTIM_SCHED_COSINE && (s->t_max != 0 || s->eta_min != 0)))
-        return optim_fail(OPTIM_ERR_ARG, err, errlen,
+        return optim_fail(AD_ERR_ARG, err, errlen,
                           "optim_schedule_check: %s: gamma = %g, step_size = %lld, t_max = %lld, eta_min = %g: a field "
                           "of another schedule kind is set (forgot .kind?)", k, s->gamma, (long long)s->step_size,
                           (long long)s->t_max, s->eta_min);
-    return OPTIM_OK;
+    return AD_OK;
 }

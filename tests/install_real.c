@@ -14,7 +14,7 @@ int main(int argc, char **argv)
     if (!t) return 1;
     ad_real x = ad_real_var(t, x0);
     ad_real y = ad_real_mul(t, ad_real_sin(t, x), ad_real_exp(t, x)); /* sin(x) e^x */
-    double got = ad_tape_backward(t, y) == AD_OK ? ad_tape_grad(t, x) : NAN;
+    double got = ad_tape_backward(t, y) == AD_OK ? ad_real_grad(t, x) : NAN;
     double want = (cos(x0) + sin(x0)) * exp(x0);
     ad_tape_free(t);
     printf("ad_real: dy/dx = %.12f, exact %.12f\n", got, want);

@@ -37,7 +37,7 @@ START_TEST(tensor_new_and_accessors)
     ck_assert_int_eq(ad_tensor_dtype(t), AD_F64);
     ck_assert_ptr_null(ad_tensor_name(t));
     /* a plain tensor has no gradient buffer: grad_get reports NaN, zero_grad is a no-op */
-    ck_assert_ptr_null(ad_tensor_grad(t));
+    ck_assert_ptr_null(ad_tensor_grad_data(t));
     ck_assert(isnan(ad_tensor_grad_get(t, 0)));
     ad_tensor_zero_grad(t);
     for (int64_t i = 0; i < 6; i++) ck_assert_double_eq(ad_tensor_get(t, i), 0.0);
@@ -106,7 +106,7 @@ START_TEST(param_name_grad_and_zero_grad)
     ck_assert_ptr_nonnull(p);
     name[0] = 'X'; /* the name is copied, so the caller's buffer may change */
     ck_assert_str_eq(ad_tensor_name(p), "W1");
-    float *gr = ad_tensor_grad(p);
+    float *gr = ad_tensor_grad_data(p);
     ck_assert_ptr_nonnull(gr);
     for (int i = 0; i < 3; i++) ck_assert_double_eq(ad_tensor_grad_get(p, i), 0.0);
     gr[0] = 1.5f, gr[2] = -4.0f;
@@ -120,7 +120,7 @@ START_TEST(param_name_grad_and_zero_grad)
     ck_assert_ptr_nonnull(anon);
     ck_assert_ptr_null(ad_tensor_name(anon));
     ck_assert_int_eq(ad_tensor_size(anon), 1);
-    ck_assert_ptr_nonnull(ad_tensor_grad(anon));
+    ck_assert_ptr_nonnull(ad_tensor_grad_data(anon));
     ad_tensor_free(anon);
 }
 END_TEST
@@ -353,7 +353,7 @@ START_TEST(training_loop_allocates_only_in_first_step)
         ad_tensor *ps[2] = {W, b};
         for (int k = 0; k < 2; k++) {
             double *d = ad_tensor_data(ps[k]);
-            const double *gr = ad_tensor_grad(ps[k]);
+            const double *gr = ad_tensor_grad_data(ps[k]);
             for (int64_t i = 0; i < ad_tensor_size(ps[k]); i++) d[i] -= lr * gr[i];
             ad_tensor_zero_grad(ps[k]);
         }
@@ -418,7 +418,7 @@ START_TEST(no_grad_mode_computes_values_only)
     ck_assert(ad_set_grad_enabled(g, false)); /* returns the previous setting: enabled */
     ad_node *x = ad_var(g, "x", 3);
     const double tv[3] = {0, 1, -1};
-    ad_node *t = ad_var_tensor(g, "t", AD_F64, AD_SHAPE(3), tv);
+    ad_node *t = ad_var_array(g, "t", AD_F64, AD_SHAPE(3), tv);
     ad_node *y = ad_mul(g, x, ad_sin(g, x));                     /* scalar fast path */
     ad_node *s = ad_sum(g, ad_mul(g, ad_exp(g, t), ad_param(g, P))); /* tensor path */
     ck_assert_double_eq_tol(ad_value(y), 3 * sin(3.0), 1e-15);
@@ -483,7 +483,7 @@ START_TEST(tensor_gradients_accumulate_inner_recomputed)
     ad_dtype types[2] = {AD_F64, AD_F32};
     for (int k = 0; k < 2; k++) {
         ad_graph *g = ad_graph_new();
-        ad_node *x = ad_var_tensor(g, "x", types[k], AD_SHAPE(3), xv);
+        ad_node *x = ad_var_array(g, "x", types[k], AD_SHAPE(3), xv);
         ad_node *sq = ad_mul(g, x, x);
         ad_node *s = ad_sum(g, sq);
         ck_assert_int_eq(ad_backward(g, s), AD_OK);
@@ -519,7 +519,7 @@ START_TEST(param_gradients_accumulate_across_graphs)
     ck_assert_double_eq(ad_tensor_grad_get(P, 1), -8 + 3);
     /* the parameter node reads the same buffer */
     ck_assert_double_eq(ad_node_grad_get(p1, 1), -5);
-    ck_assert_ptr_eq(ad_node_grad_data(p1), ad_tensor_grad(P));
+    ck_assert_ptr_eq(ad_node_grad_data(p1), ad_tensor_grad_data(P));
     /* ad_zero_grad leaves parameters alone; ad_tensor_zero_grad clears them */
     ad_zero_grad(g1);
     ck_assert_double_eq(ad_tensor_grad_get(P, 0), 7);
@@ -573,7 +573,7 @@ START_TEST(lazily_zeroed_param_gradients)
         for (int i = 0; i < 6; i++)
             ck_assert_double_eq(types[k] == AD_F64 ? ((const double *)d)[i] : ((const float *)d)[i], 0);
         ad_tensor_zero_grad(W);
-        const void *raw = ad_tensor_grad(W);
+        const void *raw = ad_tensor_grad_data(W);
         for (int i = 0; i < 6; i++)
             ck_assert_double_eq(types[k] == AD_F64 ? ((const double *)raw)[i] : ((const float *)raw)[i], 0);
         ad_graph_free(g);
@@ -588,7 +588,7 @@ START_TEST(backward_seed_on_non_scalar_root)
     ad_dtype types[2] = {AD_F64, AD_F32};
     for (int k = 0; k < 2; k++) {
         ad_graph *g = ad_graph_new();
-        ad_node *x = ad_var_tensor(g, "x", types[k], AD_SHAPE(2, 3), xv);
+        ad_node *x = ad_var_array(g, "x", types[k], AD_SHAPE(2, 3), xv);
         ad_node *c = ad_const(g, types[k], AD_SHAPE(3), (const double[]){2, -1, 0.5});
         ad_node *y = ad_add(g, ad_mul(g, x, x), ad_mul(g, x, c)); /* dy/dx = 2x + c */
         ck_assert_int_eq(ad_backward(g, y), AD_ERR_SHAPE);
@@ -634,7 +634,7 @@ static ad_status softplus_backward(const ad_op_ctx *c)
     ad_node *x = c->in[0];
     ad_dtype t = ad_node_dtype(x);
     const void *G = ad_node_grad_data(c->out), *X = ad_node_data(x);
-    void *GX = ad_grad_buffer(c->graph, x);
+    void *GX = ad_input_grad_buffer(c->graph, x);
     if (!GX) return ad_status_of(c->graph); /* no gradient wanted (AD_OK) or out of memory */
     if (!G) return AD_OK;
     for (int64_t i = 0; i < ad_node_size(x); i++)
@@ -648,7 +648,7 @@ static ad_status bad_softplus_backward(const ad_op_ctx *c)
 {
     ad_node *x = c->in[0];
     const double *G = ad_node_grad_data(c->out), *X = ad_node_data(x);
-    double *GX = ad_grad_buffer(c->graph, x);
+    double *GX = ad_input_grad_buffer(c->graph, x);
     if (!GX || !G) return ad_status_of(c->graph);
     for (int64_t i = 0; i < ad_node_size(x); i++) GX[i] += G[i] * sigmoid_ref(X[i]) * (i == 2 ? 2 : 1);
     return AD_OK;
@@ -766,7 +766,7 @@ START_TEST(custom_op_values_and_gradcheck)
     for (int k = 0; k < 2; k++) {
         ad_dtype t = k ? AD_F32 : AD_F64;
         double tol = k ? 1e-6 : 1e-15;
-        ad_node *x = ad_var_tensor(g, "x", t, AD_SHAPE(5), xv);
+        ad_node *x = ad_var_array(g, "x", t, AD_SHAPE(5), xv);
         ad_node *y = apply1(g, id, x);
         ck_assert_ptr_nonnull(y);
         ck_assert_int_eq(ad_node_dtype(y), t);
@@ -804,7 +804,7 @@ START_TEST(custom_op_without_backward)
     int id = op_id(&twice_def);
     ad_graph *g = ad_graph_new();
     const double xv[3] = {1, -2, 3};
-    ad_node *x = ad_var_tensor(g, "x", AD_F64, AD_SHAPE(3), xv);
+    ad_node *x = ad_var_array(g, "x", AD_F64, AD_SHAPE(3), xv);
     ad_node *y = apply1(g, id, x), *s = ad_sum(g, y);
     ck_assert_ptr_nonnull(s);
     for (int i = 0; i < 3; i++) ck_assert_double_eq(ad_node_get(y, i), 2 * xv[i]);
@@ -839,7 +839,7 @@ START_TEST(no_backward_op_off_the_root_path)
     int id = op_id(&twice_def);
     ad_graph *g = ad_graph_new();
     const double xv[2] = {1, 2};
-    ad_node *x = ad_var_tensor(g, "x", AD_F64, AD_SHAPE(2), xv);
+    ad_node *x = ad_var_array(g, "x", AD_F64, AD_SHAPE(2), xv);
     ck_assert_ptr_nonnull(apply1(g, id, x)); /* unused tensor result */
     ad_node *f = ad_sum(g, ad_mul(g, x, x));
     ck_assert_int_eq(ad_backward(g, f), AD_OK);
@@ -891,8 +891,8 @@ static ad_node *horner_fn(ad_graph *g, ad_node *const *x, int n, void *user)
 {
     const poly *p = user;
     if (n != 2) return NULL;
-    ad_node *acc = ad_scalar(g, p->c[p->deg]);
-    for (int k = p->deg - 1; k >= 0; k--) acc = ad_add(g, ad_mul(g, acc, x[0]), ad_scalar(g, p->c[k]));
+    ad_node *acc = ad_const_scalar(g, p->c[p->deg]);
+    for (int k = p->deg - 1; k >= 0; k--) acc = ad_add(g, ad_mul(g, acc, x[0]), ad_const_scalar(g, p->c[k]));
     if (ad_value(x[1]) <= 0) return acc;
     if (ad_value(acc) < 0) acc = ad_neg(g, acc);
     return ad_mul(g, acc, x[1]);
@@ -990,7 +990,7 @@ START_TEST(node_accessors)
     char nm[4] = "x";
     ad_node *x = ad_var(g, nm, 2);
     nm[0] = 'q'; /* names are copied */
-    ad_node *y = ad_var(g, "y", 3), *c = ad_scalar(g, 1.5);
+    ad_node *y = ad_var(g, "y", 3), *c = ad_const_scalar(g, 1.5);
     ad_node *s = ad_add(g, x, y), *m = ad_mul(g, s, c);
     ad_tensor *P = ad_param_new("W", AD_F64, AD_SHAPE(2, 2)), *T = ad_tensor_new(AD_F32, AD_SHAPE(3));
     ad_node *p = ad_param(g, P), *t = ad_param(g, T), *k = ad_const(g, AD_F64, AD_SHAPE(2), NULL);
@@ -1055,7 +1055,7 @@ START_TEST(node_accessors)
     /* a constant tensor never has gradient storage; a parameter node always shows its
      * tensor's buffer, which may hold gradients accumulated by other graphs */
     ck_assert_ptr_null(ad_node_grad_data(cat));
-    ck_assert_ptr_eq(ad_node_grad_data(p), ad_tensor_grad(P));
+    ck_assert_ptr_eq(ad_node_grad_data(p), ad_tensor_grad_data(P));
     ck_assert_int_eq(ad_backward(g, m), AD_OK);
     ck_assert_double_eq(ad_grad(x), 1.5);
     ck_assert_double_eq(ad_grad(y), 1.5);

@@ -30,7 +30,7 @@ static ad_node *zeros(ad_graph *g, ad_dtype t, ad_shape s) { return ad_const(g, 
 START_TEST(matmul_message_is_exact)
 {
     ad_graph *g = ad_graph_new();
-    ad_node *x = zeros(g, AD_F64, AD_SHAPE(64, 784)), *w = ad_var_tensor(g, "w", AD_F64, AD_SHAPE(256, 784), NULL);
+    ad_node *x = zeros(g, AD_F64, AD_SHAPE(64, 784)), *w = ad_var_array(g, "w", AD_F64, AD_SHAPE(256, 784), NULL);
     ad_node *y = ad_matmul(g, x, w);
     ck_assert_ptr_null(y);
     ck_assert_int_eq(ad_status_of(g), AD_ERR_SHAPE);
@@ -205,7 +205,7 @@ START_TEST(null_graph)
 {
     /* valid nodes from another graph, so only the graph argument is missing */
     ad_graph *h = ad_graph_new();
-    ad_node *s = ad_var(h, "s", 2), *t = ad_var_tensor(h, "t", AD_F64, AD_SHAPE(2, 2), NULL);
+    ad_node *s = ad_var(h, "s", 2), *t = ad_var_array(h, "t", AD_F64, AD_SHAPE(2, 2), NULL);
     ad_rng r;
     ad_rng_seed(&r, 3);
     drop_rng = r; /* so that dropout lacks only its graph */
@@ -219,8 +219,8 @@ START_TEST(null_graph)
         ck_assert_ptr_null(binaries[i].f(NULL, t, t));
     }
     ck_assert_ptr_null(ad_var(NULL, "x", 1));
-    ck_assert_ptr_null(ad_var_tensor(NULL, "x", AD_F64, AD_SHAPE(2), NULL));
-    ck_assert_ptr_null(ad_scalar(NULL, 1));
+    ck_assert_ptr_null(ad_var_array(NULL, "x", AD_F64, AD_SHAPE(2), NULL));
+    ck_assert_ptr_null(ad_const_scalar(NULL, 1));
     ck_assert_ptr_null(ad_const(NULL, AD_F64, AD_SHAPE(2), NULL));
     ck_assert_ptr_null(ad_full(NULL, AD_F32, AD_SHAPE(2), 1));
     ck_assert_ptr_null(ad_rand_uniform(NULL, AD_F64, AD_SHAPE(2), &r, 0, 1));
@@ -235,7 +235,7 @@ START_TEST(null_graph)
     ck_assert_str_eq(ad_error(NULL), "graph is NULL");
     ck_assert_int_eq(ad_set_error(NULL, AD_ERR_ARG, "ignored %d", 1), AD_ERR_ARG);
     ck_assert(!ad_set_grad_enabled(NULL, true));
-    ck_assert_ptr_null(ad_grad_buffer(NULL, s));
+    ck_assert_ptr_null(ad_input_grad_buffer(NULL, s));
     ck_assert_uint_eq(ad_graph_num_nodes(NULL), 0);
     ck_assert_ptr_null(ad_graph_node(NULL, 0));
     ck_assert_uint_eq(ad_graph_get_stats(NULL).mallocs, 0);
@@ -257,7 +257,7 @@ END_TEST
 START_TEST(first_error_is_sticky)
 {
     ad_graph *g = ad_graph_new();
-    ad_node *x = ad_var_tensor(g, "x", AD_F64, AD_SHAPE(2, 3), NULL);
+    ad_node *x = ad_var_array(g, "x", AD_F64, AD_SHAPE(2, 3), NULL);
     ad_node *e = ad_exp(g, NULL);
     ck_assert_ptr_null(e);
     ck_assert_str_eq(ad_error(g), "exp: input 1 is NULL");
@@ -322,7 +322,7 @@ START_TEST(dtype_mismatch_names_both)
     EXPECT_FAIL(g, ad_mse(g, f, d), AD_ERR_DTYPE, "mse: float32 [2,3] and float64 [2,3]");
     /* an unknown dtype for a leaf */
     EXPECT_FAIL(g, ad_const(g, (ad_dtype)7, AD_SHAPE(2), NULL), AD_ERR_DTYPE, "const: unknown dtype 7");
-    EXPECT_FAIL(g, ad_var_tensor(g, "x", (ad_dtype)9, AD_SHAPE(2), NULL), AD_ERR_DTYPE,
+    EXPECT_FAIL(g, ad_var_array(g, "x", (ad_dtype)9, AD_SHAPE(2), NULL), AD_ERR_DTYPE,
                 "var: unknown dtype 9");
     ad_graph_free(g);
 }
@@ -350,7 +350,7 @@ END_TEST
 START_TEST(axis_out_of_range)
 {
     ad_graph *g = ad_graph_new();
-    ad_node *a = zeros(g, AD_F64, AD_SHAPE(2, 3)), *s = ad_scalar(g, 1);
+    ad_node *a = zeros(g, AD_F64, AD_SHAPE(2, 3)), *s = ad_const_scalar(g, 1);
     EXPECT_FAIL(g, ad_sum_axis(g, a, 2, false), AD_ERR_ARG, "sum_axis: axis 2 out of range for shape [2,3]");
     EXPECT_FAIL(g, ad_sum_axis(g, a, -3, true), AD_ERR_ARG, "sum_axis: axis -3 out of range for shape [2,3]");
     EXPECT_FAIL(g, ad_mean_axis(g, a, 5, false), AD_ERR_ARG, "mean_axis: axis 5 out of range for shape [2,3]");
@@ -438,7 +438,7 @@ START_TEST(cross_entropy_errors)
                 "cross_entropy: logits [2,3,1]: expected a non-empty [N,C] matrix");
     EXPECT_FAIL(g, ad_cross_entropy(g, zeros(g, AD_F64, AD_SHAPE(0, 3)), lab), AD_ERR_SHAPE,
                 "cross_entropy: logits [0,3]: expected a non-empty [N,C] matrix");
-    EXPECT_FAIL(g, ad_cross_entropy(g, ad_scalar(g, 1), lab), AD_ERR_SHAPE,
+    EXPECT_FAIL(g, ad_cross_entropy(g, ad_const_scalar(g, 1), lab), AD_ERR_SHAPE,
                 "cross_entropy: logits []");
     ck_assert_ptr_nonnull(ad_cross_entropy(g, z, (const int32_t[]){2, 0}));
     ad_graph_free(g);
@@ -557,9 +557,9 @@ START_TEST(leaf_shape_errors)
     ad_graph *g = ad_graph_new();
     ad_shape r7 = {.rank = AD_MAX_RANK + 1}, rneg = {.rank = -1};
     EXPECT_FAIL(g, ad_const(g, AD_F64, r7, NULL), AD_ERR_SHAPE, "const: rank 7 outside 0..6");
-    EXPECT_FAIL(g, ad_var_tensor(g, "v", AD_F32, rneg, NULL), AD_ERR_SHAPE, "var: rank -1 outside 0..6");
+    EXPECT_FAIL(g, ad_var_array(g, "v", AD_F32, rneg, NULL), AD_ERR_SHAPE, "var: rank -1 outside 0..6");
     EXPECT_FAIL(g, ad_full(g, AD_F64, AD_SHAPE(2, -1), 0), AD_ERR_SHAPE, "const: invalid shape [2,-1]");
-    EXPECT_FAIL(g, ad_var_tensor(g, "v", AD_F64, AD_SHAPE(-3), NULL), AD_ERR_SHAPE,
+    EXPECT_FAIL(g, ad_var_array(g, "v", AD_F64, AD_SHAPE(-3), NULL), AD_ERR_SHAPE,
                 "var: invalid shape [-3]");
     EXPECT_FAIL(g, ad_const(g, AD_F64, AD_SHAPE(INT64_MAX / 2 + 1, 2), NULL), AD_ERR_SHAPE,
                 "const: invalid shape");
@@ -603,7 +603,7 @@ START_TEST(backward_bad_roots)
     ck_assert_ptr_null(ad_error(h));    /* and the other graph is untouched */
 
     /* a non-scalar root needs a seed */
-    ad_node *t = ad_var_tensor(g, "t", AD_F32, AD_SHAPE(3, 1), NULL);
+    ad_node *t = ad_var_array(g, "t", AD_F32, AD_SHAPE(3, 1), NULL);
     ck_assert_int_eq(ad_backward(g, t), AD_ERR_SHAPE);
     EXPECT_ERROR(g, AD_ERR_SHAPE, "backward: root has shape [3,1]; a root with more than one "
                                   "element needs a seed gradient (ad_backward_seed)");

@@ -80,7 +80,7 @@ END_TEST
         ad_node *x = ad_var(g, "x", x0), *y = ad_##name(g, x);                                \
         ck_assert_int_eq(ad_backward(g, y), AD_OK);                                           \
         ck_assert_msg(!isnan(ad_node_local_grad(y, 0)), #name ": no scalar fast path");       \
-        ad_node *xt = ad_var_tensor(g, "xt", AD_F64, AD_SHAPE(1), &x0), *yt = ad_##name(g, xt); \
+        ad_node *xt = ad_var_array(g, "xt", AD_F64, AD_SHAPE(1), &x0), *yt = ad_##name(g, xt); \
         ck_assert_int_eq(ad_backward(g, yt), AD_OK);                                          \
         ck_assert_double_eq(ad_value(yt), ad_value(y));                                       \
         ck_assert_double_eq(ad_grad(xt), ad_grad(x));                                         \
@@ -88,7 +88,7 @@ END_TEST
         ad_real xr = ad_real_var(t, x0), yr = ad_real_##name(t, xr);                          \
         ck_assert_int_eq(ad_tape_backward(t, yr), AD_OK);                                     \
         ck_assert_double_eq(yr.v, ad_value(y));                                               \
-        ck_assert_double_eq(ad_tape_grad(t, xr), ad_grad(x));                                 \
+        ck_assert_double_eq(ad_real_grad(t, xr), ad_grad(x));                                 \
         ad_dual yd = ad_dual_##name(ad_dual_make(x0, 1));                                     \
         ck_assert_double_eq(yd.v, ad_value(y));                                               \
         ck_assert_double_eq(yd.t, ad_grad(x));                                                \
@@ -107,8 +107,8 @@ END_TEST
         ad_real ar = ad_real_var(t, a0), br = ad_real_var(t, b0), yr = ad_real_##name(t, ar, br); \
         ck_assert_int_eq(ad_tape_backward(t, yr), AD_OK);                                     \
         ck_assert_double_eq(yr.v, ad_value(y));                                               \
-        ck_assert_double_eq(ad_tape_grad(t, ar), ad_grad(a));                                 \
-        ck_assert_double_eq(ad_tape_grad(t, br), ad_grad(b));                                 \
+        ck_assert_double_eq(ad_real_grad(t, ar), ad_grad(a));                                 \
+        ck_assert_double_eq(ad_real_grad(t, br), ad_grad(b));                                 \
         ad_dual yd = ad_dual_##name(ad_dual_make(a0, 0.25), ad_dual_make(b0, -2));            \
         ck_assert_double_eq_tol(yd.t, 0.25 * ad_grad(a) - 2 * ad_grad(b), 1e-15);             \
         ad_tape_free(t);                                                                      \
@@ -214,7 +214,7 @@ static const op_case cases[] = {
 static ad_node *build_at(ad_graph *g, const op_case *c, ad_dtype t, double *const *x, ad_node **in)
 {
     ad_graph_reset(g);
-    for (int k = 0; k < c->nin; k++) in[k] = ad_var_tensor(g, NULL, t, c->shape[k], x[k]);
+    for (int k = 0; k < c->nin; k++) in[k] = ad_var_array(g, NULL, t, c->shape[k], x[k]);
     ad_node *y = c->build(g, in);
     ck_assert_msg(y != NULL, "%s: %s", c->name, ad_error(g));
     return y;
@@ -412,13 +412,13 @@ START_TEST(user_elementwise_ops)
     ad_set_threads(2);
     double *big = malloc(N * sizeof *big);
     for (int i = 0; i < N; i++) big[i] = (i % 201 - 100) / 37.0;
-    ad_node *xt = ad_var_tensor(g, "xt", AD_F32, AD_SHAPE(N), big);
+    ad_node *xt = ad_var_array(g, "xt", AD_F32, AD_SHAPE(N), big);
     ad_node *yt = ad_apply(g, us, &xt, 1, NULL, 0);
     ck_assert_ptr_nonnull(yt);
     for (int i = 0; i < N; i += 997)
         ck_assert_float_eq(((float *)ad_node_data(yt))[i], (float)softsign((float)big[i], 0));
-    ad_node *col = ad_var_tensor(g, "col", AD_F32, AD_SHAPE(3, 1), (double[]){1, 2, 3});
-    ad_node *row = ad_var_tensor(g, "row", AD_F32, AD_SHAPE(4), (double[]){4, 5, 6, 7});
+    ad_node *col = ad_var_array(g, "col", AD_F32, AD_SHAPE(3, 1), (double[]){1, 2, 3});
+    ad_node *row = ad_var_array(g, "row", AD_F32, AD_SHAPE(4), (double[]){4, 5, 6, 7});
     ad_node *h = ad_apply(g, hy, (ad_node *[]){col, row}, 2, NULL, 0);
     ad_shape hs = ad_node_shape(h);
     ck_assert_int_eq(hs.rank, 2);
@@ -466,7 +466,7 @@ static void wsum_forward(const ad_op_ctx *c)
 static ad_status wsum_backward(const ad_op_ctx *c)
 {
     const wsum_state *st = c->state;
-    double *gx = ad_grad_buffer(c->graph, c->in[0]), gy = ad_grad(c->out);
+    double *gx = ad_input_grad_buffer(c->graph, c->in[0]), gy = ad_grad(c->out);
     for (int64_t i = 0; gx && i < st->n; i++) gx[i] += st->w[i] * gy;
     return ad_status_of(c->graph);
 }
@@ -488,7 +488,7 @@ START_TEST(user_op_with_state_and_forward_rule)
     int id = ad_op_register(&d);
     ck_assert_int_ge(id, 0);
     ad_graph *g = ad_graph_new();
-    ad_node *x = ad_var_tensor(g, "x", AD_F64, AD_SHAPE(3), (double[]){1, 2, 3});
+    ad_node *x = ad_var_array(g, "x", AD_F64, AD_SHAPE(3), (double[]){1, 2, 3});
     double w[3] = {0.5, -1, 2};
     ad_node *y = ad_apply_with(g, id, &x, 1, NULL, 0, w);
     w[0] = 100; /* the node keeps its own copy */
@@ -506,7 +506,7 @@ START_TEST(user_op_with_state_and_forward_rule)
     nojvp.name = "wsum_nojvp";
     nojvp.jvp = NULL;
     int id2 = ad_op_register(&nojvp);
-    x = ad_var_tensor(g, "x", AD_F64, AD_SHAPE(3), (double[]){1, 2, 3});
+    x = ad_var_array(g, "x", AD_F64, AD_SHAPE(3), (double[]){1, 2, 3});
     y = ad_apply_with(g, id2, &x, 1, NULL, 0, (double[]){1, 1, 1});
     ck_assert_int_eq(ad_jvp_graph(g, y, 1, &x, (const double *const[]){(double[]){1, 1, 1}}), AD_ERR_NO_JVP);
     ck_assert_ptr_nonnull(strstr(ad_error(g), "wsum_nojvp"));
@@ -521,8 +521,8 @@ START_TEST(jvp_allocates_nothing_in_a_loop)
     long before = 0;
     for (int step = 0; step < 4; step++) {
         ad_graph_reset(g);
-        ad_node *x = ad_var_tensor(g, "x", AD_F32, AD_SHAPE(16, 8), NULL);
-        ad_node *w = ad_var_tensor(g, "w", AD_F32, AD_SHAPE(4, 8), NULL);
+        ad_node *x = ad_var_array(g, "x", AD_F32, AD_SHAPE(16, 8), NULL);
+        ad_node *w = ad_var_array(g, "w", AD_F32, AD_SHAPE(4, 8), NULL);
         ad_node *y = ad_sum(g, ad_tanh(g, ad_linear(g, x, w, NULL)));
         double seed[32] = {1};
         ck_assert_int_eq(ad_jvp_graph(g, y, 1, &w, (const double *const[]){seed}), AD_OK);

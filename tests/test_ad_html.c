@@ -234,8 +234,8 @@ START_TEST(tensor_graph_shows_shapes_and_summaries)
     ad_graph *g = ad_graph_new();
     double v[1000];
     for (int i = 0; i < 1000; i++) v[i] = i;
-    ad_node *x = ad_var_tensor(g, "X", AD_F32, AD_SHAPE(10, 100), v);
-    ad_node *w = ad_var_tensor(g, "W", AD_F32, AD_SHAPE(100, 3), v);
+    ad_node *x = ad_var_array(g, "X", AD_F32, AD_SHAPE(10, 100), v);
+    ad_node *w = ad_var_array(g, "W", AD_F32, AD_SHAPE(100, 3), v);
     ad_node *h = ad_tanh(g, ad_mul_scalar(g, ad_matmul(g, x, w), 1e-6));
     ad_node *f = ad_mean(g, ad_mul(g, h, h));
     ck_assert_int_eq(ad_backward(g, f), AD_OK);

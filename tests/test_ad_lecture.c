@@ -33,7 +33,7 @@ static neuron build_neuron(ad_graph *g)
     n.s1 = ad_add(g, n.s0, n.w2);
     n.neg = ad_neg(g, n.s1);
     n.e = ad_exp(g, n.neg);
-    n.p1 = ad_add(g, n.e, ad_scalar(g, 1));
+    n.p1 = ad_add(g, n.e, ad_const_scalar(g, 1));
     n.f = ad_recip(g, n.p1);
     return n;
 }

@@ -211,7 +211,7 @@ static double run_dtype(const op_case *c, args *a, ad_dtype t, ad_tensor **in, d
     for (int i = 0; i < c->nin; i++) {
         double *v = malloc((size_t)ad_tensor_size(in[i]) * sizeof *v + 1);
         ad_tensor_read(in[i], v);
-        x[i] = ad_var_tensor(g, "x", t, ad_tensor_shape(in[i]), v);
+        x[i] = ad_var_array(g, "x", t, ad_tensor_shape(in[i]), v);
         free(v);
     }
     ad_node *y = c->build(g, x, c->nin, a);
@@ -309,7 +309,7 @@ START_TEST(cross_entropy_is_stable_for_huge_logits)
     ad_graph *g = ad_graph_new();
     double z[6] = {1000, -1000, 0, -1000, 1000, 999};
     int32_t y[2] = {0, 2};
-    ad_node *x = ad_var_tensor(g, "z", AD_F64, AD_SHAPE(2, 3), z);
+    ad_node *x = ad_var_array(g, "z", AD_F64, AD_SHAPE(2, 3), z);
     ad_node *l = ad_cross_entropy(g, x, y);
     ck_assert_int_eq(ad_backward(g, l), AD_OK);
     /* row 0: loss 0; row 1: lse = 1000 + log(1 + e^-1), loss = lse - 999 */
@@ -334,8 +334,8 @@ START_TEST(softmax_is_stable_and_sums_to_one)
     ad_node *ls = ad_log_softmax(g, ad_const(g, AD_F64, AD_SHAPE(4), z), -1);
     ck_assert_double_eq_tol(ad_node_get(ls, 0), -log(2), 1e-12);
     ck_assert_double_eq_tol(ad_node_get(ls, 2), -2000 - log(2), 1e-9);
-    ck_assert_double_eq(ad_value(ad_sigmoid(g, ad_scalar(g, -1000))), 0);
-    ck_assert_double_eq(ad_value(ad_sigmoid(g, ad_scalar(g, 1000))), 1);
+    ck_assert_double_eq(ad_value(ad_sigmoid(g, ad_const_scalar(g, -1000))), 0);
+    ck_assert_double_eq(ad_value(ad_sigmoid(g, ad_const_scalar(g, 1000))), 1);
     ad_graph_free(g);
 }
 END_TEST
@@ -364,7 +364,7 @@ START_TEST(linear_act_equals_linear_then_activation)
                     for (int i = 0; i < 3; i++) {
                         double *v = malloc((size_t)ad_tensor_size(in[i]) * sizeof *v);
                         ad_tensor_read(in[i], v);
-                        x[i] = ad_var_tensor(g, "x", t, ad_tensor_shape(in[i]), v);
+                        x[i] = ad_var_array(g, "x", t, ad_tensor_shape(in[i]), v);
                         free(v);
                     }
                     ad_node *y;
@@ -407,12 +407,12 @@ START_TEST(linear_act_refuses_bad_arguments)
 {
     ad_graph *g = ad_graph_new();
     double v[6] = {1, 2, 3, 4, 5, 6};
-    ad_node *x = ad_var_tensor(g, "x", AD_F64, AD_SHAPE(2, 3), v), *w = ad_var_tensor(g, "w", AD_F64, AD_SHAPE(2, 3), v);
+    ad_node *x = ad_var_array(g, "x", AD_F64, AD_SHAPE(2, 3), v), *w = ad_var_array(g, "w", AD_F64, AD_SHAPE(2, 3), v);
     ck_assert_ptr_null(ad_linear_act(g, x, w, NULL, (ad_act)9, 0));
     ck_assert_str_eq(ad_error(g), "linear: unknown activation 9");
     ad_graph_free(g);
     g = ad_graph_new();
-    x = ad_var_tensor(g, "x", AD_F64, AD_SHAPE(2, 3), v), w = ad_var_tensor(g, "w", AD_F64, AD_SHAPE(2, 3), v);
+    x = ad_var_array(g, "x", AD_F64, AD_SHAPE(2, 3), v), w = ad_var_array(g, "w", AD_F64, AD_SHAPE(2, 3), v);
     ck_assert_ptr_null(ad_linear_act(g, x, w, NULL, AD_ACT_LEAKY_RELU, 0));
     ck_assert_str_eq(ad_error(g), "linear: leaky_relu slope 0 must be a positive number");
     ad_graph_free(g);

@@ -27,11 +27,11 @@ START_TEST(constants_and_variables)
     ck_assert_int_eq(t->n, 1);
     ck_assert_int_eq(t->nedge, 0);
     ck_assert_int_eq(ad_tape_backward(t, y), AD_OK);
-    ck_assert_double_eq(ad_tape_grad(t, x), -2.5);
-    ck_assert_double_eq(ad_tape_grad(t, c), 0);
+    ck_assert_double_eq(ad_real_grad(t, x), -2.5);
+    ck_assert_double_eq(ad_real_grad(t, c), 0);
     /* the gradient of a constant is 0 everywhere */
     ck_assert_int_eq(ad_tape_backward(t, k), AD_OK);
-    ck_assert_double_eq(ad_tape_grad(t, x), 0);
+    ck_assert_double_eq(ad_real_grad(t, x), 0);
     ad_tape_free(t);
 }
 END_TEST
@@ -48,13 +48,13 @@ START_TEST(square_is_one_term)
     ck_assert_int_eq(t->n, 1);        /* nothing but the variable */
     ck_assert_int_eq(t->nedge, 0);
     ck_assert_int_eq(ad_tape_backward(t, z), AD_OK);
-    ck_assert_double_eq(ad_tape_grad(t, x), 27);
+    ck_assert_double_eq(ad_real_grad(t, x), 27);
     /* a two-term value times itself stays two terms: t*t of t = x - y */
     ad_real w = ad_real_var(t, 2), d = ad_real_sub(t, x, w), dd = ad_real_mul(t, d, d);
     ck_assert_int_eq(t->n, 2);
     ck_assert_int_eq(ad_tape_backward(t, dd), AD_OK);
-    ck_assert_double_eq(ad_tape_grad(t, x), 2);
-    ck_assert_double_eq(ad_tape_grad(t, w), -2);
+    ck_assert_double_eq(ad_real_grad(t, x), 2);
+    ck_assert_double_eq(ad_real_grad(t, w), -2);
     ad_tape_free(t);
 }
 END_TEST
@@ -89,9 +89,9 @@ START_TEST(duplicates_merge)
     ck_assert_int_eq(t->n, 3 + written);
     for (int k = 0; k < n; k++) {
         ck_assert_int_eq(ad_tape_backward(t, c[k].f), AD_OK);
-        ck_assert_msg(ad_tape_grad(t, x) == c[k].gx && ad_tape_grad(t, y) == c[k].gy &&
-                          ad_tape_grad(t, z) == c[k].gz,
-                      "case %d: %g %g %g", k, ad_tape_grad(t, x), ad_tape_grad(t, y), ad_tape_grad(t, z));
+        ck_assert_msg(ad_real_grad(t, x) == c[k].gx && ad_real_grad(t, y) == c[k].gy &&
+                          ad_real_grad(t, z) == c[k].gz,
+                      "case %d: %g %g %g", k, ad_real_grad(t, x), ad_real_grad(t, y), ad_real_grad(t, z));
     }
     ad_tape_free(t);
 }
@@ -102,7 +102,7 @@ START_TEST(overflow_writes_one_entry)
     ad_tape *t = ad_tape_new();
     ad_real x = ad_real_var(t, 1), y = ad_real_var(t, 2), z = ad_real_var(t, 3), w = ad_real_var(t, 4);
     /* three distinct terms: one entry with three edges, and the result is that entry */
-    ad_real s = ad_real_add(t, ad_real_mulc(t, ad_real_add(t, x, y), 2), z);
+    ad_real s = ad_real_add(t, ad_real_mul_scalar(t, ad_real_add(t, x, y), 2), z);
     ck_assert_int_eq(t->n, 5);
     ck_assert_int_eq(t->nedge, 3);
     ck_assert_int_eq(s.i[0], 4);
@@ -114,18 +114,18 @@ START_TEST(overflow_writes_one_entry)
     ck_assert_int_eq(t->n, 6);
     ck_assert_int_eq(t->nedge, 7);
     ck_assert_int_eq(ad_tape_backward(t, p), AD_OK);
-    ck_assert_double_eq(ad_tape_grad(t, x), 7);
-    ck_assert_double_eq(ad_tape_grad(t, y), -7);
-    ck_assert_double_eq(ad_tape_grad(t, z), -1);
-    ck_assert_double_eq(ad_tape_grad(t, w), -1);
+    ck_assert_double_eq(ad_real_grad(t, x), 7);
+    ck_assert_double_eq(ad_real_grad(t, y), -7);
+    ck_assert_double_eq(ad_real_grad(t, z), -1);
+    ck_assert_double_eq(ad_real_grad(t, w), -1);
     /* a written entry has an adjoint of its own: d(s * s)/ds = 2s */
     ad_real q = ad_real_mul(t, s, s);
     ck_assert_int_eq(ad_tape_backward(t, q), AD_OK);
-    ck_assert_double_eq(ad_tape_grad(t, s), 18);
-    ck_assert_double_eq(ad_tape_grad(t, x), 36);
+    ck_assert_double_eq(ad_real_grad(t, s), 18);
+    ck_assert_double_eq(ad_real_grad(t, x), 36);
     /* a pending combination has none */
-    ck_assert_double_eq(ad_tape_grad(t, ad_real_add(t, x, y)), 0);
-    ck_assert_double_eq(ad_tape_grad(t, ad_real_mulc(t, x, 2)), 0);
+    ck_assert_double_eq(ad_real_grad(t, ad_real_add(t, x, y)), 0);
+    ck_assert_double_eq(ad_real_grad(t, ad_real_mul_scalar(t, x, 2)), 0);
     ad_tape_free(t);
 }
 END_TEST
@@ -139,8 +139,8 @@ START_TEST(dead_relu_is_a_constant)
     ck_assert_double_eq(d.v, 0);
     ad_real f = ad_real_add(t, ad_real_mul(t, r, d), r);
     ck_assert_int_eq(ad_tape_backward(t, f), AD_OK);
-    ck_assert_double_eq(ad_tape_grad(t, x), 1);
-    ck_assert_double_eq(ad_tape_grad(t, y), 1);
+    ck_assert_double_eq(ad_real_grad(t, x), 1);
+    ck_assert_double_eq(ad_real_grad(t, y), 1);
     ad_tape_free(t);
 }
 END_TEST
@@ -156,11 +156,11 @@ START_TEST(backward_checks_its_argument)
     ck_assert_int_eq(ad_tape_backward(t, f), AD_ERR_ARG); /* from before the reset */
     ck_assert_int_eq(ad_tape_backward(t, x), AD_ERR_ARG); /* the error is kept */
     ck_assert_int_eq(ad_tape_backward(NULL, x), AD_ERR_NULL);
-    ck_assert_double_eq(ad_tape_grad(NULL, x), 0);
+    ck_assert_double_eq(ad_real_grad(NULL, x), 0);
     ad_tape_reset(t);
     x = ad_real_var(t, 1);
     ck_assert_int_eq(ad_tape_backward(t, x), AD_OK);
-    ck_assert_double_eq(ad_tape_grad(t, x), 1);
+    ck_assert_double_eq(ad_real_grad(t, x), 1);
     ad_tape_free(t);
 }
 END_TEST
@@ -173,8 +173,8 @@ static ad_real rosenbrock(ad_tape *tp, const ad_real *x, int n, void *user)
     ad_real f = ad_real_const(0);
     for (int i = 0; i + 1 < n; i++) {
         ad_real t = ad_real_sub(tp, x[i + 1], ad_real_mul(tp, x[i], x[i]));
-        ad_real u = ad_real_csub(tp, 1, x[i]);
-        f = ad_real_add(tp, f, ad_real_add(tp, ad_real_mulc(tp, ad_real_mul(tp, t, t), 100), ad_real_mul(tp, u, u)));
+        ad_real u = ad_real_scalar_sub(tp, 1, x[i]);
+        f = ad_real_add(tp, f, ad_real_add(tp, ad_real_mul_scalar(tp, ad_real_mul(tp, t, t), 100), ad_real_mul(tp, u, u)));
     }
     return f;
 }
@@ -196,7 +196,7 @@ START_TEST(rosenbrock_gradient)
     double x[N], g[N], f;
     for (int i = 0; i < N; i++) x[i] = 0.5 + 0.37 * sin(i);
     ad_tape *t = ad_tape_new();
-    ck_assert_int_eq(ad_gradient_real(t, rosenbrock, N, x, NULL, &f, g), AD_OK);
+    ck_assert_int_eq(ad_real_gradient(t, rosenbrock, N, x, NULL, &f, g), AD_OK);
     ck_assert_double_eq(f, rosenbrock_plain(x, N));
     ck_assert_int_eq(t->n, N + (N - 2)); /* the variables, then one entry per iteration but the first */
     ck_assert_int_eq(t->nedge, 3 * (N - 2));
@@ -207,12 +207,12 @@ START_TEST(rosenbrock_gradient)
     }
     /* a tape made inside gives the same */
     double g2[N], f2;
-    ck_assert_int_eq(ad_gradient_real(NULL, rosenbrock, N, x, NULL, &f2, g2), AD_OK);
+    ck_assert_int_eq(ad_real_gradient(NULL, rosenbrock, N, x, NULL, &f2, g2), AD_OK);
     ck_assert_double_eq(f2, f);
     ck_assert_mem_eq(g2, g, sizeof g);
-    ck_assert_int_eq(ad_gradient_real(t, rosenbrock, 0, NULL, NULL, &f2, NULL), AD_OK);
+    ck_assert_int_eq(ad_real_gradient(t, rosenbrock, 0, NULL, NULL, &f2, NULL), AD_OK);
     ck_assert_double_eq(f2, 0);
-    ck_assert_int_eq(ad_gradient_real(t, NULL, 1, x, NULL, &f2, NULL), AD_ERR_NULL);
+    ck_assert_int_eq(ad_real_gradient(t, NULL, 1, x, NULL, &f2, NULL), AD_ERR_NULL);
     ad_tape_free(t);
 }
 END_TEST
@@ -341,10 +341,10 @@ static ad_real script_tape(ad_tape *t, const ad_real *x, int n, void *user)
         case S_POW: *o = ad_real_pow(t, a, b); break;
         case S_MAX: *o = ad_real_max(t, a, b); break;
         case S_MIN: *o = ad_real_min(t, a, b); break;
-        case S_ADDC: *o = ad_real_addc(t, a, c); break;
-        case S_MULC: *o = ad_real_mulc(t, a, c); break;
-        case S_CSUB: *o = ad_real_csub(t, c, a); break;
-        case S_CDIV: *o = ad_real_cdiv(t, c, a); break;
+        case S_ADDC: *o = ad_real_add_scalar(t, a, c); break;
+        case S_MULC: *o = ad_real_mul_scalar(t, a, c); break;
+        case S_CSUB: *o = ad_real_scalar_sub(t, c, a); break;
+        case S_CDIV: *o = ad_real_scalar_div(t, c, a); break;
         case S_NEG: *o = ad_real_neg(t, a); break;
         case S_SQUARE: *o = ad_real_square(t, a); break;
         case S_SQRT: *o = ad_real_sqrt(t, a); break;
@@ -355,7 +355,7 @@ static ad_real script_tape(ad_tape *t, const ad_real *x, int n, void *user)
         case S_TAN: *o = ad_real_tan(t, a); break;
         case S_TANH: *o = ad_real_tanh(t, a); break;
         case S_SIGMOID: *o = ad_real_sigmoid(t, a); break;
-        case S_POWC: *o = ad_real_powc(t, a, c); break;
+        case S_POWC: *o = ad_real_pow_scalar(t, a, c); break;
         case S_ABS: *o = ad_real_abs(t, a); break;
         default: *o = ad_real_relu(t, a); break;
         }
@@ -375,7 +375,7 @@ static ad_node *script_graph(ad_graph *g, ad_node *const *x, int n, void *user)
         ad_node *a = v[s->a], *b = v[s->b], **o = &v[n + k];
         double c = s->c;
         switch (s->op) {
-        case S_CONST: *o = ad_scalar(g, c); break;
+        case S_CONST: *o = ad_const_scalar(g, c); break;
         case S_ADD: *o = ad_add(g, a, b); break;
         case S_SUB: *o = ad_sub(g, a, b); break;
         case S_MUL: *o = ad_mul(g, a, b); break;
@@ -397,7 +397,7 @@ static ad_node *script_graph(ad_graph *g, ad_node *const *x, int n, void *user)
         case S_TAN: *o = ad_tan(g, a); break;
         case S_TANH: *o = ad_tanh(g, a); break;
         case S_SIGMOID: *o = ad_sigmoid(g, a); break;
-        case S_POWC: *o = ad_pow(g, a, ad_scalar(g, c)); break;
+        case S_POWC: *o = ad_pow(g, a, ad_const_scalar(g, c)); break;
         case S_ABS: *o = ad_abs(g, a); break;
         default: *o = ad_relu(g, a); break;
         }
@@ -418,7 +418,7 @@ START_TEST(random_expressions_match_the_graph)
     for (uint64_t seed = 1; seed <= 300; seed++) {
         double x[NVAR], gt[NVAR], gg[NVAR], ft, fg;
         make_script(&sc, seed, NVAR, false, x);
-        ck_assert_int_eq(ad_gradient_real(t, script_tape, NVAR, x, &sc, &ft, gt), AD_OK);
+        ck_assert_int_eq(ad_real_gradient(t, script_tape, NVAR, x, &sc, &ft, gt), AD_OK);
         ad_graph_reset(g);
         ck_assert_int_eq(ad_gradient(g, script_graph, NVAR, x, &sc, &fg, gg), AD_OK);
         ck_assert_msg(rel_err(ft, fg) < 1e-13, "seed %d: f %.17g vs %.17g", (int)seed, ft, fg);
@@ -442,7 +442,7 @@ START_TEST(random_expressions_gradcheck)
         double x[NVAR];
         make_script(&sc, seed, NVAR, true, x);
         ad_check_report rep;
-        ad_status st = ad_gradcheck_real(script_tape, NVAR, x, &sc, NULL, &rep);
+        ad_status st = ad_real_gradcheck(script_tape, NVAR, x, &sc, NULL, &rep);
         ck_assert_msg(st == AD_OK, "seed %d: %s", (int)seed, rep.msg);
         ck_assert_int_eq(rep.checked, NVAR);
     }
@@ -479,7 +479,7 @@ START_TEST(out_of_memory_everywhere)
         ad_tape_reset(t);
         ad_real y = ad_real_var(t, 2);
         ck_assert_int_eq(ad_tape_backward(t, ad_real_mul(t, y, y)), AD_OK);
-        ck_assert_double_eq(ad_tape_grad(t, y), 4);
+        ck_assert_double_eq(ad_real_grad(t, y), 4);
         ad_tape_free(t);
     }
     ck_assert_int_gt(failures, 3);
@@ -487,7 +487,7 @@ START_TEST(out_of_memory_everywhere)
     for (long k = 1; k < 40; k++) {
         double g[N], f;
         ad_fail_alloc_at(k);
-        ad_status st = ad_gradient_real(NULL, rosenbrock, N, x, NULL, &f, g);
+        ad_status st = ad_real_gradient(NULL, rosenbrock, N, x, NULL, &f, g);
         ad_fail_alloc_at(0);
         if (st == AD_OK) break;
         ck_assert_int_eq(st, AD_ERR_NOMEM);
@@ -513,7 +513,7 @@ START_TEST(reserve_and_steady_state)
     /* a loop that records the same each time allocates nothing after its first pass */
     uint64_t after_first = 0;
     for (int it = 0; it < 20; it++) {
-        ck_assert_int_eq(ad_gradient_real(t, rosenbrock, N, x, NULL, &f, g), AD_OK);
+        ck_assert_int_eq(ad_real_gradient(t, rosenbrock, N, x, NULL, &f, g), AD_OK);
         if (it == 0) after_first = t->mallocs;
     }
     ck_assert_uint_eq(t->mallocs, after_first);

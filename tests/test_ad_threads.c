@@ -36,7 +36,7 @@ static void *work(void *arg)
         ad_backward(g, l);
         j->loss[s] = ad_value(l);
         for (int p = 0; p < 3; p++) {
-            double *d = ad_tensor_data(ps[p]), *gr = ad_tensor_grad(ps[p]);
+            double *d = ad_tensor_data(ps[p]), *gr = ad_tensor_grad_data(ps[p]);
             for (int64_t i = 0; i < ad_tensor_size(ps[p]); i++) d[i] -= 0.5 * gr[i];
             ad_tensor_zero_grad(ps[p]);
         }
@@ -46,7 +46,7 @@ static void *work(void *arg)
     ad_real f = ad_real_mul(t, ad_real_exp(t, ad_real_mul(t, a, b)), ad_real_sin(t, ad_real_add(t, c, d)));
     ad_tape_backward(t, f);
     ad_real v[4] = {a, b, c, d};
-    for (int i = 0; i < 4; i++) j->tape_grad[i] = ad_tape_grad(t, v[i]);
+    for (int i = 0; i < 4; i++) j->tape_grad[i] = ad_real_grad(t, v[i]);
     ad_tape_free(t);
     ad_graph_free(g);
     for (int p = 0; p < 3; p++) ad_tensor_free(ps[p]);

@@ -86,7 +86,7 @@ START_TEST(tensor_values_are_summarised)
     ad_graph *g = ad_graph_new();
     double v[1000];
     for (int i = 0; i < 1000; i++) v[i] = i;
-    ad_node *x = ad_var_tensor(g, "X", AD_F32, AD_SHAPE(10, 100), v);
+    ad_node *x = ad_var_array(g, "X", AD_F32, AD_SHAPE(10, 100), v);
     ad_node *f = ad_sum(g, ad_tanh(g, ad_mul_scalar(g, x, 0.001)));
     ck_assert_int_eq(ad_backward(g, f), AD_OK);
     ad_status st;
@@ -334,7 +334,7 @@ END_TEST
 START_TEST(nonfinite_and_names)
 {
     ad_graph *g = ad_graph_new();
-    ad_node *x = ad_var(g, "x", -1), *l = ad_log(g, x), *f = ad_mul(g, l, ad_scalar(g, 2));
+    ad_node *x = ad_var(g, "x", -1), *l = ad_log(g, x), *f = ad_mul(g, l, ad_const_scalar(g, 2));
     ck_assert_ptr_eq(ad_find_nonfinite(g, f, false), l);
     ck_assert_int_eq(ad_set_name(g, l, "logx"), AD_OK);
     ck_assert_str_eq(ad_node_name(l), "logx");

@@ -64,7 +64,7 @@ START_TEST(the_example_trains)
     nn_mlp *m = train(tr, val, 15);
     ck_assert_ptr_nonnull(m);
     int32_t pred[150];
-    ck_assert_int_eq(nn_mlp_predict(m, NULL, val->x, NULL, pred), AD_OK);
+    ck_assert_int_eq(nn_mlp_predict(NULL, m, val->x, NULL, pred), AD_OK);
     double acc = nn_accuracy(pred, val->labels, 150);
     ck_assert_msg(acc > 0.95, "accuracy %g", acc);
     nn_mlp_free(m);

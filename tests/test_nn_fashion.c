@@ -62,13 +62,13 @@ START_TEST(a_linear_model_learns)
             ad_node *loss = nn_cross_entropy(g, nn_mlp_forward(g, m, ad_const_tensor(g, b.x), NN_TRAIN), b.labels);
             ck_assert_int_eq(ad_backward(g, loss), AD_OK);
             for (ad_tensor *const *p = nn_mlp_params(m); *p; p++) {
-                float *v = ad_tensor_data(*p), *gr = ad_tensor_grad(*p);
+                float *v = ad_tensor_data(*p), *gr = ad_tensor_grad_data(*p);
                 for (int64_t i = 0; i < ad_tensor_size(*p); i++) v[i] -= 0.1f * gr[i];
             }
             nn_mlp_zero_grad(m);
         }
     int32_t *pred = malloc((size_t)val->n * sizeof *pred);
-    ck_assert_int_eq(nn_mlp_predict(m, g, val->x, NULL, pred), AD_OK);
+    ck_assert_int_eq(nn_mlp_predict(g, m, val->x, NULL, pred), AD_OK);
     double acc = nn_accuracy(pred, val->labels, val->n);
     ck_assert_msg(acc > 0.7, "validation accuracy %g", acc);
     free(pred);

@@ -96,7 +96,7 @@ START_TEST(forward_is_the_lecture_definition)
                     /* nn_mlp_predict: the same probabilities (or outputs), and the argmax */
                     ad_tensor *xt = ad_tensor_from(dt, AD_SHAPE(N, 4), x);
                     int32_t cls[N];
-                    ck_assert_int_eq(nn_mlp_predict(m, NULL, xt, got, task ? NULL : cls), AD_OK);
+                    ck_assert_int_eq(nn_mlp_predict(NULL, m, xt, got, task ? NULL : cls), AD_OK);
                     for (int n = 0; n < N; n++) {
                         int best = 0;
                         for (int k = 0; k < c.out; k++) {
@@ -131,22 +131,22 @@ START_TEST(predict_in_chunks_matches_one_pass)
     double *got = malloc(N * 4 * sizeof *got);
     int32_t *cls = malloc(N * sizeof *cls);
     ad_graph *g = ad_graph_new();
-    ck_assert_int_eq(nn_mlp_predict(m, g, x, got, cls), AD_OK);
+    ck_assert_int_eq(nn_mlp_predict(g, m, x, got, cls), AD_OK);
     ad_graph_reset(g);
     ad_node *p = nn_mlp_probs(g, m, ad_const_tensor(g, x), NN_EVAL);
     for (int64_t i = 0; i < N * 4; i++) ck_assert_double_eq(got[i], ad_node_get(p, i));
     /* a regression model gives no classes */
     nn_mlp_cfg rc = cfg_of(3, h, 1, 1, NN_RELU, AD_F32, NN_REGRESS);
     nn_mlp *rm = nn_mlp_new(&rc);
-    ck_assert_int_eq(nn_mlp_predict(rm, g, x, got, cls), AD_ERR_ARG);
+    ck_assert_int_eq(nn_mlp_predict(g, rm, x, got, cls), AD_ERR_ARG);
     ck_assert_str_eq(ad_error(g), "nn_mlp_predict: classes requested from a regression model");
-    ck_assert_int_eq(nn_mlp_predict(rm, g, x, got, NULL), AD_OK);
+    ck_assert_int_eq(nn_mlp_predict(g, rm, x, got, NULL), AD_OK);
     ad_tensor *x64 = ad_tensor_new(AD_F64, AD_SHAPE(2, 3)), *x4 = ad_tensor_new(AD_F32, AD_SHAPE(2, 4));
-    ck_assert_int_eq(nn_mlp_predict(m, g, x64, got, NULL), AD_ERR_DTYPE);
+    ck_assert_int_eq(nn_mlp_predict(g, m, x64, got, NULL), AD_ERR_DTYPE);
     ck_assert_str_eq(ad_error(g), "nn_mlp_predict: input is float64, the model is float32");
-    ck_assert_int_eq(nn_mlp_predict(m, g, x4, got, NULL), AD_ERR_SHAPE);
+    ck_assert_int_eq(nn_mlp_predict(g, m, x4, got, NULL), AD_ERR_SHAPE);
     ck_assert_str_eq(ad_error(g), "nn_mlp_predict: input [2,4] does not match the model's 3 inputs (expected [N,3])");
-    ck_assert_int_eq(nn_mlp_predict(m, NULL, NULL, got, NULL), AD_ERR_NULL);
+    ck_assert_int_eq(nn_mlp_predict(NULL, m, NULL, got, NULL), AD_ERR_NULL);
     ad_tensor_free(x64), ad_tensor_free(x4), ad_tensor_free(x);
     free(got), free(cls);
     ad_graph_free(g);
@@ -251,11 +251,11 @@ START_TEST(parameters_follow_pytorch_sequential)
         ck_assert_int_eq(s.rank, shapes[i][1] ? 2 : 1);
         ck_assert_int_eq(s.dim[0], shapes[i][0]);
         if (shapes[i][1]) ck_assert_int_eq(s.dim[1], shapes[i][1]);
-        ck_assert_ptr_nonnull(ad_tensor_grad(p[i]));
+        ck_assert_ptr_nonnull(ad_tensor_grad_data(p[i]));
     }
     ck_assert_ptr_null(p[6]);
     /* 784*256 + 256 + 256*128 + 128 + 128*10 + 10 */
-    ck_assert_int_eq(nn_mlp_param_count(m), 235146);
+    ck_assert_int_eq(nn_mlp_num_param_elements(m), 235146);
     nn_mlp_free(m);
     /* Dropout modules take indices too: Dropout, Linear, ReLU, Dropout, Linear, ReLU, Dropout, Linear */
     c.dropout = 0.5, c.input_dropout = 0.2;
@@ -269,7 +269,7 @@ START_TEST(parameters_follow_pytorch_sequential)
     ck_assert_int_eq(nn_mlp_depth(m), 0);
     ck_assert_int_eq(nn_mlp_num_params(m), 2);
     ck_assert_str_eq(ad_tensor_name(nn_mlp_params(m)[0]), "0.weight");
-    ck_assert_int_eq(nn_mlp_param_count(m), 5 * 3 + 3);
+    ck_assert_int_eq(nn_mlp_num_param_elements(m), 5 * 3 + 3);
     nn_mlp_free(m);
 }
 END_TEST
@@ -306,7 +306,7 @@ START_TEST(dropout_layer_semantics)
     ad_rng_seed(&r, 9);
     for (int inv = 0; inv < 2; inv++) {
         ad_graph_reset(g);
-        ad_node *x = ad_var_tensor(g, "x", AD_F64, AD_SHAPE(N), NULL);
+        ad_node *x = ad_var_array(g, "x", AD_F64, AD_SHAPE(N), NULL);
         double *xd = ad_node_data(x);
         for (int i = 0; i < N; i++) xd[i] = 1 + i % 7;
         ad_node *y = nn_dropout(g, x, p, inv, NN_TRAIN, &r);
@@ -330,10 +330,10 @@ START_TEST(dropout_layer_semantics)
         for (int i = 0; i < N; i += 97) ck_assert_double_eq(ad_node_get(e, i), inv ? xd[i] : xd[i] * (1 - p));
         ck_assert_ptr_eq(nn_dropout(g, x, 0, inv, NN_TRAIN, &r), x);
     }
-    ck_assert_ptr_null(nn_dropout(g, ad_scalar(g, 1), 1.0, false, NN_TRAIN, &r));
+    ck_assert_ptr_null(nn_dropout(g, ad_const_scalar(g, 1), 1.0, false, NN_TRAIN, &r));
     ck_assert_str_eq(ad_error(g), "nn_dropout: probability 1 outside [0,1)");
     ad_clear_error(g);
-    ck_assert_ptr_null(nn_dropout(g, ad_scalar(g, 1), 0.5, false, NN_TRAIN, NULL));
+    ck_assert_ptr_null(nn_dropout(g, ad_const_scalar(g, 1), 0.5, false, NN_TRAIN, NULL));
     ck_assert_str_eq(ad_error(g), "nn_dropout: rng is NULL");
     ad_graph_free(g);
 }
@@ -470,13 +470,13 @@ START_TEST(forward_errors_name_the_shapes)
     ck_assert_ptr_null(nn_cross_entropy(g, nn_mlp_forward(g, m, bad, NN_EVAL), (int32_t[]){0, 1}));
     ck_assert_ptr_nonnull(strstr(ad_error(g), "matmul: [2,3] x [2,3]"));
     ad_clear_error(g);
-    ck_assert_ptr_null(nn_mlp_forward(g, NULL, ad_scalar(g, 1), NN_EVAL));
+    ck_assert_ptr_null(nn_mlp_forward(g, NULL, ad_const_scalar(g, 1), NN_EVAL));
     ck_assert_str_eq(ad_error(g), "nn_mlp_forward: model is NULL");
     ad_clear_error(g);
     ck_assert_ptr_null(nn_linear_forward(g, nn_mlp_layer(m, 1), ad_const(g, AD_F32, AD_SHAPE(4, 255), NULL)));
     ck_assert_str_eq(ad_error(g), "nn_linear_forward: input [4,255] does not fit a layer of 256 inputs (expected [N,256])");
     ad_clear_error(g);
-    ck_assert_ptr_null(nn_activate(g, ad_scalar(g, 1), (nn_act)8, 0));
+    ck_assert_ptr_null(nn_activate(g, ad_const_scalar(g, 1), (nn_act)8, 0));
     ck_assert_str_eq(ad_error(g), "nn_activate: unknown activation 8");
     ck_assert_ptr_null(nn_mlp_layer(m, 3));
     ck_assert_ptr_null(nn_mlp_forward(NULL, m, NULL, NN_EVAL));

@@ -19,7 +19,7 @@ START_TEST(cross_entropy_by_hand)
     double want = (log(exp(1) + exp(2) + exp(3)) - 3 + log(3)) / 2;
     for (int t = 0; t < 2; t++) {
         ad_graph *g = ad_graph_new();
-        ad_node *v = ad_var_tensor(g, "s", t ? AD_F32 : AD_F64, AD_SHAPE(2, 3), s);
+        ad_node *v = ad_var_array(g, "s", t ? AD_F32 : AD_F64, AD_SHAPE(2, 3), s);
         ad_node *l = nn_cross_entropy(g, v, y);
         ck_assert_double_eq_tol(ad_value(l), want, t ? 1e-6 : 1e-14);
         /* d/dz = (softmax(z) - onehot(y)) / N */
@@ -40,7 +40,7 @@ START_TEST(regression_losses_by_hand)
 {
     /* pred [3,1] = {1, 2, 4}, target {0, 2, 1}: squared (1 + 0 + 9)/3, absolute (1 + 0 + 3)/3 */
     ad_graph *g = ad_graph_new();
-    ad_node *p = ad_var_tensor(g, "p", AD_F64, AD_SHAPE(3, 1), (double[]){1, 2, 4});
+    ad_node *p = ad_var_array(g, "p", AD_F64, AD_SHAPE(3, 1), (double[]){1, 2, 4});
     ad_node *t = ad_const(g, AD_F64, AD_SHAPE(3), (double[]){0, 2, 1});
     ad_node *sq = nn_squared_loss(g, p, t), *ab = nn_absolute_loss(g, p, t);
     ck_assert_double_eq_tol(ad_value(sq), 10.0 / 3, 1e-15);
@@ -74,7 +74,7 @@ START_TEST(regularizers_by_hand)
     ck_assert_double_eq_tol(ad_value(nn_regularizer(g, m, NN_L1, false)), l1, 1e-13);
     ck_assert_double_eq_tol(ad_value(nn_regularizer(g, m, NN_L2, true)), l2w, 1e-13);
     ck_assert_double_eq_tol(ad_value(nn_regularizer(g, m, NN_L1, true)), l1w, 1e-13);
-    ad_node *loss = ad_scalar(g, 0.25);
+    ad_node *loss = ad_const_scalar(g, 0.25);
     ck_assert_double_eq_tol(ad_value(nn_regularized(g, loss, m, NN_L2, 0.1, false)), 0.25 + 0.1 * l2, 1e-13);
     ck_assert_ptr_eq(nn_regularized(g, loss, m, NN_L1, 0, false), loss);
     /* the gradient of λ Σθ² is 2λθ, of λ Σ|θ| is λ sign(θ) */
@@ -238,10 +238,10 @@ static void sgd_step(nn_mlp *m, double lr)
 {
     for (ad_tensor *const *p = nn_mlp_params(m); *p; p++) {
         if (ad_tensor_dtype(*p) == AD_F32) {
-            float *v = ad_tensor_data(*p), *gr = ad_tensor_grad(*p);
+            float *v = ad_tensor_data(*p), *gr = ad_tensor_grad_data(*p);
             for (int64_t i = 0; i < ad_tensor_size(*p); i++) v[i] -= (float)lr * gr[i];
         } else {
-            double *v = ad_tensor_data(*p), *gr = ad_tensor_grad(*p);
+            double *v = ad_tensor_data(*p), *gr = ad_tensor_grad_data(*p);
             for (int64_t i = 0; i < ad_tensor_size(*p); i++) v[i] -= lr * gr[i];
         }
     }
@@ -290,7 +290,7 @@ START_TEST(sgd_learns_spirals_without_allocating)
         }
     ck_assert_int_eq(ad_alloc_count(), allocs_after_first);
     int32_t *cls = malloc(400 * sizeof *cls);
-    ck_assert_int_eq(nn_mlp_predict(m, g, d->x, NULL, cls), AD_OK);
+    ck_assert_int_eq(nn_mlp_predict(g, m, d->x, NULL, cls), AD_OK);
     double acc = nn_accuracy(cls, d->labels, 400);
     ck_assert_msg(acc > 0.95, "accuracy %g, loss %g -> %g", acc, first_loss, last_loss);
     ck_assert_double_lt(last_loss, first_loss / 5);
@@ -326,7 +326,7 @@ START_TEST(sgd_fits_a_curve)
             sgd_step(m, 0.05);
         }
     double pred[N], target[N];
-    ck_assert_int_eq(nn_mlp_predict(m, g, d->x, pred, NULL), AD_OK);
+    ck_assert_int_eq(nn_mlp_predict(g, m, d->x, pred, NULL), AD_OK);
     ad_tensor_read(d->y, target);
     double mse = nn_mean_squared_error(pred, target, N);
     /* sin² averages (3 - sin(6)/2)/6 = 0.52 on [-3,3]: the fit must explain over 98% of it

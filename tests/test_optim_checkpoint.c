@@ -85,8 +85,8 @@ static ad_node *model_loss(ad_graph *g, const int64_t *batch, int64_t j, void *u
 static void train(optim *o, model *m, int64_t steps)
 {
     optim_sgd_cfg c = {.n = N, .batch = J, .steps = steps, .seed = 99};
-    optim_status st = optim_sgd(o, model_loss, m, &c, NULL);
-    ck_assert_msg(st == OPTIM_OK, "%s", optim_error(o));
+    ad_status st = optim_sgd(o, model_loss, m, &c, NULL);
+    ck_assert_msg(st == AD_OK, "%s", optim_error(o));
 }
 
 static optim *new_optim(model *m, const optim_cfg *c)
@@ -160,7 +160,7 @@ START_TEST(resume_reproduces_the_uninterrupted_run)
     ad_tensor *ps[] = {m.w, m.b};
     ck_assert_msg(ad_safetensors_save(path_of("model.safetensors"), 2, names, ps, 0, NULL, err, sizeof err) == AD_OK,
                   "%s", err);
-    ck_assert_msg(optim_save(o, path_of("optim.safetensors")) == OPTIM_OK, "%s", optim_error(o));
+    ck_assert_msg(optim_save(o, path_of("optim.safetensors")) == AD_OK, "%s", optim_error(o));
     optim_free(o);
     model_free(&m);
 
@@ -174,7 +174,7 @@ START_TEST(resume_reproduces_the_uninterrupted_run)
     optim_cfg other = c;
     other.lr *= 3;
     o = new_optim(&m, &other);
-    ck_assert_msg(optim_load(o, path_of("optim.safetensors")) == OPTIM_OK, "%s", optim_error(o));
+    ck_assert_msg(optim_load(o, path_of("optim.safetensors")) == AD_OK, "%s", optim_error(o));
     ck_assert_int_eq(optim_steps(o), 4);
     ck_assert_double_eq(optim_get_cfg(o).lr, c.lr);
     train(o, &m, 6);
@@ -201,8 +201,8 @@ START_TEST(file_layout)
     optim_cfg c = optim_defaults(OPTIM_ADAM, 0.01);
     optim *o = new_optim(&m, &c);
     train(o, &m, 3);
-    ck_assert_int_eq(optim_set_lr(o, 0.1), OPTIM_OK); /* 0.1 prints as 0.10000000000000001 */
-    ck_assert_int_eq(optim_save(o, path_of("optim.safetensors")), OPTIM_OK);
+    ck_assert_int_eq(optim_set_lr(o, 0.1), AD_OK); /* 0.1 prints as 0.10000000000000001 */
+    ck_assert_int_eq(optim_save(o, path_of("optim.safetensors")), AD_OK);
     char err[256];
     ad_tensor_file *f = ad_safetensors_load(path_of("optim.safetensors"), err, sizeof err);
     ck_assert_msg(f != NULL, "%s", err);
@@ -233,7 +233,7 @@ END_TEST
 
 /* Loading path into an optimizer of cfg over m must fail with st and a message holding want,
  * leaving the optimizer at step 0 with zero state. */
-static void load_refused(model *m, optim_cfg c, const char *path, optim_status st, const char *want)
+static void load_refused(model *m, optim_cfg c, const char *path, ad_status st, const char *want)
 {
     optim *o = new_optim(m, &c);
     ck_assert_int_eq(optim_load(o, path), st);
@@ -255,46 +255,46 @@ START_TEST(loads_that_do_not_fit_are_refused)
     optim *o = new_optim(&m, &mom);
     train(o, &m, 2);
     const char *ck = path_of("optim.safetensors");
-    ck_assert_int_eq(optim_save(o, ck), OPTIM_OK);
+    ck_assert_int_eq(optim_save(o, ck), AD_OK);
     optim_free(o);
 
-    load_refused(&m, optim_defaults(OPTIM_ADAM, 0.01), ck, OPTIM_ERR_FORMAT,
+    load_refused(&m, optim_defaults(OPTIM_ADAM, 0.01), ck, AD_ERR_FORMAT,
                  "the file is from a momentum optimizer, this one is adam");
     optim_cfg pt = mom;
     pt.form = OPTIM_FORM_PYTORCH;
-    load_refused(&m, pt, ck, OPTIM_ERR_FORMAT, "keeps 1 buffer(s) per parameter (velocity), this optimizer 1 "
+    load_refused(&m, pt, ck, AD_ERR_FORMAT, "keeps 1 buffer(s) per parameter (velocity), this optimizer 1 "
                                                "(momentum_buffer)");
-    load_refused(&m32, mom, ck, OPTIM_ERR_FORMAT, "state.0.velocity is float64 [2,3], the parameter is float32 [2,3]");
+    load_refused(&m32, mom, ck, AD_ERR_FORMAT, "state.0.velocity is float64 [2,3], the parameter is float32 [2,3]");
     /* one parameter instead of two */
     ad_tensor *only_w[] = {m.w};
     o = optim_new(only_w, 1, &mom, NULL, 0);
-    ck_assert_int_eq(optim_load(o, ck), OPTIM_ERR_FORMAT);
+    ck_assert_int_eq(optim_load(o, ck), AD_ERR_FORMAT);
     ck_assert_ptr_nonnull(strstr(optim_error(o), "the file has state for 2 parameters, this optimizer has 1"));
     optim_free(o);
     /* a transposed weight: same count, other shape */
     ad_tensor *wt = ad_param_new("w", AD_F64, AD_SHAPE(IN, OUT)), *ps[] = {wt, m.b};
     o = optim_new(ps, 2, &mom, NULL, 0);
-    ck_assert_int_eq(optim_load(o, ck), OPTIM_ERR_FORMAT);
+    ck_assert_int_eq(optim_load(o, ck), AD_ERR_FORMAT);
     ck_assert_ptr_nonnull(strstr(optim_error(o), "state.0.velocity is float64 [2,3], the parameter is float64 [3,2]"));
     optim_free(o);
     ad_tensor_free(wt);
 
-    load_refused(&m, mom, path_of("missing.safetensors"), OPTIM_ERR_IO, "optim_load: ");
+    load_refused(&m, mom, path_of("missing.safetensors"), AD_ERR_IO, "optim_load: ");
     /* a model file is not an optimizer checkpoint */
     const char *names[] = {"w"};
     char err[256];
     ck_assert_int_eq(ad_safetensors_save(path_of("other.safetensors"), 1, names, &m.w, 0, NULL, err, sizeof err), AD_OK);
-    load_refused(&m, mom, path_of("other.safetensors"), OPTIM_ERR_FORMAT, "optim.version is missing, want \"1\"");
+    load_refused(&m, mom, path_of("other.safetensors"), AD_ERR_FORMAT, "optim.version is missing, want \"1\"");
     /* a checkpoint with its configuration cut short, or made invalid */
     const char *meta[] = {"optim.version", "1", "optim.kind", "1", "optim.form", "0", "optim.nesterov", "0",
                           "optim.schedule.kind", "0", "optim.lr", "0.1", "optim.momentum", "zero"};
     ck_assert_int_eq(ad_safetensors_save(path_of("bad.safetensors"), 0, NULL, NULL, 7, meta, err, sizeof err), AD_OK);
-    load_refused(&m, mom, path_of("bad.safetensors"), OPTIM_ERR_FORMAT, "metadata optim.momentum is not a number");
+    load_refused(&m, mom, path_of("bad.safetensors"), AD_ERR_FORMAT, "metadata optim.momentum is not a number");
     meta[13] = "0.9";
     ck_assert_int_eq(ad_safetensors_save(path_of("bad.safetensors"), 0, NULL, NULL, 7, meta, err, sizeof err), AD_OK);
-    load_refused(&m, mom, path_of("bad.safetensors"), OPTIM_ERR_FORMAT, "metadata optim.weight_decay is missing");
-    ck_assert_int_eq(optim_load(NULL, ck), OPTIM_ERR_NULL);
-    ck_assert_int_eq(optim_save(NULL, ck), OPTIM_ERR_NULL);
+    load_refused(&m, mom, path_of("bad.safetensors"), AD_ERR_FORMAT, "metadata optim.weight_decay is missing");
+    ck_assert_int_eq(optim_load(NULL, ck), AD_ERR_NULL);
+    ck_assert_int_eq(optim_save(NULL, ck), AD_ERR_NULL);
     model_free(&m);
     model_free(&m32);
     remove_dir();
@@ -309,7 +309,7 @@ START_TEST(invalid_saved_configuration_is_refused)
     model_init(&m, AD_F64);
     optim_cfg gd = optim_defaults(OPTIM_GD, 0.1);
     optim *o = new_optim(&m, &gd);
-    ck_assert_int_eq(optim_save(o, path_of("optim.safetensors")), OPTIM_OK);
+    ck_assert_int_eq(optim_save(o, path_of("optim.safetensors")), AD_OK);
     char err[256];
     ad_tensor_file *f = ad_safetensors_load(path_of("optim.safetensors"), err, sizeof err);
     ck_assert_ptr_nonnull(f);
@@ -329,10 +329,10 @@ START_TEST(invalid_saved_configuration_is_refused)
     }
     ck_assert_int_eq(ad_safetensors_save(path_of("bad.safetensors"), 0, NULL, NULL, NK, meta, err, sizeof err), AD_OK);
     ad_tensor_file_free(f);
-    ck_assert_int_eq(optim_load(o, path_of("bad.safetensors")), OPTIM_ERR_FORMAT);
+    ck_assert_int_eq(optim_load(o, path_of("bad.safetensors")), AD_ERR_FORMAT);
     ck_assert_ptr_nonnull(strstr(optim_error(o), "the saved configuration is invalid: optim_new: gd: momentum = 1.5 given"));
     /* the unedited file loads */
-    ck_assert_int_eq(optim_load(o, path_of("optim.safetensors")), OPTIM_OK);
+    ck_assert_int_eq(optim_load(o, path_of("optim.safetensors")), AD_OK);
     optim_free(o);
     model_free(&m);
     remove_dir();

@@ -51,8 +51,8 @@ START_TEST(gd_converges_on_a_quadratic_in_the_predicted_iterations)
     ad_tensor_fill(th, 1);
     optim *o = new_or_fail(&th, 1, optim_defaults(OPTIM_GD, 0.25));
     optim_result r;
-    optim_status st = optim_gd(o, quadratic, th, &(optim_gd_cfg){.eps = 1e-6, .max_iter = 1000}, &r);
-    ck_assert_msg(st == OPTIM_OK, "%s", optim_error(o));
+    ad_status st = optim_gd(o, quadratic, th, &(optim_gd_cfg){.eps = 1e-6, .max_iter = 1000}, &r);
+    ck_assert_msg(st == AD_OK, "%s", optim_error(o));
     ck_assert_int_eq(r.iters, 23);
     ck_assert_int_eq(optim_steps(o), 23);
     ck_assert(fabs(ad_tensor_get(th, 0) - pow(0.75, 23)) <= TOL);
@@ -88,7 +88,7 @@ START_TEST(gd_reports_not_converged_on_rosenbrock)
     ad_tensor *ps[] = {p.x, p.y};
     optim *o = new_or_fail(ps, 2, optim_defaults(OPTIM_GD, 1e-3));
     optim_result r;
-    ck_assert_int_eq(optim_gd(o, rosenbrock, &p, &(optim_gd_cfg){.eps = 1e-9, .max_iter = 1}, &r), OPTIM_NOT_CONVERGED);
+    ck_assert_int_eq(optim_gd(o, rosenbrock, &p, &(optim_gd_cfg){.eps = 1e-9, .max_iter = 1}, &r), AD_NOT_CONVERGED);
     ck_assert_int_eq(r.iters, 1);
     ck_assert(fabs(ad_tensor_get(p.x, 0) + 0.9844) <= TOL);
     ck_assert(fabs(ad_tensor_get(p.y, 0) - 1.088) <= TOL);
@@ -103,7 +103,7 @@ START_TEST(gd_reports_not_converged_on_rosenbrock)
      * is too few, however small the decrease per step becomes: not converged, the loss lower
      * than where it started but nowhere near the minimum 0 at (1, 1). */
     ck_assert_int_eq(optim_gd(o, rosenbrock, &p, &(optim_gd_cfg){.eps = 1e-9, .max_iter = 100}, &r),
-                     OPTIM_NOT_CONVERGED);
+                     AD_NOT_CONVERGED);
     ck_assert_int_eq(r.iters, 100);
     ck_assert_int_eq(optim_steps(o), 101);
     ck_assert(r.loss < 5.35291158000896 && r.loss > 1);
@@ -129,7 +129,7 @@ START_TEST(gd_rises_are_not_convergence_and_divergence_is_an_error)
     ad_tensor *x = scalar_param("x", 1);
     optim *o = new_or_fail(&x, 1, optim_defaults(OPTIM_GD, 2.5));
     optim_result r;
-    ck_assert_int_eq(optim_gd(o, half_square, x, &(optim_gd_cfg){.eps = 1e-6, .max_iter = 5}, &r), OPTIM_NOT_CONVERGED);
+    ck_assert_int_eq(optim_gd(o, half_square, x, &(optim_gd_cfg){.eps = 1e-6, .max_iter = 5}, &r), AD_NOT_CONVERGED);
     ck_assert_int_eq(r.iters, 5);
     ck_assert_double_eq(r.loss, 0.5 * pow(1.5, 10));
     optim_free(o);
@@ -139,7 +139,7 @@ START_TEST(gd_rises_are_not_convergence_and_divergence_is_an_error)
     ad_tensor_set(x, 0, 1);
     o = new_or_fail(&x, 1, optim_defaults(OPTIM_GD, 1000));
     ck_assert_int_eq(optim_gd(o, half_square, x, &(optim_gd_cfg){.eps = 1e-6, .max_iter = 1000}, &r),
-                     OPTIM_ERR_NONFINITE);
+                     AD_ERR_NUMERIC);
     ck_assert_int_eq(r.iters, 52);
     ck_assert(isinf(r.loss));
     ck_assert_ptr_nonnull(strstr(optim_error(o), "optim_gd: iteration 52: the loss is inf (diverged: lr = 1000"));
@@ -171,20 +171,20 @@ START_TEST(gd_errors)
     ad_tensor *x = scalar_param("x", 1);
     optim *o = new_or_fail(&x, 1, optim_defaults(OPTIM_GD, 0.1));
     optim_result r = {.iters = 7};
-    ck_assert_int_eq(optim_gd(o, broken_loss, x, &(optim_gd_cfg){.eps = 1e-6, .max_iter = 10}, &r), OPTIM_ERR_LOSS);
+    ck_assert_int_eq(optim_gd(o, broken_loss, x, &(optim_gd_cfg){.eps = 1e-6, .max_iter = 10}, &r), AD_ERR_LOSS);
     ck_assert_int_eq(r.iters, 0);
     ck_assert_ptr_nonnull(strstr(optim_error(o), "optim_gd: iteration 0: the loss callback failed: matmul"));
-    ck_assert_int_eq(optim_gd(o, vector_loss, x, &(optim_gd_cfg){.eps = 1e-6, .max_iter = 10}, &r), OPTIM_ERR_LOSS);
+    ck_assert_int_eq(optim_gd(o, vector_loss, x, &(optim_gd_cfg){.eps = 1e-6, .max_iter = 10}, &r), AD_ERR_LOSS);
     ck_assert_ptr_nonnull(strstr(optim_error(o), "the loss has shape [2,3], want one element"));
-    ck_assert_int_eq(optim_gd(o, half_square, x, &(optim_gd_cfg){.eps = 0, .max_iter = 10}, &r), OPTIM_ERR_ARG);
+    ck_assert_int_eq(optim_gd(o, half_square, x, &(optim_gd_cfg){.eps = 0, .max_iter = 10}, &r), AD_ERR_ARG);
     ck_assert_ptr_nonnull(strstr(optim_error(o), "eps = 0, max_iter = 10, want eps > 0"));
-    ck_assert_int_eq(optim_gd(o, half_square, x, &(optim_gd_cfg){.eps = 1, .max_iter = 0}, &r), OPTIM_ERR_ARG);
-    ck_assert_int_eq(optim_gd(o, NULL, x, &(optim_gd_cfg){.eps = 1, .max_iter = 1}, &r), OPTIM_ERR_NULL);
-    ck_assert_int_eq(optim_gd(o, half_square, x, NULL, &r), OPTIM_ERR_NULL);
-    ck_assert_int_eq(optim_gd(NULL, half_square, x, &(optim_gd_cfg){.eps = 1, .max_iter = 1}, NULL), OPTIM_ERR_NULL);
+    ck_assert_int_eq(optim_gd(o, half_square, x, &(optim_gd_cfg){.eps = 1, .max_iter = 0}, &r), AD_ERR_ARG);
+    ck_assert_int_eq(optim_gd(o, NULL, x, &(optim_gd_cfg){.eps = 1, .max_iter = 1}, &r), AD_ERR_NULL);
+    ck_assert_int_eq(optim_gd(o, half_square, x, NULL, &r), AD_ERR_NULL);
+    ck_assert_int_eq(optim_gd(NULL, half_square, x, &(optim_gd_cfg){.eps = 1, .max_iter = 1}, NULL), AD_ERR_NULL);
     /* on_step stops it: 3 updates, x = 0.9^3 = 0.729, L = 0.729^2/2 */
     ck_assert_int_eq(optim_gd(o, half_square, x, &(optim_gd_cfg){.eps = 1e-12, .max_iter = 100, .on_step = stop_at_three},
-                              &r), OPTIM_STOPPED);
+                              &r), AD_STOPPED);
     ck_assert_int_eq(r.iters, 3);
     ck_assert(fabs(ad_tensor_get(x, 0) - 0.729) <= TOL);
     ck_assert(fabs(r.loss - 0.5 * 0.729 * 0.729) <= TOL);
@@ -213,7 +213,7 @@ START_TEST(header_tutorial_runs)
     optim *o = optim_new(&w, 1, &c, err, sizeof err);
     ck_assert_msg(o != NULL, "%s", err);
     optim_result r;
-    ck_assert_int_eq(optim_gd(o, tutorial_loss, w, &(optim_gd_cfg){.eps = 1e-12, .max_iter = 1000}, &r), OPTIM_OK);
+    ck_assert_int_eq(optim_gd(o, tutorial_loss, w, &(optim_gd_cfg){.eps = 1e-12, .max_iter = 1000}, &r), AD_OK);
     ck_assert_int_eq(r.iters, 66);
     ck_assert(fabs(ad_tensor_get(w, 0) - (3 - 3 * pow(0.8, 66))) <= 1e-13);
     optim_free(o);
@@ -246,7 +246,7 @@ static int steps_to_escape(optim_cfg c, int peek, double *y_at_peek)
         ad_graph_reset(g);
         optim_zero_grad(o);
         ck_assert_int_eq(ad_backward(g, saddle(g, &p)), AD_OK);
-        ck_assert_int_eq(optim_step(o), OPTIM_OK);
+        ck_assert_int_eq(optim_step(o), AD_OK);
         if (++steps == peek) *y_at_peek = ad_tensor_get(p.y, 0);
     }
     ad_graph_free(g);
@@ -313,7 +313,7 @@ START_TEST(sgd_full_batch_is_gd)
     optim *o = new_or_fail(&m.theta, 1, optim_defaults(OPTIM_GD, 0.5));
     optim_result r;
     ck_assert_int_eq(optim_sgd(o, mean_loss, &m, &(optim_sgd_cfg){.n = 4, .batch = 4, .steps = 3, .seed = 7}, &r),
-                     OPTIM_OK);
+                     AD_OK);
     ck_assert_int_eq(r.iters, 3);
     ck_assert_double_eq(ad_tensor_get(m.theta, 0), 2.625);
     ck_assert_double_eq(r.loss, 2.03125);
@@ -340,7 +340,7 @@ START_TEST(sgd_single_example_batches)
     mean_problem m = {.theta = scalar_param("theta", 0), .d = d};
     optim *o = new_or_fail(&m.theta, 1, optim_defaults(OPTIM_GD, 1));
     optim_sgd_cfg c = {.n = 4, .batch = 1, .steps = 8, .seed = 3, .on_step = theta_is_last_example};
-    ck_assert_int_eq(optim_sgd(o, mean_loss, &m, &c, NULL), OPTIM_OK);
+    ck_assert_int_eq(optim_sgd(o, mean_loss, &m, &c, NULL), AD_OK);
     for (int k = 0; k < 4; k++) ck_assert_int_eq(m.seen[k], 2);
     optim_free(o);
     ad_tensor_free(m.theta);
@@ -371,7 +371,7 @@ START_TEST(sgd_fits_a_line_and_resumes_where_it_stopped)
     optim *o = new_or_fail(ps, 2, optim_defaults(OPTIM_GD, 0.1));
     optim_sgd_cfg c = {.n = 64, .batch = 8, .steps = 600, .seed = 11};
     optim_result res;
-    ck_assert_int_eq(optim_sgd(o, regression_loss, &r, &c, &res), OPTIM_OK);
+    ck_assert_int_eq(optim_sgd(o, regression_loss, &r, &c, &res), AD_OK);
     ck_assert_int_eq(res.iters, 600);
     ck_assert(fabs(ad_tensor_get(r.w, 0) - 2) < 1e-9);
     ck_assert(fabs(ad_tensor_get(r.b, 0) - 1) < 1e-9);
@@ -386,10 +386,10 @@ START_TEST(sgd_fits_a_line_and_resumes_where_it_stopped)
         optim_cfg mc = optim_defaults(OPTIM_MOMENTUM, 0.05);
         o = new_or_fail(ps, 2, mc);
         c.steps = split ? 4 : 10;
-        ck_assert_int_eq(optim_sgd(o, regression_loss, &r, &c, NULL), OPTIM_OK);
+        ck_assert_int_eq(optim_sgd(o, regression_loss, &r, &c, NULL), AD_OK);
         if (split) {
             c.steps = 6;
-            ck_assert_int_eq(optim_sgd(o, regression_loss, &r, &c, NULL), OPTIM_OK);
+            ck_assert_int_eq(optim_sgd(o, regression_loss, &r, &c, NULL), AD_OK);
             ck_assert_int_eq(optim_steps(o), 10);
             ck_assert(ad_tensor_get(r.w, 0) == once[0] && ad_tensor_get(r.b, 0) == once[1]);
         } else {
@@ -413,20 +413,20 @@ START_TEST(sgd_errors)
     static const double d[4] = {1, 2, 3, 4};
     mean_problem m = {.theta = scalar_param("theta", 0), .d = d};
     optim *o = new_or_fail(&m.theta, 1, optim_defaults(OPTIM_GD, 0.1));
-    ck_assert_int_eq(optim_sgd(o, mean_loss, &m, &(optim_sgd_cfg){.n = 4, .batch = 5, .steps = 1}, NULL), OPTIM_ERR_ARG);
+    ck_assert_int_eq(optim_sgd(o, mean_loss, &m, &(optim_sgd_cfg){.n = 4, .batch = 5, .steps = 1}, NULL), AD_ERR_ARG);
     ck_assert_ptr_nonnull(strstr(optim_error(o), "optim_sgd: n = 4, batch = 5, steps = 1, want 1 <= batch (<= n without replacement)"));
-    ck_assert_int_eq(optim_sgd(o, mean_loss, &m, &(optim_sgd_cfg){.n = 4, .batch = 0, .steps = 1}, NULL), OPTIM_ERR_ARG);
-    ck_assert_int_eq(optim_sgd(o, mean_loss, &m, NULL, NULL), OPTIM_ERR_NULL);
+    ck_assert_int_eq(optim_sgd(o, mean_loss, &m, &(optim_sgd_cfg){.n = 4, .batch = 0, .steps = 1}, NULL), AD_ERR_ARG);
+    ck_assert_int_eq(optim_sgd(o, mean_loss, &m, NULL, NULL), AD_ERR_NULL);
     optim_result r = {.iters = 5};
     ck_assert_int_eq(optim_sgd(o, failing_batch_loss, &m, &(optim_sgd_cfg){.n = 4, .batch = 2, .steps = 3}, &r),
-                     OPTIM_ERR_LOSS);
+                     AD_ERR_LOSS);
     ck_assert_int_eq(r.iters, 0);
     ck_assert_ptr_nonnull(strstr(optim_error(o), "optim_sgd: iteration 0: the loss callback failed: add"));
     /* zero steps is a valid no-op */
-    ck_assert_int_eq(optim_sgd(o, mean_loss, &m, &(optim_sgd_cfg){.n = 4, .batch = 2, .steps = 0}, &r), OPTIM_OK);
+    ck_assert_int_eq(optim_sgd(o, mean_loss, &m, &(optim_sgd_cfg){.n = 4, .batch = 2, .steps = 0}, &r), AD_OK);
     ck_assert_int_eq(r.iters, 0);
     ck_assert_int_eq(optim_sgd(o, mean_loss, &m, &(optim_sgd_cfg){.n = 4, .batch = 2, .steps = 9,
-                                                                 .on_step = stop_at_three}, &r), OPTIM_STOPPED);
+                                                                 .on_step = stop_at_three}, &r), AD_STOPPED);
     ck_assert_int_eq(r.iters, 3);
     optim_free(o);
     ad_tensor_free(m.theta);

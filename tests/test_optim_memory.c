@@ -1,6 +1,6 @@
 /* Memory: optim_step allocates nothing, the drivers allocate only when they start (not per
  * step), and every allocation the optim functions make can fail and is reported as
- * OPTIM_ERR_NOMEM (or NULL) with nothing leaked (the sanitizer build checks the leaks). */
+ * AD_ERR_NOMEM (or NULL) with nothing leaked (the sanitizer build checks the leaks). */
 #include "testutil.h"
 #include "optim.h"
 #include <math.h>
@@ -18,8 +18,8 @@ static void make_params(ad_tensor **ps)
         ck_assert_ptr_nonnull(ps[i]);
         for (int64_t k = 0; k < ad_tensor_size(ps[i]); k++) {
             ad_tensor_set(ps[i], k, 0.1 * (double)k);
-            if (i == 0) ((float *)ad_tensor_grad(ps[i]))[k] = (float)(1 + k);
-            else ((double *)ad_tensor_grad(ps[i]))[k] = -1.0 - (double)k;
+            if (i == 0) ((float *)ad_tensor_grad_data(ps[i]))[k] = (float)(1 + k);
+            else ((double *)ad_tensor_grad_data(ps[i]))[k] = -1.0 - (double)k;
         }
     }
 }
@@ -38,7 +38,7 @@ START_TEST(step_allocates_nothing)
         ck_assert_ptr_nonnull(o);
         long before = ad_alloc_count();
         for (int s = 0; s < 20; s++) {
-            ck_assert_int_eq(optim_step(o), OPTIM_OK);
+            ck_assert_int_eq(optim_step(o), AD_OK);
             optim_zero_grad(o);
         }
         ck_assert_int_eq(ad_alloc_count(), before);
@@ -74,7 +74,7 @@ static long sgd_allocations(int64_t steps)
     optim *o = optim_new(&p.theta, 1, &c, NULL, 0);
     long before = ad_alloc_count();
     ck_assert_int_eq(optim_sgd(o, batch_loss, &p, &(optim_sgd_cfg){.n = 8, .batch = 4, .steps = steps, .seed = 1}, NULL),
-                     OPTIM_OK);
+                     AD_OK);
     long used = ad_alloc_count() - before;
     optim_free(o);
     ad_tensor_free(p.theta);
@@ -110,24 +110,24 @@ START_TEST(every_allocation_failure_is_reported)
     }
     ad_fail_alloc_at(0);
     ck_assert_int_ge(k, 6); /* the object, two arrays, four state tensors (each its own allocations) */
-    ck_assert_int_eq(optim_step(o), OPTIM_OK);
+    ck_assert_int_eq(optim_step(o), AD_OK);
 
     /* optim_save, then optim_load: a failure leaves the optimizer as it was */
     for (k = 1;; k++) {
         ad_fail_alloc_at(k);
-        optim_status st = optim_save(o, path);
-        if (st == OPTIM_OK) break;
-        ck_assert_msg(st == OPTIM_ERR_NOMEM, "k = %d: %s", k, optim_error(o));
+        ad_status st = optim_save(o, path);
+        if (st == AD_OK) break;
+        ck_assert_msg(st == AD_ERR_NOMEM, "k = %d: %s", k, optim_error(o));
     }
     ad_fail_alloc_at(0);
     ck_assert_int_gt(k, 1);
     optim *fresh = optim_new(ps, 2, &c, NULL, 0);
     for (k = 1;; k++) {
         ad_fail_alloc_at(k);
-        optim_status st = optim_load(fresh, path);
-        if (st == OPTIM_OK) break;
+        ad_status st = optim_load(fresh, path);
+        if (st == AD_OK) break;
         /* ad_safetensors_load reports no status, only a message: a failed read is IO */
-        ck_assert_msg(st == OPTIM_ERR_NOMEM || st == OPTIM_ERR_IO, "k = %d: %s", k, optim_error(fresh));
+        ck_assert_msg(st == AD_ERR_NOMEM || st == AD_ERR_IO, "k = %d: %s", k, optim_error(fresh));
         ck_assert_int_eq(optim_steps(fresh), 0);
     }
     ad_fail_alloc_at(0);
@@ -140,16 +140,16 @@ START_TEST(every_allocation_failure_is_reported)
     optim *po = optim_new(&p.theta, 1, &c, NULL, 0);
     for (k = 1;; k++) {
         ad_fail_alloc_at(k);
-        optim_status st = optim_sgd(po, batch_loss, &p, &(optim_sgd_cfg){.n = 8, .batch = 4, .steps = 2}, NULL);
-        if (st == OPTIM_OK) break;
-        ck_assert_msg(st == OPTIM_ERR_NOMEM, "k = %d: %s", k, optim_error(po));
+        ad_status st = optim_sgd(po, batch_loss, &p, &(optim_sgd_cfg){.n = 8, .batch = 4, .steps = 2}, NULL);
+        if (st == AD_OK) break;
+        ck_assert_msg(st == AD_ERR_NOMEM, "k = %d: %s", k, optim_error(po));
     }
     ck_assert_int_gt(k, 2); /* the graph and the sampler at least */
     for (k = 1;; k++) {
         ad_fail_alloc_at(k);
-        optim_status st = optim_gd(po, full_loss, &p, &(optim_gd_cfg){.eps = 1e300, .max_iter = 2}, NULL);
-        if (st == OPTIM_OK) break;
-        ck_assert_msg(st == OPTIM_ERR_NOMEM, "k = %d: %s", k, optim_error(po));
+        ad_status st = optim_gd(po, full_loss, &p, &(optim_gd_cfg){.eps = 1e300, .max_iter = 2}, NULL);
+        if (st == AD_OK) break;
+        ck_assert_msg(st == AD_ERR_NOMEM, "k = %d: %s", k, optim_error(po));
     }
     ck_assert_int_gt(k, 1);
     for (k = 1;; k++) {

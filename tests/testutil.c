@@ -94,5 +94,5 @@ ad_node *lecture_neuron(ad_graph *g)
     ad_node *m1 = ad_mul(g, w1, x1);
     ad_node *s = ad_add(g, ad_add(g, m0, m1), w2);
     ad_node *e = ad_exp(g, ad_neg(g, s));
-    return ad_recip(g, ad_add(g, ad_scalar(g, 1), e));
+    return ad_recip(g, ad_add(g, ad_const_scalar(g, 1), e));
 }

@@ -485,7 +485,7 @@ static ad_node *with_scalar(ad_graph *g, int op, ad_node *a, double c)
         if (g) ad_set_error(g, AD_ERR_NULL, "%s: input 1 is NULL", op_entry_get(op)->def.name);
         return NULL;
     }
-    ad_node *k = a->dtype == AD_F64 ? ad_scalar(g, c) : ad_full(g, AD_F32, AD_SHAPE0, c);
+    ad_node *k = a->dtype == AD_F64 ? ad_const_scalar(g, c) : ad_full(g, AD_F32, AD_SHAPE0, c);
     ad_node *in[2] = {a, k};
     return ad_apply(g, op, in, 2, NULL, 0);
 }

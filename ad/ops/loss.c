@@ -59,7 +59,7 @@ static void softmax_forward(const ad_op_ctx *c)
 static ad_status softmax_backward(const ad_op_ctx *c)
 {
     ad_node *x = c->in[0], *y = c->out;
-    void *GX = ad_grad_buffer(c->graph, x);
+    void *GX = ad_input_grad_buffer(c->graph, x);
     if (!GX) return c->graph->status;
     ad_shape s = node_shape(x);
     lanes L = lanes_at(&s, (int)c->param[0]);
@@ -143,7 +143,7 @@ static void ce_forward(const ad_op_ctx *c)
 static ad_status ce_backward(const ad_op_ctx *c)
 {
     ad_node *x = c->in[0];
-    void *GX = ad_grad_buffer(c->graph, x);
+    void *GX = ad_input_grad_buffer(c->graph, x);
     if (!GX) return c->graph->status;
     ce_state *st = c->state;
     ad_shape s = node_shape(x);
@@ -192,7 +192,7 @@ static void err_forward(const ad_op_ctx *c)
 static ad_status err_backward(const ad_op_ctx *c)
 {
     ad_node *p = c->in[0], *t = c->in[1];
-    void *GP = ad_grad_buffer(c->graph, p), *GT = ad_grad_buffer(c->graph, t);
+    void *GP = ad_input_grad_buffer(c->graph, p), *GT = ad_input_grad_buffer(c->graph, t);
     if (c->graph->status) return c->graph->status;
     int64_t n = node_size(p);
     bool sq = c->out->op == OP_MSE;
@@ -253,7 +253,7 @@ static void dropout_forward(const ad_op_ctx *c)
 static ad_status dropout_backward(const ad_op_ctx *c)
 {
     ad_node *x = c->in[0], *y = c->out;
-    void *GX = ad_grad_buffer(c->graph, x);
+    void *GX = ad_input_grad_buffer(c->graph, x);
     if (!GX) return c->graph->status;
     const dropout_state *st = c->state;
     const void *G = ad_node_grad_data(y);

@@ -63,7 +63,7 @@ static ad_status matmul_backward(const ad_op_ctx *c)
     mm_dims d = dims_of(&sa, &sb);
     size_t es = ad_dtype_size(c->out->dtype);
     const char *A = node_data(c->in[0]), *B = node_data(c->in[1]), *G = ad_node_grad_data(c->out);
-    char *GA = ad_grad_buffer(g, c->in[0]), *GB = ad_grad_buffer(g, c->in[1]);
+    char *GA = ad_input_grad_buffer(g, c->in[0]), *GB = ad_input_grad_buffer(g, c->in[1]);
     if (g->status) return g->status;
     for (int64_t t = 0; t < d.batch; t++) {
         const char *Gt = G + (size_t)(t * d.sc) * es;
@@ -174,7 +174,7 @@ static ad_status linear_backward(const ad_op_ctx *c)
     void *GW = grad_for_write(g, c->in[1], true, &assign);
     if (GW) /* dW[out,in] (+)= G^T[out,n] x[n,in] */
         gemm(t, true, false, out, in, n, G, out, node_data(c->in[0]), in, GW, in, !assign);
-    void *GB = c->nin == 3 ? ad_grad_buffer(g, c->in[2]) : NULL;
+    void *GB = c->nin == 3 ? ad_input_grad_buffer(g, c->in[2]) : NULL;
     if (GB) {
         ad_shape ys = node_shape(c->out), bs = node_shape(c->in[2]);
         reduce_broadcast_add(t, G, &ys, GB, &bs, 1.0);

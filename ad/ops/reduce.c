@@ -153,7 +153,7 @@ static void axis_forward(const ad_op_ctx *c)
 static ad_status axis_backward(const ad_op_ctx *c)
 {
     ad_node *a = c->in[0], *y = c->out;
-    void *GA = ad_grad_buffer(c->graph, a);
+    void *GA = ad_input_grad_buffer(c->graph, a);
     if (!GA) return c->graph->status;
     ad_shape s = node_shape(a);
     split3 p = split_at(&s, (int)c->param[0]);

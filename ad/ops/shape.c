@@ -62,7 +62,7 @@ static void transpose_forward(const ad_op_ctx *c)
 
 static ad_status transpose_backward(const ad_op_ctx *c)
 {
-    void *GA = ad_grad_buffer(c->graph, c->in[0]);
+    void *GA = ad_input_grad_buffer(c->graph, c->in[0]);
     if (!GA) return c->graph->status;
     ad_shape s = node_shape(c->out);
     transpose_move(c->out->dtype, &s, ad_node_grad_data(c->out), GA, true);
@@ -94,7 +94,7 @@ static void copy_forward(const ad_op_ctx *c)
 
 static ad_status copy_backward(const ad_op_ctx *c)
 {
-    void *GA = ad_grad_buffer(c->graph, c->in[0]);
+    void *GA = ad_input_grad_buffer(c->graph, c->in[0]);
     if (!GA) return c->graph->status;
     add_into(c->out->dtype, GA, ad_node_grad_data(c->out), node_size(c->out));
     return AD_OK;
@@ -127,7 +127,7 @@ static void broadcast_to_forward(const ad_op_ctx *c)
 
 static ad_status broadcast_to_backward(const ad_op_ctx *c)
 {
-    void *GA = ad_grad_buffer(c->graph, c->in[0]);
+    void *GA = ad_input_grad_buffer(c->graph, c->in[0]);
     if (!GA) return c->graph->status;
     ad_shape s = node_shape(c->in[0]), o = node_shape(c->out);
     reduce_broadcast_add(c->out->dtype, ad_node_grad_data(c->out), &o, GA, &s, 1.0);
@@ -192,7 +192,7 @@ static void slice_forward(const ad_op_ctx *c)
 
 static ad_status slice_backward(const ad_op_ctx *c)
 {
-    void *GA = ad_grad_buffer(c->graph, c->in[0]);
+    void *GA = ad_input_grad_buffer(c->graph, c->in[0]);
     if (!GA) return c->graph->status;
     ad_shape s = node_shape(c->in[0]);
     int axis = (int)c->param[0];
@@ -245,7 +245,7 @@ static ad_status concat_backward(const ad_op_ctx *c)
     void *G = ad_node_grad_data(c->out);
     for (int k = 0; k < c->nin; k++) {
         int64_t cnt = node_shape(c->in[k]).dim[axis];
-        void *GK = ad_grad_buffer(c->graph, c->in[k]);
+        void *GK = ad_input_grad_buffer(c->graph, c->in[k]);
         if (GK) slice_move(c->out->dtype, &o, axis, at, cnt, G, GK, true, true);
         else if (c->graph->status) return c->graph->status;
         at += cnt;

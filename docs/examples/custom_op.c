@@ -50,7 +50,7 @@ static void dot_forward(const ad_op_ctx *c)
 static ad_status dot_backward(const ad_op_ctx *c) /* dx_i += g w_i */
 {
     const dot_state *s = c->state;
-    double *gx = ad_grad_buffer(c->graph, c->in[0]), g = ad_grad(c->out);
+    double *gx = ad_input_grad_buffer(c->graph, c->in[0]), g = ad_grad(c->out);
     for (int64_t i = 0; gx && i < s->n; i++) gx[i] += g * s->w[i];
     return ad_status_of(c->graph);
 }
@@ -77,7 +77,7 @@ int main(void)
 
     /* f(x) = dot_with(softsign(x); w) on a float64 vector */
     ad_graph *g = ad_graph_new();
-    ad_node *x = ad_var_tensor(g, "x", AD_F64, AD_SHAPE(3), (double[]){-2, 0.5, 3});
+    ad_node *x = ad_var_array(g, "x", AD_F64, AD_SHAPE(3), (double[]){-2, 0.5, 3});
     double w[3] = {1, 2, -1};
     ad_node *f = ad_apply_with(g, dot_id, (ad_node *[]){ad_apply(g, softsign_id, &x, 1, NULL, 0)}, 1, NULL, 0, w);
     if (!f || ad_backward(g, f) != AD_OK) {

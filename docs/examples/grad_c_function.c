@@ -7,7 +7,7 @@
 static ad_node *f(ad_graph *g, ad_node *const *x, int n, void *user)
 {
     const double *c = user;
-    ad_node *sum = ad_scalar(g, 0);
+    ad_node *sum = ad_const_scalar(g, 0);
     for (int i = 0; i < n; i++) {
         ad_node *term = ad_value(x[i]) > 0 ? ad_mul(g, x[i], x[i]) : ad_sin(g, x[i]);
         sum = ad_add(g, sum, ad_mul_scalar(g, term, c[i]));

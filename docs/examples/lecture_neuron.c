@@ -12,7 +12,7 @@ int main(void)
     ad_node *b = ad_mul(g, w1, x1);                 /* node order what the slides show */
     ad_node *s = ad_add(g, ad_add(g, a, b), w2);
     ad_node *e = ad_exp(g, ad_neg(g, s));
-    ad_node *f = ad_recip(g, ad_add(g, ad_scalar(g, 1), e));   /* 1/(1 + e^-s) */
+    ad_node *f = ad_recip(g, ad_add(g, ad_const_scalar(g, 1), e));   /* 1/(1 + e^-s) */
     if (ad_backward(g, f) != AD_OK) {
         fprintf(stderr, "%s\n", ad_error(g));
         return 1;

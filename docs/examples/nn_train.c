@@ -12,7 +12,7 @@
 static void sgd_step(nn_mlp *m, float lr)
 {
     for (ad_tensor *const *p = nn_mlp_params(m); *p; p++) {
-        float *theta = ad_tensor_data(*p), *grad = ad_tensor_grad(*p);
+        float *theta = ad_tensor_data(*p), *grad = ad_tensor_grad_data(*p);
         for (int64_t i = 0; i < ad_tensor_size(*p); i++) theta[i] -= lr * grad[i];
     }
     nn_mlp_zero_grad(m);
@@ -80,7 +80,7 @@ int main(int argc, char **argv)
     }
     nn_mlp *m = train(tr, val, 30);
     int32_t *pred = malloc((size_t)test->n * sizeof *pred);
-    int status = m && pred && nn_mlp_predict(m, NULL, test->x, NULL, pred) == AD_OK ? 0 : 1;
+    int status = m && pred && nn_mlp_predict(NULL, m, test->x, NULL, pred) == AD_OK ? 0 : 1;
     if (!status) printf("test accuracy %.4f\n", nn_accuracy(pred, test->labels, test->n));
     if (!status && nn_mlp_save(m, "fashion.safetensors", err, sizeof err) != AD_OK) {
         fprintf(stderr, "%s\n", err);

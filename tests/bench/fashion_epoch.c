@@ -57,7 +57,7 @@ static double epoch(const nn_dataset *train, int batch, long *allocs, double *la
         optim_zero_grad(o);
         ad_node *scores = nn_mlp_forward(g, m, ad_const_tensor(g, b.x), NN_TRAIN);
         ad_node *loss = nn_cross_entropy(g, scores, b.labels);
-        if (ad_backward(g, loss) != AD_OK || optim_step(o) != OPTIM_OK) {
+        if (ad_backward(g, loss) != AD_OK || optim_step(o) != AD_OK) {
             fprintf(stderr, "bench_fashion_epoch: %s\n", ad_error(g));
             goto out;
         }

@@ -36,8 +36,8 @@ static ad_real tape_form(ad_tape *tp, const ad_real *x, int n, void *user)
     ad_real f = ad_real_const(0);
     for (int i = 0; i + 1 < n; i++) {
         ad_real t = ad_real_sub(tp, x[i + 1], ad_real_mul(tp, x[i], x[i]));
-        ad_real u = ad_real_csub(tp, 1, x[i]);
-        f = ad_real_add(tp, f, ad_real_add(tp, ad_real_mulc(tp, ad_real_mul(tp, t, t), 100), ad_real_mul(tp, u, u)));
+        ad_real u = ad_real_scalar_sub(tp, 1, x[i]);
+        f = ad_real_add(tp, f, ad_real_add(tp, ad_real_mul_scalar(tp, ad_real_mul(tp, t, t), 100), ad_real_mul(tp, u, u)));
     }
     return f;
 }
@@ -46,7 +46,7 @@ static ad_real tape_form(ad_tape *tp, const ad_real *x, int n, void *user)
 static ad_node *scalar_form(ad_graph *g, ad_node *const *x, int n, void *user)
 {
     (void)user;
-    ad_node *one = ad_scalar(g, 1), *hundred = ad_scalar(g, 100), *f = ad_scalar(g, 0);
+    ad_node *one = ad_const_scalar(g, 1), *hundred = ad_const_scalar(g, 100), *f = ad_const_scalar(g, 0);
     for (int i = 0; i + 1 < n; i++) {
         ad_node *t = ad_sub(g, x[i + 1], ad_mul(g, x[i], x[i]));
         ad_node *u = ad_sub(g, one, x[i]);
@@ -60,7 +60,7 @@ static ad_node *tensor_form(ad_graph *g, ad_node *x, int n)
 {
     ad_node *a = ad_slice(g, x, 0, 0, n - 1), *b = ad_slice(g, x, 0, 1, n);
     ad_node *t = ad_sub(g, b, ad_mul(g, a, a));
-    ad_node *u = ad_sub(g, ad_scalar(g, 1), a);
+    ad_node *u = ad_sub(g, ad_const_scalar(g, 1), a);
     return ad_sum(g, ad_add(g, ad_mul_scalar(g, ad_mul(g, t, t), 100), ad_mul(g, u, u)));
 }
 
@@ -106,7 +106,7 @@ int main(int argc, char **argv)
     ad_tape *tp = ad_tape_new();
     for (int r = 0; r < runs; r++) {
         double t0 = now_seconds();
-        ad_status st = ad_gradient_real(tp, tape_form, N, x, NULL, &f, got);
+        ad_status st = ad_real_gradient(tp, tape_form, N, x, NULL, &f, got);
         t[r] = now_seconds() - t0;
         if (st != AD_OK) {
             fprintf(stderr, "rosenbrock: tape failed (status %d)\n", (int)st);
@@ -141,7 +141,7 @@ int main(int argc, char **argv)
     for (int r = 0; r < runs; r++) {
         double t0 = now_seconds();
         ad_graph_reset(g);
-        ad_node *xv = ad_var_tensor(g, "x", AD_F64, AD_SHAPE(N), x);
+        ad_node *xv = ad_var_array(g, "x", AD_F64, AD_SHAPE(N), x);
         ad_node *y = tensor_form(g, xv, N);
         if (ad_backward(g, y) != AD_OK) {
             fprintf(stderr, "rosenbrock: %s\n", ad_error(g));
