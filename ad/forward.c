@@ -21,7 +21,8 @@ const void *ad_tangent_data(const ad_graph *g, const ad_node *n)
     return tangent_valid(g, n) ? g->tangent[n->id] : NULL;
 }
 
-void *ad_tangent_buffer(ad_graph *g, ad_node *n)
+/* The tangent buffer of n, made on first use; zeroed when zero is set (a seed overwrites it). */
+static void *tangent_buffer(ad_graph *g, ad_node *n, bool zero)
 {
     if (!tangent_valid(g, n)) {
         if (g) ad_set_error(g, AD_ERR_ARG, "jvp: tangent requested outside a forward-mode sweep");
@@ -39,9 +40,11 @@ void *ad_tangent_buffer(ad_graph *g, ad_node *n)
             return NULL;
         }
     }
-    memset(t, 0, (size_t)node_size(n) * ad_dtype_size(n->dtype));
+    if (zero) memset(t, 0, (size_t)node_size(n) * ad_dtype_size(n->dtype));
     return g->tangent[n->id] = t;
 }
+
+void *ad_tangent_buffer(ad_graph *g, ad_node *n) { return tangent_buffer(g, n, true); }
 
 double ad_tangent_get(const ad_graph *g, const ad_node *n, int64_t i)
 {
@@ -137,9 +140,13 @@ ad_status ad_jvp_graph(ad_graph *g, ad_node *root, int n, ad_node *const *leaves
                                 l->id, op_entry_get(l->op)->def.name);
         }
         if (!seeds[k]) continue;
-        void *t = ad_tangent_buffer(g, l);
+        void *t = tangent_buffer(g, l, false); /* every element is written below */
         if (!t) return g->status;
-        for (int64_t i = 0; i < node_size(l); i++) store(t, l->dtype, i, seeds[k][i]);
+        /* typed loops: a seed over a model's parameters is hundreds of thousands of numbers */
+        int64_t size = node_size(l);
+        if (l->dtype == AD_F64) memcpy(t, seeds[k], (size_t)size * sizeof(double));
+        else
+            for (int64_t i = 0; i < size; i++) ((float *)t)[i] = (float)seeds[k][i];
     }
     for (uint32_t id = 0; id <= root->id; id++) {
         ad_node *m = node_at(g, id);
