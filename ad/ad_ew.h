@@ -31,19 +31,25 @@ static inline double ad_ew_logistic_(double x)
     double e = exp(x);
     return e / (1 + e);
 }
-/* The standard normal density and distribution function, for the erf form of GELU. */
+/* The standard normal density, for the erf form of GELU. */
 static inline double ad_ew_phi_(double x) { return 0.3989422804014327 * exp(-0.5 * x * x); }
+/* The standard normal distribution function. */
 static inline double ad_ew_Phi_(double x) { return 0.5 * (1 + erf(x * 0.7071067811865476)); }
-/* The tanh form of GELU: y = x/2 (1 + tanh(u)), u = k (x + c x^3); t = tanh(u). */
+/* The tanh form of GELU is y = x/2 (1 + tanh(u)) with u = k (x + c x^3): this is k, sqrt(2/pi). */
 #define AD_EW_GELU_K_ 0.7978845608028654
+/* ... and this is c. */
 #define AD_EW_GELU_C_ 0.044715
+/* u of the tanh form of GELU. */
 static inline double ad_ew_gelu_u_(double x) { return AD_EW_GELU_K_ * (x + AD_EW_GELU_C_ * x * x * x); }
+/* du/dx. */
 static inline double ad_ew_gelu_du_(double x) { return AD_EW_GELU_K_ * (1 + 3 * AD_EW_GELU_C_ * x * x); }
+/* The tanh form's derivative, (1 + t)/2 + x/2 (1 - t^2) u' with t = tanh(u). */
 static inline double ad_ew_gelu_tanh_d_(double x)
 {
     double t = tanh(ad_ew_gelu_u_(x));
     return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * ad_ew_gelu_du_(x);
 }
+/* The tanh form's second derivative. */
 static inline double ad_ew_gelu_tanh_d2_(double x)
 {
     double t = tanh(ad_ew_gelu_u_(x)), du = ad_ew_gelu_du_(x), s = 1 - t * t;
@@ -147,6 +153,7 @@ static inline double ad_ew_softplus_(double x) { return x > 20 ? x : log1p(exp(x
         (void)x, (void)y, (void)p;                                                            \
         return D2;                                                                            \
     }
+/* The same for a binary row. */
 #define AD_EW_BINARY_FN_(ID, name, infix_, text_, ta_, tb_, fll_, ffl_, flr_, ffr_, F, DA, DB, \
                          DAA, DAB, DBB)                                                            \
     static inline double ad_ew_##name(double a, double b) { return F; }                       \

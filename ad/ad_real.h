@@ -217,6 +217,7 @@ AD_REAL_INLINE ad_real ad_real_lin2_(ad_tape *t, double v, ad_real a, double da,
         return ad_real_lin2_(t, y, a, ad_ew_##name##_da(a.v, b.v, y), b,                      \
                              ad_ew_##name##_db(a.v, b.v, y));                                 \
     }
+/* ... a unary row's ... */
 #define AD_REAL_UNARY_(ID, name, ...)                                                         \
     AD_REAL_INLINE ad_real ad_real_##name(ad_tape *t, ad_real a)                              \
     {                                                                                         \
@@ -224,6 +225,7 @@ AD_REAL_INLINE ad_real ad_real_lin2_(ad_tape *t, double v, ad_real a, double da,
         double y = ad_ew_##name(a.v, 0), d = ad_ew_##name##_d(a.v, y, 0);                     \
         return d == 0 ? ad_real_const(y) : ad_real_lin1_(y, a, d);                            \
     }
+/* ... and a unary row with a parameter. */
 #define AD_REAL_UNARY_P_(ID, name, ...)                                                       \
     AD_REAL_INLINE ad_real ad_real_##name(ad_tape *t, ad_real a, double p)                    \
     {                                                                                         \
@@ -274,6 +276,7 @@ AD_REAL_INLINE ad_dual ad_dual_make(double v, double t)
     ad_dual r = {v, t};
     return r;
 }
+/* The dual operation of a binary row ... */
 #define AD_DUAL_BINARY_(ID, name, infix_, text_, ta_, tb_, fll_, ffl_, flr_, ffr_, F, DA, DB, ...)   \
     AD_REAL_INLINE ad_dual ad_dual_##name(ad_dual a, ad_dual b)                               \
     {                                                                                         \
@@ -282,12 +285,14 @@ AD_REAL_INLINE ad_dual ad_dual_make(double v, double t)
         double tb = b.t == 0 ? 0 : ad_ew_##name##_db(a.v, b.v, y) * b.t;                      \
         return ad_dual_make(y, ta + tb);                                                      \
     }
+/* ... a unary row's ... */
 #define AD_DUAL_UNARY_(ID, name, ...)                                                         \
     AD_REAL_INLINE ad_dual ad_dual_##name(ad_dual a)                                          \
     {                                                                                         \
         double y = ad_ew_##name(a.v, 0);                                                      \
         return ad_dual_make(y, a.t == 0 ? 0 : ad_ew_##name##_d(a.v, y, 0) * a.t);             \
     }
+/* ... and a unary row with a parameter. */
 #define AD_DUAL_UNARY_P_(ID, name, ...)                                                       \
     AD_REAL_INLINE ad_dual ad_dual_##name(ad_dual a, double p)                                \
     {                                                                                         \
