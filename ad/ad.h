@@ -10,6 +10,10 @@
  *     printf("%g %g %g\n", ad_grad(x), ad_grad(y), ad_grad(z)); // -2 -2 5
  *     ad_graph_free(g);
  *
+ * Modes.  ad_backward is reverse mode: one sweep gives the gradient of one output with respect
+ * to every input.  ad_jvp_graph and ad_jvp are forward mode: one sweep gives the derivative of
+ * every output along one direction of the inputs.  Both are first order.
+ *
  * Model.  The graph is a define-by-run tape: every op call appends a node, so creation order
  * is a topological order and backward is one reverse walk (no recursion, no sort).  Scalars
  * are rank-0 tensors; a float64 scalar node keeps its value, gradient and local partials
@@ -38,17 +42,13 @@
 #define AD_H
 
 #include "ad_version.h"
+#include "ad_alloc.h"
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdbool.h>
 
-#ifdef __cplusplus
-extern "C" {
-#endif
-#if defined(__GNUC__) /* the library is built with -fvisibility=hidden: export what follows */
-#pragma GCC visibility push(default)
-#endif
+AD_BEGIN_DECLS
 
 /* The largest rank a tensor may have. */
 #define AD_MAX_RANK 6
@@ -588,23 +588,6 @@ ad_status ad_gradcheck_tensors(ad_fn f, int n, ad_tensor *const *inputs, void *u
                                const ad_check_opts *o, ad_check_report *rep);
 
 /* ------------------------------------------------------------------------------------------
- * The allocator.  Every allocation of the library (ad, nn, optim) goes through these, so
- * tests can count allocations and make one fail.  Memory from them is released with ad_free.
- */
-void *ad_malloc(size_t n);
-/* calloc through the counting allocator. */
-void *ad_calloc(size_t n, size_t size);
-/* realloc through the counting allocator. */
-void *ad_realloc(void *p, size_t n);
-/* Frees memory from ad_malloc, ad_calloc or ad_realloc (NULL is ignored). */
-void ad_free(void *p);
-/* Allocations made since the process started (all threads). */
-long ad_alloc_count(void);
-/* Fault injection for tests: the n-th allocation from now on returns NULL (n <= 0 turns it
- * off).  One failure per call; the library must then report AD_ERR_NOMEM and leak nothing. */
-void ad_fail_alloc_at(long n);
-
-/* ------------------------------------------------------------------------------------------
  * Threads for large kernels (matrix products).  A process-wide pool, started on first use;
  * small problems run on the calling thread.  Results are bitwise identical for any thread
  * count: work is split over blocks of the output, never over a sum.
@@ -615,10 +598,5 @@ void ad_set_threads(int n);
 /* The thread count in use (at least 1). */
 int ad_get_threads(void);
 
-#if defined(__GNUC__)
-#pragma GCC visibility pop
-#endif
-#ifdef __cplusplus
-}
-#endif
+AD_END_DECLS
 #endif

@@ -36,12 +36,7 @@
 #include "ad.h"
 #include <stdarg.h>
 
-#ifdef __cplusplus
-extern "C" {
-#endif
-#if defined(__GNUC__) /* the library is built with -fvisibility=hidden: export what follows */
-#pragma GCC visibility push(default)
-#endif
+AD_BEGIN_DECLS
 
 /* Writes n tensors under the given names (unique, non-empty UTF-8, not "__metadata__") and
  * nmeta key/value string pairs (meta holds key0, value0, key1, value1, ...; may be NULL when
@@ -120,10 +115,5 @@ size_t ad_xml_escape(char *dst, size_t dstlen, const char *s);
 ad_status ad_write_atomic(const char *path, bool (*fill)(FILE *f, void *ctx), void *ctx, char *err,
                           size_t errlen);
 
-#if defined(__GNUC__)
-#pragma GCC visibility pop
-#endif
-#ifdef __cplusplus
-}
-#endif
+AD_END_DECLS
 #endif

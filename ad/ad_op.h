@@ -14,12 +14,7 @@
 
 #include "ad.h"
 
-#ifdef __cplusplus
-extern "C" {
-#endif
-#if defined(__GNUC__) /* the library is built with -fvisibility=hidden: export what follows */
-#pragma GCC visibility push(default)
-#endif
+AD_BEGIN_DECLS
 
 /* What an op's callbacks see: the graph, the output node, the inputs, the op's numeric
  * parameters (as given to ad_apply) and the node's state. */
@@ -137,10 +132,5 @@ const void *ad_tangent_data(const ad_graph *g, const ad_node *n);
  * out (then the graph holds an error). */
 void *ad_tangent_buffer(ad_graph *g, ad_node *n);
 
-#if defined(__GNUC__)
-#pragma GCC visibility pop
-#endif
-#ifdef __cplusplus
-}
-#endif
+AD_END_DECLS
 #endif

@@ -11,12 +11,7 @@
 #include "ad.h"
 #include <stdint.h>
 
-#ifdef __cplusplus
-extern "C" {
-#endif
-#if defined(__GNUC__) /* the library is built with -fvisibility=hidden: export what follows */
-#pragma GCC visibility push(default)
-#endif
+AD_BEGIN_DECLS
 
 /* 1 when the including file is compiled with ThreadSanitizer (GCC's __SANITIZE_THREAD__ or
  * Clang's __has_feature(thread_sanitizer)), else 0; AD_VECTOR_CLONES depends on it, and tests
@@ -56,10 +51,5 @@ typedef void (*ad_range_fn)(void *ctx, int64_t begin, int64_t end);
  * and from inside fn: a call made while the pool is busy runs on its own thread. */
 void ad_parallel_for(int64_t n, int64_t grain, ad_range_fn fn, void *ctx);
 
-#if defined(__GNUC__)
-#pragma GCC visibility pop
-#endif
-#ifdef __cplusplus
-}
-#endif
+AD_END_DECLS
 #endif

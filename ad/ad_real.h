@@ -34,12 +34,7 @@
 #include "ad_ew.h"
 #include <math.h>
 
-#ifdef __cplusplus
-extern "C" {
-#endif
-#if defined(__GNUC__) /* the library is built with -fvisibility=hidden: export what follows */
-#pragma GCC visibility push(default)
-#endif
+AD_BEGIN_DECLS
 
 /* An active double: its value, and its derivative as a linear combination of at most two tape
  * entries, dv = d[0] d(entry i[0]) + d[1] d(entry i[1]).  A constant has no terms (i[0] = -1),
@@ -303,10 +298,5 @@ AD_EW_BINARY(AD_DUAL_BINARY_)
 AD_EW_UNARY(AD_DUAL_UNARY_)
 AD_EW_UNARY_P(AD_DUAL_UNARY_P_)
 
-#if defined(__GNUC__)
-#pragma GCC visibility pop
-#endif
-#ifdef __cplusplus
-}
-#endif
+AD_END_DECLS
 #endif

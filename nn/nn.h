@@ -38,12 +38,7 @@
 
 #include "ad.h"
 
-#ifdef __cplusplus
-extern "C" {
-#endif
-#if defined(__GNUC__) /* the library is built with -fvisibility=hidden: export what follows */
-#pragma GCC visibility push(default)
-#endif
+AD_BEGIN_DECLS
 
 /* ------------------------------------------------------------------------------------------
  * Building blocks.
@@ -270,10 +265,5 @@ ad_status nn_mlp_save(const nn_mlp *m, const char *path, char *err, size_t errle
  * naming the file on any problem. */
 nn_mlp *nn_mlp_load(const char *path, char *err, size_t errlen);
 
-#if defined(__GNUC__)
-#pragma GCC visibility pop
-#endif
-#ifdef __cplusplus
-}
-#endif
+AD_END_DECLS
 #endif

@@ -26,12 +26,7 @@
 
 #include "ad.h"
 
-#ifdef __cplusplus
-extern "C" {
-#endif
-#if defined(__GNUC__) /* the library is built with -fvisibility=hidden: export what follows */
-#pragma GCC visibility push(default)
-#endif
+AD_BEGIN_DECLS
 
 /* Where Debian's dataset-fashion-mnist package puts the files. */
 #define NN_FASHION_MNIST_DIR "/usr/share/datasets/fashion-mnist"
@@ -146,10 +141,5 @@ nn_dataset *nn_fashion_mnist(const char *dir, bool train, ad_dtype t, char *err,
 /* The name of Fashion-MNIST class k ("T-shirt/top", "Trouser", ...), or NULL. */
 const char *nn_fashion_mnist_class(int k);
 
-#if defined(__GNUC__)
-#pragma GCC visibility pop
-#endif
-#ifdef __cplusplus
-}
-#endif
+AD_END_DECLS
 #endif

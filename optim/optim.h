@@ -58,12 +58,7 @@
 
 #include "ad.h"
 
-#ifdef __cplusplus
-extern "C" {
-#endif
-#if defined(__GNUC__) /* the library is built with -fvisibility=hidden: export what follows */
-#pragma GCC visibility push(default)
-#endif
+AD_BEGIN_DECLS
 
 /* ------------------------------------------------------------------------------------------
  * Learning-rate schedules: a value type evaluated at each step (a pure function of the step
@@ -312,10 +307,5 @@ ad_status optim_save(optim *o, const char *path);
  * be read (missing, corrupt, or memory ran out while reading) is AD_ERR_IO. */
 ad_status optim_load(optim *o, const char *path);
 
-#if defined(__GNUC__)
-#pragma GCC visibility pop
-#endif
-#ifdef __cplusplus
-}
-#endif
+AD_END_DECLS
 #endif
