@@ -480,6 +480,11 @@ void ad_zero_grad(ad_graph *g);
  * a forward rule.  Tangents live until the next call or ad_graph_reset. */
 ad_status ad_jvp_graph(ad_graph *g, ad_node *root, int n, ad_node *const *leaves,
                        const double *const *seeds);
+/* ad_jvp_graph with each seed in its leaf's dtype (float* for a float32 leaf), used in place
+ * rather than copied: for directions over a model's parameters, where converting from doubles
+ * would cost more than the sweep.  The seeds must not change until the tangents are read. */
+ad_status ad_jvp_graph_data(ad_graph *g, ad_node *root, int n, ad_node *const *leaves,
+                            const void *const *seeds);
 /* Element i of node n's tangent from the last ad_jvp_graph (0 where it is zero; NaN for NULL
  * or out of range). */
 double ad_tangent_get(const ad_graph *g, const ad_node *n, int64_t i);

@@ -117,8 +117,10 @@ static ad_status tangents_begin(ad_graph *g, uint32_t n)
     return AD_OK;
 }
 
-ad_status ad_jvp_graph(ad_graph *g, ad_node *root, int n, ad_node *const *leaves,
-                       const double *const *seeds)
+/* The sweep of ad_jvp_graph (seeds of doubles) and ad_jvp_graph_data (seeds in each leaf's
+ * dtype, used in place). */
+static ad_status jvp_sweep(ad_graph *g, ad_node *root, int n, ad_node *const *leaves,
+                           const void *const *seeds, bool in_place)
 {
     if (!g) return AD_ERR_NULL;
     if (!root) return ad_set_error(g, AD_ERR_NULL, "jvp: root is NULL");
@@ -140,13 +142,18 @@ ad_status ad_jvp_graph(ad_graph *g, ad_node *root, int n, ad_node *const *leaves
                                 l->id, op_entry_get(l->op)->def.name);
         }
         if (!seeds[k]) continue;
+        if (in_place && !(l->flags & F_SCALAR)) {
+            /* a leaf's tangent is only ever read: no copy of a model-sized direction */
+            g->tangent[l->id] = (void *)(uintptr_t)seeds[k];
+            continue;
+        }
         void *t = tangent_buffer(g, l, false); /* every element is written below */
         if (!t) return g->status;
-        /* typed loops: a seed over a model's parameters is hundreds of thousands of numbers */
         int64_t size = node_size(l);
-        if (l->dtype == AD_F64) memcpy(t, seeds[k], (size_t)size * sizeof(double));
+        const double *d = seeds[k];
+        if (in_place || l->dtype == AD_F64) memcpy(t, seeds[k], (size_t)size * ad_dtype_size(l->dtype));
         else
-            for (int64_t i = 0; i < size; i++) ((float *)t)[i] = (float)seeds[k][i];
+            for (int64_t i = 0; i < size; i++) ((float *)t)[i] = (float)d[i];
     }
     for (uint32_t id = 0; id <= root->id; id++) {
         ad_node *m = node_at(g, id);
@@ -172,6 +179,18 @@ ad_status ad_jvp_graph(ad_graph *g, ad_node *root, int n, ad_node *const *leaves
         if (st) return st;
     }
     return AD_OK;
+}
+
+ad_status ad_jvp_graph(ad_graph *g, ad_node *root, int n, ad_node *const *leaves,
+                       const double *const *seeds)
+{
+    return jvp_sweep(g, root, n, leaves, (const void *const *)seeds, false);
+}
+
+ad_status ad_jvp_graph_data(ad_graph *g, ad_node *root, int n, ad_node *const *leaves,
+                            const void *const *seeds)
+{
+    return jvp_sweep(g, root, n, leaves, seeds, true);
 }
 
 ad_status ad_jvp(ad_graph *g, ad_fn f, int n, const double *x, const double *v, void *user,

@@ -533,6 +533,30 @@ START_TEST(jvp_allocates_nothing_in_a_loop)
 }
 END_TEST
 
+/* Seeds in the leaves' dtype, used in place, give the tangents that double seeds give. */
+START_TEST(jvp_with_typed_seeds)
+{
+    ad_graph *g = ad_graph_new();
+    ad_node *x = ad_var_array(g, "x", AD_F32, AD_SHAPE(2, 3), (double[]){1, 2, 3, 4, 5, 6});
+    ad_node *w = ad_var_array(g, "w", AD_F32, AD_SHAPE(4, 3), NULL);
+    ad_node *s = ad_var(g, "s", 0.5);
+    ad_node *y = ad_mul(g, ad_sum(g, ad_sigmoid(g, ad_linear(g, x, w, NULL))), ad_full(g, AD_F32, AD_SHAPE0, 1));
+    ad_node *z = ad_add(g, ad_mul(g, s, s), ad_const_scalar(g, 1));
+    double dw[12], ds = 2;
+    float dw32[12];
+    for (int i = 0; i < 12; i++) dw32[i] = (float)(dw[i] = 0.1 * i - 0.4);
+    ck_assert_int_eq(ad_jvp_graph(g, y, 1, &w, (const double *const[]){dw}), AD_OK);
+    double want = ad_tangent_get(g, y, 0);
+    ck_assert_int_eq(ad_jvp_graph_data(g, y, 1, &w, (const void *const[]){dw32}), AD_OK);
+    ck_assert_double_eq(ad_tangent_get(g, y, 0), want);
+    ck_assert_double_ne(want, 0);
+    /* a float64 scalar leaf: its seed is copied into the graph */
+    ck_assert_int_eq(ad_jvp_graph_data(g, z, 1, &s, (const void *const[]){&ds}), AD_OK);
+    ck_assert_double_eq(ad_tangent_get(g, z, 0), 2 * 0.5 * 2);
+    ad_graph_free(g);
+}
+END_TEST
+
 /* Bad calls fail with a message. */
 START_TEST(jvp_bad_calls)
 {
@@ -563,6 +587,7 @@ int main(void)
     tcase_add_test(t, user_elementwise_ops);
     tcase_add_test(t, user_op_with_state_and_forward_rule);
     tcase_add_test(t, jvp_allocates_nothing_in_a_loop);
+    tcase_add_test(t, jvp_with_typed_seeds);
     tcase_add_test(t, jvp_bad_calls);
     suite_add_tcase(s, t);
     return run_suite(s);
