@@ -110,6 +110,13 @@ void ad_verrorf(char *err, size_t errlen, bool *failed, const char *prefix, cons
  * escaped text, like snprintf, so a caller can size its buffer with a first call. */
 size_t ad_xml_escape(char *dst, size_t dstlen, const char *s);
 
+/* Opens path for reading ("rb") if it is a regular file.  The open does not block (a FIFO
+ * without a writer would otherwise hang the caller forever) and the type is checked on the
+ * opened descriptor, so the file cannot be swapped between a check and the open.  On failure
+ * returns NULL with errno set and a reason without the path in why (whylen bytes): "cannot
+ * open: REASON" or "not a regular file (a FIFO)" (a directory, a device, a socket...). */
+FILE *ad_fopen_regular(const char *path, char *why, size_t whylen);
+
 /* Writes the file at path atomically: a temporary file is created in the same folder, filled
  * by fill(f, ctx) (which returns false if a write failed), flushed, synced and renamed over
  * path, so a crash or an error leaves either the old file or the new one, never a mix; on

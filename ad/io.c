@@ -48,6 +48,44 @@ static const char *errno_str(int e, char *buf, size_t len)
     return buf;
 }
 
+/* What a file that is not a regular file is, for messages. */
+static const char *file_kind(mode_t m)
+{
+    return S_ISDIR(m) ? "a directory" : S_ISFIFO(m) ? "a FIFO" : S_ISCHR(m) ? "a character device"
+         : S_ISBLK(m) ? "a block device" : S_ISSOCK(m) ? "a socket" : S_ISLNK(m) ? "a symbolic link" : "a special file";
+}
+
+FILE *ad_fopen_regular(const char *path, char *why, size_t whylen)
+{
+    char eb[128];
+    if (!path) {
+        ad_errorf(why, whylen, NULL, "path is NULL");
+        errno = EINVAL;
+        return NULL;
+    }
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
+        int e = errno;
+        ad_errorf(why, whylen, NULL, "cannot open: %s", errno_str(e, eb, sizeof eb));
+        errno = e;
+        return NULL;
+    }
+    struct stat st;
+    int e = 0;
+    if (fstat(fd, &st) != 0) e = errno, ad_errorf(why, whylen, NULL, "cannot open: %s", errno_str(e, eb, sizeof eb));
+    else if (!S_ISREG(st.st_mode)) e = EINVAL, ad_errorf(why, whylen, NULL, "not a regular file (%s)", file_kind(st.st_mode));
+    /* reads of a regular file never block anyway; clearing the flag keeps stdio's reads plain */
+    else if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) != 0)
+        e = errno, ad_errorf(why, whylen, NULL, "cannot open: %s", errno_str(e, eb, sizeof eb));
+    FILE *f = e ? NULL : fdopen(fd, "rb");
+    if (!f) {
+        if (!e) e = errno, ad_errorf(why, whylen, NULL, "cannot open: %s", errno_str(e, eb, sizeof eb));
+        close(fd);
+        errno = e;
+    }
+    return f;
+}
+
 /* mkstemp creates files with mode 0600; a replaced file keeps its permission bits (not
  * set-id bits), a new one gets what open(0666) would have given.  The umask is read from /proc
  * because umask() can only be read by setting it, which races with other threads. */

@@ -160,8 +160,9 @@ nn_dataset *nn_csv_load(const char *path, const nn_csv_opts *opts, char *err, si
     csv c = {.path = path ? path : "(null)", .err = err, .errlen = errlen};
     if (!path) return fail(&c, 0, "path is NULL"), NULL;
     if (o.dtype != AD_F32 && o.dtype != AD_F64) return fail(&c, 0, "unknown dtype %d", (int)o.dtype), NULL;
-    FILE *f = fopen(path, "r");
-    if (!f) return fail(&c, 0, "cannot open: %s", strerror(errno)), NULL;
+    char why[160];
+    FILE *f = ad_fopen_regular(path, why, sizeof why);
+    if (!f) return fail(&c, 0, "%s", why), NULL;
     char *line = NULL;
     size_t cap = 0;
     ssize_t len;

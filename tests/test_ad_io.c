@@ -532,6 +532,23 @@ START_TEST(replacing_keeps_permissions)
 }
 END_TEST
 
+/* Issue 20, defect 8: ad_safetensors_load opened before checking for a regular file, so a
+ * FIFO without a writer blocked it forever.  The alarm turns such a hang into a failure. */
+START_TEST(loading_a_fifo_is_refused)
+{
+    char fifo[600], err[512], want[700];
+    snprintf(fifo, sizeof fifo, "%s/fifo", dir);
+    ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+    alarm(10);
+    ck_assert_ptr_null(ad_safetensors_load(fifo, err, sizeof err));
+    snprintf(want, sizeof want, "ad_safetensors_load: %s: not a regular file (a FIFO)", fifo);
+    ck_assert_str_eq(err, want);
+    ck_assert_ptr_null(ad_safetensors_load(dir, err, sizeof err));
+    ck_assert_ptr_nonnull(strstr(err, "not a regular file (a directory)"));
+    alarm(0);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("ad_io");
@@ -539,6 +556,7 @@ int main(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 60); /* a safety net on a loaded machine; the suite takes ~1 s */
     tcase_add_test(tc, bytes_match_the_format);
+    tcase_add_test(tc, loading_a_fifo_is_refused);
     tcase_add_test(tc, round_trip_is_bit_exact);
     tcase_add_test(tc, empty_file_and_accessors);
     tcase_add_test(tc, loads_other_writers_files);

@@ -4,6 +4,9 @@
 #define _DEFAULT_SOURCE /* mkdtemp */
 #include "testutil.h"
 #include "nn_data.h"
+#include "nn.h"
+#include "optim.h"
+#include <sys/stat.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -318,6 +321,32 @@ START_TEST(csv_file_errors)
 }
 END_TEST
 
+/* Issue 20, defect 8: a loader that opens before checking for a regular file blocks forever on
+ * a FIFO without a writer.  Every loader is tried; the alarm turns a hang into a failure. */
+START_TEST(loaders_refuse_a_fifo)
+{
+    const char *fifo = file("fifo");
+    ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+    alarm(10);
+    char err[512];
+    ck_assert_ptr_null(nn_csv_load(fifo, NULL, err, sizeof err));
+    ck_assert_msg(strstr(err, "nn_csv_load: ") && strstr(err, ": not a regular file (a FIFO)"), "%s", err);
+    ck_assert_ptr_null(nn_idx_load(fifo, AD_F32, err, sizeof err));
+    ck_assert_msg(strstr(err, "nn_idx_load: ") && strstr(err, ": not a regular file (a FIFO)"), "%s", err);
+    ck_assert_ptr_null(nn_mlp_load(fifo, err, sizeof err));
+    ck_assert_msg(strstr(err, "nn_mlp_load: ") && strstr(err, ": not a regular file (a FIFO)"), "%s", err);
+    ad_tensor *w = ad_param_new("w", AD_F64, AD_SHAPE(2));
+    optim_cfg c = optim_defaults(OPTIM_GD, 0.1);
+    optim *o = optim_new(&w, 1, &c, NULL, 0);
+    ck_assert_int_eq(optim_load(o, fifo), AD_ERR_IO);
+    ck_assert_msg(strstr(optim_error(o), "optim_load: ") && strstr(optim_error(o), ": not a regular file (a FIFO)"), "%s",
+                  optim_error(o));
+    optim_free(o);
+    ad_tensor_free(w);
+    alarm(0);
+}
+END_TEST
+
 /* ---- IDX ---- */
 
 /* An IDX header: magic 0 0 type rank, then big-endian dimensions. */
@@ -448,7 +477,7 @@ START_TEST(idx_errors_give_the_byte)
     write_file(p, huge, 12);
     expect_idx_error(p, "byte 12: the file ends after 0 of the 8796093022208 data bytes its header promises");
     expect_idx_error(file("none"), "cannot open: No such file or directory");
-    expect_idx_error(dir, "not a regular file");
+    expect_idx_error(dir, "not a regular file (a directory)");
     char err[256];
     ck_assert_ptr_null(nn_idx_load(NULL, AD_F32, err, sizeof err));
     ck_assert_str_eq(err, "nn_idx_load: (null): path is NULL");
@@ -535,6 +564,7 @@ int main(void)
     tcase_add_test(tc, csv_reads_what_spreadsheets_write);
     tcase_add_loop_test(tc, csv_errors_point_at_line_and_column, 0, (int)(sizeof csv_bad / sizeof csv_bad[0]));
     tcase_add_test(tc, csv_file_errors);
+    tcase_add_test(tc, loaders_refuse_a_fifo);
     tcase_add_test(tc, idx_plain_and_gzipped);
     tcase_add_test(tc, idx_every_element_type);
     tcase_add_test(tc, idx_errors_give_the_byte);
