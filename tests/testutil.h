@@ -4,6 +4,16 @@
 #include "ad_op.h"
 #include <check.h>
 
+/* UNDER_ASAN is defined in AddressSanitizer builds (gcc and clang), whose shadow memory does
+ * not survive the address-space and data limits some tests set to make a blow-up fail fast. */
+#if defined(__SANITIZE_ADDRESS__)
+#define UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define UNDER_ASAN 1
+#endif
+#endif
+
 /* x rounded to d decimals, the way the slides print numbers. */
 double round_to(double x, int d);
 /* A float64 tensor of the given shape with uniform values in [lo, hi). */
