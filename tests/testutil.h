@@ -28,6 +28,9 @@ typedef struct {
  * through temporary files, so a large output cannot block and stderr is never a terminal. */
 run_result run_program(const char *prog, const char *const *args, const char *dir,
                        const char *env_name, const char *env_value);
+/* run_program with stdout on the file out_path (say /dev/full), or closed when out_path is
+ * NULL; r.out is then empty. */
+run_result run_program_stdout(const char *prog, const char *const *args, const char *out_path);
 void run_done(run_result *r);
 /* Everything readable from fd, NUL-terminated (malloc'd). */
 char *slurp_fd(int fd);
