@@ -105,13 +105,24 @@ void ad_verrorf(char *err, size_t errlen, bool *failed, const char *prefix, cons
  * escaped text, like snprintf, so a caller can size its buffer with a first call. */
 size_t ad_xml_escape(char *dst, size_t dstlen, const char *s);
 
-/* Writes the file at path atomically: a temporary file is created in the same folder, filled
- * by fill(f, ctx) (which returns false if a write failed), flushed, synced and renamed over
- * path, so a crash or an error leaves either the old file or the new one, never a mix; on
- * failure the temporary file is removed.  A replaced file keeps its permission bits; a new file
- * gets 0666 minus the umask.  Returns AD_OK, AD_ERR_NULL, AD_ERR_NOMEM, or AD_ERR_IO with
- * errno set to the cause and a message in err: "PATH: cannot create a temporary file next to
- * it: REASON" or "PATH: STEP failed: REASON (the old file, if any, is untouched)". */
+/* Opens path for reading ("rb") if it is a regular file.  The open does not block (a FIFO
+ * without a writer would otherwise hang the caller forever) and the type is checked on the
+ * opened descriptor, so the file cannot be swapped between a check and the open.  On failure
+ * returns NULL with errno set and a reason without the path in why (whylen bytes): "cannot
+ * open: REASON" or "not a regular file (a FIFO)" (a directory, a device, a socket...). */
+FILE *ad_fopen_regular(const char *path, char *why, size_t whylen);
+
+/* Writes the file at path atomically: a temporary file .NAME.tmp-XXXXXX is created in the same
+ * folder, filled by fill(f, ctx) (which returns false if a write failed), flushed, synced and
+ * renamed over path, so a crash or an error leaves either the old file or the new one, never a
+ * mix; on failure the temporary file is removed, and the temporary files a killed save left
+ * for the same target are removed by the next save to it.  A symbolic link is followed, as
+ * editors do: its target is replaced (or created) and the link stays.  A target that exists
+ * and is not a regular file (a FIFO, a device, a folder...) is refused.  A replaced file keeps
+ * its permission bits; a new file gets 0666 minus the umask.  Returns AD_OK, AD_ERR_NULL,
+ * AD_ERR_NOMEM, or AD_ERR_IO with errno set to the cause and a message in err: "PATH: not a
+ * regular file (a FIFO): refusing to replace it", "PATH: cannot create a temporary file next
+ * to it: REASON" or "PATH: STEP failed: REASON (the old file, if any, is untouched)". */
 ad_status ad_write_atomic(const char *path, bool (*fill)(FILE *f, void *ctx), void *ctx, char *err,
                           size_t errlen);
 

@@ -647,8 +647,9 @@ ad_tensor_file *ad_safetensors_load(const char *path, char *err, size_t errlen)
     const char *fn = "ad_safetensors_load";
     char eb[128];
     if (!path) return ad_errorf(err, errlen, NULL, "%s: path is NULL", fn), NULL;
-    FILE *in = fopen(path, "rb");
-    if (!in) return ad_errorf(err, errlen, NULL, "%s: %s: cannot open: %s", fn, path, errno_str(errno, eb, sizeof eb)), NULL;
+    char why[160];
+    FILE *in = ad_fopen_regular(path, why, sizeof why);
+    if (!in) return ad_errorf(err, errlen, NULL, "%s: %s: %s", fn, path, why), NULL;
     struct stat st;
     unsigned char len8[8];
     uint64_t hlen = 0, fsize;
@@ -656,8 +657,8 @@ ad_tensor_file *ad_safetensors_load(const char *path, char *err, size_t errlen)
     ad_tensor_file *f = NULL;
     char *hdr = NULL;
     entry **order = NULL;
-    if (fstat(fileno(in), &st) != 0 || !S_ISREG(st.st_mode)) {
-        ad_errorf(err, errlen, NULL, "%s: %s: not a regular file", fn, path);
+    if (fstat(fileno(in), &st) != 0) {
+        ad_errorf(err, errlen, NULL, "%s: %s: cannot read its size: %s", fn, path, errno_str(errno, eb, sizeof eb));
         goto fail;
     }
     fsize = (uint64_t)st.st_size;

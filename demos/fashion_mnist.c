@@ -834,10 +834,6 @@ int main(int argc, char **argv)
         json_array(h.val_acc, ds.val ? h.epochs + 1 : 0);
         printf(", \"best_epoch\": %d, \"allocations_after_first_step\": %ld}\n", h.best_epoch, h.allocs_after_first_step);
     }
-    if (fflush(stdout) != 0 || ferror(stdout)) {
-        fprintf(stderr, PROG ": could not write the output\n");
-        status = 1;
-    }
     history_free(&h);
     datasets_free(&ds);
     nn_mlp_free(m);

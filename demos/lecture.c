@@ -10,7 +10,7 @@
 #include "ad.h"
 #include "expr.h"
 #include "opts.h"
-#include <errno.h>
+#include "ad_io.h"
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -102,6 +102,14 @@ static bool same_as_slide(double v, double slide, int decimals)
 }
 
 /* One example: the CLI's text report (backprop --trace), then the slides' numbers. */
+typedef struct { ad_graph *g; ad_node *f; int digits; ad_status st; } svg_job;
+
+static bool put_svg(FILE *out, void *ctx)
+{
+    svg_job *j = ctx;
+    return (j->st = ad_write_svg(j->g, j->f, out, j->digits)) == AD_OK;
+}
+
 static int run_example(const example *e, int digits, const char *svg_dir, int index)
 {
     printf("== %s ==\n\n%s\n$ backprop --trace '%s'", e->title, e->intro, e->formula);
@@ -156,16 +164,12 @@ static int run_example(const example *e, int digits, const char *svg_dir, int in
     if (svg_dir && st == AD_OK) {
         char path[4096];
         snprintf(path, sizeof path, "%s/lecture-%d.svg", svg_dir, index);
-        FILE *out = fopen(path, "w");
-        if (!out) {
-            fprintf(stderr, "lecture: cannot write '%s': %s\n", path, strerror(errno));
-            st = AD_ERR_IO;
-        } else {
-            st = ad_write_svg(g, f, out, digits);
-            if (fclose(out) != 0 && st == AD_OK) st = AD_ERR_IO;
-            if (st == AD_OK) printf("picture: %s\n\n", path);
-            else fprintf(stderr, "lecture: could not write %s\n", path);
-        }
+        svg_job job = {g, f, digits, AD_OK};
+        char why[4200];
+        /* atomic: a full disk leaves the old picture, not a torn one */
+        if (ad_write_atomic(path, put_svg, &job, why, sizeof why) == AD_OK) printf("picture: %s\n\n", path);
+        else if (job.st != AD_OK) fprintf(stderr, "lecture: could not draw %s: %s\n", path, ad_status_name(job.st)), st = job.st;
+        else fprintf(stderr, "lecture: %s\n", why), st = AD_ERR_IO;
     }
     ad_graph_free(g);
     if (!agree) fprintf(stderr, "lecture: example %d does not match the slides\n", index);
@@ -198,9 +202,5 @@ int main(int argc, char **argv)
     for (int k = 0; k < NEXAMPLES; k++)
         if (!only || only == k + 1)
             if (run_example(&EXAMPLES[k], digits, svg_dir, k + 1)) status = 1;
-    if (fflush(stdout) != 0 || ferror(stdout)) {
-        fprintf(stderr, "lecture: could not write the output\n");
-        status = 1;
-    }
     return status;
 }

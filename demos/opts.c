@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 enum { HELP_COLUMN = 17 }; /* where help text starts at the least, as the demos always had it */
 
@@ -128,8 +129,34 @@ static bool store(const opts_def *d, const char *v)
     return false;
 }
 
+static const char *exit_prog;
+
+/* At exit, after main returned: output still buffered is written now, and output that was
+ * lost (a full disk, a closed stdout) turns the exit status into a failure, whatever main
+ * returned.  _exit because exit may not be called again from an atexit handler.  A stdout
+ * closed before the program started that was never written to is no error (EBADF on close
+ * alone). */
+static void check_stdout(void)
+{
+    int e = 0;
+    bool lost = ferror(stdout);
+    if (fflush(stdout) != 0) lost = true, e = errno;
+    if (fclose(stdout) != 0 && errno != EBADF && !lost) lost = true, e = errno;
+    if (lost) {
+        fprintf(stderr, "%s: cannot write the output: %s\n", exit_prog, e ? strerror(e) : "write error");
+        _exit(EXIT_FAILURE);
+    }
+}
+
+void opts_check_stdout_at_exit(const char *prog)
+{
+    if (!exit_prog && atexit(check_stdout) != 0) return;
+    exit_prog = prog;
+}
+
 int opts_parse(const opts_spec *s, int argc, char **argv, const char **pos, int *npos, int maxpos)
 {
+    opts_check_stdout_at_exit(s->prog); /* --help and every run after it print on stdout */
     if (npos) *npos = 0;
     int given = 0;
     for (int i = 1; i < argc; i++) {

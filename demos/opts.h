@@ -70,10 +70,17 @@ typedef struct {
     bool hint_below;         /* "(prog --help for usage)" on a line of its own */
 } opts_spec;
 
+/* Makes the program exit with status 1 and "PROG: cannot write the output: REASON" on
+ * stderr when what it printed on stdout could not all be written (a full disk, a closed
+ * stdout), checked at exit by flushing and closing stdout; a program that printed is
+ * otherwise told of a lost output by nothing.  opts_parse calls it, so every demo and the CLI
+ * have it; calling it again only changes the name. */
+void opts_check_stdout_at_exit(const char *prog);
+
 /* Parses argv[1..argc-1] by spec.  Arguments that do not start with "--" go, in order, into
  * pos[] (room for maxpos; *npos counts them) when pos is not NULL, and are errors otherwise.
  * Returns -1 to go on, 0 after printing --help (or -h) on stdout, or 2 after printing a
- * usage error on stderr. */
+ * usage error on stderr.  Calls opts_check_stdout_at_exit(spec->prog) first. */
 int opts_parse(const opts_spec *spec, int argc, char **argv, const char **pos, int *npos, int maxpos);
 
 /* Prints a usage error, "PROG: MESSAGE (PROG --help for usage)", on stderr and returns 2, for

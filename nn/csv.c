@@ -2,7 +2,6 @@
  * column of the first bad field. */
 #include "nn_data.h"
 #include "ad_io.h"
-#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -95,18 +94,37 @@ static bool split(csv *c, char *s, char sep)
     }
 }
 
-/* A number filling the whole field: "1.5" yes; "", "1.5x", "nan" and "inf" no. */
+/* A number filling the whole field: "1.5" yes; "", "1.5x", "nan", "inf" and "1e999" no.
+ * Subnormals and underflow to zero are the nearest double, as in every other reader; strtod's
+ * ERANGE for them is not an error. */
 static bool number(const char *s, double *v)
 {
     char *end;
-    errno = 0;
     *v = strtod(s, &end);
-    return *s && !*end && isfinite(*v) && errno != ERANGE;
+    return *s && !*end && isfinite(*v);
 }
 
-static void chomp(char *s, ssize_t *len)
+/* One line without its end-of-line characters into *buf (grown with ad_realloc, so fault
+ * injection reaches it), NULs included: *len counts them.  Returns 1 for a line, 0 at the end
+ * of the file, -1 when out of memory. */
+static int read_line(FILE *f, char **buf, size_t *cap, size_t *len)
 {
-    while (*len > 0 && (s[*len - 1] == '\n' || s[*len - 1] == '\r')) s[--*len] = 0;
+    int ch = EOF;
+    *len = 0;
+    while ((ch = getc(f)) != EOF) {
+        if (*len + 2 > *cap) {
+            size_t n = *cap ? 2 * *cap : 256;
+            char *b = ad_realloc(*buf, n);
+            if (!b) return -1;
+            *buf = b, *cap = n;
+        }
+        if (ch == '\n') break;
+        (*buf)[(*len)++] = (char)ch;
+    }
+    if (ch == EOF && *len == 0) return 0;
+    while (*len > 0 && (*buf)[*len - 1] == '\r') (*len)--;
+    (*buf)[*len] = 0;
+    return 1;
 }
 
 static bool blank(const char *s)
@@ -160,19 +178,28 @@ nn_dataset *nn_csv_load(const char *path, const nn_csv_opts *opts, char *err, si
     csv c = {.path = path ? path : "(null)", .err = err, .errlen = errlen};
     if (!path) return fail(&c, 0, "path is NULL"), NULL;
     if (o.dtype != AD_F32 && o.dtype != AD_F64) return fail(&c, 0, "unknown dtype %d", (int)o.dtype), NULL;
-    FILE *f = fopen(path, "r");
-    if (!f) return fail(&c, 0, "cannot open: %s", strerror(errno)), NULL;
+    char why[160];
+    FILE *f = ad_fopen_regular(path, why, sizeof why);
+    if (!f) return fail(&c, 0, "%s", why), NULL;
     char *line = NULL;
-    size_t cap = 0;
-    ssize_t len;
+    size_t cap = 0, len;
+    int got;
     int ncols = -1, label = -1;
     long first = 0;
     dvec x = {0}, y = {0};
     nn_dataset *d = NULL;
     bool ok = true;
-    while (ok && (len = getline(&line, &cap, f)) != -1) {
+    while (ok && (got = read_line(f, &line, &cap, &len)) != 0) {
         c.line++;
-        chomp(line, &len);
+        if (got < 0) {
+            ok = fail(&c, 0, "out of memory");
+            break;
+        }
+        const char *nul = memchr(line, 0, len);
+        if (nul) { /* the text after it would be dropped without a word */
+            ok = fail(&c, (int)(nul - line) + 1, "NUL byte (a binary file?)");
+            break;
+        }
         char *s = line;
         if (c.line == 1 && !strncmp(s, "\xEF\xBB\xBF", 3)) s += 3; /* a byte-order mark (Excel) */
         if (blank(s)) continue;
@@ -195,6 +222,8 @@ nn_dataset *nn_csv_load(const char *path, const nn_csv_opts *opts, char *err, si
             } else if (j == label && !o.regression && !(v >= 0 && v <= INT32_MAX - 1 && v == floor(v))) {
                 ok = fail(&c, c.f[j].col, "label \"%s\" is not a class id (a non-negative integer; set .regression for real targets)",
                           c.f[j].text);
+            } else if (o.dtype == AD_F32 && (j != label || o.regression) && isinf((float)v)) {
+                ok = fail(&c, c.f[j].col, "%s\"%s\" is outside float32's range", j == label ? "label " : "", c.f[j].text);
             } else if (!(j == label ? push(&y, v) : push(&x, v))) {
                 ok = fail(&c, 0, "out of memory");
             }
@@ -203,7 +232,7 @@ nn_dataset *nn_csv_load(const char *path, const nn_csv_opts *opts, char *err, si
     if (ok && ferror(f)) ok = fail(&c, 0, "read error");
     if (ok && y.n == 0) c.line = 0, ok = fail(&c, 0, "no data rows");
     if (ok) d = build(&c, &o, &x, &y, ncols);
-    free(line); /* getline allocates with malloc */
+    ad_free(line);
     ad_free(c.f), ad_free(x.v), ad_free(y.v);
     fclose(f);
     return d;

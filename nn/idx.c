@@ -9,7 +9,6 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -49,19 +48,10 @@ static bool fail(ctx *c, const char *fmt, ...)
 
 typedef struct { FILE *f; pid_t pid; } source;
 
-static bool is_gzip(const char *path)
-{
-    unsigned char m[2] = {0, 0};
-    FILE *f = fopen(path, "rb");
-    if (!f) return false;
-    size_t n = fread(m, 1, 2, f);
-    fclose(f);
-    return n == 2 && m[0] == 0x1f && m[1] == 0x8b;
-}
-
-/* Starts `gzip -dc -- path` with its output on a pipe and its messages discarded (the library
- * prints nothing; the exit status says whether the data was good). */
-static bool open_gzip(ctx *c, source *s)
+/* Starts `gzip -dc` reading the opened file and writing to a pipe, its messages discarded (the
+ * library prints nothing; the exit status says whether the data was good).  gzip gets the
+ * descriptor, not the path, so it decompresses the very file that was checked. */
+static bool open_gzip(ctx *c, source *s, FILE *file)
 {
     int fds[2];
     if (pipe(fds) != 0) return fail(c, "cannot make a pipe for gzip: %s", strerror(errno));
@@ -71,8 +61,8 @@ static bool open_gzip(ctx *c, source *s)
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_adddup2(&fa, fds[1], STDOUT_FILENO);
     posix_spawn_file_actions_addopen(&fa, STDERR_FILENO, "/dev/null", O_WRONLY, 0);
-    posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-    char *argv[] = {"gzip", "-dc", "--", (char *)c->path, NULL};
+    posix_spawn_file_actions_adddup2(&fa, fileno(file), STDIN_FILENO);
+    char *argv[] = {"gzip", "-dc", NULL};
     int rc = posix_spawnp(&s->pid, "gzip", &fa, NULL, argv, environ);
     posix_spawn_file_actions_destroy(&fa);
     close(fds[1]);
@@ -91,12 +81,23 @@ static bool open_gzip(ctx *c, source *s)
 static bool open_source(ctx *c, source *s)
 {
     s->f = NULL, s->pid = 0;
-    struct stat st;
-    if (stat(c->path, &st) != 0) return fail(c, "cannot open: %s", strerror(errno));
-    if (!S_ISREG(st.st_mode)) return fail(c, "not a regular file");
-    if (is_gzip(c->path)) return open_gzip(c, s);
-    if (!(s->f = fopen(c->path, "rb"))) return fail(c, "cannot open: %s", strerror(errno));
-    return true;
+    char why[160];
+    FILE *f = ad_fopen_regular(c->path, why, sizeof why);
+    if (!f) return fail(c, "%s", why);
+    unsigned char m[2] = {0, 0};
+    bool gz = fread(m, 1, 2, f) == 2 && m[0] == 0x1f && m[1] == 0x8b;
+    /* rewound on the descriptor too: gzip reads it from its start */
+    if (fseek(f, 0, SEEK_SET) != 0) {
+        fclose(f);
+        return fail(c, "cannot read: %s", strerror(errno));
+    }
+    if (!gz) {
+        s->f = f;
+        return true;
+    }
+    bool ok = open_gzip(c, s, f);
+    fclose(f);
+    return ok;
 }
 
 /* Closes the stream; for gzip, a non-zero exit means corrupt or truncated compressed data

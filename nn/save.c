@@ -182,33 +182,45 @@ static bool read_cfg(reader *r, nn_mlp_cfg *c)
     return true;
 }
 
-/* Every parameter the architecture needs, with its dtype and shape, and nothing else. */
-static bool copy_params(reader *r, nn_mlp *m)
+/* Every parameter the architecture c needs, with its dtype and shape, and nothing else.  Checked
+ * on the file alone, before the model is built: a few hundred bytes of metadata can claim
+ * gigabytes of layers, and what the loader allocates must be bounded by what the file holds. */
+static bool check_params(reader *r, const nn_mlp_cfg *c)
 {
-    int n = nn_mlp_num_params(m);
-    for (int i = 0; i < n; i++) {
-        ad_tensor *want = m->params[i];
-        const char *name = ad_tensor_name(want);
-        ad_tensor *got = ad_tensor_file_find(r->f, name);
-        char ws[96], gs[96];
-        ad_shape a = ad_tensor_shape(want), b = ad_tensor_shape(got);
-        if (!got) return fail(r, "tensor \"%s\" is missing", name);
-        bool same = a.rank == b.rank;
-        for (int k = 0; same && k < a.rank; k++) same = a.dim[k] == b.dim[k];
-        if (!same || ad_tensor_dtype(got) != ad_tensor_dtype(want))
-            return fail(r, "tensor \"%s\" is %s %s, the architecture needs %s %s", name, ad_dtype_name(ad_tensor_dtype(got)),
-                        ad_shape_str(&b, gs, sizeof gs), ad_dtype_name(ad_tensor_dtype(want)), ad_shape_str(&a, ws, sizeof ws));
-        memcpy(ad_tensor_data(want), ad_tensor_data(got), (size_t)ad_tensor_size(want) * ad_dtype_size(ad_tensor_dtype(want)));
-    }
-    if (ad_tensor_file_count(r->f) != n) {
-        for (int i = 0; i < ad_tensor_file_count(r->f); i++) {
-            const char *name = ad_tensor_file_name(r->f, i);
-            bool known = false;
-            for (int k = 0; k < n && !known; k++) known = !strcmp(name, ad_tensor_name(m->params[k]));
-            if (!known) return fail(r, "tensor \"%s\" is not part of the architecture", name);
+    int D = nn_mlp_hidden_count(c), n = 2 * (D + 1);
+    char names[2 * (NN_MAX_HIDDEN + 1)][32];
+    for (int i = 0; i <= D; i++) {
+        int in = i ? c->hidden[i - 1] : c->in, out = i < D ? c->hidden[i] : c->out;
+        ad_shape shapes[2] = {AD_SHAPE(out, in), AD_SHAPE(out)};
+        for (int k = 0; k < 2; k++) {
+            char *name = names[2 * i + k], ws[96], gs[96];
+            snprintf(name, sizeof names[0], "%d.%s", nn_mlp_module_index(c, i), k ? "bias" : "weight");
+            ad_tensor *got = ad_tensor_file_find(r->f, name);
+            if (!got) return fail(r, "tensor \"%s\" is missing", name);
+            ad_shape a = shapes[k], b = ad_tensor_shape(got);
+            bool same = a.rank == b.rank;
+            for (int j = 0; same && j < a.rank; j++) same = a.dim[j] == b.dim[j];
+            if (!same || ad_tensor_dtype(got) != c->dtype)
+                return fail(r, "tensor \"%s\" is %s %s, the architecture needs %s %s", name, ad_dtype_name(ad_tensor_dtype(got)),
+                            ad_shape_str(&b, gs, sizeof gs), ad_dtype_name(c->dtype), ad_shape_str(&a, ws, sizeof ws));
         }
     }
+    for (int i = 0; ad_tensor_file_count(r->f) != n && i < ad_tensor_file_count(r->f); i++) {
+        const char *name = ad_tensor_file_name(r->f, i);
+        bool known = false;
+        for (int k = 0; k < n && !known; k++) known = !strcmp(name, names[k]);
+        if (!known) return fail(r, "tensor \"%s\" is not part of the architecture", name);
+    }
     return true;
+}
+
+/* The checked tensors into the model's parameters, which have the same names and shapes. */
+static void copy_params(reader *r, nn_mlp *m)
+{
+    for (int i = 0; i < nn_mlp_num_params(m); i++) {
+        ad_tensor *want = m->params[i], *got = ad_tensor_file_find(r->f, ad_tensor_name(want));
+        memcpy(ad_tensor_data(want), ad_tensor_data(got), (size_t)ad_tensor_size(want) * ad_dtype_size(ad_tensor_dtype(want)));
+    }
 }
 
 nn_mlp *nn_mlp_load(const char *path, char *err, size_t errlen)
@@ -226,10 +238,10 @@ nn_mlp *nn_mlp_load(const char *path, char *err, size_t errlen)
     reader r = {f, path, err, errlen, false};
     nn_mlp_cfg c;
     nn_mlp *m = NULL;
-    if (read_cfg(&r, &c)) {
+    if (read_cfg(&r, &c) && check_params(&r, &c)) {
         m = nn_mlp_new(&c);
         if (!m) fail(&r, "out of memory");
-        else if (!copy_params(&r, m)) nn_mlp_free(m), m = NULL;
+        else copy_params(&r, m);
     }
     ad_tensor_file_free(f);
     return m;

@@ -4,6 +4,7 @@
 #include "optim_impl.h"
 #include "ad_io.h"
 #include <errno.h>
+#include <float.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,27 +12,30 @@
 #define VERSION "1"
 #define MAX_FIELDS 16 /* numeric_fields fills 15 */
 
-/* The numeric fields of a configuration, by metadata key. */
-typedef struct { const char *key; double *d; int64_t *i; } field;
+/* The numeric fields of a configuration, by metadata key, with the range a loaded value must
+ * lie in: [lo, hi], or [lo, hi) when open.  The ranges are what any configuration may hold;
+ * optim_cfg_check then applies the rules of the kind. */
+typedef struct { const char *key; double *d; int64_t *i; double lo, hi; bool open; } field;
 
 static int numeric_fields(optim_cfg *c, field *f)
 {
+    const double big = DBL_MAX, steps = (double)OPTIM_MAX_STEPS;
     int n = 0;
-    f[n++] = (field){"optim.lr", &c->lr, NULL};
-    f[n++] = (field){"optim.momentum", &c->momentum, NULL};
-    f[n++] = (field){"optim.weight_decay", &c->weight_decay, NULL};
-    f[n++] = (field){"optim.beta1", &c->beta1, NULL};
-    f[n++] = (field){"optim.beta2", &c->beta2, NULL};
-    f[n++] = (field){"optim.alpha", &c->alpha, NULL};
-    f[n++] = (field){"optim.eps", &c->eps, NULL};
-    f[n++] = (field){"optim.clip_norm", &c->clip_norm, NULL};
-    f[n++] = (field){"optim.clip_value", &c->clip_value, NULL};
-    f[n++] = (field){"optim.schedule.step_size", NULL, &c->schedule.step_size};
-    f[n++] = (field){"optim.schedule.gamma", &c->schedule.gamma, NULL};
-    f[n++] = (field){"optim.schedule.t_max", NULL, &c->schedule.t_max};
-    f[n++] = (field){"optim.schedule.eta_min", &c->schedule.eta_min, NULL};
-    f[n++] = (field){"optim.schedule.warmup", NULL, &c->schedule.warmup};
-    f[n++] = (field){"optim.schedule.warmup_start", &c->schedule.warmup_start, NULL};
+    f[n++] = (field){"optim.lr", &c->lr, NULL, 0, big, false};
+    f[n++] = (field){"optim.momentum", &c->momentum, NULL, 0, 1, true};
+    f[n++] = (field){"optim.weight_decay", &c->weight_decay, NULL, 0, big, false};
+    f[n++] = (field){"optim.beta1", &c->beta1, NULL, 0, 1, true};
+    f[n++] = (field){"optim.beta2", &c->beta2, NULL, 0, 1, true};
+    f[n++] = (field){"optim.alpha", &c->alpha, NULL, 0, 1, true};
+    f[n++] = (field){"optim.eps", &c->eps, NULL, 0, big, false};
+    f[n++] = (field){"optim.clip_norm", &c->clip_norm, NULL, 0, big, false};
+    f[n++] = (field){"optim.clip_value", &c->clip_value, NULL, 0, big, false};
+    f[n++] = (field){"optim.schedule.step_size", NULL, &c->schedule.step_size, 0, steps, false};
+    f[n++] = (field){"optim.schedule.gamma", &c->schedule.gamma, NULL, 0, big, false};
+    f[n++] = (field){"optim.schedule.t_max", NULL, &c->schedule.t_max, 0, steps, false};
+    f[n++] = (field){"optim.schedule.eta_min", &c->schedule.eta_min, NULL, 0, big, false};
+    f[n++] = (field){"optim.schedule.warmup", NULL, &c->schedule.warmup, 0, steps, false};
+    f[n++] = (field){"optim.schedule.warmup_start", &c->schedule.warmup_start, NULL, 0, 1, false};
     return n;
 }
 /* Enums and flags are stored as their integer values (optim.h fixes them); the kind is also
@@ -104,12 +108,22 @@ ad_status optim_save(optim *o, const char *path)
     return st;
 }
 
-/* Reads an integer or a double from metadata; false if missing or not entirely a number. */
+/* Reads an integer or a double from metadata; false if missing or not entirely a number in the
+ * digits, sign, point and exponent optim_save writes (no spaces, hex, "inf" or "nan"). */
+static bool plain_number(const char *s, bool integer)
+{
+    if (!s || !*s) return false;
+    for (const char *p = s; *p; p++)
+        if (!((*p >= '0' && *p <= '9') || *p == '-' || (!integer && strchr("+.eE", *p))))
+            return false;
+    return true;
+}
+
 static bool meta_int(const ad_tensor_file *f, const char *key, long long *out)
 {
     const char *s = ad_tensor_file_meta(f, key);
     char *end;
-    if (!s || !*s) return false;
+    if (!plain_number(s, true)) return false;
     errno = 0;
     *out = strtoll(s, &end, 10);
     return !*end && !errno;
@@ -119,9 +133,26 @@ static bool meta_double(const ad_tensor_file *f, const char *key, double *out)
 {
     const char *s = ad_tensor_file_meta(f, key);
     char *end;
-    if (!s || !*s) return false;
+    if (!plain_number(s, false)) return false;
     *out = strtod(s, &end);
     return !*end;
+}
+
+/* Reads field fl from f, refusing a value outside its range with a message naming both. */
+static ad_status read_field(optim *o, const ad_tensor_file *f, const char *path, const field *fl)
+{
+    const char *s = ad_tensor_file_meta(f, fl->key);
+    if (!s) return optim_failo(o, AD_ERR_FORMAT, "optim_load: %s: metadata %s is missing", path, fl->key);
+    long long v = 0;
+    double x = 0;
+    bool ok = fl->d ? meta_double(f, fl->key, &x) : meta_int(f, fl->key, &v);
+    if (fl->i) x = (double)v;
+    if (!ok || !(x >= fl->lo && (fl->open ? x < fl->hi : x <= fl->hi)))
+        return optim_failo(o, AD_ERR_FORMAT, "optim_load: %s: metadata %s = \"%s\": want %s in [%.17g, %.17g%c", path,
+                           fl->key, s, fl->d ? "a number" : "an integer", fl->lo, fl->hi, fl->open ? ')' : ']');
+    if (fl->d) *fl->d = x;
+    else *fl->i = (int64_t)v;
+    return AD_OK;
 }
 
 static bool same_shape(ad_shape a, ad_shape b)
@@ -151,13 +182,8 @@ static ad_status read_cfg(optim *o, const ad_tensor_file *f, const char *path, o
         *e[k].v = (int)v;
     }
     unpack_enums(c, ev);
-    for (int k = 0; k < nf; k++) {
-        bool ok = fl[k].d ? meta_double(f, fl[k].key, fl[k].d) : meta_int(f, fl[k].key, &v);
-        if (!ok)
-            return optim_failo(o, AD_ERR_FORMAT, "optim_load: %s: metadata %s is %s", path, fl[k].key,
-                               ad_tensor_file_meta(f, fl[k].key) ? "not a number" : "missing");
-        if (fl[k].i) *fl[k].i = (int64_t)v;
-    }
+    for (int k = 0; k < nf; k++)
+        if (read_field(o, f, path, &fl[k]) != AD_OK) return AD_ERR_FORMAT;
     if (c->kind != o->cfg.kind)
         return optim_failo(o, AD_ERR_FORMAT, "optim_load: %s: the file is from a %s optimizer, this one is %s", path,
                            optim_kind_name(c->kind), optim_kind_name(o->cfg.kind));
@@ -165,9 +191,8 @@ static ad_status read_cfg(optim *o, const ad_tensor_file *f, const char *path, o
         return optim_failo(o, AD_ERR_FORMAT, "optim_load: %s: the file has state for %s parameters, this optimizer "
                            "has %d", path, ad_tensor_file_meta(f, "optim.params") ? ad_tensor_file_meta(f, "optim.params")
                            : "an unknown number of", o->n);
-    if (!meta_int(f, "optim.step", &v) || v < 0)
-        return optim_failo(o, AD_ERR_FORMAT, "optim_load: %s: metadata optim.step is missing or negative", path);
-    *step = (int64_t)v;
+    field sf = {"optim.step", NULL, step, 0, (double)OPTIM_MAX_STEPS, false};
+    if (read_field(o, f, path, &sf) != AD_OK) return AD_ERR_FORMAT;
     char why[200];
     if (optim_cfg_check(c, why, sizeof why) != AD_OK)
         return optim_failo(o, AD_ERR_FORMAT, "optim_load: %s: the saved configuration is invalid: %s", path, why);

@@ -72,6 +72,11 @@ typedef enum {
     OPTIM_SCHED_COSINE        /* eta_min + (base - eta_min) (1 + cos(pi t / t_max)) / 2, then eta_min */
 } optim_sched_kind;
 
+/* The largest step count an optimizer reaches and the largest step_size, t_max and warmup a
+ * schedule takes: 2^53, the last count a double (Adam's bias correction, the schedules'
+ * ratios) holds exactly, and far from int64_t overflow. */
+#define OPTIM_MAX_STEPS ((int64_t)1 << 53)
+
 /* A learning-rate schedule; see optim_schedule_lr for the formulas. */
 typedef struct {
     optim_sched_kind kind;  /* which formula */
@@ -170,8 +175,9 @@ void optim_free(optim *o);
 /* One update of every parameter from its gradient buffer, at the rate
  * optim_schedule_lr(schedule, lr, t) where t = optim_steps(o), after clipping if the
  * configuration asks for it; then the step count grows by 1.  Allocates nothing.  Returns
- * AD_OK, AD_ERR_NULL, or AD_ERR_NUMERIC if clipping found a non-finite norm (then
- * nothing is updated and the step does not count). */
+ * AD_OK, AD_ERR_NULL, AD_ERR_NUMERIC if clipping found a non-finite norm, or AD_ERR_ARG once
+ * the count has reached OPTIM_MAX_STEPS (then nothing is updated and the step does not
+ * count). */
 ad_status optim_step(optim *o);
 
 /* Zeroes every parameter's gradient buffer (backward accumulates into them). */

@@ -150,6 +150,8 @@ static void step_range(void *ctx, int64_t lo, int64_t hi)
 ad_status optim_step(optim *o)
 {
     if (!o) return AD_ERR_NULL;
+    if (o->step >= OPTIM_MAX_STEPS) /* a loaded count at the limit: past it the rate is not exact */
+        return optim_failo(o, AD_ERR_ARG, "optim_step: step %lld: the count has reached OPTIM_MAX_STEPS", (long long)o->step);
     ad_status st = clip(o);
     if (st != AD_OK) return st;
     const optim_cfg *cfg = &o->cfg;

@@ -48,6 +48,11 @@ ad_status optim_schedule_check(const optim_schedule *s, char *err, size_t errlen
         return optim_fail(AD_ERR_ARG, err, errlen,
                           "optim_schedule_check: %s: warmup = %lld, warmup_start = %g, want warmup >= 0 and warmup_start "
                           "in [0, 1]", k, (long long)s->warmup, s->warmup_start);
+    if (s->warmup > OPTIM_MAX_STEPS || s->step_size > OPTIM_MAX_STEPS || s->t_max > OPTIM_MAX_STEPS)
+        return optim_fail(AD_ERR_ARG, err, errlen,
+                          "optim_schedule_check: %s: warmup = %lld, step_size = %lld, t_max = %lld, want at most "
+                          "OPTIM_MAX_STEPS = %lld", k, (long long)s->warmup, (long long)s->step_size, (long long)s->t_max,
+                          (long long)OPTIM_MAX_STEPS);
     bool decays = s->kind == OPTIM_SCHED_STEP || s->kind == OPTIM_SCHED_EXPONENTIAL;
     if (decays && !(s->gamma > 0 && isfinite(s->gamma)))
         return optim_fail(AD_ERR_ARG, err, errlen, "optim_schedule_check: %s: gamma = %g, want a finite factor > 0", k,

@@ -532,6 +532,116 @@ START_TEST(replacing_keeps_permissions)
 }
 END_TEST
 
+/* Issue 20, defect 8: ad_safetensors_load opened before checking for a regular file, so a
+ * FIFO without a writer blocked it forever.  The alarm turns such a hang into a failure. */
+START_TEST(loading_a_fifo_is_refused)
+{
+    char fifo[600], err[512], want[700];
+    snprintf(fifo, sizeof fifo, "%s/fifo", dir);
+    ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+    alarm(10);
+    ck_assert_ptr_null(ad_safetensors_load(fifo, err, sizeof err));
+    snprintf(want, sizeof want, "ad_safetensors_load: %s: not a regular file (a FIFO)", fifo);
+    ck_assert_str_eq(err, want);
+    ck_assert_ptr_null(ad_safetensors_load(dir, err, sizeof err));
+    ck_assert_ptr_nonnull(strstr(err, "not a regular file (a directory)"));
+    alarm(0);
+}
+END_TEST
+
+/* ---- the atomic writer's targets (issue 20, defect 9) ---- */
+
+static bool fill_hello(FILE *f, void *ctx)
+{
+    (void)ctx;
+    return fputs("hello\n", f) >= 0;
+}
+
+static char *slurp_path(const char *p)
+{
+    size_t n;
+    unsigned char *b = read_bytes(p, &n);
+    char *s = realloc(b, n + 1);
+    s[n] = 0;
+    return s;
+}
+
+/* The writer renamed its temporary file over a FIFO (and, as root, over device nodes) and
+ * reported success.  A target that exists and is not a regular file is refused, untouched. */
+START_TEST(saving_over_a_fifo_is_refused)
+{
+    ck_assert_int_eq(mkfifo(path, 0600), 0);
+    char err[512], want[700];
+    ck_assert_int_eq(ad_write_atomic(path, fill_hello, NULL, err, sizeof err), AD_ERR_IO);
+    snprintf(want, sizeof want, "%s: not a regular file (a FIFO): refusing to replace it", path);
+    ck_assert_str_eq(err, want);
+    struct stat st;
+    ck_assert_int_eq(lstat(path, &st), 0);
+    ck_assert(S_ISFIFO(st.st_mode));
+    ck_assert_int_eq(clean_dir(false), 0);
+    /* a folder is refused the same way (rename would fail on it with a less clear message) */
+    ck_assert_int_eq(ad_write_atomic(dir, fill_hello, NULL, err, sizeof err), AD_ERR_IO);
+    ck_assert_ptr_nonnull(strstr(err, "not a regular file (a directory)"));
+}
+END_TEST
+
+/* The writer replaced a symbolic link by a file; editors write through it instead, which keeps
+ * the link and replaces its target, also when the target does not exist yet. */
+START_TEST(saving_through_a_symlink_replaces_its_target)
+{
+    char target[600], err[512];
+    snprintf(target, sizeof target, "%s/target.txt", dir);
+    write_bytes(target, "old\n", 4);
+    ck_assert_int_eq(symlink("target.txt", path), 0);
+    ck_assert_msg(ad_write_atomic(path, fill_hello, NULL, err, sizeof err) == AD_OK, "%s", err);
+    struct stat st;
+    ck_assert_int_eq(lstat(path, &st), 0);
+    ck_assert_msg(S_ISLNK(st.st_mode), "the link was replaced");
+    char *text = slurp_path(target);
+    ck_assert_str_eq(text, "hello\n");
+    free(text);
+    ck_assert_int_eq(clean_dir(false), 1); /* target.txt, and no temporary file */
+    /* a dangling link: its target is created, through a chain of two links */
+    char link2[600];
+    snprintf(link2, sizeof link2, "%s/link2", dir);
+    unlink(target);
+    unlink(path);
+    ck_assert_int_eq(symlink("link2", path), 0);
+    ck_assert_int_eq(symlink("target.txt", link2), 0);
+    ck_assert_msg(ad_write_atomic(path, fill_hello, NULL, err, sizeof err) == AD_OK, "%s", err);
+    text = slurp_path(target);
+    ck_assert_str_eq(text, "hello\n");
+    free(text);
+    ck_assert_int_eq(lstat(link2, &st), 0);
+    ck_assert(S_ISLNK(st.st_mode));
+    /* a loop of links is an error, not a hang */
+    unlink(link2);
+    ck_assert_int_eq(symlink("m.safetensors", link2), 0);
+    ck_assert_int_eq(ad_write_atomic(path, fill_hello, NULL, err, sizeof err), AD_ERR_IO);
+    ck_assert_msg(strstr(err, "symbolic link"), "%s", err);
+}
+END_TEST
+
+/* A save killed between creating its temporary file and renaming it left the temporary file
+ * behind for ever.  Temporaries are named .NAME.tmp-XXXXXX; the next save to NAME removes
+ * those of NAME that no live save holds, and leaves every other file alone. */
+START_TEST(a_killed_saves_temporary_is_removed)
+{
+    char stale[600], other[600], mine[600], err[512];
+    snprintf(stale, sizeof stale, "%s/.m.safetensors.tmp-Ab12Cd", dir);
+    snprintf(other, sizeof other, "%s/.other.safetensors.tmp-Ab12Cd", dir);
+    snprintf(mine, sizeof mine, "%s/.m.safetensors.tmp-notours", dir);
+    write_bytes(stale, "half", 4);
+    write_bytes(other, "half", 4);
+    write_bytes(mine, "user", 4);
+    ck_assert_msg(ad_write_atomic(path, fill_hello, NULL, err, sizeof err) == AD_OK, "%s", err);
+    ck_assert_int_ne(access(stale, F_OK), 0);
+    ck_assert_int_eq(access(other, F_OK), 0);
+    ck_assert_int_eq(access(mine, F_OK), 0);
+    ck_assert_int_eq(clean_dir(false), 2);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("ad_io");
@@ -539,6 +649,10 @@ int main(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 60); /* a safety net on a loaded machine; the suite takes ~1 s */
     tcase_add_test(tc, bytes_match_the_format);
+    tcase_add_test(tc, loading_a_fifo_is_refused);
+    tcase_add_test(tc, saving_over_a_fifo_is_refused);
+    tcase_add_test(tc, saving_through_a_symlink_replaces_its_target);
+    tcase_add_test(tc, a_killed_saves_temporary_is_removed);
     tcase_add_test(tc, round_trip_is_bit_exact);
     tcase_add_test(tc, empty_file_and_accessors);
     tcase_add_test(tc, loads_other_writers_files);

@@ -58,6 +58,18 @@ START_TEST(help_lists_every_option)
 }
 END_TEST
 
+/* Issue 20, defect 10: --help (like every run) exited 0 with its output lost. */
+START_TEST(unwritable_stdout_is_an_error)
+{
+    for (int closed = 0; closed < 2; closed++) {
+        run_result r = run_program_stdout(demo, ARGS("--help"), closed ? NULL : "/dev/full");
+        ck_assert_msg(r.status == 1 && strstr(r.err, "fashion_mnist: cannot write the output"), "exit %d: %s", r.status,
+                      r.err);
+        run_done(&r);
+    }
+}
+END_TEST
+
 START_TEST(bad_options_exit_2)
 {
     check_usage_error(ARGS("--bogus"), "unknown option '--bogus'");
@@ -355,6 +367,7 @@ int main(int argc, char **argv)
     if (strcmp(argv[2], "args") == 0) {
         tcase_add_test(tc, help_lists_every_option);
         tcase_add_test(tc, bad_options_exit_2);
+        tcase_add_test(tc, unwritable_stdout_is_an_error);
         tcase_add_test(tc, missing_dataset_says_how_to_install);
         tcase_add_test(tc, unreadable_model_files_fail_cleanly);
     } else {

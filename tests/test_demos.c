@@ -219,6 +219,69 @@ END_TEST
 
 /* ---- the lecture demo prints what the CLI prints ---------------------------------------------- */
 
+/* Issue 20, defect 10: the demos and every --help exited 0 when their output could not be
+ * written (a full disk, a closed stdout).  Each is run with stdout on /dev/full and closed. */
+START_TEST(unwritable_stdout_is_an_error)
+{
+    char svg[] = "/tmp/bp-demo-svg-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(svg));
+    char pic[64];
+    snprintf(pic, sizeof pic, "%s/p.svg", svg);
+    const struct { const char *prog; const char *const *args; } runs[] = {
+        {moons, ARGS("--points", "20", "--steps", "5", "--svg", pic)},
+        {curve_fit, ARGS("--points", "12", "--hidden", "4", "--steps", "20", "--svg", pic)},
+        {simulate, ARGS("--steps", "50", "--svg", pic)},
+        {lecture, ARGS("--example", "1")},
+        {cli, ARGS("x*y", "x=1", "y=2")},
+        {cli, ARGS("--functions")},
+        {moons, ARGS("--help")}, {curve_fit, ARGS("--help")}, {simulate, ARGS("--help")}, {lecture, ARGS("--help")},
+        {cli, ARGS("--help")},
+    };
+    for (size_t i = 0; i < sizeof runs / sizeof *runs; i++)
+        for (int closed = 0; closed < 2; closed++) {
+            run_result r = run_program_stdout(runs[i].prog, runs[i].args, closed ? NULL : "/dev/full");
+            ck_assert_msg(r.status == 1 && strstr(r.err, "cannot write the output"), "%s %s with stdout %s: exit %d, stderr: %s",
+                          runs[i].prog, runs[i].args[0], closed ? "closed" : "on /dev/full", r.status, r.err);
+            run_done(&r);
+        }
+    unlink(pic);
+    rmdir(svg);
+}
+END_TEST
+
+/* Issue 20, defect 10: lecture --svg rewrote its pictures in place, so a full disk left a torn
+ * file.  It now writes a new file and renames it: a hard link to the old picture keeps the old
+ * bytes, which an in-place rewrite would have changed too. */
+START_TEST(lecture_replaces_pictures_atomically)
+{
+    char dir[] = "/tmp/bp-lecture-svg-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char pic[64], keep[64];
+    snprintf(pic, sizeof pic, "%s/lecture-1.svg", dir);
+    snprintf(keep, sizeof keep, "%s/keep.svg", dir);
+    FILE *f = fopen(pic, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs("old", f);
+    fclose(f);
+    ck_assert_int_eq(link(pic, keep), 0);
+    run_result r = run(lecture, ARGS("--example", "1", "--svg", dir));
+    ck_assert_msg(r.status == 0, "%s", r.err);
+    run_done(&r);
+    char buf[8] = "";
+    f = fopen(keep, "r");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_ptr_nonnull(fgets(buf, sizeof buf, f));
+    fclose(f);
+    ck_assert_str_eq(buf, "old");
+    f = fopen(pic, "r");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_ptr_nonnull(fgets(buf, sizeof buf, f));
+    fclose(f);
+    ck_assert_str_ne(buf, "old");
+    unlink(pic), unlink(keep), rmdir(dir);
+}
+END_TEST
+
 START_TEST(lecture_holds_the_golden_walks)
 {
     run_result r = run(lecture, ARGS("--digits", "2"));
@@ -434,6 +497,8 @@ int main(int argc, char **argv)
     tcase_add_test(tc, curve_fit_small_run_is_stable);
     tcase_add_test(tc, simulate_checks_the_gradient_and_recovers_the_parameters);
     tcase_add_test(tc, unwritable_picture_is_an_error);
+    tcase_add_test(tc, unwritable_stdout_is_an_error);
+    tcase_add_test(tc, lecture_replaces_pictures_atomically);
     tcase_add_test(tc, lecture_holds_the_golden_walks);
     tcase_add_test(tc, lecture_agrees_with_the_cli_at_any_precision);
     tcase_add_test(tc, lecture_draws_the_graphs);

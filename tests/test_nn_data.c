@@ -4,6 +4,10 @@
 #define _DEFAULT_SOURCE /* mkdtemp */
 #include "testutil.h"
 #include "nn_data.h"
+#include "nn.h"
+#include "optim.h"
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -304,6 +308,88 @@ START_TEST(csv_errors_point_at_line_and_column)
 }
 END_TEST
 
+/* Issue 20, defect 12: subnormal numbers were refused; 1e300 became inf in a float32
+ * dataset; text after a NUL byte was dropped without a word. */
+START_TEST(csv_values_subnormal_float32_range_and_nul)
+{
+    char err[512];
+    write_text("sub.csv", "1,4.9e-324\n0,-2.2250738585072014e-309\n1,1e-400\n");
+    nn_dataset *d = nn_csv_load(file("sub.csv"), NULL, err, sizeof err);
+    ck_assert_msg(d != NULL, "%s", err);
+    ck_assert_double_eq(ad_tensor_get(d->x, 0), 4.9e-324);
+    ck_assert_double_eq(ad_tensor_get(d->x, 1), -2.2250738585072014e-309);
+    ck_assert_double_eq(ad_tensor_get(d->x, 2), 0);
+    nn_dataset_free(d);
+    nn_csv_opts f32 = {.dtype = AD_F32, .regression = true};
+    write_text("sub.csv", "1e-40,1e-45\n");
+    ck_assert_msg((d = nn_csv_load(file("sub.csv"), &f32, err, sizeof err)) != NULL, "%s", err);
+    ck_assert_double_eq(ad_tensor_get(d->x, 0), (float)1e-45);
+    nn_dataset_free(d);
+
+    char want[700];
+    write_text("big.csv", "1,2\n3,-1e300\n");
+    ck_assert_ptr_null(nn_csv_load(file("big.csv"), &f32, err, sizeof err));
+    snprintf(want, sizeof want, "nn_csv_load: %s: line 2, column 3: \"-1e300\" is outside float32's range", file("big.csv"));
+    ck_assert_str_eq(err, want);
+    write_text("big.csv", "1,2\n3.5e38,1\n");
+    ck_assert_ptr_null(nn_csv_load(file("big.csv"), &f32, err, sizeof err));
+    ck_assert_ptr_nonnull(strstr(err, "line 2, column 1: label \"3.5e38\" is outside float32's range"));
+    f32.dtype = AD_F64; /* the same file is fine in float64 */
+    ck_assert_msg((d = nn_csv_load(file("big.csv"), &f32, err, sizeof err)) != NULL, "%s", err);
+    nn_dataset_free(d);
+
+    write_file(file("nul.csv"), "1,2\n3,4\0junk,5\n", 16);
+    ck_assert_ptr_null(nn_csv_load(file("nul.csv"), NULL, err, sizeof err));
+    snprintf(want, sizeof want, "nn_csv_load: %s: line 2, column 4: NUL byte", file("nul.csv"));
+    ck_assert_msg(strstr(err, want) != NULL, "got \"%s\", want \"%s\"", err, want);
+}
+END_TEST
+
+/* Issue 20, defect 12: running out of memory was reported as "no data rows".  Each allocation
+ * of a load fails in turn: the load either succeeds or says it ran out of memory. */
+START_TEST(csv_out_of_memory_is_reported)
+{
+    char text[4096] = "a,b,c\n";
+    for (int i = 0; i < 200; i++) snprintf(text + strlen(text), sizeof text - strlen(text), "%d,%d.5,%d\n", i % 3, i, i);
+    write_text("oom.csv", text);
+    nn_csv_opts o = {.header = true};
+    char err[512];
+    long before = ad_alloc_count();
+    nn_dataset *d = nn_csv_load(file("oom.csv"), &o, err, sizeof err);
+    long total = ad_alloc_count() - before;
+    ck_assert_msg(d != NULL, "%s", err);
+    nn_dataset_free(d);
+    for (long k = 1; k <= total; k++) {
+        ad_fail_alloc_at(k);
+        d = nn_csv_load(file("oom.csv"), &o, err, sizeof err);
+        ad_fail_alloc_at(0);
+        ck_assert_msg(d || strstr(err, "out of memory"), "allocation %ld of %ld: %s", k, total, err);
+        nn_dataset_free(d);
+    }
+#ifndef UNDER_ASAN
+    /* A line longer than the memory left: the line reader's own allocation fails (capped by
+     * RLIMIT_DATA, which counts malloc's mmaps; ASan's allocator would not survive the cap). */
+    enum { LONG = 32 << 20 };
+    char *big = malloc(LONG);
+    ck_assert_ptr_nonnull(big);
+    memset(big, '1', LONG);
+    big[1] = ',', big[LONG - 1] = '\n';
+    write_file(file("long.csv"), big, LONG);
+    free(big);
+    long data_kb = 0;
+    FILE *st = fopen("/proc/self/status", "r");
+    char line[256];
+    while (st && fgets(line, sizeof line, st)) sscanf(line, "VmData: %ld kB", &data_kb);
+    if (st) fclose(st);
+    ck_assert_int_gt(data_kb, 0);
+    struct rlimit lim = {(rlim_t)(data_kb + 8192) * 1024, (rlim_t)(data_kb + 8192) * 1024};
+    ck_assert_int_eq(setrlimit(RLIMIT_DATA, &lim), 0);
+    ck_assert_ptr_null(nn_csv_load(file("long.csv"), NULL, err, sizeof err));
+    ck_assert_msg(strstr(err, "line 1: out of memory"), "%s", err);
+#endif
+}
+END_TEST
+
 START_TEST(csv_file_errors)
 {
     char err[512];
@@ -315,6 +401,32 @@ START_TEST(csv_file_errors)
     ck_assert_ptr_null(nn_csv_load(NULL, NULL, err, sizeof err));
     ck_assert_str_eq(err, "nn_csv_load: (null): path is NULL");
     ck_assert_ptr_null(nn_csv_load(p, NULL, NULL, 0));
+}
+END_TEST
+
+/* Issue 20, defect 8: a loader that opens before checking for a regular file blocks forever on
+ * a FIFO without a writer.  Every loader is tried; the alarm turns a hang into a failure. */
+START_TEST(loaders_refuse_a_fifo)
+{
+    const char *fifo = file("fifo");
+    ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+    alarm(10);
+    char err[512];
+    ck_assert_ptr_null(nn_csv_load(fifo, NULL, err, sizeof err));
+    ck_assert_msg(strstr(err, "nn_csv_load: ") && strstr(err, ": not a regular file (a FIFO)"), "%s", err);
+    ck_assert_ptr_null(nn_idx_load(fifo, AD_F32, err, sizeof err));
+    ck_assert_msg(strstr(err, "nn_idx_load: ") && strstr(err, ": not a regular file (a FIFO)"), "%s", err);
+    ck_assert_ptr_null(nn_mlp_load(fifo, err, sizeof err));
+    ck_assert_msg(strstr(err, "nn_mlp_load: ") && strstr(err, ": not a regular file (a FIFO)"), "%s", err);
+    ad_tensor *w = ad_param_new("w", AD_F64, AD_SHAPE(2));
+    optim_cfg c = optim_defaults(OPTIM_GD, 0.1);
+    optim *o = optim_new(&w, 1, &c, NULL, 0);
+    ck_assert_int_eq(optim_load(o, fifo), AD_ERR_IO);
+    ck_assert_msg(strstr(optim_error(o), "optim_load: ") && strstr(optim_error(o), ": not a regular file (a FIFO)"), "%s",
+                  optim_error(o));
+    optim_free(o);
+    ad_tensor_free(w);
+    alarm(0);
 }
 END_TEST
 
@@ -448,7 +560,7 @@ START_TEST(idx_errors_give_the_byte)
     write_file(p, huge, 12);
     expect_idx_error(p, "byte 12: the file ends after 0 of the 8796093022208 data bytes its header promises");
     expect_idx_error(file("none"), "cannot open: No such file or directory");
-    expect_idx_error(dir, "not a regular file");
+    expect_idx_error(dir, "not a regular file (a directory)");
     char err[256];
     ck_assert_ptr_null(nn_idx_load(NULL, AD_F32, err, sizeof err));
     ck_assert_str_eq(err, "nn_idx_load: (null): path is NULL");
@@ -535,6 +647,9 @@ int main(void)
     tcase_add_test(tc, csv_reads_what_spreadsheets_write);
     tcase_add_loop_test(tc, csv_errors_point_at_line_and_column, 0, (int)(sizeof csv_bad / sizeof csv_bad[0]));
     tcase_add_test(tc, csv_file_errors);
+    tcase_add_test(tc, csv_values_subnormal_float32_range_and_nul);
+    tcase_add_test(tc, csv_out_of_memory_is_reported);
+    tcase_add_test(tc, loaders_refuse_a_fifo);
     tcase_add_test(tc, idx_plain_and_gzipped);
     tcase_add_test(tc, idx_every_element_type);
     tcase_add_test(tc, idx_errors_give_the_byte);

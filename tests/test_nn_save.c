@@ -8,6 +8,8 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 static char dir[256], path[512];
@@ -154,10 +156,10 @@ START_TEST(every_truncation_and_inverted_header_byte_fails)
 }
 END_TEST
 
-/* Writes a file with these tensors and the metadata of `base` with one key changed (value
- * NULL: removed), then expects nn_mlp_load to fail with want. */
-static void expect_load_error(const nn_mlp_cfg *base, const char *key, const char *value, int n, const char *const *names,
-                              ad_tensor *const *ts, const char *want)
+/* Writes a file with these tensors (n = 0: the model's own, n < 0: none) and the metadata of
+ * `base` with one key changed (value NULL: removed). */
+static void write_edited(const nn_mlp_cfg *base, const char *key, const char *value, int n, const char *const *names,
+                         ad_tensor *const *ts)
 {
     nn_mlp *m = nn_mlp_new(base);
     char err[512];
@@ -177,8 +179,17 @@ static void expect_load_error(const nn_mlp_cfg *base, const char *key, const cha
     ad_tensor *fts[8];
     int nf = ad_tensor_file_count(f);
     for (int i = 0; i < nf; i++) fnames[i] = ad_tensor_file_name(f, i), fts[i] = ad_tensor_file_tensor(f, i);
+    if (n < 0) n = 0, nf = 0;
     ck_assert_int_eq(ad_safetensors_save(path, n ? n : nf, n ? names : fnames, n ? ts : fts, k, meta, err, sizeof err), AD_OK);
     ad_tensor_file_free(f);
+}
+
+/* write_edited, then expects nn_mlp_load to fail with want. */
+static void expect_load_error(const nn_mlp_cfg *base, const char *key, const char *value, int n, const char *const *names,
+                              ad_tensor *const *ts, const char *want)
+{
+    write_edited(base, key, value, n, names, ts);
+    char err[512];
     ck_assert_ptr_null(nn_mlp_load(path, err, sizeof err));
     char full[800];
     snprintf(full, sizeof full, "nn_mlp_load: %s: %s", path, want);
@@ -228,6 +239,40 @@ START_TEST(mismatched_files_are_refused)
     ck_assert_ptr_nonnull(strstr(err, "the metadata has no \"backprop.model\""));
     ck_assert_ptr_null(nn_mlp_load(NULL, err, sizeof err));
     ck_assert_str_eq(err, "nn_mlp_load: path is NULL");
+}
+END_TEST
+
+/* Issue 20, defect 1: a small file whose metadata claims hidden layers 50000,50000 made
+ * nn_mlp_load build and initialise that network (116 s, 9.7 GB) before finding its tensors
+ * missing.  The shapes are checked against the file first, so the load fails at once.
+ * (Outside ASan, whose shadow memory needs the address space, the test caps the address
+ * space so that the old behaviour fails quickly rather than swap.) */
+START_TEST(huge_claimed_architecture_fails_fast)
+{
+#ifndef UNDER_ASAN
+    struct rlimit lim = {(rlim_t)4 << 30, (rlim_t)4 << 30};
+    ck_assert_int_eq(setrlimit(RLIMIT_AS, &lim), 0);
+#endif
+    const nn_mlp_cfg c = {.in = 3, .hidden = {4}, .out = 2, .dtype = AD_F32, .seed = 2};
+    static const struct { int n; const char *want; } cases[] = {
+        {0, "tensor \"0.weight\" is float32 [4,3], the architecture needs float32 [50000,3]"},
+        {-1, "tensor \"0.weight\" is missing"},
+    };
+    for (int i = 0; i < 2; i++) {
+        write_edited(&c, "backprop.hidden", "50000,50000", cases[i].n, NULL, NULL);
+        char err[512], full[800];
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        long before = ad_alloc_count();
+        ck_assert_ptr_null(nn_mlp_load(path, err, sizeof err));
+        long allocs = ad_alloc_count() - before;
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        double secs = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+        snprintf(full, sizeof full, "nn_mlp_load: %s: %s", path, cases[i].want);
+        ck_assert_str_eq(err, full);
+        ck_assert_msg(secs < 1, "the load took %g s", secs);
+        ck_assert_msg(allocs < 200, "the load made %ld allocations", allocs);
+    }
 }
 END_TEST
 
@@ -289,6 +334,7 @@ int main(void)
     tcase_add_test(tc, file_holds_pytorch_names_and_the_architecture);
     tcase_add_test(tc, every_truncation_and_inverted_header_byte_fails);
     tcase_add_test(tc, mismatched_files_are_refused);
+    tcase_add_test(tc, huge_claimed_architecture_fails_fast);
     tcase_add_test(tc, save_errors_and_replacing);
     tcase_add_test(tc, every_allocation_failure_is_clean);
     suite_add_tcase(s, tc);

@@ -289,7 +289,7 @@ START_TEST(loads_that_do_not_fit_are_refused)
     const char *meta[] = {"optim.version", "1", "optim.kind", "1", "optim.form", "0", "optim.nesterov", "0",
                           "optim.schedule.kind", "0", "optim.lr", "0.1", "optim.momentum", "zero"};
     ck_assert_int_eq(ad_safetensors_save(path_of("bad.safetensors"), 0, NULL, NULL, 7, meta, err, sizeof err), AD_OK);
-    load_refused(&m, mom, path_of("bad.safetensors"), AD_ERR_FORMAT, "metadata optim.momentum is not a number");
+    load_refused(&m, mom, path_of("bad.safetensors"), AD_ERR_FORMAT, "metadata optim.momentum = \"zero\": want a number in [0, 1)");
     meta[13] = "0.9";
     ck_assert_int_eq(ad_safetensors_save(path_of("bad.safetensors"), 0, NULL, NULL, 7, meta, err, sizeof err), AD_OK);
     load_refused(&m, mom, path_of("bad.safetensors"), AD_ERR_FORMAT, "metadata optim.weight_decay is missing");
@@ -301,38 +301,102 @@ START_TEST(loads_that_do_not_fit_are_refused)
 }
 END_TEST
 
+/* The metadata keys of a checkpoint, in the order optim_save writes them. */
+static const char *const ckpt_keys[] = {
+    "optim.version", "optim.kind", "optim.form", "optim.nesterov", "optim.schedule.kind", "optim.step", "optim.params",
+    "optim.lr", "optim.momentum", "optim.weight_decay", "optim.beta1", "optim.beta2", "optim.alpha", "optim.eps",
+    "optim.clip_norm", "optim.clip_value", "optim.schedule.step_size", "optim.schedule.gamma", "optim.schedule.t_max",
+    "optim.schedule.eta_min", "optim.schedule.warmup", "optim.schedule.warmup_start"};
+enum { NK = sizeof ckpt_keys / sizeof *ckpt_keys };
+
+/* Copies the checkpoint src to dst (tensors and metadata) with metadata key set to value. */
+static void edit_checkpoint(const char *src, const char *dst, const char *key, const char *value)
+{
+    char err[256];
+    ad_tensor_file *f = ad_safetensors_load(src, err, sizeof err);
+    ck_assert_msg(f != NULL, "%s", err);
+    const char *meta[2 * NK];
+    for (int k = 0; k < NK; k++) {
+        meta[2 * k] = ckpt_keys[k];
+        meta[2 * k + 1] = strcmp(ckpt_keys[k], key) ? ad_tensor_file_meta(f, ckpt_keys[k]) : value;
+        ck_assert_ptr_nonnull(meta[2 * k + 1]);
+    }
+    int n = ad_tensor_file_count(f);
+    const char *names[8];
+    ad_tensor *ts[8];
+    ck_assert_int_le(n, 8);
+    for (int i = 0; i < n; i++) names[i] = ad_tensor_file_name(f, i), ts[i] = ad_tensor_file_find(f, names[i]);
+    ck_assert_int_eq(ad_safetensors_save(dst, n, names, ts, NK, meta, err, sizeof err), AD_OK);
+    ad_tensor_file_free(f);
+}
+
 START_TEST(invalid_saved_configuration_is_refused)
 {
-    /* A checkpoint edited to gamma = 1.5 parses but fails the checks optim_new applies. */
+    /* A checkpoint edited to a momentum, which gradient descent has none of, is in range but fails
+     * the checks optim_new applies. */
     make_dir();
     model m;
     model_init(&m, AD_F64);
     optim_cfg gd = optim_defaults(OPTIM_GD, 0.1);
     optim *o = new_optim(&m, &gd);
     ck_assert_int_eq(optim_save(o, path_of("optim.safetensors")), AD_OK);
-    char err[256];
-    ad_tensor_file *f = ad_safetensors_load(path_of("optim.safetensors"), err, sizeof err);
-    ck_assert_ptr_nonnull(f);
-    /* copy the metadata, changing the momentum */
-    static const char *keys[] = {"optim.version", "optim.kind", "optim.form", "optim.nesterov", "optim.schedule.kind",
-                                 "optim.step", "optim.params", "optim.lr", "optim.momentum", "optim.weight_decay",
-                                 "optim.beta1", "optim.beta2", "optim.alpha", "optim.eps", "optim.clip_norm",
-                                 "optim.clip_value", "optim.schedule.step_size", "optim.schedule.gamma",
-                                 "optim.schedule.t_max", "optim.schedule.eta_min", "optim.schedule.warmup",
-                                 "optim.schedule.warmup_start"};
-    enum { NK = sizeof keys / sizeof *keys };
-    const char *meta[2 * NK];
-    for (int k = 0; k < NK; k++) {
-        meta[2 * k] = keys[k];
-        meta[2 * k + 1] = strcmp(keys[k], "optim.momentum") ? ad_tensor_file_meta(f, keys[k]) : "1.5";
-        ck_assert_ptr_nonnull(meta[2 * k + 1]);
-    }
-    ck_assert_int_eq(ad_safetensors_save(path_of("bad.safetensors"), 0, NULL, NULL, NK, meta, err, sizeof err), AD_OK);
-    ad_tensor_file_free(f);
+    edit_checkpoint(path_of("optim.safetensors"), path_of("bad.safetensors"), "optim.momentum", "0.5");
     ck_assert_int_eq(optim_load(o, path_of("bad.safetensors")), AD_ERR_FORMAT);
-    ck_assert_ptr_nonnull(strstr(optim_error(o), "the saved configuration is invalid: optim_new: gd: momentum = 1.5 given"));
+    ck_assert_ptr_nonnull(strstr(optim_error(o), "the saved configuration is invalid: optim_new: gd: momentum = 0.5 given"));
     /* the unedited file loads */
     ck_assert_int_eq(optim_load(o, path_of("optim.safetensors")), AD_OK);
+    optim_free(o);
+    model_free(&m);
+    remove_dir();
+}
+END_TEST
+
+/* Issue 20, defect 6: a step count or warm-up near INT64_MAX loaded, and the next step
+ * overflowed into a NaN rate and NaN parameters while returning AD_OK.  Every number read
+ * has a range, and the message names the key and the value. */
+START_TEST(out_of_range_numbers_are_refused)
+{
+    make_dir();
+    model m;
+    model_init(&m, AD_F64);
+    optim_cfg adam = optim_defaults(OPTIM_ADAM, 0.01);
+    adam.schedule = (optim_schedule){.kind = OPTIM_SCHED_COSINE, .t_max = 8, .warmup = 3};
+    optim *o = new_optim(&m, &adam);
+    train(o, &m, 2);
+    ck_assert_int_eq(optim_save(o, path_of("optim.safetensors")), AD_OK);
+    optim_free(o);
+    static const struct { const char *key, *value; } bad[] = {
+        {"optim.step", "9223372036854775806"}, {"optim.step", "9223372036854775807"}, {"optim.step", "-1"},
+        {"optim.schedule.warmup", "9223372036854775000"}, {"optim.schedule.t_max", "9223372036854775807"},
+        {"optim.lr", "1e309"}, {"optim.lr", "nan"}, {"optim.lr", "-0.5"}, {"optim.beta1", "1"}, {"optim.beta2", "inf"},
+        {"optim.eps", "-1e-8"}, {"optim.eps", "1e400"}, {"optim.momentum", "nan"}, {"optim.weight_decay", "1e999"},
+        {"optim.clip_norm", "-1"}, {"optim.schedule.warmup_start", "2"}, {"optim.schedule.eta_min", "-inf"},
+        {"optim.alpha", "1e300"}, {"optim.step", " 5"}, {"optim.lr", "0x1p-3"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        edit_checkpoint(path_of("optim.safetensors"), path_of("bad.safetensors"), bad[i].key, bad[i].value);
+        o = new_optim(&m, &adam);
+        ad_status st = optim_load(o, path_of("bad.safetensors"));
+        if (st == AD_OK) { /* show what the loaded file does to the model before failing */
+            optim_step(o);
+            ck_abort_msg("%s = %s loaded; after one more step lr = %g, w[0] = %g", bad[i].key, bad[i].value, optim_lr(o),
+                         ad_tensor_get(m.w, 0));
+        }
+        ck_assert_int_eq(st, AD_ERR_FORMAT);
+        char want[128];
+        snprintf(want, sizeof want, "%s = \"%s\"", bad[i].key, bad[i].value);
+        ck_assert_msg(strstr(optim_error(o), want) != NULL, "message \"%s\" lacks \"%s\"", optim_error(o), want);
+        ck_assert_int_eq(optim_steps(o), 0);
+        optim_free(o);
+    }
+    /* the optimizer itself stops at the largest count it can represent, rather than overflow */
+    edit_checkpoint(path_of("optim.safetensors"), path_of("bad.safetensors"), "optim.step", "9007199254740992");
+    o = new_optim(&m, &adam);
+    ck_assert_msg(optim_load(o, path_of("bad.safetensors")) == AD_OK, "%s", optim_error(o));
+    double w0 = ad_tensor_get(m.w, 0);
+    ck_assert_int_ne(optim_step(o), AD_OK);
+    ck_assert_ptr_nonnull(strstr(optim_error(o), "9007199254740992"));
+    ck_assert_double_eq(ad_tensor_get(m.w, 0), w0);
     optim_free(o);
     model_free(&m);
     remove_dir();
@@ -347,6 +411,7 @@ int main(void)
     tcase_add_test(tc, file_layout);
     tcase_add_test(tc, loads_that_do_not_fit_are_refused);
     tcase_add_test(tc, invalid_saved_configuration_is_refused);
+    tcase_add_test(tc, out_of_range_numbers_are_refused);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }

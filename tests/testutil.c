@@ -1,6 +1,7 @@
 #include "testutil.h"
 #include <math.h>
 #include <stdlib.h>
+#include <fcntl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -44,8 +45,9 @@ char *slurp_fd(int fd)
     return buf;
 }
 
-run_result run_program(const char *prog, const char *const *args, const char *dir,
-                       const char *env_name, const char *env_value)
+/* run_program, with stdout on out_fd instead when out_fd >= -1 (-1: closed). */
+static run_result run(const char *prog, const char *const *args, const char *dir, const char *env_name,
+                      const char *env_value, int out_fd)
 {
     char outp[] = "/tmp/bp-run-out-XXXXXX", errp[] = "/tmp/bp-run-err-XXXXXX";
     int fo = mkstemp(outp), fe = mkstemp(errp);
@@ -58,7 +60,8 @@ run_result run_program(const char *prog, const char *const *args, const char *di
         for (; args[n - 1] && n < 61; n++) argv[n] = args[n - 1];
         argv[n] = NULL;
         if (env_name) setenv(env_name, env_value, 1);
-        dup2(fo, 1);
+        if (out_fd == -1) close(1);
+        else dup2(out_fd >= 0 ? out_fd : fo, 1);
         dup2(fe, 2);
         if (dir && chdir(dir) != 0) _exit(126);
         execv(prog, (char *const *)argv);
@@ -76,6 +79,21 @@ run_result run_program(const char *prog, const char *const *args, const char *di
     close(fe);
     unlink(outp);
     unlink(errp);
+    return r;
+}
+
+run_result run_program(const char *prog, const char *const *args, const char *dir,
+                       const char *env_name, const char *env_value)
+{
+    return run(prog, args, dir, env_name, env_value, -2);
+}
+
+run_result run_program_stdout(const char *prog, const char *const *args, const char *out_path)
+{
+    int fd = out_path ? open(out_path, O_WRONLY) : -1;
+    ck_assert_msg(!out_path || fd >= 0, "cannot open %s", out_path);
+    run_result r = run(prog, args, NULL, NULL, NULL, fd);
+    if (fd >= 0) close(fd);
     return r;
 }
 

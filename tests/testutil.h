@@ -4,6 +4,16 @@
 #include "ad_op.h"
 #include <check.h>
 
+/* UNDER_ASAN is defined in AddressSanitizer builds (gcc and clang), whose shadow memory does
+ * not survive the address-space and data limits some tests set to make a blow-up fail fast. */
+#if defined(__SANITIZE_ADDRESS__)
+#define UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define UNDER_ASAN 1
+#endif
+#endif
+
 /* x rounded to d decimals, the way the slides print numbers. */
 double round_to(double x, int d);
 /* A float64 tensor of the given shape with uniform values in [lo, hi). */
@@ -18,6 +28,9 @@ typedef struct {
  * through temporary files, so a large output cannot block and stderr is never a terminal. */
 run_result run_program(const char *prog, const char *const *args, const char *dir,
                        const char *env_name, const char *env_value);
+/* run_program with stdout on the file out_path (say /dev/full), or closed when out_path is
+ * NULL; r.out is then empty. */
+run_result run_program_stdout(const char *prog, const char *const *args, const char *out_path);
 void run_done(run_result *r);
 /* Everything readable from fd, NUL-terminated (malloc'd). */
 char *slurp_fd(int fd);
