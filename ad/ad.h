@@ -565,6 +565,22 @@ ad_status ad_gradient(ad_graph *g, ad_fn f, int n, const double *x, void *user,
 ad_status ad_jvp(ad_graph *g, ad_fn f, int n, const double *x, const double *v, void *user,
                  int64_t m, double *value, double *jv);
 
+/* How a Jacobian is swept: AD_JAC_FORWARD takes one forward-mode sweep per input element,
+ * AD_JAC_REVERSE one reverse sweep per output element, AD_JAC_AUTO whichever is fewer. */
+typedef enum { AD_JAC_AUTO = 0, AD_JAC_FORWARD, AD_JAC_REVERSE } ad_jac_mode;
+
+/* The dense Jacobian of root with respect to the elements of leaves[0..n-1] (variables or
+ * parameters), over the recording as it is: J is row-major, one row per element of root and
+ * one column per leaf element, leaves in order.  It zeroes what it must: the leaves'
+ * gradients before each reverse sweep (so a parameter's gradient holds the last row's
+ * afterwards), nothing in forward mode. */
+ad_status ad_jacobian_graph(ad_graph *g, ad_node *root, int n, ad_node *const *leaves,
+                            ad_jac_mode mode, double *J);
+/* The Jacobian of f at x[0..n-1]: f must return m elements; J receives m x n numbers,
+ * row-major, and value (if not NULL) the m values.  g as in ad_gradient. */
+ad_status ad_jacobian(ad_graph *g, ad_fn f, int n, const double *x, void *user, int64_t m,
+                      ad_jac_mode mode, double *value, double *J);
+
 /* Options of the finite-difference checker; zeros pick the defaults (eps 1e-6, rtol 1e-5,
  * atol 1e-7).  An element passes when |analytic - numeric| <= atol + rtol*|numeric|. */
 typedef struct {

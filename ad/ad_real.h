@@ -97,6 +97,13 @@ typedef ad_real (*ad_real_fn)(ad_tape *t, const ad_real *x, int n, void *user);
  * inside) or a tape to reuse (it is reset first). */
 ad_status ad_real_gradient(ad_tape *t, ad_real_fn f, int n, const double *x, void *user,
                            double *value, double *grad);
+/* A function of n active doubles with m results, for ad_real_jacobian: it writes y[0..m-1]. */
+typedef void (*ad_real_vec_fn)(ad_tape *t, const ad_real *x, int n, ad_real *y, int m, void *user);
+/* The Jacobian of f at x[0..n-1] into J (m x n, row-major), and its values into value (may be
+ * NULL): recorded once, then one reverse sweep per result.  t as in ad_real_gradient.  For
+ * n much smaller than m, write f with ad_dual instead (n evaluations, no tape). */
+ad_status ad_real_jacobian(ad_tape *t, ad_real_vec_fn f, int n, const double *x, void *user,
+                           int m, double *value, double *J);
 /* Central differences against the tape's gradient (defaults as ad_gradcheck). */
 ad_status ad_real_gradcheck(ad_real_fn f, int n, const double *x, void *user,
                             const ad_check_opts *o, ad_check_report *rep);

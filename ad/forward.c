@@ -32,9 +32,11 @@ static void *tangent_buffer(ad_graph *g, ad_node *n, bool zero)
     void *t;
     if (n->flags & F_SCALAR) {
         t = &g->tangent_v[n->id];
+    } else if (g->tangent_mem[n->id]) {
+        t = g->tangent_mem[n->id];
     } else {
         size_t bytes = (size_t)node_size(n) * ad_dtype_size(n->dtype);
-        if (!(t = arena_alloc(g, bytes ? bytes : 1))) {
+        if (!(t = g->tangent_mem[n->id] = arena_alloc(g, bytes ? bytes : 1))) {
             ad_set_error(g, AD_ERR_NOMEM, "jvp: out of memory for the tangent of %s node %u",
                          op_entry_get(n->op)->def.name, n->id);
             return NULL;
@@ -107,12 +109,18 @@ static ad_status tangents_begin(ad_graph *g, uint32_t n)
     if (n > g->tangent_cap) {
         void **t = ad_xrealloc(g->tangent, (size_t)n * sizeof *t);
         if (t) g->tangent = t;
-        double *v = t ? ad_xrealloc(g->tangent_v, (size_t)n * sizeof *v) : NULL;
+        void **m = t ? ad_xrealloc(g->tangent_mem, (size_t)n * sizeof *m) : NULL;
+        if (m) g->tangent_mem = m;
+        double *v = m ? ad_xrealloc(g->tangent_v, (size_t)n * sizeof *v) : NULL;
         if (v) g->tangent_v = v;
-        if (!t || !v) return ad_set_error(g, AD_ERR_NOMEM, "jvp: out of memory for %u tangents", n);
+        if (!t || !m || !v) return ad_set_error(g, AD_ERR_NOMEM, "jvp: out of memory for %u tangents", n);
         g->tangent_cap = n;
     }
     memset(g->tangent, 0, (size_t)n * sizeof *g->tangent);
+    if (n > g->ntangent_mem) { /* nodes recorded since the last sweep have no buffer yet */
+        memset(g->tangent_mem + g->ntangent_mem, 0, (size_t)(n - g->ntangent_mem) * sizeof *g->tangent_mem);
+        g->ntangent_mem = n;
+    }
     g->ntangent = n;
     return AD_OK;
 }

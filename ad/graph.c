@@ -54,6 +54,7 @@ void ad_graph_free(ad_graph *g)
     ad_xfree(g->slab);
     ad_xfree(g->tangent);
     ad_xfree(g->tangent_v);
+    ad_xfree(g->tangent_mem);
     for (block *b = g->first, *nx; b; b = nx) {
         nx = b->next;
         ad_xfree(b);
@@ -70,7 +71,7 @@ void ad_graph_reset(ad_graph *g)
     g->blk = g->first;
     g->used = 0;
     g->dirty = 0;
-    g->ntangent = 0;
+    g->ntangent = g->ntangent_mem = 0;
     ad_clear_error(g);
 }
 

@@ -111,10 +111,13 @@ struct ad_graph {
     bool nograd;
     bool anomaly;         /* check every value and gradient (anomaly.c) */
     /* Forward mode (forward.c): tangent[i] is node i's tangent, NULL where it is zero, for
-     * nodes [0, ntangent); a float64 scalar's lives in tangent_v[i].  Kept across resets. */
-    void **tangent;
+     * nodes [0, ntangent); a float64 scalar's lives in tangent_v[i].  tangent_mem[i] is the
+     * arena buffer node i's tangent was last computed in, for nodes [0, ntangent_mem): a
+     * later sweep over the same recording (a Jacobian's columns) reuses it.  The arrays are
+     * kept across resets. */
+    void **tangent, **tangent_mem;
     double *tangent_v;
-    uint32_t ntangent, tangent_cap;
+    uint32_t ntangent, ntangent_mem, tangent_cap;
     ad_status status;
     char err[320];
 };

@@ -557,6 +557,81 @@ START_TEST(jvp_with_typed_seeds)
 }
 END_TEST
 
+/* ---- Jacobians ---- */
+
+/* R^3 -> R^4: (x0 x1, sin x2, x0 + x1 x2, exp(x0) / x2), as a [4] vector. */
+static ad_node *vec_fn(ad_graph *g, ad_node *const *x, int n, void *user)
+{
+    (void)n, (void)user;
+    ad_node *part[4] = {ad_mul(g, x[0], x[1]), ad_sin(g, x[2]), ad_add(g, x[0], ad_mul(g, x[1], x[2])),
+                        ad_div(g, ad_exp(g, x[0]), x[2])};
+    for (int i = 0; i < 4; i++) part[i] = ad_reshape(g, part[i], AD_SHAPE(1));
+    return ad_concat(g, part, 4, 0);
+}
+
+static void vec_fn_real(ad_tape *t, const ad_real *x, int n, ad_real *y, int m, void *user)
+{
+    (void)n, (void)m, (void)user;
+    y[0] = ad_real_mul(t, x[0], x[1]);
+    y[1] = ad_real_sin(t, x[2]);
+    y[2] = ad_real_add(t, x[0], ad_real_mul(t, x[1], x[2]));
+    y[3] = ad_real_div(t, ad_real_exp(t, x[0]), x[2]);
+}
+
+START_TEST(jacobian_of_a_c_function)
+{
+    double x[3] = {0.5, -1.5, 2}, want[12] = {x[1], x[0], 0, 0, 0, cos(x[2]), 1, x[2], x[1],
+                                              exp(x[0]) / x[2], 0, -exp(x[0]) / (x[2] * x[2])};
+    for (int mode = AD_JAC_AUTO; mode <= AD_JAC_REVERSE; mode++) {
+        double J[12], y[4];
+        ck_assert_int_eq(ad_jacobian(NULL, vec_fn, 3, x, NULL, 4, (ad_jac_mode)mode, y, J), AD_OK);
+        for (int i = 0; i < 12; i++) ck_assert_double_eq_tol(J[i], want[i], 1e-15);
+        ck_assert_double_eq_tol(y[1], sin(2), 1e-15);
+    }
+    double Jt[12], yt[4];
+    ck_assert_int_eq(ad_real_jacobian(NULL, vec_fn_real, 3, x, NULL, 4, yt, Jt), AD_OK);
+    for (int i = 0; i < 12; i++) ck_assert_double_eq_tol(Jt[i], want[i], 1e-15);
+    ck_assert_double_eq_tol(yt[3], exp(0.5) / 2, 1e-15);
+    /* the size is checked */
+    ad_graph *g = ad_graph_new();
+    double J[12];
+    ck_assert_int_eq(ad_jacobian(g, vec_fn, 3, x, NULL, 5, AD_JAC_AUTO, NULL, J), AD_ERR_SHAPE);
+    ad_graph_free(g);
+}
+END_TEST
+
+/* Tensor leaves, a variable and a parameter, both modes, twice in a row (nothing accumulates),
+ * against central differences. */
+START_TEST(jacobian_of_a_graph)
+{
+    for (int t = 0; t < 2; t++) {
+        ad_dtype dt = (ad_dtype)t;
+        ad_graph *g = ad_graph_new();
+        ad_tensor *w = ad_param_new("w", dt, AD_SHAPE(2, 3));
+        for (int i = 0; i < 6; i++) ad_tensor_set(w, i, 0.3 * i - 0.7);
+        double xv[6] = {0.5, 1, -0.25, 2, 0.75, -1};
+        ad_node *x = ad_var_array(g, "x", dt, AD_SHAPE(2, 3), xv), *wn = ad_param(g, w);
+        ad_node *y = ad_tanh(g, ad_sum_axis(g, ad_mul(g, ad_square(g, x), wn), 1, false)); /* [2] */
+        ad_node *leaves[2] = {x, wn};
+        double Jf[24], Jr[24];
+        ck_assert_int_eq(ad_jacobian_graph(g, y, 2, leaves, AD_JAC_FORWARD, Jf), AD_OK);
+        for (int rep = 0; rep < 2; rep++)
+            ck_assert_int_eq(ad_jacobian_graph(g, y, 2, leaves, AD_JAC_REVERSE, Jr), AD_OK);
+        double tol = t == 0 ? 1e-14 : 1e-6;
+        for (int i = 0; i < 24; i++) ck_assert_double_eq_tol(Jf[i], Jr[i], tol);
+        /* d y_r / d x_rc = (1 - y_r^2) 2 x_rc w_rc, and 0 across rows */
+        for (int r = 0; r < 2; r++)
+            for (int c = 0; c < 6; c++) {
+                double yr = ad_node_get(y, r);
+                double want = c / 3 == r ? (1 - yr * yr) * 2 * xv[c] * ad_tensor_get(w, c) : 0;
+                ck_assert_double_eq_tol(Jr[r * 12 + c], want, t == 0 ? 1e-14 : 1e-5);
+            }
+        ad_tensor_free(w);
+        ad_graph_free(g);
+    }
+}
+END_TEST
+
 /* Bad calls fail with a message. */
 START_TEST(jvp_bad_calls)
 {
@@ -589,6 +664,8 @@ int main(void)
     tcase_add_test(t, jvp_allocates_nothing_in_a_loop);
     tcase_add_test(t, jvp_with_typed_seeds);
     tcase_add_test(t, jvp_bad_calls);
+    tcase_add_test(t, jacobian_of_a_c_function);
+    tcase_add_test(t, jacobian_of_a_graph);
     suite_add_tcase(s, t);
     return run_suite(s);
 }

@@ -1,0 +1,117 @@
+/* Dense Jacobians: one forward-mode sweep per input element, or one reverse sweep per output
+ * element, whichever there are fewer of (or the caller's choice), over one recording. */
+#include "internal.h"
+#include "ad_real.h"
+#include <stdlib.h>
+
+ad_status ad_jacobian_graph(ad_graph *g, ad_node *root, int n, ad_node *const *leaves,
+                            ad_jac_mode mode, double *J)
+{
+    if (!g) return AD_ERR_NULL;
+    if (!root || !J || n < 0 || (n > 0 && !leaves))
+        return ad_set_error(g, AD_ERR_NULL, "jacobian: NULL root, leaves or output");
+    if (root->id >= g->nnodes || node_at(g, root->id) != root)
+        return ad_set_error(g, AD_ERR_ARG, "jacobian: root is not a node of this graph");
+    int64_t m = node_size(root), cols = 0;
+    for (int k = 0; k < n; k++) {
+        ad_node *l = leaves[k];
+        if (!l || l->id > root->id || node_at(g, l->id) != l || !(l->flags & F_LEAF))
+            return ad_set_error(g, AD_ERR_ARG, "jacobian: leaf %d is not a variable or parameter of this graph up to the root", k);
+        cols += node_size(l);
+    }
+    if (mode == AD_JAC_AUTO) mode = cols < m ? AD_JAC_FORWARD : AD_JAC_REVERSE;
+    /* one scratch vector for the unit seeds: as long as the longest leaf, or the output */
+    int64_t longest = m;
+    for (int k = 0; k < n; k++) longest = node_size(leaves[k]) > longest ? node_size(leaves[k]) : longest;
+    double *unit = ad_xcalloc((size_t)(longest ? longest : 1), sizeof *unit);
+    const double **seeds = ad_xcalloc((size_t)(n ? n : 1), sizeof *seeds);
+    ad_status st = unit && seeds ? AD_OK : ad_set_error(g, AD_ERR_NOMEM, "jacobian: out of memory");
+    if (mode == AD_JAC_FORWARD) {
+        /* column c: the tangent of the root when input element c has tangent 1 */
+        int64_t c = 0;
+        for (int k = 0; !st && k < n; k++) {
+            seeds[k] = unit;
+            for (int64_t j = 0; !st && j < node_size(leaves[k]); j++, c++) {
+                unit[j] = 1;
+                st = ad_jvp_graph(g, root, n, leaves, seeds);
+                unit[j] = 0;
+                for (int64_t i = 0; !st && i < m; i++) J[i * cols + c] = ad_tangent_get(g, root, i);
+            }
+            seeds[k] = NULL;
+        }
+    } else {
+        /* row i: the gradient of output element i; the leaves' gradients are zeroed first, so
+         * nothing accumulated before (or by the previous row) is counted */
+        for (int64_t i = 0; !st && i < m; i++) {
+            for (int k = 0; k < n; k++) {
+                ad_node *l = leaves[k];
+                if (l->x && l->x->param) ad_tensor_zero_grad(l->x->param);
+                else if (l->flags & F_SCALAR) l->g = 0;
+                else l->flags &= (uint8_t)~F_GRAD_LIVE;
+            }
+            unit[i] = 1;
+            st = ad_backward_seed(g, root, unit);
+            unit[i] = 0;
+            int64_t c = 0;
+            for (int k = 0; !st && k < n; k++)
+                for (int64_t j = 0; j < node_size(leaves[k]); j++, c++)
+                    J[i * cols + c] = ad_node_grad_get(leaves[k], j);
+        }
+    }
+    ad_xfree(unit);
+    ad_xfree(seeds);
+    return st;
+}
+
+ad_status ad_jacobian(ad_graph *g, ad_fn f, int n, const double *x, void *user, int64_t m,
+                      ad_jac_mode mode, double *value, double *J)
+{
+    if (!f || n < 0 || (n > 0 && !x) || !J) {
+        if (g) ad_set_error(g, AD_ERR_NULL, "jacobian: NULL function, point or output");
+        return AD_ERR_NULL;
+    }
+    bool own = !g;
+    if (own && !(g = ad_graph_new())) return AD_ERR_NOMEM;
+    ad_graph_reset(g);
+    ad_status st = AD_OK;
+    ad_node **xs = arena_alloc(g, (size_t)(n ? n : 1) * sizeof *xs);
+    if (!xs) st = ad_set_error(g, AD_ERR_NOMEM, "jacobian: out of memory for %d inputs", n);
+    for (int i = 0; !st && i < n; i++)
+        if (!(xs[i] = ad_var(g, NULL, x[i]))) st = g->status;
+    ad_node *y = st ? NULL : f(g, xs, n, user);
+    if (!st && !y) st = g->status ? g->status : ad_set_error(g, AD_ERR_NULL, "jacobian: the function returned NULL");
+    if (!st && node_size(y) != m) {
+        char b[96];
+        ad_shape s = node_shape(y);
+        st = ad_set_error(g, AD_ERR_SHAPE, "jacobian: the result has shape %s, not %lld elements",
+                          ad_shape_str(&s, b, sizeof b), (long long)m);
+    }
+    if (!st) st = ad_jacobian_graph(g, y, n, xs, mode, J);
+    if (!st && value)
+        for (int64_t i = 0; i < m; i++) value[i] = ad_node_get(y, i);
+    if (own) ad_graph_free(g);
+    return st;
+}
+
+ad_status ad_real_jacobian(ad_tape *t, ad_real_vec_fn f, int n, const double *x, void *user,
+                           int m, double *value, double *J)
+{
+    if (!f || n < 0 || m < 0 || (n && !x) || (m && !J)) return AD_ERR_NULL;
+    bool own = !t;
+    if (own && !(t = ad_tape_new())) return AD_ERR_NOMEM;
+    ad_tape_reset(t);
+    ad_real *v = ad_xmalloc((size_t)(n ? n : 1) * sizeof *v), *y = ad_xmalloc((size_t)(m ? m : 1) * sizeof *y);
+    ad_status st = v && y ? AD_OK : AD_ERR_NOMEM;
+    for (int i = 0; !st && i < n; i++) v[i] = ad_real_var(t, x[i]);
+    if (!st) f(t, v, n, y, m, user);
+    /* the tape is recorded once and swept once per output; a sweep recomputes every adjoint */
+    for (int i = 0; !st && i < m; i++) {
+        if ((st = ad_tape_backward(t, y[i])) != AD_OK) break;
+        if (value) value[i] = y[i].v;
+        for (int j = 0; j < n; j++) J[(int64_t)i * n + j] = ad_real_grad(t, v[j]);
+    }
+    ad_xfree(v);
+    ad_xfree(y);
+    if (own) ad_tape_free(t);
+    return st;
+}
