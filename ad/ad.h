@@ -565,6 +565,12 @@ ad_status ad_gradient(ad_graph *g, ad_fn f, int n, const double *x, void *user,
 ad_status ad_jvp(ad_graph *g, ad_fn f, int n, const double *x, const double *v, void *user,
                  int64_t m, double *value, double *jv);
 
+/* The vector-Jacobian product u^T J of f at x[0..n-1] (reverse mode: one sweep whatever the
+ * number of inputs): f must return m elements, u holds m weights; uJ receives n numbers and
+ * value (if not NULL) the m values.  On a recorded graph the same is ad_backward_seed. */
+ad_status ad_vjp(ad_graph *g, ad_fn f, int n, const double *x, const double *u, void *user,
+                 int64_t m, double *value, double *uJ);
+
 /* How a Jacobian is swept: AD_JAC_FORWARD takes one forward-mode sweep per input element,
  * AD_JAC_REVERSE one reverse sweep per output element, AD_JAC_AUTO whichever is fewer. */
 typedef enum { AD_JAC_AUTO = 0, AD_JAC_FORWARD, AD_JAC_REVERSE } ad_jac_mode;

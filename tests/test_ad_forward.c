@@ -588,6 +588,20 @@ START_TEST(jacobian_of_a_c_function)
         for (int i = 0; i < 12; i++) ck_assert_double_eq_tol(J[i], want[i], 1e-15);
         ck_assert_double_eq_tol(y[1], sin(2), 1e-15);
     }
+    /* u^T J and J v agree with the Jacobian */
+    double u[4] = {1, -2, 0.5, 3}, v[3] = {0.25, 1, -1}, uJ[3], Jv[4];
+    ck_assert_int_eq(ad_vjp(NULL, vec_fn, 3, x, u, NULL, 4, NULL, uJ), AD_OK);
+    ck_assert_int_eq(ad_jvp(NULL, vec_fn, 3, x, v, NULL, 4, NULL, Jv), AD_OK);
+    for (int j = 0; j < 3; j++) {
+        double s = 0;
+        for (int i = 0; i < 4; i++) s += u[i] * want[i * 3 + j];
+        ck_assert_double_eq_tol(uJ[j], s, 1e-14);
+    }
+    for (int i = 0; i < 4; i++) {
+        double s = 0;
+        for (int j = 0; j < 3; j++) s += want[i * 3 + j] * v[j];
+        ck_assert_double_eq_tol(Jv[i], s, 1e-14);
+    }
     double Jt[12], yt[4];
     ck_assert_int_eq(ad_real_jacobian(NULL, vec_fn_real, 3, x, NULL, 4, yt, Jt), AD_OK);
     for (int i = 0; i < 12; i++) ck_assert_double_eq_tol(Jt[i], want[i], 1e-15);
