@@ -4,6 +4,7 @@
 #include "optim_impl.h"
 #include "ad_io.h"
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -201,6 +202,12 @@ static ad_status match_buffers(optim *o, const ad_tensor_file *f, const char *pa
             return optim_failo(o, AD_ERR_FORMAT, "optim_load: %s: %s is %s %s, the parameter is %s %s", path, name,
                                ad_dtype_name(ad_tensor_dtype(t)), ad_shape_str(&ts, a, sizeof a),
                                ad_dtype_name(ad_tensor_dtype(want)), ad_shape_str(&ws, b, sizeof b));
+        /* a NaN or infinite buffer would make every later step's parameters NaN, and optim_step
+         * would still return OK: a state no run could have saved is a corrupt file */
+        for (int64_t i = 0; i < ad_tensor_size(t); i++)
+            if (!isfinite(ad_tensor_get(t, i)))
+                return optim_failo(o, AD_ERR_FORMAT, "optim_load: %s: %s[%lld] is not finite", path, name,
+                                   (long long)i);
         found[k] = t;
     }
     return AD_OK;

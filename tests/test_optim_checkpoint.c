@@ -339,6 +339,40 @@ START_TEST(invalid_saved_configuration_is_refused)
 }
 END_TEST
 
+/* Found by fuzz_checkpoint (issue 20): a state buffer holding NaN or an infinity loaded, and
+ * the next optim_step returned OK with NaN parameters.  Every loaded number needs a range: the
+ * state must be finite. */
+START_TEST(nonfinite_state_is_refused)
+{
+    make_dir();
+    model m;
+    model_init(&m, AD_F64);
+    optim_cfg mom = optim_defaults(OPTIM_MOMENTUM, 0.1);
+    optim *o = new_optim(&m, &mom);
+    train(o, &m, 2);
+    ck_assert_int_eq(optim_save(o, path_of("optim.safetensors")), AD_OK);
+    static const double bad[] = {NAN, INFINITY, -INFINITY};
+    for (int i = 0; i < 3; i++) {
+        FILE *f = fopen(path_of("optim.safetensors"), "r+b");
+        ck_assert_ptr_nonnull(f);
+        unsigned char len8[8];
+        ck_assert_int_eq(fread(len8, 1, 8, f), 8);
+        long header = 0;
+        for (int k = 7; k >= 0; k--) header = header * 256 + len8[k];
+        ck_assert_int_eq(fseek(f, 8 + header + 8, SEEK_SET), 0); /* the first buffer's second element */
+        ck_assert_int_eq(fwrite(&bad[i], sizeof bad[i], 1, f), 1);
+        ck_assert_int_eq(fclose(f), 0);
+        int64_t steps = optim_steps(o);
+        ck_assert_int_eq(optim_load(o, path_of("optim.safetensors")), AD_ERR_FORMAT);
+        ck_assert_msg(strstr(optim_error(o), "is not finite") != NULL, "%s", optim_error(o));
+        ck_assert_int_eq(optim_steps(o), steps);
+    }
+    optim_free(o);
+    model_free(&m);
+    remove_dir();
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("optim_checkpoint");
@@ -347,6 +381,7 @@ int main(void)
     tcase_add_test(tc, file_layout);
     tcase_add_test(tc, loads_that_do_not_fit_are_refused);
     tcase_add_test(tc, invalid_saved_configuration_is_refused);
+    tcase_add_test(tc, nonfinite_state_is_refused);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }
