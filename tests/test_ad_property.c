@@ -368,7 +368,7 @@ START_TEST(random_graphs_agree)
     find_elementwise_ops();
     ck_assert_int_gt(nunary, 10);
     ck_assert_int_gt(nbinary, 5);
-    long iters = env_long("BACKPROP_PROPERTY_ITERS", 2000), one = env_long("BACKPROP_PROPERTY_SEED", -1);
+    long iters = env_long("BACKPROP_PROPERTY_ITERS", 1000), one = env_long("BACKPROP_PROPERTY_SEED", -1);
     static spec c;
     for (long it = 0; it < iters; it++) {
         make_spec(&c, one >= 0 ? (uint64_t)one : 20260 + (uint64_t)it);
