@@ -136,7 +136,8 @@ static void cut_at_character(char *buf, size_t len, const char *name)
     if (!len || n == strlen(name)) return;
     size_t k = n;
     while (k > 0 && n - k < 3 && ((unsigned char)buf[k - 1] & 0xC0) == 0x80) k--;
-    if (k > 0 && (unsigned char)buf[k - 1] >= 0xC0 && utf8_len(name + k - 1) > (int)(n - k + 1)) buf[k - 1] = 0;
+    bool lead = k > 0 && (unsigned char)buf[k - 1] >= 0xC0;
+    if (lead && utf8_len(name + k - 1) > (int)(n - k + 1)) buf[k - 1] = 0;
 }
 
 char *view_ref(const ad_node *n, char *buf, size_t len)

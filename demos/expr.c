@@ -153,7 +153,8 @@ static operand primary(parser *p)
     if (isdigit((unsigned char)*c) || (*c == '.' && isdigit((unsigned char)c[1]))) {
         int len = number_length(c);
         double v = 0;
-        if (len <= 0 || isalnum((unsigned char)c[len]) || c[len] == '.' || c[len] == '_' || !number_value(c, &v)) {
+        if (len <= 0 || isalnum((unsigned char)c[len]) || c[len] == '.' || c[len] == '_' ||
+            !number_value(c, &v)) {
             int end = len > 0 ? len : 1;
             while (isalnum((unsigned char)c[end]) || c[end] == '.' || c[end] == '_') end++;
             fail(p, start, "malformed number '%.*s'", end, c);

@@ -145,10 +145,10 @@ static void grow(builder *b)
     case 6: { /* matmul: [.., m, k] x [k, n] with a partner of the right rows, else a^T */
         if (s.rank < 2) break;
         ad_node *c = NULL;
+        int64_t m = s.dim[s.rank - 2], k = s.dim[s.rank - 1], batch = size / (m * k);
         for (int i = 0; i < b->n && !c; i++) {
             ad_shape t = shape_of(b->pool[i]);
-            if (t.rank == 2 && t.dim[0] == s.dim[s.rank - 1] && s.dim[s.rank - 2] * t.dim[1] * (size / (s.dim[s.rank - 1] * s.dim[s.rank - 2])) <= MAX_ELEMS)
-                c = b->pool[i];
+            if (t.rank == 2 && t.dim[0] == k && batch * m * t.dim[1] <= MAX_ELEMS) c = b->pool[i];
         }
         if (!c && s.rank == 2 && s.dim[0] * s.dim[0] <= MAX_ELEMS) c = ad_transpose(g, a);
         if (!c) break;
@@ -161,7 +161,8 @@ static void grow(builder *b)
         } else {
             int axis = pick(b, s.rank) - (pick(b, 2) ? s.rank : 0);
             bool keep = pick(b, 2);
-            add(b, pick(b, 2) ? ad_sum_axis(g, a, axis, keep) : ad_mean_axis(g, a, axis, keep), "sum/mean_axis");
+            add(b, pick(b, 2) ? ad_sum_axis(g, a, axis, keep) : ad_mean_axis(g, a, axis, keep),
+                "sum/mean_axis");
         }
         return;
     case 8:
@@ -205,7 +206,8 @@ static void grow(builder *b)
         ad_node *c = a;
         for (int i = 0; i < b->n; i++) {
             ad_shape t = shape_of(b->pool[i]);
-            if (b->pool[i] != a && t.rank == s.rank && !memcmp(t.dim, s.dim, sizeof t.dim[0] * (size_t)s.rank) && pick(b, 2)) {
+            bool same = t.rank == s.rank && !memcmp(t.dim, s.dim, sizeof t.dim[0] * (size_t)s.rank);
+            if (b->pool[i] != a && same && pick(b, 2)) {
                 c = b->pool[i];
                 break;
             }

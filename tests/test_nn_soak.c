@@ -14,7 +14,8 @@
  * defect 2 (another branch) lands; tests/meson.build registers that run as should_fail. */
 static bool peak_only;
 
-enum { STEPS = 10000, MAX_BATCH = 64, CYCLE = 2 * (MAX_BATCH - 1), WARMUP = 2 * CYCLE, IN = 2, HIDDEN = 5000 };
+enum { STEPS = 10000, MAX_BATCH = 64, CYCLE = 2 * (MAX_BATCH - 1), WARMUP = 2 * CYCLE };
+enum { IN = 2, HIDDEN = 5000 };
 
 /* 1, 2, ..., 64, 63, ..., 2, 1, 2, ... */
 static int batch_of(int step)
@@ -25,7 +26,8 @@ static int batch_of(int step)
 
 START_TEST(arena_settles_while_batches_grow_and_shrink)
 {
-    nn_mlp *m = nn_mlp_new(&(nn_mlp_cfg){.in = IN, .hidden = {HIDDEN}, .out = 2, .dtype = AD_F32, .seed = 20});
+    nn_mlp_cfg mc = {.in = IN, .hidden = {HIDDEN}, .out = 2, .dtype = AD_F32, .seed = 20};
+    nn_mlp *m = nn_mlp_new(&mc);
     ck_assert_ptr_nonnull(m);
     optim_cfg c = optim_defaults(OPTIM_MOMENTUM, 0.01);
     optim *o = optim_new(nn_mlp_params(m), nn_mlp_num_params(m), &c, NULL, 0);
@@ -54,8 +56,8 @@ START_TEST(arena_settles_while_batches_grow_and_shrink)
         if (step == WARMUP) allocs_after_warmup = ad_alloc_count();
     }
     printf("soak: largest step used %.1f MB, peak reserved %.1f MB, %ld allocations after warm-up, "
-           "loss %.3f -> %.3f\n", most_used / 1e6, peak_reserved / 1e6, ad_alloc_count() - allocs_after_warmup,
-           first_loss, last_loss);
+           "loss %.3f -> %.3f\n", most_used / 1e6, peak_reserved / 1e6,
+           ad_alloc_count() - allocs_after_warmup, first_loss, last_loss);
     if (!peak_only) {
         /* Training works: the loss falls. */
         ck_assert_double_lt(last_loss, first_loss);
