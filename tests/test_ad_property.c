@@ -292,48 +292,47 @@ static ad_node *build(builder *b, const spec *c, ad_dtype dt, double (*x)[MAX_EL
     return L;
 }
 
-static double value_at(const spec *c, double (*x)[MAX_ELEMS])
+/* L at inputs x, on graph g reset first.  The checks reuse their graphs: a new graph per
+ * evaluation (a 1 MiB arena block each) made the sanitizer builds spend minutes in mmap. */
+static double value_at(ad_graph *g, const spec *c, double (*x)[MAX_ELEMS])
 {
-    builder b = {.g = ad_graph_new()};
+    ad_graph_reset(g);
+    builder b = {.g = g};
     ad_node *leaves[MAX_INPUTS];
-    double v = ad_value(build(&b, c, AD_F64, x, leaves));
-    ad_graph_free(b.g);
-    return v;
+    return ad_value(build(&b, c, AD_F64, x, leaves));
 }
 
-/* Reverse mode against central differences, float64. */
-static void check_differences(const spec *c)
+/* Reverse mode against central differences, float64, on graphs g and eval. */
+static void check_differences(const spec *c, ad_graph *g, ad_graph *eval)
 {
-    builder b = {.g = ad_graph_new()};
+    ad_graph_reset(g);
+    builder b = {.g = g};
     ad_node *leaves[MAX_INPUTS];
     ad_node *L = build(&b, c, AD_F64, NULL, leaves);
     CHECK(ad_backward(b.g, L) == AD_OK, "seed %llu: %s", (unsigned long long)c->seed, ad_error(b.g));
-    if (b.min_gap < 1e-4) { /* max or min near a tie: the difference straddles the kink */
-        ad_graph_free(b.g);
-        return;
-    }
+    if (b.min_gap < 1e-4) return; /* max or min near a tie: the difference straddles the kink */
     static double x[MAX_INPUTS][MAX_ELEMS];
     memcpy(x, c->x, sizeof x);
     for (int i = 0; i < c->nin; i++)
         for (int64_t k = 0; k < ad_node_size(leaves[i]); k++) {
             double h = 1e-5, x0 = x[i][k];
             x[i][k] = x0 + h;
-            double up = value_at(c, x);
+            double up = value_at(eval, c, x);
             x[i][k] = x0 - h;
-            double down = value_at(c, x);
+            double down = value_at(eval, c, x);
             x[i][k] = x0;
             double numeric = (up - down) / (2 * h), analytic = ad_node_grad_get(leaves[i], k);
             CHECK(fabs(analytic - numeric) <= 1e-6 + 1e-4 * fabs(numeric),
                           "seed %llu: input %d element %lld: backward %.10g, differences %.10g (ops: %s)",
                           (unsigned long long)c->seed, i, (long long)k, analytic, numeric, b.log);
         }
-    ad_graph_free(b.g);
 }
 
-/* Forward mode against reverse mode in dtype dt; returns L's value. */
-static double check_forward_reverse(const spec *c, ad_dtype dt)
+/* Forward mode against reverse mode in dtype dt, on graph g; returns L's value. */
+static double check_forward_reverse(const spec *c, ad_dtype dt, ad_graph *g)
 {
-    builder b = {.g = ad_graph_new()};
+    ad_graph_reset(g);
+    builder b = {.g = g};
     ad_node *leaves[MAX_INPUTS];
     ad_node *L = build(&b, c, dt, NULL, leaves);
     CHECK(ad_backward(b.g, L) == AD_OK, "seed %llu: %s", (unsigned long long)c->seed, ad_error(b.g));
@@ -355,7 +354,6 @@ static double check_forward_reverse(const spec *c, ad_dtype dt)
     double v = ad_value(L);
     if (getenv("BACKPROP_PROPERTY_VERBOSE") && dt == AD_F64)
         printf("seed %llu: %d inputs, ops %s\n", (unsigned long long)c->seed, c->nin, b.log);
-    ad_graph_free(b.g);
     return v;
 }
 
@@ -372,14 +370,17 @@ START_TEST(random_graphs_agree)
     ck_assert_int_gt(nbinary, 5);
     long iters = env_long("BACKPROP_PROPERTY_ITERS", 1000), one = env_long("BACKPROP_PROPERTY_SEED", -1);
     static spec c;
+    ad_graph *g = ad_graph_new(), *eval = ad_graph_new();
     for (long it = 0; it < iters; it++) {
         make_spec(&c, one >= 0 ? (uint64_t)one : 20260 + (uint64_t)it);
-        check_differences(&c);
-        double v64 = check_forward_reverse(&c, AD_F64), v32 = check_forward_reverse(&c, AD_F32);
+        check_differences(&c, g, eval);
+        double v64 = check_forward_reverse(&c, AD_F64, g), v32 = check_forward_reverse(&c, AD_F32, g);
         CHECK(fabs(v64 - v32) <= 1e-3 * (1 + fabs(v64)), "seed %llu: float64 %.10g, float32 %.10g",
                       (unsigned long long)c.seed, v64, v32);
         if (one >= 0) break;
     }
+    ad_graph_free(eval);
+    ad_graph_free(g);
 }
 END_TEST
 
