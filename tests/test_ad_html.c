@@ -394,7 +394,7 @@ static char *written(writer w, const ad_graph *g, ad_node *root, size_t *len)
 START_TEST(hostile_names_give_valid_json_and_xml)
 {
     static const char *const names[] = {
-        "a\x01" "b", "esc\x1b[31m", "bad\xff", "trunc\xe2\x82", "lone\x80", "over\xc0\xaf",
+        "a\001b", "esc\x1b[31m", "bad\xff", "trunc\xe2\x82", "lone\x80", "over\xc0\xaf",
         "nonchar\xef\xbf\xbf", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\xe2\x82\xac\xe2\x82\xac"};
     enum { N = sizeof names / sizeof *names };
     ad_graph *g = ad_graph_new();
