@@ -114,7 +114,7 @@ static void grow(builder *b)
     ad_shape s = shape_of(a);
     int64_t size = ad_node_size(a);
     char what[96];
-    switch (pick(b, 14)) {
+    switch (pick(b, 16)) {
     case 0:
     case 1:
     case 2: { /* a unary elementwise op of the registry */
@@ -214,6 +214,36 @@ static void grow(builder *b)
         }
         ad_node *xs[2] = {a, c};
         add(b, ad_concat(g, xs, 2, pick(b, s.rank)), "concat");
+        return;
+    }
+    case 14: { /* linear: x [n, k], W [o, k] (a itself at least), b [o] when the pool has one */
+        if (s.rank != 2) break;
+        ad_node *w = a, *bias = NULL;
+        for (int i = 0; i < b->n; i++) {
+            ad_shape t = shape_of(b->pool[i]);
+            if (t.rank == 2 && t.dim[1] == s.dim[1] && s.dim[0] * t.dim[0] <= MAX_ELEMS && pick(b, 2)) {
+                w = b->pool[i];
+                break;
+            }
+        }
+        for (int i = 0; i < b->n && !bias; i++) {
+            ad_shape t = shape_of(b->pool[i]);
+            if (t.rank == 1 && t.dim[0] == ad_node_shape(w).dim[0]) bias = b->pool[i];
+        }
+        add(b, ad_linear(g, a, w, bias), bias ? "linear+bias" : "linear");
+        return;
+    }
+    case 15: { /* mse against an equal-shaped node, or against a tamed copy of a */
+        ad_node *c = tame(b, a);
+        for (int i = 0; i < b->n; i++) {
+            ad_shape t = shape_of(b->pool[i]);
+            bool same = t.rank == s.rank && !memcmp(t.dim, s.dim, sizeof t.dim[0] * (size_t)s.rank);
+            if (b->pool[i] != a && same) {
+                c = b->pool[i];
+                break;
+            }
+        }
+        add(b, ad_mse(g, a, c), "mse");
         return;
     }
     case 13:
