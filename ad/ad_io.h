@@ -100,9 +100,10 @@ void ad_verrorf(char *err, size_t errlen, bool *failed, const char *prefix, cons
                 va_list ap);
 
 /* Escapes s for XML or HTML text and attribute values: & < > " become entities, control
- * characters other than tab, which XML forbids, become '?'.  Writes at most dstlen bytes into
- * dst, NUL included (dst may be NULL when dstlen is 0), and returns the length of the whole
- * escaped text, like snprintf, so a caller can size its buffer with a first call. */
+ * characters other than tab, which XML forbids, become '?', and bytes that are not UTF-8 (and
+ * U+FFFE, U+FFFF) become U+FFFD, so any name gives well-formed XML.  Writes at most dstlen
+ * bytes into dst, NUL included (dst may be NULL when dstlen is 0), and returns the length of
+ * the whole escaped text, like snprintf, so a caller can size its buffer with a first call. */
 size_t ad_xml_escape(char *dst, size_t dstlen, const char *s);
 
 /* Opens path for reading ("rb") if it is a regular file.  The open does not block (a FIFO

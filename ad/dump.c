@@ -26,11 +26,19 @@ static void edge_texts(ad_node *from, double grad, int digits, char *val, char *
     else view_num(grad, digits, gr, len);
 }
 
+/* Graphviz reads UTF-8 and ends a line at a newline: control bytes become '?' and invalid
+ * UTF-8 U+FFFD, as in the XML writers. */
 static void dot_escape(FILE *out, const char *s)
 {
-    for (; *s; s++) {
-        if (*s == '"' || *s == '\\') fputc('\\', out);
-        fputc(*s, out);
+    while (*s) {
+        int len = utf8_len(s);
+        if (!len) fputs(UTF8_REPLACEMENT, out), len = 1;
+        else if ((unsigned char)*s < 0x20) fputc('?', out);
+        else {
+            if (*s == '"' || *s == '\\') fputc('\\', out);
+            fwrite(s, 1, (size_t)len, out);
+        }
+        s += len;
     }
 }
 
@@ -97,14 +105,19 @@ static void json_num(FILE *out, double x)
     else fputs("null", out);
 }
 
+/* Names are the user's bytes: control bytes are escaped and invalid UTF-8 becomes U+FFFD, so
+ * the output is JSON whatever the names hold. */
 static void json_str(FILE *out, const char *s)
 {
     fputc('"', out);
-    for (; *s; s++) {
+    while (*s) {
         unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\') fprintf(out, "\\%c", ch);
+        int len = utf8_len(s);
+        if (!len) fputs(UTF8_REPLACEMENT, out), len = 1;
+        else if (ch == '"' || ch == '\\') fprintf(out, "\\%c", ch);
         else if (ch < 0x20) fprintf(out, "\\u%04x", ch);
-        else fputc(ch, out);
+        else fwrite(s, 1, (size_t)len, out);
+        s += len;
     }
     fputc('"', out);
 }

@@ -8,6 +8,28 @@
 #include <math.h>
 #include <string.h>
 
+/* The length (1 to 4) of the well-formed UTF-8 sequence that starts at s, or 0 for a byte that
+ * starts none (a stray continuation byte, an overlong form, a surrogate, a code point past
+ * U+10FFFF, a sequence cut short, also by the NUL).  Names are the user's bytes, and JSON and
+ * XML writers must not copy invalid UTF-8 into their output. */
+static inline int utf8_len(const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    unsigned c = p[0];
+    if (c < 0x80) return 1;
+    int len = c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
+    for (int k = 1; k < len; k++)
+        if ((p[k] & 0xC0) != 0x80) return 0;
+    /* the second byte's range rules out overlongs, surrogates and code points past U+10FFFF */
+    if ((c == 0xE0 && p[1] < 0xA0) || (c == 0xED && p[1] > 0x9F) || (c == 0xF0 && p[1] < 0x90) ||
+        (c == 0xF4 && p[1] > 0x8F))
+        return 0;
+    return len;
+}
+
+/* U+FFFD, what invalid UTF-8 becomes in the writers' output. */
+#define UTF8_REPLACEMENT "\xef\xbf\xbd"
+
 /* Node flags. */
 enum {
     F_SCALAR = 1 << 0,     /* float64 rank-0: value, gradient, partials live in the node */

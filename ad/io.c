@@ -3,6 +3,7 @@
 #define _DEFAULT_SOURCE /* flock, which locks per open file (so also between threads) */
 #include "ad_io.h"
 #include <dirent.h>
+#include "internal.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -34,10 +35,18 @@ void ad_errorf(char *err, size_t errlen, bool *failed, const char *fmt, ...)
 size_t ad_xml_escape(char *dst, size_t dstlen, const char *s)
 {
     size_t n = 0;
-    for (; s && *s; s++) {
-        char one[2] = {*s, 0};
-        const char *rep = *s == '&' ? "&amp;" : *s == '<' ? "&lt;" : *s == '>' ? "&gt;" : *s == '"' ? "&quot;"
+    while (s && *s) {
+        char one[5] = {*s, 0};
+        int len = utf8_len(s);
+        /* XML 1.0 admits neither U+FFFE nor U+FFFF, though they are well-formed UTF-8 */
+        if (len == 3 && (unsigned char)s[0] == 0xEF && (unsigned char)s[1] == 0xBF &&
+            (unsigned char)s[2] >= 0xBE)
+            len = 0;
+        if (len > 1) memcpy(one, s, (size_t)len), one[len] = 0;
+        const char *rep = !len ? UTF8_REPLACEMENT
+                        : *s == '&' ? "&amp;" : *s == '<' ? "&lt;" : *s == '>' ? "&gt;" : *s == '"' ? "&quot;"
                         : (unsigned char)*s < 0x20 && *s != '\t' ? "?" : one;
+        s += len ? len : 1;
         for (; *rep; rep++, n++)
             if (n + 1 < dstlen) dst[n] = *rep;
     }

@@ -128,10 +128,22 @@ char *view_values(ad_node *n, bool grad, int digits, char *buf, size_t len)
     return buf;
 }
 
+/* A name cut to fit buf ends before the character that did not fit, not inside it (which the
+ * writers would show as U+FFFD). */
+static void cut_at_character(char *buf, size_t len, const char *name)
+{
+    size_t n = strlen(buf);
+    if (!len || n == strlen(name)) return;
+    size_t k = n;
+    while (k > 0 && n - k < 3 && ((unsigned char)buf[k - 1] & 0xC0) == 0x80) k--;
+    bool lead = k > 0 && (unsigned char)buf[k - 1] >= 0xC0;
+    if (lead && utf8_len(name + k - 1) > (int)(n - k + 1)) buf[k - 1] = 0;
+}
+
 char *view_ref(const ad_node *n, char *buf, size_t len)
 {
     const char *name = n->x ? n->x->name : NULL;
-    if (name) snprintf(buf, len, "%s", name);
+    if (name) snprintf(buf, len, "%s", name), cut_at_character(buf, len, name);
     else if (is_scalar_const(n)) const_str(ad_node_get(n, 0), buf, len);
     else snprintf(buf, len, "#%u", n->id);
     return buf;
@@ -226,10 +238,13 @@ void view_gate(ad_node *n, gate *gt)
 
 void view_xml(FILE *out, const char *s)
 {
-    /* in pieces through a fixed buffer: an entity is at most 6 bytes, so nothing is cut */
+    /* in pieces through a fixed buffer: an entity is at most 6 bytes, so nothing is cut; a
+     * piece ends before a UTF-8 sequence, not inside one (after 3 continuation bytes in a row,
+     * the next one is stray wherever the cut falls) */
     char piece[64], buf[sizeof piece * 6];
     while (s && *s) {
         size_t n = strnlen(s, sizeof piece - 1);
+        for (int k = 0; k < 3 && s[n] && ((unsigned char)s[n] & 0xC0) == 0x80; k++) n--;
         memcpy(piece, s, n);
         piece[n] = 0;
         ad_xml_escape(buf, sizeof buf, piece);

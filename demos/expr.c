@@ -2,6 +2,7 @@
 #include "expr.h"
 #include "ad_io.h"
 #include <ctype.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -80,13 +81,24 @@ static int number_length(const char *s)
     return i;
 }
 
+/* The value of the number that starts at s (number_length has checked it), or false when it
+ * is too large for a double: strtod would round it to infinity, which the user did not write. */
+static bool number_value(const char *s, double *out)
+{
+    double v = strtod(s, NULL);
+    if (isinf(v)) return false;
+    *out = v;
+    return true;
+}
+
 bool expr_parse_number(const char *s, double *out)
 {
     int sign = 1;
     if (*s == '-' || *s == '+') sign = *s++ == '-' ? -1 : 1;
     int len = number_length(s);
-    if (len <= 0 || s[len] != 0) return false;
-    *out = sign * strtod(s, NULL);
+    double v;
+    if (len <= 0 || s[len] != 0 || !number_value(s, &v)) return false;
+    *out = sign * v;
     return true;
 }
 
@@ -140,14 +152,16 @@ static operand primary(parser *p)
     int start = p->pos;
     if (isdigit((unsigned char)*c) || (*c == '.' && isdigit((unsigned char)c[1]))) {
         int len = number_length(c);
-        if (len <= 0 || isalnum((unsigned char)c[len]) || c[len] == '.' || c[len] == '_') {
+        double v = 0;
+        if (len <= 0 || isalnum((unsigned char)c[len]) || c[len] == '.' || c[len] == '_' ||
+            !number_value(c, &v)) {
             int end = len > 0 ? len : 1;
             while (isalnum((unsigned char)c[end]) || c[end] == '.' || c[end] == '_') end++;
             fail(p, start, "malformed number '%.*s'", end, c);
             return bad;
         }
         p->pos += len;
-        return (operand){NULL, true, strtod(c, NULL)};
+        return (operand){NULL, true, v};
     }
     if (isalpha((unsigned char)*c) || *c == '_') {
         int len = 0;

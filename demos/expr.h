@@ -34,6 +34,7 @@ bool expr_is_function(const char *name);
 void expr_list_functions(FILE *out);
 /* True if s is a valid identifier: a letter or _, then letters, digits, _. */
 bool expr_is_identifier(const char *s);
-/* Parses a whole number such as 2, -0.5 or 1e-3; false if s is not exactly one. */
+/* Parses a whole number such as 2, -0.5 or 1e-3; false if s is not exactly one, or is too
+ * large for a double (1e999). */
 bool expr_parse_number(const char *s, double *out);
 #endif

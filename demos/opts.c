@@ -159,13 +159,18 @@ int opts_parse(const opts_spec *s, int argc, char **argv, const char **pos, int 
     opts_check_stdout_at_exit(s->prog); /* --help and every run after it print on stdout */
     if (npos) *npos = 0;
     int given = 0;
+    bool options_ended = false; /* after "--", as in getopt: a formula may start with '-' */
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+        if (!options_ended && strcmp(a, "--") == 0) {
+            options_ended = true;
+            continue;
+        }
+        if (!options_ended && (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0)) {
             opts_help(s, stdout);
             return 0;
         }
-        if (strncmp(a, "--", 2) != 0) {
+        if (options_ended || strncmp(a, "--", 2) != 0) {
             if (!pos) return opts_error(s, "unexpected argument '%s' (options start with --)", a);
             if (*npos == maxpos) return opts_error(s, "too many arguments (at most %d)", maxpos);
             pos[(*npos)++] = a;

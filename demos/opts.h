@@ -77,8 +77,9 @@ typedef struct {
  * have it; calling it again only changes the name. */
 void opts_check_stdout_at_exit(const char *prog);
 
-/* Parses argv[1..argc-1] by spec.  Arguments that do not start with "--" go, in order, into
- * pos[] (room for maxpos; *npos counts them) when pos is not NULL, and are errors otherwise.
+/* Parses argv[1..argc-1] by spec.  Arguments that do not start with "--", and every argument
+ * after a "--" of its own, go, in order, into pos[] (room for maxpos; *npos counts them) when
+ * pos is not NULL, and are errors otherwise.
  * Returns -1 to go on, 0 after printing --help (or -h) on stdout, or 2 after printing a
  * usage error on stderr.  Calls opts_check_stdout_at_exit(spec->prog) first. */
 int opts_parse(const opts_spec *spec, int argc, char **argv, const char **pos, int *npos, int maxpos);

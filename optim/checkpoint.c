@@ -5,6 +5,7 @@
 #include "ad_io.h"
 #include <errno.h>
 #include <float.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -226,6 +227,17 @@ static ad_status match_buffers(optim *o, const ad_tensor_file *f, const char *pa
             return optim_failo(o, AD_ERR_FORMAT, "optim_load: %s: %s is %s %s, the parameter is %s %s", path, name,
                                ad_dtype_name(ad_tensor_dtype(t)), ad_shape_str(&ts, a, sizeof a),
                                ad_dtype_name(ad_tensor_dtype(want)), ad_shape_str(&ws, b, sizeof b));
+        /* a NaN or infinite buffer, or a negative second moment (whose root is taken), would
+         * make every later step's parameters NaN, and optim_step would still return OK: a state
+         * no run could have saved is a corrupt file */
+        const char *slot_name = o->slot[k % o->nslots];
+        bool second_moment = !strcmp(slot_name, "exp_avg_sq") || !strcmp(slot_name, "square_avg");
+        for (int64_t i = 0; i < ad_tensor_size(t); i++) {
+            double v = ad_tensor_get(t, i);
+            if (!isfinite(v) || (second_moment && v < 0))
+                return optim_failo(o, AD_ERR_FORMAT, "optim_load: %s: %s[%lld] is %s", path, name, (long long)i,
+                                   isfinite(v) ? "negative" : "not finite");
+        }
         found[k] = t;
     }
     return AD_OK;

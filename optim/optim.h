@@ -306,8 +306,8 @@ void optim_sampler_free(optim_sampler *s);
 ad_status optim_save(optim *o, const char *path);
 
 /* Restores the state, step count and configuration saved by optim_save into o, which must
- * have the same kind, number of parameters and buffer shapes and dtypes (AD_ERR_FORMAT
- * otherwise, naming what differs); like PyTorch's load_state_dict, the saved hyperparameters
+ * have the same kind, number of parameters and buffer shapes and dtypes, and whose buffers must
+ * hold finite numbers, second moments >= 0 (AD_ERR_FORMAT otherwise, naming what differs); like PyTorch's load_state_dict, the saved hyperparameters
  * replace o's.  Nothing changes unless the whole file fits.  Resuming from a checkpoint then
  * reproduces the uninterrupted run bit for bit (given the same gradients).  A file that cannot
  * be read (missing, corrupt, or memory ran out while reading) is AD_ERR_IO. */

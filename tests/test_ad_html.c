@@ -5,6 +5,7 @@
 #include "testutil.h"
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static char *page(const ad_graph *g, ad_node *root, int digits, const char *title, ad_status *st)
 {
@@ -324,6 +325,106 @@ START_TEST(failed_allocations_are_reported)
 }
 END_TEST
 
+/* Strict UTF-8 (no overlongs, surrogates or code points past U+10FFFF) without the control
+ * bytes that JSON strings and XML forbid (tab, newline and carriage return are whitespace),
+ * and for XML without U+FFFE and U+FFFF. */
+static bool clean_utf8(const char *s, size_t n, bool xml)
+{
+    const unsigned char *p = (const unsigned char *)s, *end = p + n;
+    while (p < end) {
+        unsigned c = *p;
+        if (c < 0x80) {
+            if (c < 0x20 && c != '\t' && c != '\n' && c != '\r') return false;
+            p++;
+            continue;
+        }
+        int len = c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
+        if (!len || end - p < len) return false;
+        unsigned cp = c & (0x7F >> len);
+        for (int k = 1; k < len; k++) {
+            if ((p[k] & 0xC0) != 0x80) return false;
+            cp = cp << 6 | (p[k] & 0x3F);
+        }
+        if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ||
+            (cp >= 0xD800 && cp <= 0xDFFF) || (xml && (cp == 0xFFFE || cp == 0xFFFF)))
+            return false;
+        p += len;
+    }
+    return true;
+}
+
+/* /usr/bin/python3 parses the file with `code` (sys.argv[1] is its path); true when python3 is
+ * missing (the C check above still ran). */
+static bool python_accepts(const char *text, size_t n, const char *code)
+{
+    if (access("/usr/bin/python3", X_OK) != 0) return true;
+    char path[] = "/tmp/backprop_names_XXXXXX";
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(write(fd, text, n), (ssize_t)n);
+    close(fd);
+    run_result r = run_program("/usr/bin/python3", ARGS("-c", code, path), NULL, NULL, NULL);
+    bool ok = r.status == 0;
+    if (!ok) fprintf(stderr, "python3 refused %s: %s\n", path, r.err);
+    else unlink(path);
+    run_done(&r);
+    return ok;
+}
+
+typedef ad_status (*writer)(const ad_graph *, ad_node *, FILE *);
+static ad_status json_w(const ad_graph *g, ad_node *r, FILE *f) { return ad_write_json(g, r, f); }
+static ad_status svg_w(const ad_graph *g, ad_node *r, FILE *f) { return ad_write_svg(g, r, f, 2); }
+/* 62 bytes before the first euro sign, which view_xml's 63-byte pieces would cut */
+static const char long_title[] = "t\x01\xff" "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\xe2\x82\xac\xe2\x82\xac";
+static ad_status html_w(const ad_graph *g, ad_node *r, FILE *f) { return ad_write_html(g, r, f, 2, long_title); }
+
+static char *written(writer w, const ad_graph *g, ad_node *root, size_t *len)
+{
+    char *buf = NULL;
+    FILE *f = open_memstream(&buf, len);
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(w(g, root, f), AD_OK);
+    fclose(f);
+    return buf;
+}
+
+/* Issue 20, defect 13: names are the user's bytes, and the writers copied them as they were:
+ * control bytes and invalid UTF-8 made invalid JSON and XML that is not well formed.  Valid
+ * UTF-8 must survive, also where view_xml cuts a long name into pieces. */
+START_TEST(hostile_names_give_valid_json_and_xml)
+{
+    static const char *const names[] = {
+        "a\001b", "esc\x1b[31m", "bad\xff", "trunc\xe2\x82", "lone\x80", "over\xc0\xaf",
+        "nonchar\xef\xbf\xbf", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\xe2\x82\xac\xe2\x82\xac"};
+    enum { N = sizeof names / sizeof *names };
+    ad_graph *g = ad_graph_new();
+    ad_node *f = ad_var(g, names[0], 1.5);
+    for (int i = 1; i < N; i++) f = ad_add(g, ad_mul(g, f, ad_var(g, names[i], 1.25)), ad_sin(g, f));
+    ck_assert_int_eq(ad_set_name(g, f, "out\x7f\xf5\x80\x80\x80"), AD_OK);
+    ck_assert_int_eq(ad_backward(g, f), AD_OK);
+    size_t len;
+    char *json = written(json_w, g, f, &len);
+    ck_assert_msg(clean_utf8(json, len, false), "JSON is not clean UTF-8");
+    ck_assert_ptr_nonnull(strstr(json, "\"a\\u0001b\""));
+    ck_assert_ptr_nonnull(strstr(json, "\"bad\xef\xbf\xbd\""));
+    ck_assert_ptr_nonnull(strstr(json, "\xe2\x82\xac\xe2\x82\xac\""));
+    ck_assert(python_accepts(json, len, "import json, sys; json.loads(open(sys.argv[1], 'rb').read().decode('utf-8'))"));
+    free(json);
+    char *svg = written(svg_w, g, f, &len);
+    ck_assert_msg(clean_utf8(svg, len, true), "SVG is not clean UTF-8");
+    ck_assert_ptr_nonnull(strstr(svg, "aaaa</text>")); /* cut to 63 bytes before the euro sign */
+    ck_assert(python_accepts(svg, len, "import sys, xml.dom.minidom as m; m.parse(sys.argv[1])"));
+    free(svg);
+    char *html = written(html_w, g, f, &len);
+    ck_assert_msg(clean_utf8(html, len, true), "HTML is not clean UTF-8");
+    ck_assert(well_formed(html));
+    ck_assert_ptr_nonnull(strstr(html, "t?\xef\xbf\xbd" "aaaa")); /* the title, cut into pieces */
+    ck_assert_ptr_nonnull(strstr(html, "aaaa\xe2\x82\xac\xe2\x82\xac<"));
+    free(html);
+    ad_graph_free(g);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("ad_html");
@@ -336,6 +437,7 @@ int main(void)
     tcase_add_test(tc, large_graph_gets_every_step_and_a_summary_picture);
     tcase_add_test(tc, bad_arguments);
     tcase_add_test(tc, failed_allocations_are_reported);
+    tcase_add_test(tc, hostile_names_give_valid_json_and_xml);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }

@@ -151,6 +151,13 @@ START_TEST(bad_input)
         {ARGS("--digits", "many", "x", "x=1"), "backprop: --digits takes a whole number from -1 to 17, not 'many'\n(backprop --help for usage)\n"},
         {ARGS("exp=1", "x=1"), "backprop: column 4: expected '('\n"},
         {ARGS("x", "exp=1"), "backprop: 'exp' is not a variable name\n(backprop --help for usage)\n"},
+        /* issue 20, defect 14: numbers that overflow to infinity are malformed, not values */
+        {ARGS("x", "x=1e999"), "backprop: malformed number in 'x=1e999'\n(backprop --help for usage)\n"},
+        {ARGS("x", "x=-1e309"), "backprop: malformed number in 'x=-1e309'\n(backprop --help for usage)\n"},
+        {ARGS("1e999*x", "x=1"), "backprop: column 1: malformed number '1e999'\n"},
+        {ARGS("x + 2*1.7976931348623159e308*x", "x=1"), "backprop: column 7: malformed number '1.7976931348623159e308'\n"},
+        {ARGS("--", "--bogus", "x=1"), "backprop: column 3: variable 'bogus' has no value (give it one: bogus=...)\n"},
+        {ARGS("--", "--help"), "backprop: column 3: variable 'help' has no value (give it one: help=...)\n"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         run_result r = run(cases[i].args);
@@ -162,6 +169,112 @@ START_TEST(bad_input)
     run_result r = run(ARGS(NULL));
     ck_assert_int_eq(r.status, 2);
     ck_assert_ptr_nonnull(strstr(r.err, "usage: backprop"));
+    done(&r);
+}
+END_TEST
+
+/* Issue 20, defect 14: "--" ends the options (opts.c, so in every demo): what follows is the
+ * formula and the values, even when they start with '-'. */
+START_TEST(double_dash_ends_the_options)
+{
+    run_result r = run(ARGS("--", "-x", "x=1"));
+    ck_assert_msg(r.status == 0, "exit %d: %s", r.status, r.err);
+    ck_assert_ptr_nonnull(strstr(r.out, "-1"));
+    done(&r);
+    r = run(ARGS("--json", "--", "--x", "x=2"));
+    ck_assert_msg(r.status == 0, "exit %d: %s", r.status, r.err);
+    ck_assert_str_eq(r.out, "{\"value\": 2, \"gradient\": {\"x\": 1}}\n");
+    done(&r);
+    r = run(ARGS("--json", "--", "x", "--", "x=2"));
+    ck_assert_int_eq(r.status, 2);
+    ck_assert_str_eq(r.err, "backprop: expected name=value, not '--'\n(backprop --help for usage)\n");
+    done(&r);
+}
+END_TEST
+
+/* A formula of n nested parentheses around x, or n unary minus signs before it (malloc'd). */
+static char *nested(int n, bool parens)
+{
+    char *f = malloc((size_t)(2 * n + 2));
+    ck_assert_ptr_nonnull(f);
+    int k = 0;
+    for (int i = 0; i < n; i++) f[k++] = parens ? '(' : '-';
+    f[k++] = 'x';
+    for (int i = 0; parens && i < n; i++) f[k++] = ')';
+    f[k] = 0;
+    return f;
+}
+
+/* Issue 20, defect 14: the man page documents every option of --help (it missed --html) and
+ * the limits, and the limits are the ones it states. */
+START_TEST(man_page_documents_options_and_limits)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/../../demos/backprop.1", golden);
+    FILE *f = fopen(path, "rb");
+    ck_assert_msg(f != NULL, "missing %s", path);
+    char *man = slurp_fd(fileno(f));
+    fclose(f);
+    run_result r = run(ARGS("--help"));
+    ck_assert_int_eq(r.status, 0);
+    for (const char *p = strstr(r.out, "  --"); p; p = strstr(p + 1, "  --")) {
+        char opt[64], want[80];
+        sscanf(p + 4, "%63[a-z-]", opt);
+        char want_flag[80];
+        snprintf(want_flag, sizeof want_flag, ".B \\-\\-%s\n", opt);
+        snprintf(want, sizeof want, ".BI \\-\\-%s \"", opt);
+        ck_assert_msg(strstr(man, want_flag) || strstr(man, want), "the man page does not document --%s", opt);
+    }
+    done(&r);
+    ck_assert_ptr_nonnull(strstr(man, "At most 64 variables"));
+    ck_assert_ptr_nonnull(strstr(man, "at most 63 characters"));
+    ck_assert_ptr_nonnull(strstr(man, "99 nested\nparentheses fit and 100 are refused"));
+    ck_assert_ptr_nonnull(strstr(man, "nests at most 200 levels"));
+    free(man);
+
+    char *ok = nested(99, true), *deep = nested(100, true), *signs = nested(198, false), *more = nested(199, false);
+    r = run(ARGS("--json", ok, "x=1"));
+    ck_assert_msg(r.status == 0, "99 parentheses: %s", r.err);
+    done(&r);
+    r = run(ARGS("--json", deep, "x=1"));
+    ck_assert_int_eq(r.status, 2);
+    ck_assert_ptr_nonnull(strstr(r.err, "formula nested too deeply"));
+    done(&r);
+    r = run(ARGS("--json", "--", signs, "x=1"));
+    ck_assert_msg(r.status == 0, "198 signs: %s", r.err);
+    done(&r);
+    r = run(ARGS("--json", "--", more, "x=1"));
+    ck_assert_int_eq(r.status, 2);
+    done(&r);
+    free(ok), free(deep), free(signs), free(more);
+
+    /* 64 variables of 63 characters: v00xxx...; one more variable, or one more character, fails */
+    static char names[66][80], formula[66 * 66];
+    const char *args[70];
+    size_t at = 0;
+    for (int i = 0; i < 65; i++) {
+        snprintf(names[i], sizeof names[i], "v%02d%060d=1", i, 0);
+        at += (size_t)snprintf(formula + at, sizeof formula - at, "%s%.63s", i ? "+" : "", names[i]);
+    }
+    args[0] = "--json";
+    args[1] = formula;
+    for (int i = 0; i < 65; i++) args[2 + i] = names[i];
+    args[2 + 64] = NULL;
+    formula[64 * 64 - 1] = 0; /* the first 64 names */
+    r = run(args);
+    ck_assert_msg(r.status == 0, "64 variables: %s", r.err);
+    done(&r);
+    formula[64 * 64 - 1] = '+';
+    args[2 + 64] = names[64];
+    args[2 + 65] = NULL;
+    r = run(args);
+    ck_assert_int_eq(r.status, 2);
+    ck_assert_str_eq(r.err, "backprop: too many variables (at most 64)\n(backprop --help for usage)\n");
+    done(&r);
+    snprintf(names[65], sizeof names[65], "v%063d=1", 0);
+    r = run(ARGS("x", names[65]));
+    ck_assert_int_eq(r.status, 2);
+    ck_assert_ptr_nonnull(strstr(r.err, "variable name too long"));
     done(&r);
 }
 END_TEST
@@ -217,6 +330,8 @@ int main(int argc, char **argv)
     tcase_add_test(tc, grammar);
     tcase_add_test(tc, bad_input);
     tcase_add_test(tc, nonfinite_results_are_reported);
+    tcase_add_test(tc, double_dash_ends_the_options);
+    tcase_add_test(tc, man_page_documents_options_and_limits);
     tcase_add_test(tc, help_exits_zero);
     suite_add_tcase(s, tc);
     return run_suite(s);

@@ -403,6 +403,64 @@ START_TEST(out_of_range_numbers_are_refused)
 }
 END_TEST
 
+/* Writes v over element 1 of tensor name in the safetensors file at path (found through the
+ * header's data_offsets). */
+static void poke(const char *path, const char *name, double v)
+{
+    FILE *f = fopen(path, "r+b");
+    ck_assert_ptr_nonnull(f);
+    unsigned char len8[8];
+    ck_assert_int_eq(fread(len8, 1, 8, f), 8);
+    long header = 0;
+    for (int k = 7; k >= 0; k--) header = header * 256 + len8[k];
+    char *json = calloc(1, (size_t)header + 1);
+    ck_assert_int_eq(fread(json, 1, (size_t)header, f), (size_t)header);
+    char key[96];
+    snprintf(key, sizeof key, "\"%s\"", name);
+    const char *at = strstr(json, key);
+    ck_assert_msg(at != NULL, "no %s in %s", name, json);
+    long start;
+    ck_assert_int_eq(sscanf(strstr(at, "data_offsets") + 14, "[%ld", &start), 1);
+    free(json);
+    ck_assert_int_eq(fseek(f, 8 + header + start + 8, SEEK_SET), 0);
+    ck_assert_int_eq(fwrite(&v, sizeof v, 1, f), 1);
+    ck_assert_int_eq(fclose(f), 0);
+}
+
+/* Found by fuzz_checkpoint (issue 20): a state buffer holding NaN, an infinity, or a negative
+ * second moment loaded, and the next optim_step returned OK with NaN parameters.  Every loaded
+ * number needs a range: state must be finite, second moments >= 0. */
+START_TEST(out_of_range_state_is_refused)
+{
+    static const struct { optim_kind kind; double momentum; const char *name; double v; const char *why; } cases[] = {
+        {OPTIM_MOMENTUM, 0.9, "state.0.velocity", NAN, "state.0.velocity[1] is not finite"},
+        {OPTIM_MOMENTUM, 0.9, "state.1.velocity", INFINITY, "state.1.velocity[1] is not finite"},
+        {OPTIM_ADAM, 0, "state.0.exp_avg", -INFINITY, "state.0.exp_avg[1] is not finite"},
+        {OPTIM_ADAM, 0, "state.0.exp_avg_sq", -1, "state.0.exp_avg_sq[1] is negative"},
+        {OPTIM_ADAMW, 0, "state.1.exp_avg_sq", -1e-300, "state.1.exp_avg_sq[1] is negative"},
+        {OPTIM_RMSPROP, 0.5, "state.0.square_avg", -2, "state.0.square_avg[1] is negative"},
+        {OPTIM_RMSPROP, 0.5, "state.1.momentum_buffer", NAN, "state.1.momentum_buffer[1] is not finite"},
+    };
+    make_dir();
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        model m;
+        model_init(&m, AD_F64);
+        optim_cfg c = optim_defaults(cases[i].kind, 0.1);
+        if (cases[i].momentum) c.momentum = cases[i].momentum;
+        optim *o = new_optim(&m, &c);
+        train(o, &m, 2);
+        ck_assert_int_eq(optim_save(o, path_of("optim.safetensors")), AD_OK);
+        poke(path_of("optim.safetensors"), cases[i].name, cases[i].v);
+        ck_assert_int_eq(optim_load(o, path_of("optim.safetensors")), AD_ERR_FORMAT);
+        ck_assert_msg(strstr(optim_error(o), cases[i].why) != NULL, "case %zu: %s", i, optim_error(o));
+        ck_assert_int_eq(optim_steps(o), 2);
+        optim_free(o);
+        model_free(&m);
+    }
+    remove_dir();
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("optim_checkpoint");
@@ -412,6 +470,7 @@ int main(void)
     tcase_add_test(tc, loads_that_do_not_fit_are_refused);
     tcase_add_test(tc, invalid_saved_configuration_is_refused);
     tcase_add_test(tc, out_of_range_numbers_are_refused);
+    tcase_add_test(tc, out_of_range_state_is_refused);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }

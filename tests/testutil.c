@@ -55,9 +55,9 @@ static run_result run(const char *prog, const char *const *args, const char *dir
     pid_t pid = fork();
     ck_assert(pid >= 0);
     if (pid == 0) {
-        const char *argv[62] = {prog};
+        const char *argv[130] = {prog};
         int n = 1;
-        for (; args[n - 1] && n < 61; n++) argv[n] = args[n - 1];
+        for (; args[n - 1] && n < 129; n++) argv[n] = args[n - 1];
         argv[n] = NULL;
         if (env_name) setenv(env_name, env_value, 1);
         if (out_fd == -1) close(1);

@@ -23,7 +23,7 @@ typedef struct {
     char *out, *err; /* stdout and stderr, NUL-terminated (free with run_done) */
     int status;      /* exit code, or 128 + signal */
 } run_result;
-/* Runs prog with args (NULL-terminated, at most 60), in folder dir (NULL: here), with the
+/* Runs prog with args (NULL-terminated, at most 128), in folder dir (NULL: here), with the
  * environment variable env_name set to env_value (env_name NULL: none).  stdout and stderr go
  * through temporary files, so a large output cannot block and stderr is never a terminal. */
 run_result run_program(const char *prog, const char *const *args, const char *dir,
