@@ -107,6 +107,9 @@ struct ad_graph {
     ad_node *cur, *cur_end; /* free slots of the current slab */
     block *first, *blk;   /* byte arena: list of blocks and the one in use */
     uint64_t mallocs, reserved, used;
+    /* The arena had blocks when this graph began, and still had to take a new one: the graph
+     * outgrew them, and the next reset makes them one block (graph.c). */
+    bool had_blocks, outgrew;
     uint32_t dirty;       /* nodes [0, dirty) may hold gradients of an earlier sweep */
     bool nograd;
     bool anomaly;         /* check every value and gradient (anomaly.c) */
