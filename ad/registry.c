@@ -222,7 +222,10 @@ void *grad_for_write(ad_graph *g, ad_node *n, bool can_assign, bool *assign)
 {
     *assign = false;
     if (!g || !n || !(n->flags & F_NEEDS_GRAD)) return NULL;
-    if (n->flags & F_SCALAR) return &n->g;
+    if (n->flags & F_SCALAR) { /* reached by the sweep: its backward runs even if g stays 0 */
+        n->flags |= F_GRAD_LIVE;
+        return &n->g;
+    }
     ad_ext *x = n->x;
     if (x->param && x->param->grad_zero) { /* zeroed lazily: this write is the first */
         if (can_assign) *assign = true;

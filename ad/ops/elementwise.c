@@ -154,7 +154,7 @@ BINARY_BACKWARD(float)
                                   double p, T *Y)                                         \
     {                                                                                     \
         switch (op) {                                                                     \
-        case OP_RELU: for (int64_t i = 0; i < n; i++) Y[i] = X[i] > 0 ? X[i] : 0; break;  \
+        case OP_RELU: for (int64_t i = 0; i < n; i++) Y[i] = !(X[i] <= 0) ? X[i] : 0; break; \
         case OP_NEG: for (int64_t i = 0; i < n; i++) Y[i] = -X[i]; break;                 \
         default: for (int64_t i = 0; i < n; i++) Y[i] = (T)e->f1(X[i], p); break;         \
         }                                                                                 \
@@ -166,8 +166,8 @@ BINARY_BACKWARD(float)
         switch (op) {                                                                     \
         case OP_RELU: /* G read unconditionally: a select, not a mispredicted branch */   \
             for (int64_t i = 0; i < n; i++) {                                             \
-                T g_ = G[i];                                                              \
-                PUT(D[i], X[i] > 0 ? g_ : 0);                                             \
+                T g_ = G[i], x_ = X[i];                                                   \
+                PUT(D[i], x_ > 0 ? g_ : x_ <= 0 ? 0 : x_); /* NaN stays NaN */            \
             }                                                                             \
             break;                                                                        \
         case OP_NEG: for (int64_t i = 0; i < n; i++) PUT(D[i], -G[i]); break;             \
