@@ -28,7 +28,7 @@ static ad_status sweep(ad_graph *g, ad_node *root, const double *seed)
 {
     if (!g) return AD_ERR_NULL;
     if (!root) return ad_set_error(g, AD_ERR_NULL, "backward: root is NULL");
-    if (root->id >= g->nnodes || node_at(g, root->id) != root)
+    if (!node_is_live(g, root))
         return ad_set_error(g, AD_ERR_ARG, "backward: root is not a node of this graph");
     uint32_t end = root->id + 1;
     clear_stale(g, end < g->dirty ? end : g->dirty);
@@ -67,9 +67,6 @@ static ad_status sweep(ad_graph *g, ad_node *root, const double *seed)
                 if (g->anomaly && (st = anomaly_backward(g, n)) != AD_OK) return st;
                 continue;
             }
-            /* skip what received no gradient: a tensor whose buffer is not live, a scalar
-             * at 0 (an op the root does not depend on need not have a backward) */
-            if (f & F_SCALAR ? n->g == 0 : !(f & F_GRAD_LIVE)) continue;
             if ((st = backward_node(g, n)) != AD_OK) return st;
             if (g->anomaly && (st = anomaly_backward(g, n)) != AD_OK) return st;
         }
@@ -79,7 +76,7 @@ static ad_status sweep(ad_graph *g, ad_node *root, const double *seed)
 
 ad_status ad_backward(ad_graph *g, ad_node *root)
 {
-    if (g && root && node_size(root) != 1) {
+    if (g && root && node_is_live(g, root) && node_size(root) != 1) {
         char b[96];
         ad_shape s = node_shape(root);
         return ad_set_error(g, AD_ERR_SHAPE,
