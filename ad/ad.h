@@ -220,7 +220,9 @@ ad_graph *ad_graph_new(void);
 void ad_graph_free(ad_graph *g);
 /* Forgets every node and clears the error but keeps the arena's memory, so the next
  * iteration of a loop records into memory it already has.  The no-grad and anomaly settings
- * stay as they were. */
+ * stay as they were.  Nodes from before the reset must not be used: ops refuse one whose slot
+ * no new node has taken yet (AD_ERR_ARG), but one whose slot was reused is that new node.  An
+ * arena that the last graph outgrew is made one block of that graph's size plus a quarter. */
 void ad_graph_reset(ad_graph *g);
 /* The arena's statistics. */
 ad_graph_stats ad_graph_get_stats(const ad_graph *g);
