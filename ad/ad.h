@@ -220,7 +220,9 @@ ad_graph *ad_graph_new(void);
 void ad_graph_free(ad_graph *g);
 /* Forgets every node and clears the error but keeps the arena's memory, so the next
  * iteration of a loop records into memory it already has.  The no-grad and anomaly settings
- * stay as they were. */
+ * stay as they were.  Nodes from before the reset must not be used: ops refuse one whose slot
+ * no new node has taken yet (AD_ERR_ARG), but one whose slot was reused is that new node.  An
+ * arena that the last graph outgrew is made one block of that graph's size plus a quarter. */
 void ad_graph_reset(ad_graph *g);
 /* The arena's statistics. */
 ad_graph_stats ad_graph_get_stats(const ad_graph *g);
@@ -460,7 +462,13 @@ ad_node *ad_dropout(ad_graph *g, ad_node *a, double p, bool inverted, ad_rng *rn
  * Backward.
  */
 
-/* Sweeps backward from a root holding one element, seeding its gradient with 1. */
+/* Sweeps backward from a root holding one element, seeding its gradient with 1.  Only the
+ * nodes the root depends on are swept, and each passes its gradient on as IEEE arithmetic
+ * says, even a gradient of 0: at a point where an op's derivative is infinite, 0 * inf is NaN
+ * (relu(log(x)) at x = 0 has gradient NaN, as in PyTorch, on every path).  A NaN input makes
+ * relu, leaky_relu, abs, max and min NaN, value and derivative (docs/design.md, "Subgradients").
+ * The root and every input must be nodes of g made since its last reset: a node of another
+ * graph, or from before ad_graph_reset, is refused with AD_ERR_ARG. */
 ad_status ad_backward(ad_graph *g, ad_node *root);
 /* Sweeps backward from any root with a seed gradient of the root's size (doubles). */
 ad_status ad_backward_seed(ad_graph *g, ad_node *root, const double *seed);

@@ -112,7 +112,12 @@ int ad_op_count(void);
 bool ad_op_is_elementwise(int id, int *arity, int *nparam);
 /* Applies op id to nin inputs with nparam numeric parameters (copied).  The output has the
  * inputs' dtype and the shape the op's rule gives.  Elementwise ops on float64 scalars take
- * the one-node fast path, as ad_add does. */
+ * the one-node fast path, as ad_add does.  A built-in op checks its parameters before using
+ * them: their number ("sum_axis: takes 2 parameters (axis, keepdim), given 0") and their range
+ * (an axis, index or dimension must be an integer, so NaN and 1e300 are refused), with
+ * AD_ERR_ARG; an op of ad_op_register gets what it is given.  Every input must be a node of g
+ * made since its last reset (AD_ERR_ARG otherwise).  On failure the graph is as before the
+ * call: no node is left behind. */
 ad_node *ad_apply(ad_graph *g, int op, ad_node *const *in, int nin, const double *param,
                   int nparam);
 /* ad_apply with an argument for the op's state initialiser (labels for cross_entropy, an

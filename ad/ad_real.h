@@ -207,11 +207,17 @@ AD_REAL_INLINE ad_real ad_real_lin2_(ad_tape *t, double v, ad_real a, double da,
     return ad_real_write_(t, v, i3 < 0 ? 3 : 4, a0, A0, a1, A1, i2, d2, i3, d3);
 }
 
+/* Whether a's partials are finite.  A unary operation with derivative 0 makes a constant
+ * only then: 0 * inf is NaN on the graph's paths and in PyTorch (relu(log(0)) at 0), so it is
+ * here too. */
+AD_REAL_INLINE bool ad_real_finite_(ad_real a) { return isfinite(a.d[0]) && isfinite(a.d[1]); }
+
 /* The operations, one per row of ad_ew.h: ad_real_add, ad_real_mul, ..., ad_real_sin,
  * ad_real_erf, ... (ad_real_leaky_relu takes its slope as a third argument), with the
  * formulas the graph engine uses.  Unary operations never write to the tape.  One whose
  * derivative is 0 at this point (relu of a negative number, say) gives a constant: its terms
- * go no further, so what is computed from it records less. */
+ * go no further, so what is computed from it records less.  Unless a term is infinite or NaN
+ * (ad_real_finite_). */
 #define AD_REAL_BINARY_(ID, name, infix_, text_, ta_, tb_, fll_, ffl_, flr_, ffr_, F, DA, DB, ...)   \
     AD_REAL_INLINE ad_real ad_real_##name(ad_tape *t, ad_real a, ad_real b)                   \
     {                                                                                         \
@@ -225,7 +231,7 @@ AD_REAL_INLINE ad_real ad_real_lin2_(ad_tape *t, double v, ad_real a, double da,
     {                                                                                         \
         (void)t;                                                                              \
         double y = ad_ew_##name(a.v, 0), d = ad_ew_##name##_d(a.v, y, 0);                     \
-        return d == 0 ? ad_real_const(y) : ad_real_lin1_(y, a, d);                            \
+        return d == 0 && ad_real_finite_(a) ? ad_real_const(y) : ad_real_lin1_(y, a, d);      \
     }
 /* ... and a unary row with a parameter. */
 #define AD_REAL_UNARY_P_(ID, name, ...)                                                       \
@@ -233,7 +239,7 @@ AD_REAL_INLINE ad_real ad_real_lin2_(ad_tape *t, double v, ad_real a, double da,
     {                                                                                         \
         (void)t;                                                                              \
         double y = ad_ew_##name(a.v, p), d = ad_ew_##name##_d(a.v, y, p);                     \
-        return d == 0 ? ad_real_const(y) : ad_real_lin1_(y, a, d);                            \
+        return d == 0 && ad_real_finite_(a) ? ad_real_const(y) : ad_real_lin1_(y, a, d);      \
     }
 AD_EW_BINARY(AD_REAL_BINARY_)
 AD_EW_UNARY(AD_REAL_UNARY_)

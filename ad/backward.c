@@ -28,7 +28,7 @@ static ad_status sweep(ad_graph *g, ad_node *root, const double *seed)
 {
     if (!g) return AD_ERR_NULL;
     if (!root) return ad_set_error(g, AD_ERR_NULL, "backward: root is NULL");
-    if (root->id >= g->nnodes || node_at(g, root->id) != root)
+    if (!node_is_live(g, root))
         return ad_set_error(g, AD_ERR_ARG, "backward: root is not a node of this graph");
     uint32_t end = root->id + 1;
     clear_stale(g, end < g->dirty ? end : g->dirty);
@@ -49,19 +49,24 @@ static ad_status sweep(ad_graph *g, ad_node *root, const double *seed)
             ad_node *n = base + k;
             uint8_t f = n->flags;
             if ((f & (F_NEEDS_GRAD | F_LEAF)) != F_NEEDS_GRAD) continue;
+            /* Skip what the sweep did not reach (F_GRAD_LIVE unset): the root does not depend
+             * on it, its partials may be infinite (exp(1000)) and 0 * inf would poison its
+             * inputs' gradients with NaN, and its op need not have a backward.  What it did
+             * reach passes its gradient on even when that is 0, as the tensor path and PyTorch
+             * do: relu(log(0)) has gradient 0 * inf = NaN at 0 on every path (docs/design.md,
+             * "Subgradients"). */
+            if (!(f & F_GRAD_LIVE)) continue;
             if (f & F_PARTIALS) {
-                /* a node the root does not depend on holds 0; its partials may be infinite
-                 * (exp(1000)), and 0 * inf would poison its inputs' gradients with NaN */
                 double gv = n->g;
-                if (gv == 0) continue;
                 n->a->g += n->da * gv;
-                if (n->b) n->b->g += n->db * gv;
+                n->a->flags |= F_GRAD_LIVE;
+                if (n->b) {
+                    n->b->g += n->db * gv;
+                    n->b->flags |= F_GRAD_LIVE;
+                }
                 if (g->anomaly && (st = anomaly_backward(g, n)) != AD_OK) return st;
                 continue;
             }
-            /* skip what received no gradient: a tensor whose buffer is not live, a scalar
-             * at 0 (an op the root does not depend on need not have a backward) */
-            if (f & F_SCALAR ? n->g == 0 : !(f & F_GRAD_LIVE)) continue;
             if ((st = backward_node(g, n)) != AD_OK) return st;
             if (g->anomaly && (st = anomaly_backward(g, n)) != AD_OK) return st;
         }
@@ -71,7 +76,7 @@ static ad_status sweep(ad_graph *g, ad_node *root, const double *seed)
 
 ad_status ad_backward(ad_graph *g, ad_node *root)
 {
-    if (g && root && node_size(root) != 1) {
+    if (g && root && node_is_live(g, root) && node_size(root) != 1) {
         char b[96];
         ad_shape s = node_shape(root);
         return ad_set_error(g, AD_ERR_SHAPE,

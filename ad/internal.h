@@ -115,6 +115,10 @@ void *tensor_grad_now(ad_tensor *t);
 
 #define SLAB_BITS 12
 #define SLAB_NODES (1u << SLAB_BITS)
+/* Slabs start on 2^19-byte boundaries (a slab is 288 KiB), so a node's address names its
+ * slab's start, and slab_tab finds the slab from that start in one probe: node_is_live. */
+#define SLAB_ALIGN_BITS 19
+#define SLAB_TAB 1024
 
 typedef struct block {
     struct block *next;
@@ -129,6 +133,10 @@ struct ad_graph {
     ad_node *cur, *cur_end; /* free slots of the current slab */
     block *first, *blk;   /* byte arena: list of blocks and the one in use */
     uint64_t mallocs, reserved, used;
+    /* The arena had blocks when this graph began, and still had to take a new one: the graph
+     * outgrew them, and the next reset makes them one block (graph.c). */
+    bool had_blocks, outgrew;
+    uint32_t slab_tab[SLAB_TAB]; /* 1 + the slab starting at k << SLAB_ALIGN_BITS (mod SLAB_TAB); 0: none */
     uint32_t dirty;       /* nodes [0, dirty) may hold gradients of an earlier sweep */
     bool nograd;
     bool anomaly;         /* check every value and gradient (anomaly.c) */
@@ -155,7 +163,15 @@ typedef struct {
     ad_op_def def;
     ew1_fn f1; ew1_d_fn d1, dd1;                      /* unary elementwise */
     ew2_fn f2; ew2_d_fn d2a, d2b, d2aa, d2ab, d2bb;   /* binary elementwise */
-    int nparam;                                       /* numeric parameters a unary op takes */
+    /* Parameters, checked by ad_apply_with before anything reads them: the op takes
+     * nparam_min..nparam of them (a unary elementwise op's one is optional), named in messages
+     * by param_names, and params (if any) checks their ranges.  An op of ad_op_register
+     * declares none of this (any_params): its own callbacks judge what they are given. */
+    int nparam;
+    int nparam_min;
+    bool any_params;
+    const char *param_names;   /* "(axis, keepdim)" */
+    int (*params)(const ad_op_ctx *c, char *msg, size_t len);
     const char *symbol;        /* the gate's label (NULL: the name) */
     const char *prefix;        /* unary: written before the operand ("-", "1/") */
     const char *infix;         /* binary: written between the operands (" + ") */
@@ -165,6 +181,22 @@ typedef struct {
 
 static inline bool op_is_elementwise(const op_entry *e) { return e->f1 || e->f2; }
 const op_entry *op_entry_get(int id);
+
+/* Parameter p as an integer in [lo, hi], or false with "<what> <p> is not an integer in
+ * [lo, hi]" written into msg.  Every op checks its parameters so before converting them:
+ * converting NaN or 1e300 to an integer is undefined behaviour. */
+bool param_int(double p, double lo, double hi, const char *what, char *msg, size_t len);
+/* The largest dimension or index a parameter may give: 2^62, exact as a double and far
+ * beyond any real tensor, so that no conversion or sum of two of them overflows. */
+#define PARAM_DIM_MAX 4611686018427387904.0
+/* An axis splits a tensor into [outer, n, inner] (n along the axis).  For a tensor with no
+ * elements the products outside the axis may exceed int64 ([0, 2^62, 2^62]): then outer and
+ * inner are 0, as every loop over the tensor has nothing to do. */
+typedef struct { int64_t outer, n, inner; } axis_split;
+axis_split split_axis(const ad_shape *s, int axis);
+/* The parameter check of ops whose first parameter is an axis (more of them are checked by
+ * the op's own). */
+int params_axis(const ad_op_ctx *c, char *msg, size_t len);
 
 /* Arena. */
 void *arena_alloc(ad_graph *g, size_t bytes);  /* 64-byte aligned, uninitialised */
@@ -178,6 +210,26 @@ static inline ad_node *node_alloc(ad_graph *g)
     return n;
 }
 ad_node *node_at(const ad_graph *g, uint32_t id);
+/* Takes back node n of a call that failed after making it, so that no walker (backward,
+ * ad_find_nonfinite, ad_graph_node) meets a half-made node: the newest node is unmade; one
+ * with newer nodes after it (an op's callbacks made some) becomes a plain constant 0. */
+void node_discard(ad_graph *g, ad_node *n);
+bool node_is_live_slow(const ad_graph *g, const ad_node *n);
+/* Whether n is a node of g made since the last reset: inside one of g's slabs, below the node
+ * count.  Decided from the address alone, so a node of another graph, even a freed one, is
+ * never read: the slab start that n's address implies is looked up in slab_tab (a slab the
+ * table could not hold, two starts sharing an entry, is found by node_is_live_slow). */
+static inline bool node_is_live(ad_graph *g, const ad_node *n)
+{
+    uintptr_t p = (uintptr_t)n, base = p >> SLAB_ALIGN_BITS << SLAB_ALIGN_BITS;
+    /* most inputs are recent: in the current slab (the one g->cur points into), below cur */
+    if (((p ^ (uintptr_t)g->cur) >> SLAB_ALIGN_BITS) == 0 && p < (uintptr_t)g->cur) return true;
+    uint32_t s = g->slab_tab[(base >> SLAB_ALIGN_BITS) & (SLAB_TAB - 1)];
+    if (!s || (uintptr_t)g->slab[s - 1] != base) return node_is_live_slow(g, n);
+    /* nodes of slab s-1 below the count: all of it, or the first nnodes mod SLAB_NODES */
+    int64_t live = (int64_t)g->nnodes - ((int64_t)(s - 1) << SLAB_BITS);
+    return live > 0 && p - base < (uint64_t)live * sizeof(ad_node);
+}
 char *arena_strdup(ad_graph *g, const char *s);
 /* Short names for the counting allocator of alloc.c (public as ad_malloc, ...). */
 #define ad_xmalloc ad_malloc

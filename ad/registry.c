@@ -73,7 +73,7 @@ static int add_entry(const op_entry *e)
 int ad_op_register(const ad_op_def *def)
 {
     if (!def) return -1;
-    op_entry e = {.def = *def};
+    op_entry e = {.def = *def, .any_params = true};
     return add_entry(&e);
 }
 
@@ -81,7 +81,7 @@ int ad_op_register_unary(const ad_unary_def *d)
 {
     if (!d || !d->f || !d->df) return -1;
     const op_entry *like = op_entry_get(OP_EXP); /* the elementwise engine's callbacks */
-    op_entry e = {.def = like->def, .f1 = d->f, .d1 = d->df, .dd1 = d->d2f, .nparam = 1};
+    op_entry e = {.def = like->def, .f1 = d->f, .d1 = d->df, .dd1 = d->d2f, .nparam = 1, .param_names = "(p)"};
     e.def.name = d->name;
     e.def.local_grad = d->local_grad;
     return add_entry(&e);
@@ -177,8 +177,13 @@ ad_node *ad_apply_with(ad_graph *g, int op, ad_node *const *in, int nin, const d
         ad_set_error(g, AD_ERR_ARG, "%s: bad parameter list", name);
         return NULL;
     }
-    if (op_is_elementwise(e) && nparam > e->nparam) {
-        ad_set_error(g, AD_ERR_ARG, "%s: takes %d parameters, given %d", name, e->nparam, nparam);
+    if (!e->any_params && (nparam < e->nparam_min || nparam > e->nparam)) {
+        char takes[32];
+        if (e->nparam_min == e->nparam) snprintf(takes, sizeof takes, "%d", e->nparam);
+        else snprintf(takes, sizeof takes, "%d to %d", e->nparam_min, e->nparam);
+        ad_set_error(g, AD_ERR_ARG, "%s: takes %s parameter%s%s%s, given %d", name, takes,
+                     e->nparam == 1 ? "" : "s", e->param_names ? " " : "",
+                     e->param_names ? e->param_names : "", nparam);
         return NULL;
     }
     if (!check_inputs(g, name, in, nin)) return NULL;
@@ -187,6 +192,10 @@ ad_node *ad_apply_with(ad_graph *g, int op, ad_node *const *in, int nin, const d
     ad_op_ctx c = {g, NULL, nin, in, param, nparam, NULL};
     ad_shape shape;
     char msg[256] = "";
+    if (e->params && e->params(&c, msg, sizeof msg)) {
+        ad_set_error(g, AD_ERR_ARG, "%s: %s", name, msg);
+        return NULL;
+    }
     if ((e->def.shape ? e->def.shape : broadcast_all)(&c, &shape, msg, sizeof msg)) {
         ad_set_error(g, AD_ERR_SHAPE, "%s: %s", name, msg);
         return NULL;
@@ -196,33 +205,66 @@ ad_node *ad_apply_with(ad_graph *g, int op, ad_node *const *in, int nin, const d
         return NULL;
     }
     ad_node *n = node_new(g, op, nin ? (ad_dtype)in[0]->dtype : AD_F64, &shape, in, nin);
-    if (!n || !node_set_params(g, n, param, nparam)) return NULL;
+    if (!n) return NULL;
+    if (!node_set_params(g, n, param, nparam)) goto fail;
     c.out = n;
     c.param = n->x ? n->x->param_v : NULL;
     if (e->def.state_size || e->def.init) {
         ad_ext *x = node_ext(g, n);
-        if (!x) return NULL;
+        if (!x) goto fail;
         if (e->def.state_size) {
-            if (!(x->saved = ad_op_alloc(&c, e->def.state_size))) return NULL;
+            if (!(x->saved = ad_op_alloc(&c, e->def.state_size))) goto fail;
             memset(x->saved, 0, e->def.state_size);
         }
         c.state = x->saved;
         ad_status st = e->def.init ? e->def.init(&c, arg, msg, sizeof msg) : AD_OK;
         if (st) {
             ad_set_error(g, st, "%s: %s", name, msg);
-            return NULL;
+            goto fail;
         }
-        if (g->status) return NULL; /* the initialiser ran out of memory */
+        if (g->status) goto fail; /* the initialiser ran out of memory */
     }
     e->def.forward(&c);
     return g->anomaly ? anomaly_forward(g, n) : n;
+fail:
+    node_discard(g, n);
+    return NULL;
+}
+
+bool param_int(double p, double lo, double hi, const char *what, char *msg, size_t len)
+{
+    if (p >= lo && p <= hi && p == floor(p)) return true;
+    snprintf(msg, len, "%s %g is not an integer in [%.0f, %.0f]", what, p, lo, hi);
+    return false;
+}
+
+int params_axis(const ad_op_ctx *c, char *msg, size_t len)
+{
+    return !param_int(c->param[0], 0, AD_MAX_RANK - 1, "axis", msg, len);
+}
+
+axis_split split_axis(const ad_shape *s, int axis)
+{
+    axis_split r = {1, s->dim[axis], 1};
+    int64_t size = ad_shape_size(s);
+    for (int i = 0; i < s->rank; i++) {
+        if (i == axis) continue;
+        int64_t *p = i < axis ? &r.outer : &r.inner, d = s->dim[i];
+        if (d != 0 && *p > INT64_MAX / d) return (axis_split){0, r.n, 0}; /* only when size is 0 */
+        *p *= d;
+    }
+    if (size == 0 && r.n != 0) r.outer = r.inner = 0;
+    return r;
 }
 
 void *grad_for_write(ad_graph *g, ad_node *n, bool can_assign, bool *assign)
 {
     *assign = false;
     if (!g || !n || !(n->flags & F_NEEDS_GRAD)) return NULL;
-    if (n->flags & F_SCALAR) return &n->g;
+    if (n->flags & F_SCALAR) { /* reached by the sweep: its backward runs even if g stays 0 */
+        n->flags |= F_GRAD_LIVE;
+        return &n->g;
+    }
     ad_ext *x = n->x;
     if (x->param && x->param->grad_zero) { /* zeroed lazily: this write is the first */
         if (can_assign) *assign = true;

@@ -1075,6 +1075,29 @@ START_TEST(node_accessors)
 }
 END_TEST
 
+/* Issue 20, defect 2: a graph that grows a little at every reset (one row more per step, each
+ * tensor just over the arena's minimum block) once took a new exact-size block per step and
+ * kept them all.  The reserve must stay within a small factor of the largest single graph. */
+START_TEST(arena_stays_bounded_as_graphs_grow)
+{
+    ad_graph *g = ad_graph_new();
+    uint64_t peak_used = 0, peak_reserved = 0;
+    for (int step = 0; step < 150; step++) {
+        ad_graph_reset(g);
+        ad_node *x = ad_full(g, AD_F64, AD_SHAPE(520 + step, 256), 1.0); /* 1.07 MB and growing */
+        ad_node *y = ad_sum(g, ad_mul(g, x, x));
+        ck_assert_msg(y != NULL, "step %d: %s", step, ad_error(g));
+        ck_assert_int_eq(ad_backward(g, y), AD_OK);
+        ad_graph_stats s = ad_graph_get_stats(g);
+        if (s.bytes_used > peak_used) peak_used = s.bytes_used;
+        if (s.bytes_reserved > peak_reserved) peak_reserved = s.bytes_reserved;
+    }
+    ck_assert_msg(peak_reserved <= 3 * peak_used, "reserved %llu for graphs of at most %llu bytes",
+                  (unsigned long long)peak_reserved, (unsigned long long)peak_used);
+    ad_graph_free(g);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("ad_core");
@@ -1096,6 +1119,7 @@ int main(void)
     suite_add_tcase(s, t);
 
     t = tcase_create("memory");
+    tcase_add_test(t, arena_stays_bounded_as_graphs_grow);
     tcase_add_test(t, training_loop_allocates_only_in_first_step);
     tcase_add_test(t, reset_reuses_many_slabs_and_big_blocks);
     suite_add_tcase(s, t);

@@ -685,6 +685,161 @@ START_TEST(gradient_and_gradcheck_errors)
 }
 END_TEST
 
+/* ---- issue 20: what an attack on the API found ---- */
+
+/* Defect 3: every built-in op through ad_apply, with no parameters and with absurd ones.  The
+ * ops that read parameters refuse a missing list (they dereferenced NULL), and a parameter that
+ * is not a representable integer is refused before any float-to-int conversion (which would
+ * be undefined). */
+START_TEST(apply_builtin_ops_with_missing_and_absurd_params)
+{
+    ad_graph *g = ad_graph_new();
+    ad_node *m = ad_var_array(g, "m", AD_F64, AD_SHAPE(2, 2), NULL), *in[3] = {m, m, m};
+    static const struct { const char *op; int nin; const char *want; } missing[] = {
+        {"sum_axis", 1, "sum_axis: takes 2 parameters (axis, keepdim), given 0"},
+        {"mean_axis", 1, "mean_axis: takes 2 parameters (axis, keepdim), given 0"},
+        {"slice", 1, "slice: takes 3 parameters (axis, start, end), given 0"},
+        {"concat", 2, "concat: takes 1 parameter (axis), given 0"},
+        {"softmax", 1, "softmax: takes 1 parameter (axis), given 0"},
+        {"log_softmax", 1, "log_softmax: takes 1 parameter (axis), given 0"},
+        {"reshape", 1, "reshape: takes 1 to 7 parameters (rank, dimensions), given 0"},
+        {"broadcast_to", 1, "broadcast_to: takes 1 to 7 parameters (rank, dimensions), given 0"},
+    };
+    for (size_t i = 0; i < sizeof missing / sizeof *missing; i++)
+        EXPECT_FAIL(g, ad_apply(g, ad_op_find(missing[i].op), in, missing[i].nin, NULL, 0), AD_ERR_ARG,
+                    missing[i].want);
+    /* too many parameters for an op that takes none */
+    EXPECT_FAIL(g, ad_apply(g, ad_op_find("matmul"), in, 2, (double[]){1}, 1), AD_ERR_ARG,
+                "matmul: takes 0 parameters, given 1");
+    static const struct { const char *op; int nin, np; double p[3]; const char *want; } absurd[] = {
+        {"sum_axis", 1, 2, {NAN, 0}, "sum_axis: axis nan is not an integer"},
+        {"mean_axis", 1, 2, {1e300, 0}, "mean_axis: axis 1e+300 is not an integer"},
+        {"sum_axis", 1, 2, {0, 0.5}, "sum_axis: keepdim 0.5 is not an integer in [0, 1]"},
+        {"slice", 1, 3, {0, 0, 1e300}, "slice: end 1e+300 is not an integer"},
+        {"slice", 1, 3, {0, -INFINITY, 1}, "slice: start -inf is not an integer"},
+        {"slice", 1, 3, {0.5, 0, 1}, "slice: axis 0.5 is not an integer"},
+        {"concat", 2, 1, {NAN}, "concat: axis nan is not an integer"},
+        {"softmax", 1, 1, {-1e300}, "softmax: axis -1e+300 is not an integer"},
+        {"log_softmax", 1, 1, {INFINITY}, "log_softmax: axis inf is not an integer"},
+        {"reshape", 1, 2, {1, 1e300}, "reshape: dimension 1e+300 is not an integer"},
+        {"reshape", 1, 1, {NAN}, "reshape: rank nan is not an integer in [0, 6]"},
+        {"broadcast_to", 1, 3, {2, 2, NAN}, "broadcast_to: dimension nan is not an integer"},
+        {"linear", 2, 2, {1.5, 0}, "linear: activation 1.5 is not an integer in [0, 4]"},
+        {"linear", 2, 2, {NAN, 0}, "linear: activation nan is not an integer in [0, 4]"},
+        {"dropout", 1, 2, {NAN, 1}, "dropout: probability nan outside [0,1)"},
+    };
+    for (size_t i = 0; i < sizeof absurd / sizeof *absurd; i++)
+        EXPECT_FAIL(g, ad_apply(g, ad_op_find(absurd[i].op), in, absurd[i].nin, absurd[i].p, absurd[i].np),
+                    AD_ERR_ARG, absurd[i].want);
+    /* the public slice takes int64 bounds: INT64_MAX as a double is 2^63, beyond int64 */
+    EXPECT_FAIL(g, ad_slice(g, m, 0, 0, INT64_MAX), AD_ERR_ARG, "slice: end 9.22337e+18 is not an integer");
+    /* and every op, built-in or user, with any short list of absurd parameters: an error or a
+     * node, never a crash (the sanitizer builds check for undefined behaviour) */
+    static const double junk[] = {NAN, 1e300, -1e300, INFINITY, 0.5, -1, 3};
+    for (int op = ad_op_find("add"); op < ad_op_count(); op++) {
+        const ad_op_def *d = ad_op_get(op);
+        int nin = d->arity == AD_VARIADIC ? 2 : d->arity;
+        for (int np = 0; np <= 4; np++)
+            for (size_t k = 0; k < sizeof junk / sizeof *junk; k++) {
+                double p[4] = {junk[k], junk[(k + 1) % 7], junk[(k + 2) % 7], junk[(k + 3) % 7]};
+                ad_node *y = ad_apply(g, op, in, nin, np ? p : NULL, np);
+                ck_assert_msg(y ? ad_status_of(g) == AD_OK : ad_status_of(g) != AD_OK, "%s", d->name);
+                ad_clear_error(g);
+            }
+    }
+    ad_graph_free(g);
+}
+END_TEST
+
+/* Defect 4: a node whose size check fails (2^62 elements) must not stay behind, half made,
+ * for the walkers to read: the graph is as it was before the call. */
+START_TEST(failed_op_leaves_no_half_made_node)
+{
+    ad_graph *g = ad_graph_new();
+    ad_node *x = ad_var(g, "x", 1.0), *t = ad_var_array(g, "t", AD_F64, AD_SHAPE(1, 1), NULL);
+    uint32_t before = ad_graph_num_nodes(g);
+    ck_assert_ptr_null(ad_full(g, AD_F64, AD_SHAPE((int64_t)1 << 31, (int64_t)1 << 31), 1.0));
+    ck_assert_ptr_null(ad_broadcast_to(g, t, AD_SHAPE((int64_t)1 << 31, (int64_t)1 << 31)));
+    ck_assert_ptr_null(ad_var_array(g, "v", AD_F32, AD_SHAPE((int64_t)1 << 62), NULL));
+    ck_assert_int_eq(ad_status_of(g), AD_ERR_NOMEM);
+    ck_assert_uint_eq(ad_graph_num_nodes(g), before);
+    /* the documented style: record on, check once at the end */
+    ad_node *y = ad_exp(g, x);
+    ck_assert_ptr_nonnull(y);
+    ck_assert_ptr_null(ad_find_nonfinite(g, y, false));
+    for (uint32_t i = 0; i < ad_graph_num_nodes(g); i++) {
+        ad_node *n = ad_graph_node(g, i);
+        ck_assert_int_le(ad_node_size(n), 1);
+        ck_assert(isfinite(ad_node_get(n, ad_node_size(n) - 1)));
+    }
+    ad_graph_free(g);
+}
+END_TEST
+
+/* Defect 5: a node of another graph, alive or freed, and a node from before a reset are
+ * refused on entry to every op: the scalar fast paths, ad_apply and the tensor ops. */
+START_TEST(inputs_from_another_graph_are_refused)
+{
+    ad_graph *g1 = ad_graph_new(), *g2 = ad_graph_new();
+    ad_node *x = ad_var(g1, "x", 5.0), *y = ad_var(g2, "y", 2.0);
+    ad_node *z = ad_mul(g2, x, y);
+    EXPECT_FAIL(g2, z, AD_ERR_ARG, "mul: input 1 is not a node of this graph");
+    EXPECT_FAIL(g2, ad_mul(g2, y, x), AD_ERR_ARG, "mul: input 2 is not a node of this graph");
+    EXPECT_FAIL(g2, ad_exp(g2, x), AD_ERR_ARG, "exp: input 1 is not a node of this graph");
+    EXPECT_FAIL(g2, ad_apply(g2, ad_op_find("add"), (ad_node *[]){y, x}, 2, NULL, 0), AD_ERR_ARG,
+                "add: input 2 is not a node of this graph");
+    ad_node *a = ad_var_array(g1, "a", AD_F64, AD_SHAPE(2, 2), NULL);
+    ad_node *b = ad_var_array(g2, "b", AD_F64, AD_SHAPE(2, 2), NULL);
+    EXPECT_FAIL(g2, ad_matmul(g2, b, a), AD_ERR_ARG, "matmul: input 2 is not a node of this graph");
+    EXPECT_FAIL(g2, ad_sum_axis(g2, a, 0, false), AD_ERR_ARG, "sum_axis: input 1 is not a node of this graph");
+    EXPECT_FAIL(g2, ad_slice(g2, a, 0, 0, 1), AD_ERR_ARG, "slice: input 1 is not a node of this graph");
+    EXPECT_FAIL(g2, ad_concat(g2, (ad_node *[]){b, a}, 2, 0), AD_ERR_ARG, "concat: input 2 is not a node of this graph");
+    EXPECT_FAIL(g2, ad_add_scalar(g2, a, 1), AD_ERR_ARG, "add: input 1 is not a node of this graph");
+    ck_assert_int_eq(ad_backward(g2, x), AD_ERR_ARG);
+    ad_clear_error(g2);
+    /* with the other graph freed: no read of the dead node (AddressSanitizer would see it) */
+    ad_graph_free(g1);
+    EXPECT_FAIL(g2, ad_add(g2, y, x), AD_ERR_ARG, "add: input 2 is not a node of this graph");
+    EXPECT_FAIL(g2, ad_relu(g2, a), AD_ERR_ARG, "relu: input 1 is not a node of this graph");
+    /* a node from before a reset whose slot no new node has taken yet */
+    ad_node *p = ad_var(g2, "p", 1.0), *q = ad_mul(g2, p, p);
+    ck_assert_ptr_nonnull(q);
+    ad_graph_reset(g2);
+    ad_node *r = ad_var(g2, "r", 3.0);
+    EXPECT_FAIL(g2, ad_add(g2, r, q), AD_ERR_ARG, "add: input 2 is not a node of this graph");
+    ad_graph_free(g2);
+}
+END_TEST
+
+/* Defect 11: zero-element tensors with huge dimensions, as a safetensors file may declare
+ * them: every op either works (on no elements) or refuses, with no signed overflow (the
+ * UBSan build checks). */
+START_TEST(zero_element_tensors_with_huge_dimensions)
+{
+    ad_graph *g = ad_graph_new();
+    const int64_t H = (int64_t)1 << 62;
+    ad_node *z = ad_var_array(g, "z", AD_F64, AD_SHAPE(0, H, H), NULL);
+    ad_node *one = ad_var_array(g, "one", AD_F64, AD_SHAPE(1, 1, 1), NULL);
+    ck_assert_ptr_nonnull(z);
+    ck_assert_int_eq(ad_node_size(z), 0);
+    ad_node *ok[] = {
+        ad_transpose(g, z), ad_add(g, z, z), ad_mul(g, z, one), ad_sub(g, one, z), ad_exp(g, z),
+        ad_concat(g, (ad_node *[]){z, z}, 2, 0), ad_softmax(g, z, 0), ad_log_softmax(g, z, 2),
+        ad_sum_axis(g, z, 1, false), ad_sum(g, z), ad_mean_axis(g, z, 2, true),
+        ad_broadcast_to(g, one, AD_SHAPE(0, H, H)), ad_matmul(g, z, ad_transpose(g, z)),
+        ad_reshape(g, z, AD_SHAPE(H, 0, H)), ad_slice(g, z, 1, 1, 3),
+    };
+    for (size_t i = 0; i < sizeof ok / sizeof *ok; i++)
+        ck_assert_msg(ok[i] != NULL, "op %zu: %s", i, ad_error(g) ? ad_error(g) : "");
+    ad_node *s = ad_sum(g, ad_add(g, ad_transpose(g, z), ad_transpose(g, z)));
+    ck_assert_int_eq(ad_backward(g, s), AD_OK);
+    ck_assert_int_eq(ad_status_of(g), AD_OK);
+    /* a concat whose axis would exceed int64 */
+    EXPECT_FAIL(g, ad_concat(g, (ad_node *[]){z, z}, 2, 1), AD_ERR_SHAPE, "concat: [0,");
+    ad_graph_free(g);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("ad_errors");
@@ -717,6 +872,13 @@ int main(void)
     tcase_add_test(t, apply_bad_op_arity_and_params);
     tcase_add_test(t, backward_bad_roots);
     tcase_add_test(t, gradient_and_gradcheck_errors);
+    suite_add_tcase(s, t);
+
+    t = tcase_create("hardening_ii");
+    tcase_add_test(t, apply_builtin_ops_with_missing_and_absurd_params);
+    tcase_add_test(t, failed_op_leaves_no_half_made_node);
+    tcase_add_test(t, inputs_from_another_graph_are_refused);
+    tcase_add_test(t, zero_element_tensors_with_huge_dimensions);
     suite_add_tcase(s, t);
     return run_suite(s);
 }

@@ -3,6 +3,7 @@
  * turn, each run ending in a clean error and no leak. */
 #include "testutil.h"
 #include "ad_io.h"
+#include "ad_real.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -171,12 +172,130 @@ START_TEST(every_allocation_failure_is_clean)
 }
 END_TEST
 
+/* ---- issue 20, defect 7: NaN propagates as in PyTorch, on every path ----
+ * torch.relu(nan) and torch.maximum/minimum with a NaN on either side are NaN; where the value
+ * is NaN the local derivative is NaN too, so the gradient shows it (relu once said 0, max sent
+ * half a gradient to the NaN). */
+
+/* relu's value and gradient at x on the scalar fast path, the tensor path of both dtypes, the
+ * fused linear activation, the ad_real tape and the dual numbers. */
+static void relu_everywhere(double x, double want_v, double want_d)
+{
+#define SAME_(got, want) ck_assert_msg(isnan(want) ? isnan(got) : (got) == (want), "relu(%g): %g, want %g", x, got, want)
+    ad_graph *g = ad_graph_new();
+    ad_node *s = ad_var(g, "s", x), *ys = ad_relu(g, s);
+    ck_assert_int_eq(ad_backward(g, ys), AD_OK);
+    SAME_(ad_value(ys), want_v);
+    SAME_(ad_grad(s), want_d);
+    for (int t = 0; t < 2; t++) {
+        ad_node *v = ad_var_array(g, "v", t ? AD_F32 : AD_F64, AD_SHAPE(1), &x);
+        ad_node *y = ad_sum(g, ad_relu(g, v));
+        ck_assert_int_eq(ad_backward(g, y), AD_OK);
+        SAME_(ad_value(y), want_v);
+        SAME_(ad_node_grad_get(v, 0), want_d);
+        /* linear with relu fused: x [1,1] times W = [[1]] */
+        double one = 1;
+        ad_node *w = ad_var_array(g, "w", t ? AD_F32 : AD_F64, AD_SHAPE(1, 1), &one);
+        ad_node *xv = ad_var_array(g, "xv", t ? AD_F32 : AD_F64, AD_SHAPE(1, 1), &x);
+        ad_node *l = ad_sum(g, ad_linear_act(g, xv, w, NULL, AD_ACT_RELU, 0));
+        ck_assert_int_eq(ad_backward(g, l), AD_OK);
+        SAME_(ad_value(l), want_v);
+        SAME_(ad_node_grad_get(xv, 0), want_d);
+    }
+    ad_tape *tp = ad_tape_new();
+    ad_real r = ad_real_var(tp, x), yr = ad_real_relu(tp, r);
+    ck_assert_int_eq(ad_tape_backward(tp, yr), AD_OK);
+    SAME_(yr.v, want_v);
+    SAME_(ad_real_grad(tp, r), want_d);
+    ad_tape_free(tp);
+    ad_dual d = ad_dual_relu(ad_dual_make(x, 1));
+    SAME_(d.v, want_v);
+    SAME_(d.t, want_d);
+    ad_graph_free(g);
+#undef SAME_
+}
+
+START_TEST(relu_propagates_nan_on_every_path)
+{
+    relu_everywhere(NAN, NAN, NAN);
+    relu_everywhere(2, 2, 1);
+    relu_everywhere(-2, 0, 0);
+    relu_everywhere(0, 0, 0);
+}
+END_TEST
+
+/* max and min: NaN from either side, value and both partials, on scalars and tensors. */
+START_TEST(max_min_propagate_nan_from_either_side)
+{
+    ad_graph *g = ad_graph_new();
+    for (int side = 0; side < 2; side++)
+        for (int mn = 0; mn < 2; mn++) {
+            double va = side ? 1 : NAN, vb = side ? NAN : 1;
+            ad_node *a = ad_var(g, "a", va), *b = ad_var(g, "b", vb);
+            ad_node *y = mn ? ad_min(g, a, b) : ad_max(g, a, b);
+            ck_assert_int_eq(ad_backward(g, y), AD_OK);
+            ck_assert_msg(isnan(ad_value(y)), "%s side %d: %g", mn ? "min" : "max", side, ad_value(y));
+            ck_assert(isnan(ad_grad(a)) && isnan(ad_grad(b)));
+            ad_node *ta = ad_var_array(g, "ta", AD_F64, AD_SHAPE(1), &va);
+            ad_node *tb = ad_var_array(g, "tb", AD_F64, AD_SHAPE(1), &vb);
+            ad_node *ty = ad_sum(g, mn ? ad_min(g, ta, tb) : ad_max(g, ta, tb));
+            ck_assert_int_eq(ad_backward(g, ty), AD_OK);
+            ck_assert(isnan(ad_value(ty)));
+            ck_assert(isnan(ad_node_grad_get(ta, 0)) && isnan(ad_node_grad_get(tb, 0)));
+            ad_dual d = mn ? ad_dual_min(ad_dual_make(va, 1), ad_dual_make(vb, 1))
+                           : ad_dual_max(ad_dual_make(va, 1), ad_dual_make(vb, 1));
+            ck_assert(isnan(d.v) && isnan(d.t));
+        }
+    /* ties still split the gradient */
+    ad_node *a = ad_var(g, "a", 2), *b = ad_var(g, "b", 2);
+    ck_assert_int_eq(ad_backward(g, ad_max(g, a, b)), AD_OK);
+    ck_assert_double_eq(ad_grad(a), 0.5);
+    ck_assert_double_eq(ad_grad(b), 0.5);
+    ad_graph_free(g);
+}
+END_TEST
+
+/* relu(log(x)) at x = 0: the gradient that reaches log is 0 and log's derivative is inf.  The
+ * tensor path computes 0 * inf = NaN, as PyTorch does; the scalar path skipped the product and
+ * said 0.  Both now say NaN; a node the root does not depend on still passes nothing on. */
+START_TEST(zero_times_inf_is_the_same_on_both_paths)
+{
+    ad_graph *g = ad_graph_new();
+    double zero = 0;
+    ad_node *s = ad_var(g, "s", 0);
+    ad_node *ys = ad_relu(g, ad_log(g, s));
+    ck_assert_int_eq(ad_backward(g, ys), AD_OK);
+    ad_node *t = ad_var_array(g, "t", AD_F64, AD_SHAPE(1), &zero);
+    ad_node *yt = ad_sum(g, ad_relu(g, ad_log(g, t)));
+    ck_assert_int_eq(ad_backward(g, yt), AD_OK);
+    ck_assert_msg(isnan(ad_node_grad_get(t, 0)), "tensor path: %g", ad_node_grad_get(t, 0));
+    ck_assert_msg(isnan(ad_grad(s)), "scalar path: %g", ad_grad(s));
+    ad_tape *tp = ad_tape_new();
+    ad_real r = ad_real_var(tp, 0), yr = ad_real_relu(tp, ad_real_log(tp, r));
+    ck_assert_int_eq(ad_tape_backward(tp, yr), AD_OK);
+    ck_assert_msg(isnan(ad_real_grad(tp, r)), "tape: %g", ad_real_grad(tp, r));
+    ad_tape_free(tp);
+    ad_dual d = ad_dual_relu(ad_dual_log(ad_dual_make(0, 1)));
+    ck_assert_msg(isnan(d.t), "dual: %g", d.t);
+    /* an op off the root's path is not swept: exp(1000 s) has an infinite partial */
+    ad_node *s2 = ad_var(g, "s2", 1), *off = ad_exp(g, ad_mul_scalar(g, s2, 1000));
+    ad_node *root = ad_mul(g, s2, s2);
+    (void)off;
+    ck_assert_int_eq(ad_backward(g, root), AD_OK);
+    ck_assert_double_eq(ad_grad(s2), 2);
+    ad_graph_free(g);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("ad_numerics");
     TCase *tc = tcase_create("numerics");
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, huge_logits_stay_finite);
+    tcase_add_test(tc, relu_propagates_nan_on_every_path);
+    tcase_add_test(tc, max_min_propagate_nan_from_either_side);
+    tcase_add_test(tc, zero_times_inf_is_the_same_on_both_paths);
     tcase_add_test(tc, ieee_edges_are_defined);
     tcase_add_test(tc, anomaly_names_the_first_bad_forward_op);
     tcase_add_test(tc, anomaly_names_the_first_bad_backward_op);

@@ -16,7 +16,7 @@ static ad_status ew_jvp(const ad_op_ctx *c);
 #define UNARY_P_ENTRY_(ID, name, sym, pre, text, F, D, D2)                                    \
     const op_entry op_##name = {.def = {#name, 1, NULL, ew_forward, ew_backward, text, ew_jvp, 0, NULL}, \
                                 .f1 = ad_ew_##name, .d1 = ad_ew_##name##_d, .dd1 = ad_ew_##name##_d2,   \
-                                .nparam = 1, .symbol = sym, .prefix = pre};
+                                .nparam = 1, .param_names = "(slope)", .symbol = sym, .prefix = pre};
 #define BINARY_ENTRY_(ID, name, inf, text, ta, tb, fll, ffl, flr, ffr, F, DA, DB, DAA, DAB, DBB) \
     const op_entry op_##name = {.def = {#name, 2, NULL, ew_forward, ew_backward, text, ew_jvp, 0, NULL}, \
                                 .f2 = ad_ew_##name, .d2a = ad_ew_##name##_da, .d2b = ad_ew_##name##_db, \
@@ -54,9 +54,13 @@ static void bcast_strides(const ad_shape *out, const ad_shape *s, int64_t *st)
 static void bcast_init(bcast *it, const ad_shape *out, const ad_shape *a, const ad_shape *b)
 {
     int64_t sa[AD_MAX_RANK], sb[AD_MAX_RANK];
+    it->size = ad_shape_size(out);
+    if (it->size == 0) { /* strides of [0, 2^62, 2^62] exceed int64, and nothing moves anyway */
+        it->rank = 1, it->dim[0] = 0, it->sa[0] = it->sb[0] = 0, it->inner = 0;
+        return;
+    }
     bcast_strides(out, a, sa);
     bcast_strides(out, b, sb);
-    it->size = ad_shape_size(out);
     int r = 0;
     for (int d = 0; d < out->rank; d++) {
         if (r > 0 && it->sa[r - 1] == sa[d] * out->dim[d] && it->sb[r - 1] == sb[d] * out->dim[d]) {
@@ -154,7 +158,7 @@ BINARY_BACKWARD(float)
                                   double p, T *Y)                                         \
     {                                                                                     \
         switch (op) {                                                                     \
-        case OP_RELU: for (int64_t i = 0; i < n; i++) Y[i] = X[i] > 0 ? X[i] : 0; break;  \
+        case OP_RELU: for (int64_t i = 0; i < n; i++) Y[i] = !(X[i] <= 0) ? X[i] : 0; break; \
         case OP_NEG: for (int64_t i = 0; i < n; i++) Y[i] = -X[i]; break;                 \
         default: for (int64_t i = 0; i < n; i++) Y[i] = (T)e->f1(X[i], p); break;         \
         }                                                                                 \
@@ -166,8 +170,8 @@ BINARY_BACKWARD(float)
         switch (op) {                                                                     \
         case OP_RELU: /* G read unconditionally: a select, not a mispredicted branch */   \
             for (int64_t i = 0; i < n; i++) {                                             \
-                T g_ = G[i];                                                              \
-                PUT(D[i], X[i] > 0 ? g_ : 0);                                             \
+                T g_ = G[i], x_ = X[i];                                                   \
+                PUT(D[i], x_ > 0 ? g_ : x_ <= 0 ? 0 : x_); /* NaN stays NaN */            \
             }                                                                             \
             break;                                                                        \
         case OP_NEG: for (int64_t i = 0; i < n; i++) PUT(D[i], -G[i]); break;             \
@@ -446,7 +450,8 @@ ad_node *ew_scalar_apply(ad_graph *g, int op, ad_node *a, ad_node *b)
 #define BINARY_FN_(ID, name, ...)                                                             \
     ad_node *ad_##name(ad_graph *g, ad_node *a, ad_node *b)                                   \
     {                                                                                         \
-        if (g && a && b && (a->flags & b->flags & F_SCALAR)) {                                \
+        if (g && a && b && node_is_live(g, a) && node_is_live(g, b) &&                        \
+            (a->flags & b->flags & F_SCALAR)) {                                               \
             ad_node *n = scalar_node(g, OP_##ID, a, b);                                       \
             if (!n) return NULL;                                                              \
             n->v = ad_ew_##name(a->v, b->v);                                                  \
@@ -460,7 +465,7 @@ ad_node *ew_scalar_apply(ad_graph *g, int op, ad_node *a, ad_node *b)
 #define UNARY_FN_(ID, name, ...)                                                              \
     ad_node *ad_##name(ad_graph *g, ad_node *a)                                               \
     {                                                                                         \
-        if (g && a && (a->flags & F_SCALAR)) {                                                \
+        if (g && a && node_is_live(g, a) && (a->flags & F_SCALAR)) {                          \
             ad_node *n = scalar_node(g, OP_##ID, a, NULL);                                    \
             if (!n) return NULL;                                                              \
             n->v = ad_ew_##name(a->v, 0);                                                     \
@@ -481,10 +486,7 @@ ad_node *ad_leaky_relu(ad_graph *g, ad_node *a, double slope)
 /* The constant takes the input's dtype, so float32 tensors stay float32. */
 static ad_node *with_scalar(ad_graph *g, int op, ad_node *a, double c)
 {
-    if (!g || !a) {
-        if (g) ad_set_error(g, AD_ERR_NULL, "%s: input 1 is NULL", op_entry_get(op)->def.name);
-        return NULL;
-    }
+    if (!check_inputs(g, op_entry_get(op)->def.name, &a, 1)) return NULL;
     ad_node *k = a->dtype == AD_F64 ? ad_const_scalar(g, c) : ad_full(g, AD_F32, AD_SHAPE0, c);
     ad_node *in[2] = {a, k};
     return ad_apply(g, op, in, 2, NULL, 0);

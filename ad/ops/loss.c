@@ -1,16 +1,8 @@
 /* Softmax, log-softmax, the fused cross-entropy, regression losses and dropout. */
 #include "../internal.h"
 
-typedef struct { int64_t outer, n, inner; } lanes;
-
-/* Softmax runs along one axis: `outer * inner` independent lanes of n elements, stride inner. */
-static lanes lanes_at(const ad_shape *s, int axis)
-{
-    lanes r = {1, s->dim[axis], 1};
-    for (int i = 0; i < axis; i++) r.outer *= s->dim[i];
-    for (int i = axis + 1; i < s->rank; i++) r.inner *= s->dim[i];
-    return r;
-}
+/* Softmax runs along one axis: `outer * inner` independent lanes of n elements, stride inner
+ * (split_axis). */
 
 static int axis_rule(const ad_op_ctx *c, ad_shape *out, char *msg, size_t len)
 {
@@ -40,7 +32,7 @@ static void softmax_forward(const ad_op_ctx *c)
 {
     ad_node *x = c->in[0], *y = c->out;
     ad_shape s = node_shape(x);
-    lanes L = lanes_at(&s, (int)c->param[0]);
+    axis_split L = split_axis(&s, (int)c->param[0]);
     bool logsm = y->op == OP_LOG_SOFTMAX;
     const void *X = node_data(x);
     void *Y = node_data(y);
@@ -62,7 +54,7 @@ static ad_status softmax_backward(const ad_op_ctx *c)
     void *GX = ad_input_grad_buffer(c->graph, x);
     if (!GX) return c->graph->status;
     ad_shape s = node_shape(x);
-    lanes L = lanes_at(&s, (int)c->param[0]);
+    axis_split L = split_axis(&s, (int)c->param[0]);
     bool logsm = y->op == OP_LOG_SOFTMAX;
     const void *Y = node_data(y), *G = ad_node_grad_data(y);
     ad_dtype t = y->dtype;
@@ -223,11 +215,7 @@ static ad_status dropout_init(const ad_op_ctx *c, const void *arg, char *msg, si
 {
     ad_rng *rng = (ad_rng *)arg;
     dropout_state *st = c->state;
-    double p = c->nparam > 0 ? c->param[0] : 0;
-    if (c->nparam != 2) {
-        snprintf(msg, len, "takes 2 parameters (p, inverted), given %d", c->nparam);
-        return AD_ERR_ARG;
-    }
+    double p = c->param[0];
     if (!(p >= 0 && p < 1)) {
         snprintf(msg, len, "probability %g outside [0,1)", p);
         return AD_ERR_ARG;
@@ -272,7 +260,7 @@ static ad_status softmax_jvp(const ad_op_ctx *c)
     void *T = ad_tangent_buffer(c->graph, y);
     if (!T || !TX) return c->graph->status;
     ad_shape s = node_shape(x);
-    lanes L = lanes_at(&s, (int)c->param[0]);
+    axis_split L = split_axis(&s, (int)c->param[0]);
     bool logsm = y->op == OP_LOG_SOFTMAX;
     const void *Y = node_data(y);
     ad_dtype t = y->dtype;
@@ -337,9 +325,11 @@ static ad_status err_jvp(const ad_op_ctx *c)
 }
 
 const op_entry op_softmax = {.def = {"softmax", 1, axis_rule, softmax_forward, softmax_backward,
-                                     "d/dx_j[softmax(x)_i] = y_i ([i=j] - y_j)", softmax_jvp, 0, NULL}};
+                                     "d/dx_j[softmax(x)_i] = y_i ([i=j] - y_j)", softmax_jvp, 0, NULL},
+                             .nparam = 1, .nparam_min = 1, .param_names = "(axis)", .params = params_axis};
 const op_entry op_log_softmax = {.def = {"log_softmax", 1, axis_rule, softmax_forward, softmax_backward,
-                                         "d/dx_j[log_softmax(x)_i] = [i=j] - softmax(x)_j", softmax_jvp, 0, NULL}};
+                                         "d/dx_j[log_softmax(x)_i] = [i=j] - softmax(x)_j", softmax_jvp, 0, NULL},
+                                 .nparam = 1, .nparam_min = 1, .param_names = "(axis)", .params = params_axis};
 const op_entry op_cross_entropy = {.def = {"cross_entropy", 1, ce_rule, ce_forward, ce_backward,
                                            "d/dz[mean -log softmax(z)_y] = (softmax(z) - onehot(y))/N", ce_jvp,
                                            sizeof(ce_state), ce_init}};
@@ -349,7 +339,8 @@ const op_entry op_mae = {.def = {"mae", 2, same_rule, err_forward, err_backward,
                                  "d/dp[mean |p - t|] = sign(p - t)/n (0 at 0)", err_jvp, 0, NULL}};
 const op_entry op_dropout = {.def = {"dropout", 1, same_as_input, dropout_forward, dropout_backward,
                                      "d/dx[dropout(x)] = mask * scale", jvp_linear, sizeof(dropout_state),
-                                     dropout_init}};
+                                     dropout_init},
+                             .nparam = 2, .nparam_min = 2, .param_names = "(p, inverted)"};
 
 static ad_node *along_axis(ad_graph *g, int op, ad_node *a, int axis)
 {

@@ -6,6 +6,8 @@
 /* Batch geometry: a 2-D operand is shared by every batch element (stride 0). */
 typedef struct { int64_t batch, m, k, n, sa, sb, sc; } mm_dims;
 
+/* Called only when the output has elements: then batch, m and n are positive and the operands'
+ * sizes (batch m k, batch k n) bound the strides. */
 static mm_dims dims_of(const ad_shape *a, const ad_shape *b)
 {
     mm_dims d;
@@ -39,13 +41,16 @@ static int matmul_shape(const ad_op_ctx *c, ad_shape *out, char *msg, size_t len
                  (long long)a.dim[0], (long long)b.dim[0]);
         return 1;
     }
-    mm_dims d = dims_of(&a, &b);
-    *out = a.rank == 3 || b.rank == 3 ? AD_SHAPE(d.batch, d.m, d.n) : AD_SHAPE(d.m, d.n);
+    /* not dims_of: its strides may exceed int64 for a tensor with no elements */
+    int64_t m = a.dim[a.rank - 2], n = b.dim[b.rank - 1];
+    int64_t batch = a.rank == 3 ? a.dim[0] : b.rank == 3 ? b.dim[0] : 1;
+    *out = a.rank == 3 || b.rank == 3 ? AD_SHAPE(batch, m, n) : AD_SHAPE(m, n);
     return 0;
 }
 
 static void matmul_forward(const ad_op_ctx *c)
 {
+    if (node_size(c->out) == 0) return;
     ad_shape sa = node_shape(c->in[0]), sb = node_shape(c->in[1]);
     mm_dims d = dims_of(&sa, &sb);
     size_t es = ad_dtype_size(c->out->dtype);
@@ -59,6 +64,7 @@ static void matmul_forward(const ad_op_ctx *c)
 static ad_status matmul_backward(const ad_op_ctx *c)
 {
     ad_graph *g = c->graph;
+    if (node_size(c->out) == 0) return AD_OK;
     ad_shape sa = node_shape(c->in[0]), sb = node_shape(c->in[1]);
     mm_dims d = dims_of(&sa, &sb);
     size_t es = ad_dtype_size(c->out->dtype);
@@ -113,6 +119,23 @@ typedef struct {
     ad_dtype t;
     double p;
 } act_of_linear;
+
+/* Parameters (activation, slope), or none. */
+static int linear_params(const ad_op_ctx *c, char *msg, size_t len)
+{
+    if (c->nparam == 0) return 0;
+    if (c->nparam != 2) {
+        snprintf(msg, len, "takes 0 or 2 parameters (activation, slope), given %d", c->nparam);
+        return 1;
+    }
+    if (!param_int(c->param[0], AD_ACT_NONE, AD_ACT_TANH, "activation", msg, len)) return 1;
+    /* the backward reads leaky relu's derivative off the output's sign */
+    if (c->param[0] == AD_ACT_LEAKY_RELU && !(c->param[1] > 0 && isfinite(c->param[1]))) {
+        snprintf(msg, len, "leaky_relu slope %g must be a positive number", c->param[1]);
+        return 1;
+    }
+    return 0;
+}
 
 static act_of_linear linear_act(const ad_op_ctx *c)
 {
@@ -205,7 +228,8 @@ static ad_status linear_jvp(const ad_op_ctx *c)
 
 const op_entry op_linear = {.def = {"linear", AD_VARIADIC, linear_shape, linear_forward, linear_backward,
                                     "d/dx[x W^T + b] = G W, d/dW = G^T x, d/db = sum of G over rows",
-                                    linear_jvp, 0, NULL}};
+                                    linear_jvp, 0, NULL},
+                            .nparam = 2, .param_names = "(activation, slope)", .params = linear_params};
 
 ad_node *ad_linear(ad_graph *g, ad_node *x, ad_node *w, ad_node *b)
 {
@@ -234,6 +258,7 @@ ad_node *ad_linear_act(ad_graph *g, ad_node *x, ad_node *w, ad_node *b, ad_act a
 static ad_status matmul_jvp(const ad_op_ctx *c)
 {
     ad_graph *g = c->graph;
+    if (node_size(c->out) == 0) return AD_OK;
     ad_shape sa = node_shape(c->in[0]), sb = node_shape(c->in[1]);
     mm_dims d = dims_of(&sa, &sb);
     ad_dtype t = c->out->dtype;

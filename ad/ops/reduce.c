@@ -2,15 +2,10 @@
 #include "../internal.h"
 #include "../kernels/kernels.h"
 
-/* An axis splits a tensor into [outer, n, inner]: the reduction runs over n. */
-typedef struct { int64_t outer, n, inner; } split3;
-
-static split3 split_at(const ad_shape *s, int axis)
+/* Parameters (axis, keepdim). */
+static int axis_params(const ad_op_ctx *c, char *msg, size_t len)
 {
-    split3 r = {1, s->dim[axis], 1};
-    for (int i = 0; i < axis; i++) r.outer *= s->dim[i];
-    for (int i = axis + 1; i < s->rank; i++) r.inner *= s->dim[i];
-    return r;
+    return params_axis(c, msg, len) || !param_int(c->param[1], 0, 1, "keepdim", msg, len);
 }
 
 static int all_shape(const ad_op_ctx *c, ad_shape *out, char *msg, size_t len)
@@ -138,7 +133,7 @@ static void axis_forward(const ad_op_ctx *c)
 {
     ad_node *a = c->in[0], *y = c->out;
     ad_shape s = node_shape(a);
-    split3 p = split_at(&s, (int)c->param[0]);
+    axis_split p = split_axis(&s, (int)c->param[0]);
     const void *A = node_data(a);
     void *Y = node_data(y);
     double scale = is_mean(y->op) ? 1.0 / (double)p.n : 1.0;
@@ -156,7 +151,7 @@ static ad_status axis_backward(const ad_op_ctx *c)
     void *GA = ad_input_grad_buffer(c->graph, a);
     if (!GA) return c->graph->status;
     ad_shape s = node_shape(a);
-    split3 p = split_at(&s, (int)c->param[0]);
+    axis_split p = split_axis(&s, (int)c->param[0]);
     const void *G = ad_node_grad_data(y);
     double scale = is_mean(y->op) ? 1.0 / (double)p.n : 1.0;
     for (int64_t o = 0; o < p.outer; o++)
@@ -170,8 +165,10 @@ static ad_status axis_backward(const ad_op_ctx *c)
 
 const op_entry op_sum = {.def = {"sum", 1, all_shape, all_forward, all_backward, "d/dx_i[sum_j x_j] = 1", jvp_linear, 0, NULL}};
 const op_entry op_mean = {.def = {"mean", 1, all_shape, all_forward, all_backward, "d/dx_i[mean_j x_j] = 1/n", jvp_linear, 0, NULL}};
-const op_entry op_sum_axis = {.def = {"sum_axis", 1, axis_shape, axis_forward, axis_backward, "d/dx_i[sum over axis] = 1", jvp_linear, 0, NULL}};
-const op_entry op_mean_axis = {.def = {"mean_axis", 1, axis_shape, axis_forward, axis_backward, "d/dx_i[mean over axis] = 1/n", jvp_linear, 0, NULL}};
+const op_entry op_sum_axis = {.def = {"sum_axis", 1, axis_shape, axis_forward, axis_backward, "d/dx_i[sum over axis] = 1", jvp_linear, 0, NULL},
+                              .nparam = 2, .nparam_min = 2, .param_names = "(axis, keepdim)", .params = axis_params};
+const op_entry op_mean_axis = {.def = {"mean_axis", 1, axis_shape, axis_forward, axis_backward, "d/dx_i[mean over axis] = 1/n", jvp_linear, 0, NULL},
+                               .nparam = 2, .nparam_min = 2, .param_names = "(axis, keepdim)", .params = axis_params};
 
 ad_node *ad_sum(ad_graph *g, ad_node *a) { return ad_apply(g, OP_SUM, &a, 1, NULL, 0); }
 ad_node *ad_mean(ad_graph *g, ad_node *a) { return ad_apply(g, OP_MEAN, &a, 1, NULL, 0); }

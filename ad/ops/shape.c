@@ -8,7 +8,16 @@ static char *shp(const ad_node *n, char *buf, size_t len)
     return ad_shape_str(&s, buf, len);
 }
 
-/* Shapes travel as op parameters: rank, then the dimensions. */
+/* Shapes travel as op parameters: rank, then the dimensions (their count is the shape
+ * rule's to check). */
+static int shape_params(const ad_op_ctx *c, char *msg, size_t len)
+{
+    if (!param_int(c->param[0], 0, AD_MAX_RANK, "rank", msg, len)) return 1;
+    for (int i = 1; i < c->nparam; i++)
+        if (!param_int(c->param[i], 0, PARAM_DIM_MAX, "dimension", msg, len)) return 1;
+    return 0;
+}
+
 static int param_shape(const double *p, int np, ad_shape *s)
 {
     if (np < 1 || p[0] < 0 || p[0] > AD_MAX_RANK || np != 1 + (int)p[0]) return 1;
@@ -44,7 +53,9 @@ static int transpose_shape(const ad_op_ctx *c, ad_shape *out, char *msg, size_t 
 static void transpose_move(ad_dtype t, const ad_shape *xs, const void *X, void *Y, bool add)
 {
     int64_t m = xs->dim[xs->rank - 2], n = xs->dim[xs->rank - 1];
-    int64_t mn = m * n, batch = mn ? ad_shape_size(xs) / mn : 0;
+    int64_t size = ad_shape_size(xs);
+    if (size == 0) return; /* m * n may exceed int64 ([0, 2^62, 2^62]) */
+    int64_t mn = m * n, batch = size / mn;
     for (int64_t b = 0; b < batch; b++)
         for (int64_t i = 0; i < m; i++)
             for (int64_t j = 0; j < n; j++) {
@@ -136,14 +147,11 @@ static ad_status broadcast_to_backward(const ad_op_ctx *c)
 
 /* ---- slice and concat: contiguous runs of `inner` elements along an axis ---- */
 
-typedef struct { int64_t outer, n, inner; } runs;
-
-static runs runs_at(const ad_shape *s, int axis)
+/* Parameters (axis, start, end). */
+static int slice_params(const ad_op_ctx *c, char *msg, size_t len)
 {
-    runs r = {1, s->dim[axis], 1};
-    for (int i = 0; i < axis; i++) r.outer *= s->dim[i];
-    for (int i = axis + 1; i < s->rank; i++) r.inner *= s->dim[i];
-    return r;
+    return params_axis(c, msg, len) || !param_int(c->param[1], -PARAM_DIM_MAX, PARAM_DIM_MAX, "start", msg, len) ||
+           !param_int(c->param[2], -PARAM_DIM_MAX, PARAM_DIM_MAX, "end", msg, len);
 }
 
 static int slice_shape(const ad_op_ctx *c, ad_shape *out, char *msg, size_t len)
@@ -171,7 +179,7 @@ static int slice_shape(const ad_op_ctx *c, ad_shape *out, char *msg, size_t len)
 static void slice_move(ad_dtype t, const ad_shape *big, int axis, int64_t start, int64_t cnt,
                        void *B, void *S, bool to_slice, bool add)
 {
-    runs r = runs_at(big, axis);
+    axis_split r = split_axis(big, axis);
     size_t es = ad_dtype_size(t);
     for (int64_t o = 0; o < r.outer; o++) {
         char *bp = (char *)B + (size_t)((o * r.n + start) * r.inner) * es;
@@ -220,6 +228,11 @@ static int concat_shape(const ad_op_ctx *c, ad_shape *out, char *msg, size_t len
                      ad_shape_str(&s, b1, sizeof b1), axis);
             return 1;
         }
+        if (s.dim[axis] > INT64_MAX - out->dim[axis]) {
+            snprintf(msg, len, "%s and %s: axis %d would exceed 2^63 elements", ad_shape_str(out, b0, sizeof b0),
+                     ad_shape_str(&s, b1, sizeof b1), axis);
+            return 1;
+        }
         out->dim[axis] += s.dim[axis];
     }
     return 0;
@@ -254,10 +267,14 @@ static ad_status concat_backward(const ad_op_ctx *c)
 }
 
 const op_entry op_transpose = {.def = {"transpose", 1, transpose_shape, transpose_forward, transpose_backward, "d/dX[X^T] = the gradient transposed back", jvp_linear, 0, NULL}};
-const op_entry op_reshape = {.def = {"reshape", 1, reshape_shape, copy_forward, copy_backward, "d/dx[reshape(x)] = 1 (the gradient reshaped back)", jvp_linear, 0, NULL}};
-const op_entry op_broadcast_to = {.def = {"broadcast_to", 1, broadcast_to_shape, broadcast_to_forward, broadcast_to_backward, "d/dx[broadcast(x)] = sum over the broadcast axes", jvp_linear, 0, NULL}};
-const op_entry op_slice = {.def = {"slice", 1, slice_shape, slice_forward, slice_backward, "d/dx[x[a:b]] = 1 inside the slice, 0 outside", jvp_linear, 0, NULL}};
-const op_entry op_concat = {.def = {"concat", AD_VARIADIC, concat_shape, concat_forward, concat_backward, "d/dx_k[concat] = the k-th part of the gradient", jvp_linear, 0, NULL}};
+const op_entry op_reshape = {.def = {"reshape", 1, reshape_shape, copy_forward, copy_backward, "d/dx[reshape(x)] = 1 (the gradient reshaped back)", jvp_linear, 0, NULL},
+                             .nparam = 1 + AD_MAX_RANK, .nparam_min = 1, .param_names = "(rank, dimensions)", .params = shape_params};
+const op_entry op_broadcast_to = {.def = {"broadcast_to", 1, broadcast_to_shape, broadcast_to_forward, broadcast_to_backward, "d/dx[broadcast(x)] = sum over the broadcast axes", jvp_linear, 0, NULL},
+                                  .nparam = 1 + AD_MAX_RANK, .nparam_min = 1, .param_names = "(rank, dimensions)", .params = shape_params};
+const op_entry op_slice = {.def = {"slice", 1, slice_shape, slice_forward, slice_backward, "d/dx[x[a:b]] = 1 inside the slice, 0 outside", jvp_linear, 0, NULL},
+                           .nparam = 3, .nparam_min = 3, .param_names = "(axis, start, end)", .params = slice_params};
+const op_entry op_concat = {.def = {"concat", AD_VARIADIC, concat_shape, concat_forward, concat_backward, "d/dx_k[concat] = the k-th part of the gradient", jvp_linear, 0, NULL},
+                            .nparam = 1, .nparam_min = 1, .param_names = "(axis)", .params = params_axis};
 
 ad_node *ad_transpose(ad_graph *g, ad_node *a) { return ad_apply(g, OP_TRANSPOSE, &a, 1, NULL, 0); }
 
@@ -282,10 +299,11 @@ ad_node *ad_slice(ad_graph *g, ad_node *a, int axis, int64_t start, int64_t end)
     if (!check_inputs(g, "slice", &a, 1) || !check_axis(g, "slice", a, &axis)) return NULL;
     double p[3] = {axis, (double)start, (double)end};
     ad_shape s = node_shape(a), out;
-    runs r = runs_at(&s, axis);
+    axis_split r = split_axis(&s, axis);
     ad_op_ctx c = {g, NULL, 1, &a, p, 3, NULL};
     char msg[256];
-    if (r.outer != 1 || slice_shape(&c, &out, msg, sizeof msg)) return ad_apply(g, OP_SLICE, &a, 1, p, 3);
+    if (r.outer != 1 || slice_params(&c, msg, sizeof msg) || slice_shape(&c, &out, msg, sizeof msg))
+        return ad_apply(g, OP_SLICE, &a, 1, p, 3);
     char *base = (char *)node_data(a) + (size_t)(start * r.inner) * ad_dtype_size(a->dtype);
     ad_node *n = node_new_view(g, OP_SLICE, (ad_dtype)a->dtype, &out, &a, 1, base);
     return n && node_set_params(g, n, p, 3) ? n : NULL;
