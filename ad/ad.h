@@ -466,7 +466,8 @@ ad_node *ad_dropout(ad_graph *g, ad_node *a, double p, bool inverted, ad_rng *rn
  * nodes the root depends on are swept, and each passes its gradient on as IEEE arithmetic
  * says, even a gradient of 0: at a point where an op's derivative is infinite, 0 * inf is NaN
  * (relu(log(x)) at x = 0 has gradient NaN, as in PyTorch, on every path).  A NaN input makes
- * relu, leaky_relu, abs, max and min NaN, value and derivative (docs/design.md, "Subgradients").
+ * relu, leaky_relu, abs, max and min NaN, with PyTorch's derivatives there (docs/design.md,
+ * "Subgradients").
  * The root and every input must be nodes of g made since its last reset: a node of another
  * graph, or from before ad_graph_reset, is refused with AD_ERR_ARG. */
 ad_status ad_backward(ad_graph *g, ad_node *root);

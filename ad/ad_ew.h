@@ -84,9 +84,9 @@ static inline double ad_ew_softplus_(double x) { return x > 20 ? x : log1p(exp(x
     X(SIGMOID, sigmoid, NULL, NULL, "d/dx[sigmoid(x)] = sigmoid(x)*(1 - sigmoid(x))",         \
       ad_ew_logistic_(x), y * (1 - y), y * (1 - y) * (1 - 2 * y))                             \
     X(RELU, relu, NULL, NULL, "d/dx[max(0,x)] = 1 if x > 0, else 0", !(x <= 0) ? x : 0,       \
-      x > 0 ? 1 : x <= 0 ? 0 : x, 0)                                                          \
+      x <= 0 ? 0 : 1, 0)                                                          \
     X(ABS, abs, NULL, NULL, "d/dx[|x|] = sign(x) (0 at 0)", fabs(x),                          \
-      x > 0 ? 1 : x < 0 ? -1 : x == 0 ? 0 : x, 0)                                             \
+      x > 0 ? 1 : x < 0 ? -1 : 0, 0)                                             \
     X(SQUARE, square, NULL, NULL, "d/dx[x^2] = 2*x", x * x, 2 * x, 2)                         \
     X(SOFTPLUS, softplus, NULL, NULL, "d/dx[log(1 + exp(x))] = sigmoid(x)",                   \
       ad_ew_softplus_(x), x > 20 ? 1 : ad_ew_logistic_(x),                                    \
@@ -108,7 +108,7 @@ static inline double ad_ew_softplus_(double x) { return x > 20 ? x : log1p(exp(x
 /* Unary ops with one numeric parameter p (the same columns). */
 #define AD_EW_UNARY_P(X)                                                                      \
     X(LEAKY_RELU, leaky_relu, NULL, NULL, "d/dx[leaky_relu(x)] = 1 if x > 0, else slope",      \
-      x > 0 ? x : p * x, x > 0 ? 1 : x <= 0 ? p : x, 0)
+      x > 0 ? x : p * x, x > 0 ? 1 : p, 0)
 
 /*
  * Binary ops: X(ID, name, infix, local gradient text, d/da text, d/db text, then the gate of a
@@ -137,13 +137,13 @@ static inline double ad_ew_softplus_(double x) { return x > 20 ? x : log1p(exp(x
     X(MAX, max, NULL, "d/dx[max(x,y)] = 1 if x > y (1/2 on ties), d/dy = 1 if y > x",        \
       "d/dx[max(x,y)] = [x > y]", "d/dy[max(x,y)] = [y > x]", "max(x,{c})",                   \
       "d/dx[max(x,{c})] = [x > {c}]", "max(x,{c})", "d/dx[max(x,{c})] = [x > {c}]",           \
-      a >= b || a != a ? a : b, a > b ? 1 : a < b ? 0 : a == b ? 0.5 : y,                     \
-      b > a ? 1 : b < a ? 0 : a == b ? 0.5 : y, 0, 0, 0)                                      \
+      a >= b || a != a ? a : b, a > b ? 1 : a < b ? 0 : a == b ? 0.5 : 1,                     \
+      b > a ? 1 : b < a ? 0 : a == b ? 0.5 : 1, 0, 0, 0)                                      \
     X(MIN, min, NULL, "d/dx[min(x,y)] = 1 if x < y (1/2 on ties), d/dy = 1 if y < x",        \
       "d/dx[min(x,y)] = [x < y]", "d/dy[min(x,y)] = [y < x]", "min(x,{c})",                   \
       "d/dx[min(x,{c})] = [x < {c}]", "min(x,{c})", "d/dx[min(x,{c})] = [x < {c}]",           \
-      a <= b || a != a ? a : b, a < b ? 1 : a > b ? 0 : a == b ? 0.5 : y,                     \
-      b < a ? 1 : b > a ? 0 : a == b ? 0.5 : y, 0, 0, 0)
+      a <= b || a != a ? a : b, a < b ? 1 : a > b ? 0 : a == b ? 0.5 : 1,                     \
+      b < a ? 1 : b > a ? 0 : a == b ? 0.5 : 1, 0, 0, 0)
 
 /* The formulas as functions: ad_ew_exp(x, p), ad_ew_exp_d(x, y, p), ad_ew_exp_d2(x, y, p);
  * ad_ew_mul(a, b), ad_ew_mul_da(a, b, y), ..._db, ..._daa, ..._dab, ..._dbb. */

@@ -171,7 +171,7 @@ BINARY_BACKWARD(float)
         case OP_RELU: /* G read unconditionally: a select, not a mispredicted branch */   \
             for (int64_t i = 0; i < n; i++) {                                             \
                 T g_ = G[i], x_ = X[i];                                                   \
-                PUT(D[i], x_ > 0 ? g_ : x_ <= 0 ? 0 : x_); /* NaN stays NaN */            \
+                PUT(D[i], x_ <= 0 ? 0 : g_); /* at a NaN the gradient passes, as torch.relu's */ \
             }                                                                             \
             break;                                                                        \
         case OP_NEG: for (int64_t i = 0; i < n; i++) PUT(D[i], -G[i]); break;             \
