@@ -13,7 +13,7 @@ ad_op_ctx node_ctx(ad_graph *g, ad_node *n, ad_node **pair)
 
 static bool tangent_valid(const ad_graph *g, const ad_node *n)
 {
-    return g && n && n->id < g->ntangent && node_at(g, n->id) == n;
+    return g && n && node_is_live((ad_graph *)g, n) && n->id < g->ntangent;
 }
 
 const void *ad_tangent_data(const ad_graph *g, const ad_node *n)
@@ -132,7 +132,7 @@ static ad_status jvp_sweep(ad_graph *g, ad_node *root, int n, ad_node *const *le
 {
     if (!g) return AD_ERR_NULL;
     if (!root) return ad_set_error(g, AD_ERR_NULL, "jvp: root is NULL");
-    if (root->id >= g->nnodes || node_at(g, root->id) != root)
+    if (!node_is_live(g, root))
         return ad_set_error(g, AD_ERR_ARG, "jvp: root is not a node of this graph");
     if (n < 0 || (n > 0 && (!leaves || !seeds)))
         return ad_set_error(g, AD_ERR_NULL, "jvp: %d leaves with a NULL array", n);
@@ -140,7 +140,7 @@ static ad_status jvp_sweep(ad_graph *g, ad_node *root, int n, ad_node *const *le
     if (st) return st;
     for (int k = 0; k < n; k++) {
         ad_node *l = leaves[k];
-        if (!l || l->id > root->id || node_at(g, l->id) != l) {
+        if (!l || !node_is_live(g, l) || l->id > root->id) {
             g->ntangent = 0;
             return ad_set_error(g, AD_ERR_ARG, "jvp: leaf %d is not a node of this graph up to the root", k);
         }

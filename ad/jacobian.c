@@ -10,12 +10,12 @@ ad_status ad_jacobian_graph(ad_graph *g, ad_node *root, int n, ad_node *const *l
     if (!g) return AD_ERR_NULL;
     if (!root || !J || n < 0 || (n > 0 && !leaves))
         return ad_set_error(g, AD_ERR_NULL, "jacobian: NULL root, leaves or output");
-    if (root->id >= g->nnodes || node_at(g, root->id) != root)
+    if (!node_is_live(g, root))
         return ad_set_error(g, AD_ERR_ARG, "jacobian: root is not a node of this graph");
     int64_t m = node_size(root), cols = 0;
     for (int k = 0; k < n; k++) {
         ad_node *l = leaves[k];
-        if (!l || l->id > root->id || node_at(g, l->id) != l || !(l->flags & F_LEAF))
+        if (!l || !node_is_live(g, l) || l->id > root->id || !(l->flags & F_LEAF))
             return ad_set_error(g, AD_ERR_ARG, "jacobian: leaf %d is not a variable or parameter of this graph up to the root", k);
         cols += node_size(l);
     }

@@ -658,6 +658,19 @@ START_TEST(jvp_bad_calls)
     ad_clear_error(g);
     ck_assert_int_eq(ad_jvp_graph(g, y, 1, NULL, NULL), AD_ERR_NULL);
     ck_assert(isnan(ad_tangent_get(g, NULL, 0)));
+    /* nodes of another graph, alive or freed, are refused before they are read */
+    ad_graph *other = ad_graph_new();
+    ad_node *ox = ad_var(other, "ox", 1), *oy = ad_exp(other, ox);
+    ad_clear_error(g);
+    ck_assert_int_eq(ad_jvp_graph(g, oy, 0, NULL, NULL), AD_ERR_ARG);
+    ad_clear_error(g);
+    ck_assert_int_eq(ad_jvp_graph(g, y, 1, &ox, (const double *const[]){(double[]){1}}), AD_ERR_ARG);
+    double J;
+    ad_clear_error(g);
+    ck_assert_int_eq(ad_jacobian_graph(g, y, 1, &ox, AD_JAC_AUTO, &J), AD_ERR_ARG);
+    ad_graph_free(other);
+    ad_clear_error(g);
+    ck_assert_int_eq(ad_jacobian_graph(g, oy, 1, &x, AD_JAC_AUTO, &J), AD_ERR_ARG);
     ad_graph_free(g);
 }
 END_TEST
