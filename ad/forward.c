@@ -13,7 +13,7 @@ ad_op_ctx node_ctx(ad_graph *g, ad_node *n, ad_node **pair)
 
 static bool tangent_valid(const ad_graph *g, const ad_node *n)
 {
-    return g && n && node_is_live((ad_graph *)g, n) && n->id < g->ntangent;
+    return g && n && node_is_live(g, n) && n->id < g->ntangent;
 }
 
 const void *ad_tangent_data(const ad_graph *g, const ad_node *n)

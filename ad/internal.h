@@ -219,7 +219,7 @@ bool node_is_live_slow(const ad_graph *g, const ad_node *n);
  * count.  Decided from the address alone, so a node of another graph, even a freed one, is
  * never read: the slab start that n's address implies is looked up in slab_tab (a slab the
  * table could not hold, two starts sharing an entry, is found by node_is_live_slow). */
-static inline bool node_is_live(ad_graph *g, const ad_node *n)
+static inline bool node_is_live(const ad_graph *g, const ad_node *n)
 {
     uintptr_t p = (uintptr_t)n, base = p >> SLAB_ALIGN_BITS << SLAB_ALIGN_BITS;
     /* most inputs are recent: in the current slab (the one g->cur points into), below cur */
