@@ -14,10 +14,9 @@
  * already computed) and its parameter p (0 for ops without one); a binary op sees its inputs a
  * and b and its output y.  Derivatives may use y to save work (exp' = y).  Subgradients at
  * kinks follow PyTorch: 0 for relu and abs at 0, half each for max and min on ties.  NaN
- * propagates as in PyTorch (torch.relu(nan) and torch.maximum(1, nan) are nan): where an input
- * of relu, leaky_relu, abs, max or min is NaN, the value is NaN and so is every local
- * derivative, so that the gradient shows it too (a comparison with NaN is false, so each
- * formula tests the ordered cases and falls through to the NaN).
+ * follows PyTorch too: where an input of relu, leaky_relu, abs, max or min is NaN the value is
+ * NaN (torch.relu(nan), torch.maximum(1, nan)), and the local derivatives are torch's there:
+ * 1 for relu, the slope for leaky_relu, 0 for abs, 1 to both sides of max and min.
  *
  * The functions this header defines (ad_ew_NAME, ad_ew_NAME_d, ad_ew_NAME_d2, ...) are static
  * inline, so the formulas compile into every caller; nothing here is a library symbol.

@@ -44,7 +44,8 @@ typedef ad_status (*ad_backward_fn)(const ad_op_ctx *c);
 typedef ad_status (*ad_jvp_fn)(const ad_op_ctx *c);
 /* State initialiser: runs once per node, after the shape rule and before forward, with the
  * argument given to ad_apply_with; fills c->state (state_size zeroed bytes, more from
- * ad_op_alloc).  Returns AD_OK, or a status after writing into msg why arg is unusable. */
+ * ad_op_alloc).  Returns AD_OK, or a status after writing into msg why arg is unusable
+ * (AD_ERR_NOMEM, msg may stay empty, when ad_op_alloc failed). */
 typedef ad_status (*ad_init_fn)(const ad_op_ctx *c, const void *arg, char *msg, size_t msglen);
 
 /* An op arity meaning "any number of inputs". */
@@ -125,7 +126,8 @@ ad_node *ad_apply(ad_graph *g, int op, ad_node *const *in, int nin, const double
 ad_node *ad_apply_with(ad_graph *g, int op, ad_node *const *in, int nin, const double *param,
                        int nparam, const void *arg);
 /* For state initialisers: bytes from the graph's arena (64-byte aligned, uninitialised), freed
- * with the graph; NULL if memory runs out (then the graph holds an error). */
+ * with the graph; NULL if memory runs out (then the graph holds the message, and the
+ * initialiser returns AD_ERR_NOMEM). */
 void *ad_op_alloc(const ad_op_ctx *c, size_t bytes);
 /* For backward callbacks: the gradient buffer of input n (zeroed on first use), or NULL if n
  * needs no gradient (or memory ran out: then the graph holds an error). */

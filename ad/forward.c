@@ -76,31 +76,42 @@ static ad_node stand_in(ad_graph *g, ad_node *n, ad_ext *x, const void *t, bool 
 ad_status jvp_linear(const ad_op_ctx *c)
 {
     ad_graph *g = c->graph;
-    enum { MAX_IN = 64 };
-    if (c->nin > MAX_IN)
-        return ad_set_error(g, AD_ERR_ARG, "jvp: %s with %d inputs (at most %d)",
-                            op_entry_get(c->out->op)->def.name, c->nin, MAX_IN);
-    ad_node in_s[MAX_IN], *in_p[MAX_IN];
-    ad_ext in_x[MAX_IN], out_x;
-    bool ok;
-    for (int i = 0; i < c->nin; i++) {
+    /* stand-ins on the stack for the usual few inputs; a long concat gets them from the heap */
+    enum { ON_STACK = 8 };
+    ad_node in_stack[ON_STACK], *p_stack[ON_STACK];
+    ad_ext x_stack[ON_STACK];
+    ad_node *in_s = in_stack, **in_p = p_stack;
+    ad_ext *in_x = x_stack, out_x;
+    if (c->nin > ON_STACK) {
+        in_s = ad_xmalloc((size_t)c->nin * sizeof *in_s);
+        in_p = ad_xmalloc((size_t)c->nin * sizeof *in_p);
+        in_x = ad_xmalloc((size_t)c->nin * sizeof *in_x);
+    }
+    ad_status st = in_s && in_p && in_x ? AD_OK
+                   : ad_set_error(g, AD_ERR_NOMEM, "jvp: out of memory for %s with %d inputs",
+                                  op_entry_get(c->out->op)->def.name, c->nin);
+    bool ok = true;
+    for (int i = 0; !st && i < c->nin; i++) {
         in_s[i] = stand_in(g, c->in[i], &in_x[i], ad_tangent_data(g, c->in[i]), &ok);
-        if (!ok) return g->status;
+        if (!ok) st = g->status;
         in_p[i] = &in_s[i];
     }
-    void *T = ad_tangent_buffer(g, c->out);
-    if (!T) return g->status;
-    ad_node out_s = stand_in(g, c->out, &out_x, T, &ok);
-    /* inputs beyond two are reached through x->in: point the stand-in's list at ours */
-    if (out_s.x && out_s.x->in) out_s.x->in = in_p;
-    out_s.a = c->nin > 0 ? in_p[0] : NULL;
-    out_s.b = c->nin > 1 ? in_p[1] : NULL;
-    ad_op_ctx s = *c;
-    s.out = &out_s;
-    s.in = in_p;
-    op_entry_get(c->out->op)->def.forward(&s);
-    if (!out_s.x) *(double *)T = out_s.v;
-    return AD_OK;
+    void *T = st ? NULL : ad_tangent_buffer(g, c->out);
+    if (!st && !T) st = g->status;
+    if (!st) {
+        ad_node out_s = stand_in(g, c->out, &out_x, T, &ok);
+        /* inputs beyond two are reached through x->in: point the stand-in's list at ours */
+        if (out_s.x && out_s.x->in) out_s.x->in = in_p;
+        out_s.a = c->nin > 0 ? in_p[0] : NULL;
+        out_s.b = c->nin > 1 ? in_p[1] : NULL;
+        ad_op_ctx s = *c;
+        s.out = &out_s;
+        s.in = in_p;
+        op_entry_get(c->out->op)->def.forward(&s);
+        if (!out_s.x) *(double *)T = out_s.v;
+    }
+    if (in_s != in_stack) ad_xfree(in_s), ad_xfree(in_p), ad_xfree(in_x);
+    return st;
 }
 
 /* Makes room for one tangent per node and clears them. */
@@ -184,7 +195,10 @@ static ad_status jvp_sweep(ad_graph *g, ad_node *root, int n, ad_node *const *le
         } else {
             st = e->def.jvp(&c);
         }
-        if (st) return st;
+        if (st) {
+            g->ntangent = 0; /* a half-done sweep's tangents are not answers */
+            return st;
+        }
     }
     return AD_OK;
 }

@@ -94,6 +94,7 @@ void ad_graph_reset(ad_graph *g)
 {
     if (!g) return;
     g->nnodes = 0;
+    g->live_len = 0;
     g->cur = g->cur_end = NULL;
     if (g->outgrew) arena_coalesce(g);
     for (block *b = g->first; b; b = b->next) b->used = 0;

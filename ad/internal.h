@@ -137,6 +137,9 @@ struct ad_graph {
      * outgrew them, and the next reset makes them one block (graph.c). */
     bool had_blocks, outgrew;
     uint32_t slab_tab[SLAB_TAB]; /* 1 + the slab starting at k << SLAB_ALIGN_BITS (mod SLAB_TAB); 0: none */
+    /* node_is_live's cache: a full slab (not the current one) where it last found an input,
+     * [live_base, live_base + live_len); live_len is 0 after a reset */
+    uintptr_t live_base, live_len;
     uint32_t dirty;       /* nodes [0, dirty) may hold gradients of an earlier sweep */
     bool nograd;
     bool anomaly;         /* check every value and gradient (anomaly.c) */
@@ -224,10 +227,16 @@ static inline bool node_is_live(const ad_graph *g, const ad_node *n)
     uintptr_t p = (uintptr_t)n, base = p >> SLAB_ALIGN_BITS << SLAB_ALIGN_BITS;
     /* most inputs are recent: in the current slab (the one g->cur points into), below cur */
     if (((p ^ (uintptr_t)g->cur) >> SLAB_ALIGN_BITS) == 0 && p < (uintptr_t)g->cur) return true;
+    /* most others are in the slab the last such input was in (a model's parameters) */
+    if (p - g->live_base < g->live_len) return true;
     uint32_t s = g->slab_tab[(base >> SLAB_ALIGN_BITS) & (SLAB_TAB - 1)];
     if (!s || (uintptr_t)g->slab[s - 1] != base) return node_is_live_slow(g, n);
     /* nodes of slab s-1 below the count: all of it, or the first nnodes mod SLAB_NODES */
     int64_t live = (int64_t)g->nnodes - ((int64_t)(s - 1) << SLAB_BITS);
+    if (live >= (int64_t)SLAB_NODES) { /* a full slab: remember it (the cache is not state) */
+        ((ad_graph *)g)->live_base = base;
+        ((ad_graph *)g)->live_len = SLAB_NODES * sizeof(ad_node);
+    }
     return live > 0 && p - base < (uint64_t)live * sizeof(ad_node);
 }
 char *arena_strdup(ad_graph *g, const char *s);

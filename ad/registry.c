@@ -217,12 +217,15 @@ ad_node *ad_apply_with(ad_graph *g, int op, ad_node *const *in, int nin, const d
             memset(x->saved, 0, e->def.state_size);
         }
         c.state = x->saved;
+        msg[0] = 0;
         ad_status st = e->def.init ? e->def.init(&c, arg, msg, sizeof msg) : AD_OK;
         if (st) {
-            ad_set_error(g, st, "%s: %s", name, msg);
+            /* an initialiser whose ad_op_alloc failed may leave msg empty: the graph holds
+             * "out of memory" then (unless an earlier error already stands) */
+            if (msg[0]) ad_set_error(g, st, "%s: %s", name, msg);
+            else ad_set_error(g, st, "%s: out of memory for its state", name);
             goto fail;
         }
-        if (g->status) goto fail; /* the initialiser ran out of memory */
     }
     e->def.forward(&c);
     return g->anomaly ? anomaly_forward(g, n) : n;

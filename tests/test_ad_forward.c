@@ -446,7 +446,7 @@ static ad_status wsum_init(const ad_op_ctx *c, const void *arg, char *msg, size_
     wsum_state *st = c->state;
     if (!arg) return snprintf(msg, len, "weights are NULL"), AD_ERR_NULL;
     st->n = ad_node_size(c->in[0]);
-    if (!(st->w = ad_op_alloc(c, (size_t)st->n * sizeof *st->w))) return AD_OK;
+    if (!(st->w = ad_op_alloc(c, (size_t)st->n * sizeof *st->w))) return AD_ERR_NOMEM;
     memcpy(st->w, arg, (size_t)st->n * sizeof *st->w);
     return AD_OK;
 }
@@ -646,6 +646,27 @@ START_TEST(jacobian_of_a_graph)
 }
 END_TEST
 
+/* A concat of more inputs than jvp_linear keeps on its stack, and a stateful op recorded while
+ * an earlier error stands (found in review: it refused to record). */
+START_TEST(jvp_long_concat_and_state_after_an_error)
+{
+    ad_graph *g = ad_graph_new();
+    enum { K = 65 };
+    ad_node *x = ad_var_array(g, "x", AD_F64, AD_SHAPE(2), (double[]){1, 2}), *parts[K];
+    for (int k = 0; k < K; k++) parts[k] = ad_mul_scalar(g, x, k);
+    ad_node *y = ad_sum(g, ad_concat(g, parts, K, 0));
+    ck_assert_int_eq(ad_jvp_graph(g, y, 1, &x, (const double *const[]){(double[]){1, 0}}), AD_OK);
+    ck_assert_double_eq(ad_tangent_get(g, y, 0), K * (K - 1) / 2);
+    ck_assert_ptr_null(ad_add(g, ad_const(g, AD_F64, AD_SHAPE(2, 3), NULL), ad_const(g, AD_F64, AD_SHAPE(2, 2), NULL)));
+    int32_t labels[2] = {0, 2};
+    ad_node *ce = ad_cross_entropy(g, ad_const(g, AD_F64, AD_SHAPE(2, 3), NULL), labels);
+    ck_assert_ptr_nonnull(ce);
+    ck_assert_double_eq_tol(ad_value(ce), log(3.0), 1e-15);
+    ck_assert_ptr_nonnull(strstr(ad_error(g), "do not broadcast")); /* the first error still stands */
+    ad_graph_free(g);
+}
+END_TEST
+
 /* Bad calls fail with a message. */
 START_TEST(jvp_bad_calls)
 {
@@ -691,6 +712,7 @@ int main(void)
     tcase_add_test(t, jvp_allocates_nothing_in_a_loop);
     tcase_add_test(t, jvp_with_typed_seeds);
     tcase_add_test(t, jvp_bad_calls);
+    tcase_add_test(t, jvp_long_concat_and_state_after_an_error);
     tcase_add_test(t, jacobian_of_a_c_function);
     tcase_add_test(t, jacobian_of_a_graph);
     suite_add_tcase(s, t);

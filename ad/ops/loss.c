@@ -111,7 +111,7 @@ static ad_status ce_init(const ad_op_ctx *c, const void *arg, char *msg, size_t 
         }
     if (!(st->labels = ad_op_alloc(c, (size_t)N * sizeof *st->labels)) ||
         !(st->lse = ad_op_alloc(c, (size_t)N * sizeof *st->lse)))
-        return AD_OK; /* the graph holds the error */
+        return AD_ERR_NOMEM; /* the graph holds the message */
     memcpy(st->labels, labels, (size_t)N * sizeof *labels);
     return AD_OK;
 }
@@ -225,7 +225,7 @@ static ad_status dropout_init(const ad_op_ctx *c, const void *arg, char *msg, si
         return AD_ERR_NULL;
     }
     st->scale = c->param[1] != 0 ? 1 / (1 - p) : 1;
-    if (!(st->keep = ad_op_alloc(c, (size_t)node_size(c->out)))) return AD_OK;
+    if (!(st->keep = ad_op_alloc(c, (size_t)node_size(c->out)))) return AD_ERR_NOMEM;
     for (int64_t i = 0; i < node_size(c->out); i++) st->keep[i] = ad_rng_uniform(rng) >= p;
     return AD_OK;
 }

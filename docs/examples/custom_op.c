@@ -27,7 +27,7 @@ static ad_status dot_init(const ad_op_ctx *c, const void *arg, char *msg, size_t
     dot_state *s = c->state;
     if (!arg) return snprintf(msg, len, "weights are NULL"), AD_ERR_NULL;
     s->n = ad_node_size(c->in[0]);
-    if (!(s->w = ad_op_alloc(c, (size_t)s->n * sizeof *s->w))) return AD_OK; /* error recorded */
+    if (!(s->w = ad_op_alloc(c, (size_t)s->n * sizeof *s->w))) return AD_ERR_NOMEM; /* message recorded */
     memcpy(s->w, arg, (size_t)s->n * sizeof *s->w);
     return AD_OK;
 }
