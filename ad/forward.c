@@ -222,34 +222,17 @@ ad_status ad_jvp(ad_graph *g, ad_fn f, int n, const double *x, const double *v, 
         if (g) ad_set_error(g, AD_ERR_NULL, "jvp: NULL function, point or direction");
         return AD_ERR_NULL;
     }
-    ad_graph *own = g ? NULL : ad_graph_new();
-    ad_graph *gg = g ? g : own;
-    if (!gg) return AD_ERR_NOMEM;
-    ad_graph_reset(gg);
-    ad_node **xs = ad_xmalloc((size_t)(n ? n : 1) * sizeof *xs);
-    const double **seeds = ad_xmalloc((size_t)(n ? n : 1) * sizeof *seeds);
-    ad_status st = xs && seeds ? AD_OK : AD_ERR_NOMEM;
-    if (st) ad_set_error(gg, st, "jvp: out of memory");
-    for (int i = 0; !st && i < n; i++) {
-        seeds[i] = &v[i];
-        if (!(xs[i] = ad_var(gg, NULL, x[i]))) st = gg->status;
+    bool own = !g;
+    if (own && !(g = ad_graph_new())) return AD_ERR_NOMEM;
+    ad_node **xs, *y = record_fn(g, "jvp", f, n, x, user, m, &xs);
+    const double **seeds = y ? arena_alloc(g, (size_t)(n ? n : 1) * sizeof *seeds) : NULL;
+    ad_status st = seeds ? AD_OK : y ? ad_set_error(g, AD_ERR_NOMEM, "jvp: out of memory") : g->status;
+    for (int i = 0; !st && i < n; i++) seeds[i] = &v[i]; /* one direction element per variable */
+    if (!st) st = ad_jvp_graph(g, y, n, xs, seeds);
+    for (int64_t i = 0; !st && i < m; i++) {
+        if (value) value[i] = ad_node_get(y, i);
+        if (jv) jv[i] = ad_tangent_get(g, y, i);
     }
-    ad_node *y = st ? NULL : f(gg, xs, n, user);
-    if (!st && !y) st = gg->status ? gg->status : ad_set_error(gg, AD_ERR_NULL, "jvp: the function returned NULL");
-    if (!st && node_size(y) != m) {
-        char b[96];
-        ad_shape s = node_shape(y);
-        st = ad_set_error(gg, AD_ERR_SHAPE, "jvp: the result has shape %s, not %lld elements",
-                          ad_shape_str(&s, b, sizeof b), (long long)m);
-    }
-    if (!st) st = ad_jvp_graph(gg, y, n, xs, seeds);
-    if (!st)
-        for (int64_t i = 0; i < m; i++) {
-            if (value) value[i] = ad_node_get(y, i);
-            if (jv) jv[i] = ad_tangent_get(gg, y, i);
-        }
-    ad_xfree(xs);
-    ad_xfree(seeds);
-    ad_graph_free(own);
+    if (own) ad_graph_free(g);
     return st;
 }

@@ -2,34 +2,43 @@
 #include "internal.h"
 #include <stdlib.h>
 
+ad_node *record_fn(ad_graph *g, const char *who, ad_fn f, int n, const double *x, void *user,
+                   int64_t m, ad_node ***xs)
+{
+    ad_graph_reset(g);
+    ad_node **v = *xs = arena_alloc(g, (size_t)(n ? n : 1) * sizeof *v);
+    if (!v) {
+        ad_set_error(g, AD_ERR_NOMEM, "%s: out of memory for %d inputs", who, n);
+        return NULL;
+    }
+    for (int i = 0; i < n; i++)
+        if (!(v[i] = ad_var(g, NULL, x[i]))) return NULL;
+    ad_node *y = f(g, v, n, user);
+    if (!y) {
+        if (!g->status) ad_set_error(g, AD_ERR_NULL, "%s: the function returned NULL", who);
+        return NULL;
+    }
+    if (m >= 0 && node_size(y) != m) {
+        char b[96];
+        ad_shape s = node_shape(y);
+        ad_set_error(g, AD_ERR_SHAPE, "%s: the result has shape %s, not %lld elements", who,
+                     ad_shape_str(&s, b, sizeof b), (long long)m);
+        return NULL;
+    }
+    return y;
+}
+
 ad_status ad_gradient(ad_graph *g, ad_fn f, int n, const double *x, void *user,
                       double *value, double *grad)
 {
     if (!f || n < 0 || (n && !x)) return g ? ad_set_error(g, AD_ERR_NULL, "gradient: NULL function or point") : AD_ERR_NULL;
     bool own = !g;
     if (own && !(g = ad_graph_new())) return AD_ERR_NOMEM;
-    if (!own) ad_graph_reset(g);
-    ad_status st = AD_OK;
-    ad_node **v = arena_alloc(g, (size_t)(n ? n : 1) * sizeof *v);
-    if (!v) {
-        st = ad_set_error(g, AD_ERR_NOMEM, "gradient: out of memory for %d inputs", n);
-        goto out;
-    }
-    for (int i = 0; i < n; i++)
-        if (!(v[i] = ad_var(g, NULL, x[i]))) {
-            st = g->status;
-            goto out;
-        }
-    ad_node *y = f(g, v, n, user);
-    if (!y) {
-        st = g->status ? g->status : ad_set_error(g, AD_ERR_NULL, "gradient: the function returned NULL");
-        goto out;
-    }
-    if ((st = ad_backward(g, y)) != AD_OK) goto out;
-    if (value) *value = ad_value(y);
-    if (grad)
+    ad_node **v, *y = record_fn(g, "gradient", f, n, x, user, -1, &v);
+    ad_status st = y ? ad_backward(g, y) : g->status;
+    if (!st && value) *value = ad_value(y);
+    if (!st && grad)
         for (int i = 0; i < n; i++) grad[i] = v[i]->g;
-out:
     if (own) ad_graph_free(g);
     return st;
 }

@@ -334,6 +334,12 @@ ad_status backward_node(ad_graph *g, ad_node *n);
 ad_node *anomaly_forward(ad_graph *g, ad_node *n);
 ad_status anomaly_backward(ad_graph *g, ad_node *n);
 
+/* f recorded at x on g (reset first), for the one-call entry points (ad_gradient, ad_jvp,
+ * ad_vjp, ad_jacobian): n scalar variables in *xs (arena), the result, which must have m
+ * elements (any for m < 0); NULL with the error set, its message starting with who. */
+ad_node *record_fn(ad_graph *g, const char *who, ad_fn f, int n, const double *x, void *user,
+                   int64_t m, ad_node ***xs);
+
 /* The gradient checkers' shared bookkeeping: score one element (|analytic - numeric| against
  * atol + rtol |numeric|, the worst kept), then turn the worst score into a status and message. */
 void check_opts(const ad_check_opts *o, double *eps, double *rtol, double *atol);

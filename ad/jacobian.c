@@ -72,20 +72,8 @@ ad_status ad_jacobian(ad_graph *g, ad_fn f, int n, const double *x, void *user, 
     }
     bool own = !g;
     if (own && !(g = ad_graph_new())) return AD_ERR_NOMEM;
-    ad_graph_reset(g);
-    ad_status st = AD_OK;
-    ad_node **xs = arena_alloc(g, (size_t)(n ? n : 1) * sizeof *xs);
-    if (!xs) st = ad_set_error(g, AD_ERR_NOMEM, "jacobian: out of memory for %d inputs", n);
-    for (int i = 0; !st && i < n; i++)
-        if (!(xs[i] = ad_var(g, NULL, x[i]))) st = g->status;
-    ad_node *y = st ? NULL : f(g, xs, n, user);
-    if (!st && !y) st = g->status ? g->status : ad_set_error(g, AD_ERR_NULL, "jacobian: the function returned NULL");
-    if (!st && node_size(y) != m) {
-        char b[96];
-        ad_shape s = node_shape(y);
-        st = ad_set_error(g, AD_ERR_SHAPE, "jacobian: the result has shape %s, not %lld elements",
-                          ad_shape_str(&s, b, sizeof b), (long long)m);
-    }
+    ad_node **xs, *y = record_fn(g, "jacobian", f, n, x, user, m, &xs);
+    ad_status st = y ? AD_OK : g->status;
     if (!st) st = ad_jacobian_graph(g, y, n, xs, mode, J);
     if (!st && value)
         for (int64_t i = 0; i < m; i++) value[i] = ad_node_get(y, i);
@@ -125,20 +113,8 @@ ad_status ad_vjp(ad_graph *g, ad_fn f, int n, const double *x, const double *u, 
     }
     bool own = !g;
     if (own && !(g = ad_graph_new())) return AD_ERR_NOMEM;
-    ad_graph_reset(g);
-    ad_status st = AD_OK;
-    ad_node **xs = arena_alloc(g, (size_t)(n ? n : 1) * sizeof *xs);
-    if (!xs) st = ad_set_error(g, AD_ERR_NOMEM, "vjp: out of memory for %d inputs", n);
-    for (int i = 0; !st && i < n; i++)
-        if (!(xs[i] = ad_var(g, NULL, x[i]))) st = g->status;
-    ad_node *y = st ? NULL : f(g, xs, n, user);
-    if (!st && !y) st = g->status ? g->status : ad_set_error(g, AD_ERR_NULL, "vjp: the function returned NULL");
-    if (!st && node_size(y) != m) {
-        char b[96];
-        ad_shape s = node_shape(y);
-        st = ad_set_error(g, AD_ERR_SHAPE, "vjp: the result has shape %s, not %lld elements",
-                          ad_shape_str(&s, b, sizeof b), (long long)m);
-    }
+    ad_node **xs, *y = record_fn(g, "vjp", f, n, x, user, m, &xs);
+    ad_status st = y ? AD_OK : g->status;
     if (!st) st = ad_backward_seed(g, y, u);
     for (int64_t i = 0; !st && value && i < m; i++) value[i] = ad_node_get(y, i);
     for (int i = 0; !st && uJ && i < n; i++) uJ[i] = ad_grad(xs[i]);
