@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 static const gemm_isa isas[] = {GEMM_ISA_PORTABLE, GEMM_ISA_AVX2, GEMM_ISA_AVX512};
@@ -533,13 +534,30 @@ END_TEST
 
 /* A child of fork has no workers: the pool starts afresh there, and resizing it does not wait
  * for threads that did not survive the fork. */
+/* The caller's block waits (at most about a second) for a worker to run one. */
+static void wait_for_worker_block(void *c, int64_t b, int worker)
+{
+    (void)b;
+    atomic_int *worker_ran = c;
+    if (worker != 0) atomic_store(worker_ran, 1);
+    else
+        for (int i = 0; i < 100000 && !atomic_load(worker_ran); i++)
+            nanosleep(&(struct timespec){.tv_nsec = 10000}, NULL);
+}
+
 START_TEST(pool_after_fork)
 {
     ad_set_threads(2);
     atomic_int hits[64];
     for (int i = 0; i < 64; i++) atomic_init(&hits[i], 0);
     count_ctx c = {.hits = hits, .n = 64};
-    pool_parallel_for(64, 2, count_block, &c); /* the parent's worker exists now */
+    /* Fork only once the parent's worker has run a block: a thread still inside its start-up
+     * (AddressSanitizer's thread set-up takes the sanitizer's own locks) would leave the child
+     * a lock that nobody will release, a hang of the sanitizer, not of the pool. */
+    atomic_int worker_ran;
+    atomic_init(&worker_ran, 0);
+    pool_parallel_for(2, 2, wait_for_worker_block, &worker_ran);
+    ck_assert_int_eq(atomic_load(&worker_ran), 1);
     pid_t pid = fork();
     ck_assert_int_ge(pid, 0);
     if (pid == 0) {
