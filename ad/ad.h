@@ -12,7 +12,9 @@
  *
  * Modes.  ad_backward is reverse mode: one sweep gives the gradient of one output with respect
  * to every input.  ad_jvp_graph and ad_jvp are forward mode: one sweep gives the derivative of
- * every output along one direction of the inputs.  Both are first order.
+ * every output along one direction of the inputs.  ad_jacobian_graph gives whole Jacobians by
+ * either.  ad_grad_graph returns a gradient as nodes (differentiable again, any order), and
+ * ad_hvp_graph and ad_hessian_graph run forward mode over it for second order.
  *
  * Model.  The graph is a define-by-run tape: every op call appends a node, so creation order
  * is a topological order and backward is one reverse walk (no recursion, no sort).  Scalars
@@ -595,6 +597,42 @@ ad_status ad_jacobian_graph(ad_graph *g, ad_node *root, int n, ad_node *const *l
  * row-major, and value (if not NULL) the m values.  g as in ad_gradient. */
 ad_status ad_jacobian(ad_graph *g, ad_fn f, int n, const double *x, void *user, int64_t m,
                       ad_jac_mode mode, double *value, double *J);
+
+/* ------------------------------------------------------------------------------------------
+ * Second and higher order.  Gradients as graphs are PyTorch's create_graph: the reverse sweep
+ * writes each op's reverse rule as new nodes, so a gradient is a function of the inputs that
+ * can be used, combined and differentiated again, to any order.  HVPs and Hessians run forward
+ * mode over that gradient graph (forward over reverse).  ad_backward keeps its fast kernels;
+ * only these calls build gradient graphs.
+ */
+
+/* The gradient of root with respect to wrt[0..n-1] (any nodes of g up to root) as new nodes
+ * of g: grads[k] has wrt[k]'s shape and dtype and depends on the inputs as the gradient does,
+ * so it can enter further ops and ad_backward, ad_grad_graph again or forward mode.  root must
+ * have one element, or seed (a node of root's shape, itself differentiable) weights its
+ * elements: the gradient of sum(seed * root).  What root does not depend on gets a constant
+ * zero.  Fails with AD_ERR_NO_BACKWARD at an op without a reverse rule as a graph (a user op
+ * whose ad_op_def has no grad_graph); then grads are NULL. */
+ad_status ad_grad_graph(ad_graph *g, ad_node *root, ad_node *seed, int n, ad_node *const *wrt,
+                        ad_node **grads);
+/* The Hessian-vector product of a one-element root with respect to the leaves (variables or
+ * parameters): hv[k] receives leaf k's part of H v, where v[k] (leaf k's size, NULL for zero)
+ * is the direction.  One gradient graph and one forward sweep over it, so it appends nodes. */
+ad_status ad_hvp_graph(ad_graph *g, ad_node *root, int n, ad_node *const *leaves,
+                       const double *const *v, double *const *hv);
+/* The dense Hessian of a one-element root with respect to the elements of leaves[0..n-1], in
+ * order: H is N x N row-major for N elements in all, H[i*N + j] = d2 root / dx_i dx_j.  One
+ * gradient graph, then one forward sweep over it per element (column j is H e_j).  At kinks
+ * (relu, abs, max, min) the second derivative is 0, as PyTorch's. */
+ad_status ad_hessian_graph(ad_graph *g, ad_node *root, int n, ad_node *const *leaves, double *H);
+/* Value, gradient and Hessian-vector product H v of a scalar f at x[0..n-1] in one call (value
+ * and grad may be NULL).  g as in ad_gradient. */
+ad_status ad_hvp(ad_graph *g, ad_fn f, int n, const double *x, const double *v, void *user,
+                 double *value, double *grad, double *hv);
+/* Value, gradient and n x n Hessian (row-major) of a scalar f at x[0..n-1] in one call (value
+ * and grad may be NULL).  g as in ad_gradient. */
+ad_status ad_hessian(ad_graph *g, ad_fn f, int n, const double *x, void *user, double *value,
+                     double *grad, double *H);
 
 /* Options of the finite-difference checker; zeros pick the defaults (eps 1e-6, rtol 1e-5,
  * atol 1e-7).  An element passes when |analytic - numeric| <= atol + rtol*|numeric|. */

@@ -68,46 +68,75 @@ static inline double ad_ew_softplus_(double x) { return x > 20 ? x : log1p(exp(x
  * parameter are in AD_EW_UNARY_P.
  */
 #define AD_EW_UNARY(X)                                                                        \
-    X(NEG, neg, NULL, "-", "d/dx[-x] = -1", -x, -1, 0)                                        \
-    X(RECIP, recip, "1/x", "1/", "d/dx[1/x] = -1/x^2", 1 / x, -y * y, 2 * y * y * y)          \
-    X(EXP, exp, NULL, NULL, "d/dx[exp(x)] = exp(x)", exp(x), y, y)                            \
-    X(LOG, log, NULL, NULL, "d/dx[log(x)] = 1/x", log(x), 1 / x, -1 / (x * x))                \
-    X(SQRT, sqrt, NULL, NULL, "d/dx[sqrt(x)] = 1/(2*sqrt(x))", sqrt(x), 0.5 / y,              \
-      -0.25 / (y * y * y))                                                                    \
-    X(SIN, sin, NULL, NULL, "d/dx[sin(x)] = cos(x)", sin(x), cos(x), -y)                      \
-    X(COS, cos, NULL, NULL, "d/dx[cos(x)] = -sin(x)", cos(x), -sin(x), -y)                    \
-    X(TAN, tan, NULL, NULL, "d/dx[tan(x)] = 1 + tan(x)^2", tan(x), 1 + y * y,                 \
-      2 * y * (1 + y * y))                                                                    \
-    X(TANH, tanh, NULL, NULL, "d/dx[tanh(x)] = 1 - tanh(x)^2", tanh(x), 1 - y * y,            \
-      -2 * y * (1 - y * y))                                                                   \
-    X(SIGMOID, sigmoid, NULL, NULL, "d/dx[sigmoid(x)] = sigmoid(x)*(1 - sigmoid(x))",         \
-      ad_ew_logistic_(x), y * (1 - y), y * (1 - y) * (1 - 2 * y))                             \
-    X(RELU, relu, NULL, NULL, "d/dx[max(0,x)] = 1 if x > 0, else 0", !(x <= 0) ? x : 0,       \
-      x <= 0 ? 0 : 1, 0)                                                          \
-    X(ABS, abs, NULL, NULL, "d/dx[|x|] = sign(x) (0 at 0)", fabs(x),                          \
-      x > 0 ? 1 : x < 0 ? -1 : 0, 0)                                             \
-    X(SQUARE, square, NULL, NULL, "d/dx[x^2] = 2*x", x * x, 2 * x, 2)                         \
-    X(SOFTPLUS, softplus, NULL, NULL, "d/dx[log(1 + exp(x))] = sigmoid(x)",                   \
-      ad_ew_softplus_(x), x > 20 ? 1 : ad_ew_logistic_(x),                                    \
-      x > 20 ? 0 : ad_ew_logistic_(x) * (1 - ad_ew_logistic_(x)))                             \
-    X(SILU, silu, NULL, NULL, "d/dx[x*sigmoid(x)] = s*(1 + x*(1 - s)), s = sigmoid(x)",       \
-      x * ad_ew_logistic_(x), ad_ew_logistic_(x) * (1 + x * (1 - ad_ew_logistic_(x))),        \
-      ad_ew_logistic_(x) * (1 - ad_ew_logistic_(x)) * (2 + x * (1 - 2 * ad_ew_logistic_(x)))) \
-    X(GELU, gelu, NULL, NULL, "d/dx[x*Phi(x)] = Phi(x) + x*phi(x)", x * ad_ew_Phi_(x),        \
-      ad_ew_Phi_(x) + x * ad_ew_phi_(x), ad_ew_phi_(x) * (2 - x * x))                         \
-    X(GELU_TANH, gelu_tanh, NULL, NULL,                                                       \
-      "d/dx[x/2*(1 + tanh(u))] = (1 + t)/2 + x/2*(1 - t^2)*u', u = k(x + 0.044715x^3)",      \
-      0.5 * x * (1 + tanh(ad_ew_gelu_u_(x))), ad_ew_gelu_tanh_d_(x), ad_ew_gelu_tanh_d2_(x))  \
-    X(LOG1P, log1p, NULL, NULL, "d/dx[log(1 + x)] = 1/(1 + x)", log1p(x), 1 / (1 + x),        \
-      -1 / ((1 + x) * (1 + x)))                                                               \
-    X(EXPM1, expm1, NULL, NULL, "d/dx[exp(x) - 1] = exp(x)", expm1(x), y + 1, y + 1)          \
-    X(ERF, erf, NULL, NULL, "d/dx[erf(x)] = 2/sqrt(pi)*exp(-x^2)", erf(x),                    \
-      1.1283791670955126 * exp(-x * x), -2 * x * 1.1283791670955126 * exp(-x * x))
+    X(NEG, neg, NULL, "-", "d/dx[-x] = -1", -x, -1, 0,                                         \
+      NEG_ONE)                                                                                 \
+    X(RECIP, recip, "1/x", "1/", "d/dx[1/x] = -1/x^2", 1 / x, -y * y, 2 * y * y * y,           \
+      ad_neg(g, ad_square(g, y)))                                                              \
+    X(EXP, exp, NULL, NULL, "d/dx[exp(x)] = exp(x)", exp(x), y, y,                             \
+      y)                                                                                       \
+    X(LOG, log, NULL, NULL, "d/dx[log(x)] = 1/x", log(x), 1 / x, -1 / (x * x),                 \
+      ad_recip(g, x))                                                                          \
+    X(SQRT, sqrt, NULL, NULL, "d/dx[sqrt(x)] = 1/(2*sqrt(x))", sqrt(x), 0.5 / y,               \
+      -0.25 / (y * y * y),                                                                     \
+      ad_div(g, K(0.5), y))                                                                    \
+    X(SIN, sin, NULL, NULL, "d/dx[sin(x)] = cos(x)", sin(x), cos(x), -y,                       \
+      ad_cos(g, x))                                                                            \
+    X(COS, cos, NULL, NULL, "d/dx[cos(x)] = -sin(x)", cos(x), -sin(x), -y,                     \
+      ad_neg(g, ad_sin(g, x)))                                                                 \
+    X(TAN, tan, NULL, NULL, "d/dx[tan(x)] = 1 + tan(x)^2", tan(x), 1 + y * y,                  \
+      2 * y * (1 + y * y),                                                                     \
+      ad_add(g, K(1), ad_square(g, y)))                                                        \
+    X(TANH, tanh, NULL, NULL, "d/dx[tanh(x)] = 1 - tanh(x)^2", tanh(x), 1 - y * y,             \
+      -2 * y * (1 - y * y),                                                                    \
+      ad_sub(g, K(1), ad_square(g, y)))                                                        \
+    X(SIGMOID, sigmoid, NULL, NULL, "d/dx[sigmoid(x)] = sigmoid(x)*(1 - sigmoid(x))",          \
+      ad_ew_logistic_(x), y * (1 - y), y * (1 - y) * (1 - 2 * y),                              \
+      ad_mul(g, y, ad_sub(g, K(1), y)))                                                        \
+    X(RELU, relu, NULL, NULL, "d/dx[max(0,x)] = 1 if x > 0, else 0", !(x <= 0) ? x : 0,        \
+      x <= 0 ? 0 : 1, 0,                                                                       \
+      LOCAL)                                                                                   \
+    X(ABS, abs, NULL, NULL, "d/dx[|x|] = sign(x) (0 at 0)", fabs(x),                           \
+      x > 0 ? 1 : x < 0 ? -1 : 0, 0,                                                           \
+      LOCAL)                                                                                   \
+    X(SQUARE, square, NULL, NULL, "d/dx[x^2] = 2*x", x * x, 2 * x, 2,                          \
+      ad_mul(g, K(2), x))                                                                      \
+    X(SOFTPLUS, softplus, NULL, NULL, "d/dx[log(1 + exp(x))] = sigmoid(x)",                    \
+      ad_ew_softplus_(x), x > 20 ? 1 : ad_ew_logistic_(x),                                     \
+      x > 20 ? 0 : ad_ew_logistic_(x) * (1 - ad_ew_logistic_(x)),                              \
+      ad_sigmoid(g, x))                                                                        \
+    X(SILU, silu, NULL, NULL, "d/dx[x*sigmoid(x)] = s*(1 + x*(1 - s)), s = sigmoid(x)",        \
+      x * ad_ew_logistic_(x), ad_ew_logistic_(x) * (1 + x * (1 - ad_ew_logistic_(x))),         \
+      ad_ew_logistic_(x) * (1 - ad_ew_logistic_(x)) * (2 + x * (1 - 2 * ad_ew_logistic_(x))),  \
+      ad_mul(g, ad_sigmoid(g, x), ad_add(g, K(1), ad_mul(g, x, ad_sub(g, K(1),                 \
+      ad_sigmoid(g, x))))))                                                                    \
+    X(GELU, gelu, NULL, NULL, "d/dx[x*Phi(x)] = Phi(x) + x*phi(x)", x * ad_ew_Phi_(x),         \
+      ad_ew_Phi_(x) + x * ad_ew_phi_(x), ad_ew_phi_(x) * (2 - x * x),                          \
+      ad_add(g, ad_mul(g, K(0.5), ad_add(g, K(1), ad_erf(g, ad_mul(g,                          \
+      K(0.7071067811865476), x)))), ad_mul(g, x, ad_mul(g, K(0.3989422804014327), ad_exp(g,    \
+      ad_mul(g, K(-0.5), ad_square(g, x)))))))                                                 \
+    X(GELU_TANH, gelu_tanh, NULL, NULL,                                                        \
+      "d/dx[x/2*(1 + tanh(u))] = (1 + t)/2 + x/2*(1 - t^2)*u', u = k(x + 0.044715x^3)",        \
+      0.5 * x * (1 + tanh(ad_ew_gelu_u_(x))), ad_ew_gelu_tanh_d_(x), ad_ew_gelu_tanh_d2_(x),   \
+      ad_add(g, ad_mul(g, K(0.5), ad_add(g, K(1), ad_tanh(g, ad_mul(g, K(AD_EW_GELU_K_),       \
+      ad_add(g, x, ad_mul(g, K(AD_EW_GELU_C_), ad_mul(g, x, ad_square(g, x)))))))),            \
+      ad_mul(g, ad_mul(g, K(0.5), x), ad_mul(g, ad_sub(g, K(1), ad_square(g, ad_tanh(g,        \
+      ad_mul(g, K(AD_EW_GELU_K_), ad_add(g, x, ad_mul(g, K(AD_EW_GELU_C_), ad_mul(g, x,        \
+      ad_square(g, x)))))))), ad_mul(g, K(AD_EW_GELU_K_), ad_add(g, K(1), ad_mul(g,            \
+      K(3 * AD_EW_GELU_C_), ad_square(g, x))))))))                                             \
+    X(LOG1P, log1p, NULL, NULL, "d/dx[log(1 + x)] = 1/(1 + x)", log1p(x), 1 / (1 + x),         \
+      -1 / ((1 + x) * (1 + x)),                                                                \
+      ad_recip(g, ad_add(g, K(1), x)))                                                         \
+    X(EXPM1, expm1, NULL, NULL, "d/dx[exp(x) - 1] = exp(x)", expm1(x), y + 1, y + 1,           \
+      ad_add(g, y, K(1)))                                                                      \
+    X(ERF, erf, NULL, NULL, "d/dx[erf(x)] = 2/sqrt(pi)*exp(-x^2)", erf(x),                     \
+      1.1283791670955126 * exp(-x * x), -2 * x * 1.1283791670955126 * exp(-x * x),             \
+      ad_mul(g, K(1.1283791670955126), ad_exp(g, ad_neg(g, ad_square(g, x)))))
 
 /* Unary ops with one numeric parameter p (the same columns). */
 #define AD_EW_UNARY_P(X)                                                                      \
     X(LEAKY_RELU, leaky_relu, NULL, NULL, "d/dx[leaky_relu(x)] = 1 if x > 0, else slope",      \
-      x > 0 ? x : p * x, x > 0 ? 1 : p, 0)
+      x > 0 ? x : p * x, x > 0 ? 1 : p, 0,                                                     \
+      LOCAL)
 
 /*
  * Binary ops: X(ID, name, infix, local gradient text, d/da text, d/db text, then the gate of a
@@ -117,36 +146,50 @@ static inline double ad_ew_softplus_(double x) { return x > 20 ? x : log1p(exp(x
  * input 1 y, as the slides do.
  */
 #define AD_EW_BINARY(X)                                                                       \
-    X(ADD, add, " + ", "d/dx[x + y] = 1, d/dy[x + y] = 1", "d/dx[x + y] = 1",                \
-      "d/dy[x + y] = 1", "+{c}", "d/dx[x + {c}] = 1", "+{c}", "d/dx[x + {c}] = 1", a + b, 1,  \
-      1, 0, 0, 0)                                                                             \
-    X(SUB, sub, " - ", "d/dx[x - y] = 1, d/dy[x - y] = -1", "d/dx[x - y] = 1",               \
-      "d/dy[x - y] = -1", "{c}-x", "d/dx[{c} - x] = -1", "-{c}", "d/dx[x - {c}] = 1", a - b,  \
-      1, -1, 0, 0, 0)                                                                         \
-    X(MUL, mul, " * ", "d/dx[x*y] = y, d/dy[x*y] = x", "d/dx[x*y] = y", "d/dy[x*y] = x",     \
-      "*{c}", "d/dx[{c}*x] = {c}", "*{c}", "d/dx[{c}*x] = {c}", a * b, b, a, 0, 1, 0)         \
-    X(DIV, div, " / ", "d/dx[x/y] = 1/y, d/dy[x/y] = -x/y^2", "d/dx[x/y] = 1/y",             \
-      "d/dy[x/y] = -x/y^2", "{c}/x", "d/dx[{c}/x] = -{c}/x^2", "/{c}", "d/dx[x/{c}] = 1/{c}", \
-      a / b, 1 / b, -y / b, 0, -1 / (b * b), 2 * y / (b * b))                                 \
-    X(POW, pow, "^", "d/dx[x^y] = y*x^(y-1), d/dy[x^y] = x^y*log(x)",                        \
+    X(ADD, add, " + ", "d/dx[x + y] = 1, d/dy[x + y] = 1", "d/dx[x + y] = 1",                  \
+      "d/dy[x + y] = 1", "+{c}", "d/dx[x + {c}] = 1", "+{c}", "d/dx[x + {c}] = 1", a + b, 1,   \
+      1, 0, 0, 0,                                                                              \
+      ONE,                                                                                     \
+      ONE)                                                                                     \
+    X(SUB, sub, " - ", "d/dx[x - y] = 1, d/dy[x - y] = -1", "d/dx[x - y] = 1",                 \
+      "d/dy[x - y] = -1", "{c}-x", "d/dx[{c} - x] = -1", "-{c}", "d/dx[x - {c}] = 1", a - b,   \
+      1, -1, 0, 0, 0,                                                                          \
+      ONE,                                                                                     \
+      NEG_ONE)                                                                                 \
+    X(MUL, mul, " * ", "d/dx[x*y] = y, d/dy[x*y] = x", "d/dx[x*y] = y", "d/dy[x*y] = x",       \
+      "*{c}", "d/dx[{c}*x] = {c}", "*{c}", "d/dx[{c}*x] = {c}", a * b, b, a, 0, 1, 0,          \
+      b,                                                                                       \
+      a)                                                                                       \
+    X(DIV, div, " / ", "d/dx[x/y] = 1/y, d/dy[x/y] = -x/y^2", "d/dx[x/y] = 1/y",               \
+      "d/dy[x/y] = -x/y^2", "{c}/x", "d/dx[{c}/x] = -{c}/x^2", "/{c}", "d/dx[x/{c}] = 1/{c}",  \
+      a / b, 1 / b, -y / b, 0, -1 / (b * b), 2 * y / (b * b),                                  \
+      ad_recip(g, b),                                                                          \
+      ad_neg(g, ad_div(g, y, b)))                                                              \
+    X(POW, pow, "^", "d/dx[x^y] = y*x^(y-1), d/dy[x^y] = x^y*log(x)",                          \
       "d/dx[x^y] = y*x^(y-1)", "d/dy[x^y] = x^y*log(x)", "{c}^x", "d/dx[{c}^x] = {c}^x*log({c})", \
-      "^{c}", "d/dx[x^{c}] = {c}*x^({c}-1)", pow(a, b), b == 0 ? 0 : b * pow(a, b - 1),       \
-      a > 0 ? y * log(a) : 0, b == 0 || b == 1 ? 0 : b * (b - 1) * pow(a, b - 2),             \
-      a > 0 ? pow(a, b - 1) * (1 + b * log(a)) : 0, a > 0 ? y * log(a) * log(a) : 0)          \
-    X(MAX, max, NULL, "d/dx[max(x,y)] = 1 if x > y (1/2 on ties), d/dy = 1 if y > x",        \
-      "d/dx[max(x,y)] = [x > y]", "d/dy[max(x,y)] = [y > x]", "max(x,{c})",                   \
-      "d/dx[max(x,{c})] = [x > {c}]", "max(x,{c})", "d/dx[max(x,{c})] = [x > {c}]",           \
-      a >= b || a != a ? a : b, a > b ? 1 : a < b ? 0 : a == b ? 0.5 : 1,                     \
-      b > a ? 1 : b < a ? 0 : a == b ? 0.5 : 1, 0, 0, 0)                                      \
-    X(MIN, min, NULL, "d/dx[min(x,y)] = 1 if x < y (1/2 on ties), d/dy = 1 if y < x",        \
-      "d/dx[min(x,y)] = [x < y]", "d/dy[min(x,y)] = [y < x]", "min(x,{c})",                   \
-      "d/dx[min(x,{c})] = [x < {c}]", "min(x,{c})", "d/dx[min(x,{c})] = [x < {c}]",           \
-      a <= b || a != a ? a : b, a < b ? 1 : a > b ? 0 : a == b ? 0.5 : 1,                     \
-      b < a ? 1 : b > a ? 0 : a == b ? 0.5 : 1, 0, 0, 0)
+      "^{c}", "d/dx[x^{c}] = {c}*x^({c}-1)", pow(a, b), b == 0 ? 0 : b * pow(a, b - 1),        \
+      a > 0 ? y * log(a) : 0, b == 0 || b == 1 ? 0 : b * (b - 1) * pow(a, b - 2),              \
+      a > 0 ? pow(a, b - 1) * (1 + b * log(a)) : 0, a > 0 ? y * log(a) * log(a) : 0,           \
+      ad_mul(g, b, ad_pow(g, a, ad_sub(g, b, K(1)))),                                          \
+      ad_mul(g, y, ad_log(g, a)))                                                              \
+    X(MAX, max, NULL, "d/dx[max(x,y)] = 1 if x > y (1/2 on ties), d/dy = 1 if y > x",          \
+      "d/dx[max(x,y)] = [x > y]", "d/dy[max(x,y)] = [y > x]", "max(x,{c})",                    \
+      "d/dx[max(x,{c})] = [x > {c}]", "max(x,{c})", "d/dx[max(x,{c})] = [x > {c}]",            \
+      a >= b || a != a ? a : b, a > b ? 1 : a < b ? 0 : a == b ? 0.5 : 1,                      \
+      b > a ? 1 : b < a ? 0 : a == b ? 0.5 : 1, 0, 0, 0,                                       \
+      LOCAL,                                                                                   \
+      LOCAL)                                                                                   \
+    X(MIN, min, NULL, "d/dx[min(x,y)] = 1 if x < y (1/2 on ties), d/dy = 1 if y < x",          \
+      "d/dx[min(x,y)] = [x < y]", "d/dy[min(x,y)] = [y < x]", "min(x,{c})",                    \
+      "d/dx[min(x,{c})] = [x < {c}]", "min(x,{c})", "d/dx[min(x,{c})] = [x < {c}]",            \
+      a <= b || a != a ? a : b, a < b ? 1 : a > b ? 0 : a == b ? 0.5 : 1,                      \
+      b < a ? 1 : b > a ? 0 : a == b ? 0.5 : 1, 0, 0, 0,                                       \
+      LOCAL,                                                                                   \
+      LOCAL)
 
 /* The formulas as functions: ad_ew_exp(x, p), ad_ew_exp_d(x, y, p), ad_ew_exp_d2(x, y, p);
  * ad_ew_mul(a, b), ad_ew_mul_da(a, b, y), ..._db, ..._daa, ..._dab, ..._dbb. */
-#define AD_EW_UNARY_FN_(ID, name, sym, pre, text, F, D, D2)                                   \
+#define AD_EW_UNARY_FN_(ID, name, sym, pre, text, F, D, D2, ...)                                 \
     static inline double ad_ew_##name(double x, double p) { (void)x, (void)p; return F; }     \
     static inline double ad_ew_##name##_d(double x, double y, double p)                       \
     {                                                                                         \
@@ -160,7 +203,7 @@ static inline double ad_ew_softplus_(double x) { return x > 20 ? x : log1p(exp(x
     }
 /* The same for a binary row. */
 #define AD_EW_BINARY_FN_(ID, name, infix_, text_, ta_, tb_, fll_, ffl_, flr_, ffr_, F, DA, DB, \
-                         DAA, DAB, DBB)                                                            \
+                         DAA, DAB, DBB, ...)                                                       \
     static inline double ad_ew_##name(double a, double b) { return F; }                       \
     static inline double ad_ew_##name##_da(double a, double b, double y)                      \
     {                                                                                         \

@@ -6,7 +6,8 @@
  * (vector-Jacobian product) and forward rule (Jacobian-vector product).  Elementwise ops need
  * less: register their scalar formulas with ad_op_register_unary or ad_op_register_binary and
  * the engine supplies the rest (broadcasting, both dtypes, threads, the scalar fast path, both
- * rules, traces), exactly as for the built-in ones (ad_ew.h).  docs/custom-op.md walks through
+ * rules, traces, and second derivatives when the second-derivative formulas are given),
+ * exactly as for the built-in ones (ad_ew.h).  docs/custom-op.md walks through
  * both kinds.
  */
 #ifndef AD_OP_H
@@ -47,6 +48,12 @@ typedef ad_status (*ad_jvp_fn)(const ad_op_ctx *c);
  * ad_op_alloc).  Returns AD_OK, or a status after writing into msg why arg is unusable
  * (AD_ERR_NOMEM, msg may stay empty, when ad_op_alloc failed). */
 typedef ad_status (*ad_init_fn)(const ad_op_ctx *c, const void *arg, char *msg, size_t msglen);
+/* Reverse rule as a graph, for gradients as graphs (ad_grad_graph): given gy, the gradient of
+ * the output as a node (of the output's shape), returns input i's part of the gradient as a
+ * node of input i's shape, built with ops of the graph (ad_mul, ad_matmul, ...: anything that
+ * can be differentiated again).  NULL with no error set means the part is zero; NULL after
+ * ad_set_error is a failure.  Called only for inputs that need a gradient. */
+typedef ad_node *(*ad_grad_graph_fn)(const ad_op_ctx *c, ad_node *gy, int i);
 
 /* An op arity meaning "any number of inputs". */
 #define AD_VARIADIC (-1)
@@ -63,6 +70,7 @@ typedef struct {
     ad_jvp_fn jvp;             /* NULL: forward mode through it reports AD_ERR_NO_JVP */
     size_t state_size;         /* bytes of state each node keeps from forward to backward */
     ad_init_fn init;           /* fills the state from ad_apply_with's argument; may be NULL */
+    ad_grad_graph_fn grad_graph; /* NULL: gradients as graphs through it report AD_ERR_NO_BACKWARD */
 } ad_op_def;
 
 /* Registers an op (the strings must outlive its use; the struct is copied).  Returns its id
@@ -74,8 +82,10 @@ int ad_op_register(const ad_op_def *def);
  * df(x, y, p) and second derivative d2f(x, y, p), where y = f(x, p) and p is the op's
  * parameter (0 when ad_apply gives none).  The engine applies them per element in float64,
  * to both dtypes, with threads on large tensors and the one-node scalar fast path, and derives
- * the reverse and forward rules from df.  d2f may be NULL (not yet used by the engine, but
- * checked by tests of second order). */
+ * the reverse and forward rules from df.  d2f gives second order (Hessians, ad_grad_graph
+ * differentiated once more); without it those report AD_ERR_NO_BACKWARD.  A third derivative
+ * of a registered elementwise op is not available: the engine knows its derivatives only as
+ * numbers, not as ops. */
 typedef struct {
     const char *name;                        /* unique: "softsign" */
     double (*f)(double x, double p);         /* value */

@@ -46,7 +46,7 @@ enum {
     X(MATMUL, matmul) X(TRANSPOSE, transpose) X(RESHAPE, reshape)                             \
     X(BROADCAST_TO, broadcast_to) X(SLICE, slice) X(CONCAT, concat) X(SOFTMAX, softmax)       \
     X(LOG_SOFTMAX, log_softmax) X(CROSS_ENTROPY, cross_entropy) X(MSE, mse) X(MAE, mae)       \
-    X(DROPOUT, dropout) X(LINEAR, linear)
+    X(DROPOUT, dropout) X(LINEAR, linear) X(EW_DERIV, ew_deriv)
 
 /* Built-in op ids, in the registry's order: the leaves, the elementwise ops of ad_ew.h, then
  * the tensor ops. */
@@ -303,6 +303,11 @@ void ew_unary_inplace(int op, ad_dtype t, void *Y, int64_t ldy, int64_t rows, in
  * across the pool's threads when large). */
 void ew_unary_grad(int op, ad_dtype t, int64_t n, const void *X, const void *Y, double p, const void *G,
                    void *D);
+/* A scalar constant of like's dtype (it broadcasts against like in any binary op). */
+ad_node *scalar_const_like(ad_graph *g, const ad_node *like, double v);
+/* n summed over the axes along which it was broadcast from shape `to` (for reverse rules
+ * written as graphs); NULL on error. */
+ad_node *sum_to_shape(ad_graph *g, ad_node *n, const ad_shape *to);
 /* Adds src (shape of out) into dst (shape `dshape`, which broadcasts to out's shape). */
 void reduce_broadcast_add(ad_dtype t, const void *src, const ad_shape *sshape, void *dst,
                           const ad_shape *dshape, double scale);

@@ -7,18 +7,19 @@
 static void ew_forward(const ad_op_ctx *c);
 static ad_status ew_backward(const ad_op_ctx *c);
 static ad_status ew_jvp(const ad_op_ctx *c);
+static ad_node *ew_grad_graph(const ad_op_ctx *c, ad_node *gy, int i);
 
 /* The registry entries, one per row of ad_ew.h. */
-#define UNARY_ENTRY_(ID, name, sym, pre, text, F, D, D2)                                      \
-    const op_entry op_##name = {.def = {#name, 1, NULL, ew_forward, ew_backward, text, ew_jvp, 0, NULL}, \
+#define UNARY_ENTRY_(ID, name, sym, pre, text, F, D, D2, G)                                   \
+    const op_entry op_##name = {.def = {#name, 1, NULL, ew_forward, ew_backward, text, ew_jvp, 0, NULL, ew_grad_graph}, \
                                 .f1 = ad_ew_##name, .d1 = ad_ew_##name##_d, .dd1 = ad_ew_##name##_d2,   \
                                 .symbol = sym, .prefix = pre};
-#define UNARY_P_ENTRY_(ID, name, sym, pre, text, F, D, D2)                                    \
-    const op_entry op_##name = {.def = {#name, 1, NULL, ew_forward, ew_backward, text, ew_jvp, 0, NULL}, \
+#define UNARY_P_ENTRY_(ID, name, sym, pre, text, F, D, D2, G)                                 \
+    const op_entry op_##name = {.def = {#name, 1, NULL, ew_forward, ew_backward, text, ew_jvp, 0, NULL, ew_grad_graph}, \
                                 .f1 = ad_ew_##name, .d1 = ad_ew_##name##_d, .dd1 = ad_ew_##name##_d2,   \
                                 .nparam = 1, .param_names = "(slope)", .symbol = sym, .prefix = pre};
-#define BINARY_ENTRY_(ID, name, inf, text, ta, tb, fll, ffl, flr, ffr, F, DA, DB, DAA, DAB, DBB) \
-    const op_entry op_##name = {.def = {#name, 2, NULL, ew_forward, ew_backward, text, ew_jvp, 0, NULL}, \
+#define BINARY_ENTRY_(ID, name, inf, text, ta, tb, fll, ffl, flr, ffr, F, DA, DB, DAA, DAB, DBB, GA, GB) \
+    const op_entry op_##name = {.def = {#name, 2, NULL, ew_forward, ew_backward, text, ew_jvp, 0, NULL, ew_grad_graph}, \
                                 .f2 = ad_ew_##name, .d2a = ad_ew_##name##_da, .d2b = ad_ew_##name##_db, \
                                 .d2aa = ad_ew_##name##_daa, .d2ab = ad_ew_##name##_dab,                 \
                                 .d2bb = ad_ew_##name##_dbb, .infix = inf, .formula = {ta, tb},          \
@@ -389,6 +390,222 @@ static ad_status ew_jvp(const ad_op_ctx *c)
     if (y->dtype == AD_F64) binary_jvp_double(e, &it, A, B, Y, TA, TB, T);
     else binary_jvp_float(e, &it, A, B, Y, TA, TB, T);
     return AD_OK;
+}
+
+/* ---- gradients as graphs ----
+ *
+ * A row's G columns (ad_ew.h) write its derivative with the graph's own ops, so the gradient
+ * graph they build can be differentiated again, to any order.  Where a row's derivative is
+ * piecewise constant (relu, abs, max: "LOCAL"), and for ops registered by their formulas, the
+ * derivative is instead one ew_deriv node: the row's formula evaluated per element, whose own
+ * derivative is the second-derivative formula (zero for the piecewise-constant rows). */
+
+/* The params of an ew_deriv node: the op whose derivative it is, the input it is taken
+ * along (0 or 1), and that op's parameter. */
+enum { DERIV_OP, DERIV_SIDE, DERIV_P, DERIV_NPARAM };
+
+static int deriv_params(const ad_op_ctx *c, char *msg, size_t len)
+{
+    if (!param_int(c->param[DERIV_OP], 0, ad_op_count() - 1, "op", msg, len)) return 1;
+    const op_entry *e = op_entry_get((int)c->param[DERIV_OP]);
+    int arity = e->f1 ? 1 : 2;
+    if (!op_is_elementwise(e) || arity != c->nin) {
+        snprintf(msg, len, "op '%s' is not an elementwise op of %d input%s", e->def.name, c->nin,
+                 c->nin == 1 ? "" : "s");
+        return 1;
+    }
+    return param_int(c->param[DERIV_SIDE], 0, arity - 1, "side", msg, len) ? 0 : 1;
+}
+
+typedef struct {
+    const op_entry *e;
+    int side;
+    double p;
+} deriv_of;
+
+static deriv_of deriv_get(const ad_op_ctx *c)
+{
+    deriv_of d = {op_entry_get((int)c->param[DERIV_OP]), (int)c->param[DERIV_SIDE], c->param[DERIV_P]};
+    return d;
+}
+
+/* First derivative along d.side at one element. */
+static double deriv_value(const deriv_of *d, double a, double b)
+{
+    if (d->e->f1) return d->e->d1(a, d->e->f1(a, d->p), d->p);
+    double y = d->e->f2(a, b);
+    return d->side ? d->e->d2b(a, b, y) : d->e->d2a(a, b, y);
+}
+
+/* Its derivative along input k, or NaN when the op's registration gave no such formula. */
+static double deriv_second(const deriv_of *d, int k, double a, double b)
+{
+    const op_entry *e = d->e;
+    if (e->f1) return e->dd1 ? e->dd1(a, e->f1(a, d->p), d->p) : NAN;
+    double y = e->f2(a, b);
+    ew2_d_fn f = d->side + k == 0 ? e->d2aa : d->side + k == 1 ? e->d2ab : e->d2bb;
+    return f ? f(a, b, y) : NAN;
+}
+
+/* Whether the op that d differentiates has the second derivatives it needs. */
+static bool deriv_has_second(const deriv_of *d)
+{
+    return d->e->f1 ? d->e->dd1 != NULL : d->e->d2aa && d->e->d2ab && d->e->d2bb;
+}
+
+static void deriv_forward(const ad_op_ctx *c)
+{
+    deriv_of d = deriv_get(c);
+    ad_node *y = c->out, *a = c->in[0], *b = c->nin > 1 ? c->in[1] : a;
+    ad_shape so = node_shape(y), sa = node_shape(a), sb = node_shape(b);
+    bcast it;
+    bcast_init(&it, &so, &sa, &sb);
+    const void *A = node_data(a), *B = node_data(b);
+    void *Y = node_data(y);
+    ad_dtype t = (ad_dtype)y->dtype;
+    BCAST_LOOP(&it, store(Y, t, i, deriv_value(&d, load(A, t, ia), load(B, t, ib))));
+}
+
+static ad_status deriv_missing(const ad_op_ctx *c, const deriv_of *d)
+{
+    return ad_set_error(c->graph, AD_ERR_NO_BACKWARD,
+                        "derivative of '%s' (node %u): the op was registered without its second "
+                        "derivative", d->e->def.name, c->out->id);
+}
+
+/* Input k's gradient: the output's gradient times the second derivative, summed over the
+ * axes input k was broadcast along. */
+static ad_status deriv_backward(const ad_op_ctx *c)
+{
+    deriv_of d = deriv_get(c);
+    if (!deriv_has_second(&d)) return deriv_missing(c, &d);
+    ad_graph *g = c->graph;
+    ad_node *y = c->out, *a = c->in[0], *b = c->nin > 1 ? c->in[1] : a;
+    ad_shape so = node_shape(y), sa = node_shape(a), sb = node_shape(b);
+    ad_dtype t = (ad_dtype)y->dtype;
+    const void *A = node_data(a), *B = node_data(b), *G = ad_node_grad_data(y);
+    void *tmp = arena_alloc(g, (size_t)node_size(y) * ad_dtype_size(t));
+    if (!tmp && node_size(y)) return ad_set_error(g, AD_ERR_NOMEM, "backward: out of memory at node %u", y->id);
+    bcast it;
+    bcast_init(&it, &so, &sa, &sb);
+    for (int k = 0; k < c->nin; k++) {
+        void *D = ad_input_grad_buffer(g, c->in[k]);
+        if (!D) {
+            if (g->status) return g->status;
+            continue;
+        }
+        BCAST_LOOP(&it, store(tmp, t, i, load(G, t, i) * deriv_second(&d, k, load(A, t, ia), load(B, t, ib))));
+        ad_shape sk = node_shape(c->in[k]);
+        reduce_broadcast_add(t, tmp, &so, D, &sk, 1.0);
+    }
+    return AD_OK;
+}
+
+/* One element's tangent: the second derivatives times the inputs' tangents. */
+static double deriv_tangent(const deriv_of *d, ad_dtype t, const void *A, const void *B,
+                            const void *TA, const void *TB, int64_t ia, int64_t ib)
+{
+    double va = load(A, t, ia), vb = load(B, t, ib), s = 0;
+    if (TA) s += deriv_second(d, 0, va, vb) * load(TA, t, ia);
+    if (TB) s += deriv_second(d, 1, va, vb) * load(TB, t, ib);
+    return s;
+}
+
+static ad_status deriv_jvp(const ad_op_ctx *c)
+{
+    deriv_of d = deriv_get(c);
+    if (!deriv_has_second(&d)) return deriv_missing(c, &d);
+    ad_graph *g = c->graph;
+    ad_node *y = c->out, *a = c->in[0], *b = c->nin > 1 ? c->in[1] : a;
+    ad_shape so = node_shape(y), sa = node_shape(a), sb = node_shape(b);
+    ad_dtype t = (ad_dtype)y->dtype;
+    const void *A = node_data(a), *B = node_data(b);
+    const void *TA = ad_tangent_data(g, a), *TB = c->nin > 1 ? ad_tangent_data(g, b) : NULL;
+    void *T = ad_tangent_buffer(g, y);
+    if (!T) return g->status;
+    bcast it;
+    bcast_init(&it, &so, &sa, &sb);
+    BCAST_LOOP(&it, store(T, t, i, deriv_tangent(&d, t, A, B, TA, TB, ia, ib)));
+    return AD_OK;
+}
+
+/* Differentiated once more: zero for the built-in rows whose derivative is piecewise constant
+ * (the only rows that use ew_deriv); a registered op's third derivative is unknown. */
+static ad_node *deriv_grad_graph(const ad_op_ctx *c, ad_node *gy, int i)
+{
+    (void)gy, (void)i;
+    deriv_of d = deriv_get(c);
+    if ((int)c->param[DERIV_OP] < OP_BUILTIN_COUNT) return NULL;
+    ad_set_error(c->graph, AD_ERR_NO_BACKWARD,
+                 "grad_graph: the derivative of '%s' (node %u) cannot be differentiated again: a "
+                 "registered op's derivatives are known only as numbers", d.e->def.name, c->out->id);
+    return NULL;
+}
+
+const op_entry op_ew_deriv = {.def = {"ew_deriv", AD_VARIADIC, NULL, deriv_forward, deriv_backward,
+                                      "d/dx[f'(x)] = f''(x)", deriv_jvp, 0, NULL, deriv_grad_graph},
+                              .nparam = DERIV_NPARAM, .nparam_min = DERIV_NPARAM,
+                              .param_names = "(op, side, p)", .params = deriv_params};
+
+/* The derivative of y's op along input `side` as one ew_deriv node. */
+static ad_node *deriv_node(const ad_op_ctx *c, int side)
+{
+    double p[DERIV_NPARAM] = {c->out->op, side, op_p(c)};
+    return ad_apply(c->graph, OP_EW_DERIV, c->in, c->nin, p, DERIV_NPARAM);
+}
+
+ad_node *scalar_const_like(ad_graph *g, const ad_node *like, double v)
+{
+    return like->dtype == AD_F64 ? ad_const_scalar(g, v) : ad_full(g, AD_F32, AD_SHAPE0, v);
+}
+
+/* n summed over the axes along which it was broadcast from `to` (NumPy's rules backward). */
+ad_node *sum_to_shape(ad_graph *g, ad_node *n, const ad_shape *to)
+{
+    while (n && node_shape(n).rank > to->rank) n = ad_sum_axis(g, n, 0, false);
+    for (int d = 0; n && d < to->rank; d++)
+        if (to->dim[d] == 1 && node_shape(n).dim[d] != 1) n = ad_sum_axis(g, n, d, true);
+    return n;
+}
+
+/* The G columns, evaluated: the multiplier of the output's gradient for input `side`, with
+ * *sign set instead (and NULL returned) where it is +1 or -1. */
+static ad_node *ew_multiplier(const ad_op_ctx *c, int side, int *sign)
+{
+    ad_graph *g = c->graph;
+    ad_node *a = c->in[0], *b = c->nin > 1 ? c->in[1] : NULL, *x = a, *y = c->out;
+    double p = op_p(c);
+    (void)b, (void)x, (void)y, (void)p;
+#define K(v) scalar_const_like(g, a, (v))
+#define ONE (*sign = 1, (ad_node *)NULL)
+#define NEG_ONE (*sign = -1, (ad_node *)NULL)
+#define LOCAL deriv_node(c, side)
+#define G_UNARY_(ID, name, sym, pre, text, F, D, D2, G) case OP_##ID: return G;
+#define G_BINARY_(ID, name, inf, text, ta, tb, fll, ffl, flr, ffr, F, DA, DB, DAA, DAB, DBB, GA, GB) \
+    case OP_##ID: return side == 0 ? (GA) : (GB);
+    switch (c->out->op) {
+        AD_EW_UNARY(G_UNARY_)
+        AD_EW_UNARY_P(G_UNARY_)
+        AD_EW_BINARY(G_BINARY_)
+    default: return deriv_node(c, side); /* an op registered by its formulas */
+    }
+#undef K
+#undef ONE
+#undef NEG_ONE
+#undef LOCAL
+#undef G_UNARY_
+#undef G_BINARY_
+}
+
+static ad_node *ew_grad_graph(const ad_op_ctx *c, ad_node *gy, int i)
+{
+    ad_graph *g = c->graph;
+    int sign = 0;
+    ad_node *m = ew_multiplier(c, i, &sign);
+    ad_node *d = m ? ad_mul(g, gy, m) : sign > 0 ? gy : sign < 0 ? ad_neg(g, gy) : NULL;
+    if (!d) return NULL;
+    ad_shape to = node_shape(c->in[i]);
+    return sum_to_shape(g, d, &to);
 }
 
 void reduce_broadcast_add(ad_dtype t, const void *src, const ad_shape *sshape, void *dst,

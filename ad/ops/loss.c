@@ -324,22 +324,82 @@ static ad_status err_jvp(const ad_op_ctx *c)
     return AD_OK;
 }
 
+/* ---- reverse rules as graphs ---- */
+
+/* softmax: y (g - sum(g y));  log_softmax: g - exp(y) sum(g), sums along the axis. */
+static ad_node *softmax_grad_graph(const ad_op_ctx *c, ad_node *gy, int i)
+{
+    (void)i;
+    ad_graph *g = c->graph;
+    ad_node *y = c->out;
+    int axis = (int)c->param[0];
+    if (y->op == OP_LOG_SOFTMAX)
+        return ad_sub(g, gy, ad_mul(g, ad_exp(g, y), ad_sum_axis(g, gy, axis, true)));
+    return ad_mul(g, y, ad_sub(g, gy, ad_sum_axis(g, ad_mul(g, gy, y), axis, true)));
+}
+
+/* (softmax(z) - onehot(labels)) g / N, the one-hot rows a constant. */
+static ad_node *ce_grad_graph(const ad_op_ctx *c, ad_node *gy, int i)
+{
+    (void)i;
+    ad_graph *g = c->graph;
+    ad_node *z = c->in[0];
+    const ce_state *st = c->state;
+    ad_shape s = node_shape(z);
+    int64_t N = s.dim[0], C = s.dim[1];
+    ad_node *onehot = ad_full(g, (ad_dtype)z->dtype, s, 0);
+    if (!onehot) return NULL;
+    for (int64_t r = 0; r < N; r++) store(node_data(onehot), onehot->dtype, r * C + st->labels[r], 1.0);
+    ad_node *d = ad_sub(g, ad_softmax(g, z, 1), onehot);
+    return ad_mul(g, d, ad_mul(g, gy, scalar_const_like(g, z, 1.0 / (double)N)));
+}
+
+/* mse: 2 (p - t) g / n;  mae: sign(p - t) g / n (the derivative of abs, 0 at 0); the target's
+ * is the negative. */
+static ad_node *err_grad_graph(const ad_op_ctx *c, ad_node *gy, int i)
+{
+    ad_graph *g = c->graph;
+    ad_node *p = c->in[0], *d = ad_sub(g, p, c->in[1]);
+    double n = (double)node_size(p);
+    if (d && c->out->op == OP_MAE) {
+        double abs_d[3] = {OP_ABS, 0, 0}; /* ew_deriv's (op, side, p) */
+        d = ad_apply(g, OP_EW_DERIV, &d, 1, abs_d, 3);
+    }
+    double k = (c->out->op == OP_MSE ? 2 : 1) / n * (i == 0 ? 1 : -1);
+    return d ? ad_mul(g, d, ad_mul(g, gy, scalar_const_like(g, p, k))) : NULL;
+}
+
+/* The mask and scale as a constant. */
+static ad_node *dropout_grad_graph(const ad_op_ctx *c, ad_node *gy, int i)
+{
+    (void)i;
+    ad_graph *g = c->graph;
+    const dropout_state *st = c->state;
+    ad_node *m = ad_full(g, (ad_dtype)gy->dtype, node_shape(gy), 0);
+    if (!m) return NULL;
+    for (int64_t k = 0; k < node_size(m); k++) store(node_data(m), m->dtype, k, st->keep[k] ? st->scale : 0.0);
+    return ad_mul(g, gy, m);
+}
+
 const op_entry op_softmax = {.def = {"softmax", 1, axis_rule, softmax_forward, softmax_backward,
-                                     "d/dx_j[softmax(x)_i] = y_i ([i=j] - y_j)", softmax_jvp, 0, NULL},
+                                     "d/dx_j[softmax(x)_i] = y_i ([i=j] - y_j)", softmax_jvp, 0, NULL,
+                                     softmax_grad_graph},
                              .nparam = 1, .nparam_min = 1, .param_names = "(axis)", .params = params_axis};
 const op_entry op_log_softmax = {.def = {"log_softmax", 1, axis_rule, softmax_forward, softmax_backward,
-                                         "d/dx_j[log_softmax(x)_i] = [i=j] - softmax(x)_j", softmax_jvp, 0, NULL},
+                                         "d/dx_j[log_softmax(x)_i] = [i=j] - softmax(x)_j", softmax_jvp, 0, NULL,
+                                         softmax_grad_graph},
                                  .nparam = 1, .nparam_min = 1, .param_names = "(axis)", .params = params_axis};
 const op_entry op_cross_entropy = {.def = {"cross_entropy", 1, ce_rule, ce_forward, ce_backward,
                                            "d/dz[mean -log softmax(z)_y] = (softmax(z) - onehot(y))/N", ce_jvp,
-                                           sizeof(ce_state), ce_init}};
+                                           sizeof(ce_state), ce_init, ce_grad_graph}};
 const op_entry op_mse = {.def = {"mse", 2, same_rule, err_forward, err_backward, "d/dp[mean (p - t)^2] = 2(p - t)/n",
-                                 err_jvp, 0, NULL}};
+                                 err_jvp, 0, NULL, err_grad_graph}};
 const op_entry op_mae = {.def = {"mae", 2, same_rule, err_forward, err_backward,
-                                 "d/dp[mean |p - t|] = sign(p - t)/n (0 at 0)", err_jvp, 0, NULL}};
+                                 "d/dp[mean |p - t|] = sign(p - t)/n (0 at 0)", err_jvp, 0, NULL,
+                                 err_grad_graph}};
 const op_entry op_dropout = {.def = {"dropout", 1, same_as_input, dropout_forward, dropout_backward,
                                      "d/dx[dropout(x)] = mask * scale", jvp_linear, sizeof(dropout_state),
-                                     dropout_init},
+                                     dropout_init, dropout_grad_graph},
                              .nparam = 2, .nparam_min = 2, .param_names = "(p, inverted)"};
 
 static ad_node *along_axis(ad_graph *g, int op, ad_node *a, int axis)

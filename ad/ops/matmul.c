@@ -226,9 +226,41 @@ static ad_status linear_jvp(const ad_op_ctx *c)
     return AD_OK;
 }
 
+/* x W^T + b's adjoints as graph ops; with a fused activation, the gradient before it comes
+ * from the activation's own rule applied to the product recomputed (same bits as y). */
+static ad_node *linear_grad_graph(const ad_op_ctx *c, ad_node *gy, int i)
+{
+    ad_graph *g = c->graph;
+    ad_node *x = c->in[0], *w = c->in[1];
+    act_of_linear a = linear_act(c);
+    if (a.op >= 0) {
+        ad_node *z = ad_linear(g, x, w, c->nin == 3 ? c->in[2] : NULL);
+        double p = a.p;
+        ad_node *y = z ? ad_apply(g, a.op, &z, 1, &p, a.op == OP_LEAKY_RELU) : NULL;
+        if (!y) return NULL;
+        ad_node *pair[2];
+        ad_op_ctx ac = node_ctx(g, y, pair);
+        gy = op_entry_get(a.op)->def.grad_graph(&ac, gy, 0);
+        if (!gy) return NULL;
+    }
+    if (i == 0) return ad_matmul(g, gy, w);                    /* [N,out] [out,in] */
+    if (i == 1) return ad_matmul(g, ad_transpose(g, gy), x);   /* [out,N] [N,in] */
+    return ad_sum_axis(g, gy, 0, false);
+}
+
+/* dA = G B^T and dB = A^T G, summed over the batch where the operand was broadcast. */
+static ad_node *matmul_grad_graph(const ad_op_ctx *c, ad_node *gy, int i)
+{
+    ad_graph *g = c->graph;
+    ad_node *d = i == 0 ? ad_matmul(g, gy, ad_transpose(g, c->in[1]))
+                        : ad_matmul(g, ad_transpose(g, c->in[0]), gy);
+    ad_shape to = node_shape(c->in[i]);
+    return sum_to_shape(g, d, &to);
+}
+
 const op_entry op_linear = {.def = {"linear", AD_VARIADIC, linear_shape, linear_forward, linear_backward,
                                     "d/dx[x W^T + b] = G W, d/dW = G^T x, d/db = sum of G over rows",
-                                    linear_jvp, 0, NULL},
+                                    linear_jvp, 0, NULL, linear_grad_graph},
                             .nparam = 2, .param_names = "(activation, slope)", .params = linear_params};
 
 ad_node *ad_linear(ad_graph *g, ad_node *x, ad_node *w, ad_node *b)
@@ -280,7 +312,7 @@ static ad_status matmul_jvp(const ad_op_ctx *c)
 }
 
 const op_entry op_matmul = {.def = {"matmul", 2, matmul_shape, matmul_forward, matmul_backward,
-                             "d/dA[A B] = G B^T, d/dB[A B] = A^T G", matmul_jvp, 0, NULL}};
+                             "d/dA[A B] = G B^T, d/dB[A B] = A^T G", matmul_jvp, 0, NULL, matmul_grad_graph}};
 
 ad_node *ad_matmul(ad_graph *g, ad_node *a, ad_node *b)
 {

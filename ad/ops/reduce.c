@@ -163,11 +163,31 @@ static ad_status axis_backward(const ad_op_ctx *c)
     return AD_OK;
 }
 
-const op_entry op_sum = {.def = {"sum", 1, all_shape, all_forward, all_backward, "d/dx_i[sum_j x_j] = 1", jvp_linear, 0, NULL}};
-const op_entry op_mean = {.def = {"mean", 1, all_shape, all_forward, all_backward, "d/dx_i[mean_j x_j] = 1/n", jvp_linear, 0, NULL}};
-const op_entry op_sum_axis = {.def = {"sum_axis", 1, axis_shape, axis_forward, axis_backward, "d/dx_i[sum over axis] = 1", jvp_linear, 0, NULL},
+/* The gradient spread back over the summed elements (and divided by their number for a
+ * mean), as graph ops: gy reshaped to keep the summed axis, then broadcast. */
+static ad_node *sum_grad_graph(const ad_op_ctx *c, ad_node *gy, int i)
+{
+    (void)i;
+    ad_graph *g = c->graph;
+    ad_node *a = c->in[0];
+    ad_shape s = node_shape(a), kept = AD_SHAPE0;
+    double n = (double)node_size(a);
+    if (c->out->op == OP_SUM_AXIS || c->out->op == OP_MEAN_AXIS) {
+        int axis = (int)c->param[0];
+        kept = s;
+        kept.dim[axis] = 1;
+        n = (double)s.dim[axis];
+        gy = ad_reshape(g, gy, kept);
+    }
+    ad_node *d = ad_broadcast_to(g, gy, s);
+    return d && is_mean(c->out->op) ? ad_mul(g, d, scalar_const_like(g, d, 1 / n)) : d;
+}
+
+const op_entry op_sum = {.def = {"sum", 1, all_shape, all_forward, all_backward, "d/dx_i[sum_j x_j] = 1", jvp_linear, 0, NULL, sum_grad_graph}};
+const op_entry op_mean = {.def = {"mean", 1, all_shape, all_forward, all_backward, "d/dx_i[mean_j x_j] = 1/n", jvp_linear, 0, NULL, sum_grad_graph}};
+const op_entry op_sum_axis = {.def = {"sum_axis", 1, axis_shape, axis_forward, axis_backward, "d/dx_i[sum over axis] = 1", jvp_linear, 0, NULL, sum_grad_graph},
                               .nparam = 2, .nparam_min = 2, .param_names = "(axis, keepdim)", .params = axis_params};
-const op_entry op_mean_axis = {.def = {"mean_axis", 1, axis_shape, axis_forward, axis_backward, "d/dx_i[mean over axis] = 1/n", jvp_linear, 0, NULL},
+const op_entry op_mean_axis = {.def = {"mean_axis", 1, axis_shape, axis_forward, axis_backward, "d/dx_i[mean over axis] = 1/n", jvp_linear, 0, NULL, sum_grad_graph},
                                .nparam = 2, .nparam_min = 2, .param_names = "(axis, keepdim)", .params = axis_params};
 
 ad_node *ad_sum(ad_graph *g, ad_node *a) { return ad_apply(g, OP_SUM, &a, 1, NULL, 0); }

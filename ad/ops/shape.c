@@ -266,14 +266,61 @@ static ad_status concat_backward(const ad_op_ctx *c)
     return AD_OK;
 }
 
-const op_entry op_transpose = {.def = {"transpose", 1, transpose_shape, transpose_forward, transpose_backward, "d/dX[X^T] = the gradient transposed back", jvp_linear, 0, NULL}};
-const op_entry op_reshape = {.def = {"reshape", 1, reshape_shape, copy_forward, copy_backward, "d/dx[reshape(x)] = 1 (the gradient reshaped back)", jvp_linear, 0, NULL},
+/* ---- reverse rules as graphs: each is the op's adjoint written with the shape ops ---- */
+
+static ad_node *transpose_grad_graph(const ad_op_ctx *c, ad_node *gy, int i)
+{
+    (void)i;
+    return ad_transpose(c->graph, gy);
+}
+
+static ad_node *reshape_grad_graph(const ad_op_ctx *c, ad_node *gy, int i)
+{
+    (void)i;
+    return ad_reshape(c->graph, gy, node_shape(c->in[0]));
+}
+
+static ad_node *broadcast_to_grad_graph(const ad_op_ctx *c, ad_node *gy, int i)
+{
+    (void)i;
+    ad_shape to = node_shape(c->in[0]);
+    return sum_to_shape(c->graph, gy, &to);
+}
+
+/* The slice's gradient put back in place: zeros before and after it along the axis. */
+static ad_node *slice_grad_graph(const ad_op_ctx *c, ad_node *gy, int i)
+{
+    (void)i;
+    ad_graph *g = c->graph;
+    ad_shape s = node_shape(c->in[0]);
+    int axis = (int)c->param[0];
+    int64_t start = (int64_t)c->param[1], end = (int64_t)c->param[2];
+    ad_node *parts[3];
+    int k = 0;
+    ad_shape z = s;
+    if (start > 0) z.dim[axis] = start, parts[k++] = ad_full(g, (ad_dtype)gy->dtype, z, 0);
+    parts[k++] = gy;
+    if (end < s.dim[axis]) z.dim[axis] = s.dim[axis] - end, parts[k++] = ad_full(g, (ad_dtype)gy->dtype, z, 0);
+    return k == 1 ? gy : ad_concat(g, parts, k, axis);
+}
+
+/* Input i's part of the gradient: its slice of gy along the axis. */
+static ad_node *concat_grad_graph(const ad_op_ctx *c, ad_node *gy, int i)
+{
+    int axis = (int)c->param[0];
+    int64_t at = 0;
+    for (int k = 0; k < i; k++) at += node_shape(c->in[k]).dim[axis];
+    return ad_slice(c->graph, gy, axis, at, at + node_shape(c->in[i]).dim[axis]);
+}
+
+const op_entry op_transpose = {.def = {"transpose", 1, transpose_shape, transpose_forward, transpose_backward, "d/dX[X^T] = the gradient transposed back", jvp_linear, 0, NULL, transpose_grad_graph}};
+const op_entry op_reshape = {.def = {"reshape", 1, reshape_shape, copy_forward, copy_backward, "d/dx[reshape(x)] = 1 (the gradient reshaped back)", jvp_linear, 0, NULL, reshape_grad_graph},
                              .nparam = 1 + AD_MAX_RANK, .nparam_min = 1, .param_names = "(rank, dimensions)", .params = shape_params};
-const op_entry op_broadcast_to = {.def = {"broadcast_to", 1, broadcast_to_shape, broadcast_to_forward, broadcast_to_backward, "d/dx[broadcast(x)] = sum over the broadcast axes", jvp_linear, 0, NULL},
+const op_entry op_broadcast_to = {.def = {"broadcast_to", 1, broadcast_to_shape, broadcast_to_forward, broadcast_to_backward, "d/dx[broadcast(x)] = sum over the broadcast axes", jvp_linear, 0, NULL, broadcast_to_grad_graph},
                                   .nparam = 1 + AD_MAX_RANK, .nparam_min = 1, .param_names = "(rank, dimensions)", .params = shape_params};
-const op_entry op_slice = {.def = {"slice", 1, slice_shape, slice_forward, slice_backward, "d/dx[x[a:b]] = 1 inside the slice, 0 outside", jvp_linear, 0, NULL},
+const op_entry op_slice = {.def = {"slice", 1, slice_shape, slice_forward, slice_backward, "d/dx[x[a:b]] = 1 inside the slice, 0 outside", jvp_linear, 0, NULL, slice_grad_graph},
                            .nparam = 3, .nparam_min = 3, .param_names = "(axis, start, end)", .params = slice_params};
-const op_entry op_concat = {.def = {"concat", AD_VARIADIC, concat_shape, concat_forward, concat_backward, "d/dx_k[concat] = the k-th part of the gradient", jvp_linear, 0, NULL},
+const op_entry op_concat = {.def = {"concat", AD_VARIADIC, concat_shape, concat_forward, concat_backward, "d/dx_k[concat] = the k-th part of the gradient", jvp_linear, 0, NULL, concat_grad_graph},
                             .nparam = 1, .nparam_min = 1, .param_names = "(axis)", .params = params_axis};
 
 ad_node *ad_transpose(ad_graph *g, ad_node *a) { return ad_apply(g, OP_TRANSPOSE, &a, 1, NULL, 0); }
