@@ -298,7 +298,194 @@ START_TEST(jvp_tensor_ops)
 }
 END_TEST
 
+/* ---- second and third order: gradients as graphs, for every op ---- */
+
+/* Random numbers of a given count, in float32's grid when t is float32. */
+static double *random_array(ad_rng *r, int64_t n, double lo, double hi, ad_dtype t)
+{
+    double *a = malloc((size_t)(n ? n : 1) * sizeof *a);
+    for (int64_t i = 0; i < n; i++) {
+        a[i] = lo + (hi - lo) * ad_rng_uniform(r);
+        if (t == AD_F32) a[i] = (float)a[i];
+    }
+    return a;
+}
+
+/* sum(y * W) for a fixed W: a scalar that every element of y reaches. */
+static ad_node *weighted_sum(ad_graph *g, ad_node *y, const double *w)
+{
+    ad_node *W = ad_const(g, (ad_dtype)ad_node_dtype(y), ad_node_shape(y), w);
+    return ad_sum(g, ad_mul(g, y, W));
+}
+
+/* sum over k of sum(a[k] * V[k]), V[k] constants of a[k]'s shape. */
+static ad_node *dot_nodes(ad_graph *g, int n, ad_node **a, double *const *v)
+{
+    ad_node *s = NULL;
+    for (int k = 0; k < n; k++) {
+        ad_node *d = weighted_sum(g, a[k], v[k]);
+        s = s ? ad_add(g, s, d) : d;
+    }
+    return s;
+}
+
+/* Case c in dtype t, made scalar as L = sum(y W):
+ * - the gradient graph's values equal ad_backward's gradient;
+ * - H v from ad_hvp_graph (forward over reverse) equals H v by reverse over reverse (the
+ *   gradient graph swept backward) and (float64) the central difference of the gradient;
+ * - (float64, unless `third` is false) the third derivative: the gradient of u.(H v) through
+ *   the graph of H v, along z, against the central difference of u.(H v) along z. */
+static void check_second_order(const op_case *c, ad_dtype t, uint64_t seed, bool third)
+{
+    ad_rng r;
+    ad_rng_seed(&r, seed);
+    double *x[MAXIN], *v[MAXIN], *u[MAXIN], *z[MAXIN];
+    int64_t n[MAXIN];
+    for (int k = 0; k < c->nin; k++) {
+        n[k] = ad_shape_size(&c->shape[k]);
+        x[k] = random_array(&r, n[k], 0.4, 2.0, t); /* in every op's domain, away from kinks */
+        v[k] = random_array(&r, n[k], -0.5, 0.5, t);
+        u[k] = random_array(&r, n[k], -0.5, 0.5, t);
+        z[k] = random_array(&r, n[k], -0.5, 0.5, t);
+    }
+    ad_graph *g = ad_graph_new();
+    ad_node *in[MAXIN], *gr[MAXIN], *hvn[MAXIN];
+    ad_node *y = build_at(g, c, t, x, in);
+    double *w = random_array(&r, ad_node_size(y), -1, 1, t);
+    ad_node *L = weighted_sum(g, y, w);
+    double tol = t == AD_F64 ? 1e-11 : 2e-4;
+    /* first order through the graph against the kernels */
+    ck_assert_msg(ad_grad_graph(g, L, NULL, c->nin, in, gr) == AD_OK, "%s: %s", c->name, ad_error(g));
+    ck_assert_int_eq(ad_backward(g, L), AD_OK);
+    for (int k = 0; k < c->nin; k++)
+        for (int64_t j = 0; j < n[k]; j++) {
+            double a = ad_node_get(gr[k], j), b = ad_node_grad_get(in[k], j);
+            ck_assert_msg(fabs(a - b) <= tol * (1 + fabs(b)), "%s (%s) input %d [%lld]: gradient graph %.17g, backward %.17g",
+                          c->name, ad_dtype_name(t), k, (long long)j, a, b);
+        }
+    /* H v two ways */
+    double *hv[MAXIN];
+    for (int k = 0; k < c->nin; k++) hv[k] = malloc((size_t)(n[k] ? n[k] : 1) * sizeof *hv[k]);
+    ck_assert_msg(ad_hvp_graph(g, L, c->nin, in, (const double *const *)v, hv) == AD_OK, "%s: %s", c->name, ad_error(g));
+    ad_node *S = dot_nodes(g, c->nin, gr, v);
+    ad_zero_grad(g);
+    ck_assert_int_eq(ad_backward(g, S), AD_OK);
+    for (int k = 0; k < c->nin; k++)
+        for (int64_t j = 0; j < n[k]; j++) {
+            double a = hv[k][j], b = ad_node_grad_get(in[k], j);
+            ck_assert_msg(fabs(a - b) <= tol * (1 + fabs(b)), "%s (%s) input %d [%lld]: hvp %.17g, reverse over reverse %.17g",
+                          c->name, ad_dtype_name(t), k, (long long)j, a, b);
+        }
+    if (t == AD_F64) { /* central differences of the kernels' gradient along v */
+        double h = 1e-5, *xs[MAXIN], *gp[MAXIN];
+        for (int side = 0; side < 2; side++) {
+            for (int k = 0; k < c->nin; k++) {
+                xs[k] = malloc((size_t)(n[k] ? n[k] : 1) * sizeof *xs[k]);
+                for (int64_t j = 0; j < n[k]; j++) xs[k][j] = x[k][j] + (side ? -h : h) * v[k][j];
+            }
+            ad_node *yy = build_at(g, c, t, xs, in);
+            ck_assert_int_eq(ad_backward(g, weighted_sum(g, yy, w)), AD_OK);
+            for (int k = 0; k < c->nin; k++) {
+                if (!side) gp[k] = malloc((size_t)(n[k] ? n[k] : 1) * sizeof *gp[k]);
+                for (int64_t j = 0; j < n[k]; j++) {
+                    double gj = ad_node_grad_get(in[k], j);
+                    if (!side) gp[k][j] = gj;
+                    else {
+                        double num = (gp[k][j] - gj) / (2 * h);
+                        ck_assert_msg(fabs(hv[k][j] - num) <= 1e-6 * (1 + fabs(num)),
+                                      "%s input %d [%lld]: hvp %.17g, central %.17g", c->name, k, (long long)j,
+                                      hv[k][j], num);
+                    }
+                }
+                free(xs[k]);
+            }
+        }
+        for (int k = 0; k < c->nin; k++) free(gp[k]);
+    }
+    if (t == AD_F64 && third) {
+        /* P = u.(H v) as a graph at x, and its gradient dotted with z; then P at x +- h z */
+        double P[2], dP = 0, h = 1e-5, *xs[MAXIN];
+        y = build_at(g, c, t, x, in);
+        ck_assert_int_eq(ad_grad_graph(g, weighted_sum(g, y, w), NULL, c->nin, in, gr), AD_OK);
+        ck_assert_int_eq(ad_grad_graph(g, dot_nodes(g, c->nin, gr, v), NULL, c->nin, in, hvn), AD_OK);
+        ad_node *Pn = dot_nodes(g, c->nin, hvn, u), *g3[MAXIN];
+        ck_assert_msg(ad_grad_graph(g, Pn, NULL, c->nin, in, g3) == AD_OK, "%s: %s", c->name, ad_error(g));
+        for (int k = 0; k < c->nin; k++)
+            for (int64_t j = 0; j < n[k]; j++) dP += ad_node_get(g3[k], j) * z[k][j];
+        for (int side = 0; side < 2; side++) {
+            for (int k = 0; k < c->nin; k++) {
+                xs[k] = malloc((size_t)(n[k] ? n[k] : 1) * sizeof *xs[k]);
+                for (int64_t j = 0; j < n[k]; j++) xs[k][j] = x[k][j] + (side ? -h : h) * z[k][j];
+            }
+            ad_node *yy = build_at(g, c, t, xs, in);
+            ck_assert_int_eq(ad_grad_graph(g, weighted_sum(g, yy, w), NULL, c->nin, in, gr), AD_OK);
+            ck_assert_int_eq(ad_grad_graph(g, dot_nodes(g, c->nin, gr, v), NULL, c->nin, in, hvn), AD_OK);
+            P[side] = ad_value(dot_nodes(g, c->nin, hvn, u));
+            for (int k = 0; k < c->nin; k++) free(xs[k]);
+        }
+        double num = (P[0] - P[1]) / (2 * h);
+        ck_assert_msg(fabs(dP - num) <= 1e-6 * (1 + fabs(num)), "%s: third derivative %.17g, central %.17g", c->name,
+                      dP, num);
+    }
+    for (int k = 0; k < c->nin; k++) free(x[k]), free(v[k]), free(u[k]), free(z[k]), free(hv[k]);
+    free(w);
+    ad_graph_free(g);
+}
+
+START_TEST(second_order_tensor_ops)
+{
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+        for (int t = 0; t < 2; t++) {
+            if (cases[i].build == linear_act)
+                for (act_of_case = AD_ACT_RELU; act_of_case <= AD_ACT_TANH; act_of_case++)
+                    check_second_order(&cases[i], (ad_dtype)t, 31 + i, true);
+            else
+                check_second_order(&cases[i], (ad_dtype)t, 31 + i, true);
+        }
+}
+END_TEST
+
 static void register_user_ops(void);
+
+/* Every elementwise op, unary on [3,4], binary with broadcasting and with fan-out, to third
+ * order (second for the registered ops: their derivatives are known only as numbers; a
+ * registered op without second-derivative formulas reports that it has none). */
+START_TEST(second_order_elementwise_ops)
+{
+    register_user_ops();
+    for (current_op = 0; current_op < ad_op_count(); current_op++) {
+        int arity, nparam;
+        if (!ad_op_is_elementwise(current_op, &arity, &nparam)) continue;
+        const char *name = ad_op_get(current_op)->name;
+        if (strcmp(name, "hypot") == 0) continue; /* below */
+        bool builtin = ad_op_find("softsign") != current_op;
+        op_case one = {name, 1, {AD_SHAPE(3, 4)}, ew1};
+        op_case two = {name, 2, {AD_SHAPE(2, 1, 4), AD_SHAPE(3, 1)}, ew2};
+        op_case fan = {name, 1, {AD_SHAPE(5)}, ew2_fanout};
+        op_case sc1 = {name, 1, {AD_SHAPE0}, ew1}, sc2 = {name, 2, {AD_SHAPE0, AD_SHAPE0}, ew2};
+        for (int t = 0; t < 2; t++) {
+            if (arity == 1) {
+                check_second_order(&one, (ad_dtype)t, 3 + (uint64_t)current_op, builtin);
+                check_second_order(&sc1, (ad_dtype)t, 4 + (uint64_t)current_op, builtin);
+            } else {
+                check_second_order(&two, (ad_dtype)t, 5 + (uint64_t)current_op, builtin);
+                check_second_order(&fan, (ad_dtype)t, 7 + (uint64_t)current_op, builtin);
+                check_second_order(&sc2, (ad_dtype)t, 9 + (uint64_t)current_op, builtin);
+            }
+        }
+    }
+    /* hypot was registered without second derivatives */
+    ad_graph *g = ad_graph_new();
+    ad_node *a = ad_var(g, "a", 0.3), *b = ad_var(g, "b", 0.4), *in[2] = {a, b};
+    ad_node *y = ad_apply(g, ad_op_find("hypot"), in, 2, NULL, 0), *gr[2];
+    double H[4];
+    ck_assert_int_eq(ad_grad_graph(g, y, NULL, 2, in, gr), AD_OK);
+    ck_assert_double_eq_tol(ad_value(gr[0]), 0.6, 1e-15);
+    ck_assert_int_eq(ad_hessian_graph(g, y, 2, in, H), AD_ERR_NO_BACKWARD);
+    ck_assert_ptr_nonnull(strstr(ad_error(g), "hypot"));
+    ad_graph_free(g);
+}
+END_TEST
 
 /* Every elementwise op of the registry (built-in and user), on tensors: unary on [3,4];
  * binary with broadcasting ([2,1,4] against [3,1]) and with fan-out (x op x). */
@@ -715,6 +902,11 @@ int main(void)
     tcase_add_test(t, jvp_long_concat_and_state_after_an_error);
     tcase_add_test(t, jacobian_of_a_c_function);
     tcase_add_test(t, jacobian_of_a_graph);
+    suite_add_tcase(s, t);
+    t = tcase_create("second order");
+    tcase_set_timeout(t, 60);
+    tcase_add_test(t, second_order_tensor_ops);
+    tcase_add_test(t, second_order_elementwise_ops);
     suite_add_tcase(s, t);
     return run_suite(s);
 }
