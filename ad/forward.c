@@ -48,6 +48,8 @@ static void *tangent_buffer(ad_graph *g, ad_node *n, bool zero)
 
 void *ad_tangent_buffer(ad_graph *g, ad_node *n) { return tangent_buffer(g, n, true); }
 
+void *tangent_buffer_to_fill(ad_graph *g, ad_node *n) { return tangent_buffer(g, n, false); }
+
 double ad_tangent_get(const ad_graph *g, const ad_node *n, int64_t i)
 {
     if (!g || !n || i < 0 || i >= node_size(n)) return NAN;
@@ -96,7 +98,7 @@ ad_status jvp_linear(const ad_op_ctx *c)
         if (!ok) st = g->status;
         in_p[i] = &in_s[i];
     }
-    void *T = st ? NULL : ad_tangent_buffer(g, c->out);
+    void *T = st ? NULL : tangent_buffer_to_fill(g, c->out); /* the forward pass writes it all */
     if (!st && !T) st = g->status;
     if (!st) {
         ad_node out_s = stand_in(g, c->out, &out_x, T, &ok);

@@ -55,6 +55,7 @@ void ad_graph_free(ad_graph *g)
     ad_xfree(g->tangent);
     ad_xfree(g->tangent_v);
     ad_xfree(g->tangent_mem);
+    ad_xfree(g->hvp);
     for (block *b = g->first, *nx; b; b = nx) {
         nx = b->next;
         ad_xfree(b);

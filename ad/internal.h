@@ -151,6 +151,10 @@ struct ad_graph {
     void **tangent, **tangent_mem;
     double *tangent_v;
     uint32_t ntangent, ntangent_mem, tangent_cap;
+    /* Second order on scalar graphs (higher.c): per node, its tangent, gradient and the
+     * gradient's tangent, kept across calls so that a Hessian's sweeps allocate once. */
+    struct hvp_slot *hvp;
+    uint32_t hvp_cap;
     ad_status status;
     char err[320];
 };
@@ -289,6 +293,8 @@ ad_node *ew_scalar_apply(ad_graph *g, int op, ad_node *a, ad_node *b);
 /* The forward rule of ops that are linear in their inputs (sums, shape ops, dropout): their
  * own forward pass run on the inputs' tangents. */
 ad_status jvp_linear(const ad_op_ctx *c);
+/* ad_tangent_buffer without the zeroing, for a forward rule that writes every element. */
+void *tangent_buffer_to_fill(ad_graph *g, ad_node *n);
 /* The arguments of an op's callbacks for node n. */
 ad_op_ctx node_ctx(ad_graph *g, ad_node *n, ad_node **pair);
 

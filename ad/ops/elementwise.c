@@ -356,9 +356,24 @@ static ad_status ew_backward(const ad_op_ctx *c)
 /* Forward rule: t_y = f'(x) t_x for a unary op; t_y = df/da t_a + df/db t_b (broadcast) for a
  * binary one, with a zero tangent's term left out. */
 #define BINARY_JVP(T)                                                                     \
-    static void binary_jvp_##T(const op_entry *e, bcast *it, const T *A, const T *B,      \
-                               const T *Y, const T *TA, const T *TB, T *D)                \
+    AD_VECTOR_CLONES                                                                      \
+    static void binary_jvp_##T(const op_entry *e, int op, bcast *it, const T *A,          \
+                               const T *B, const T *Y, const T *TA, const T *TB, T *D)    \
     {                                                                                     \
+        /* the common ops inline, as in the forward pass */                               \
+        if (op == OP_ADD || op == OP_SUB) {                                               \
+            T s = op == OP_ADD ? 1 : -1;                                                  \
+            if (TA && TB) BCAST_LOOP(it, D[i] = TA[ia] + s * TB[ib]);                     \
+            else if (TA) BCAST_LOOP(it, D[i] = TA[ia]; (void)ib);                         \
+            else BCAST_LOOP(it, D[i] = s * TB[ib]; (void)ia);                             \
+            return;                                                                       \
+        }                                                                                 \
+        if (op == OP_MUL) {                                                               \
+            if (TA && TB) BCAST_LOOP(it, D[i] = B[ib] * TA[ia] + A[ia] * TB[ib]);         \
+            else if (TA) BCAST_LOOP(it, D[i] = B[ib] * TA[ia]);                           \
+            else BCAST_LOOP(it, D[i] = A[ia] * TB[ib]);                                   \
+            return;                                                                       \
+        }                                                                                 \
         if (TA && TB)                                                                     \
             BCAST_LOOP(it, D[i] = (T)(e->d2a(A[ia], B[ib], Y[i]) * TA[ia] +               \
                                       e->d2b(A[ia], B[ib], Y[i]) * TB[ib]));              \
@@ -374,21 +389,22 @@ static ad_status ew_jvp(const ad_op_ctx *c)
 {
     ad_graph *g = c->graph;
     ad_node *y = c->out;
-    void *T = ad_tangent_buffer(g, y);
-    if (!T) return g->status;
     const void *TA = ad_tangent_data(g, c->in[0]), *A = node_data(c->in[0]), *Y = node_data(y);
+    const void *TB = c->nin > 1 ? ad_tangent_data(g, c->in[1]) : NULL, *B = c->nin > 1 ? node_data(c->in[1]) : NULL;
+    /* every element is written below when an input has a tangent; zeros otherwise */
+    void *T = TA || TB ? tangent_buffer_to_fill(g, y) : ad_tangent_buffer(g, y);
+    if (!T) return g->status;
     if (c->nin == 1) {
         if (TA) ew_unary_grad(y->op, (ad_dtype)y->dtype, node_size(y), A, Y, op_p(c), TA, T);
         return AD_OK;
     }
-    const void *TB = ad_tangent_data(g, c->in[1]), *B = node_data(c->in[1]);
     if (!TA && !TB) return AD_OK;
     ad_shape so = node_shape(y), sa = node_shape(c->in[0]), sb = node_shape(c->in[1]);
     bcast it;
     bcast_init(&it, &so, &sa, &sb);
     const op_entry *e = op_entry_get(y->op);
-    if (y->dtype == AD_F64) binary_jvp_double(e, &it, A, B, Y, TA, TB, T);
-    else binary_jvp_float(e, &it, A, B, Y, TA, TB, T);
+    if (y->dtype == AD_F64) binary_jvp_double(e, y->op, &it, A, B, Y, TA, TB, T);
+    else binary_jvp_float(e, y->op, &it, A, B, Y, TA, TB, T);
     return AD_OK;
 }
 
