@@ -445,6 +445,252 @@ START_TEST(second_order_tensor_ops)
 }
 END_TEST
 
+/* f(x, y, z) = x^3 y + sin(x) y^2 + exp(x z), with its gradient and Hessian in closed form. */
+static ad_node *cubic_fn(ad_graph *g, ad_node *const *x, int n, void *user)
+{
+    (void)n, (void)user;
+    ad_node *a = ad_mul(g, ad_mul(g, ad_mul(g, x[0], x[0]), x[0]), x[1]);
+    ad_node *b = ad_mul(g, ad_sin(g, x[0]), ad_square(g, x[1]));
+    return ad_add(g, ad_add(g, a, b), ad_exp(g, ad_mul(g, x[0], x[2])));
+}
+
+static void cubic_closed_form(const double *p, double *grad, double *H)
+{
+    double x = p[0], y = p[1], z = p[2], e = exp(x * z);
+    grad[0] = 3 * x * x * y + cos(x) * y * y + z * e;
+    grad[1] = x * x * x + 2 * sin(x) * y;
+    grad[2] = x * e;
+    double h[9] = {6 * x * y - sin(x) * y * y + z * z * e, 3 * x * x + 2 * cos(x) * y, e + x * z * e,
+                   3 * x * x + 2 * cos(x) * y, 2 * sin(x), 0,
+                   e + x * z * e, 0, x * x * e};
+    memcpy(H, h, sizeof h);
+}
+
+/* The one-call Hessian (the scalar graph's forward over reverse), the Hessian of the graph
+ * through gradient nodes (forward and reverse Jacobians of the gradient), and the closed
+ * form agree; the Hessian is symmetric; H v is the product. */
+START_TEST(hessian_of_a_c_function)
+{
+    double x[3] = {0.7, -1.3, 0.4}, grad[3], H[9], want_g[3], want_H[9], value;
+    cubic_closed_form(x, want_g, want_H);
+    ck_assert_int_eq(ad_hessian(NULL, cubic_fn, 3, x, NULL, &value, grad, H), AD_OK);
+    for (int i = 0; i < 3; i++) ck_assert_double_eq_tol(grad[i], want_g[i], 1e-14);
+    for (int i = 0; i < 9; i++) ck_assert_msg(fabs(H[i] - want_H[i]) <= 1e-14 * (1 + fabs(want_H[i])), "H[%d] %.17g, want %.17g", i, H[i], want_H[i]);
+    for (int i = 0; i < 3; i++)
+        for (int j = 0; j < i; j++) ck_assert_double_eq_tol(H[i * 3 + j], H[j * 3 + i], 1e-14);
+    double v[3] = {0.3, -2, 1.5}, hv[3];
+    ck_assert_int_eq(ad_hvp(NULL, cubic_fn, 3, x, v, NULL, NULL, NULL, hv), AD_OK);
+    for (int i = 0; i < 3; i++)
+        ck_assert_double_eq_tol(hv[i], want_H[3 * i] * v[0] + want_H[3 * i + 1] * v[1] + want_H[3 * i + 2] * v[2], 1e-13);
+    /* the general path on the same recording: gradient nodes, then their Jacobian */
+    ad_graph *g = ad_graph_new();
+    ad_node *xs[3], *gr[3];
+    for (int i = 0; i < 3; i++) xs[i] = ad_var(g, NULL, x[i]);
+    ad_node *y = cubic_fn(g, xs, 3, NULL);
+    ck_assert_int_eq(ad_grad_graph(g, y, NULL, 3, xs, gr), AD_OK);
+    ad_node *parts[3];
+    for (int i = 0; i < 3; i++) parts[i] = ad_reshape(g, gr[i], AD_SHAPE(1));
+    ad_node *gvec = ad_concat(g, parts, 3, 0);
+    double J[9];
+    for (int mode = AD_JAC_FORWARD; mode <= AD_JAC_REVERSE; mode++) {
+        ck_assert_int_eq(ad_jacobian_graph(g, gvec, 3, xs, (ad_jac_mode)mode, J), AD_OK);
+        for (int i = 0; i < 9; i++) ck_assert_double_eq_tol(J[i], want_H[i], 1e-13 * (1 + fabs(want_H[i])));
+    }
+    ad_graph_free(g);
+}
+END_TEST
+
+/* Derivatives of every order from gradients of gradients, against closed forms: the k-th
+ * derivative of x^5, exp(2x), e^x sin x, log x and 1/x up to the fourth. */
+typedef struct {
+    const char *name;
+    ad_node *(*build)(ad_graph *g, ad_node *x);
+    double (*d[5])(double x);
+} closed_form;
+
+static ad_node *pow5(ad_graph *g, ad_node *x) { return ad_pow_scalar(g, x, 5); }
+static ad_node *exp2x(ad_graph *g, ad_node *x) { return ad_exp(g, ad_mul_scalar(g, x, 2)); }
+static ad_node *expsin(ad_graph *g, ad_node *x) { return ad_mul(g, ad_exp(g, x), ad_sin(g, x)); }
+static ad_node *logx(ad_graph *g, ad_node *x) { return ad_log(g, x); }
+static ad_node *recipx(ad_graph *g, ad_node *x) { return ad_div(g, ad_const_scalar(g, 1), x); }
+static double p5_0(double x) { return pow(x, 5); }
+static double p5_1(double x) { return 5 * pow(x, 4); }
+static double p5_2(double x) { return 20 * pow(x, 3); }
+static double p5_3(double x) { return 60 * x * x; }
+static double p5_4(double x) { return 120 * x; }
+static double e2_0(double x) { return exp(2 * x); }
+static double e2_1(double x) { return 2 * exp(2 * x); }
+static double e2_2(double x) { return 4 * exp(2 * x); }
+static double e2_3(double x) { return 8 * exp(2 * x); }
+static double e2_4(double x) { return 16 * exp(2 * x); }
+static double es_0(double x) { return exp(x) * sin(x); }
+static double es_1(double x) { return exp(x) * (sin(x) + cos(x)); }
+static double es_2(double x) { return 2 * exp(x) * cos(x); }
+static double es_3(double x) { return 2 * exp(x) * (cos(x) - sin(x)); }
+static double es_4(double x) { return -4 * exp(x) * sin(x); }
+static double lg_0(double x) { return log(x); }
+static double lg_1(double x) { return 1 / x; }
+static double lg_2(double x) { return -1 / (x * x); }
+static double lg_3(double x) { return 2 / (x * x * x); }
+static double lg_4(double x) { return -6 / (x * x * x * x); }
+static double rc_0(double x) { return 1 / x; }
+static double rc_1(double x) { return -1 / (x * x); }
+static double rc_2(double x) { return 2 / (x * x * x); }
+static double rc_3(double x) { return -6 / (x * x * x * x); }
+static double rc_4(double x) { return 24 / (x * x * x * x * x); }
+
+START_TEST(derivatives_of_any_order)
+{
+    static const closed_form forms[] = {
+        {"x^5", pow5, {p5_0, p5_1, p5_2, p5_3, p5_4}},
+        {"exp(2x)", exp2x, {e2_0, e2_1, e2_2, e2_3, e2_4}},
+        {"e^x sin x", expsin, {es_0, es_1, es_2, es_3, es_4}},
+        {"log x", logx, {lg_0, lg_1, lg_2, lg_3, lg_4}},
+        {"1/x", recipx, {rc_0, rc_1, rc_2, rc_3, rc_4}},
+    };
+    const double at[] = {0.3, 1.1, 2.7};
+    for (size_t f = 0; f < sizeof forms / sizeof *forms; f++)
+        for (size_t p = 0; p < sizeof at / sizeof *at; p++)
+            for (int t = 0; t < 2; t++) { /* a float64 scalar, and a float64 tensor of one element */
+                ad_graph *g = ad_graph_new();
+                ad_node *x = t ? ad_var_array(g, "x", AD_F64, AD_SHAPE(1), &at[p]) : ad_var(g, "x", at[p]);
+                ad_node *d = forms[f].build(g, x);
+                for (int k = 0; k <= 4; k++) {
+                    double want = forms[f].d[k](at[p]), got = ad_node_get(d, 0);
+                    ck_assert_msg(fabs(got - want) <= 1e-12 * (1 + fabs(want)), "%s: derivative %d at %g: %.17g, want %.17g",
+                                  forms[f].name, k, at[p], got, want);
+                    if (k < 4) ck_assert_int_eq(ad_grad_graph(g, d, NULL, 1, &x, &d), AD_OK);
+                }
+                ad_graph_free(g);
+            }
+}
+END_TEST
+
+/* At a kink the second derivative is 0, as PyTorch's (relu, abs, max, min, leaky_relu). */
+static ad_node *kinks_fn(ad_graph *g, ad_node *const *x, int n, void *user)
+{
+    (void)n, (void)user;
+    ad_node *a = ad_mul(g, ad_relu(g, x[0]), x[1]), *b = ad_mul(g, ad_abs(g, x[0]), x[1]);
+    ad_node *c = ad_mul(g, ad_max(g, x[0], x[1]), x[1]), *d = ad_leaky_relu(g, ad_mul(g, x[0], x[1]), 0.1);
+    return ad_add(g, ad_add(g, a, b), ad_add(g, c, ad_add(g, d, ad_min(g, x[0], x[1]))));
+}
+
+START_TEST(kinks_have_second_derivative_zero)
+{
+    double x[2] = {0, 0}, H[4];
+    /* torch.autograd.functional.hessian of the same function at (0, 0) (torch 1.13): [[0, 0.6],
+     * [0.6, 1]]: half of max's tie and leaky_relu's slope at 0 in the cross term */
+    const double want[4] = {0, 0.6, 0.6, 1};
+    ck_assert_int_eq(ad_hessian(NULL, kinks_fn, 2, x, NULL, NULL, NULL, H), AD_OK);
+    for (int i = 0; i < 4; i++) ck_assert_msg(fabs(H[i] - want[i]) < 1e-15, "H[%d] = %.17g, want %g", i, H[i], want[i]);
+    /* the general path: the same function on rank-0 tensors (no scalar fast path) */
+    ad_graph *g = ad_graph_new();
+    ad_node *xs[2] = {ad_var_array(g, "a", AD_F64, AD_SHAPE0, &x[0]), ad_var_array(g, "b", AD_F64, AD_SHAPE0, &x[1])};
+    ck_assert_int_eq(ad_hessian_graph(g, kinks_fn(g, xs, 2, NULL), 2, xs, H), AD_OK);
+    for (int i = 0; i < 4; i++) ck_assert_msg(fabs(H[i] - want[i]) < 1e-15, "H[%d] = %.17g, want %g", i, H[i], want[i]);
+    ad_graph_free(g);
+}
+END_TEST
+
+static void no_graph_rule_forward(const ad_op_ctx *c)
+{
+    ad_data_set(ad_node_data(c->out), ad_node_dtype(c->out), 0, 2 * ad_node_get(c->in[0], 0));
+}
+static ad_status no_graph_rule_backward(const ad_op_ctx *c)
+{
+    double *gx = ad_input_grad_buffer(c->graph, c->in[0]);
+    if (gx) gx[0] += 2 * ad_node_grad_get(c->out, 0);
+    return AD_OK;
+}
+
+/* Bad calls get a status and a message; a user op without a reverse rule as a graph says
+ * so by name; nothing is left half-made. */
+START_TEST(second_order_bad_calls)
+{
+    ad_graph *g = ad_graph_new(), *other = ad_graph_new();
+    ad_node *x = ad_var(g, "x", 0.5), *v2 = ad_var_array(g, "v", AD_F64, AD_SHAPE(2), (double[]){1, 2});
+    ad_node *z = ad_var(g, "z", 3), *inner = ad_sum(g, v2);
+    ad_node *y = ad_mul(g, x, ad_sum(g, ad_mul(g, v2, v2))), *gr[3], *ox = ad_var(other, "x", 1);
+    double H[9], hv[2], dir[2] = {1, 1};
+    const double *vs[1] = {dir};
+    double *hs[1] = {hv};
+    ck_assert_int_eq(ad_grad_graph(NULL, y, NULL, 1, &x, gr), AD_ERR_NULL);
+    ck_assert_int_eq(ad_grad_graph(g, NULL, NULL, 1, &x, gr), AD_ERR_NULL);
+    ad_clear_error(g);
+    ck_assert_int_eq(ad_grad_graph(g, y, NULL, 1, &ox, gr), AD_ERR_ARG);
+    ad_clear_error(g);
+    ck_assert_int_eq(ad_grad_graph(g, v2, NULL, 1, &x, gr), AD_ERR_SHAPE); /* two elements, no seed */
+    ck_assert_ptr_nonnull(strstr(ad_error(g), "seed"));
+    ad_clear_error(g);
+    ck_assert_int_eq(ad_grad_graph(g, v2, x, 1, &x, gr), AD_ERR_SHAPE); /* a seed of the wrong shape */
+    ad_clear_error(g);
+    ck_assert_int_eq(ad_hessian_graph(g, y, 1, &ox, H), AD_ERR_ARG);
+    ad_clear_error(g);
+    ck_assert_int_eq(ad_hvp_graph(g, y, 1, &inner, vs, hs), AD_ERR_ARG); /* not a leaf */
+    ad_clear_error(g);
+    ck_assert_int_eq(ad_hessian_graph(g, v2, 1, &v2, H), AD_ERR_SHAPE);
+    ad_clear_error(g);
+    ck_assert_int_eq(ad_hessian(NULL, NULL, 1, dir, NULL, NULL, NULL, H), AD_ERR_NULL);
+    ck_assert_int_eq(ad_hvp(NULL, cubic_fn, 3, dir, NULL, NULL, NULL, NULL, hv), AD_ERR_NULL);
+    /* a gradient with respect to an inner node the root does not use, and one it does not
+     * reach; then a node made after the root */
+    ad_node *sq = ad_node_input(ad_node_input(y, 1), 0), *wrt[3] = {inner, z, sq};
+    ck_assert_int_eq(ad_grad_graph(g, y, NULL, 3, wrt, gr), AD_OK);
+    ck_assert_double_eq(ad_value(gr[0]), 0);
+    ck_assert_double_eq(ad_value(gr[1]), 0);
+    ck_assert_double_eq(ad_node_get(gr[2], 1), 0.5);
+    ad_node *late = ad_var(g, "late", 1);
+    ck_assert_int_eq(ad_grad_graph(g, y, NULL, 1, &late, gr), AD_ERR_ARG);
+    ad_clear_error(g);
+    /* an op without a reverse rule as a graph */
+    ad_op_def def = {.name = "twice_nograph", .arity = 1, .forward = no_graph_rule_forward,
+                     .backward = no_graph_rule_backward};
+    int op = ad_op_find("twice_nograph") >= 0 ? ad_op_find("twice_nograph") : ad_op_register(&def);
+    ck_assert_int_ge(op, 0);
+    ad_node *w = ad_var_array(g, "w", AD_F64, AD_SHAPE0, (double[]){1.5});
+    ad_node *q = ad_apply(g, op, &w, 1, NULL, 0), *gq;
+    ck_assert_int_eq(ad_grad_graph(g, ad_mul(g, q, q), NULL, 1, &w, &gq), AD_ERR_NO_BACKWARD);
+    ck_assert_ptr_nonnull(strstr(ad_error(g), "twice_nograph"));
+    ck_assert_ptr_null(gq);
+    ad_graph_free(g);
+    ad_graph_free(other);
+}
+END_TEST
+
+/* Every allocation of a Hessian made to fail in turn: a clean AD_ERR_NOMEM each time (or the
+ * failure absorbed), never a crash or a wrong answer. */
+START_TEST(hessian_out_of_memory)
+{
+    double x[3] = {0.7, -1.3, 0.4}, H[9], want_g[3], want_H[9];
+    cubic_closed_form(x, want_g, want_H);
+    for (int path = 0; path < 2; path++) {
+        long before = ad_alloc_count();
+        ad_graph *g = ad_graph_new();
+        ad_node *xs[3];
+        for (int i = 0; i < 3; i++)
+            xs[i] = path ? ad_var_array(g, NULL, AD_F64, AD_SHAPE0, &x[i]) : ad_var(g, NULL, x[i]);
+        ck_assert_int_eq(ad_hessian_graph(g, cubic_fn(g, xs, 3, NULL), 3, xs, H), AD_OK);
+        ad_graph_free(g);
+        long total = ad_alloc_count() - before;
+        for (long n = 1; n <= total; n++) {
+            ad_fail_alloc_at(n);
+            g = ad_graph_new();
+            ad_status st = AD_ERR_NOMEM;
+            if (g) {
+                for (int i = 0; i < 3; i++)
+                    xs[i] = path ? ad_var_array(g, NULL, AD_F64, AD_SHAPE0, &x[i]) : ad_var(g, NULL, x[i]);
+                ad_node *y = cubic_fn(g, xs, 3, NULL);
+                st = y ? ad_hessian_graph(g, y, 3, xs, H) : ad_status_of(g);
+            }
+            ad_fail_alloc_at(0);
+            ck_assert_msg(st == AD_OK || st == AD_ERR_NOMEM, "allocation %ld: %d", n, (int)st);
+            for (int i = 0; st == AD_OK && i < 9; i++) ck_assert_double_eq_tol(H[i], want_H[i], 1e-13 * (1 + fabs(want_H[i])));
+            ad_graph_free(g);
+        }
+    }
+}
+END_TEST
+
 static void register_user_ops(void);
 
 /* Every elementwise op, unary on [3,4], binary with broadcasting and with fan-out, to third
@@ -907,6 +1153,11 @@ int main(void)
     tcase_set_timeout(t, 60);
     tcase_add_test(t, second_order_tensor_ops);
     tcase_add_test(t, second_order_elementwise_ops);
+    tcase_add_test(t, hessian_of_a_c_function);
+    tcase_add_test(t, derivatives_of_any_order);
+    tcase_add_test(t, kinks_have_second_derivative_zero);
+    tcase_add_test(t, second_order_bad_calls);
+    tcase_add_test(t, hessian_out_of_memory);
     suite_add_tcase(s, t);
     return run_suite(s);
 }
