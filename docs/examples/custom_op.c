@@ -19,7 +19,8 @@ static double softsign_d2(double x, double y, double p)
 }
 
 /* dot_with(x; w) = sum_i w_i x_i, where the weights w are the op's argument: copied into the
- * node's state when it is recorded, read again by backward and by forward mode. */
+ * node's state when it is recorded, read again by backward, by forward mode and by the reverse
+ * rule as a graph. */
 typedef struct { double *w; int64_t n; } dot_state;
 
 static ad_status dot_init(const ad_op_ctx *c, const void *arg, char *msg, size_t len)
@@ -65,13 +66,23 @@ static ad_status dot_jvp(const ad_op_ctx *c) /* t_y = sum_i w_i t_x_i */
     return AD_OK;
 }
 
+/* The reverse rule as a graph, for gradients of gradients: gy * w, with w a constant node. */
+static ad_node *dot_grad_graph(const ad_op_ctx *c, ad_node *gy, int i)
+{
+    (void)i;
+    const dot_state *s = c->state;
+    ad_node *w = ad_const(c->graph, AD_F64, ad_node_shape(c->in[0]), s->w);
+    return ad_mul(c->graph, gy, w);
+}
+
 int main(void)
 {
     ad_unary_def softsign_def = {.name = "softsign", .f = softsign, .df = softsign_d, .d2f = softsign_d2,
                                  .local_grad = "d/dx[x/(1+|x|)] = 1/(1+|x|)^2"};
     ad_op_def dot_def = {.name = "dot_with", .arity = 1, .shape = dot_shape, .forward = dot_forward,
                          .backward = dot_backward, .local_grad = "d/dx_i[sum w x] = w_i",
-                         .jvp = dot_jvp, .state_size = sizeof(dot_state), .init = dot_init};
+                         .jvp = dot_jvp, .state_size = sizeof(dot_state), .init = dot_init,
+                         .grad_graph = dot_grad_graph};
     int softsign_id = ad_op_register_unary(&softsign_def), dot_id = ad_op_register(&dot_def);
     if (softsign_id < 0 || dot_id < 0) return 1;
 
@@ -92,8 +103,15 @@ int main(void)
     if (ad_jvp_graph(g, f, 1, &x, (const double *const[]){v}) != AD_OK) return 1;
     double dir = ad_tangent_get(g, f, 0);
     if (fabs(dir - (want[0] + want[1] + want[2])) > 1e-15) return 1;
-    printf("f = %.6f, df/dx = [%.6f, %.6f, %.6f], along (1,1,1): %.6f\n", ad_value(f),
-           ad_node_grad_get(x, 0), ad_node_grad_get(x, 1), ad_node_grad_get(x, 2), dir);
+    /* second order through both ops: the Hessian is diagonal, w_i softsign''(x_i) */
+    double H[9], xs[3] = {-2, 0.5, 3};
+    if (ad_hessian_graph(g, f, 1, &x, H) != AD_OK) return 1;
+    for (int i = 0; i < 3; i++)
+        for (int j = 0; j < 3; j++)
+            if (fabs(H[3 * i + j] - (i == j ? w[i] * softsign_d2(xs[i], 0, 0) : 0)) > 1e-15) return 1;
+    printf("f = %.6f, df/dx = [%.6f, %.6f, %.6f], along (1,1,1): %.6f, diag H = [%.6f, %.6f, %.6f]\n",
+           ad_value(f), ad_node_grad_get(x, 0), ad_node_grad_get(x, 1), ad_node_grad_get(x, 2), dir, H[0],
+           H[4], H[8]);
     ad_graph_free(g);
     return 0;
 }
