@@ -273,7 +273,26 @@ static ad_status so_begin(second_order *so, ad_graph *g, const char *who, ad_nod
 static ad_status so_sweep(second_order *so, const double *const *v)
 {
     if (so->hv_scalar) return hvp_scalar(so->g, so->root, so->n, so->leaves, v, so->hv_scalar, so->grad_scalar);
-    return ad_jvp_graph(so->g, so->last, so->n, so->leaves, v);
+    bool f64 = true; /* then the directions serve as the leaves' tangents as they are */
+    for (int k = 0; k < so->n; k++) f64 &= so->leaves[k]->dtype == AD_F64;
+    return f64 ? ad_jvp_graph_data(so->g, so->last, so->n, so->leaves, (const void *const *)v)
+               : ad_jvp_graph(so->g, so->last, so->n, so->leaves, v);
+}
+
+/* Leaf k's part of the last direction's H v, all of it. */
+static void so_hv_copy(const second_order *so, int k, double *out)
+{
+    if (so->hv_scalar) {
+        out[0] = so->hv_scalar[k];
+        return;
+    }
+    const ad_node *gk = so->grads[k];
+    const void *t = ad_tangent_data(so->g, gk);
+    int64_t n = node_size(gk);
+    if (!t) memset(out, 0, (size_t)n * sizeof *out);
+    else if (gk->dtype == AD_F64) memcpy(out, t, (size_t)n * sizeof *out);
+    else
+        for (int64_t i = 0; i < n; i++) out[i] = ((const float *)t)[i];
 }
 
 /* Element i of leaf k's part of the last direction's H v, and of the gradient. */
@@ -302,8 +321,7 @@ ad_status ad_hvp_graph(ad_graph *g, ad_node *root, int n, ad_node *const *leaves
     second_order so;
     ad_status st = so_begin(&so, g, "hvp", root, n, leaves);
     if (!st) st = so_sweep(&so, v);
-    for (int k = 0; !st && k < n; k++)
-        for (int64_t j = 0; j < node_size(leaves[k]); j++) hv[k][j] = so_hv(&so, k, j);
+    for (int k = 0; !st && k < n; k++) so_hv_copy(&so, k, hv[k]);
     so_end(&so);
     return st;
 }
