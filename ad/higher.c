@@ -186,7 +186,10 @@ static ad_status hvp_scalar(ad_graph *g, ad_node *root, int n, ad_node *const *l
         for (uint32_t k = 0; k < hi; k++) {
             const ad_node *m = base + k;
             if ((m->flags & (F_NEEDS_GRAD | F_LEAF)) != F_NEEDS_GRAD) continue;
-            ws[k].t = m->da * W[m->a->id].t + (m->b ? m->db * W[m->b->id].t : 0);
+            /* a zero tangent contributes nothing, even through an infinite partial, as in
+             * the forward sweep */
+            double ta = W[m->a->id].t, tb = m->b ? W[m->b->id].t : 0;
+            ws[k].t = (ta != 0 ? m->da * ta : 0) + (tb != 0 ? m->db * tb : 0);
         }
     }
     W[root->id].g = 1;
@@ -203,7 +206,7 @@ static ad_status hvp_scalar(ad_graph *g, ad_node *root, int n, ad_node *const *l
             A->reached = true;
             if (!m->b) {
                 A->g += m->da * gy;
-                A->gd += m->da * gyd + (A->t != 0 ? gy * second(m, 0, 0) * A->t : 0);
+                A->gd += (gyd != 0 ? m->da * gyd : 0) + (A->t != 0 ? gy * second(m, 0, 0) * A->t : 0);
                 continue;
             }
             struct hvp_slot *B = &W[m->b->id];
@@ -215,9 +218,9 @@ static ad_status hvp_scalar(ad_graph *g, ad_node *root, int n, ad_node *const *l
                 cb = gy * ((ta != 0 ? dab * ta : 0) + (tb != 0 ? second(m, 1, 1) * tb : 0));
             }
             A->g += m->da * gy;
-            A->gd += m->da * gyd + ca;
+            A->gd += (gyd != 0 ? m->da * gyd : 0) + ca;
             B->g += m->db * gy;
-            B->gd += m->db * gyd + cb;
+            B->gd += (gyd != 0 ? m->db * gyd : 0) + cb;
         }
     }
     for (int k = 0; k < n; k++) {
