@@ -4,7 +4,10 @@
  *   - reverse mode against central finite differences (float64);
  *   - forward mode against reverse mode: the tangent of a scalar L along a random direction v
  *     equals <dL/dx, v> (float64 and float32, each with its own tolerance);
- *   - float32 against float64 values.
+ *   - float32 against float64 values;
+ *   - second order (float64): H v by forward over reverse (ad_hvp_graph) against reverse over
+ *     reverse (the gradient graph's <g, v> swept backward) and against central differences of
+ *     the gradient along v.
  * A case is a seed: the graph's structure comes from the seed alone, so the same graph can be
  * rebuilt at perturbed inputs for the differences, and a failure names the seed that repeats
  * it.  CI runs a fixed seed and a small count; for a long local run:
@@ -387,6 +390,63 @@ static double check_forward_reverse(const spec *c, ad_dtype dt, ad_graph *g)
     return v;
 }
 
+/* The backward gradient of the case at x + s v (s a multiple of the step). */
+static void gradient_at(ad_graph *g, const spec *c, double s, double (*out)[MAX_ELEMS])
+{
+    static double x[MAX_INPUTS][MAX_ELEMS];
+    for (int i = 0; i < MAX_INPUTS; i++)
+        for (int k = 0; k < MAX_ELEMS; k++) x[i][k] = c->x[i][k] + s * c->v[i][k];
+    ad_graph_reset(g);
+    builder b = {.g = g};
+    ad_node *leaves[MAX_INPUTS];
+    CHECK(ad_backward(g, build(&b, c, AD_F64, x, leaves)) == AD_OK, "seed %llu: %s", (unsigned long long)c->seed,
+          ad_error(g));
+    for (int i = 0; i < c->nin; i++)
+        for (int64_t k = 0; k < ad_node_size(leaves[i]); k++) out[i][k] = ad_node_grad_get(leaves[i], k);
+}
+
+/* H v three ways, float64, on graphs g and eval. */
+static void check_second_order(const spec *c, ad_graph *g, ad_graph *eval)
+{
+    ad_graph_reset(g);
+    builder b = {.g = g};
+    ad_node *leaves[MAX_INPUTS], *grads[MAX_INPUTS];
+    ad_node *L = build(&b, c, AD_F64, NULL, leaves);
+    static double hv[MAX_INPUTS][MAX_ELEMS], up[MAX_INPUTS][MAX_ELEMS], down[MAX_INPUTS][MAX_ELEMS];
+    const double *dir[MAX_INPUTS];
+    double *out[MAX_INPUTS];
+    for (int i = 0; i < c->nin; i++) dir[i] = c->v[i], out[i] = hv[i];
+    CHECK(ad_hvp_graph(g, L, c->nin, leaves, dir, out) == AD_OK, "seed %llu: %s (ops: %s)",
+          (unsigned long long)c->seed, ad_error(g), b.log);
+    CHECK(ad_grad_graph(g, L, NULL, c->nin, leaves, grads) == AD_OK, "seed %llu: %s", (unsigned long long)c->seed,
+          ad_error(g));
+    ad_node *S = NULL;
+    for (int i = 0; i < c->nin; i++) {
+        ad_node *t = ad_sum(g, ad_mul(g, grads[i], ad_const(g, AD_F64, ad_node_shape(grads[i]), c->v[i])));
+        S = S ? ad_add(g, S, t) : t;
+    }
+    ad_zero_grad(g);
+    CHECK(ad_backward(g, S) == AD_OK, "seed %llu: %s", (unsigned long long)c->seed, ad_error(g));
+    for (int i = 0; i < c->nin; i++)
+        for (int64_t k = 0; k < ad_node_size(leaves[i]); k++) {
+            double rr = ad_node_grad_get(leaves[i], k);
+            CHECK(fabs(hv[i][k] - rr) <= 1e-10 * (1 + fabs(rr)),
+                  "seed %llu: input %d element %lld: hvp %.17g, reverse over reverse %.17g (ops: %s)",
+                  (unsigned long long)c->seed, i, (long long)k, hv[i][k], rr, b.log);
+        }
+    if (b.min_gap < 1e-3) return; /* near a tie of max or min: the difference straddles the kink */
+    double h = 1e-5;
+    gradient_at(eval, c, h, up);
+    gradient_at(eval, c, -h, down);
+    for (int i = 0; i < c->nin; i++)
+        for (int64_t k = 0; k < ad_node_size(leaves[i]); k++) {
+            double num = (up[i][k] - down[i][k]) / (2 * h);
+            CHECK(fabs(hv[i][k] - num) <= 1e-5 + 1e-4 * fabs(num),
+                  "seed %llu: input %d element %lld: hvp %.10g, differences %.10g (ops: %s)",
+                  (unsigned long long)c->seed, i, (long long)k, hv[i][k], num, b.log);
+        }
+}
+
 static long env_long(const char *name, long dflt)
 {
     const char *s = getenv(name);
@@ -404,6 +464,7 @@ START_TEST(random_graphs_agree)
     for (long it = 0; it < iters; it++) {
         make_spec(&c, one >= 0 ? (uint64_t)one : 20260 + (uint64_t)it);
         check_differences(&c, g, eval);
+        check_second_order(&c, g, eval);
         double v64 = check_forward_reverse(&c, AD_F64, g), v32 = check_forward_reverse(&c, AD_F32, g);
         CHECK(fabs(v64 - v32) <= 1e-3 * (1 + fabs(v64)), "seed %llu: float64 %.10g, float32 %.10g",
                       (unsigned long long)c.seed, v64, v32);
