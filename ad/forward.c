@@ -50,6 +50,8 @@ void *ad_tangent_buffer(ad_graph *g, ad_node *n) { return tangent_buffer(g, n, t
 
 void *tangent_buffer_to_fill(ad_graph *g, ad_node *n) { return tangent_buffer(g, n, false); }
 
+void tangent_set_view(ad_graph *g, ad_node *n, const void *t) { g->tangent[n->id] = (void *)(uintptr_t)t; }
+
 double ad_tangent_get(const ad_graph *g, const ad_node *n, int64_t i)
 {
     if (!g || !n || i < 0 || i >= node_size(n)) return NAN;

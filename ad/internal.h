@@ -295,6 +295,9 @@ ad_node *ew_scalar_apply(ad_graph *g, int op, ad_node *a, ad_node *b);
 ad_status jvp_linear(const ad_op_ctx *c);
 /* ad_tangent_buffer without the zeroing, for a forward rule that writes every element. */
 void *tangent_buffer_to_fill(ad_graph *g, ad_node *n);
+/* Makes t (part of another node's tangent, never written through) n's tangent: a view, as
+ * n's value is a view (contiguous slices).  n must not be a float64 scalar. */
+void tangent_set_view(ad_graph *g, ad_node *n, const void *t);
 /* The arguments of an op's callbacks for node n. */
 ad_op_ctx node_ctx(ad_graph *g, ad_node *n, ad_node **pair);
 

@@ -209,6 +209,18 @@ static ad_status slice_backward(const ad_op_ctx *c)
     return AD_OK;
 }
 
+/* A contiguous slice's tangent is a view of its input's, as its value is; otherwise it is the
+ * copy that jvp_linear makes. */
+static ad_status slice_jvp(const ad_op_ctx *c)
+{
+    ad_shape s = node_shape(c->in[0]);
+    axis_split r = split_axis(&s, (int)c->param[0]);
+    const char *T = ad_tangent_data(c->graph, c->in[0]);
+    if (r.outer != 1 || !T) return jvp_linear(c);
+    tangent_set_view(c->graph, c->out, T + (size_t)((int64_t)c->param[1] * r.inner) * ad_dtype_size(c->out->dtype));
+    return AD_OK;
+}
+
 static int concat_shape(const ad_op_ctx *c, ad_shape *out, char *msg, size_t len)
 {
     ad_shape s0 = node_shape(c->in[0]);
@@ -318,7 +330,7 @@ const op_entry op_reshape = {.def = {"reshape", 1, reshape_shape, copy_forward, 
                              .nparam = 1 + AD_MAX_RANK, .nparam_min = 1, .param_names = "(rank, dimensions)", .params = shape_params};
 const op_entry op_broadcast_to = {.def = {"broadcast_to", 1, broadcast_to_shape, broadcast_to_forward, broadcast_to_backward, "d/dx[broadcast(x)] = sum over the broadcast axes", jvp_linear, 0, NULL, broadcast_to_grad_graph},
                                   .nparam = 1 + AD_MAX_RANK, .nparam_min = 1, .param_names = "(rank, dimensions)", .params = shape_params};
-const op_entry op_slice = {.def = {"slice", 1, slice_shape, slice_forward, slice_backward, "d/dx[x[a:b]] = 1 inside the slice, 0 outside", jvp_linear, 0, NULL, slice_grad_graph},
+const op_entry op_slice = {.def = {"slice", 1, slice_shape, slice_forward, slice_backward, "d/dx[x[a:b]] = 1 inside the slice, 0 outside", slice_jvp, 0, NULL, slice_grad_graph},
                            .nparam = 3, .nparam_min = 3, .param_names = "(axis, start, end)", .params = slice_params};
 const op_entry op_concat = {.def = {"concat", AD_VARIADIC, concat_shape, concat_forward, concat_backward, "d/dx_k[concat] = the k-th part of the gradient", jvp_linear, 0, NULL, concat_grad_graph},
                             .nparam = 1, .nparam_min = 1, .param_names = "(axis)", .params = params_axis};
