@@ -122,10 +122,11 @@ static void param_locate(const problem *p, int64_t i, ad_tensor **t, int64_t *j)
     }
 }
 
-/* The gradient of the loss from ad_backward, flattened. */
-static void backward_gradient(const problem *p, double *grad)
+/* The gradient of the loss from ad_backward, flattened; g is reset and reused, as the
+ * difference loops call this hundreds of times. */
+static void backward_gradient(ad_graph *g, const problem *p, double *grad)
 {
-    ad_graph *g = ad_graph_new();
+    ad_graph_reset(g);
     nn_mlp_zero_grad(p->m);
     ad_node *loss = loss_on(g, p, NULL);
     ck_assert_int_eq(ad_backward(g, loss), AD_OK);
@@ -135,7 +136,6 @@ static void backward_gradient(const problem *p, double *grad)
         param_locate(p, i, &t, &j);
         grad[i] = ad_tensor_grad_get(t, j);
     }
-    ad_graph_free(g);
 }
 
 START_TEST(grad_graph_equals_backward_through_every_layer_and_loss)
@@ -143,8 +143,9 @@ START_TEST(grad_graph_equals_backward_through_every_layer_and_loss)
     const problem p = problem_new(&cases[_i], 1 + (uint64_t)_i);
     int64_t P = param_count(&p);
     double *want = malloc((size_t)P * sizeof *want);
-    backward_gradient(&p, want);
     ad_graph *g = ad_graph_new();
+    backward_gradient(g, &p, want);
+    ad_graph_reset(g);
     ad_node *leaves[4], *grads[4];
     ad_node *loss = loss_on(g, &p, leaves);
     ck_assert_int_eq(ad_grad_graph(g, loss, NULL, 4, leaves, grads), AD_OK);
@@ -192,7 +193,6 @@ START_TEST(mlp_hessian_is_symmetric_matches_differences_and_hvp)
         ck_assert_msg(fabs(hv[i] - want) <= 1e-13 * fmax(1, scale), "%s: (Hv)[%lld] = %.17g, H times v %.17g",
                       cases[_i].name, (long long)i, hv[i], want);
     }
-    ad_graph_free(g);
 
     /* column j against central differences of backward's gradient */
     for (int64_t j = 0; j < P; j++) {
@@ -201,9 +201,9 @@ START_TEST(mlp_hessian_is_symmetric_matches_differences_and_hvp)
         param_locate(&p, j, &t, &e);
         double x0 = ad_tensor_get(t, e), h = 1e-5;
         ad_tensor_set(t, e, x0 + h);
-        backward_gradient(&p, gp);
+        backward_gradient(g, &p, gp);
         ad_tensor_set(t, e, x0 - h);
-        backward_gradient(&p, gm);
+        backward_gradient(g, &p, gm);
         ad_tensor_set(t, e, x0);
         for (int64_t i = 0; i < P; i++) {
             double fd = (gp[i] - gm[i]) / (2 * h);
@@ -211,6 +211,7 @@ START_TEST(mlp_hessian_is_symmetric_matches_differences_and_hvp)
                           cases[_i].name, (long long)i, (long long)j, H[i * P + j], fd);
         }
     }
+    ad_graph_free(g);
     free(H), free(gp), free(gm), free(v), free(hv);
     nn_mlp_free(p.m);
 }
@@ -228,42 +229,40 @@ static ad_node *penalised(ad_graph *g, const problem *p, double lambda, ad_node 
     return ad_add(g, loss, ad_mul_scalar(g, ad_sum(g, ad_square(g, gx)), lambda));
 }
 
-static double penalised_value(const problem *p, double lambda)
+static double penalised_value(ad_graph *g, const problem *p, double lambda)
 {
-    ad_graph *g = ad_graph_new();
+    ad_graph_reset(g);
     ad_node *total = penalised(g, p, lambda, NULL);
     ck_assert_msg(total != NULL, "%s", ad_error(g));
-    double v = ad_value(total);
-    ad_graph_free(g);
-    return v;
+    return ad_value(total);
 }
 
 START_TEST(penalty_step_gradient_matches_differences)
 {
     const double lambda = 2.0;
     problem p = problem_new(&cases[_i], 40 + (uint64_t)_i);
-    ad_graph *g = ad_graph_new();
+    ad_graph *g = ad_graph_new(), *fd_g = ad_graph_new();
     nn_mlp_zero_grad(p.m);
     ad_node *total = penalised(g, &p, lambda, NULL);
     ck_assert_msg(total != NULL, "%s", ad_error(g));
     ck_assert_int_eq(ad_backward(g, total), AD_OK);
     /* the penalty must matter, or this is a first-order test */
-    ck_assert_double_gt(fabs(ad_value(total) - penalised_value(&p, 0)), 1e-4 * fabs(ad_value(total)));
+    ck_assert_double_gt(fabs(ad_value(total) - penalised_value(fd_g, &p, 0)), 1e-4 * fabs(ad_value(total)));
     for (int64_t i = 0; i < param_count(&p); i++) {
         ad_tensor *t;
         int64_t e;
         param_locate(&p, i, &t, &e);
         double x0 = ad_tensor_get(t, e), h = 1e-6 * fmax(1, fabs(x0)), got = ad_tensor_grad_get(t, e);
         ad_tensor_set(t, e, x0 + h);
-        double fp = penalised_value(&p, lambda);
+        double fp = penalised_value(fd_g, &p, lambda);
         ad_tensor_set(t, e, x0 - h);
-        double fm = penalised_value(&p, lambda);
+        double fm = penalised_value(fd_g, &p, lambda);
         ad_tensor_set(t, e, x0);
         double fd = (fp - fm) / (2 * h);
         ck_assert_msg(fabs(got - fd) <= 1e-7 + 1e-6 * fabs(fd), "%s: parameter element %lld: backward %.17g, differences %.17g",
                       cases[_i].name, (long long)i, got, fd);
     }
-    ad_graph_free(g);
+    ad_graph_free(g), ad_graph_free(fd_g);
     nn_mlp_free(p.m);
 }
 END_TEST
@@ -281,7 +280,6 @@ START_TEST(hessian_of_penalised_loss_matches_differences)
     ad_node *total = penalised(g, &p, lambda, leaves);
     ck_assert_msg(total != NULL, "%s", ad_error(g));
     ck_assert_int_eq(ad_hessian_graph(g, total, 4, leaves, H), AD_OK);
-    ad_graph_free(g);
     double *gp = malloc((size_t)P * sizeof *gp), *gm = malloc((size_t)P * sizeof *gm);
     for (int64_t j = 0; j < P; j++) {
         ad_tensor *t;
@@ -290,7 +288,7 @@ START_TEST(hessian_of_penalised_loss_matches_differences)
         double x0 = ad_tensor_get(t, e), h = 1e-5;
         for (int side = 0; side < 2; side++) {
             ad_tensor_set(t, e, x0 + (side ? -h : h));
-            g = ad_graph_new();
+            ad_graph_reset(g);
             nn_mlp_zero_grad(p.m);
             ck_assert_int_eq(ad_backward(g, penalised(g, &p, lambda, NULL)), AD_OK);
             for (int64_t i = 0; i < P; i++) {
@@ -299,7 +297,6 @@ START_TEST(hessian_of_penalised_loss_matches_differences)
                 param_locate(&p, i, &ti, &ei);
                 (side ? gm : gp)[i] = ad_tensor_grad_get(ti, ei);
             }
-            ad_graph_free(g);
         }
         ad_tensor_set(t, e, x0);
         for (int64_t i = 0; i < P; i++) {
@@ -308,6 +305,7 @@ START_TEST(hessian_of_penalised_loss_matches_differences)
                           cases[_i].name, (long long)i, (long long)j, H[i * P + j], fd);
         }
     }
+    ad_graph_free(g);
     free(H), free(gp), free(gm);
     nn_mlp_free(p.m);
 }
