@@ -88,6 +88,7 @@ typedef struct ad_tape {
                                * first-order write goes to ad_tape_grow_, which refuses it */
     int64_t cap2;             /* room for entries in end, tangent and adj_t while dual ... */
     int64_t edge_cap2;        /* ... and for edges in arg, partial and dpartial */
+    int64_t dual_short;       /* entries that did not fit (at least), for the next run */
     double *dpartial;         /* edge e: partial[e]'s derivative along the direction */
     double *tangent;          /* entry i: its value's derivative along the direction */
     double *adj_t;            /* the adjoints' derivatives along the direction */
@@ -217,8 +218,8 @@ AD_REAL_INLINE bool ad_real_finite_(ad_real a) { return isfinite(a.d[0]) && isfi
  * Out-of-line calls here, cold as they are, cost the first-order loop (GCC 12 then keeps
  * values in memory across them: the Rosenbrock recording ran 10-13% more instructions), so
  * the dual form is recorded without calls: the room for it is given beforehand, and a
- * recording that runs out marks the tape (AD_ERR_NOMEM) for ad_real_hvp to grow it and run f
- * again. */
+ * recording that runs out marks the tape (AD_ERR_NOMEM) and counts what did not fit, for
+ * ad_real_hvp to grow it and run f again. */
 
 /* A value in the dual form. */
 AD_REAL_INLINE ad_real ad_real_dual_(double v, int64_t entry, double d, double dt)
@@ -283,8 +284,11 @@ AD_REAL_INLINE ad_real ad_real_binary_dual_(ad_tape *t, int op, ad_real a, ad_re
     if (ea == eb) return ad_real_dual_(y, ea, pa + pb, pta + ptb);
     int64_t n = t->n, e = t->nedge;
     if (n >= t->cap2 || e + 2 > t->edge_cap2) {
+        /* f runs on, its values right, writing nothing but a count of what did not fit;
+         * standing in for the entry, entry 0 keeps later operations writing (and counting) */
         t->status = AD_ERR_NOMEM;
-        return ad_real_const(y);
+        t->dual_short++;
+        return ad_real_dual_(y, 0, 0, 0);
     }
     t->arg[e] = ea;
     t->partial[e] = pa;

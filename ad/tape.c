@@ -254,7 +254,9 @@ static ad_status dual_backward(ad_tape *t, ad_real y)
 
 /* One run of f on the dual form along v (or, v NULL, along unit vector `unit`) and the dual
  * sweep.  A run that finds the tape too small (AD_ERR_NOMEM from the inline recording, which
- * never allocates) is repeated on a tape twice as large. */
+ * never allocates) is repeated on a tape with room for what it counted, and at least twice
+ * as large: the count is a lower bound, since after the first entry that did not fit the
+ * values stand on one entry and merge more than they would. */
 static ad_status hvp_on(ad_tape *t, ad_real_fn f, int n, const double *x, const double *v, int unit,
                         void *user, double *value, double *grad, double *hv)
 {
@@ -273,6 +275,7 @@ static ad_status hvp_on(ad_tape *t, ad_real_fn f, int n, const double *x, const 
             t->xs[i] = ad_real_dual_(x[i], i, 1, 0);
         }
         t->n = n;
+        t->dual_short = 0;
         /* cap and edge_cap read 0 while f runs, so first-order writes reach ad_tape_grow_ */
         int64_t cap = t->cap, edge_cap = t->edge_cap;
         t->cap = t->edge_cap = 0;
@@ -282,9 +285,11 @@ static ad_status hvp_on(ad_tape *t, ad_real_fn f, int n, const double *x, const 
         t->cap = cap, t->edge_cap = edge_cap;
         st = t->status;
         if (st != AD_ERR_NOMEM) break;
-        if (2 * cap + 1024 > INT32_MAX || 2 * edge_cap + 2048 > INT32_MAX) break;
+        int64_t values = t->n + t->dual_short, edges = t->nedge + 2 * t->dual_short;
+        values = values > 2 * cap ? values : 2 * cap, edges = edges > 2 * edge_cap ? edges : 2 * edge_cap;
+        if (values + 1024 > INT32_MAX || edges + 2048 > INT32_MAX) break;
         t->status = AD_OK;
-        st = reserve_dual(t, 2 * cap + 1024, 2 * edge_cap + 2048);
+        st = reserve_dual(t, values + 1024, edges + 2048);
     }
     if (st == AD_OK) st = dual_backward(t, y);
     if (st != AD_OK) return st;
