@@ -26,6 +26,10 @@
  * ad_tape_backward returns AD_ERR_NOMEM.  Constants (ad_real_const) are never recorded.
  * Gradients are recomputed by every sweep (they do not accumulate across sweeps).  An ad_real
  * belongs to the tape it was made on, until that tape is reset.
+ *
+ * Second order: the function written once as an ad_real_fn also gives exact Hessian-vector
+ * products and Hessians (ad_real_hvp, ad_real_hessian), forward over reverse with the rows'
+ * second derivatives; see ad_real for the dual form its values take meanwhile.
  */
 #ifndef AD_REAL_H
 #define AD_REAL_H
@@ -52,6 +56,16 @@ typedef struct {
                      * used only when i[0] is */
 } ad_real;
 
+/* The dual form, made only while ad_real_hvp records: one term whose partial is a dual
+ * number, d[0] + eps d[1], d[1] being d[0]'s derivative along the direction of the product;
+ * i[0] = AD_REAL_DUAL_(entry), which is below -1, and i[1] = -1.  The mark is in the index,
+ * not a flag on the tape, so that first-order code needs no new test: to the merge a negative
+ * i[0] is a constant, and only on that path is -1 told from the mark.  Scaling by a plain
+ * number scales both parts, so the linear operations (ad_real_mul_scalar, ad_real_neg, ...)
+ * and unary ones whose second derivative is 0 at the point are the first-order code
+ * unchanged. */
+#define AD_REAL_DUAL_(entry) (-2 - (int32_t)(entry))
+
 /* The tape's storage is visible so that the operations below can be inlined; treat the
  * fields as private. */
 typedef struct ad_tape {
@@ -69,6 +83,17 @@ typedef struct ad_tape {
     int64_t adj_cap;          /* room for adjoints */
     ad_status status;         /* AD_OK, or why recording failed */
     uint64_t mallocs;         /* allocations made, for tests of steady-state loops */
+    /* Second order (ad_real_hvp).  A first-order tape never allocates these. */
+    bool dual;                /* recording in the dual form: cap and edge_cap read 0, so any
+                               * first-order write goes to ad_tape_grow_, which refuses it */
+    int64_t cap2;             /* room for entries in end, tangent and adj_t while dual ... */
+    int64_t edge_cap2;        /* ... and for edges in arg, partial and dpartial */
+    int64_t dual_short;       /* entries that did not fit (at least), for the next run */
+    double *dpartial;         /* edge e: partial[e]'s derivative along the direction */
+    double *tangent;          /* entry i: its value's derivative along the direction */
+    double *adj_t;            /* the adjoints' derivatives along the direction */
+    ad_real *xs;              /* the variables handed to f, kept for the next call ... */
+    int64_t xs_cap;           /* ... and their room */
 } ad_tape;
 
 /* A new empty tape, or NULL if memory runs out. */
@@ -104,6 +129,24 @@ typedef void (*ad_real_vec_fn)(ad_tape *t, const ad_real *x, int n, ad_real *y, 
  * n much smaller than m, write f with ad_dual instead (n evaluations, no tape). */
 ad_status ad_real_jacobian(ad_tape *t, ad_real_vec_fn f, int n, const double *x, void *user,
                            int m, double *value, double *J);
+/* Value, gradient and the Hessian-vector product H v of f at x[0..n-1] (any of value, grad
+ * may be NULL; hv may not), exact to rounding: forward over reverse with each row's second
+ * derivative formula, never differences.  f is the ad_real_fn that ad_real_gradient takes;
+ * it runs on variables in the dual form (see ad_real), whose partials carry their derivatives
+ * along v as the code runs, and one reverse sweep in dual numbers gives grad and H v.  t as
+ * in ad_real_gradient; a tape reused at the same size allocates nothing.  f may run more than
+ * once while the tape is still too small for its recording.  Second derivatives are 0 at the
+ * kinks of relu, abs, max and min.  AD_ERR_NULL for a missing f, x, v or hv, AD_ERR_ARG for
+ * n < 0 or an f that makes variables of its own (ad_real_var) or returns a value of another
+ * recording, AD_ERR_NOMEM if memory runs out. */
+ad_status ad_real_hvp(ad_tape *t, ad_real_fn f, int n, const double *x, const double *v, void *user,
+                      double *value, double *grad, double *hv);
+/* Value, gradient and the dense n x n Hessian (row-major) of f at x: ad_real_hvp along each
+ * unit vector in turn (n runs of f and n sweeps), then H[i][j] and H[j][i] both set to their
+ * mean, so H is exactly symmetric.  value and grad may be NULL; t, f and the statuses as in
+ * ad_real_hvp. */
+ad_status ad_real_hessian(ad_tape *t, ad_real_fn f, int n, const double *x, void *user,
+                          double *value, double *grad, double *H);
 /* Central differences against the tape's gradient (defaults as ad_gradcheck). */
 ad_status ad_real_gradcheck(ad_real_fn f, int n, const double *x, void *user,
                             const ad_check_opts *o, ad_check_report *rep);
@@ -166,17 +209,115 @@ AD_REAL_INLINE ad_real ad_real_write_(ad_tape *t, double v, int n, int32_t i0, d
     return ad_real_terms_(v, (int32_t)t->n++, 1, -1, 0);
 }
 
+/* Whether a's partials are finite.  A unary operation with derivative 0 makes a constant
+ * only then: 0 * inf is NaN on the graph's paths and in PyTorch (relu(log(0)) at 0), so it is
+ * here too. */
+AD_REAL_INLINE bool ad_real_finite_(ad_real a) { return isfinite(a.d[0]) && isfinite(a.d[1]); }
+
+/* ---- the dual form (second order), inline too ----
+ * Out-of-line calls here, cold as they are, cost the first-order loop (GCC 12 then keeps
+ * values in memory across them: the Rosenbrock recording ran 10-13% more instructions), so
+ * the dual form is recorded without calls: the room for it is given beforehand, and a
+ * recording that runs out marks the tape (AD_ERR_NOMEM) and counts what did not fit, for
+ * ad_real_hvp to grow it and run f again. */
+
+/* A value in the dual form. */
+AD_REAL_INLINE ad_real ad_real_dual_(double v, int64_t entry, double d, double dt)
+{
+    return ad_real_terms_(v, AD_REAL_DUAL_(entry), d, -1, dt);
+}
+
+/* A unary operation with value y, derivative d and second derivative d2 at a.v, for a in the
+ * dual form: its dual derivative is d + eps d2 a', a' being a's tangent. */
+AD_REAL_INLINE ad_real ad_real_unary_dual_(ad_tape *t, ad_real a, double y, double d, double d2)
+{
+    int32_t e = -2 - a.i[0];
+    if (!t->dual || e >= t->n) { /* kept from another recording */
+        t->status = AD_ERR_ARG;
+        return ad_real_const(y);
+    }
+    double dd = d2 * a.d[0] * t->tangent[e];
+    /* a derivative that is 0 with its tangent stops the terms, as first order's does */
+    if (d == 0 && dd == 0 && ad_real_finite_(a)) return ad_real_const(y);
+    return ad_real_dual_(y, e, a.d[0] * d, a.d[1] * d + a.d[0] * dd);
+}
+
+/* The binary rows as numbers, for ad_real_lin2_ to name its operation's second derivatives
+ * (AD_REAL_OP_ADD_, ...). */
+#define AD_REAL_OP_ENUM_(ID, ...) AD_REAL_OP_##ID##_,
+enum { AD_EW_BINARY(AD_REAL_OP_ENUM_) };
+#undef AD_REAL_OP_ENUM_
+
+/* A binary operation with value y and first derivatives da, db where an operand is in the
+ * dual form (the other may be a constant): the second derivatives by op, the operands' dual
+ * partials times the operation's dual derivatives, da + eps (daa a' + dab b') and
+ * db + eps (dab a' + dbb b'), and, for two entries, one new entry with two edges. */
+AD_REAL_INLINE ad_real ad_real_binary_dual_(ad_tape *t, int op, ad_real a, ad_real b, double y,
+                                            double da, double db)
+{
+    double daa = 0, dab = 0, dbb = 0;
+    switch (op) {
+#define AD_REAL_OP_D2_(ID, name, ...)                                                         \
+    case AD_REAL_OP_##ID##_:                                                                  \
+        daa = ad_ew_##name##_daa(a.v, b.v, y);                                                \
+        dab = ad_ew_##name##_dab(a.v, b.v, y);                                                \
+        dbb = ad_ew_##name##_dbb(a.v, b.v, y);                                                \
+        break;
+        AD_EW_BINARY(AD_REAL_OP_D2_)
+#undef AD_REAL_OP_D2_
+    default: break;
+    }
+    /* each operand is in the dual form or a constant: a first-order value here was made by
+     * ad_real_var inside f, which the dual form does not follow, or kept from elsewhere */
+    bool ma = a.i[0] < -1, mb = b.i[0] < -1;
+    int32_t ea = ma ? -2 - a.i[0] : -1, eb = mb ? -2 - b.i[0] : -1;
+    if ((!ma && a.i[0] != -1) || (!mb && b.i[0] != -1) || !t->dual || ea >= t->n || eb >= t->n) {
+        t->status = AD_ERR_ARG;
+        return ad_real_const(y);
+    }
+    double ta = ma ? a.d[0] * t->tangent[ea] : 0, tb = mb ? b.d[0] * t->tangent[eb] : 0;
+    double dda = daa * ta + dab * tb, ddb = dab * ta + dbb * tb;
+    double pa = a.d[0] * da, pta = a.d[1] * da + a.d[0] * dda;
+    double pb = b.d[0] * db, ptb = b.d[1] * db + b.d[0] * ddb;
+    if (!mb) return ad_real_dual_(y, ea, pa, pta);
+    if (!ma) return ad_real_dual_(y, eb, pb, ptb);
+    if (ea == eb) return ad_real_dual_(y, ea, pa + pb, pta + ptb);
+    int64_t n = t->n, e = t->nedge;
+    if (n >= t->cap2 || e + 2 > t->edge_cap2) {
+        /* f runs on, its values right, writing nothing but a count of what did not fit;
+         * standing in for the entry, entry 0 keeps later operations writing (and counting) */
+        t->status = AD_ERR_NOMEM;
+        t->dual_short++;
+        return ad_real_dual_(y, 0, 0, 0);
+    }
+    t->arg[e] = ea;
+    t->partial[e] = pa;
+    t->dpartial[e] = pta;
+    t->arg[e + 1] = eb;
+    t->partial[e + 1] = pb;
+    t->dpartial[e + 1] = ptb;
+    t->nedge = e + 2;
+    t->end[n] = (int32_t)(e + 2);
+    t->tangent[n] = da * ta + db * tb;
+    t->n = n + 1;
+    return ad_real_dual_(y, n, 1, 0);
+}
+
 /* The value v with derivative da * (a's) + db * (b's): the union of both term lists, partials
  * added where both name the same entry (so x*x is one term, 2x, and t*t of a two-term t is two
  * terms).  The cases go from the cheapest: a constant operand, then one-term operands, then
  * the overlaps of two and two.  Three or four distinct terms write the result out. */
-AD_REAL_INLINE ad_real ad_real_lin2_(ad_tape *t, double v, ad_real a, double da, ad_real b,
-                                     double db)
+AD_REAL_INLINE ad_real ad_real_lin2_(ad_tape *t, int op, double v, ad_real a, double da,
+                                     ad_real b, double db)
 {
     double A0 = a.d[0] * da, A1 = a.d[1] * da, B0 = b.d[0] * db, B1 = b.d[1] * db;
     int32_t a0 = a.i[0], a1 = a.i[1], b0 = b.i[0], b1 = b.i[1];
-    if (b0 < 0) return ad_real_terms_(v, a0, A0, a1, A1);
-    if (a0 < 0) return ad_real_terms_(v, b0, B0, b1, B1);
+    /* the dual form only on the constant paths, so two recorded operands pay nothing for it */
+    if (b0 < 0 || a0 < 0) {
+        if (b0 < -1 || a0 < -1) return ad_real_binary_dual_(t, op, a, b, v, da, db);
+        if (b0 < 0) return ad_real_terms_(v, a0, A0, a1, A1);
+        return ad_real_terms_(v, b0, B0, b1, B1);
+    }
     /* From here on the written-out entry is a0, a1, i2 and perhaps i3. */
     int32_t i2, i3 = -1;
     double d2, d3 = 0;
@@ -207,11 +348,6 @@ AD_REAL_INLINE ad_real ad_real_lin2_(ad_tape *t, double v, ad_real a, double da,
     return ad_real_write_(t, v, i3 < 0 ? 3 : 4, a0, A0, a1, A1, i2, d2, i3, d3);
 }
 
-/* Whether a's partials are finite.  A unary operation with derivative 0 makes a constant
- * only then: 0 * inf is NaN on the graph's paths and in PyTorch (relu(log(0)) at 0), so it is
- * here too. */
-AD_REAL_INLINE bool ad_real_finite_(ad_real a) { return isfinite(a.d[0]) && isfinite(a.d[1]); }
-
 /* The operations, one per row of ad_ew.h: ad_real_add, ad_real_mul, ..., ad_real_sin,
  * ad_real_erf, ... (ad_real_leaky_relu takes its slope as a third argument), with the
  * formulas the graph engine uses.  Unary operations never write to the tape.  One whose
@@ -222,30 +358,34 @@ AD_REAL_INLINE bool ad_real_finite_(ad_real a) { return isfinite(a.d[0]) && isfi
     AD_REAL_INLINE ad_real ad_real_##name(ad_tape *t, ad_real a, ad_real b)                   \
     {                                                                                         \
         double y = ad_ew_##name(a.v, b.v);                                                    \
-        return ad_real_lin2_(t, y, a, ad_ew_##name##_da(a.v, b.v, y), b,                      \
+        return ad_real_lin2_(t, AD_REAL_OP_##ID##_, y, a, ad_ew_##name##_da(a.v, b.v, y), b,  \
                              ad_ew_##name##_db(a.v, b.v, y));                                 \
     }
-/* ... a unary row's ... */
+/* ... a unary row's (the dual form takes its own path only where the second derivative is
+ * not 0: for neg, relu, abs and leaky_relu the test folds away) ... */
 #define AD_REAL_UNARY_(ID, name, ...)                                                         \
     AD_REAL_INLINE ad_real ad_real_##name(ad_tape *t, ad_real a)                              \
     {                                                                                         \
-        (void)t;                                                                              \
-        double y = ad_ew_##name(a.v, 0), d = ad_ew_##name##_d(a.v, y, 0);                     \
+        double y = ad_ew_##name(a.v, 0), d = ad_ew_##name##_d(a.v, y, 0), d2;                 \
+        if (a.i[0] < -1 && (d2 = ad_ew_##name##_d2(a.v, y, 0)) != 0)                          \
+            return ad_real_unary_dual_(t, a, y, d, d2);                                       \
         return d == 0 && ad_real_finite_(a) ? ad_real_const(y) : ad_real_lin1_(y, a, d);      \
     }
 /* ... and a unary row with a parameter. */
 #define AD_REAL_UNARY_P_(ID, name, ...)                                                       \
     AD_REAL_INLINE ad_real ad_real_##name(ad_tape *t, ad_real a, double p)                    \
     {                                                                                         \
-        (void)t;                                                                              \
-        double y = ad_ew_##name(a.v, p), d = ad_ew_##name##_d(a.v, y, p);                     \
+        double y = ad_ew_##name(a.v, p), d = ad_ew_##name##_d(a.v, y, p), d2;                 \
+        if (a.i[0] < -1 && (d2 = ad_ew_##name##_d2(a.v, y, p)) != 0)                          \
+            return ad_real_unary_dual_(t, a, y, d, d2);                                       \
         return d == 0 && ad_real_finite_(a) ? ad_real_const(y) : ad_real_lin1_(y, a, d);      \
     }
 AD_EW_BINARY(AD_REAL_BINARY_)
 AD_EW_UNARY(AD_REAL_UNARY_)
 AD_EW_UNARY_P(AD_REAL_UNARY_P_)
 
-/* Conveniences with a plain double c; they never write to the tape. */
+/* Conveniences with a plain double c; they never write to the tape.  The linear ones scale
+ * the dual form as they scale terms; c / a and a^c take its path as the unary rows do. */
 /* a + c with a plain double c. */
 AD_REAL_INLINE ad_real ad_real_add_scalar(ad_tape *t, ad_real a, double c) { (void)t; return ad_real_lin1_(a.v + c, a, 1); }
 /* a * c with a plain double c. */
@@ -255,15 +395,15 @@ AD_REAL_INLINE ad_real ad_real_scalar_sub(ad_tape *t, double c, ad_real a) { (vo
 /* c / a with a plain double c. */
 AD_REAL_INLINE ad_real ad_real_scalar_div(ad_tape *t, double c, ad_real a)
 {
-    (void)t;
     double q = c / a.v;
+    if (a.i[0] < -1) return ad_real_unary_dual_(t, a, q, -q / a.v, 2 * q / (a.v * a.v));
     return ad_real_lin1_(q, a, -q / a.v);
 }
-/* a^c with a plain double c (d/da as ad_real_pow's). */
+/* a^c with a plain double c (derivatives as ad_real_pow's). */
 AD_REAL_INLINE ad_real ad_real_pow_scalar(ad_tape *t, ad_real a, double c)
 {
-    (void)t;
     double y = ad_ew_pow(a.v, c);
+    if (a.i[0] < -1) return ad_real_unary_dual_(t, a, y, ad_ew_pow_da(a.v, c, y), ad_ew_pow_daa(a.v, c, y));
     return ad_real_lin1_(y, a, ad_ew_pow_da(a.v, c, y));
 }
 

@@ -1,4 +1,5 @@
-/* The flat scalar tape behind ad_real.h: growth, the backward sweep, one-call gradients. */
+/* The flat scalar tape behind ad_real.h: growth, the backward sweep, one-call gradients, and
+ * second order (the sweep in dual numbers, ad_real_hvp and ad_real_hessian). */
 #include "ad_real.h"
 #include "internal.h"
 #include <stdlib.h>
@@ -17,6 +18,10 @@ void ad_tape_free(ad_tape *t)
     ad_xfree(t->arg);
     ad_xfree(t->partial);
     ad_xfree(t->adj);
+    ad_xfree(t->dpartial);
+    ad_xfree(t->tangent);
+    ad_xfree(t->adj_t);
+    ad_xfree(t->xs);
     ad_xfree(t);
 }
 
@@ -58,6 +63,10 @@ ad_status ad_tape_reserve(ad_tape *t, int64_t values, int64_t edges)
 bool ad_tape_grow_(ad_tape *t, int edges)
 {
     if (t->status != AD_OK) return false;
+    if (t->dual) { /* a first-order write while f runs on the dual form: see ad_real_hvp */
+        t->status = AD_ERR_ARG;
+        return false;
+    }
     int64_t v = t->n >= t->cap ? 2 * (int64_t)t->cap + 1024 : t->cap;
     int64_t e = t->nedge + edges > t->edge_cap ? 2 * (int64_t)t->edge_cap + 2048 : t->edge_cap;
     if (v > INT32_MAX || e > INT32_MAX) {
@@ -176,5 +185,148 @@ ad_status ad_real_gradcheck(ad_real_fn f, int n, const double *x, void *user,
     ad_xfree(grad);
     ad_tape_free(t);
     if (rep) *rep = r;
+    return st;
+}
+
+/* ---- second order: forward over reverse, the forward part done while f runs ----
+ *
+ * ad_real_hvp runs f on variables in the dual form (ad_real.h): every value's partial is a
+ * dual number p + eps p', p' being p's derivative along v; every entry keeps its value's
+ * tangent (tangent[]) and every edge its partial's derivative (dpartial[]).  The reverse sweep
+ * in dual numbers then gives the gradient and its derivative along v, H v.  Preaccumulation
+ * needs no special care: merging terms is linear algebra on the partials, and done on dual
+ * partials it carries their derivatives along. */
+
+/* Room for the dual form: `values` entries and `edges` edges in the first-order arrays and in
+ * tangent, adj_t, dpartial; the tape's own room if that is more. */
+static ad_status reserve_dual(ad_tape *t, int64_t values, int64_t edges)
+{
+    ad_status st = ad_tape_reserve(t, values > t->cap ? values : t->cap, edges > t->edge_cap ? edges : t->edge_cap);
+    if (st != AD_OK) return st;
+    if (t->cap2 < t->cap) {
+        if (!grow_to((void **)&t->tangent, t->cap, sizeof *t->tangent, &t->mallocs) ||
+            !grow_to((void **)&t->adj_t, t->cap, sizeof *t->adj_t, &t->mallocs))
+            return t->status = AD_ERR_NOMEM;
+        t->cap2 = t->cap;
+    }
+    if (t->edge_cap2 < t->edge_cap) {
+        if (!grow_to((void **)&t->dpartial, t->edge_cap, sizeof *t->dpartial, &t->mallocs))
+            return t->status = AD_ERR_NOMEM;
+        t->edge_cap2 = t->edge_cap;
+    }
+    if (t->adj_cap < t->cap) {
+        if (!grow_to((void **)&t->adj, t->cap, sizeof *t->adj, &t->mallocs)) return t->status = AD_ERR_NOMEM;
+        t->adj_cap = t->cap;
+    }
+    return AD_OK;
+}
+
+/* The sweep in dual numbers from y (in the dual form or a constant): adj gets the gradient,
+ * adj_t its derivative along the direction. */
+static ad_status dual_backward(ad_tape *t, ad_real y)
+{
+    if (y.i[0] >= 0 || -2 - (int64_t)y.i[0] >= t->n) return t->status = AD_ERR_ARG;
+    if (t->n > 0) {
+        memset(t->adj, 0, (size_t)t->n * sizeof *t->adj);
+        memset(t->adj_t, 0, (size_t)t->n * sizeof *t->adj_t);
+    }
+    t->adj_n = t->n;
+    if (y.i[0] == -1) return AD_OK; /* a constant: every derivative is 0 */
+    int32_t top = -2 - y.i[0];
+    double *restrict A = t->adj, *restrict At = t->adj_t;
+    const int32_t *restrict end = t->end, *restrict arg = t->arg;
+    const double *restrict partial = t->partial, *restrict dpartial = t->dpartial;
+    A[top] = y.d[0];
+    At[top] = y.d[1];
+    /* as ad_tape_backward: the variables, entries 0..n-1, have no edges and end the sweep */
+    int32_t hi = end[top];
+    for (int32_t i = top; hi > 0; i--) {
+        int32_t lo = i ? end[i - 1] : 0;
+        double a = A[i], at = At[i];
+        for (int32_t e = lo; e < hi; e++) {
+            A[arg[e]] += partial[e] * a;
+            At[arg[e]] += partial[e] * at + dpartial[e] * a;
+        }
+        hi = lo;
+    }
+    return AD_OK;
+}
+
+/* One run of f on the dual form along v (or, v NULL, along unit vector `unit`) and the dual
+ * sweep.  A run that finds the tape too small (AD_ERR_NOMEM from the inline recording, which
+ * never allocates) is repeated on a tape with room for what it counted, and at least twice
+ * as large: the count is a lower bound, since after the first entry that did not fit the
+ * values stand on one entry and merge more than they would. */
+static ad_status hvp_on(ad_tape *t, ad_real_fn f, int n, const double *x, const double *v, int unit,
+                        void *user, double *value, double *grad, double *hv)
+{
+    ad_status st = reserve_dual(t, n, 0);
+    if (st == AD_OK && t->xs_cap < n) {
+        if (!grow_to((void **)&t->xs, n, sizeof *t->xs, &t->mallocs)) st = AD_ERR_NOMEM;
+        else t->xs_cap = n;
+    }
+    ad_real y = ad_real_const(0);
+    while (st == AD_OK) {
+        ad_tape_reset(t);
+        /* the variables are entries 0..n-1 with no edges, as in ad_real_gradient */
+        if (n > 0) memset(t->end, 0, (size_t)n * sizeof *t->end);
+        for (int i = 0; i < n; i++) {
+            t->tangent[i] = v ? v[i] : i == unit;
+            t->xs[i] = ad_real_dual_(x[i], i, 1, 0);
+        }
+        t->n = n;
+        t->dual_short = 0;
+        /* cap and edge_cap read 0 while f runs, so first-order writes reach ad_tape_grow_ */
+        int64_t cap = t->cap, edge_cap = t->edge_cap;
+        t->cap = t->edge_cap = 0;
+        t->dual = true;
+        y = f(t, t->xs, n, user);
+        t->dual = false;
+        t->cap = cap, t->edge_cap = edge_cap;
+        st = t->status;
+        if (st != AD_ERR_NOMEM) break;
+        int64_t values = t->n + t->dual_short, edges = t->nedge + 2 * t->dual_short;
+        values = values > 2 * cap ? values : 2 * cap, edges = edges > 2 * edge_cap ? edges : 2 * edge_cap;
+        if (values + 1024 > INT32_MAX || edges + 2048 > INT32_MAX) break;
+        t->status = AD_OK;
+        st = reserve_dual(t, values + 1024, edges + 2048);
+    }
+    if (st == AD_OK) st = dual_backward(t, y);
+    if (st != AD_OK) return st;
+    if (value) *value = y.v;
+    if (grad && n > 0) memcpy(grad, t->adj, (size_t)n * sizeof *grad);
+    if (hv && n > 0) memcpy(hv, t->adj_t, (size_t)n * sizeof *hv);
+    return AD_OK;
+}
+
+ad_status ad_real_hvp(ad_tape *t, ad_real_fn f, int n, const double *x, const double *v, void *user,
+                      double *value, double *grad, double *hv)
+{
+    if (n < 0) return AD_ERR_ARG;
+    if (!f || (n && (!x || !v || !hv))) return AD_ERR_NULL;
+    bool own = !t;
+    if (own && !(t = ad_tape_new())) return AD_ERR_NOMEM;
+    ad_status st = hvp_on(t, f, n, x, v, -1, user, value, grad, hv);
+    if (own) ad_tape_free(t);
+    return st;
+}
+
+ad_status ad_real_hessian(ad_tape *t, ad_real_fn f, int n, const double *x, void *user,
+                          double *value, double *grad, double *H)
+{
+    if (n < 0) return AD_ERR_ARG;
+    if (!f || (n && (!x || !H))) return AD_ERR_NULL;
+    bool own = !t;
+    if (own && !(t = ad_tape_new())) return AD_ERR_NOMEM;
+    /* H e_k is column k; it goes into row k, the same numbers once symmetrised */
+    ad_status st = hvp_on(t, f, n, x, NULL, 0, user, value, grad, n ? H : NULL);
+    for (int k = 1; st == AD_OK && k < n; k++)
+        st = hvp_on(t, f, n, x, NULL, k, user, NULL, NULL, H + (size_t)k * (size_t)n);
+    for (int i = 0; st == AD_OK && i < n; i++)
+        for (int j = i + 1; j < n; j++) {
+            double *u = &H[(size_t)i * (size_t)n + (size_t)j], *l = &H[(size_t)j * (size_t)n + (size_t)i];
+            *u = *l = 0.5 * (*u + *l);
+        }
+    if (own) ad_tape_free(t);
     return st;
 }

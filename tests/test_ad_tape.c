@@ -1,10 +1,14 @@
 /* The flat scalar tape (ad_real.h): values carry up to two pending terms, merged by each
  * operation and written to the tape only on overflow.  The merge cases one by one (what is
  * written, and the gradients), random expressions against the graph engine and against
- * central differences, out-of-memory at every allocation, and steady-state allocation. */
+ * central differences, out-of-memory at every allocation, and steady-state allocation.  Then
+ * second order (ad_real_hvp, ad_real_hessian): every row's second derivatives, Hessians
+ * against differences of gradients, Rosenbrock's closed form, and the same memory rules. */
 #include "testutil.h"
 #include "ad_real.h"
 #include <math.h>
+#include <stdio.h>
+#include <string.h>
 
 static double rel_err(double got, double want) { return fabs(got - want) / fmax(1, fabs(want)); }
 
@@ -521,6 +525,463 @@ START_TEST(reserve_and_steady_state)
 }
 END_TEST
 
+/* ---- second order: ad_real_hvp and ad_real_hessian ---------------------------------------- */
+
+/* Central differences of ad_real_gradient, column by column: the Hessian by another road. */
+static void hessian_by_differences(ad_real_fn f, int n, const double *x, void *user, double *H)
+{
+    double p[16], gp[16], gm[16];
+    ck_assert_int_le(n, 16);
+    memcpy(p, x, (size_t)n * sizeof *p);
+    for (int j = 0; j < n; j++) {
+        double h = 1e-5 * fmax(1, fabs(x[j]));
+        p[j] = x[j] + h;
+        ck_assert_int_eq(ad_real_gradient(NULL, f, n, p, user, NULL, gp), AD_OK);
+        p[j] = x[j] - h;
+        ck_assert_int_eq(ad_real_gradient(NULL, f, n, p, user, NULL, gm), AD_OK);
+        p[j] = x[j];
+        for (int i = 0; i < n; i++) H[i * n + j] = (gp[i] - gm[i]) / (2 * h);
+    }
+}
+
+/* H from ad_real_hessian against the differences, 1e-6 relative to max(1, |H|); the value
+ * and gradient against ad_real_gradient's. */
+static void check_hessian(ad_real_fn f, int n, const double *x, void *user, const char *what)
+{
+    double H[256], D[256], g[16], g1[16], v, v1;
+    ck_assert_int_eq(ad_real_hessian(NULL, f, n, x, user, &v, g, H), AD_OK);
+    ck_assert_int_eq(ad_real_gradient(NULL, f, n, x, user, &v1, g1), AD_OK);
+    ck_assert_msg(rel_err(v, v1) < 1e-14, "%s: value %.17g vs %.17g", what, v, v1);
+    for (int i = 0; i < n; i++)
+        ck_assert_msg(rel_err(g[i], g1[i]) < 1e-13, "%s: grad[%d] %.17g vs %.17g", what, i, g[i], g1[i]);
+    hessian_by_differences(f, n, x, user, D);
+    for (int k = 0; k < n * n; k++)
+        ck_assert_msg(rel_err(H[k], D[k]) < 1e-6, "%s: H[%d][%d] = %.12g, differences %.12g", what,
+                      k / n, k % n, H[k], D[k]);
+}
+
+/* One row applied to its variables directly (its Hessian is the row's closed forms) and to
+ * nonlinear inner functions (its Hessian needs the tangents of the operands). */
+typedef struct {
+    int row;      /* index into the tables below */
+    bool inner;   /* applied to u(x), w(x) rather than to x0, x1 */
+    double p;     /* leaky_relu's slope */
+} row_case;
+
+/* u = x0 x1 / 2 + 0.3 sin x0 and w = x1 + x2^2 / 5: in (0.2, 0.75) and (0.4, 1.2) for
+ * x in [0.4, 1]^3, where every row is smooth and finite. */
+static ad_real inner_u(ad_tape *t, const ad_real *x)
+{
+    return ad_real_add(t, ad_real_mul_scalar(t, ad_real_mul(t, x[0], x[1]), 0.5),
+                       ad_real_mul_scalar(t, ad_real_sin(t, x[0]), 0.3));
+}
+static ad_real inner_w(ad_tape *t, const ad_real *x)
+{
+    return ad_real_add(t, x[1], ad_real_mul_scalar(t, ad_real_square(t, x[2]), 0.2));
+}
+
+#define UNARY_ROW_(ID, name, ...)                                                             \
+    static ad_real row_##name(ad_tape *t, const ad_real *x, int n, void *user)                \
+    {                                                                                         \
+        (void)n;                                                                              \
+        const row_case *c = user;                                                             \
+        return ad_real_##name(t, c->inner ? inner_u(t, x) : x[0]);                            \
+    }                                                                                         \
+    static double row_##name##_d2(double x, double p) { (void)p; return ad_ew_##name##_d2(x, ad_ew_##name(x, 0), 0); }
+#define UNARY_P_ROW_(ID, name, ...)                                                           \
+    static ad_real row_##name(ad_tape *t, const ad_real *x, int n, void *user)                \
+    {                                                                                         \
+        (void)n;                                                                              \
+        const row_case *c = user;                                                             \
+        return ad_real_##name(t, c->inner ? inner_u(t, x) : x[0], c->p);                      \
+    }                                                                                         \
+    static double row_##name##_d2(double x, double p) { return ad_ew_##name##_d2(x, ad_ew_##name(x, p), p); }
+#define BINARY_ROW_(ID, name, ...)                                                            \
+    static ad_real row_##name(ad_tape *t, const ad_real *x, int n, void *user)                \
+    {                                                                                         \
+        (void)n;                                                                              \
+        const row_case *c = user;                                                             \
+        return c->inner ? ad_real_##name(t, inner_u(t, x), inner_w(t, x)) : ad_real_##name(t, x[0], x[1]); \
+    }                                                                                         \
+    static void row_##name##_d2(double a, double b, double *h)                                \
+    {                                                                                         \
+        double y = ad_ew_##name(a, b);                                                        \
+        h[0] = ad_ew_##name##_daa(a, b, y), h[1] = h[2] = ad_ew_##name##_dab(a, b, y);        \
+        h[3] = ad_ew_##name##_dbb(a, b, y);                                                   \
+    }
+AD_EW_UNARY(UNARY_ROW_)
+AD_EW_UNARY_P(UNARY_P_ROW_)
+AD_EW_BINARY(BINARY_ROW_)
+
+#define UNARY_ENTRY_(ID, name, ...) {#name, row_##name, row_##name##_d2},
+static const struct {
+    const char *name;
+    ad_real_fn f;
+    double (*d2)(double x, double p);
+} unary_rows[] = {AD_EW_UNARY(UNARY_ENTRY_) AD_EW_UNARY_P(UNARY_ENTRY_)};
+#define BINARY_ENTRY_(ID, name, ...) {#name, row_##name, row_##name##_d2},
+static const struct {
+    const char *name;
+    ad_real_fn f;
+    void (*d2)(double a, double b, double *h);
+} binary_rows[] = {AD_EW_BINARY(BINARY_ENTRY_)};
+
+START_TEST(hessian_of_every_row)
+{
+    ad_rng r;
+    ad_rng_seed(&r, 7);
+    int nu = (int)(sizeof unary_rows / sizeof *unary_rows), nb = (int)(sizeof binary_rows / sizeof *binary_rows);
+    for (int trial = 0; trial < 20; trial++) {
+        double x[3];
+        for (int i = 0; i < 3; i++) x[i] = 0.4 + 0.6 * ad_rng_uniform(&r);
+        if (trial % 2) x[0] = -x[0]; /* the other side of relu, abs and leaky_relu */
+        for (int k = 0; k < nu; k++) {
+            row_case c = {k, false, 0.1};
+            char what[64];
+            double H, v = 1, hv;
+            /* directly: the row's second derivative itself */
+            bool neg_ok = strcmp(unary_rows[k].name, "log") && strcmp(unary_rows[k].name, "sqrt");
+            double x0 = neg_ok || x[0] > 0 ? x[0] : -x[0];
+            ck_assert_int_eq(ad_real_hessian(NULL, unary_rows[k].f, 1, &x0, &c, NULL, NULL, &H), AD_OK);
+            double want = unary_rows[k].d2(x0, c.p);
+            ck_assert_msg(rel_err(H, want) < 1e-12, "%s''(%g) = %.17g, want %.17g", unary_rows[k].name, x0, H, want);
+            ck_assert_int_eq(ad_real_hvp(NULL, unary_rows[k].f, 1, &x0, &v, &c, NULL, NULL, &hv), AD_OK);
+            ck_assert_double_eq(hv, H);
+            /* of a function of three variables, against differences of gradients */
+            c.inner = true;
+            double xi[3] = {fabs(x[0]), x[1], x[2]};
+            snprintf(what, sizeof what, "%s(u(x))", unary_rows[k].name);
+            check_hessian(unary_rows[k].f, 3, xi, &c, what);
+        }
+        for (int k = 0; k < nb; k++) {
+            row_case c = {k, false, 0};
+            char what[64];
+            double H[4], want[4], xa[2] = {fabs(x[0]), x[1]};
+            if (fabs(xa[0] - xa[1]) < 1e-3) xa[1] += 0.01; /* max and min away from ties */
+            ck_assert_int_eq(ad_real_hessian(NULL, binary_rows[k].f, 2, xa, &c, NULL, NULL, H), AD_OK);
+            binary_rows[k].d2(xa[0], xa[1], want);
+            for (int j = 0; j < 4; j++)
+                ck_assert_msg(rel_err(H[j], want[j]) < 1e-12, "%s at (%g, %g): H[%d] = %.17g, want %.17g",
+                              binary_rows[k].name, xa[0], xa[1], j, H[j], want[j]);
+            c.inner = true;
+            double xi[3] = {fabs(x[0]), x[1], x[2]};
+            snprintf(what, sizeof what, "%s(u(x), w(x))", binary_rows[k].name);
+            check_hessian(binary_rows[k].f, 3, xi, &c, what);
+        }
+    }
+}
+END_TEST
+
+/* The conveniences with a plain double, and leaky_relu's slope, inside a function that also
+ * merges terms. */
+static ad_real conveniences(ad_tape *t, const ad_real *x, int n, void *user)
+{
+    (void)n, (void)user;
+    ad_real u = ad_real_add(t, ad_real_mul(t, x[0], x[1]), ad_real_mul_scalar(t, x[2], 0.5));
+    ad_real a = ad_real_scalar_div(t, 2, u);                                  /* 2 / u */
+    ad_real b = ad_real_pow_scalar(t, ad_real_add_scalar(t, x[1], 0.3), 2.5); /* (x1 + 0.3)^2.5 */
+    ad_real c = ad_real_scalar_sub(t, 1, ad_real_mul(t, x[0], x[2]));         /* 1 - x0 x2 */
+    ad_real d = ad_real_leaky_relu(t, ad_real_scalar_sub(t, 0.2, ad_real_mul(t, x[1], x[1])), 0.3);
+    return ad_real_add(t, ad_real_mul(t, a, b), ad_real_mul(t, ad_real_mul(t, c, c), ad_real_exp(t, d)));
+}
+
+START_TEST(hessian_of_the_conveniences)
+{
+    ad_rng r;
+    ad_rng_seed(&r, 11);
+    for (int trial = 0; trial < 20; trial++) {
+        double x[3];
+        for (int i = 0; i < 3; i++) x[i] = 0.5 + 0.5 * ad_rng_uniform(&r);
+        check_hessian(conveniences, 3, x, NULL, "conveniences");
+    }
+}
+END_TEST
+
+/* What first order preaccumulates: x*x + 3x is one term 2x + 3 to it, and sin(x*y) one pair
+ * of terms; the second order sees the products through. */
+static ad_real square_plus(ad_tape *t, const ad_real *x, int n, void *user)
+{
+    (void)n, (void)user;
+    return ad_real_add(t, ad_real_mul(t, x[0], x[0]), ad_real_mul_scalar(t, x[0], 3));
+}
+static ad_real sin_xy(ad_tape *t, const ad_real *x, int n, void *user)
+{
+    (void)n, (void)user;
+    return ad_real_sin(t, ad_real_mul(t, x[0], x[1]));
+}
+/* (x - y)^2 + ((x + y) 2 + z)^2: a two-term value squared, and a three-term one (written out
+ * by first order) squared. */
+static ad_real merged_squares(ad_tape *t, const ad_real *x, int n, void *user)
+{
+    (void)n, (void)user;
+    ad_real d = ad_real_sub(t, x[0], x[1]);
+    ad_real s = ad_real_add(t, ad_real_mul_scalar(t, ad_real_add(t, x[0], x[1]), 2), x[2]);
+    return ad_real_add(t, ad_real_mul(t, d, d), ad_real_mul(t, s, s));
+}
+
+START_TEST(second_order_sees_through_preaccumulation)
+{
+    double x = 0.7, H, g, f;
+    ad_tape *t = ad_tape_new();
+    ck_assert_int_eq(ad_real_hessian(t, square_plus, 1, &x, NULL, &f, &g, &H), AD_OK);
+    ck_assert_double_eq(f, x * x + 3 * x);
+    ck_assert_double_eq(g, 2 * x + 3);
+    ck_assert_double_eq(H, 2);
+    double xy[2] = {0.8, -1.3}, H2[4], s = sin(0.8 * -1.3), c = cos(0.8 * -1.3);
+    ck_assert_int_eq(ad_real_hessian(t, sin_xy, 2, xy, NULL, &f, NULL, H2), AD_OK);
+    double want[4] = {-xy[1] * xy[1] * s, c - xy[0] * xy[1] * s, c - xy[0] * xy[1] * s, -xy[0] * xy[0] * s};
+    for (int k = 0; k < 4; k++) ck_assert_msg(rel_err(H2[k], want[k]) < 1e-15, "H[%d] %.17g vs %.17g", k, H2[k], want[k]);
+    double xyz[3] = {0.3, -0.4, 1.1}, H3[9];
+    ck_assert_int_eq(ad_real_hessian(t, merged_squares, 3, xyz, NULL, NULL, NULL, H3), AD_OK);
+    double want3[9] = {2 + 8, -2 + 8, 4, -2 + 8, 2 + 8, 4, 4, 4, 2};
+    for (int k = 0; k < 9; k++) ck_assert_double_eq(H3[k], want3[k]);
+    ad_tape_free(t);
+}
+END_TEST
+
+/* Kinks have second derivative 0 (and first derivatives as first order's). */
+static ad_real kinks(ad_tape *t, const ad_real *x, int n, void *user)
+{
+    (void)n, (void)user;
+    ad_real r = ad_real_relu(t, x[0]), a = ad_real_abs(t, x[1]);
+    ad_real m = ad_real_max(t, x[0], x[1]), k = ad_real_min(t, x[0], x[1]);
+    ad_real l = ad_real_leaky_relu(t, x[0], 0.25);
+    return ad_real_add(t, ad_real_add(t, ad_real_add(t, r, a), ad_real_add(t, m, k)), l);
+}
+
+START_TEST(second_derivative_zero_at_kinks)
+{
+    double x[2] = {0, 0}, H[4], g[2], g1[2];
+    ck_assert_int_eq(ad_real_hessian(NULL, kinks, 2, x, NULL, NULL, g, H), AD_OK);
+    ck_assert_int_eq(ad_real_gradient(NULL, kinks, 2, x, NULL, NULL, g1), AD_OK);
+    for (int k = 0; k < 4; k++) ck_assert_double_eq(H[k], 0);
+    ck_assert_double_eq(g[0], g1[0]);
+    ck_assert_double_eq(g[1], g1[1]);
+    ck_assert_double_eq(g[0], 0 + 0.5 + 0.5 + 0.25); /* relu 0, max and min half, leaky slope */
+    double y[2] = {-0.5, 0.5};
+    ck_assert_int_eq(ad_real_hessian(NULL, kinks, 2, y, NULL, NULL, g, H), AD_OK);
+    for (int k = 0; k < 4; k++) ck_assert_double_eq(H[k], 0);
+    ck_assert_double_eq(g[0], 0 + 0 + 1 + 0.25);
+}
+END_TEST
+
+/* Rosenbrock's Hessian is tridiagonal: 1200 x_i^2 - 400 x_{i+1} + 2 (+ 200 past the first) on
+ * the diagonal, -400 x_i beside it. */
+START_TEST(rosenbrock_hessian_closed_form)
+{
+    enum { N = 60 };
+    static double x[N], H[N * N], g[N], g1[N];
+    double f, f1;
+    for (int i = 0; i < N; i++) x[i] = 0.5 + 0.37 * sin(i);
+    ad_tape *t = ad_tape_new();
+    ck_assert_int_eq(ad_real_hessian(t, rosenbrock, N, x, NULL, &f, g, H), AD_OK);
+    ck_assert_int_eq(ad_real_gradient(t, rosenbrock, N, x, NULL, &f1, g1), AD_OK);
+    ck_assert_double_eq(f, f1);
+    for (int i = 0; i < N; i++) ck_assert_msg(rel_err(g[i], g1[i]) < 1e-13, "g[%d]", i);
+    for (int i = 0; i < N; i++)
+        for (int j = 0; j < N; j++) {
+            double want = 0;
+            if (i == j) want = (i + 1 < N ? 1200 * x[i] * x[i] - 400 * x[i + 1] + 2 : 0) + (i > 0 ? 200 : 0);
+            if (j == i + 1) want = -400 * x[i];
+            if (j == i - 1) want = -400 * x[j];
+            ck_assert_msg(rel_err(H[i * N + j], want) < 1e-12, "H[%d][%d] = %.17g, want %.17g", i, j, H[i * N + j], want);
+        }
+    ad_tape_free(t);
+}
+END_TEST
+
+START_TEST(hessian_symmetric_and_hvp_is_h_times_v)
+{
+    ad_rng r;
+    ad_rng_seed(&r, 3);
+    static script sc;
+    ad_tape *t = ad_tape_new();
+    for (uint64_t seed = 2000; seed < 2100; seed++) {
+        double x[NVAR], H[NVAR * NVAR], v[NVAR], hv[NVAR], col[NVAR][NVAR], e[NVAR] = {0};
+        make_script(&sc, seed, NVAR, true, x);
+        ck_assert_int_eq(ad_real_hessian(t, script_tape, NVAR, x, &sc, NULL, NULL, H), AD_OK);
+        /* the columns before symmetrising agree to rounding */
+        for (int j = 0; j < NVAR; j++) {
+            e[j] = 1;
+            ck_assert_int_eq(ad_real_hvp(t, script_tape, NVAR, x, e, &sc, NULL, NULL, col[j]), AD_OK);
+            e[j] = 0;
+        }
+        double scale = 0;
+        for (int k = 0; k < NVAR * NVAR; k++) scale = fmax(scale, fabs(H[k]));
+        for (int i = 0; i < NVAR; i++)
+            for (int j = 0; j < NVAR; j++) {
+                ck_assert_double_eq(H[i * NVAR + j], H[j * NVAR + i]);
+                ck_assert_msg(fabs(col[j][i] - col[i][j]) <= 1e-12 * fmax(1, scale), "seed %d: (%d, %d) %.17g vs %.17g",
+                              (int)seed, i, j, col[j][i], col[i][j]);
+            }
+        for (int i = 0; i < NVAR; i++) v[i] = 2 * ad_rng_uniform(&r) - 1;
+        ck_assert_int_eq(ad_real_hvp(t, script_tape, NVAR, x, v, &sc, NULL, NULL, hv), AD_OK);
+        for (int i = 0; i < NVAR; i++) {
+            double want = 0, size = 0;
+            for (int j = 0; j < NVAR; j++) want += H[i * NVAR + j] * v[j], size += fabs(H[i * NVAR + j] * v[j]);
+            ck_assert_msg(fabs(hv[i] - want) <= 1e-12 * fmax(1, size), "seed %d: (Hv)[%d] %.17g vs %.17g", (int)seed, i,
+                          hv[i], want);
+        }
+    }
+    ad_tape_free(t);
+}
+END_TEST
+
+/* The random scripts of the first-order tests (every operation, overlapping terms, written
+ * entries) against differences of their gradients. */
+START_TEST(random_expressions_hessian)
+{
+    static script sc;
+    for (uint64_t seed = 3000; seed < 3100; seed++) {
+        double x[NVAR];
+        char what[32];
+        make_script(&sc, seed, NVAR, true, x);
+        snprintf(what, sizeof what, "seed %d", (int)seed);
+        check_hessian(script_tape, NVAR, x, &sc, what);
+    }
+}
+END_TEST
+
+/* An f that makes a variable of its own, and one that returns a value kept from an earlier
+ * recording. */
+static ad_real own_variable(ad_tape *t, const ad_real *x, int n, void *user)
+{
+    (void)n, (void)user;
+    return ad_real_mul(t, x[0], ad_real_var(t, 2));
+}
+static ad_real stale_value(ad_tape *t, const ad_real *x, int n, void *user)
+{
+    (void)t, (void)x, (void)n;
+    return *(const ad_real *)user;
+}
+
+START_TEST(second_order_arguments)
+{
+    double x[2] = {1, 2}, v[2] = {1, 0}, hv[2], H[4], f;
+    ad_tape *t = ad_tape_new();
+    ck_assert_int_eq(ad_real_hvp(t, NULL, 2, x, v, NULL, NULL, NULL, hv), AD_ERR_NULL);
+    ck_assert_int_eq(ad_real_hvp(t, sin_xy, 2, NULL, v, NULL, NULL, NULL, hv), AD_ERR_NULL);
+    ck_assert_int_eq(ad_real_hvp(t, sin_xy, 2, x, NULL, NULL, NULL, NULL, hv), AD_ERR_NULL);
+    ck_assert_int_eq(ad_real_hvp(t, sin_xy, 2, x, v, NULL, NULL, NULL, NULL), AD_ERR_NULL);
+    ck_assert_int_eq(ad_real_hvp(t, sin_xy, -1, x, v, NULL, NULL, NULL, hv), AD_ERR_ARG);
+    ck_assert_int_eq(ad_real_hessian(t, NULL, 2, x, NULL, NULL, NULL, H), AD_ERR_NULL);
+    ck_assert_int_eq(ad_real_hessian(t, sin_xy, 2, NULL, NULL, NULL, NULL, H), AD_ERR_NULL);
+    ck_assert_int_eq(ad_real_hessian(t, sin_xy, 2, x, NULL, NULL, NULL, NULL), AD_ERR_NULL);
+    ck_assert_int_eq(ad_real_hessian(t, sin_xy, -3, x, NULL, NULL, NULL, H), AD_ERR_ARG);
+    /* no variables: the value, and nothing else to write */
+    ck_assert_int_eq(ad_real_hvp(t, rosenbrock, 0, NULL, NULL, NULL, &f, NULL, NULL), AD_OK);
+    ck_assert_double_eq(f, 0);
+    ck_assert_int_eq(ad_real_hessian(NULL, rosenbrock, 0, NULL, NULL, &f, NULL, NULL), AD_OK);
+    ck_assert_int_eq(ad_real_hvp(t, own_variable, 2, x, v, NULL, NULL, NULL, hv), AD_ERR_ARG);
+    /* a value from the recording before */
+    ck_assert_int_eq(ad_real_hvp(t, sin_xy, 2, x, v, NULL, NULL, NULL, hv), AD_OK);
+    ad_real old = ad_real_dual_(1, 5000, 1, 0);
+    ck_assert_int_eq(ad_real_hvp(t, stale_value, 2, x, v, &old, NULL, NULL, hv), AD_ERR_ARG);
+    ad_real first = ad_real_terms_(1, 0, 1, -1, 0); /* a first-order value */
+    ck_assert_int_eq(ad_real_hvp(t, stale_value, 2, x, v, &first, NULL, NULL, hv), AD_ERR_ARG);
+    /* and the tape still works after each of them */
+    ck_assert_int_eq(ad_real_hessian(t, sin_xy, 2, x, NULL, &f, NULL, H), AD_OK);
+    ck_assert_double_eq(f, sin(2));
+    ad_tape_free(t);
+}
+END_TEST
+
+/* First order on a tape that has recorded second order gives what a fresh tape gives. */
+START_TEST(first_order_after_second)
+{
+    enum { N = 300 };
+    double x[N], g[N], g1[N], H[16], f, f1, xs[4] = {0.3, 0.6, 0.9, 1.2};
+    for (int i = 0; i < N; i++) x[i] = 0.5 + 0.37 * sin(i);
+    ad_tape *t = ad_tape_new();
+    ck_assert_int_eq(ad_real_gradient(NULL, rosenbrock, N, x, NULL, &f1, g1), AD_OK);
+    ck_assert_int_eq(ad_real_hessian(t, rosenbrock, 4, xs, NULL, NULL, NULL, H), AD_OK);
+    ck_assert_int_eq(ad_real_gradient(t, rosenbrock, N, x, NULL, &f, g), AD_OK);
+    ck_assert_double_eq(f, f1);
+    ck_assert_mem_eq(g, g1, sizeof g);
+    ck_assert_int_eq(t->n, N + (N - 2)); /* and records as little as first order does */
+    /* by hand too */
+    ad_tape_reset(t);
+    ad_real a = ad_real_var(t, 3), b = ad_real_mul(t, a, a);
+    ck_assert_int_eq(ad_tape_backward(t, b), AD_OK);
+    ck_assert_double_eq(ad_real_grad(t, a), 6);
+    ad_tape_free(t);
+}
+END_TEST
+
+/* Counts the runs of f, to see the tape grown and f run again. */
+static ad_real counted_rosenbrock(ad_tape *t, const ad_real *x, int n, void *user)
+{
+    ++*(int *)user;
+    return rosenbrock(t, x, n, NULL);
+}
+
+START_TEST(second_order_steady_state)
+{
+    enum { N = 2000 };
+    static double x[N], v[N], hv[N], g[N], H[9];
+    for (int i = 0; i < N; i++) x[i] = 0.5 + 0.37 * sin(i), v[i] = cos(i);
+    ad_tape *t = ad_tape_new();
+    int runs = 0;
+    /* a new tape is too small: f runs until it fits, and the answer is the same */
+    ck_assert_int_eq(ad_real_hvp(t, counted_rosenbrock, N, x, v, &runs, NULL, g, hv), AD_OK);
+    ck_assert_int_gt(runs, 1);
+    ck_assert_int_le(runs, 3); /* the first run counts what did not fit */
+    uint64_t mallocs = t->mallocs;
+    long allocs = ad_alloc_count();
+    double hv2[N];
+    for (int it = 0; it < 10; it++) {
+        runs = 0;
+        ck_assert_int_eq(ad_real_hvp(t, counted_rosenbrock, N, x, v, &runs, NULL, NULL, hv2), AD_OK);
+        ck_assert_int_eq(runs, 1);
+        ck_assert_mem_eq(hv2, hv, sizeof hv);
+        ck_assert_int_eq(ad_real_hessian(t, rosenbrock, 3, x, NULL, NULL, NULL, H), AD_OK);
+    }
+    ck_assert_uint_eq(t->mallocs, mallocs);
+    ck_assert_int_eq(ad_alloc_count(), allocs);
+    /* H v against the closed form */
+    for (int i = 0; i < N; i++) {
+        double d = (i + 1 < N ? 1200 * x[i] * x[i] - 400 * x[i + 1] + 2 : 0) + (i > 0 ? 200 : 0);
+        double want = d * v[i] + (i + 1 < N ? -400 * x[i] * v[i + 1] : 0) + (i > 0 ? -400 * x[i - 1] * v[i - 1] : 0);
+        ck_assert_msg(rel_err(hv[i], want) < 1e-12, "hv[%d] = %.17g, want %.17g", i, hv[i], want);
+    }
+    ad_tape_free(t);
+}
+END_TEST
+
+START_TEST(second_order_out_of_memory)
+{
+    enum { N = 1000 };
+    static double x[N], v[N], hv[N], want[N], H[16];
+    for (int i = 0; i < N; i++) x[i] = 0.5 + 0.37 * sin(i), v[i] = 1;
+    ck_assert_int_eq(ad_real_hvp(NULL, rosenbrock, N, x, v, NULL, NULL, NULL, want), AD_OK);
+    int failures = 0;
+    for (long k = 1; k < 60; k++) {
+        ad_fail_alloc_at(k);
+        ad_status st = ad_real_hvp(NULL, rosenbrock, N, x, v, NULL, NULL, NULL, hv);
+        ad_fail_alloc_at(0);
+        if (st == AD_OK) {
+            ck_assert_mem_eq(hv, want, sizeof hv);
+            break;
+        }
+        ck_assert_int_eq(st, AD_ERR_NOMEM);
+        failures++;
+    }
+    ck_assert_int_gt(failures, 3);
+    /* a reused tape that fails once works on the next call */
+    for (long k = 1; k < 40; k++) {
+        ad_tape *t = ad_tape_new();
+        ad_fail_alloc_at(k);
+        ad_status st = ad_real_hessian(t, rosenbrock, 4, x, NULL, NULL, NULL, H);
+        ad_fail_alloc_at(0);
+        if (st != AD_OK) ck_assert_int_eq(st, AD_ERR_NOMEM);
+        ck_assert_int_eq(ad_real_hvp(t, rosenbrock, N, x, v, NULL, NULL, NULL, hv), AD_OK);
+        ck_assert_mem_eq(hv, want, sizeof hv);
+        ad_tape_free(t);
+        if (st == AD_OK) break;
+    }
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("ad_tape");
@@ -538,5 +999,19 @@ int main(void)
     tcase_add_test(tc, out_of_memory_everywhere);
     tcase_add_test(tc, reserve_and_steady_state);
     suite_add_tcase(s, tc);
+    TCase *t2 = tcase_create("second_order");
+    tcase_set_timeout(t2, 120);
+    tcase_add_test(t2, hessian_of_every_row);
+    tcase_add_test(t2, hessian_of_the_conveniences);
+    tcase_add_test(t2, second_order_sees_through_preaccumulation);
+    tcase_add_test(t2, second_derivative_zero_at_kinks);
+    tcase_add_test(t2, rosenbrock_hessian_closed_form);
+    tcase_add_test(t2, hessian_symmetric_and_hvp_is_h_times_v);
+    tcase_add_test(t2, random_expressions_hessian);
+    tcase_add_test(t2, second_order_arguments);
+    tcase_add_test(t2, first_order_after_second);
+    tcase_add_test(t2, second_order_steady_state);
+    tcase_add_test(t2, second_order_out_of_memory);
+    suite_add_tcase(s, t2);
     return run_suite(s);
 }
