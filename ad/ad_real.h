@@ -142,8 +142,8 @@ ad_status ad_real_jacobian(ad_tape *t, ad_real_vec_fn f, int n, const double *x,
 ad_status ad_real_hvp(ad_tape *t, ad_real_fn f, int n, const double *x, const double *v, void *user,
                       double *value, double *grad, double *hv);
 /* Value, gradient and the dense n x n Hessian (row-major) of f at x: ad_real_hvp along each
- * unit vector in turn (n runs of f and n sweeps), then H[i][j] and H[j][i] both set to their
- * mean, so H is exactly symmetric.  value and grad may be NULL; t, f and the statuses as in
+ * unit vector in turn (n runs of f and n sweeps): column j is H e_j, as ad_hessian's, so H is
+ * symmetric to rounding (not averaged).  value and grad may be NULL; t, f and the statuses as in
  * ad_real_hvp. */
 ad_status ad_real_hessian(ad_tape *t, ad_real_fn f, int n, const double *x, void *user,
                           double *value, double *grad, double *H);

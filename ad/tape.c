@@ -318,14 +318,18 @@ ad_status ad_real_hessian(ad_tape *t, ad_real_fn f, int n, const double *x, void
     if (!f || (n && (!x || !H))) return AD_ERR_NULL;
     bool own = !t;
     if (own && !(t = ad_tape_new())) return AD_ERR_NOMEM;
-    /* H e_k is column k; it goes into row k, the same numbers once symmetrised */
+    /* H e_k is column k: each run writes it into row k, and the transpose puts it in place
+     * (not averaged with row k: the symmetry is left for the caller to see, as the graph's
+     * ad_hessian and PyTorch leave it) */
     ad_status st = hvp_on(t, f, n, x, NULL, 0, user, value, grad, n ? H : NULL);
     for (int k = 1; st == AD_OK && k < n; k++)
         st = hvp_on(t, f, n, x, NULL, k, user, NULL, NULL, H + (size_t)k * (size_t)n);
     for (int i = 0; st == AD_OK && i < n; i++)
         for (int j = i + 1; j < n; j++) {
             double *u = &H[(size_t)i * (size_t)n + (size_t)j], *l = &H[(size_t)j * (size_t)n + (size_t)i];
-            *u = *l = 0.5 * (*u + *l);
+            double keep = *u;
+            *u = *l;
+            *l = keep;
         }
     if (own) ad_tape_free(t);
     return st;
