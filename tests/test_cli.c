@@ -364,6 +364,14 @@ START_TEST(hessian_text_honours_digits)
     ck_assert_int_eq(r.status, 0);
     ck_assert_ptr_nonnull(strstr(r.out, "hessian: d2f/d(row) d(column)\n        x\n  x  2.00\n\nforward pass"));
     done(&r);
+    /* and the walks do not see the Hessian's nodes, appended to the same graph after the root */
+    r = run(ARGS("--hessian", "--trace", NEURON));
+    ck_assert_int_eq(r.status, 0);
+    char *want = read_golden("neuron.txt");
+    ck_assert_ptr_nonnull(strstr(r.out, "\nforward pass"));
+    ck_assert_str_eq(strstr(r.out, "\nforward pass"), strstr(want, "\nforward pass"));
+    free(want);
+    done(&r);
 }
 END_TEST
 
