@@ -3,7 +3,8 @@
  *   backprop '1/(1+exp(-(w0*x0+w1*x1+w2)))' x0=-1 x1=-2 w0=2 w1=-3 w2=-3
  *
  * prints the value, the gradient in the order the values were given, and the backward trace
- * (upstream gradient x local gradient = downstream gradient, node by node). */
+ * (upstream gradient x local gradient = downstream gradient, node by node).  --hessian adds the
+ * matrix of second derivatives, rows and columns in that same order. */
 #include "ad.h"
 #include "expr.h"
 #include "opts.h"
@@ -32,6 +33,21 @@ static void report_nonfinite(ad_graph *g, ad_node *root, bool grads)
     else snprintf(at, sizeof at, "#%u", ad_node_id(bad));
     fprintf(stderr, "backprop: the %s holds %s: it first appears at node %s (%s)\n",
             grads ? "gradient" : "value", what, at, ad_node_op_name(bad));
+}
+
+/* One number as the report prints it: `digits` decimals, or every digit a double holds. */
+static const char *format_number(char *buf, size_t len, double x, int digits)
+{
+    if (digits < 0) snprintf(buf, len, "%.17g", x);
+    else snprintf(buf, len, "%.*f", digits, x);
+    return buf;
+}
+
+/* JSON has no NaN or infinity: those are null, as the value and the gradient print them. */
+static void print_json_number(double x)
+{
+    if (isfinite(x)) printf("%.17g", x);
+    else printf("null");
 }
 
 /* The formula and the name=value arguments, as given. */
@@ -70,10 +86,65 @@ static int read_values(const opts_spec *spec, const char *const *args, int nargs
     return -1;
 }
 
+/* The Hessian as a table labelled by the variables' names, every column as wide as its widest
+ * entry so that a reader can run down a column; H is nvars x nvars, row-major. */
+static void print_hessian_text(const double *H, int digits)
+{
+    int label = 0, width = 0;
+    char num[64];
+    for (int i = 0; i < nvars; i++) {
+        int len = (int)strlen(vars[i].name);
+        label = len > label ? len : label;
+        width = len > width ? len : width;
+    }
+    for (int k = 0; k < nvars * nvars; k++) {
+        int len = (int)strlen(format_number(num, sizeof num, H[k], digits));
+        width = len > width ? len : width;
+    }
+    printf("hessian: d2f/d(row) d(column)\n");
+    if (nvars == 0) return;
+    printf("  %*s", label, "");
+    for (int j = 0; j < nvars; j++) printf("  %*s", width, vars[j].name);
+    printf("\n");
+    for (int i = 0; i < nvars; i++) {
+        printf("  %-*s", label, vars[i].name);
+        for (int j = 0; j < nvars; j++) printf("  %*s", width, format_number(num, sizeof num, H[i * nvars + j], digits));
+        printf("\n");
+    }
+}
+
+static void print_hessian_json(const double *H)
+{
+    printf(", \"hessian\": {");
+    for (int i = 0; i < nvars; i++) {
+        printf("%s\"%s\": {", i ? ", " : "", vars[i].name);
+        for (int j = 0; j < nvars; j++) {
+            printf("%s\"%s\": ", j ? ", " : "", vars[j].name);
+            print_json_number(H[i * nvars + j]);
+        }
+        printf("}");
+    }
+    printf("}");
+}
+
+/* The first non-finite entry of the Hessian, named by its two variables, when the value and the
+ * gradient are finite (otherwise report_nonfinite has said where the trouble starts).  True if
+ * there was one. */
+static bool report_nonfinite_hessian(const double *H)
+{
+    for (int k = 0; k < nvars * nvars; k++)
+        if (!isfinite(H[k])) {
+            fprintf(stderr, "backprop: the Hessian holds %s: d2f/d%s d%s\n", isnan(H[k]) ? "NaN" : "an infinity",
+                    vars[k / nvars].name, vars[k % nvars].name);
+            return true;
+        }
+    return false;
+}
+
 int main(int argc, char **argv)
 {
     int mode = TEXT, digits = 2;
-    bool trace = false, functions = false;
+    bool trace = false, functions = false, hessian = false;
     opts_def defs[] = {
         {"--trace", OPTS_FLAG, &trace, NULL, .help = "forward and backward walk (the default output adds the backward trace)"},
         {"--dot", OPTS_CONST, &mode, NULL, .help = "print the graph in Graphviz DOT instead of the text report", .lo = DOT},
@@ -83,6 +154,9 @@ int main(int argc, char **argv)
          "passes one node at a time (backprop --html 'EXPR' x=1 > walk.html)", .lo = HTML},
         {"--json", OPTS_CONST, &mode, NULL,
          .help = "print {\"value\": V, \"gradient\": {\"x\": G, ...}} instead of the text report", .lo = JSON},
+        {"--hessian", OPTS_FLAG, &hessian, NULL,
+         .help = "add the Hessian, d2f/dx dy for every pair of variables in the order given, to\n"
+         "the text report (a table) or --json (\"hessian\": {\"x\": {\"y\": H, ...}, ...})"},
         {"--digits", OPTS_INT, &digits, "N", .help = "decimals in the text report and pictures (default 2; -1: full precision)",
          .lo = -1, .hi = 17},
         {"--functions", OPTS_FLAG, &functions, NULL, .help = "list the functions EXPR may call"},
@@ -104,6 +178,10 @@ int main(int argc, char **argv)
         opts_help(&spec, stderr);
         return 2;
     }
+    /* A picture has no place for a matrix; saying so beats a picture without what was asked. */
+    if (hessian && (mode == DOT || mode == SVG || mode == HTML))
+        return opts_error(&spec, "--hessian goes with the text report or --json, not with %s",
+                          mode == DOT ? "--dot" : mode == SVG ? "--svg" : "--html");
 
     ad_graph *g = ad_graph_new();
     if (!g) return opts_error(&spec, "out of memory");
@@ -111,6 +189,7 @@ int main(int argc, char **argv)
     expr_error err;
     ad_node *f = expr_build(g, text, vars, nvars, &err);
     int status = 0;
+    double *H = NULL;
     if (!f) {
         if (err.column) fprintf(stderr, "backprop: column %d: %s\n", err.column, err.msg);
         else fprintf(stderr, "backprop: %s\n", err.msg);
@@ -128,22 +207,38 @@ int main(int argc, char **argv)
         status = 1;
         goto out;
     }
+    /* Before anything is printed, so that a failure leaves no half report.  The Hessian's nodes
+     * come after the root, which every walk below stops at. */
+    if (hessian) {
+        H = malloc(sizeof *H * (size_t)(nvars ? nvars * nvars : 1));
+        ad_node *leaves[MAX_VARS];
+        for (int i = 0; i < nvars; i++) leaves[i] = vars[i].node;
+        if (!H) {
+            fprintf(stderr, "backprop: out of memory for the Hessian\n");
+            status = 1;
+            goto out;
+        }
+        if (ad_hessian_graph(g, f, nvars, leaves, H) != AD_OK) {
+            fprintf(stderr, "backprop: %s\n", ad_error(g));
+            status = 1;
+            goto out;
+        }
+    }
 
     ad_status st = AD_OK;
     char num[64];
     switch (mode) {
     case JSON:
         printf("{\"value\": ");
-        if (isfinite(ad_value(f))) printf("%.17g", ad_value(f));
-        else printf("null");
+        print_json_number(ad_value(f));
         printf(", \"gradient\": {");
         for (int i = 0; i < nvars; i++) {
-            double d = ad_grad(vars[i].node);
             printf("%s\"%s\": ", i ? ", " : "", vars[i].name);
-            if (isfinite(d)) printf("%.17g", d);
-            else printf("null");
+            print_json_number(ad_grad(vars[i].node));
         }
-        printf("}}\n");
+        printf("}");
+        if (hessian) print_hessian_json(H);
+        printf("}\n");
         break;
     case DOT: st = ad_write_dot(g, f, stdout, digits); break;
     case SVG: st = ad_write_svg(g, f, stdout, digits); break;
@@ -155,16 +250,14 @@ int main(int argc, char **argv)
     }
     case TEXT:
         printf("f = %s\n", text);
-        printf("value: f = %s\n", digits < 0 ? (snprintf(num, sizeof num, "%.17g", ad_value(f)), num)
-                                             : (snprintf(num, sizeof num, "%.*f", digits, ad_value(f)), num));
+        printf("value: f = %s\n", format_number(num, sizeof num, ad_value(f), digits));
         printf("gradient:");
-        for (int i = 0; i < nvars; i++) {
-            double d = ad_grad(vars[i].node);
-            if (digits < 0) snprintf(num, sizeof num, "%.17g", d);
-            else snprintf(num, sizeof num, "%.*f", digits, d);
-            printf("%s df/d%s = %s", i ? "," : "", vars[i].name, num);
-        }
-        printf("\n\n");
+        for (int i = 0; i < nvars; i++)
+            printf("%s df/d%s = %s", i ? "," : "", vars[i].name,
+                   format_number(num, sizeof num, ad_grad(vars[i].node), digits));
+        printf("\n");
+        if (hessian) print_hessian_text(H, digits);
+        printf("\n");
         if (trace) {
             st = ad_trace_forward(g, f, stdout, digits);
             printf("\n");
@@ -179,8 +272,11 @@ int main(int argc, char **argv)
     if (!isfinite(ad_value(f)) || ad_find_nonfinite(g, f, true)) {
         report_nonfinite(g, f, !ad_find_nonfinite(g, f, false));
         status = 1;
+    } else if (hessian && report_nonfinite_hessian(H)) {
+        status = 1;
     }
 out:
+    free(H);
     ad_graph_free(g);
     return status;
 }

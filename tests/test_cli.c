@@ -306,6 +306,184 @@ START_TEST(help_exits_zero)
 }
 END_TEST
 
+/* ---- --hessian ------------------------------------------------------------------------------ */
+
+/* f = x*y*z + x^2: d2f/dx2 = 2, d2f/dx dy = z, d2f/dx dz = y, d2f/dy dz = x, the rest 0. */
+START_TEST(golden_hessian) { check_golden("hessian.txt", ARGS("--hessian", "x*y*z + x^2", "x=2", "y=3", "z=5")); }
+END_TEST
+
+START_TEST(hessian_json_in_argument_order)
+{
+    run_result r = run(ARGS("--json", "--hessian", "x*y*z + x^2", "x=2", "y=3", "z=5"));
+    ck_assert_int_eq(r.status, 0);
+    ck_assert_str_eq(r.err, "");
+    ck_assert_str_eq(r.out, "{\"value\": 34, \"gradient\": {\"x\": 19, \"y\": 10, \"z\": 6}, \"hessian\": "
+                            "{\"x\": {\"x\": 2, \"y\": 5, \"z\": 3}, \"y\": {\"x\": 5, \"y\": 0, \"z\": 2}, "
+                            "\"z\": {\"x\": 3, \"y\": 2, \"z\": 0}}}\n");
+    done(&r);
+    /* rows and columns follow the command line, not the formula */
+    r = run(ARGS("--hessian", "--json", "x*y*z + x^2", "z=5", "x=2", "y=3"));
+    ck_assert_int_eq(r.status, 0);
+    ck_assert_str_eq(r.out, "{\"value\": 34, \"gradient\": {\"z\": 6, \"x\": 19, \"y\": 10}, \"hessian\": "
+                            "{\"z\": {\"z\": 0, \"x\": 3, \"y\": 2}, \"x\": {\"z\": 3, \"x\": 2, \"y\": 5}, "
+                            "\"y\": {\"z\": 2, \"x\": 5, \"y\": 0}}}\n");
+    done(&r);
+    /* without variables the matrix is empty, and without --hessian there is none */
+    r = run(ARGS("--json", "--hessian", "2+3"));
+    ck_assert_int_eq(r.status, 0);
+    ck_assert_str_eq(r.out, "{\"value\": 5, \"gradient\": {}, \"hessian\": {}}\n");
+    done(&r);
+    r = run(ARGS("--json", "x*y", "x=1", "y=2"));
+    ck_assert_ptr_null(strstr(r.out, "hessian"));
+    done(&r);
+}
+END_TEST
+
+/* The table's columns line up under their names, and --digits holds for its numbers too. */
+START_TEST(hessian_text_honours_digits)
+{
+    run_result r = run(ARGS("--hessian", "--digits", "1", "x*y*z + x^2", "z=5", "x=2", "y=3"));
+    ck_assert_int_eq(r.status, 0);
+    ck_assert_ptr_nonnull(strstr(r.out, "gradient: df/dz = 6.0, df/dx = 19.0, df/dy = 10.0\n"
+                                        "hessian: d2f/d(row) d(column)\n"
+                                        "       z    x    y\n"
+                                        "  z  0.0  3.0  2.0\n"
+                                        "  x  3.0  2.0  5.0\n"
+                                        "  y  2.0  5.0  0.0\n\n"
+                                        "backward pass"));
+    done(&r);
+    r = run(ARGS("--hessian", "--digits", "-1", "long_name*x/3", "long_name=1", "x=1"));
+    ck_assert_int_eq(r.status, 0);
+    ck_assert_ptr_nonnull(strstr(r.out, "hessian: d2f/d(row) d(column)\n"
+                                        "                       long_name                    x\n"
+                                        "  long_name                    0  0.33333333333333331\n"
+                                        "  x          0.33333333333333331                    0\n"));
+    done(&r);
+    /* --trace composes: the forward walk still follows the report */
+    r = run(ARGS("--hessian", "--trace", "x*x", "x=3"));
+    ck_assert_int_eq(r.status, 0);
+    ck_assert_ptr_nonnull(strstr(r.out, "hessian: d2f/d(row) d(column)\n        x\n  x  2.00\n\nforward pass"));
+    done(&r);
+    /* and the walks do not see the Hessian's nodes, appended to the same graph after the root */
+    r = run(ARGS("--hessian", "--trace", NEURON));
+    ck_assert_int_eq(r.status, 0);
+    char *want = read_golden("neuron.txt");
+    ck_assert_ptr_nonnull(strstr(r.out, "\nforward pass"));
+    ck_assert_str_eq(strstr(r.out, "\nforward pass"), strstr(want, "\nforward pass"));
+    free(want);
+    done(&r);
+}
+END_TEST
+
+/* Reads "hessian": {...} of a --json report into H (n x n, row-major) in key order. */
+static void parse_hessian(const char *json, int n, double *H)
+{
+    const char *p = strstr(json, "\"hessian\": {");
+    ck_assert_ptr_nonnull(p);
+    for (int k = 0; k < n * n; k++) {
+        do { /* past the keys of the object and of the rows, to a column's */
+            p = strstr(p + 1, "\": ");
+            ck_assert_ptr_nonnull(p);
+        } while (p[3] == '{');
+        char *end;
+        H[k] = strtod(p + 3, &end);
+        ck_assert_msg(end != p + 3, "no number at %.20s", p);
+    }
+}
+
+/* The lecture's neuron against torch.autograd.functional.hessian in float64 (computed once;
+ * rows and columns x0, x1, w0, w1, w2). */
+START_TEST(hessian_of_the_neuron_matches_torch)
+{
+    static const double want[5][5] = {
+        {-0.36343099069179358, 0.54514648603769034, 0.37832742858737867, 0.36343099069179358, -0.18171549534589679},
+        {0.54514648603769045, -0.81771972905653567, -0.27257324301884522, -0.3485345527962086, 0.27257324301884522},
+        {0.37832742858737867, -0.27257324301884517, -0.090857747672948394, -0.18171549534589679, 0.090857747672948394},
+        {0.36343099069179358, -0.34853455279620849, -0.18171549534589679, -0.36343099069179358, 0.18171549534589679},
+        {-0.18171549534589679, 0.27257324301884517, 0.090857747672948394, 0.18171549534589679, -0.090857747672948394},
+    };
+    run_result r = run(ARGS("--json", "--hessian", NEURON));
+    ck_assert_int_eq(r.status, 0);
+    ck_assert_ptr_nonnull(strstr(r.out, "\"hessian\": {\"x0\": {\"x0\": "));
+    ck_assert_ptr_nonnull(strstr(r.out, "\"w2\": {\"x0\": "));
+    double H[25];
+    parse_hessian(r.out, 5, H);
+    for (int i = 0; i < 5; i++)
+        for (int j = 0; j < 5; j++)
+            ck_assert_msg(fabs(H[i * 5 + j] - want[i][j]) <= 1e-12 * fabs(want[i][j]) + 1e-15,
+                          "H[%d][%d] = %.17g, torch %.17g", i, j, H[i * 5 + j], want[i][j]);
+    done(&r);
+    r = run(ARGS("--hessian", NEURON));
+    ck_assert_int_eq(r.status, 0);
+    ck_assert_ptr_nonnull(strstr(r.out, "\n  x1   0.55  -0.82  -0.27  -0.35   0.27\n"));
+    done(&r);
+}
+END_TEST
+
+/* At a kink the second derivative is 0 and the first is PyTorch's (relu'(0) = 0, abs'(0) = 0,
+ * max and min split a tie evenly), so a product of kinks keeps its cross terms: the
+ * numbers are torch.autograd.functional.hessian's at x = y = 0. */
+START_TEST(hessian_at_kinks_is_torchs)
+{
+    run_result r = run(ARGS("--json", "--hessian", "relu(x) + abs(y) + max(x,y) + min(x,y)", "x=0", "y=0"));
+    ck_assert_int_eq(r.status, 0);
+    ck_assert_str_eq(r.out, "{\"value\": 0, \"gradient\": {\"x\": 1, \"y\": 1}, \"hessian\": "
+                            "{\"x\": {\"x\": 0, \"y\": 0}, \"y\": {\"x\": 0, \"y\": 0}}}\n");
+    done(&r);
+    r = run(ARGS("--json", "--hessian", "x*relu(x) + y*abs(y) + max(x,y)*min(x,y)", "x=0", "y=0"));
+    ck_assert_int_eq(r.status, 0);
+    ck_assert_str_eq(r.out, "{\"value\": 0, \"gradient\": {\"x\": 0, \"y\": 0}, \"hessian\": "
+                            "{\"x\": {\"x\": 0.5, \"y\": 0.5}, \"y\": {\"x\": 0.5, \"y\": 0.5}}}\n");
+    done(&r);
+}
+END_TEST
+
+/* Bad combinations are usage errors with nothing on stdout; a non-finite entry is printed as
+ * null (JSON) or inf/nan (text), named on stderr, and the exit status is 1. */
+START_TEST(hessian_errors)
+{
+    static const char *const pictures[] = {"--dot", "--svg", "--html"};
+    for (int i = 0; i < 3; i++) {
+        run_result r = run(ARGS("--hessian", pictures[i], "x*y", "x=1", "y=2"));
+        ck_assert_int_eq(r.status, 2);
+        ck_assert_str_eq(r.out, "");
+        char want[200];
+        snprintf(want, sizeof want,
+                 "backprop: --hessian goes with the text report or --json, not with %s\n(backprop --help for usage)\n",
+                 pictures[i]);
+        ck_assert_str_eq(r.err, want);
+        done(&r);
+    }
+    run_result r = run(ARGS("--hessian", "--hessian=1", "x", "x=1"));
+    ck_assert_int_eq(r.status, 2);
+    ck_assert_str_eq(r.err, "backprop: --hessian takes no value\n(backprop --help for usage)\n");
+    done(&r);
+    r = run(ARGS("--hessian", "x+", "x=1"));
+    ck_assert_int_eq(r.status, 2);
+    ck_assert_str_eq(r.out, "");
+    done(&r);
+    /* finite value and gradient, infinite curvature: d2/dx2 x^1.5 = 0.75/sqrt(x) */
+    r = run(ARGS("--json", "--hessian", "x^1.5 + y", "x=0", "y=1"));
+    ck_assert_int_eq(r.status, 1);
+    ck_assert_str_eq(r.out, "{\"value\": 1, \"gradient\": {\"x\": 0, \"y\": 1}, \"hessian\": "
+                            "{\"x\": {\"x\": null, \"y\": 0}, \"y\": {\"x\": 0, \"y\": 0}}}\n");
+    ck_assert_str_eq(r.err, "backprop: the Hessian holds an infinity: d2f/dx dx\n");
+    done(&r);
+    r = run(ARGS("--hessian", "x^1.5", "x=0"));
+    ck_assert_int_eq(r.status, 1);
+    ck_assert_ptr_nonnull(strstr(r.out, "\n  x  inf\n"));
+    done(&r);
+    /* a gradient already non-finite is reported where it starts, once */
+    r = run(ARGS("--json", "--hessian", "sqrt(x)", "x=0"));
+    ck_assert_int_eq(r.status, 1);
+    ck_assert_str_eq(r.err, "backprop: the gradient holds an infinity: it first appears at node x (var)\n");
+    done(&r);
+    r = run(ARGS("--help"));
+    ck_assert_ptr_nonnull(strstr(r.out, "--hessian"));
+    done(&r);
+}
+END_TEST
+
 int main(int argc, char **argv)
 {
     if (argc < 3) {
@@ -333,6 +511,12 @@ int main(int argc, char **argv)
     tcase_add_test(tc, double_dash_ends_the_options);
     tcase_add_test(tc, man_page_documents_options_and_limits);
     tcase_add_test(tc, help_exits_zero);
+    tcase_add_test(tc, golden_hessian);
+    tcase_add_test(tc, hessian_json_in_argument_order);
+    tcase_add_test(tc, hessian_text_honours_digits);
+    tcase_add_test(tc, hessian_of_the_neuron_matches_torch);
+    tcase_add_test(tc, hessian_at_kinks_is_torchs);
+    tcase_add_test(tc, hessian_errors);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }
