@@ -257,6 +257,7 @@ AD_REAL_INLINE ad_real ad_real_binary_dual_(ad_tape *t, int op, ad_real a, ad_re
 {
     double daa = 0, dab = 0, dbb = 0;
     switch (op) {
+/* One case of the switch: a binary row's second derivatives at (a.v, b.v). */
 #define AD_REAL_OP_D2_(ID, name, ...)                                                         \
     case AD_REAL_OP_##ID##_:                                                                  \
         daa = ad_ew_##name##_daa(a.v, b.v, y);                                                \
