@@ -248,6 +248,13 @@ AD_REAL_INLINE ad_real ad_real_unary_dual_(ad_tape *t, ad_real a, double y, doub
 enum { AD_EW_BINARY(AD_REAL_OP_ENUM_) };
 #undef AD_REAL_OP_ENUM_
 
+/* One case of ad_real_binary_dual_'s switch: a binary row's second derivatives at (a.v, b.v). */
+#define AD_REAL_OP_D2_(ID, name, ...)                                                         \
+    case AD_REAL_OP_##ID##_:                                                                  \
+        daa = ad_ew_##name##_daa(a.v, b.v, y);                                                \
+        dab = ad_ew_##name##_dab(a.v, b.v, y);                                                \
+        dbb = ad_ew_##name##_dbb(a.v, b.v, y);                                                \
+        break;
 /* A binary operation with value y and first derivatives da, db where an operand is in the
  * dual form (the other may be a constant): the second derivatives by op, the operands' dual
  * partials times the operation's dual derivatives, da + eps (daa a' + dab b') and
@@ -257,15 +264,7 @@ AD_REAL_INLINE ad_real ad_real_binary_dual_(ad_tape *t, int op, ad_real a, ad_re
 {
     double daa = 0, dab = 0, dbb = 0;
     switch (op) {
-/* One case of the switch: a binary row's second derivatives at (a.v, b.v). */
-#define AD_REAL_OP_D2_(ID, name, ...)                                                         \
-    case AD_REAL_OP_##ID##_:                                                                  \
-        daa = ad_ew_##name##_daa(a.v, b.v, y);                                                \
-        dab = ad_ew_##name##_dab(a.v, b.v, y);                                                \
-        dbb = ad_ew_##name##_dbb(a.v, b.v, y);                                                \
-        break;
         AD_EW_BINARY(AD_REAL_OP_D2_)
-#undef AD_REAL_OP_D2_
     default: break;
     }
     /* each operand is in the dual form or a constant: a first-order value here was made by
