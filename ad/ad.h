@@ -610,19 +610,25 @@ ad_status ad_jacobian(ad_graph *g, ad_fn f, int n, const double *x, void *user, 
  * of g: grads[k] has wrt[k]'s shape and dtype and depends on the inputs as the gradient does,
  * so it can enter further ops and ad_backward, ad_grad_graph again or forward mode.  root must
  * have one element, or seed (a node of root's shape, itself differentiable) weights its
- * elements: the gradient of sum(seed * root).  What root does not depend on gets a constant
- * zero.  Fails with AD_ERR_NO_BACKWARD at an op without a reverse rule as a graph (a user op
- * whose ad_op_def has no grad_graph); then grads are NULL. */
+ * elements: the gradient of sum(seed * root).  A constant zero is the gradient of what root
+ * does not depend on, and of constants (PyTorch raises an error for those).  Only the part of
+ * the graph between the wrt nodes and root is walked.  Fails with AD_ERR_NO_BACKWARD at an op
+ * on that part without a reverse rule as a graph (a user op whose ad_op_def has no
+ * grad_graph, or the derivative of an op registered by its formulas, differentiated again);
+ * on any failure grads are NULL.  grads and wrt may be one array. */
 ad_status ad_grad_graph(ad_graph *g, ad_node *root, ad_node *seed, int n, ad_node *const *wrt,
                         ad_node **grads);
 /* The Hessian-vector product of a one-element root with respect to the leaves (variables or
  * parameters): hv[k] receives leaf k's part of H v, where v[k] (leaf k's size, NULL for zero)
- * is the direction.  One gradient graph and one forward sweep over it, so it appends nodes. */
+ * is the direction.  One gradient graph and one forward sweep over it, so it appends nodes;
+ * on a graph of float64 scalars (the fast path's nodes) it appends none: one forward and one
+ * backward pass carry tangents through the recorded partials instead. */
 ad_status ad_hvp_graph(ad_graph *g, ad_node *root, int n, ad_node *const *leaves,
                        const double *const *v, double *const *hv);
 /* The dense Hessian of a one-element root with respect to the elements of leaves[0..n-1], in
  * order: H is N x N row-major for N elements in all, H[i*N + j] = d2 root / dx_i dx_j.  One
- * gradient graph, then one forward sweep over it per element (column j is H e_j).  At kinks
+ * gradient graph, then one forward sweep over it per element (column j is H e_j, symmetric to
+ * rounding); on float64 scalar graphs, one ad_hvp_graph pass pair per element.  At kinks
  * (relu, abs, max, min) the second derivative is 0, as PyTorch's. */
 ad_status ad_hessian_graph(ad_graph *g, ad_node *root, int n, ad_node *const *leaves, double *H);
 /* Value, gradient and Hessian-vector product H v of a scalar f at x[0..n-1] in one call (value

@@ -18,6 +18,15 @@
  * NaN (torch.relu(nan), torch.maximum(1, nan)), and the local derivatives are torch's there:
  * 1 for relu, the slope for leaky_relu, 0 for abs, 1 to both sides of max and min.
  *
+ * The last column (two for a binary op) is the derivative once more, written with the graph's
+ * ops (ad.h) for gradients as graphs (ad_grad_graph), which multiply the output's gradient by
+ * it; being ops, it can be differentiated again, to any order.  It sees the graph g, the nodes
+ * x, y (or a, b, y) and p, and: K(c), a constant of the input's dtype; STEP(n), 1 where n > 0
+ * and 0 elsewhere, SIGN(n), n's sign, both with derivative 0 (for guards: pow's derivative is 0
+ * where its formula's is); ONE and NEG_ONE, the gradient passed on as it is or negated; LOCAL,
+ * for a derivative that is piecewise constant: the derivative column evaluated per element,
+ * its own derivative 0.
+ *
  * The functions this header defines (ad_ew_NAME, ad_ew_NAME_d, ad_ew_NAME_d2, ...) are static
  * inline, so the formulas compile into every caller; nothing here is a library symbol.
  */
@@ -63,7 +72,7 @@ static inline double ad_ew_softplus_(double x) { return x > 20 ? x : log1p(exp(x
 
 /*
  * Unary ops: X(ID, name, symbol, prefix, local gradient text, value, derivative, second
- * derivative).  symbol is the gate's label in pictures (NULL: the name); prefix is how the
+ * derivative, derivative as graph ops).  symbol is the gate's label in pictures (NULL: the name); prefix is how the
  * stepper writes it before its operand ("-x", "1/x"; NULL: as a call, "exp(x)").  Ops with a
  * parameter are in AD_EW_UNARY_P.
  */
@@ -141,7 +150,7 @@ static inline double ad_ew_softplus_(double x) { return x > 20 ? x : log1p(exp(x
 /*
  * Binary ops: X(ID, name, infix, local gradient text, d/da text, d/db text, then the gate of a
  * constant c folded in on the left and on the right (label, formula; {c} stands for the
- * constant), value, d/da, d/db, d2/da2, d2/da db, d2/db2).  infix is how the stepper writes
+ * constant), value, d/da, d/db, d2/da2, d2/da db, d2/db2, then d/da and d/db as graph ops).  infix is how the stepper writes
  * the op between its operands (NULL: as a call, "max(a, b)"); the texts name input 0 x and
  * input 1 y, as the slides do.
  */
@@ -170,8 +179,8 @@ static inline double ad_ew_softplus_(double x) { return x > 20 ? x : log1p(exp(x
       "^{c}", "d/dx[x^{c}] = {c}*x^({c}-1)", pow(a, b), b == 0 ? 0 : b * pow(a, b - 1),        \
       a > 0 ? y * log(a) : 0, b == 0 || b == 1 ? 0 : b * (b - 1) * pow(a, b - 2),              \
       a > 0 ? pow(a, b - 1) * (1 + b * log(a)) : 0, a > 0 ? y * log(a) * log(a) : 0,           \
-      ad_mul(g, b, ad_pow(g, a, ad_sub(g, b, K(1)))),                                          \
-      ad_mul(g, y, ad_log(g, a)))                                                              \
+      ad_mul(g, b, ad_pow(g, a, ad_sub(g, b, ad_square(g, SIGN(b))))),                         \
+      ad_mul(g, y, ad_log(g, ad_add(g, ad_mul(g, a, STEP(a)), ad_sub(g, K(1), STEP(a))))))     \
     X(MAX, max, NULL, "d/dx[max(x,y)] = 1 if x > y (1/2 on ties), d/dy = 1 if y > x",          \
       "d/dx[max(x,y)] = [x > y]", "d/dy[max(x,y)] = [y > x]", "max(x,{c})",                    \
       "d/dx[max(x,{c})] = [x > {c}]", "max(x,{c})", "d/dx[max(x,{c})] = [x > {c}]",            \

@@ -24,71 +24,91 @@ static ad_node *zero_like(ad_graph *g, const ad_node *n)
     return n->flags & F_SCALAR ? ad_const_scalar(g, 0) : ad_full(g, (ad_dtype)n->dtype, node_shape(n), 0);
 }
 
-ad_status ad_grad_graph(ad_graph *g, ad_node *root, ad_node *seed, int n, ad_node *const *wrt,
-                        ad_node **grads)
+/* The checks of ad_grad_graph's arguments. */
+static ad_status grad_graph_args(ad_graph *g, ad_node *root, ad_node *seed, int n, ad_node *const *wrt)
 {
-    if (!g) return AD_ERR_NULL;
-    if (!root || n < 0 || (n > 0 && (!wrt || !grads)))
-        return ad_set_error(g, AD_ERR_NULL, "grad_graph: NULL root, inputs or output array");
-    if (!node_is_live(g, root))
-        return ad_set_error(g, AD_ERR_ARG, "grad_graph: root is not a node of this graph");
+    if (!node_is_live(g, root)) return ad_set_error(g, AD_ERR_ARG, "grad_graph: root is not a node of this graph");
     for (int k = 0; k < n; k++)
         if (!node_upto(g, wrt[k], root))
             return ad_set_error(g, AD_ERR_ARG, "grad_graph: input %d is not a node of this graph up to the root", k);
     char b1[96], b2[96];
     ad_shape rs = node_shape(root);
     if (seed) {
+        if (!node_is_live(g, seed)) /* read nothing of it: it may be another graph's, or freed */
+            return ad_set_error(g, AD_ERR_ARG, "grad_graph: the seed is not a node of this graph");
         ad_shape ss = node_shape(seed);
-        if (!node_is_live(g, seed) || !same_shape(&ss, &rs) || seed->dtype != root->dtype)
-            return ad_set_error(g, AD_ERR_SHAPE, "grad_graph: the seed (%s) must be a node of this graph with the root's shape %s and dtype",
-                                ad_shape_str(&ss, b1, sizeof b1), ad_shape_str(&rs, b2, sizeof b2));
+        if (!same_shape(&ss, &rs) || seed->dtype != root->dtype)
+            return ad_set_error(g, AD_ERR_SHAPE, "grad_graph: the seed (%s %s) must have the root's shape and dtype (%s %s)",
+                                ad_shape_str(&ss, b1, sizeof b1), ad_dtype_name((ad_dtype)seed->dtype),
+                                ad_shape_str(&rs, b2, sizeof b2), ad_dtype_name((ad_dtype)root->dtype));
     } else if (node_size(root) != 1) {
         return ad_set_error(g, AD_ERR_SHAPE, "grad_graph: root has shape %s; a root with more than one element needs a seed",
                             ad_shape_str(&rs, b1, sizeof b1));
     }
-    if (g->status) return g->status;
-    for (int k = 0; k < n; k++) grads[k] = NULL;
-    /* adj[i]: node i's gradient as a node, NULL while nothing has reached it */
+    return g->status;
+}
+
+/* The walk of ad_grad_graph: adj[i] becomes node i's gradient as a node (NULL while nothing
+ * has reached it).  Only what leads to some wrt node is walked (as PyTorch's autograd.grad
+ * prunes): leads[i] marks those nodes. */
+static ad_status grad_graph_walk(ad_graph *g, ad_node *root, ad_node *seed, ad_node **adj, uint8_t *leads)
+{
     uint32_t top = root->id;
-    ad_node **adj = ad_xcalloc((size_t)top + 1, sizeof *adj);
-    if (!adj) return ad_set_error(g, AD_ERR_NOMEM, "grad_graph: out of memory for %u gradients", top + 1);
-    ad_status st = AD_OK;
-    if (root->flags & F_NEEDS_GRAD) {
-        adj[top] = seed ? seed : root->flags & F_SCALAR ? ad_const_scalar(g, 1)
-                                                          : ad_full(g, (ad_dtype)root->dtype, rs, 1);
-        if (!adj[top]) st = g->status;
+    for (uint32_t id = 0; id <= top; id++) {
+        ad_node *m = node_at(g, id);
+        for (int i = 0; !leads[id] && i < m->nin; i++) leads[id] = leads[node_in(m, i)->id];
     }
+    if (!(root->flags & F_NEEDS_GRAD) || !leads[top]) return AD_OK;
+    adj[top] = seed ? seed : root->flags & F_SCALAR ? ad_const_scalar(g, 1)
+                                                      : ad_full(g, (ad_dtype)root->dtype, node_shape(root), 1);
+    if (!adj[top]) return g->status;
     /* The recording is in topological order, so walking it backward finishes each node's
      * gradient before its op passes it on; the nodes this appends come after the root and are
      * not walked. */
-    for (int64_t id = top; !st && id >= 0; id--) {
+    for (int64_t id = top; id >= 0; id--) {
         ad_node *m = node_at(g, (uint32_t)id), *gy = adj[id];
         if (!gy || (m->flags & F_LEAF) || !(m->flags & F_NEEDS_GRAD) || m->nin == 0) continue;
         const op_entry *e = op_entry_get(m->op);
-        if (!e->def.grad_graph) {
-            st = ad_set_error(g, AD_ERR_NO_BACKWARD, "grad_graph: op '%s' (node %u) has no reverse rule as a graph",
-                              e->def.name, m->id);
-            break;
-        }
+        if (!e->def.grad_graph)
+            return ad_set_error(g, AD_ERR_NO_BACKWARD, "grad_graph: op '%s' (node %u) has no reverse rule as a graph",
+                                e->def.name, m->id);
         ad_node *pair[2];
         ad_op_ctx c = node_ctx(g, m, pair);
-        for (int i = 0; !st && i < m->nin; i++) {
+        for (int i = 0; i < m->nin; i++) {
             ad_node *in = c.in[i];
-            if (!(in->flags & F_NEEDS_GRAD)) continue;
+            if (!(in->flags & F_NEEDS_GRAD) || !leads[in->id]) continue;
             ad_node *d = e->def.grad_graph(&c, gy, i);
             if (!d) {
-                st = g->status; /* no error: this input's part is zero */
-                continue;
+                if (g->status) return g->status;
+                continue; /* no error: this input's part is zero */
             }
             adj[in->id] = adj[in->id] ? ad_add(g, adj[in->id], d) : d;
-            if (!adj[in->id]) st = g->status ? g->status : AD_ERR_NOMEM;
+            if (!adj[in->id]) return g->status ? g->status : AD_ERR_NOMEM;
         }
     }
+    return AD_OK;
+}
+
+ad_status ad_grad_graph(ad_graph *g, ad_node *root, ad_node *seed, int n, ad_node *const *wrt,
+                        ad_node **grads)
+{
+    if (!g) return AD_ERR_NULL;
+    ad_status st = !root || n < 0 || (n > 0 && (!wrt || !grads))
+                       ? ad_set_error(g, AD_ERR_NULL, "grad_graph: NULL root, inputs or output array")
+                       : grad_graph_args(g, root, seed, n, wrt);
+    uint32_t count = st ? 1 : root->id + 1;
+    ad_node **adj = st ? NULL : ad_xcalloc(count, sizeof *adj);
+    uint8_t *leads = st ? NULL : ad_xcalloc(count, 1);
+    if (!st && (!adj || !leads)) st = ad_set_error(g, AD_ERR_NOMEM, "grad_graph: out of memory for %u gradients", count);
+    for (int k = 0; !st && k < n; k++) leads[wrt[k]->id] = 1;
+    if (!st) st = grad_graph_walk(g, root, seed, adj, leads);
+    /* wrt[k] is read before grads[k] is written: the two may be one array */
     for (int k = 0; !st && k < n; k++)
         if (!(grads[k] = adj[wrt[k]->id] ? adj[wrt[k]->id] : zero_like(g, wrt[k]))) st = g->status;
-    ad_xfree(adj);
-    if (st)
+    if (st && grads)
         for (int k = 0; k < n; k++) grads[k] = NULL;
+    ad_xfree(adj);
+    ad_xfree(leads);
     return st;
 }
 

@@ -657,6 +657,76 @@ START_TEST(second_order_bad_calls)
 }
 END_TEST
 
+/* Corners a review found: pow's guards (0 where its formula's derivative is 0), an empty
+ * part of a concat, a seed of a freed graph, grads and wrt one array, and pruning (an op
+ * without a graph rule on a path that leads to no requested input is never asked). */
+static ad_node *pow_fn(ad_graph *g, ad_node *const *x, int n, void *user)
+{
+    (void)n, (void)user;
+    return ad_pow(g, x[0], x[1]);
+}
+
+START_TEST(second_order_corners)
+{
+    /* pow at a <= 0 and b = 0: the gradient graph agrees with backward, the Hessian with the
+     * scalar path's (PyTorch: d/db x^b at x = 0 is 0) */
+    const double pts[][2] = {{-2, 2}, {0, 2}, {0, 0}, {1.5, 0}, {0, 3}};
+    for (size_t k = 0; k < sizeof pts / sizeof *pts; k++) {
+        double Hs[4], Ht[4], gs[2];
+        ck_assert_int_eq(ad_hessian(NULL, pow_fn, 2, pts[k], NULL, NULL, gs, Hs), AD_OK);
+        ad_graph *g = ad_graph_new();
+        ad_node *xs[2] = {ad_var_array(g, "a", AD_F64, AD_SHAPE0, &pts[k][0]),
+                          ad_var_array(g, "b", AD_F64, AD_SHAPE0, &pts[k][1])}, *gr[2];
+        ad_node *y = pow_fn(g, xs, 2, NULL);
+        ck_assert_int_eq(ad_grad_graph(g, y, NULL, 2, xs, gr), AD_OK);
+        ck_assert_int_eq(ad_backward(g, y), AD_OK);
+        for (int i = 0; i < 2; i++) {
+            ck_assert_msg(ad_value(gr[i]) == ad_grad(xs[i]), "pow at (%g, %g): d/dx%d graph %g, backward %g", pts[k][0],
+                          pts[k][1], i, ad_value(gr[i]), ad_grad(xs[i]));
+            ck_assert_double_eq(gs[i], ad_grad(xs[i]));
+        }
+        ck_assert_int_eq(ad_hessian_graph(g, y, 2, xs, Ht), AD_OK);
+        for (int i = 0; i < 4; i++)
+            ck_assert_msg(Ht[i] == Hs[i] || fabs(Ht[i] - Hs[i]) < 1e-12, "pow at (%g, %g): H[%d] tensor %g, scalar %g",
+                          pts[k][0], pts[k][1], i, Ht[i], Hs[i]);
+        ad_graph_free(g);
+    }
+    /* d^3/dx^3 x^2 at 0 is 0, not NaN */
+    ad_graph *g = ad_graph_new();
+    ad_node *x = ad_var(g, "x", 0), *d = ad_pow_scalar(g, x, 2);
+    for (int k = 0; k < 3; k++) ck_assert_int_eq(ad_grad_graph(g, d, NULL, 1, &x, &d), AD_OK);
+    ck_assert_double_eq(ad_value(d), 0);
+    /* an empty part of a concat */
+    ad_node *e = ad_var_array(g, "e", AD_F64, AD_SHAPE(0), NULL), *v = ad_var_array(g, "v", AD_F64, AD_SHAPE(2), (double[]){1, 2});
+    ad_node *parts[2] = {v, e}, *gr[2];
+    ad_node *r = ad_sum(g, ad_square(g, ad_concat(g, parts, 2, 0)));
+    ck_assert_msg(ad_grad_graph(g, r, NULL, 2, parts, gr) == AD_OK, "%s", ad_error(g));
+    ck_assert_double_eq(ad_node_get(gr[0], 1), 4);
+    ck_assert_int_eq(ad_node_size(gr[1]), 0);
+    /* a seed of a freed graph is refused without being read */
+    ad_graph *other = ad_graph_new();
+    ad_node *stale = ad_var_array(other, "s", AD_F64, AD_SHAPE(2), (double[]){1, 1});
+    ad_graph_free(other);
+    ck_assert_int_eq(ad_grad_graph(g, v, stale, 1, &v, gr), AD_ERR_ARG);
+    ck_assert_ptr_null(gr[0]);
+    ad_clear_error(g);
+    /* grads and wrt one array */
+    ad_node *arr[1] = {v};
+    ck_assert_int_eq(ad_grad_graph(g, r, NULL, 1, arr, arr), AD_OK);
+    ck_assert_double_eq(ad_node_get(arr[0], 0), 2);
+    /* pruning: the op without a graph rule feeds only what is not asked for */
+    ad_op_def def = {.name = "twice_nograph", .arity = 1, .forward = no_graph_rule_forward,
+                     .backward = no_graph_rule_backward};
+    int op = ad_op_find("twice_nograph") >= 0 ? ad_op_find("twice_nograph") : ad_op_register(&def);
+    ad_node *w = ad_var_array(g, "w", AD_F64, AD_SHAPE0, (double[]){1.5}), *z = ad_var(g, "z", 2);
+    ad_node *q = ad_add(g, ad_apply(g, op, &w, 1, NULL, 0), ad_mul(g, z, z)), *gz;
+    ck_assert_msg(ad_grad_graph(g, q, NULL, 1, &z, &gz) == AD_OK, "%s", ad_error(g));
+    ck_assert_double_eq(ad_value(gz), 4);
+    ck_assert_int_eq(ad_grad_graph(g, q, NULL, 1, &w, &gz), AD_ERR_NO_BACKWARD);
+    ad_graph_free(g);
+}
+END_TEST
+
 /* Every allocation of a Hessian made to fail in turn: a clean AD_ERR_NOMEM each time (or the
  * failure absorbed), never a crash or a wrong answer. */
 START_TEST(hessian_out_of_memory)
@@ -1157,6 +1227,7 @@ int main(void)
     tcase_add_test(t, derivatives_of_any_order);
     tcase_add_test(t, kinks_have_second_derivative_zero);
     tcase_add_test(t, second_order_bad_calls);
+    tcase_add_test(t, second_order_corners);
     tcase_add_test(t, hessian_out_of_memory);
     suite_add_tcase(s, t);
     return run_suite(s);

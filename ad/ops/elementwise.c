@@ -545,8 +545,9 @@ static ad_status deriv_jvp(const ad_op_ctx *c)
     return AD_OK;
 }
 
-/* Differentiated once more: zero for the built-in rows whose derivative is piecewise constant
- * (the only rows that use ew_deriv); a registered op's third derivative is unknown. */
+/* Differentiated once more: zero for the built-in ops, which use ew_deriv only where a
+ * derivative is piecewise constant (LOCAL, STEP, SIGN and mae's sign); a registered op's
+ * third derivative is unknown. */
 static ad_node *deriv_grad_graph(const ad_op_ctx *c, ad_node *gy, int i)
 {
     (void)gy, (void)i;
@@ -562,6 +563,14 @@ const op_entry op_ew_deriv = {.def = {"ew_deriv", AD_VARIADIC, NULL, deriv_forwa
                                       "d/dx[f'(x)] = f''(x)", deriv_jvp, 0, NULL, deriv_grad_graph},
                               .nparam = DERIV_NPARAM, .nparam_min = DERIV_NPARAM,
                               .param_names = "(op, side, p)", .params = deriv_params};
+
+/* The derivative of unary op `op` at n, as one ew_deriv node (relu's: a step; abs's: the
+ * sign). */
+static ad_node *derivative_of(ad_graph *g, int op, ad_node *n)
+{
+    double p[DERIV_NPARAM] = {op, 0, 0};
+    return ad_apply(g, OP_EW_DERIV, &n, 1, p, DERIV_NPARAM);
+}
 
 /* The derivative of y's op along input `side` as one ew_deriv node. */
 static ad_node *deriv_node(const ad_op_ctx *c, int side)
@@ -596,6 +605,8 @@ static ad_node *ew_multiplier(const ad_op_ctx *c, int side, int *sign)
 #define ONE (*sign = 1, (ad_node *)NULL)
 #define NEG_ONE (*sign = -1, (ad_node *)NULL)
 #define LOCAL deriv_node(c, side)
+#define STEP(n) derivative_of(g, OP_RELU, (n))
+#define SIGN(n) derivative_of(g, OP_ABS, (n))
 #define G_UNARY_(ID, name, sym, pre, text, F, D, D2, G) case OP_##ID: return G;
 #define G_BINARY_(ID, name, inf, text, ta, tb, fll, ffl, flr, ffr, F, DA, DB, DAA, DAB, DBB, GA, GB) \
     case OP_##ID: return side == 0 ? (GA) : (GB);
@@ -609,6 +620,8 @@ static ad_node *ew_multiplier(const ad_op_ctx *c, int side, int *sign)
 #undef ONE
 #undef NEG_ONE
 #undef LOCAL
+#undef STEP
+#undef SIGN
 #undef G_UNARY_
 #undef G_BINARY_
 }

@@ -226,22 +226,21 @@ static ad_status linear_jvp(const ad_op_ctx *c)
     return AD_OK;
 }
 
-/* x W^T + b's adjoints as graph ops; with a fused activation, the gradient before it comes
- * from the activation's own rule applied to the product recomputed (same bits as y). */
+/* x W^T + b's adjoints as graph ops.  With a fused activation, its derivative is read off
+ * the output y as the fused backward reads it: 1 - y^2 for tanh, y (1 - y) for sigmoid, and
+ * for relu and leaky relu (slope > 0) the derivative at y, which is the derivative at the
+ * product since the two have the same sign. */
 static ad_node *linear_grad_graph(const ad_op_ctx *c, ad_node *gy, int i)
 {
     ad_graph *g = c->graph;
-    ad_node *x = c->in[0], *w = c->in[1];
+    ad_node *x = c->in[0], *w = c->in[1], *y = c->out;
     act_of_linear a = linear_act(c);
     if (a.op >= 0) {
-        ad_node *z = ad_linear(g, x, w, c->nin == 3 ? c->in[2] : NULL);
-        double p = a.p;
-        ad_node *y = z ? ad_apply(g, a.op, &z, 1, &p, a.op == OP_LEAKY_RELU) : NULL;
-        if (!y) return NULL;
-        ad_node *pair[2];
-        ad_op_ctx ac = node_ctx(g, y, pair);
-        gy = op_entry_get(a.op)->def.grad_graph(&ac, gy, 0);
-        if (!gy) return NULL;
+        ad_node *one = scalar_const_like(g, y, 1), *d;
+        if (a.op == OP_TANH) d = ad_sub(g, one, ad_square(g, y));
+        else if (a.op == OP_SIGMOID) d = ad_mul(g, y, ad_sub(g, one, y));
+        else d = ad_apply(g, OP_EW_DERIV, &y, 1, (double[]){a.op, 0, a.p}, 3);
+        if (!(gy = ad_mul(g, gy, d))) return NULL;
     }
     if (i == 0) return ad_matmul(g, gy, w);                    /* [N,out] [out,in] */
     if (i == 1) return ad_matmul(g, ad_transpose(g, gy), x);   /* [out,N] [N,in] */

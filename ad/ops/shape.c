@@ -322,7 +322,8 @@ static ad_node *concat_grad_graph(const ad_op_ctx *c, ad_node *gy, int i)
     int axis = (int)c->param[0];
     int64_t at = 0;
     for (int k = 0; k < i; k++) at += node_shape(c->in[k]).dim[axis];
-    return ad_slice(c->graph, gy, axis, at, at + node_shape(c->in[i]).dim[axis]);
+    int64_t len = node_shape(c->in[i]).dim[axis];
+    return len ? ad_slice(c->graph, gy, axis, at, at + len) : NULL; /* an empty part: nothing */
 }
 
 const op_entry op_transpose = {.def = {"transpose", 1, transpose_shape, transpose_forward, transpose_backward, "d/dX[X^T] = the gradient transposed back", jvp_linear, 0, NULL, transpose_grad_graph}};
