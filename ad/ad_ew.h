@@ -112,7 +112,8 @@ static inline double ad_ew_softplus_(double x) { return x > 20 ? x : log1p(exp(x
     X(SOFTPLUS, softplus, NULL, NULL, "d/dx[log(1 + exp(x))] = sigmoid(x)",                    \
       ad_ew_softplus_(x), x > 20 ? 1 : ad_ew_logistic_(x),                                     \
       x > 20 ? 0 : ad_ew_logistic_(x) * (1 - ad_ew_logistic_(x)),                              \
-      ad_sigmoid(g, x))                                                                        \
+      ad_add(g, ad_sigmoid(g, x), ad_mul(g, STEP(ad_add(g, x, K(-20))), ad_sub(g, K(1),        \
+      ad_sigmoid(g, x)))))                                                                     \
     X(SILU, silu, NULL, NULL, "d/dx[x*sigmoid(x)] = s*(1 + x*(1 - s)), s = sigmoid(x)",        \
       x * ad_ew_logistic_(x), ad_ew_logistic_(x) * (1 + x * (1 - ad_ew_logistic_(x))),         \
       ad_ew_logistic_(x) * (1 - ad_ew_logistic_(x)) * (2 + x * (1 - 2 * ad_ew_logistic_(x))),  \
