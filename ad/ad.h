@@ -614,7 +614,7 @@ ad_status ad_jacobian(ad_graph *g, ad_fn f, int n, const double *x, void *user, 
  * does not depend on, and of constants (PyTorch raises an error for those).  Only the part of
  * the graph between the wrt nodes and root is walked.  Fails with AD_ERR_NO_BACKWARD at an op
  * on that part without a reverse rule as a graph (a user op whose ad_op_def has no
- * grad_graph, or the derivative of an op registered by its formulas, differentiated again);
+ * grad_graph, or a third derivative of an op registered by its formulas);
  * on any failure grads are NULL.  grads and wrt may be one array. */
 ad_status ad_grad_graph(ad_graph *g, ad_node *root, ad_node *seed, int n, ad_node *const *wrt,
                         ad_node **grads);

@@ -82,11 +82,10 @@ int ad_op_register(const ad_op_def *def);
  * df(x, y, p) and second derivative d2f(x, y, p), where y = f(x, p) and p is the op's
  * parameter (0 when ad_apply gives none).  The engine applies them per element in float64,
  * to both dtypes, with threads on large tensors and the one-node scalar fast path, and derives
- * the reverse and forward rules from df.  d2f gives second order: Hessians and HVPs, and
- * ad_backward or forward mode through a gradient graph (ad_grad_graph); without it those
- * report AD_ERR_NO_BACKWARD.  A gradient graph of a gradient graph through the op, a third
- * derivative, is refused with AD_ERR_NO_BACKWARD: the engine knows the op's derivatives only
- * as numbers, not as ops. */
+ * the reverse and forward rules from df.  d2f gives second order: Hessians and HVPs, and a
+ * gradient graph (ad_grad_graph) differentiated once more by any means; without it those
+ * report AD_ERR_NO_BACKWARD.  A third derivative through the op is refused with
+ * AD_ERR_NO_BACKWARD: the engine knows the op's derivatives only as numbers, not as ops. */
 typedef struct {
     const char *name;                        /* unique: "softsign" */
     double (*f)(double x, double p);         /* value */

@@ -660,6 +660,9 @@ END_TEST
 /* Corners a review found: pow's guards (0 where its formula's derivative is 0), an empty
  * part of a concat, a seed of a freed graph, grads and wrt one array, and pruning (an op
  * without a graph rule on a path that leads to no requested input is never asked). */
+static void register_user_ops(void);
+static double softsign_d2(double x, double y, double p);
+
 static ad_node *pow_fn(ad_graph *g, ad_node *const *x, int n, void *user)
 {
     (void)n, (void)user;
@@ -690,6 +693,20 @@ START_TEST(second_order_corners)
             ck_assert_msg(Ht[i] == Hs[i] || fabs(Ht[i] - Hs[i]) < 1e-12, "pow at (%g, %g): H[%d] tensor %g, scalar %g",
                           pts[k][0], pts[k][1], i, Ht[i], Hs[i]);
         ad_graph_free(g);
+    }
+    /* a registered op with its second derivative: a gradient of a gradient, but no third */
+    register_user_ops();
+    {
+        ad_graph *h = ad_graph_new();
+        ad_node *u = ad_var_array(h, "u", AD_F64, AD_SHAPE(2), (double[]){-0.5, 2}), *d1, *d2, *d3;
+        ad_node *sy = ad_sum(h, ad_apply(h, ad_op_find("softsign"), &u, 1, NULL, 0));
+        ck_assert_int_eq(ad_grad_graph(h, sy, NULL, 1, &u, &d1), AD_OK);
+        ck_assert_int_eq(ad_grad_graph(h, ad_sum(h, d1), NULL, 1, &u, &d2), AD_OK);
+        ck_assert_double_eq_tol(ad_node_get(d2, 0), softsign_d2(-0.5, 0, 0), 1e-15);
+        ck_assert_double_eq_tol(ad_node_get(d2, 1), softsign_d2(2, 0, 0), 1e-15);
+        ck_assert_int_eq(ad_grad_graph(h, ad_sum(h, d2), NULL, 1, &u, &d3), AD_ERR_NO_BACKWARD);
+        ck_assert_ptr_nonnull(strstr(ad_error(h), "softsign"));
+        ad_graph_free(h);
     }
     /* d^3/dx^3 x^2 at 0 is 0, not NaN */
     ad_graph *g = ad_graph_new();

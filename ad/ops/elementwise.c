@@ -417,7 +417,9 @@ static ad_status ew_jvp(const ad_op_ctx *c)
  * derivative is the second-derivative formula (zero for the piecewise-constant rows). */
 
 /* The params of an ew_deriv node: the op whose derivative it is, the input it is taken
- * along (0 or 1), and that op's parameter. */
+ * along, and that op's parameter.  The side is 0 or 1 for a first derivative, and 2 + 2 s + k
+ * for the second derivative along inputs s and k (2 for a unary op's): a registered op's
+ * gradient graph differentiated once more, whose own derivatives are unknown. */
 enum { DERIV_OP, DERIV_SIDE, DERIV_P, DERIV_NPARAM };
 
 static int deriv_params(const ad_op_ctx *c, char *msg, size_t len)
@@ -430,24 +432,31 @@ static int deriv_params(const ad_op_ctx *c, char *msg, size_t len)
                  c->nin == 1 ? "" : "s");
         return 1;
     }
-    return param_int(c->param[DERIV_SIDE], 0, arity - 1, "side", msg, len) ? 0 : 1;
+    return param_int(c->param[DERIV_SIDE], 0, arity == 1 ? 2 : 5, "side", msg, len) ? 0 : 1;
 }
 
 typedef struct {
     const op_entry *e;
     int side;
+    int second; /* -1, or the second input k of a second derivative along side and k */
     double p;
 } deriv_of;
 
 static deriv_of deriv_get(const ad_op_ctx *c)
 {
-    deriv_of d = {op_entry_get((int)c->param[DERIV_OP]), (int)c->param[DERIV_SIDE], c->param[DERIV_P]};
+    int s = (int)c->param[DERIV_SIDE];
+    deriv_of d = {op_entry_get((int)c->param[DERIV_OP]), s < 2 ? s : (s - 2) / 2, s < 2 ? -1 : (s - 2) % 2,
+                  c->param[DERIV_P]};
+    if (d.e->f1) d.side = 0;
     return d;
 }
 
-/* First derivative along d.side at one element. */
+static double deriv_second(const deriv_of *d, int k, double a, double b);
+
+/* The derivative d stands for at one element: along d.side, or its second derivative. */
 static double deriv_value(const deriv_of *d, double a, double b)
 {
+    if (d->second >= 0) return deriv_second(d, d->second, a, b);
     if (d->e->f1) return d->e->d1(a, d->e->f1(a, d->p), d->p);
     double y = d->e->f2(a, b);
     return d->side ? d->e->d2b(a, b, y) : d->e->d2a(a, b, y);
@@ -484,6 +493,10 @@ static void deriv_forward(const ad_op_ctx *c)
 
 static ad_status deriv_missing(const ad_op_ctx *c, const deriv_of *d)
 {
+    if (d->second >= 0)
+        return ad_set_error(c->graph, AD_ERR_NO_BACKWARD,
+                            "second derivative of '%s' (node %u): a registered op's third derivative is "
+                            "unknown (its derivatives are known only as numbers)", d->e->def.name, c->out->id);
     return ad_set_error(c->graph, AD_ERR_NO_BACKWARD,
                         "derivative of '%s' (node %u): the op was registered without its second "
                         "derivative", d->e->def.name, c->out->id);
@@ -494,7 +507,7 @@ static ad_status deriv_missing(const ad_op_ctx *c, const deriv_of *d)
 static ad_status deriv_backward(const ad_op_ctx *c)
 {
     deriv_of d = deriv_get(c);
-    if (!deriv_has_second(&d)) return deriv_missing(c, &d);
+    if (!deriv_has_second(&d) || d.second >= 0) return deriv_missing(c, &d);
     ad_graph *g = c->graph;
     ad_node *y = c->out, *a = c->in[0], *b = c->nin > 1 ? c->in[1] : a;
     ad_shape so = node_shape(y), sa = node_shape(a), sb = node_shape(b);
@@ -530,7 +543,7 @@ static double deriv_tangent(const deriv_of *d, ad_dtype t, const void *A, const 
 static ad_status deriv_jvp(const ad_op_ctx *c)
 {
     deriv_of d = deriv_get(c);
-    if (!deriv_has_second(&d)) return deriv_missing(c, &d);
+    if (!deriv_has_second(&d) || d.second >= 0) return deriv_missing(c, &d);
     ad_graph *g = c->graph;
     ad_node *y = c->out, *a = c->in[0], *b = c->nin > 1 ? c->in[1] : a;
     ad_shape so = node_shape(y), sa = node_shape(a), sb = node_shape(b);
@@ -546,17 +559,22 @@ static ad_status deriv_jvp(const ad_op_ctx *c)
 }
 
 /* Differentiated once more: zero for the built-in ops, which use ew_deriv only where a
- * derivative is piecewise constant (LOCAL, STEP, SIGN and mae's sign); a registered op's
- * third derivative is unknown. */
+ * derivative is piecewise constant (LOCAL, STEP, SIGN and mae's sign); for a registered op,
+ * its second derivative as an ew_deriv node, which cannot be differentiated again. */
 static ad_node *deriv_grad_graph(const ad_op_ctx *c, ad_node *gy, int i)
 {
-    (void)gy, (void)i;
     deriv_of d = deriv_get(c);
     if ((int)c->param[DERIV_OP] < OP_BUILTIN_COUNT) return NULL;
-    ad_set_error(c->graph, AD_ERR_NO_BACKWARD,
-                 "grad_graph: the derivative of '%s' (node %u) cannot be differentiated again: a "
-                 "registered op's derivatives are known only as numbers", d.e->def.name, c->out->id);
-    return NULL;
+    if (!deriv_has_second(&d) || d.second >= 0) {
+        deriv_missing(c, &d);
+        return NULL;
+    }
+    double p[DERIV_NPARAM] = {c->param[DERIV_OP], 2 + 2 * d.side + i, d.p};
+    ad_node *m = ad_apply(c->graph, OP_EW_DERIV, c->in, c->nin, p, DERIV_NPARAM);
+    if (!m) return NULL;
+    ad_node *dx = ad_mul(c->graph, gy, m);
+    ad_shape to = node_shape(c->in[i]);
+    return dx ? sum_to_shape(c->graph, dx, &to) : NULL;
 }
 
 const op_entry op_ew_deriv = {.def = {"ew_deriv", AD_VARIADIC, NULL, deriv_forward, deriv_backward,
