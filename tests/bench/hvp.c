@@ -2,44 +2,13 @@
  * float64, graph engine: the scalar form (one node per operation, as a C function written
  * with the API records) and the tensor form.  The two sides alternate within one run; the
  * product is checked against the analytic tridiagonal Hessian times v. */
-#include "ad.h"
 #include "bench.h"
+#include "rosenbrock.h"
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
 enum { N = 100000 };
-
-/* H v of sum 100 (x[i+1] - x[i]^2)^2 + (1 - x[i])^2, from its closed-form Hessian. */
-static void analytic_hv(const double *x, const double *v, int n, double *hv)
-{
-    for (int i = 0; i < n; i++) {
-        double d = 0, s = 0;
-        if (i + 1 < n) d += 1200 * x[i] * x[i] - 400 * x[i + 1] + 2, s += -400 * x[i] * v[i + 1];
-        if (i > 0) d += 200, s += -400 * x[i - 1] * v[i - 1];
-        hv[i] = d * v[i] + s;
-    }
-}
-
-static ad_node *scalar_form(ad_graph *g, ad_node *const *x, int n, void *user)
-{
-    (void)user;
-    ad_node *one = ad_const_scalar(g, 1), *hundred = ad_const_scalar(g, 100), *f = ad_const_scalar(g, 0);
-    for (int i = 0; i + 1 < n; i++) {
-        ad_node *t = ad_sub(g, x[i + 1], ad_mul(g, x[i], x[i]));
-        ad_node *u = ad_sub(g, one, x[i]);
-        f = ad_add(g, f, ad_add(g, ad_mul(g, hundred, ad_mul(g, t, t)), ad_mul(g, u, u)));
-    }
-    return f;
-}
-
-static ad_node *tensor_form(ad_graph *g, ad_node *x, int n)
-{
-    ad_node *a = ad_slice(g, x, 0, 0, n - 1), *b = ad_slice(g, x, 0, 1, n);
-    ad_node *t = ad_sub(g, b, ad_mul(g, a, a));
-    ad_node *u = ad_sub(g, ad_const_scalar(g, 1), a);
-    return ad_sum(g, ad_add(g, ad_mul_scalar(g, ad_mul(g, t, t), 100), ad_mul(g, u, u)));
-}
 
 static double max_rel_err(const double *a, const double *b, int n)
 {
@@ -54,7 +23,7 @@ int main(int argc, char **argv)
     if (runs < 1) runs = 1;
     static double x[N], v[N], want[N], hv[N], grad[N];
     for (int i = 0; i < N; i++) x[i] = 0.5 + 1e-6 * i, v[i] = sin(0.1 * i);
-    analytic_hv(x, v, N, want);
+    rosenbrock_hv(x, v, N, want);
     double *tg = malloc(sizeof(double) * (size_t)runs * 4);
     double *tgrad_s = tg, *thvp_s = tg + runs, *tgrad_t = tg + 2 * runs, *thvp_t = tg + 3 * runs;
     ad_graph *gs = ad_graph_new(), *gt = ad_graph_new();
@@ -62,9 +31,9 @@ int main(int argc, char **argv)
     for (int r = 0; r < runs; r++) {
         /* scalar form: ad_gradient, then ad_hvp (record, gradient graph, forward sweep) */
         double t0 = now_seconds();
-        if (ad_gradient(gs, scalar_form, N, x, NULL, &value, grad) != AD_OK) return fprintf(stderr, "%s\n", ad_error(gs)), 1;
+        if (ad_gradient(gs, rosenbrock_graph, N, x, NULL, &value, grad) != AD_OK) return fprintf(stderr, "%s\n", ad_error(gs)), 1;
         double t1 = now_seconds();
-        if (ad_hvp(gs, scalar_form, N, x, v, NULL, NULL, NULL, hv) != AD_OK) return fprintf(stderr, "%s\n", ad_error(gs)), 1;
+        if (ad_hvp(gs, rosenbrock_graph, N, x, v, NULL, NULL, NULL, hv) != AD_OK) return fprintf(stderr, "%s\n", ad_error(gs)), 1;
         double t2 = now_seconds();
         tgrad_s[r] = t1 - t0, thvp_s[r] = t2 - t1;
         err_s = fmax(err_s, max_rel_err(hv, want, N));
@@ -72,13 +41,13 @@ int main(int argc, char **argv)
         t0 = now_seconds();
         ad_graph_reset(gt);
         ad_node *xt = ad_var_array(gt, "x", AD_F64, AD_SHAPE(N), x);
-        if (ad_backward(gt, tensor_form(gt, xt, N)) != AD_OK) return fprintf(stderr, "%s\n", ad_error(gt)), 1;
+        if (ad_backward(gt, rosenbrock_tensor(gt, xt, N)) != AD_OK) return fprintf(stderr, "%s\n", ad_error(gt)), 1;
         t1 = now_seconds();
         ad_graph_reset(gt);
         xt = ad_var_array(gt, "x", AD_F64, AD_SHAPE(N), x);
         const double *vs[1] = {v};
         double *hs[1] = {hv};
-        if (ad_hvp_graph(gt, tensor_form(gt, xt, N), 1, &xt, vs, hs) != AD_OK) return fprintf(stderr, "%s\n", ad_error(gt)), 1;
+        if (ad_hvp_graph(gt, rosenbrock_tensor(gt, xt, N), 1, &xt, vs, hs) != AD_OK) return fprintf(stderr, "%s\n", ad_error(gt)), 1;
         t2 = now_seconds();
         tgrad_t[r] = t1 - t0, thvp_t[r] = t2 - t1;
         err_t = fmax(err_t, max_rel_err(hv, want, N));

@@ -1,9 +1,8 @@
 /* Extended Rosenbrock, n = 100,000, float64: the gradient's cost over a plain C evaluation,
  * for the one-operation-per-call forms (an ordinary C loop, on the tape and on the graph) and
  * the tensor form.  The tape's time is also split into recording and sweep. */
-#include "ad.h"
-#include "ad_real.h"
 #include "bench.h"
+#include "rosenbrock.h"
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -27,41 +26,6 @@ static void analytic(const double *x, int n, double *g)
         if (i + 1 < n) g[i] += -400 * x[i] * (x[i + 1] - x[i] * x[i]) - 2 * (1 - x[i]);
         if (i > 0) g[i] += 200 * (x[i] - x[i - 1] * x[i - 1]);
     }
-}
-
-/* As a user differentiating the loop above would write it: one call per operation. */
-static ad_real tape_form(ad_tape *tp, const ad_real *x, int n, void *user)
-{
-    (void)user;
-    ad_real f = ad_real_const(0);
-    for (int i = 0; i + 1 < n; i++) {
-        ad_real t = ad_real_sub(tp, x[i + 1], ad_real_mul(tp, x[i], x[i]));
-        ad_real u = ad_real_scalar_sub(tp, 1, x[i]);
-        f = ad_real_add(tp, f, ad_real_add(tp, ad_real_mul_scalar(tp, ad_real_mul(tp, t, t), 100), ad_real_mul(tp, u, u)));
-    }
-    return f;
-}
-
-/* The same loop on graph nodes (what a teaching trace of it would record). */
-static ad_node *scalar_form(ad_graph *g, ad_node *const *x, int n, void *user)
-{
-    (void)user;
-    ad_node *one = ad_const_scalar(g, 1), *hundred = ad_const_scalar(g, 100), *f = ad_const_scalar(g, 0);
-    for (int i = 0; i + 1 < n; i++) {
-        ad_node *t = ad_sub(g, x[i + 1], ad_mul(g, x[i], x[i]));
-        ad_node *u = ad_sub(g, one, x[i]);
-        f = ad_add(g, f, ad_add(g, ad_mul(g, hundred, ad_mul(g, t, t)), ad_mul(g, u, u)));
-    }
-    return f;
-}
-
-/* The same over whole vectors: a = x[0:n-1], b = x[1:n]. */
-static ad_node *tensor_form(ad_graph *g, ad_node *x, int n)
-{
-    ad_node *a = ad_slice(g, x, 0, 0, n - 1), *b = ad_slice(g, x, 0, 1, n);
-    ad_node *t = ad_sub(g, b, ad_mul(g, a, a));
-    ad_node *u = ad_sub(g, ad_const_scalar(g, 1), a);
-    return ad_sum(g, ad_add(g, ad_mul_scalar(g, ad_mul(g, t, t), 100), ad_mul(g, u, u)));
 }
 
 static double max_rel_err(const double *a, const double *b, int n)
@@ -93,7 +57,7 @@ int main(int argc, char **argv)
     double f = 0;
     for (int r = 0; r < runs; r++) {
         double t0 = now_seconds();
-        ad_status st = ad_gradient(g, scalar_form, N, x, NULL, &f, got);
+        ad_status st = ad_gradient(g, rosenbrock_graph, N, x, NULL, &f, got);
         t[r] = now_seconds() - t0;
         if (st != AD_OK) {
             fprintf(stderr, "rosenbrock: %s\n", ad_error(g));
@@ -106,7 +70,7 @@ int main(int argc, char **argv)
     ad_tape *tp = ad_tape_new();
     for (int r = 0; r < runs; r++) {
         double t0 = now_seconds();
-        ad_status st = ad_real_gradient(tp, tape_form, N, x, NULL, &f, got);
+        ad_status st = ad_real_gradient(tp, rosenbrock_tape, N, x, NULL, &f, got);
         t[r] = now_seconds() - t0;
         if (st != AD_OK) {
             fprintf(stderr, "rosenbrock: tape failed (status %d)\n", (int)st);
@@ -125,7 +89,7 @@ int main(int argc, char **argv)
         double t0 = now_seconds();
         ad_tape_reset(tp);
         for (int i = 0; i < N; i++) xv[i] = ad_real_var(tp, x[i]);
-        ad_real y = tape_form(tp, xv, N, NULL);
+        ad_real y = rosenbrock_tape(tp, xv, N, NULL);
         double t1 = now_seconds();
         if (ad_tape_backward(tp, y) != AD_OK) {
             fprintf(stderr, "rosenbrock: tape failed\n");
@@ -142,7 +106,7 @@ int main(int argc, char **argv)
         double t0 = now_seconds();
         ad_graph_reset(g);
         ad_node *xv = ad_var_array(g, "x", AD_F64, AD_SHAPE(N), x);
-        ad_node *y = tensor_form(g, xv, N);
+        ad_node *y = rosenbrock_tensor(g, xv, N);
         if (ad_backward(g, y) != AD_OK) {
             fprintf(stderr, "rosenbrock: %s\n", ad_error(g));
             return 1;
