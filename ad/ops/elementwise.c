@@ -502,59 +502,76 @@ static ad_status deriv_missing(const ad_op_ctx *c, const deriv_of *d)
                         "derivative", d->e->def.name, c->out->id);
 }
 
+/* What ew_deriv's reverse and forward rules read: the derivative, the operands (b is a for a
+ * unary op) and the broadcast walk over the output. */
+typedef struct {
+    deriv_of d;
+    ad_dtype t;
+    ad_shape so;
+    const void *A, *B;
+    bcast it;
+} deriv_operands;
+
+/* The operands of node c->out, or a status if its second derivatives are not known. */
+static ad_status deriv_operands_get(const ad_op_ctx *c, deriv_operands *o)
+{
+    o->d = deriv_get(c);
+    if (!deriv_has_second(&o->d) || o->d.second >= 0) return deriv_missing(c, &o->d);
+    ad_node *a = c->in[0], *b = c->nin > 1 ? c->in[1] : a;
+    ad_shape sa = node_shape(a), sb = node_shape(b);
+    o->t = (ad_dtype)c->out->dtype;
+    o->so = node_shape(c->out);
+    o->A = node_data(a);
+    o->B = node_data(b);
+    bcast_init(&o->it, &o->so, &sa, &sb);
+    return AD_OK;
+}
+
 /* Input k's gradient: the output's gradient times the second derivative, summed over the
  * axes input k was broadcast along. */
 static ad_status deriv_backward(const ad_op_ctx *c)
 {
-    deriv_of d = deriv_get(c);
-    if (!deriv_has_second(&d) || d.second >= 0) return deriv_missing(c, &d);
+    deriv_operands o;
+    ad_status st = deriv_operands_get(c, &o);
+    if (st) return st;
     ad_graph *g = c->graph;
-    ad_node *y = c->out, *a = c->in[0], *b = c->nin > 1 ? c->in[1] : a;
-    ad_shape so = node_shape(y), sa = node_shape(a), sb = node_shape(b);
-    ad_dtype t = (ad_dtype)y->dtype;
-    const void *A = node_data(a), *B = node_data(b), *G = ad_node_grad_data(y);
+    ad_node *y = c->out;
+    ad_dtype t = o.t;
+    const void *G = ad_node_grad_data(y);
     void *tmp = arena_alloc(g, (size_t)node_size(y) * ad_dtype_size(t));
     if (!tmp && node_size(y)) return ad_set_error(g, AD_ERR_NOMEM, "backward: out of memory at node %u", y->id);
-    bcast it;
-    bcast_init(&it, &so, &sa, &sb);
     for (int k = 0; k < c->nin; k++) {
         void *D = ad_input_grad_buffer(g, c->in[k]);
         if (!D) {
             if (g->status) return g->status;
             continue;
         }
-        BCAST_LOOP(&it, store(tmp, t, i, load(G, t, i) * deriv_second(&d, k, load(A, t, ia), load(B, t, ib))));
+        BCAST_LOOP(&o.it, store(tmp, t, i, load(G, t, i) * deriv_second(&o.d, k, load(o.A, t, ia), load(o.B, t, ib))));
         ad_shape sk = node_shape(c->in[k]);
-        reduce_broadcast_add(t, tmp, &so, D, &sk, 1.0);
+        reduce_broadcast_add(t, tmp, &o.so, D, &sk, 1.0);
     }
     return AD_OK;
 }
 
 /* One element's tangent: the second derivatives times the inputs' tangents. */
-static double deriv_tangent(const deriv_of *d, ad_dtype t, const void *A, const void *B,
-                            const void *TA, const void *TB, int64_t ia, int64_t ib)
+static double deriv_tangent(const deriv_operands *o, const void *TA, const void *TB, int64_t ia, int64_t ib)
 {
-    double va = load(A, t, ia), vb = load(B, t, ib), s = 0;
-    if (TA) s += deriv_second(d, 0, va, vb) * load(TA, t, ia);
-    if (TB) s += deriv_second(d, 1, va, vb) * load(TB, t, ib);
+    double va = load(o->A, o->t, ia), vb = load(o->B, o->t, ib), s = 0;
+    if (TA) s += deriv_second(&o->d, 0, va, vb) * load(TA, o->t, ia);
+    if (TB) s += deriv_second(&o->d, 1, va, vb) * load(TB, o->t, ib);
     return s;
 }
 
 static ad_status deriv_jvp(const ad_op_ctx *c)
 {
-    deriv_of d = deriv_get(c);
-    if (!deriv_has_second(&d) || d.second >= 0) return deriv_missing(c, &d);
+    deriv_operands o;
+    ad_status st = deriv_operands_get(c, &o);
+    if (st) return st;
     ad_graph *g = c->graph;
-    ad_node *y = c->out, *a = c->in[0], *b = c->nin > 1 ? c->in[1] : a;
-    ad_shape so = node_shape(y), sa = node_shape(a), sb = node_shape(b);
-    ad_dtype t = (ad_dtype)y->dtype;
-    const void *A = node_data(a), *B = node_data(b);
-    const void *TA = ad_tangent_data(g, a), *TB = c->nin > 1 ? ad_tangent_data(g, b) : NULL;
-    void *T = ad_tangent_buffer(g, y);
+    const void *TA = ad_tangent_data(g, c->in[0]), *TB = c->nin > 1 ? ad_tangent_data(g, c->in[1]) : NULL;
+    void *T = ad_tangent_buffer(g, c->out);
     if (!T) return g->status;
-    bcast it;
-    bcast_init(&it, &so, &sa, &sb);
-    BCAST_LOOP(&it, store(T, t, i, deriv_tangent(&d, t, A, B, TA, TB, ia, ib)));
+    BCAST_LOOP(&o.it, store(T, o.t, i, deriv_tangent(&o, TA, TB, ia, ib)));
     return AD_OK;
 }
 
