@@ -27,8 +27,8 @@ Conventions that the two share, and that this test therefore exercises rather th
 at a kink (relu and abs at 0, max and min at a tie, which formulas such as relu(v0 - v0) or
 max(v1, v1) reach) the first derivative is PyTorch's and the second is 0.
 
-A function the CLI lists that this file does not know fails the test, so a new op gets its
-PyTorch twin here.  Prints the number of formulas, how often each function was used and the
+A function the CLI lists that torch_twins.py does not know fails the test, so a new op gets its
+PyTorch twin there.  Prints the number of formulas, how often each function was used and the
 worst relative error of the value, the gradient and the Hessian.
 Exit status: 0 all match, 1 a mismatch, 77 (skip) without torch.
 """
@@ -40,24 +40,12 @@ import sys
 
 try:
     import torch
-    import torch.nn.functional as F
     from torch.autograd.functional import hessian
+    from torch_twins import UNARY, BINARY
 except ImportError as e:
     print(f"SKIP: {e}: install Debian's python3-torch")
     sys.exit(77)
 
-UNARY = {
-    "neg": lambda x: -x, "recip": lambda x: 1 / x, "exp": torch.exp, "log": torch.log,
-    "sqrt": torch.sqrt, "sin": torch.sin, "cos": torch.cos, "tan": torch.tan, "tanh": torch.tanh,
-    "sigmoid": torch.sigmoid, "relu": torch.relu, "abs": torch.abs, "square": torch.square,
-    "softplus": F.softplus, "silu": F.silu, "gelu": F.gelu,
-    "gelu_tanh": lambda x: F.gelu(x, approximate="tanh"), "log1p": torch.log1p,
-    "expm1": torch.expm1, "erf": torch.erf,
-}
-BINARY = {
-    "add": torch.add, "sub": torch.sub, "mul": torch.mul, "div": torch.div, "pow": torch.pow,
-    "max": torch.maximum, "min": torch.minimum,
-}
 OPERATORS = {"+": torch.add, "-": torch.sub, "*": torch.mul, "/": torch.div, "^": torch.pow}
 
 RTOL = 1e-8

@@ -6,7 +6,7 @@ Usage: cli_torch_ops.py BACKPROP
 For each function that `backprop --functions` lists, a formula using it (alone, composed with
 others, and with a variable used twice) is evaluated by the CLI and by torch in float64, and
 the value and gradient must agree to 1e-12 relative.  A function the CLI lists that this file
-does not know fails the test, so a new op gets its PyTorch twin here.
+does not know fails the test, so a new op gets its PyTorch twin in torch_twins.py.
 Exit status: 0 all match, 1 a mismatch, 77 (skip) without torch.
 """
 import json
@@ -16,22 +16,12 @@ import sys
 
 try:
     import torch
-    import torch.nn.functional as F
+    from torch_twins import UNARY, BINARY
 except ImportError as e:
     print(f"SKIP: {e}: install Debian's python3-torch")
     sys.exit(77)
 
-TORCH = {
-    "neg": lambda x: -x, "recip": lambda x: 1 / x, "exp": torch.exp, "log": torch.log,
-    "sqrt": torch.sqrt, "sin": torch.sin, "cos": torch.cos, "tan": torch.tan, "tanh": torch.tanh,
-    "sigmoid": torch.sigmoid, "relu": torch.relu, "abs": torch.abs, "square": torch.square,
-    "softplus": F.softplus, "silu": F.silu, "gelu": F.gelu,
-    "gelu_tanh": lambda x: F.gelu(x, approximate="tanh"), "log1p": torch.log1p,
-    "expm1": torch.expm1, "erf": torch.erf,
-    "add": torch.add, "sub": torch.sub, "mul": torch.mul, "div": torch.div, "pow": torch.pow,
-    "max": torch.maximum, "min": torch.minimum,
-}
-
+TORCH = {**UNARY, **BINARY}
 
 def run(bp, formula, values):
     args = [bp, "--json", formula] + [f"{k}={v!r}" for k, v in values.items() if k in formula]
