@@ -273,6 +273,9 @@ ad_node *ad_rand_normal(ad_graph *g, ad_dtype t, ad_shape shape, ad_rng *rng,
 /* A leaf that views a parameter's storage; backward accumulates into the parameter's
  * gradient buffer.  A plain tensor (no gradient buffer) gives a constant. */
 ad_node *ad_param(ad_graph *g, ad_tensor *p);
+/* The first leaf of g made by ad_param for parameter p, or NULL: the node to take Hessians or
+ * gradient graphs with respect to when a model's forward (nn_mlp_forward) made the leaves. */
+ad_node *ad_param_node(const ad_graph *g, const ad_tensor *p);
 
 /* ------------------------------------------------------------------------------------------
  * Reading nodes.

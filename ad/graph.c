@@ -521,6 +521,15 @@ static ad_node *tensor_leaf(ad_graph *g, ad_tensor *p, bool as_param)
 ad_node *ad_param(ad_graph *g, ad_tensor *p) { return tensor_leaf(g, p, true); }
 ad_node *ad_const_tensor(ad_graph *g, ad_tensor *t) { return tensor_leaf(g, t, false); }
 
+ad_node *ad_param_node(const ad_graph *g, const ad_tensor *p)
+{
+    for (uint32_t i = 0; g && p && i < g->nnodes; i++) {
+        ad_node *n = node_at(g, i);
+        if (n->op == OP_PARAM && n->x->param == p) return n;
+    }
+    return NULL;
+}
+
 /* ---- reading nodes ---- */
 
 double ad_value(const ad_node *n) { return n ? load(node_data((ad_node *)n), n->dtype, 0) : NAN; }

@@ -99,17 +99,6 @@ static net net_new(const int *sizes, act_kind act, bool from_nodes, bool classif
     return n;
 }
 
-/* The graph leaf that views parameter p: nn_mlp_forward makes its leaves itself, and the
- * Hessian is taken with respect to those very nodes. */
-static ad_node *leaf_of(ad_graph *g, ad_tensor *p)
-{
-    for (uint32_t i = 0; i < ad_graph_num_nodes(g); i++) {
-        ad_node *n = ad_graph_node(g, i);
-        if (ad_node_data(n) == ad_tensor_data(p) && !strcmp(ad_node_op_name(n), "param")) return n;
-    }
-    return NULL;
-}
-
 /* The network's output on x; leaves receives the parameter leaves in parameters() order.
  * Built from nodes, each call makes its own leaves (as nn_mlp_forward does). */
 static ad_node *forward(ad_graph *g, const net *n, ad_node *x, ad_node **leaves)
@@ -117,7 +106,7 @@ static ad_node *forward(ad_graph *g, const net *n, ad_node *x, ad_node **leaves)
     ad_tensor *const *p = nn_mlp_params(n->m);
     if (!n->from_nodes) {
         ad_node *y = nn_mlp_forward(g, n->m, x, NN_EVAL);
-        for (int k = 0; leaves && k < 2 * n->layers; k++) leaves[k] = leaf_of(g, p[k]);
+        for (int k = 0; leaves && k < 2 * n->layers; k++) leaves[k] = ad_param_node(g, p[k]);
         return y;
     }
     ad_node *z = x;

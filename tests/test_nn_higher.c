@@ -64,23 +64,13 @@ static problem problem_new(const net_case *c, uint64_t seed)
     return p;
 }
 
-/* The graph leaf that views parameter t (nn_mlp_forward makes its own). */
-static ad_node *leaf_of(ad_graph *g, ad_tensor *t)
-{
-    for (uint32_t i = 0; i < ad_graph_num_nodes(g); i++) {
-        ad_node *n = ad_graph_node(g, i);
-        if (ad_node_data(n) == ad_tensor_data(t) && !strcmp(ad_node_op_name(n), "param")) return n;
-    }
-    return NULL;
-}
-
 /* The network's scores on x; leaves (may be NULL) receives W_1, b_1, W_2, b_2. */
 static ad_node *forward(ad_graph *g, const problem *p, ad_node *x, ad_node **leaves)
 {
     ad_tensor *const *t = nn_mlp_params(p->m);
     if (p->c->build == BUILD_MLP) {
         ad_node *s = nn_mlp_forward(g, p->m, x, NN_EVAL);
-        for (int k = 0; leaves && k < 4; k++) leaves[k] = leaf_of(g, t[k]);
+        for (int k = 0; leaves && k < 4; k++) leaves[k] = ad_param_node(g, t[k]);
         return s;
     }
     ad_node *l[4];
@@ -348,6 +338,29 @@ START_TEST(seeded_grad_graph_on_network_outputs)
 }
 END_TEST
 
+/* ad_param_node finds the leaf a forward made for a parameter, and nothing else. */
+START_TEST(param_node_finds_the_forwards_leaves)
+{
+    ad_tensor *w = ad_param_new("w", AD_F64, AD_SHAPE(2)), *other = ad_param_new("o", AD_F64, AD_SHAPE(2));
+    ad_tensor *plain = ad_tensor_new(AD_F64, AD_SHAPE(2));
+    ad_graph *g = ad_graph_new();
+    ad_node *c = ad_const_tensor(g, plain), *leaf = ad_param(g, w);
+    ad_param(g, w); /* a second leaf of the same parameter: the first is found */
+    ck_assert_ptr_eq(ad_param_node(g, w), leaf);
+    ck_assert_ptr_null(ad_param_node(g, other));
+    ck_assert_ptr_null(ad_param_node(g, plain));
+    ck_assert_ptr_nonnull(c);
+    ck_assert_ptr_null(ad_param_node(NULL, w));
+    ck_assert_ptr_null(ad_param_node(g, NULL));
+    ad_graph_reset(g);
+    ck_assert_ptr_null(ad_param_node(g, w));
+    ad_graph_free(g);
+    ad_tensor_free(w);
+    ad_tensor_free(other);
+    ad_tensor_free(plain);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("nn_higher");
@@ -358,6 +371,7 @@ int main(void)
     tcase_add_loop_test(tc, penalty_step_gradient_matches_differences, 0, NCASES);
     tcase_add_loop_test(tc, hessian_of_penalised_loss_matches_differences, 0, NCASES);
     tcase_add_test(tc, seeded_grad_graph_on_network_outputs);
+    tcase_add_test(tc, param_node_finds_the_forwards_leaves);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }
