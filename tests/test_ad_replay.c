@@ -1,0 +1,523 @@
+/* Record once, evaluate many: ad_replay against recording again (bit for bit), branch guards,
+ * where, leaf setters, op arguments, second order and workspaces.  The property test replays
+ * every random case too (test_ad_property); concurrent replays are in test_ad_threads. */
+#include "testutil.h"
+#include "ad_alloc.h"
+#include <math.h>
+#include <string.h>
+
+static bool same_bits(double a, double b) { return !memcmp(&a, &b, sizeof a); }
+
+/* A parameter (it has a gradient) with uniform values in [lo, hi). */
+static ad_tensor *rand_param(ad_rng *r, ad_shape s, double lo, double hi)
+{
+    ad_tensor *t = ad_param_new("p", AD_F64, s);
+    ad_tensor_rand_uniform(t, r, lo, hi);
+    return t;
+}
+
+/* ---- the scalar fast path, every elementwise op ---- */
+
+static double softsign(double x, double p) { (void)p; return x / (1 + fabs(x)); }
+static double softsign_d(double x, double y, double p) { (void)y, (void)p; return 1 / ((1 + fabs(x)) * (1 + fabs(x))); }
+
+/* f(x, y) = sum over the elementwise ops of op(x, y) or op(x), each scaled, on float64 scalars:
+ * every node takes the one-node fast path. */
+static ad_node *every_op(ad_graph *g, ad_node *x, ad_node *y)
+{
+    ad_node *f = ad_const_scalar(g, 0);
+    for (int id = 0; id < ad_op_count(); id++) {
+        int arity, nparam;
+        if (!ad_op_is_elementwise(id, &arity, &nparam)) continue;
+        ad_node *in[2] = {x, y};
+        ad_node *t = ad_apply(g, id, in, arity, NULL, 0);
+        f = ad_add(g, f, ad_mul(g, t, ad_const_scalar(g, 0.01 * (id + 1))));
+    }
+    return f;
+}
+
+START_TEST(scalar_every_op)
+{
+    static int registered = -2;
+    if (registered == -2) registered = ad_op_register_unary(&(ad_unary_def){"replay_softsign", softsign, softsign_d, NULL, NULL});
+    ck_assert_int_ge(registered, 0);
+    ad_graph *g = ad_graph_new(), *fresh = ad_graph_new();
+    ad_node *x = ad_var(g, "x", 0.7), *y = ad_var(g, "y", 1.3);
+    ad_node *f = every_op(g, x, y);
+    ck_assert_int_eq(ad_backward(g, f), AD_OK);
+    const double pts[][2] = {{1.1, 0.4}, {0.4, 1.1}, {0.9, 0.9}, {2.5, -0.5}, {-0.3, 0.2}};
+    for (size_t k = 0; k < sizeof pts / sizeof pts[0]; k++) {
+        ck_assert_int_eq(ad_set_value(g, x, pts[k][0]), AD_OK);
+        ck_assert_int_eq(ad_set_value(g, y, pts[k][1]), AD_OK);
+        ck_assert_int_eq(ad_replay(g), AD_OK);
+        ad_zero_grad(g);
+        ck_assert_int_eq(ad_backward(g, f), AD_OK);
+        ad_graph_reset(fresh);
+        ad_node *x2 = ad_var(fresh, "x", pts[k][0]), *y2 = ad_var(fresh, "y", pts[k][1]);
+        ad_node *f2 = every_op(fresh, x2, y2);
+        ck_assert_int_eq(ad_backward(fresh, f2), AD_OK);
+        ck_assert_msg(same_bits(ad_value(f), ad_value(f2)), "point %zu: replayed %.17g, recorded %.17g", k,
+                      ad_value(f), ad_value(f2));
+        ck_assert(same_bits(ad_grad(x), ad_grad(x2)));
+        ck_assert(same_bits(ad_grad(y), ad_grad(y2)));
+    }
+    ad_graph_free(fresh);
+    ad_graph_free(g);
+}
+END_TEST
+
+/* The lecture's neuron, replayed elsewhere and back: the slides' numbers again. */
+START_TEST(lecture_neuron_back_and_forth)
+{
+    ad_graph *g = ad_graph_new();
+    ad_node *f = lecture_neuron(g), *v[5];
+    const char *names[5] = {"x0", "x1", "w0", "w1", "w2"};
+    for (int i = 0; i < 5; i++) {
+        v[i] = NULL;
+        for (uint32_t k = 0; k < ad_graph_num_nodes(g); k++) {
+            ad_node *n = ad_graph_node(g, k);
+            if (ad_node_name(n) && !strcmp(ad_node_name(n), names[i]) && ad_node_num_inputs(n) == 0) v[i] = n;
+        }
+        ck_assert_ptr_nonnull(v[i]);
+    }
+    const double lecture[5] = {-1, -2, 2, -3, -3}, other[5] = {0.5, 1.5, -1, 2, 0.25};
+    for (int round = 0; round < 3; round++) {
+        const double *at = round == 1 ? other : lecture;
+        for (int i = 0; i < 5; i++) ck_assert_int_eq(ad_set_value(g, v[i], at[i]), AD_OK);
+        ck_assert_int_eq(ad_replay(g), AD_OK);
+        ad_zero_grad(g);
+        ck_assert_int_eq(ad_backward(g, f), AD_OK);
+        if (round == 1) {
+            ck_assert(fabs(ad_value(f) - 1 / (1 + exp(-(-1 * 0.5 + 2 * 1.5 + 0.25)))) < 1e-15);
+            continue;
+        }
+        ck_assert(fabs(round_to(ad_value(f), 2) - 0.73) < 1e-12);
+        const double want[5] = {0.39, -0.59, -0.20, -0.39, 0.20}; /* x0 x1 w0 w1 w2 */
+        for (int i = 0; i < 5; i++)
+            ck_assert_msg(fabs(round_to(ad_grad(v[i]), 2) - want[i]) < 1e-12, "%d: %.17g", i, ad_grad(v[i]));
+    }
+    ad_graph_free(g);
+}
+END_TEST
+
+/* ---- branch guards ---- */
+
+static ad_node *piecewise(ad_graph *g, ad_node *x, ad_node *y)
+{
+    if (ad_branch(g, ad_lt(g, x, y))) return ad_mul(g, x, y);
+    return ad_sub(g, x, y);
+}
+
+START_TEST(branch_guard_retape)
+{
+    ad_graph *g = ad_graph_new();
+    ad_node *x = ad_var(g, "x", 1), *y = ad_var(g, "y", 2);
+    ad_node *f = piecewise(g, x, y);
+    ck_assert(fabs(ad_value(f) - 2) < 1e-15);
+    ad_set_value(g, x, 1.5); /* x < y still: replays */
+    ck_assert_int_eq(ad_replay(g), AD_OK);
+    ck_assert(ad_value(f) == 3.0);
+    ad_set_value(g, x, 3); /* now x > y: the recording is the other branch */
+    ck_assert_int_eq(ad_replay(g), AD_ERR_RETAPE);
+    const char *e = ad_error(g);
+    ck_assert_msg(strstr(e, "lt") && strstr(e, "(x < y)") && strstr(e, "was true when recorded and is false now") &&
+                      strstr(e, "record the graph again"), "%s", e);
+    ck_assert_str_eq(ad_status_name(AD_ERR_RETAPE), "err_retape");
+    /* the error stands until cleared, as every error does */
+    ad_set_value(g, x, 0.5);
+    ck_assert_int_eq(ad_replay(g), AD_ERR_RETAPE);
+    ad_clear_error(g);
+    ck_assert_int_eq(ad_replay(g), AD_OK);
+    ck_assert(ad_value(f) == 1.0);
+    /* a tensor condition is refused: a C branch takes one truth value */
+    ad_node *v = ad_var_array(g, "v", AD_F64, AD_SHAPE(2), (double[]){1, 2});
+    ck_assert(!ad_branch(g, ad_gt(g, v, ad_const_scalar(g, 0))));
+    ck_assert_msg(strstr(ad_error(g), "branch: node") && strstr(ad_error(g), "[2]"), "%s", ad_error(g));
+    ad_clear_error(g);
+    ck_assert(!ad_branch(g, NULL));
+    ck_assert_int_eq(ad_status_of(g), AD_ERR_NULL);
+    ad_graph_free(g);
+}
+END_TEST
+
+/* A guard on a tensor graph: a float32 one-element comparison. */
+START_TEST(branch_guard_tensor)
+{
+    ad_graph *g = ad_graph_new();
+    ad_node *v = ad_var_array(g, "v", AD_F32, AD_SHAPE(3), (double[]){1, 2, 3});
+    ad_node *s = ad_sum(g, v);
+    bool big = ad_branch(g, ad_ge(g, s, ad_full(g, AD_F32, AD_SHAPE0, 5)));
+    ck_assert(big);
+    ck_assert_int_eq(ad_set_data(g, v, (double[]){1, 1, 1}), AD_OK);
+    ck_assert_int_eq(ad_replay(g), AD_ERR_RETAPE);
+    ck_assert_msg(strstr(ad_error(g), "ge"), "%s", ad_error(g));
+    ad_graph_free(g);
+}
+END_TEST
+
+/* ---- where ---- */
+
+static ad_node *abs_by_where(ad_graph *g, ad_node *x)
+{
+    return ad_where(g, ad_gt(g, x, ad_const_scalar(g, 0)), ad_mul(g, x, x), ad_neg(g, x));
+}
+
+START_TEST(where_redecided)
+{
+    ad_graph *g = ad_graph_new();
+    ad_node *x = ad_var(g, "x", 2);
+    ad_node *f = abs_by_where(g, x);
+    ck_assert_int_eq(ad_backward(g, f), AD_OK);
+    ck_assert(ad_value(f) == 4 && ad_grad(x) == 4);
+    ad_set_value(g, x, -3);
+    ck_assert_int_eq(ad_replay(g), AD_OK);
+    ad_zero_grad(g);
+    ck_assert_int_eq(ad_backward(g, f), AD_OK);
+    ck_assert(ad_value(f) == 3 && ad_grad(x) == -1);
+    /* the untaken branch's NaN never reaches the value */
+    ad_node *y = ad_var(g, "y", -1);
+    ad_node *h = ad_where(g, ad_gt(g, y, ad_const_scalar(g, 0)), ad_log(g, y), ad_const_scalar(g, 0));
+    ck_assert_int_eq(ad_backward(g, h), AD_OK);
+    ck_assert(ad_value(h) == 0 && ad_grad(y) == 0);
+    ad_graph_free(g);
+}
+END_TEST
+
+/* where with broadcasting in both dtypes, against torch.where's rule: a [2,3], b [3], cond
+ * [2,1]; the gradient of b sums over the rows that took b. */
+START_TEST(where_broadcast)
+{
+    for (int t = 0; t < 2; t++) {
+        ad_dtype dt = t ? AD_F32 : AD_F64;
+        ad_graph *g = ad_graph_new();
+        ad_node *c = ad_const(g, dt, AD_SHAPE(2, 1), (double[]){1, 0});
+        ad_node *a = ad_var_array(g, "a", dt, AD_SHAPE(2, 3), (double[]){1, 2, 3, 4, 5, 6});
+        ad_node *b = ad_var_array(g, "b", dt, AD_SHAPE(3), (double[]){-1, -2, -3});
+        ad_node *w = ad_where(g, c, a, b);
+        ck_assert_ptr_nonnull(w);
+        const double want[6] = {1, 2, 3, -1, -2, -3};
+        for (int i = 0; i < 6; i++) ck_assert(ad_node_get(w, i) == want[i]);
+        ad_node *L = ad_sum(g, ad_mul(g, w, ad_const(g, dt, AD_SHAPE(2, 3), (double[]){1, 2, 3, 4, 5, 6})));
+        ck_assert_int_eq(ad_backward(g, L), AD_OK);
+        const double ga[6] = {1, 2, 3, 0, 0, 0}, gb[3] = {4, 5, 6};
+        for (int i = 0; i < 6; i++) ck_assert(ad_node_grad_get(a, i) == ga[i]);
+        for (int i = 0; i < 3; i++) ck_assert(ad_node_grad_get(b, i) == gb[i]);
+        ck_assert_ptr_null(ad_where(g, ad_const(g, dt, AD_SHAPE(4), NULL), a, b));
+        ck_assert_msg(strstr(ad_error(g), "where: cond [4], a [2,3] and b [3] do not broadcast"), "%s", ad_error(g));
+        ad_graph_free(g);
+    }
+}
+END_TEST
+
+/* ---- leaves and op arguments ---- */
+
+START_TEST(setters_refuse)
+{
+    ad_graph *g = ad_graph_new(), *other = ad_graph_new();
+    ad_tensor *p = ad_param_new("w", AD_F64, AD_SHAPE(2));
+    ad_node *x = ad_var(g, "x", 1), *pw = ad_param(g, p), *s = ad_sum(g, ad_mul(g, pw, x));
+    ad_node *v = ad_var_array(g, "v", AD_F64, AD_SHAPE(2), NULL);
+    ck_assert_int_eq(ad_set_value(g, pw, 1), AD_ERR_ARG);
+    ck_assert_msg(strstr(ad_error(g), "is param, not a variable or constant (a parameter's values are its tensor's"),
+                  "%s", ad_error(g));
+    ad_clear_error(g);
+    ck_assert_int_eq(ad_set_value(g, s, 1), AD_ERR_ARG);
+    ck_assert_msg(strstr(ad_error(g), "is sum, not a variable"), "%s", ad_error(g));
+    ad_clear_error(g);
+    ck_assert_int_eq(ad_set_value(g, v, 1), AD_ERR_ARG);
+    ck_assert_msg(strstr(ad_error(g), "has shape [2], not one element"), "%s", ad_error(g));
+    ad_clear_error(g);
+    ad_node *y = ad_var(other, "y", 1);
+    ck_assert_int_eq(ad_set_value(g, y, 1), AD_ERR_ARG);
+    ad_clear_error(g);
+    ck_assert_int_eq(ad_set_data(g, v, NULL), AD_ERR_NULL);
+    ad_clear_error(g);
+    ck_assert_int_eq(ad_set_value(NULL, x, 1), AD_ERR_NULL);
+    ck_assert_int_eq(ad_replay(NULL), AD_ERR_NULL);
+    ck_assert_int_eq(ad_node_set_arg(g, x, NULL), AD_ERR_ARG);
+    ck_assert_msg(strstr(ad_error(g), "takes no argument"), "%s", ad_error(g));
+    ad_clear_error(g);
+    /* a failed recording is not replayed */
+    ck_assert_ptr_null(ad_add(g, x, NULL));
+    ck_assert_int_eq(ad_replay(g), AD_ERR_NULL);
+    ad_graph_free(other);
+    ad_graph_free(g);
+    ad_tensor_free(p);
+}
+END_TEST
+
+/* A classifier step: new inputs by ad_set_data, new labels by ad_node_set_arg. */
+static ad_node *classifier(ad_graph *g, ad_tensor *w, ad_tensor *b, ad_node *x, const int32_t *labels)
+{
+    return ad_cross_entropy(g, ad_linear_act(g, x, ad_param(g, w), ad_param(g, b), AD_ACT_NONE, 0), labels);
+}
+
+START_TEST(labels_by_set_arg)
+{
+    ad_rng r;
+    ad_rng_seed(&r, 5);
+    ad_tensor *w = rand_param(&r, AD_SHAPE(3, 4), -1, 1), *b = rand_param(&r, AD_SHAPE(3), -1, 1);
+    ad_tensor *w2 = ad_param_new("w", AD_F64, AD_SHAPE(3, 4)), *b2 = ad_param_new("b", AD_F64, AD_SHAPE(3));
+    ad_tensor_copy(w2, w);
+    ad_tensor_copy(b2, b);
+    double x0[8], x1[8];
+    for (int i = 0; i < 8; i++) x0[i] = ad_rng_uniform(&r), x1[i] = ad_rng_uniform(&r) - 0.5;
+    const int32_t l0[2] = {0, 2}, l1[2] = {1, 1}, bad[2] = {1, 7};
+    ad_graph *g = ad_graph_new(), *fresh = ad_graph_new();
+    ad_node *x = ad_const(g, AD_F64, AD_SHAPE(2, 4), x0);
+    ad_node *L = classifier(g, w, b, x, l0);
+    ck_assert_int_eq(ad_set_data(g, x, x1), AD_OK);
+    ck_assert_int_eq(ad_node_set_arg(g, L, l1), AD_OK);
+    ck_assert_int_eq(ad_node_set_arg(g, L, bad), AD_ERR_ARG); /* refused, the labels stay l1 */
+    ck_assert_msg(strstr(ad_error(g), "cross_entropy: label 7 at row 1 outside [0,3)"), "%s", ad_error(g));
+    ad_clear_error(g);
+    ck_assert_int_eq(ad_replay(g), AD_OK);
+    ck_assert_int_eq(ad_backward(g, L), AD_OK);
+    ad_node *L2 = classifier(fresh, w2, b2, ad_const(fresh, AD_F64, AD_SHAPE(2, 4), x1), l1);
+    ck_assert_int_eq(ad_backward(fresh, L2), AD_OK);
+    ck_assert(same_bits(ad_value(L), ad_value(L2)));
+    for (int i = 0; i < 12; i++) ck_assert(same_bits(ad_tensor_grad_get(w, i), ad_tensor_grad_get(w2, i)));
+    for (int i = 0; i < 3; i++) ck_assert(same_bits(ad_tensor_grad_get(b, i), ad_tensor_grad_get(b2, i)));
+    ad_graph_free(fresh);
+    ad_graph_free(g);
+    ad_tensor_free(w), ad_tensor_free(b), ad_tensor_free(w2), ad_tensor_free(b2);
+}
+END_TEST
+
+/* Dropout draws a new mask at each replay: the one recording again would draw. */
+static ad_node *dropped(ad_graph *g, const double *x0, ad_rng *r, ad_node **x)
+{
+    *x = ad_var_array(g, "x", AD_F32, AD_SHAPE(8, 8), x0);
+    ad_node *d = ad_dropout(g, *x, 0.5, true, r);
+    return ad_sum(g, ad_mul(g, d, d));
+}
+
+START_TEST(dropout_redraws)
+{
+    ad_rng r, copy;
+    ad_rng_seed(&r, 11);
+    ad_graph *g = ad_graph_new(), *fresh = ad_graph_new();
+    double x0[64];
+    for (int i = 0; i < 64; i++) x0[i] = i + 1;
+    ad_node *x, *x2;
+    ad_node *L = dropped(g, x0, &r, &x);
+    double first = ad_value(L);
+    copy = r; /* where the replay's draws start */
+    ck_assert_int_eq(ad_replay(g), AD_OK);
+    ck_assert_int_eq(ad_backward(g, L), AD_OK);
+    ck_assert(ad_value(L) != first); /* another mask (2^-64 odds of the same) */
+    ad_node *L2 = dropped(fresh, x0, &copy, &x2);
+    ck_assert_int_eq(ad_backward(fresh, L2), AD_OK);
+    ck_assert(same_bits(ad_value(L), ad_value(L2)));
+    for (int i = 0; i < 64; i++) ck_assert(same_bits(ad_node_grad_get(x, i), ad_node_grad_get(x2, i)));
+    ad_graph_free(fresh);
+    ad_graph_free(g);
+}
+END_TEST
+
+START_TEST(no_allocation_after_first_replay)
+{
+    ad_rng r;
+    ad_rng_seed(&r, 3);
+    ad_tensor *w1 = rand_param(&r, AD_SHAPE(16, 8), -0.5, 0.5), *b1 = rand_param(&r, AD_SHAPE(16), -0.5, 0.5);
+    ad_tensor *w2 = rand_param(&r, AD_SHAPE(4, 16), -0.5, 0.5);
+    ad_tensor *xt = rand_tensor(&r, AD_SHAPE(32, 8), -1, 1);
+    int32_t labels[32];
+    for (int i = 0; i < 32; i++) labels[i] = i % 4;
+    ad_graph *g = ad_graph_new();
+    ad_node *h = ad_linear_act(g, ad_const_tensor(g, xt), ad_param(g, w1), ad_param(g, b1), AD_ACT_RELU, 0);
+    ad_node *L = ad_cross_entropy(g, ad_linear(g, h, ad_param(g, w2), NULL), labels);
+    ad_node *xs = ad_var(g, "s", 0.5), *q = ad_sin(g, ad_mul(g, xs, xs));
+    long before = 0;
+    for (int step = 0; step < 20; step++) {
+        if (step == 1) before = ad_alloc_count();
+        ad_tensor_rand_uniform(xt, &r, -1, 1); /* the minibatch, in place */
+        ad_set_value(g, xs, 0.1 * step);
+        ck_assert_int_eq(ad_node_set_arg(g, L, labels), AD_OK);
+        ck_assert_int_eq(ad_replay(g), AD_OK);
+        ad_tensor_zero_grad(w1), ad_tensor_zero_grad(b1), ad_tensor_zero_grad(w2);
+        ad_zero_grad(g);
+        ck_assert_int_eq(ad_backward(g, L), AD_OK);
+        ck_assert_int_eq(ad_backward(g, q), AD_OK);
+    }
+    ck_assert_int_eq(ad_alloc_count(), before);
+    ad_graph_free(g);
+    ad_tensor_free(w1), ad_tensor_free(b1), ad_tensor_free(w2), ad_tensor_free(xt);
+}
+END_TEST
+
+/* ---- second order ---- */
+
+static ad_node *rosen(ad_graph *g, ad_node *const *x, int n)
+{
+    ad_node *f = ad_const_scalar(g, 0);
+    for (int i = 0; i + 1 < n; i++) {
+        ad_node *t = ad_sub(g, x[i + 1], ad_square(g, x[i])), *u = ad_sub(g, ad_const_scalar(g, 1), x[i]);
+        ad_node *term = ad_add(g, ad_mul(g, ad_const_scalar(g, 100), ad_square(g, t)), ad_square(g, u));
+        /* a where, so that the gradient graph holds one too */
+        f = ad_add(g, f, ad_where(g, ad_gt(g, x[i], ad_const_scalar(g, 10)), ad_mul(g, x[i], x[i]), term));
+    }
+    return f;
+}
+
+START_TEST(second_order_replayed)
+{
+    enum { N = 6 };
+    double x0[N] = {-1.2, 1, 0.5, -0.3, 2, 0.1}, x1[N] = {0.3, -0.7, 1.1, 0.9, -2, 0.4};
+    double v[N] = {1, -1, 0.5, 0.25, 2, -0.5};
+    const double *vs[N];
+    ad_graph *g = ad_graph_new(), *fresh = ad_graph_new();
+    ad_node *x[N], *y[N], *gx[N], *gy[N];
+    for (int i = 0; i < N; i++) x[i] = ad_var(g, "x", x0[i]), y[i] = ad_var(fresh, "x", x1[i]), vs[i] = &v[i];
+    ad_node *f = rosen(g, x, N), *f2 = rosen(fresh, y, N);
+    ck_assert_int_eq(ad_grad_graph(g, f, NULL, N, x, gx), AD_OK);
+    ck_assert_int_eq(ad_grad_graph(fresh, f2, NULL, N, y, gy), AD_OK);
+    for (int i = 0; i < N; i++) ad_set_value(g, x[i], x1[i]);
+    ck_assert_int_eq(ad_replay(g), AD_OK);
+    /* the gradient graph, replayed, is the gradient at the new point; its JVP is H v */
+    double hv1[N], hv2[N], s1[N], s2[N];
+    double *o1[N], *o2[N];
+    for (int i = 0; i < N; i++) o1[i] = &s1[i], o2[i] = &s2[i];
+    uint32_t nodes = ad_graph_num_nodes(g);
+    for (int i = 0; i < N; i++) {
+        ck_assert(same_bits(ad_value(gx[i]), ad_value(gy[i])));
+        ck_assert_int_eq(ad_jvp_graph(g, gx[i], N, x, vs), AD_OK);
+        hv1[i] = ad_tangent_get(g, gx[i], 0);
+        ck_assert_int_eq(ad_jvp_graph(fresh, gy[i], N, y, vs), AD_OK);
+        hv2[i] = ad_tangent_get(fresh, gy[i], 0);
+        ck_assert(same_bits(hv1[i], hv2[i]));
+    }
+    ck_assert_int_eq(ad_graph_num_nodes(g), nodes); /* forward over the replayed gradient: no node */
+    /* ad_hvp_graph on the replayed values (it builds its own gradient graph: where is not a
+     * scalar fast-path node) */
+    ck_assert_int_eq(ad_hvp_graph(g, f, N, x, vs, o1), AD_OK);
+    ck_assert_int_eq(ad_hvp_graph(fresh, f2, N, y, vs, o2), AD_OK);
+    for (int i = 0; i < N; i++) {
+        ck_assert(same_bits(s1[i], s2[i]));
+        ck_assert_msg(fabs(s1[i] - hv1[i]) <= 1e-12 * (1 + fabs(hv1[i])), "%d: %.17g %.17g", i, s1[i], hv1[i]);
+    }
+    ad_graph_free(fresh);
+    ad_graph_free(g);
+}
+END_TEST
+
+START_TEST(anomaly_in_replay)
+{
+    ad_graph *g = ad_graph_new();
+    ad_set_anomaly(g, true);
+    ad_node *x = ad_var(g, "x", 2);
+    ad_node *f = ad_log(g, x);
+    (void)f;
+    ad_set_value(g, x, -1);
+    ck_assert_int_eq(ad_replay(g), AD_ERR_NUMERIC);
+    ck_assert_msg(strstr(ad_error(g), "anomaly: log"), "%s", ad_error(g));
+    ad_graph_free(g);
+}
+END_TEST
+
+/* ---- workspaces ---- */
+
+START_TEST(clone_replays_alone)
+{
+    ad_rng r;
+    ad_rng_seed(&r, 9);
+    ad_tensor *w = rand_param(&r, AD_SHAPE(3, 4), -1, 1), *b = rand_param(&r, AD_SHAPE(3), -1, 1);
+    double x0[8], x1[8];
+    for (int i = 0; i < 8; i++) x0[i] = ad_rng_uniform(&r), x1[i] = -ad_rng_uniform(&r);
+    const int32_t l0[2] = {0, 2}, l1[2] = {1, 0};
+    ad_graph *g = ad_graph_new();
+    ad_node *x = ad_const(g, AD_F64, AD_SHAPE(2, 4), x0);
+    ad_node *L = classifier(g, w, b, ad_slice(g, x, 0, 0, 2), l0); /* a view slice too */
+    ad_node *s = ad_var(g, "s", 0.5);
+    ad_node *q = ad_where(g, ad_lt(g, s, ad_const_scalar(g, 0)), ad_neg(g, s), ad_exp(g, s));
+    ad_graph *w1 = ad_graph_clone(g);
+    ck_assert_ptr_nonnull(w1);
+    ck_assert_int_eq(ad_graph_num_nodes(w1), ad_graph_num_nodes(g));
+    ad_node *cx = ad_graph_node(w1, ad_node_id(x)), *cL = ad_graph_node(w1, ad_node_id(L));
+    ad_node *cs = ad_graph_node(w1, ad_node_id(s)), *cq = ad_graph_node(w1, ad_node_id(q));
+    ck_assert(same_bits(ad_value(cL), ad_value(L)));
+    /* the workspace at new inputs and labels; the recording stays at the old */
+    ad_set_data(w1, cx, x1);
+    ad_node_set_arg(w1, cL, l1);
+    ad_set_value(w1, cs, -2);
+    ck_assert_int_eq(ad_replay(w1), AD_OK);
+    ck_assert_int_eq(ad_backward(w1, cL), AD_OK);
+    ck_assert_int_eq(ad_backward(w1, cq), AD_OK);
+    ck_assert(ad_value(cq) == 2 && ad_grad(cs) == -1);
+    ck_assert(same_bits(ad_value(q), exp(0.5)));
+    for (int i = 0; i < 12; i++) ck_assert(ad_tensor_grad_get(w, i) == 0); /* the workspace keeps its own */
+    /* the same replay on the recording: the same bits */
+    double ws_value = ad_value(cL), ws_grad[12];
+    ad_node *cw = ad_graph_node(w1, ad_node_id(ad_param_node(g, w)));
+    for (int i = 0; i < 12; i++) ws_grad[i] = ad_node_grad_get(cw, i);
+    ad_set_data(g, x, x1);
+    ad_node_set_arg(g, L, l1);
+    ck_assert_int_eq(ad_replay(g), AD_OK);
+    ck_assert_int_eq(ad_backward(g, L), AD_OK);
+    ck_assert(same_bits(ws_value, ad_value(L)));
+    for (int i = 0; i < 12; i++) ck_assert(same_bits(ws_grad[i], ad_tensor_grad_get(w, i)));
+    /* zeroing the workspace's gradients zeroes its parameters' too */
+    ad_zero_grad(w1);
+    ck_assert(ad_node_grad_get(cw, 0) == 0);
+    /* a workspace of a workspace */
+    ad_graph *w2 = ad_graph_clone(w1);
+    ck_assert_ptr_nonnull(w2);
+    ck_assert_int_eq(ad_replay(w2), AD_OK);
+    ck_assert(same_bits(ad_value(ad_graph_node(w2, ad_node_id(L))), ws_value));
+    ad_graph_free(w2);
+    ad_graph_free(w1);
+    /* dropout cannot be copied */
+    ad_node *d = ad_dropout(g, ad_var_array(g, "z", AD_F64, AD_SHAPE(4), NULL), 0.5, true, &r);
+    ck_assert_ptr_nonnull(d);
+    ck_assert_ptr_null(ad_graph_clone(g));
+    ck_assert_msg(strstr(ad_error(g), "clone: node") && strstr(ad_error(g), "(dropout) cannot be copied"), "%s",
+                  ad_error(g));
+    ad_graph_free(g);
+    ad_tensor_free(w), ad_tensor_free(b);
+}
+END_TEST
+
+START_TEST(clone_out_of_memory)
+{
+    ad_graph *g = ad_graph_new();
+    ad_node *x = ad_var_array(g, "x", AD_F64, AD_SHAPE(3), (double[]){1, 2, 3});
+    ad_node *L = ad_cross_entropy(g, ad_reshape(g, x, AD_SHAPE(1, 3)), (const int32_t[]){2});
+    ck_assert_ptr_nonnull(L);
+    for (long k = 0;; k++) {
+        ad_fail_alloc_at(ad_alloc_count() + k);
+        ad_graph *w = ad_graph_clone(g);
+        ad_fail_alloc_at(0);
+        if (w) {
+            ck_assert_int_eq(ad_replay(w), AD_OK);
+            ck_assert(same_bits(ad_value(ad_graph_node(w, ad_node_id(L))), ad_value(L)));
+            ad_graph_free(w);
+            break;
+        }
+        ck_assert_int_eq(ad_status_of(g), AD_ERR_NOMEM);
+        ad_clear_error(g);
+    }
+    ad_graph_free(g);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("ad_replay");
+    TCase *tc = tcase_create("replay");
+    tcase_add_test(tc, scalar_every_op);
+    tcase_add_test(tc, lecture_neuron_back_and_forth);
+    tcase_add_test(tc, branch_guard_retape);
+    tcase_add_test(tc, branch_guard_tensor);
+    tcase_add_test(tc, where_redecided);
+    tcase_add_test(tc, where_broadcast);
+    tcase_add_test(tc, setters_refuse);
+    tcase_add_test(tc, labels_by_set_arg);
+    tcase_add_test(tc, dropout_redraws);
+    tcase_add_test(tc, no_allocation_after_first_replay);
+    tcase_add_test(tc, second_order_replayed);
+    tcase_add_test(tc, anomaly_in_replay);
+    tcase_add_test(tc, clone_replays_alone);
+    tcase_add_test(tc, clone_out_of_memory);
+    suite_add_tcase(s, tc);
+    return run_suite(s);
+}
