@@ -93,13 +93,30 @@ ad_status ad_backward_seed(ad_graph *g, ad_node *root, const double *seed)
     return sweep(g, root, seed);
 }
 
+static void zero_leaf(ad_node *n)
+{
+    if (n->x && n->x->param) return; /* a tensor's: ad_tensor_zero_grad */
+    n->g = 0;
+    n->flags &= (uint8_t)~F_GRAD_LIVE;
+}
+
 void ad_zero_grad(ad_graph *g)
 {
     if (!g) return;
-    for (uint32_t i = 0; i < g->nnodes; i++) {
-        ad_node *n = node_at(g, i);
-        if (!(n->flags & F_LEAF) || (n->x && n->x->param)) continue; /* a tensor's: ad_tensor_zero_grad */
-        n->g = 0;
-        n->flags &= (uint8_t)~F_GRAD_LIVE;
+    /* the leaves made since the last call join the index; without memory for it, a scan */
+    for (; g->leaf_upto < g->nnodes; g->leaf_upto++) {
+        ad_node *n = node_at(g, g->leaf_upto);
+        if (!(n->flags & F_LEAF)) continue;
+        if (g->nleaf == g->leaf_cap) {
+            uint32_t cap = g->leaf_cap ? 2 * g->leaf_cap : 64;
+            uint32_t *l = ad_xrealloc(g->leaf, (size_t)cap * sizeof *l);
+            if (!l) break;
+            g->leaf = l;
+            g->leaf_cap = cap;
+        }
+        g->leaf[g->nleaf++] = n->id;
     }
+    for (uint32_t i = 0; i < g->nleaf; i++) zero_leaf(node_at(g, g->leaf[i]));
+    for (uint32_t i = g->leaf_upto; i < g->nnodes; i++)
+        if (node_at(g, i)->flags & F_LEAF) zero_leaf(node_at(g, i));
 }

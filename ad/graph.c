@@ -56,6 +56,7 @@ void ad_graph_free(ad_graph *g)
     ad_xfree(g->tangent_v);
     ad_xfree(g->tangent_mem);
     ad_xfree(g->hvp);
+    ad_xfree(g->leaf);
     for (block *b = g->first, *nx; b; b = nx) {
         nx = b->next;
         ad_xfree(b);
@@ -105,6 +106,7 @@ void ad_graph_reset(ad_graph *g)
     g->used = 0;
     g->dirty = 0;
     g->ntangent = g->ntangent_mem = 0;
+    g->nleaf = g->leaf_upto = 0;
     ad_clear_error(g);
 }
 

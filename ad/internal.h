@@ -170,6 +170,10 @@ struct ad_graph {
      * gradient's tangent, kept across calls so that a Hessian's sweeps allocate once. */
     struct hvp_slot *hvp;
     uint32_t hvp_cap;
+    /* The ids of the leaves among nodes [0, leaf_upto), for ad_zero_grad: a graph replayed
+     * many times is not scanned whole for its few leaves at every step.  Kept across resets. */
+    uint32_t *leaf;
+    uint32_t nleaf, leaf_cap, leaf_upto;
     ad_status status;
     char err[320];
 };

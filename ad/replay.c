@@ -71,6 +71,12 @@ ad_status ad_replay(ad_graph *g)
         uint32_t left = g->nnodes - (s << SLAB_BITS);
         ad_node *end = n + (left < SLAB_NODES ? left : SLAB_NODES);
         for (; n < end; n++) {
+            /* the last sweep's inner gradients, cleared here while the node is in cache, so
+             * that the next sweep need not pass over the graph to clear them */
+            if (!(n->flags & F_LEAF)) {
+                n->g = 0;
+                n->flags &= (uint8_t)~F_GRAD_LIVE;
+            }
             if (n->flags & F_PARTIALS) scalar_eval(n);
             else if (n->op >= OP_FIRST_COMPUTED && !(n->flags & F_VIEW)) {
                 ad_node *pair[2];
@@ -84,6 +90,7 @@ ad_status ad_replay(ad_graph *g)
             if (g->anomaly && !anomaly_forward(g, n)) return g->status;
         }
     }
+    g->dirty = 0;
     return AD_OK;
 }
 
