@@ -257,6 +257,23 @@ ad_ext *node_ext(ad_graph *g, ad_node *n)
     return x;
 }
 
+void *node_scratch(ad_graph *g, ad_node *n, size_t bytes)
+{
+    ad_ext *x = node_ext(g, n);
+    if (!x) return NULL;
+    if (x->scratch_bytes < bytes) {
+        void *p = arena_alloc(g, bytes);
+        if (!p) {
+            ad_set_error(g, AD_ERR_NOMEM, "%s: out of memory for %zu bytes of scratch at node %u",
+                         op_entry_get(n->op)->def.name, bytes, n->id);
+            return NULL;
+        }
+        x->scratch = p;
+        x->scratch_bytes = bytes;
+    }
+    return x->scratch;
+}
+
 bool node_set_params(ad_graph *g, ad_node *n, const double *p, int np)
 {
     if (np <= 0) return true;

@@ -83,6 +83,8 @@ typedef struct ad_ext {
     int nparam;
     void *saved;          /* op-specific state kept for backward (mask, labels, ...) */
     struct op_block *blocks; /* the memory ad_op_alloc gave the op, for workspaces to copy */
+    void *scratch;        /* node_scratch's buffer, kept for the node's next sweep (a replay's) */
+    size_t scratch_bytes;
 } ad_ext;
 
 /* One allocation of ad_op_alloc for a node's op: ad_graph_clone copies it and points the
@@ -278,6 +280,10 @@ ad_node *node_new(ad_graph *g, int op, ad_dtype t, const ad_shape *shape, ad_nod
 /* The same for a node whose value is a view of `view` (another node's storage): no copy. */
 ad_node *node_new_view(ad_graph *g, int op, ad_dtype t, const ad_shape *shape,
                        ad_node *const *in, int nin, void *view);
+/* A scratch buffer of at least `bytes` for a callback of node n (an op's backward), the same
+ * one at every sweep: a replayed graph is never reset, so memory taken from the arena at each
+ * sweep would pile up.  NULL with the error set if memory runs out. */
+void *node_scratch(ad_graph *g, ad_node *n, size_t bytes);
 /* An extension for a node that has none yet (names, op parameters). */
 ad_ext *node_ext(ad_graph *g, ad_node *n);
 /* Copies op parameters into the node. */

@@ -200,6 +200,7 @@ static bool clone_ext(ad_graph *w, const ad_node *n, ad_node *n2)
         if (!(y->data = arena_alloc(w, bytes ? bytes : 1))) return false;
         memcpy(y->data, x->data, bytes);
     }
+    y->scratch = NULL, y->scratch_bytes = 0; /* its own, made on first use */
     /* gradients: the workspace's own, made on first use (a parameter's too) */
     y->param = NULL;
     y->grad = x->grad == &n->g ? &n2->g : NULL;

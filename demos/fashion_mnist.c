@@ -509,6 +509,24 @@ static const char *optimizer_text(const options *o, char *buf, size_t len)
     return buf;
 }
 
+/* The training loss, recorded once by nn_step and replayed at every step; it keeps the
+ * scores (for accuracy) and the cross-entropy (the loss the curves show, without the L2
+ * term). */
+typedef struct {
+    nn_mlp *m;
+    double l2;
+    ad_node *scores, *ce;
+} train_loss;
+
+static ad_node *train_loss_fn(ad_graph *g, ad_node *x, const int32_t *labels, ad_node *y, void *user)
+{
+    train_loss *t = user;
+    (void)y;
+    t->scores = nn_mlp_forward(g, t->m, x, NN_TRAIN);
+    t->ce = nn_cross_entropy(g, t->scores, labels);
+    return nn_regularized(g, t->ce, t->m, NN_L2, t->l2, false);
+}
+
 /* Trains m on ds; returns 0 or an exit status after printing the reason. */
 static int train(const options *o, nn_mlp *m, const datasets *ds, history *h)
 {
@@ -519,11 +537,13 @@ static int train(const options *o, nn_mlp *m, const datasets *ds, history *h)
     h->train_loss = calloc(n, sizeof(double)), h->train_acc = calloc(n, sizeof(double));
     h->val_loss = calloc(n, sizeof(double)), h->val_acc = calloc(n, sizeof(double));
     h->step_loss = calloc(o->log_steps ? (size_t)o->log_steps : 1, sizeof(double));
-    ad_graph *g = ad_graph_new();
+    ad_graph *g = ad_graph_new(); /* evaluation's; training has its step's */
+    train_loss tl = {m, o->l2, NULL, NULL};
+    nn_step *step_fn = nn_step_new(train_loss_fn, &tl);
     nn_batches *it = nn_batches_new(ds->train, o->batch, !o->no_shuffle, (uint64_t)o->seed + 1, err, sizeof err);
     optim *opt = it ? make_optimizer(o, m, err, sizeof err) : NULL;
     nn_early_stop *stop = ds->val ? nn_early_stop_new(nn_mlp_params(m), o->patience, 0) : NULL;
-    if (!h->train_loss || !h->train_acc || !h->val_loss || !h->val_acc || !h->step_loss || !g || (ds->val && !stop)) {
+    if (!h->train_loss || !h->train_acc || !h->val_loss || !h->val_acc || !h->step_loss || !g || !step_fn || (ds->val && !stop)) {
         fprintf(stderr, PROG ": out of memory\n");
         goto out;
     }
@@ -551,20 +571,18 @@ static int train(const options *o, nn_mlp *m, const datasets *ds, history *h)
         int64_t seen = 0, right = 0;
         nn_batch b;
         while (nn_batches_next(it, &b)) {
-            ad_graph_reset(g);
             optim_zero_grad(opt);
-            ad_node *scores = nn_mlp_forward(g, m, ad_const_tensor(g, b.x), NN_TRAIN);
-            ad_node *ce = nn_cross_entropy(g, scores, b.labels);
-            ad_node *loss = nn_regularized(g, ce, m, NN_L2, o->l2, false);
-            if (ad_backward(g, loss) != AD_OK) {
+            double total;
+            if (nn_step_run(step_fn, &b, &total) != AD_OK) {
                 progress_clear(&p);
-                fprintf(stderr, PROG ": step %lld: %s\n", (long long)step + 1, ad_error(g));
+                fprintf(stderr, PROG ": step %lld: %s\n", (long long)step + 1, ad_error(nn_step_graph(step_fn)));
                 goto out;
             }
-            double l = ad_value(ce);
-            if (!isfinite(l) || !isfinite(ad_value(loss))) {
+            ad_node *scores = tl.scores;
+            double l = ad_value(tl.ce);
+            if (!isfinite(l) || !isfinite(total)) {
                 progress_clear(&p);
-                double bad = isfinite(l) ? ad_value(loss) : l;
+                double bad = isfinite(l) ? total : l;
                 fprintf(stderr, PROG ": the loss is %s at step %lld (epoch %d): training diverged; try a smaller --lr\n",
                         isnan(bad) ? "NaN" : "infinite", (long long)step + 1, e);
                 goto out;
@@ -629,6 +647,7 @@ out:
     nn_early_stop_free(stop);
     optim_free(opt);
     nn_batches_free(it);
+    nn_step_free(step_fn);
     ad_graph_free(g);
     return status;
 }

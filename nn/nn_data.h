@@ -104,6 +104,47 @@ bool nn_batches_next(nn_batches *it, nn_batch *b);
 void nn_batches_free(nn_batches *it);
 
 /* ------------------------------------------------------------------------------------------
+ * Training steps recorded once.  A model's loss on a minibatch is the same graph at every
+ * step; only the batch's numbers change.  nn_step records it at the first batch and replays it
+ * (ad_replay) at the next ones, so a step makes no node and allocates nothing:
+ *
+ *     nn_step *s = nn_step_new(my_loss, &model);
+ *     while (nn_batches_next(it, &b)) {
+ *         optim_zero_grad(o);
+ *         nn_step_run(s, &b, &loss);        // forward and backward
+ *         optim_step(o);
+ *     }
+ */
+
+/* The loss of one minibatch, as nn_step records it: x is the batch's inputs as a constant node
+ * viewing the batch tensor, labels its labels (NULL for regression), y its targets as such a
+ * node (NULL for classification); user is nn_step_new's.  Returns the scalar loss (NULL after
+ * an error in g).  Nodes it keeps (the scores, for accuracy) stay valid, with the values of
+ * the latest step, until it runs again. */
+typedef ad_node *(*nn_loss_fn)(ad_graph *g, ad_node *x, const int32_t *labels, ad_node *y, void *user);
+
+/* A training step recorded once (opaque). */
+typedef struct nn_step nn_step;
+
+/* A step for loss with its user pointer; NULL if loss is NULL or memory runs out. */
+nn_step *nn_step_new(nn_loss_fn loss, void *user);
+/* Frees the step and its graph; NULL is ignored. */
+void nn_step_free(nn_step *s);
+/* Forward and backward of the loss on batch b; *loss (may be NULL) receives its value.  The
+ * first batch records the graph; a batch with other tensors or another row count (the smaller
+ * last batch of an epoch) records it again, into the same graph's memory; every other batch
+ * replays the recording, with the batch's labels set on its cross_entropy nodes (so a loss that
+ * gives cross_entropy anything but the batch's labels must not use nn_step).  Dropout draws new
+ * masks at each step, as recording again would.  Gradients accumulate into the parameters as
+ * ad_backward's do.  The same bits as recording every step.  Returns AD_OK, or a status with
+ * the message in nn_step_graph's ad_error. */
+ad_status nn_step_run(nn_step *s, const nn_batch *b, double *loss);
+/* The step's graph (for ad_error and the nodes the loss function kept); NULL for NULL. */
+ad_graph *nn_step_graph(const nn_step *s);
+/* How many times the step recorded its graph and how many it replayed it. */
+void nn_step_counts(const nn_step *s, int64_t *recorded, int64_t *replayed);
+
+/* ------------------------------------------------------------------------------------------
  * Loaders.
  */
 

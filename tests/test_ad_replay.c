@@ -329,8 +329,9 @@ START_TEST(no_allocation_after_first_replay)
     ad_node *L = ad_cross_entropy(g, ad_linear(g, h, ad_param(g, w2), NULL), labels);
     ad_node *xs = ad_var(g, "s", 0.5), *q = ad_sin(g, ad_mul(g, xs, xs));
     long before = 0;
+    uint64_t used = 0;
     for (int step = 0; step < 20; step++) {
-        if (step == 1) before = ad_alloc_count();
+        if (step == 1) before = ad_alloc_count(), used = ad_graph_get_stats(g).bytes_used;
         ad_tensor_rand_uniform(xt, &r, -1, 1); /* the minibatch, in place */
         ad_set_value(g, xs, 0.1 * step);
         ck_assert_int_eq(ad_node_set_arg(g, L, labels), AD_OK);
@@ -341,6 +342,7 @@ START_TEST(no_allocation_after_first_replay)
         ck_assert_int_eq(ad_backward(g, q), AD_OK);
     }
     ck_assert_int_eq(ad_alloc_count(), before);
+    ck_assert_uint_eq(ad_graph_get_stats(g).bytes_used, used); /* not even from the arena */
     ad_graph_free(g);
     ad_tensor_free(w1), ad_tensor_free(b1), ad_tensor_free(w2), ad_tensor_free(xt);
 }

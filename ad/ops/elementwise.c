@@ -538,8 +538,8 @@ static ad_status deriv_backward(const ad_op_ctx *c)
     ad_node *y = c->out;
     ad_dtype t = o.t;
     const void *G = ad_node_grad_data(y);
-    void *tmp = arena_alloc(g, (size_t)node_size(y) * ad_dtype_size(t));
-    if (!tmp && node_size(y)) return ad_set_error(g, AD_ERR_NOMEM, "backward: out of memory at node %u", y->id);
+    void *tmp = node_scratch(g, y, (size_t)node_size(y) * ad_dtype_size(t) + 1);
+    if (!tmp) return g->status;
     for (int k = 0; k < c->nin; k++) {
         void *D = ad_input_grad_buffer(g, c->in[k]);
         if (!D) {

@@ -183,10 +183,8 @@ static ad_status linear_backward(const ad_op_ctx *c)
          * exactly where x > 0 for relu and leaky relu (slope > 0), and sigmoid's and tanh's
          * derivatives are functions of y */
         const void *Y = node_data(c->out);
-        void *GP = arena_alloc(g, (size_t)(n * out) * ad_dtype_size(t));
-        if (!GP)
-            return ad_set_error(g, AD_ERR_NOMEM, "backward: out of memory for the activation gradient of linear node %u",
-                                c->out->id);
+        void *GP = node_scratch(g, c->out, (size_t)(n * out) * ad_dtype_size(t));
+        if (!GP) return g->status;
         ew_unary_grad(a.op, t, n * out, Y, Y, a.p, G, GP);
         G = GP;
     }

@@ -5,8 +5,9 @@
  *
  *     bench_fashion_epoch [--batch B[,B...]] [--threads T[,T...]] [--repeat R] [--limit N]
  *
- * For every batch size and thread count it trains R fresh models for one epoch each and
- * prints the median epoch time and the allocations made after its first step, then the peak
+ * For every batch size and thread count it trains R fresh models for one epoch each, the
+ * graph recorded once and replayed (nn_step) alternating with recorded at every step, and
+ * prints the median epoch times, the speedup and the allocations made after the first step, then the peak
  * resident set size of the whole run (the training images as float32 are 179 MiB of it).  Exit status 2 when the dataset is missing, so the comparator can tell.
  */
 #include <stdio.h>
@@ -35,9 +36,17 @@ static int parse_list(const char *s, int *out)
     return n;
 }
 
-/* Trains a fresh model for one epoch; returns the seconds it took (negative on failure) and
- * the allocations made after the first step in *allocs. */
-static double epoch(const nn_dataset *train, int batch, long *allocs, double *last_loss)
+/* The loss nn_step records once and replays. */
+static ad_node *mlp_loss(ad_graph *g, ad_node *x, const int32_t *labels, ad_node *y, void *user)
+{
+    (void)y;
+    return nn_cross_entropy(g, nn_mlp_forward(g, user, x, NN_TRAIN), labels);
+}
+
+/* Trains a fresh model for one epoch, recording the graph at every step or (replay) once and
+ * replaying it; returns the seconds it took (negative on failure) and the allocations made
+ * after the first step in *allocs. */
+static double epoch(const nn_dataset *train, int batch, bool replay, long *allocs, double *last_loss)
 {
     nn_mlp_cfg cfg = {.in = 784, .hidden = {256, 128}, .out = 10, .dtype = AD_F32, .seed = 1};
     char err[256];
@@ -47,26 +56,35 @@ static double epoch(const nn_dataset *train, int batch, long *allocs, double *la
     optim *o = m ? optim_new(nn_mlp_params(m), nn_mlp_num_params(m), &oc, err, sizeof err) : NULL;
     nn_batches *it = nn_batches_new(train, batch, true, 1, err, sizeof err);
     ad_graph *g = ad_graph_new();
+    nn_step *step = m ? nn_step_new(mlp_loss, m) : NULL;
     double t = -1;
-    if (!m || !o || !it || !g) goto out;
+    if (!m || !o || !it || !g || !step) goto out;
     double t0 = now_seconds();
     nn_batch b;
     long steps = 0;
     while (nn_batches_next(it, &b)) {
-        ad_graph_reset(g);
         optim_zero_grad(o);
-        ad_node *scores = nn_mlp_forward(g, m, ad_const_tensor(g, b.x), NN_TRAIN);
-        ad_node *loss = nn_cross_entropy(g, scores, b.labels);
-        if (ad_backward(g, loss) != AD_OK || optim_step(o) != AD_OK) {
-            fprintf(stderr, "bench_fashion_epoch: %s\n", ad_error(g));
-            goto out;
+        if (replay) {
+            if (nn_step_run(step, &b, last_loss) != AD_OK || optim_step(o) != AD_OK) {
+                fprintf(stderr, "bench_fashion_epoch: %s\n", ad_error(nn_step_graph(step)));
+                goto out;
+            }
+        } else {
+            ad_graph_reset(g);
+            ad_node *scores = nn_mlp_forward(g, m, ad_const_tensor(g, b.x), NN_TRAIN);
+            ad_node *loss = nn_cross_entropy(g, scores, b.labels);
+            if (ad_backward(g, loss) != AD_OK || optim_step(o) != AD_OK) {
+                fprintf(stderr, "bench_fashion_epoch: %s\n", ad_error(g));
+                goto out;
+            }
+            *last_loss = ad_value(loss);
         }
-        *last_loss = ad_value(loss);
         if (++steps == 1) *allocs = ad_alloc_count();
     }
     t = now_seconds() - t0;
     *allocs = ad_alloc_count() - *allocs;
 out:
+    nn_step_free(step);
     ad_graph_free(g);
     nn_batches_free(it);
     optim_free(o);
@@ -121,14 +139,22 @@ int main(int argc, char **argv)
     for (int ti = 0; ti < nt; ti++) {
         ad_set_threads(threads[ti]);
         for (int bi = 0; bi < nb; bi++) {
-            double t[99], loss = 0;
-            long allocs = 0;
+            /* recorded once and replayed (the library's way, nn_step), alternating with recorded
+             * at every step; the same losses, bit for bit */
+            double t[99], t_rec[99], loss = 0, loss_rec = 0;
+            long allocs = 0, allocs_rec = 0;
             for (int r = 0; r < repeat; r++) {
-                t[r] = epoch(train, batches[bi], &allocs, &loss);
-                if (t[r] < 0) status = 1;
+                t[r] = epoch(train, batches[bi], true, &allocs, &loss);
+                t_rec[r] = epoch(train, batches[bi], false, &allocs_rec, &loss_rec);
+                if (t[r] < 0 || t_rec[r] < 0 || memcmp(&loss, &loss_rec, sizeof loss)) status = 1;
             }
+            double tm = median(t, repeat), tr = median(t_rec, repeat);
             printf("bench: fashion_epoch_b%d_t%d %.3f s  (last loss %.4f, %ld allocations after step 1)\n",
-                   batches[bi], threads[ti], median(t, repeat), loss, allocs);
+                   batches[bi], threads[ti], tm, loss, allocs);
+            printf("bench: fashion_epoch_rerecord_b%d_t%d %.3f s  (recorded at every step; last loss %s, %ld "
+                   "allocations after step 1)\n", batches[bi], threads[ti], tr,
+                   memcmp(&loss, &loss_rec, sizeof loss) ? "DIFFERS" : "the same bits", allocs_rec);
+            printf("bench: fashion_replay_speedup_b%d_t%d %.3f\n", batches[bi], threads[ti], tr / tm);
         }
     }
     long rss = peak_rss_kib();
