@@ -82,7 +82,8 @@ typedef enum {
     AD_NOT_CONVERGED,   /* optim_gd: max_iter updates without meeting the stopping rule */
     AD_STOPPED,         /* an optim driver's on_step callback asked to stop */
     AD_ERR_LOSS,        /* an optim loss callback failed, or backward through its graph did */
-    AD_ERR_FORMAT       /* a file does not fit what reads it (a checkpoint, another optimizer) */
+    AD_ERR_FORMAT,      /* a file does not fit what reads it (a checkpoint, another optimizer) */
+    AD_ERR_RETAPE       /* a replay met a branch (ad_branch) that now goes the other way: record again */
 } ad_status;
 /* The name of a status: the enumerator without AD_, in lower case ("ok", "err_shape",
  * "not_converged", ...), for messages and logs; "unknown" for a value outside the enum. */
@@ -344,6 +345,29 @@ ad_node *ad_pow(ad_graph *g, ad_node *a, ad_node *b);
 ad_node *ad_max(ad_graph *g, ad_node *a, ad_node *b);
 /* Elementwise min(a, b); ties split the gradient evenly. */
 ad_node *ad_min(ad_graph *g, ad_node *a, ad_node *b);
+/* Comparisons, elementwise with broadcasting: 1 where a < b (<=, >, >=, ==, !=) holds and 0
+ * where it does not, in the inputs' dtype; NaN compares false except under ad_ne.  Their
+ * derivative is 0.  They are recorded like any op, so a replay (ad_replay) decides them again at
+ * the new values: use them as the condition of ad_where, or read one with ad_branch to steer C
+ * code. */
+ad_node *ad_lt(ad_graph *g, ad_node *a, ad_node *b);
+/* 1 where a <= b, else 0 (see ad_lt). */
+ad_node *ad_le(ad_graph *g, ad_node *a, ad_node *b);
+/* 1 where a > b, else 0 (see ad_lt). */
+ad_node *ad_gt(ad_graph *g, ad_node *a, ad_node *b);
+/* 1 where a >= b, else 0 (see ad_lt). */
+ad_node *ad_ge(ad_graph *g, ad_node *a, ad_node *b);
+/* 1 where a == b, else 0 (see ad_lt). */
+ad_node *ad_eq(ad_graph *g, ad_node *a, ad_node *b);
+/* 1 where a != b (and where either is NaN), else 0 (see ad_lt). */
+ad_node *ad_ne(ad_graph *g, ad_node *a, ad_node *b);
+/* Elementwise select, PyTorch's torch.where: a where cond is nonzero, b where it is 0, with
+ * cond, a and b broadcast together (NumPy's rules); a and b share a dtype, cond may have
+ * either.  The gradient flows to a where cond holds and to b elsewhere, none to cond, so a NaN
+ * or infinity in the branch not taken never reaches the gradient (as it would through
+ * cond*a + (1-cond)*b).  CppAD's CondExp: the choice is recorded as an op, and a replay makes
+ * it again at the new values. */
+ad_node *ad_where(ad_graph *g, ad_node *cond, ad_node *a, ad_node *b);
 /* -x. */
 ad_node *ad_neg(ad_graph *g, ad_node *a);
 /* 1/x, the slides' reciprocal gate. */
@@ -479,8 +503,59 @@ ad_status ad_backward(ad_graph *g, ad_node *root);
 /* Sweeps backward from any root with a seed gradient of the root's size (doubles). */
 ad_status ad_backward_seed(ad_graph *g, ad_node *root, const double *seed);
 /* Zeroes the gradients of the graph's variables (parameters keep theirs: see
- * ad_tensor_zero_grad). */
+ * ad_tensor_zero_grad; a workspace's parameter gradients are its own, and zeroed too). */
 void ad_zero_grad(ad_graph *g);
+
+/* ------------------------------------------------------------------------------------------
+ * Record once, evaluate many.  A recorded graph is a program: ad_replay runs it again at new
+ * leaf values, with no new node and, after the first replay, no allocation, and gives the same
+ * bits as recording again at those values.  Backward sweeps, forward mode (ad_jvp_graph),
+ * gradient graphs (ad_grad_graph, built once and replayed with the rest) and the scalar HVP
+ * all work on the replayed values.  What a replay cannot see is a plain C `if` on a value
+ * (`if (ad_value(x) > 0)`): the recording holds the branch taken.  Write the choice as an op
+ * (ad_where with a comparison), which a replay decides again, or read the condition with
+ * ad_branch, which records the outcome and makes a replay that would go the other way fail
+ * with AD_ERR_RETAPE.  docs/design.md, "Replay", says what a replay keeps and what it redoes.
+ */
+
+/* Re-evaluates every computed node of g, in recording order, from the leaves' current values:
+ * variables and constants set with ad_set_value / ad_set_data (or written through
+ * ad_node_data), parameters' and constant tensors' storage as it is now.  Op parameters and
+ * state stay as recorded (cross_entropy's labels: ad_node_set_arg changes them); dropout draws
+ * a new mask from its ad_rng, as recording again would.  Gradients of the earlier sweep are
+ * stale, and leaves' gradients accumulate as ever (ad_zero_grad).  Returns AD_OK;
+ * AD_ERR_RETAPE naming the first ad_branch whose outcome changed (the nodes after it keep the
+ * old values: record again at this point); AD_ERR_NUMERIC in anomaly mode; the standing error
+ * if g holds one (a failed recording cannot be replayed). */
+ad_status ad_replay(ad_graph *g);
+/* Sets a one-element leaf (variable or constant) to v, for a replay.  AD_ERR_ARG for a node
+ * that is not a leaf of g or has more than one element, or for a parameter (its storage is
+ * the ad_tensor's: write that). */
+ad_status ad_set_value(ad_graph *g, ad_node *leaf, double v);
+/* Sets all elements of a leaf from v (ad_node_size(leaf) doubles, converted to its dtype);
+ * errors as ad_set_value. */
+ad_status ad_set_data(ad_graph *g, ad_node *leaf, const double *v);
+/* Runs the state initialiser of a recorded node again with a new argument (new labels for
+ * cross_entropy, a new ad_rng for dropout), reusing the state's memory, for a replay on new
+ * data.  AD_ERR_ARG if n's op takes no argument; the initialiser's own error otherwise (then
+ * the node keeps its old state). */
+ad_status ad_node_set_arg(ad_graph *g, ad_node *n, const void *arg);
+/* Reads a one-element node as a truth value (nonzero is true) for a C branch, and records the
+ * outcome: a later ad_replay at which the node comes out the other way returns AD_ERR_RETAPE,
+ * naming it, instead of a gradient of the wrong branch.  ADOL-C's comparison records.  Use it
+ * on comparisons (ad_lt ...): `if (ad_branch(g, ad_lt(g, x, y))) ... else ...`.  False, with
+ * the error recorded in g, if n is NULL, not of g, or not one element. */
+bool ad_branch(ad_graph *g, ad_node *n);
+/* A workspace for replaying g in another thread: a graph with g's nodes (the same ids, found
+ * with ad_graph_node), its own values, gradients and tangents, and g's constants and op state
+ * copied, so that each thread replays its own workspace while g stays untouched.  Parameters'
+ * values are read from their tensors, shared by every workspace (do not step an optimizer while
+ * workspaces replay); their gradients go to the workspace's nodes (ad_node_grad_data), not to
+ * the tensors.  Constant tensors (ad_const_tensor) stay views of the caller's storage.  NULL
+ * with g's error set if g holds an error or memory runs out, or if g has a node no workspace
+ * can copy: dropout (its ad_rng would be shared) or an op of ad_op_register with state.  Free
+ * it with ad_graph_free. */
+ad_graph *ad_graph_clone(ad_graph *g);
 
 /* ------------------------------------------------------------------------------------------
  * Forward mode.  A Jacobian-vector product pushes tangents (directional derivatives) through

@@ -23,7 +23,8 @@
  * it; being ops, it can be differentiated again, to any order.  It sees the graph g, the nodes
  * x, y (or a, b, y) and p, and: K(c), a constant of the input's dtype; STEP(n), 1 where n > 0
  * and 0 elsewhere, SIGN(n), n's sign, both with derivative 0 (for guards: pow's derivative is 0
- * where its formula's is); ONE and NEG_ONE, the gradient passed on as it is or negated; LOCAL,
+ * where its formula's is); ONE and NEG_ONE, the gradient passed on as it is or negated; ZERO,
+ * no gradient at all (the comparisons); LOCAL,
  * for a derivative that is piecewise constant: the derivative column evaluated per element,
  * its own derivative 0.
  *
@@ -153,7 +154,9 @@ static inline double ad_ew_softplus_(double x) { return x > 20 ? x : log1p(exp(x
  * constant c folded in on the left and on the right (label, formula; {c} stands for the
  * constant), value, d/da, d/db, d2/da2, d2/da db, d2/db2, then d/da and d/db as graph ops).  infix is how the stepper writes
  * the op between its operands (NULL: as a call, "max(a, b)"); the texts name input 0 x and
- * input 1 y, as the slides do.
+ * input 1 y, as the slides do.  The comparisons (lt ... ne) are 1 where they hold and 0
+ * where not (NaN compares false, except for ne), with derivative 0: they are conditions for
+ * ad_where and ad_branch, recorded so that a replay re-decides them (docs/design.md, "Replay").
  */
 #define AD_EW_BINARY(X)                                                                       \
     X(ADD, add, " + ", "d/dx[x + y] = 1, d/dy[x + y] = 1", "d/dx[x + y] = 1",                  \
@@ -195,7 +198,37 @@ static inline double ad_ew_softplus_(double x) { return x > 20 ? x : log1p(exp(x
       a <= b || a != a ? a : b, a < b ? 1 : a > b ? 0 : a == b ? 0.5 : 1,                      \
       b < a ? 1 : b > a ? 0 : a == b ? 0.5 : 1, 0, 0, 0,                                       \
       LOCAL,                                                                                   \
-      LOCAL)
+      LOCAL)                                                                                   \
+    X(LT, lt, " < ", "d/dx[x < y] = 0, d/dy[x < y] = 0", "d/dx[x < y] = 0",                    \
+      "d/dy[x < y] = 0", "{c} < x", "d/dx[{c} < x] = 0", "< {c}", "d/dx[x < {c}] = 0",         \
+      a < b, 0, 0, 0, 0, 0,                                                                    \
+      ZERO,                                                                                    \
+      ZERO)                                                                                    \
+    X(LE, le, " <= ", "d/dx[x <= y] = 0, d/dy[x <= y] = 0", "d/dx[x <= y] = 0",                \
+      "d/dy[x <= y] = 0", "{c} <= x", "d/dx[{c} <= x] = 0", "<= {c}", "d/dx[x <= {c}] = 0",    \
+      a <= b, 0, 0, 0, 0, 0,                                                                   \
+      ZERO,                                                                                    \
+      ZERO)                                                                                    \
+    X(GT, gt, " > ", "d/dx[x > y] = 0, d/dy[x > y] = 0", "d/dx[x > y] = 0",                    \
+      "d/dy[x > y] = 0", "{c} > x", "d/dx[{c} > x] = 0", "> {c}", "d/dx[x > {c}] = 0",         \
+      a > b, 0, 0, 0, 0, 0,                                                                    \
+      ZERO,                                                                                    \
+      ZERO)                                                                                    \
+    X(GE, ge, " >= ", "d/dx[x >= y] = 0, d/dy[x >= y] = 0", "d/dx[x >= y] = 0",                \
+      "d/dy[x >= y] = 0", "{c} >= x", "d/dx[{c} >= x] = 0", ">= {c}", "d/dx[x >= {c}] = 0",    \
+      a >= b, 0, 0, 0, 0, 0,                                                                   \
+      ZERO,                                                                                    \
+      ZERO)                                                                                    \
+    X(EQ, eq, " == ", "d/dx[x == y] = 0, d/dy[x == y] = 0", "d/dx[x == y] = 0",                \
+      "d/dy[x == y] = 0", "{c} == x", "d/dx[{c} == x] = 0", "== {c}", "d/dx[x == {c}] = 0",    \
+      a == b, 0, 0, 0, 0, 0,                                                                   \
+      ZERO,                                                                                    \
+      ZERO)                                                                                    \
+    X(NE, ne, " != ", "d/dx[x != y] = 0, d/dy[x != y] = 0", "d/dx[x != y] = 0",                \
+      "d/dy[x != y] = 0", "{c} != x", "d/dx[{c} != x] = 0", "!= {c}", "d/dx[x != {c}] = 0",    \
+      a != b, 0, 0, 0, 0, 0,                                                                   \
+      ZERO,                                                                                    \
+      ZERO)
 
 /* The formulas as functions: ad_ew_exp(x, p), ad_ew_exp_d(x, y, p), ad_ew_exp_d2(x, y, p);
  * ad_ew_mul(a, b), ad_ew_mul_da(a, b, y), ..._db, ..._daa, ..._dab, ..._dbb. */

@@ -98,7 +98,7 @@ void ad_zero_grad(ad_graph *g)
     if (!g) return;
     for (uint32_t i = 0; i < g->nnodes; i++) {
         ad_node *n = node_at(g, i);
-        if (!(n->flags & F_LEAF) || n->op == OP_PARAM) continue;
+        if (!(n->flags & F_LEAF) || (n->x && n->x->param)) continue; /* a tensor's: ad_tensor_zero_grad */
         n->g = 0;
         n->flags &= (uint8_t)~F_GRAD_LIVE;
     }

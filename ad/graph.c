@@ -223,6 +223,7 @@ ad_node *node_alloc_slow(ad_graph *g)
     g->cur_end = g->cur + SLAB_NODES;
     ad_node *n = g->cur++;
     n->id = g->nnodes++;
+    n->guard = 0;
     return n;
 oom:
     ad_set_error(g, AD_ERR_NOMEM, "graph: out of memory for node %u", g->nnodes);
@@ -296,7 +297,7 @@ ad_node *node_new_view(ad_graph *g, int op, ad_dtype t, const ad_shape *shape,
     n->op = (uint16_t)op;
     n->dtype = (uint8_t)t;
     n->nin = nin;
-    n->flags = 0;
+    n->flags = view ? F_VIEW : 0;
     if (!g->nograd)
         for (int i = 0; i < nin; i++)
             if (in[i]->flags & F_NEEDS_GRAD) n->flags |= F_NEEDS_GRAD;
@@ -499,7 +500,7 @@ static ad_node *tensor_leaf(ad_graph *g, ad_tensor *p, bool as_param)
     n->nin = 0;
     n->op = grad ? OP_PARAM : OP_CONST;
     n->dtype = (uint8_t)p->dtype;
-    n->flags = grad ? F_NEEDS_GRAD | F_LEAF : 0;
+    n->flags = F_VIEW | (grad ? F_NEEDS_GRAD | F_LEAF : 0);
     ad_ext *x = arena_alloc(g, sizeof *x);
     if (!x) {
         ad_set_error(g, AD_ERR_NOMEM, "param: out of memory");
@@ -631,6 +632,7 @@ const char *ad_status_name(ad_status s)
     case AD_STOPPED: return "stopped";
     case AD_ERR_LOSS: return "err_loss";
     case AD_ERR_FORMAT: return "err_format";
+    case AD_ERR_RETAPE: return "err_retape";
     }
     return "unknown";
 }

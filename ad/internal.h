@@ -36,7 +36,9 @@ enum {
     F_NEEDS_GRAD = 1 << 1, /* some input (transitively) is a variable or parameter */
     F_LEAF = 1 << 2,       /* variable or parameter: its gradient accumulates across sweeps */
     F_GRAD_LIVE = 1 << 3,  /* tensor gradient buffer holds this sweep's sum */
-    F_PARTIALS = 1 << 4    /* scalar fast path: da/db hold the local partials */
+    F_PARTIALS = 1 << 4,   /* scalar fast path: da/db hold the local partials */
+    F_VIEW = 1 << 5        /* data is a view of storage the node does not own: its input's
+                            * (a contiguous slice) or a tensor's (ad_param, ad_const_tensor) */
 };
 
 /* The ops that are not elementwise, each defined in its family's file under ops/ as
@@ -46,7 +48,8 @@ enum {
     X(MATMUL, matmul) X(TRANSPOSE, transpose) X(RESHAPE, reshape)                             \
     X(BROADCAST_TO, broadcast_to) X(SLICE, slice) X(CONCAT, concat) X(SOFTMAX, softmax)       \
     X(LOG_SOFTMAX, log_softmax) X(CROSS_ENTROPY, cross_entropy) X(MSE, mse) X(MAE, mae)       \
-    X(DROPOUT, dropout) X(LINEAR, linear) X(EW_DERIV, ew_deriv)
+    X(DROPOUT, dropout) X(LINEAR, linear) X(EW_DERIV, ew_deriv)         \
+    X(DROPOUT_MASK, dropout_mask) X(WHERE, where)
 
 /* Built-in op ids, in the registry's order: the leaves, the elementwise ops of ad_ew.h, then
  * the tensor ops. */
@@ -62,6 +65,9 @@ enum {
 #undef OP_TENSOR_ID_
 /* The first elementwise op: the leaves come before it. */
 #define OP_FIRST_COMPUTED OP_ADD
+/* Ops whose output carries no gradient: the comparisons (conditions, not quantities, as in
+ * PyTorch, where they give booleans) and dropout's mask.  Their nodes never need a gradient. */
+static inline bool op_no_grad(int op) { return (op >= OP_LT && op <= OP_NE) || op == OP_DROPOUT_MASK; }
 
 /* Tensor part of a node: every node that is not a plain float64 scalar has one; named
  * scalars and scalars with op parameters have one too (then data/grad point into the node). */
@@ -76,7 +82,16 @@ typedef struct ad_ext {
     double *param_v;      /* op parameters, nparam of them */
     int nparam;
     void *saved;          /* op-specific state kept for backward (mask, labels, ...) */
+    struct op_block *blocks; /* the memory ad_op_alloc gave the op, for workspaces to copy */
 } ad_ext;
+
+/* One allocation of ad_op_alloc for a node's op: ad_graph_clone copies it and points the
+ * copied state at the copy. */
+typedef struct op_block {
+    struct op_block *next;
+    void *p;
+    size_t bytes;
+} op_block;
 
 /* 72 bytes, so most nodes straddle two cache lines.  A 64-byte node leaves no room for a 32-bit
  * input count beside id, op, flags and dtype; one squeezed to 64 bytes (24-bit id, 8-bit
@@ -92,7 +107,7 @@ struct ad_node {
     uint8_t flags;
     uint8_t dtype;
     int32_t nin;          /* number of inputs */
-    int32_t pad_;
+    int32_t guard;        /* ad_branch's recorded outcome: 0 none, 1 false, 2 true */
 };
 _Static_assert(sizeof(void *) != 8 || sizeof(struct ad_node) == 72,
                "ad_node's size changed: update the comment above and docs/design.md");
@@ -214,6 +229,7 @@ static inline ad_node *node_alloc(ad_graph *g)
     if (g->cur == g->cur_end) return node_alloc_slow(g);
     ad_node *n = g->cur++;
     n->id = g->nnodes++;
+    n->guard = 0;
     return n;
 }
 ad_node *node_at(const ad_graph *g, uint32_t id);

@@ -111,8 +111,16 @@ void *ad_op_alloc(const ad_op_ctx *c, size_t bytes)
 {
     if (!c || !c->graph) return NULL;
     void *p = arena_alloc(c->graph, bytes ? bytes : 1);
-    if (!p) ad_set_error(c->graph, AD_ERR_NOMEM, "%s: out of memory for %zu bytes of state",
-                         c->out ? op_entry_get(c->out->op)->def.name : "op", bytes);
+    op_block *b = p && c->out && c->out->x ? arena_alloc(c->graph, sizeof *b) : NULL;
+    if (!p || (c->out && c->out->x && !b)) {
+        ad_set_error(c->graph, AD_ERR_NOMEM, "%s: out of memory for %zu bytes of state",
+                     c->out ? op_entry_get(c->out->op)->def.name : "op", bytes);
+        return NULL;
+    }
+    if (b) { /* listed, so that a workspace (ad_graph_clone) can copy it */
+        *b = (op_block){c->out->x->blocks, p, bytes ? bytes : 1};
+        c->out->x->blocks = b;
+    }
     return p;
 }
 
@@ -206,6 +214,7 @@ ad_node *ad_apply_with(ad_graph *g, int op, ad_node *const *in, int nin, const d
     }
     ad_node *n = node_new(g, op, nin ? (ad_dtype)in[0]->dtype : AD_F64, &shape, in, nin);
     if (!n) return NULL;
+    if (op_no_grad(op)) n->flags &= (uint8_t)~F_NEEDS_GRAD;
     if (!node_set_params(g, n, param, nparam)) goto fail;
     c.out = n;
     c.param = n->x ? n->x->param_v : NULL;

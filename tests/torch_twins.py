@@ -16,4 +16,8 @@ UNARY = {
 BINARY = {
     "add": torch.add, "sub": torch.sub, "mul": torch.mul, "div": torch.div, "pow": torch.pow,
     "max": torch.maximum, "min": torch.minimum,
+    # comparisons: 1.0 or 0.0, with no gradient (torch's booleans cut the graph, as ours do)
+    "lt": lambda a, b: torch.lt(a, b).to(a.dtype), "le": lambda a, b: torch.le(a, b).to(a.dtype),
+    "gt": lambda a, b: torch.gt(a, b).to(a.dtype), "ge": lambda a, b: torch.ge(a, b).to(a.dtype),
+    "eq": lambda a, b: torch.eq(a, b).to(a.dtype), "ne": lambda a, b: torch.ne(a, b).to(a.dtype),
 }

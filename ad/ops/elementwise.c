@@ -639,6 +639,7 @@ static ad_node *ew_multiplier(const ad_op_ctx *c, int side, int *sign)
 #define K(v) scalar_const_like(g, a, (v))
 #define ONE (*sign = 1, (ad_node *)NULL)
 #define NEG_ONE (*sign = -1, (ad_node *)NULL)
+#define ZERO (*sign = 0, (ad_node *)NULL)
 #define LOCAL deriv_node(c, side)
 #define STEP(n) derivative_of(g, OP_RELU, (n))
 #define SIGN(n) derivative_of(g, OP_ABS, (n))
@@ -654,6 +655,7 @@ static ad_node *ew_multiplier(const ad_op_ctx *c, int side, int *sign)
 #undef K
 #undef ONE
 #undef NEG_ONE
+#undef ZERO
 #undef LOCAL
 #undef STEP
 #undef SIGN
@@ -704,7 +706,7 @@ static inline ad_node *scalar_node(ad_graph *g, int op, ad_node *a, ad_node *b)
     n->op = (uint16_t)op;
     n->dtype = AD_F64;
     n->nin = b ? 2 : 1;
-    uint8_t need = (a->flags | (b ? b->flags : 0)) & F_NEEDS_GRAD;
+    uint8_t need = op_no_grad(op) ? 0 : (a->flags | (b ? b->flags : 0)) & F_NEEDS_GRAD;
     n->flags = F_SCALAR | F_PARTIALS | (g->nograd ? 0 : need);
     return n;
 }

@@ -109,8 +109,9 @@ static ad_status ce_init(const ad_op_ctx *c, const void *arg, char *msg, size_t 
                      (long long)C);
             return AD_ERR_ARG;
         }
-    if (!(st->labels = ad_op_alloc(c, (size_t)N * sizeof *st->labels)) ||
-        !(st->lse = ad_op_alloc(c, (size_t)N * sizeof *st->lse)))
+    /* a second call (ad_node_set_arg, for a replay) reuses the buffers */
+    if ((!st->labels && !(st->labels = ad_op_alloc(c, (size_t)N * sizeof *st->labels))) ||
+        (!st->lse && !(st->lse = ad_op_alloc(c, (size_t)N * sizeof *st->lse))))
         return AD_ERR_NOMEM; /* the graph holds the message */
     memcpy(st->labels, labels, (size_t)N * sizeof *labels);
     return AD_OK;
@@ -207,9 +208,10 @@ static int same_as_input(const ad_op_ctx *c, ad_shape *out, char *msg, size_t le
     return 0;
 }
 
-/* Parameters p and inverted (0 or 1); the state is the mask, drawn from the ad_rng given to
- * ad_apply_with, one byte per element (1 = kept), and the survivors' scale. */
-typedef struct { uint8_t *keep; double scale; } dropout_state;
+/* Parameters p and inverted (0 or 1); the state is the ad_rng given to ad_apply_with, the mask
+ * drawn from it by each forward pass (recording or replay), one byte per element (1 = kept),
+ * and the survivors' scale. */
+typedef struct { ad_rng *rng; uint8_t *keep; double scale; } dropout_state;
 
 static ad_status dropout_init(const ad_op_ctx *c, const void *arg, char *msg, size_t len)
 {
@@ -225,17 +227,34 @@ static ad_status dropout_init(const ad_op_ctx *c, const void *arg, char *msg, si
         return AD_ERR_NULL;
     }
     st->scale = c->param[1] != 0 ? 1 / (1 - p) : 1;
-    if (!(st->keep = ad_op_alloc(c, (size_t)node_size(c->out)))) return AD_ERR_NOMEM;
-    for (int64_t i = 0; i < node_size(c->out); i++) st->keep[i] = ad_rng_uniform(rng) >= p;
+    st->rng = rng;
+    if (!st->keep && !(st->keep = ad_op_alloc(c, (size_t)node_size(c->out)))) return AD_ERR_NOMEM;
     return AD_OK;
+}
+
+/* Y = the mask applied to X: the forward pass, and the forward rule on tangents. */
+static void dropout_apply(const dropout_state *st, ad_dtype t, const void *X, void *Y, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) store(Y, t, i, st->keep[i] ? st->scale * load(X, t, i) : 0.0);
 }
 
 static void dropout_forward(const ad_op_ctx *c)
 {
-    ad_node *x = c->in[0], *y = c->out;
-    const dropout_state *st = c->state;
-    for (int64_t i = 0; i < node_size(y); i++)
-        store(node_data(y), y->dtype, i, st->keep[i] ? st->scale * load(node_data(x), x->dtype, i) : 0.0);
+    ad_node *y = c->out;
+    dropout_state *st = c->state;
+    double p = c->param[0];
+    for (int64_t i = 0; i < node_size(y); i++) st->keep[i] = ad_rng_uniform(st->rng) >= p;
+    dropout_apply(st, y->dtype, node_data(c->in[0]), node_data(y), node_size(y));
+}
+
+/* The mask of the last forward pass, not a new one: jvp_linear would run the forward again. */
+static ad_status dropout_jvp(const ad_op_ctx *c)
+{
+    const void *TX = ad_tangent_data(c->graph, c->in[0]);
+    void *T = ad_tangent_buffer(c->graph, c->out);
+    if (!T || !TX) return c->graph->status;
+    dropout_apply(c->state, c->out->dtype, TX, T, node_size(c->out));
+    return AD_OK;
 }
 
 static ad_status dropout_backward(const ad_op_ctx *c)
@@ -369,17 +388,37 @@ static ad_node *err_grad_graph(const ad_op_ctx *c, ad_node *gy, int i)
     return d ? ad_mul(g, d, ad_mul(g, gy, scalar_const_like(g, p, k))) : NULL;
 }
 
-/* The mask and scale as a constant. */
+/* The mask times the scale, as a dropout_mask node reading the dropout node's state: a
+ * constant would keep the mask of the recording, and a replay draws a new one. */
 static ad_node *dropout_grad_graph(const ad_op_ctx *c, ad_node *gy, int i)
 {
     (void)i;
-    ad_graph *g = c->graph;
-    const dropout_state *st = c->state;
-    ad_node *m = ad_full(g, (ad_dtype)gy->dtype, node_shape(gy), 0);
-    if (!m) return NULL;
-    for (int64_t k = 0; k < node_size(m); k++) store(node_data(m), m->dtype, k, st->keep[k] ? st->scale : 0.0);
-    return ad_mul(g, gy, m);
+    ad_node *y = c->out, *m = ad_apply(c->graph, OP_DROPOUT_MASK, &y, 1, NULL, 0);
+    return m ? ad_mul(c->graph, gy, m) : NULL;
 }
+
+/* dropout_mask: an internal op, the mask of its input (a dropout node) times the scale, with
+ * derivative 0. */
+static int mask_rule(const ad_op_ctx *c, ad_shape *out, char *msg, size_t len)
+{
+    if (c->in[0]->op != OP_DROPOUT) {
+        snprintf(msg, len, "input is a %s node, not dropout", op_entry_get(c->in[0]->op)->def.name);
+        return 1;
+    }
+    *out = node_shape(c->in[0]);
+    return 0;
+}
+
+static void mask_forward(const ad_op_ctx *c)
+{
+    const dropout_state *st = c->in[0]->x->saved;
+    for (int64_t k = 0; k < node_size(c->out); k++)
+        store(node_data(c->out), c->out->dtype, k, st->keep[k] ? st->scale : 0.0);
+}
+
+/* Derivative 0: nothing to add, and a tangent left unset is zero. */
+static ad_status mask_backward(const ad_op_ctx *c) { (void)c; return AD_OK; }
+static ad_node *mask_grad_graph(const ad_op_ctx *c, ad_node *gy, int i) { (void)c, (void)gy, (void)i; return NULL; }
 
 const op_entry op_softmax = {.def = {"softmax", 1, axis_rule, softmax_forward, softmax_backward,
                                      "d/dx_j[softmax(x)_i] = y_i ([i=j] - y_j)", softmax_jvp, 0, NULL,
@@ -397,8 +436,10 @@ const op_entry op_mse = {.def = {"mse", 2, same_rule, err_forward, err_backward,
 const op_entry op_mae = {.def = {"mae", 2, same_rule, err_forward, err_backward,
                                  "d/dp[mean |p - t|] = sign(p - t)/n (0 at 0)", err_jvp, 0, NULL,
                                  err_grad_graph}};
+const op_entry op_dropout_mask = {.def = {"dropout_mask", 1, mask_rule, mask_forward, mask_backward,
+                                          "d/dy[mask(y)] = 0", mask_backward, 0, NULL, mask_grad_graph}};
 const op_entry op_dropout = {.def = {"dropout", 1, same_as_input, dropout_forward, dropout_backward,
-                                     "d/dx[dropout(x)] = mask * scale", jvp_linear, sizeof(dropout_state),
+                                     "d/dx[dropout(x)] = mask * scale", dropout_jvp, sizeof(dropout_state),
                                      dropout_init, dropout_grad_graph},
                              .nparam = 2, .nparam_min = 2, .param_names = "(p, inverted)"};
 
