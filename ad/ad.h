@@ -362,11 +362,12 @@ ad_node *ad_eq(ad_graph *g, ad_node *a, ad_node *b);
 /* 1 where a != b (and where either is NaN), else 0 (see ad_lt). */
 ad_node *ad_ne(ad_graph *g, ad_node *a, ad_node *b);
 /* Elementwise select, PyTorch's torch.where: a where cond is nonzero, b where it is 0, with
- * cond, a and b broadcast together (NumPy's rules); a and b share a dtype, cond may have
- * either.  The gradient flows to a where cond holds and to b elsewhere, none to cond, so a NaN
- * or infinity in the branch not taken never reaches the gradient (as it would through
- * cond*a + (1-cond)*b).  CppAD's CondExp: the choice is recorded as an op, and a replay makes
- * it again at the new values. */
+ * cond, a and b broadcast together (NumPy's rules), all three of one dtype (a comparison's
+ * output has its inputs').  The value of the side not chosen never reaches the output (a NaN
+ * there stays out, as it would not through cond*a + (1-cond)*b).  The gradient goes to a where
+ * cond holds and to b elsewhere, none to cond; as with torch.where, an infinite derivative on
+ * the side not chosen still gives 0 * inf = NaN upstream, so guard that side's input.  CppAD's
+ * CondExp: the choice is an op, and a replay makes it again at the new values. */
 ad_node *ad_where(ad_graph *g, ad_node *cond, ad_node *a, ad_node *b);
 /* -x. */
 ad_node *ad_neg(ad_graph *g, ad_node *a);
@@ -556,6 +557,46 @@ bool ad_branch(ad_graph *g, ad_node *n);
  * can copy: dropout (its ad_rng would be shared) or an op of ad_op_register with state.  Free
  * it with ad_graph_free. */
 ad_graph *ad_graph_clone(ad_graph *g);
+
+/* A recorded float64 scalar graph compiled to a flat program (opaque): ADOL-C's taped function
+ * or CppAD's ADFun.  Its instructions are 12 bytes where a node is 72, and a thread evaluates it
+ * in its own workspace of two doubles per node, so it is ad_replay's fast form for scalar code,
+ * and the recording that several threads share read-only. */
+typedef struct ad_program ad_program;
+/* What a thread evaluates a program in (opaque): a value and a gradient per node. */
+typedef struct ad_program_ws ad_program_ws;
+/* Compiles what the m roots of g depend on into a program whose inputs are the n float64
+ * scalar leaves `inputs` (any other leaf keeps its recorded value).  Every node on the way must
+ * be a float64 scalar elementwise node (the one-node fast path: every ad_ew.h row and ops
+ * registered by their formulas) or an ad_where of float64 scalars; ad_branch guards are kept.
+ * g may be reset or freed afterwards.  NULL with g's error set otherwise (naming the first
+ * node that cannot be compiled, its op and shape) or if memory runs out. */
+ad_program *ad_program_new(ad_graph *g, int m, ad_node *const *roots, int n, ad_node *const *inputs);
+/* Frees a program; NULL is ignored. */
+void ad_program_free(ad_program *p);
+/* A workspace for evaluating p (in one thread at a time); NULL if memory runs out.  Any
+ * number of workspaces may evaluate one program at the same time. */
+ad_program_ws *ad_program_ws_new(const ad_program *p);
+/* Frees a workspace; NULL is ignored. */
+void ad_program_ws_free(ad_program_ws *w);
+/* Evaluates p at the inputs x[0..n-1] in workspace w: value[0..m-1] (may be NULL) and, if J is
+ * not NULL, the m x n Jacobian row by row (one reverse sweep per root), the same bits as
+ * recording the graph at x and sweeping it.  Allocates nothing.  Returns AD_OK;
+ * AD_ERR_RETAPE when a guarded branch goes the other way at x (the message, naming it, is
+ * ad_program_ws_error's; J is then not written); AD_ERR_NULL for a NULL argument or a
+ * workspace of another program. */
+ad_status ad_program_jacobian(const ad_program *p, ad_program_ws *w, const double *x, double *value, double *J);
+/* ad_program_jacobian for one root: the value and the gradient (may be NULL).  AD_ERR_ARG for
+ * a program of several roots. */
+ad_status ad_program_gradient(const ad_program *p, ad_program_ws *w, const double *x, double *value, double *grad);
+/* The message of the workspace's last failed evaluation, or NULL. */
+const char *ad_program_ws_error(const ad_program_ws *w);
+/* The program's inputs, roots, and nodes (leaves and instructions). */
+int ad_program_num_inputs(const ad_program *p);
+/* The number of roots (rows of its Jacobian). */
+int ad_program_num_roots(const ad_program *p);
+/* The number of nodes it evaluates, leaves included: its workspace holds two doubles each. */
+uint32_t ad_program_size(const ad_program *p);
 
 /* ------------------------------------------------------------------------------------------
  * Forward mode.  A Jacobian-vector product pushes tangents (directional derivatives) through

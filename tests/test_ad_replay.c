@@ -502,6 +502,127 @@ START_TEST(clone_out_of_memory)
 }
 END_TEST
 
+/* ---- programs ---- */
+
+/* The every-op function compiled: the program's value and gradient are the graph's, bit for
+ * bit, at every point (registered ops included). */
+START_TEST(program_every_op)
+{
+    ad_graph *g = ad_graph_new(), *fresh = ad_graph_new();
+    ad_node *x = ad_var(g, "x", 0.7), *y = ad_var(g, "y", 1.3), *in[2] = {x, y};
+    ad_node *f = every_op(g, x, y);
+    ad_program *p = ad_program_new(g, 1, &f, 2, in);
+    ck_assert_msg(p != NULL, "%s", ad_error(g));
+    ad_graph_free(g); /* the program stands alone */
+    ad_program_ws *w = ad_program_ws_new(p);
+    ck_assert_int_eq(ad_program_num_inputs(p), 2);
+    ck_assert_int_eq(ad_program_num_roots(p), 1);
+    const double pts[][2] = {{1.1, 0.4}, {0.4, 1.1}, {0.9, 0.9}, {2.5, -0.5}, {-0.3, 0.2}, {0, 0}};
+    for (size_t k = 0; k < sizeof pts / sizeof pts[0]; k++) {
+        double value, grad[2];
+        ck_assert_int_eq(ad_program_gradient(p, w, pts[k], &value, grad), AD_OK);
+        ad_graph_reset(fresh);
+        ad_node *x2 = ad_var(fresh, "x", pts[k][0]), *y2 = ad_var(fresh, "y", pts[k][1]);
+        ad_node *f2 = every_op(fresh, x2, y2);
+        ck_assert_int_eq(ad_backward(fresh, f2), AD_OK);
+        ck_assert_msg(same_bits(value, ad_value(f2)), "point %zu: %.17g vs %.17g", k, value, ad_value(f2));
+        ck_assert_msg(same_bits(grad[0], ad_grad(x2)) && same_bits(grad[1], ad_grad(y2)),
+                      "point %zu: (%.17g, %.17g) vs (%.17g, %.17g)", k, grad[0], grad[1], ad_grad(x2), ad_grad(y2));
+    }
+    ad_program_ws_free(w);
+    ad_program_free(p);
+    ad_graph_free(fresh);
+}
+END_TEST
+
+/* Two roots with where, a guard and a branch a root does not depend on: the Jacobian by rows,
+ * against the graph's sweeps; then a guard that changes. */
+static void two_roots(ad_graph *g, ad_node *const *x, ad_node **r)
+{
+    ad_node *zero = ad_const_scalar(g, 0);
+    ad_node *s = ad_where(g, ad_gt(g, x[0], zero), ad_log(g, x[0]), ad_mul(g, x[0], x[1]));
+    r[0] = ad_add(g, s, ad_sin(g, x[2]));
+    r[1] = ad_mul(g, ad_exp(g, x[1]), ad_sqrt(g, x[2])); /* sqrt: infinite slope at 0 */
+    if (ad_branch(g, ad_lt(g, x[2], ad_const_scalar(g, 10)))) r[1] = ad_add(g, r[1], x[0]);
+}
+
+START_TEST(program_jacobian_rows)
+{
+    ad_graph *g = ad_graph_new(), *fresh = ad_graph_new();
+    ad_node *x[3], *r[2];
+    for (int i = 0; i < 3; i++) x[i] = ad_var(g, "x", 0.5 + i);
+    two_roots(g, x, r);
+    ad_program *p = ad_program_new(g, 2, r, 3, x);
+    ck_assert_msg(p != NULL, "%s", ad_error(g));
+    ad_program_ws *w = ad_program_ws_new(p);
+    const double pts[][3] = {{0.5, 1, 2}, {-1, 2, 0}, {2, -1, 3}, {0, 0, 0}};
+    for (size_t k = 0; k < 4; k++) {
+        double value[2], J[6];
+        ck_assert_int_eq(ad_program_jacobian(p, w, pts[k], value, J), AD_OK);
+        for (int row = 0; row < 2; row++) {
+            ad_graph_reset(fresh);
+            ad_node *y[3], *q[2];
+            for (int i = 0; i < 3; i++) y[i] = ad_var(fresh, "x", pts[k][i]);
+            two_roots(fresh, y, q);
+            ck_assert_int_eq(ad_backward(fresh, q[row]), AD_OK);
+            ck_assert(same_bits(value[row], ad_value(q[row])));
+            for (int i = 0; i < 3; i++)
+                ck_assert_msg(same_bits(J[row * 3 + i], ad_grad(y[i])), "point %zu row %d input %d: %.17g vs %.17g", k,
+                              row, i, J[row * 3 + i], ad_grad(y[i]));
+        }
+    }
+    /* x2 >= 10: the recorded branch is wrong there */
+    ck_assert_int_eq(ad_program_jacobian(p, w, (double[]){1, 1, 12}, NULL, NULL), AD_ERR_RETAPE);
+    ck_assert_msg(strstr(ad_program_ws_error(w), "branch on lt node") &&
+                      strstr(ad_program_ws_error(w), "was true when recorded and is false now"),
+                  "%s", ad_program_ws_error(w));
+    ck_assert_int_eq(ad_program_gradient(p, w, (double[]){1, 1, 1}, NULL, NULL), AD_ERR_ARG); /* two roots */
+    ck_assert_int_eq(ad_program_jacobian(p, w, (double[]){1, 1, 1}, NULL, NULL), AD_OK);
+    ck_assert_ptr_null(ad_program_ws_error(w));
+    ad_program_ws_free(w);
+    ad_program_free(p);
+    ad_graph_free(fresh);
+    ad_graph_free(g);
+}
+END_TEST
+
+START_TEST(program_refuses)
+{
+    ad_graph *g = ad_graph_new();
+    ad_node *x = ad_var(g, "x", 1), *v = ad_var_array(g, "v", AD_F64, AD_SHAPE(3), NULL);
+    ad_node *t = ad_add(g, x, ad_sum(g, v));
+    ck_assert_ptr_null(ad_program_new(g, 1, &t, 1, &x));
+    ck_assert_msg(strstr(ad_error(g), "program: node") && strstr(ad_error(g), "(sum, float64 [])"), "%s", ad_error(g));
+    ad_clear_error(g);
+    ad_node *f = ad_mul(g, x, x);
+    ck_assert_ptr_null(ad_program_new(g, 1, &f, 1, &v)); /* a tensor input */
+    ck_assert_msg(strstr(ad_error(g), "input 0 is not a float64 scalar leaf"), "%s", ad_error(g));
+    ad_clear_error(g);
+    ck_assert_ptr_null(ad_program_new(g, 0, &f, 1, &x));
+    ck_assert_int_eq(ad_status_of(g), AD_ERR_ARG);
+    ad_clear_error(g);
+    /* out of memory at every allocation of a compilation and of a workspace */
+    for (long k = 0;; k++) {
+        ad_fail_alloc_at(ad_alloc_count() + k);
+        ad_program *p = ad_program_new(g, 1, &f, 1, &x);
+        ad_program_ws *w = p ? ad_program_ws_new(p) : NULL;
+        ad_fail_alloc_at(0);
+        if (w) {
+            double value, grad;
+            ck_assert_int_eq(ad_program_gradient(p, w, (double[]){3}, &value, &grad), AD_OK);
+            ck_assert(value == 9 && grad == 6);
+            ad_program_ws_free(w);
+            ad_program_free(p);
+            break;
+        }
+        ad_program_free(p);
+        ad_clear_error(g);
+    }
+    ck_assert_int_eq(ad_program_gradient(NULL, NULL, NULL, NULL, NULL), AD_ERR_NULL);
+    ad_graph_free(g);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("ad_replay");
@@ -520,6 +641,9 @@ int main(void)
     tcase_add_test(tc, anomaly_in_replay);
     tcase_add_test(tc, clone_replays_alone);
     tcase_add_test(tc, clone_out_of_memory);
+    tcase_add_test(tc, program_every_op);
+    tcase_add_test(tc, program_jacobian_rows);
+    tcase_add_test(tc, program_refuses);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }

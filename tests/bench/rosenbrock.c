@@ -60,8 +60,13 @@ int main(int argc, char **argv)
     static double x2[N], got2[N];
     for (int i = 0; i < N; i++) leaf[i] = ad_var(rec, NULL, 0), x2[i] = x[i] * (1 + 1e-3);
     ad_node *froot = rosenbrock_graph(rec, leaf, N, NULL);
-    double *t_rep = malloc((size_t)runs * sizeof *t_rep);
-    if (!froot || !t_rep) return 1;
+    double *t_rep = malloc((size_t)runs * sizeof *t_rep), *t_prog = malloc((size_t)runs * sizeof *t_prog);
+    /* and compiled to a program (ad_program), evaluated in its workspace */
+    ad_program *prog = froot ? ad_program_new(rec, 1, &froot, N, leaf) : NULL;
+    ad_program_ws *ws = prog ? ad_program_ws_new(prog) : NULL;
+    static double got3[N];
+    double f_prog = 0;
+    if (!froot || !t_rep || !t_prog || !ws) return 1;
     double f = 0, f_rep = 0;
     for (int r = 0; r < runs; r++) {
         double t0 = now_seconds();
@@ -79,6 +84,11 @@ int main(int argc, char **argv)
             f_rep = ad_value(froot);
             if (pass) t_rep[r] = now_seconds() - t0;
         }
+        for (int pass = 0; pass < 2 && st == AD_OK; pass++) {
+            t0 = now_seconds();
+            st = ad_program_gradient(prog, ws, pass ? x : x2, &f_prog, got3);
+            if (pass) t_prog[r] = now_seconds() - t0;
+        }
         if (st != AD_OK) {
             fprintf(stderr, "rosenbrock: %s / %s\n", ad_error(g) ? ad_error(g) : "", ad_error(rec) ? ad_error(rec) : "");
             return 1;
@@ -87,6 +97,12 @@ int main(int argc, char **argv)
     double t_graph = median(t, runs), err_graph = max_rel_err(got, want, N);
     double t_replay = median(t_rep, runs), err_replay = max_rel_err(got2, want, N);
     bool replay_same = !memcmp(got, got2, sizeof got) && !memcmp(&f, &f_rep, sizeof f);
+    bool prog_same = !memcmp(got, got3, sizeof got) && !memcmp(&f, &f_prog, sizeof f);
+    double t_program = median(t_prog, runs);
+    uint32_t prog_nodes = ad_program_size(prog);
+    ad_program_ws_free(ws);
+    ad_program_free(prog);
+    free(t_prog);
     uint64_t nodes = ad_graph_get_stats(g).nodes;
     ad_graph_free(rec);
     free(t_rep);
@@ -160,8 +176,11 @@ int main(int argc, char **argv)
     printf("bench: rosenbrock_scalar_ratio %.1f x\n", t_scalar / t_plain);
     printf("bench: rosenbrock_graph_scalar_ratio %.1f x\n", t_graph / t_plain);
     printf("bench: rosenbrock_graph_replay_ratio %.1f x\n", t_replay / t_plain);
+    printf("bench: rosenbrock_program %.3f ms (the graph compiled, %u nodes; %s as recording again)\n",
+           t_program * 1e3, prog_nodes, prog_same ? "the same bits" : "NOT the same bits");
+    printf("bench: rosenbrock_program_ratio %.1f x\n", t_program / t_plain);
     printf("bench: rosenbrock_tensor_ratio %.1f x\n", t_tensor / t_plain);
-    if (err_scalar > 1e-9 || err_graph > 1e-9 || err_tensor > 1e-9 || err_replay > 1e-9 || !replay_same) {
+    if (err_scalar > 1e-9 || err_graph > 1e-9 || err_tensor > 1e-9 || err_replay > 1e-9 || !replay_same || !prog_same) {
         fprintf(stderr, "rosenbrock: gradient does not match the analytic one\n");
         return 1;
     }
