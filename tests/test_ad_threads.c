@@ -159,6 +159,59 @@ START_TEST(concurrent_replays_agree_with_serial)
 }
 END_TEST
 
+/* One program, evaluated from THREADS threads at once, each in its own workspace: the same
+ * bits as serial evaluations. */
+typedef struct {
+    const ad_program *p;
+    int first;
+    double value[POINTS], grad[POINTS][3];
+} program_job;
+
+static void program_point(const ad_program *p, ad_program_ws *w, int k, double *value, double *grad)
+{
+    double x[3] = {sin(0.3 * k), cos(0.2 * k), 0.1 * k - 0.5};
+    ck_assert_int_eq(ad_program_gradient(p, w, x, value, grad), AD_OK);
+}
+
+static void *program_work(void *arg)
+{
+    program_job *j = arg;
+    ad_program_ws *w = ad_program_ws_new(j->p);
+    for (int k = j->first; k < POINTS; k += THREADS) program_point(j->p, w, k, &j->value[k], j->grad[k]);
+    ad_program_ws_free(w);
+    return NULL;
+}
+
+START_TEST(concurrent_programs_agree_with_serial)
+{
+    ad_graph *g = ad_graph_new();
+    ad_node *x[3];
+    for (int i = 0; i < 3; i++) x[i] = ad_var(g, "x", 0.5);
+    ad_node *f = ad_add(g, ad_mul(g, ad_exp(g, x[0]), ad_sin(g, x[1])),
+                        ad_where(g, ad_gt(g, x[2], x[0]), ad_square(g, x[2]), ad_tanh(g, x[1])));
+    ad_program *p = ad_program_new(g, 1, &f, 3, x);
+    ck_assert_ptr_nonnull(p);
+    ad_graph_free(g);
+    static program_job jobs[THREADS];
+    pthread_t th[THREADS];
+    for (int t = 0; t < THREADS; t++) {
+        jobs[t] = (program_job){.p = p, .first = t};
+        ck_assert_int_eq(pthread_create(&th[t], NULL, program_work, &jobs[t]), 0);
+    }
+    for (int t = 0; t < THREADS; t++) pthread_join(th[t], NULL);
+    ad_program_ws *w = ad_program_ws_new(p);
+    for (int k = 0; k < POINTS; k++) {
+        double value, grad[3];
+        program_point(p, w, k, &value, grad);
+        const program_job *j = &jobs[k % THREADS];
+        ck_assert_mem_eq(&j->value[k], &value, sizeof value);
+        ck_assert_mem_eq(j->grad[k], grad, sizeof grad);
+    }
+    ad_program_ws_free(w);
+    ad_program_free(p);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("ad_threads");
@@ -166,6 +219,7 @@ int main(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, threads_agree_with_one_thread);
     tcase_add_test(tc, concurrent_replays_agree_with_serial);
+    tcase_add_test(tc, concurrent_programs_agree_with_serial);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }
