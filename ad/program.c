@@ -30,6 +30,8 @@ struct ad_program {
     uint64_t *swept;
     size_t swept_words;      /* per root */
     bool *all_swept;         /* per root: every instruction up to it is swept (no test needed) */
+    uint32_t *leaf_guard;    /* guarded leaves (ad_branch on an input itself): slot, outcome */
+    uint32_t nleaf_guard;
 };
 
 /* What a thread evaluates a program in: a value and a gradient per slot, side by side so that
@@ -46,6 +48,7 @@ void ad_program_free(ad_program *p)
     if (!p) return;
     ad_xfree(p->code), ad_xfree(p->leaf_value), ad_xfree(p->input), ad_xfree(p->root);
     ad_xfree(p->sides), ad_xfree(p->node_of), ad_xfree(p->swept), ad_xfree(p->all_swept);
+    ad_xfree(p->leaf_guard);
     ad_xfree(p);
 }
 
@@ -126,8 +129,9 @@ ad_program *ad_program_new(ad_graph *g, int m, ad_node *const *roots, int n, ad_
     p->swept_words = ((size_t)ninsn + 63) / 64;
     p->swept = ad_xcalloc((size_t)m * p->swept_words + 1, sizeof *p->swept);
     p->all_swept = ad_xcalloc((size_t)m, sizeof *p->all_swept);
+    p->leaf_guard = ad_xmalloc(2 * ((size_t)nleaf + 1) * sizeof *p->leaf_guard);
     if (!p->code || !p->leaf_value || !p->input || !p->root || !p->sides || !p->node_of || !p->swept ||
-        !p->all_swept)
+        !p->all_swept || !p->leaf_guard)
         goto oom;
     uint32_t li = 0, ii = 0, wi = 0;
     for (uint32_t i = 0; i < end; i++) {
@@ -136,6 +140,10 @@ ad_program *ad_program_new(ad_graph *g, int m, ad_node *const *roots, int n, ad_
         if (v->nin == 0) {
             slot_of[i] = li;
             p->node_of[li] = i;
+            if (v->guard) {
+                p->leaf_guard[2 * p->nleaf_guard] = li;
+                p->leaf_guard[2 * p->nleaf_guard++ + 1] = (uint32_t)v->guard;
+            }
             p->leaf_value[li++] = load(node_data(v), AD_F64, 0);
             continue;
         }
@@ -214,6 +222,15 @@ static ad_status run_forward(const ad_program *p, ad_program_ws *w)
 {
     slot *S = w->s;
     for (uint32_t i = 0; i < p->nleaf; i++) S[i].g = 0;
+    for (uint32_t k = 0; k < p->nleaf_guard; k++) {
+        uint32_t i = p->leaf_guard[2 * k], was = p->leaf_guard[2 * k + 1];
+        if ((S[i].v != 0) != (was == 2)) {
+            snprintf(w->err, sizeof w->err,
+                     "program: branch on leaf node %u was %s when recorded and is %s now; record the graph "
+                     "again at these values", p->node_of[i], was == 2 ? "true" : "false", was == 2 ? "false" : "true");
+            return AD_ERR_RETAPE;
+        }
+    }
     slot *out = S + p->nleaf;
     for (uint32_t k = 0; k < p->ninsn; k++, out++) {
         const insn *c = &p->code[k];

@@ -577,6 +577,18 @@ START_TEST(program_jacobian_rows)
                       strstr(ad_program_ws_error(w), "was true when recorded and is false now"),
                   "%s", ad_program_ws_error(w));
     ck_assert_int_eq(ad_program_gradient(p, w, (double[]){1, 1, 1}, NULL, NULL), AD_ERR_ARG); /* two roots */
+    {   /* a guard on an input itself */
+        ad_graph *h = ad_graph_new();
+        ad_node *z = ad_var(h, "z", 1), *q = ad_branch(h, z) ? ad_exp(h, z) : ad_neg(h, z);
+        ad_program *pz = ad_program_new(h, 1, &q, 1, &z);
+        ad_program_ws *wz = ad_program_ws_new(pz);
+        ck_assert_int_eq(ad_program_gradient(pz, wz, (double[]){2}, NULL, NULL), AD_OK);
+        ck_assert_int_eq(ad_program_gradient(pz, wz, (double[]){0}, NULL, NULL), AD_ERR_RETAPE);
+        ck_assert_msg(strstr(ad_program_ws_error(wz), "branch on leaf node 0"), "%s", ad_program_ws_error(wz));
+        ad_program_ws_free(wz);
+        ad_program_free(pz);
+        ad_graph_free(h);
+    }
     ck_assert_int_eq(ad_program_jacobian(p, w, (double[]){1, 1, 1}, NULL, NULL), AD_OK);
     ck_assert_ptr_null(ad_program_ws_error(w));
     ad_program_ws_free(w);
