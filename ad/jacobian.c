@@ -1,7 +1,6 @@
 /* Dense Jacobians: one forward-mode sweep per input element, or one reverse sweep per output
  * element, whichever there are fewer of (or the caller's choice), over one recording. */
 #include "internal.h"
-#include "ad_real.h"
 #include <stdlib.h>
 
 ad_status ad_jacobian_graph(ad_graph *g, ad_node *root, int n, ad_node *const *leaves,
@@ -78,29 +77,6 @@ ad_status ad_jacobian(ad_graph *g, ad_fn f, int n, const double *x, void *user, 
     if (!st && value)
         for (int64_t i = 0; i < m; i++) value[i] = ad_node_get(y, i);
     if (own) ad_graph_free(g);
-    return st;
-}
-
-ad_status ad_real_jacobian(ad_tape *t, ad_real_vec_fn f, int n, const double *x, void *user,
-                           int m, double *value, double *J)
-{
-    if (!f || n < 0 || m < 0 || (n && !x) || (m && !J)) return AD_ERR_NULL;
-    bool own = !t;
-    if (own && !(t = ad_tape_new())) return AD_ERR_NOMEM;
-    ad_tape_reset(t);
-    ad_real *v = ad_xmalloc((size_t)(n ? n : 1) * sizeof *v), *y = ad_xmalloc((size_t)(m ? m : 1) * sizeof *y);
-    ad_status st = v && y ? AD_OK : AD_ERR_NOMEM;
-    for (int i = 0; !st && i < n; i++) v[i] = ad_real_var(t, x[i]);
-    if (!st) f(t, v, n, y, m, user);
-    /* the tape is recorded once and swept once per output; a sweep recomputes every adjoint */
-    for (int i = 0; !st && i < m; i++) {
-        if ((st = ad_tape_backward(t, y[i])) != AD_OK) break;
-        if (value) value[i] = y[i].v;
-        for (int j = 0; j < n; j++) J[(int64_t)i * n + j] = ad_real_grad(t, v[j]);
-    }
-    ad_xfree(v);
-    ad_xfree(y);
-    if (own) ad_tape_free(t);
     return st;
 }
 

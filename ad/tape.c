@@ -152,6 +152,102 @@ ad_status ad_real_gradient(ad_tape *t, ad_real_fn f, int n, const double *x, voi
     return st;
 }
 
+/* Two sweeps at once, from y0 into A0 and from y1 into A1 (each n long, apart from each other
+ * and from t->adj unless one of them is t->adj), for ad_real_jacobian: the two adjoint chains
+ * are independent, so the processor runs them side by side where one sweep waits on the
+ * store-to-load latency of its own updates.  Each chain does exactly what ad_tape_backward
+ * does from its own y, in the same order (entries above its own top are not visited by it:
+ * partial * 0 is not always 0), so the results are its bit for bit.  top0 and top1 are the
+ * values' top entries, both >= 0. */
+static void backward_pair(const ad_tape *t, ad_real y0, int64_t top0, double *restrict A0, ad_real y1,
+                          int64_t top1, double *restrict A1)
+{
+    memset(A0, 0, (size_t)t->n * sizeof *A0);
+    memset(A1, 0, (size_t)t->n * sizeof *A1);
+    for (int k = 0; k < 2 && y0.i[k] >= 0; k++) A0[y0.i[k]] += y0.d[k];
+    for (int k = 0; k < 2 && y1.i[k] >= 0; k++) A1[y1.i[k]] += y1.d[k];
+    const int32_t *restrict end = t->end, *restrict arg = t->arg;
+    const double *restrict partial = t->partial;
+    /* the entries only the higher of the two reaches, swept alone ... */
+    double *restrict A = top0 > top1 ? A0 : A1;
+    int64_t top = top0 > top1 ? top0 : top1, both = top0 > top1 ? top1 : top0;
+    int32_t i = (int32_t)top, hi = end[top];
+    for (; i > both && hi > 0; i--) {
+        int32_t lo = i ? end[i - 1] : 0;
+        double a = A[i];
+        for (int32_t e = lo; e < hi; e++) A[arg[e]] += partial[e] * a;
+        hi = lo;
+    }
+    /* ... then both chains together, down to the variables as in ad_tape_backward */
+    for (; hi > 0; i--) {
+        int32_t lo = i ? end[i - 1] : 0;
+        double a0 = A0[i], a1 = A1[i];
+        for (int32_t e = lo; e < hi; e++) {
+            double p = partial[e];
+            int32_t j = arg[e];
+            A0[j] += p * a0;
+            A1[j] += p * a1;
+        }
+        hi = lo;
+    }
+}
+
+ad_status ad_real_jacobian(ad_tape *t, ad_real_vec_fn f, int n, const double *x, void *user,
+                           int m, double *value, double *J)
+{
+    if (!f || n < 0 || m < 0 || (n && !x) || (m && !J)) return AD_ERR_NULL;
+    bool own = !t;
+    if (own && !(t = ad_tape_new())) return AD_ERR_NOMEM;
+    ad_tape_reset(t);
+    /* the variables and the results live in the tape's xs (which ad_real_hvp uses for its
+     * variables), so a reused tape allocates nothing once it is large enough */
+    ad_status st = AD_OK;
+    int64_t nv = (int64_t)n + m > 0 ? (int64_t)n + m : 1;
+    if (t->xs_cap < nv) {
+        if (!grow_to((void **)&t->xs, nv, sizeof *t->xs, &t->mallocs)) st = AD_ERR_NOMEM;
+        else t->xs_cap = nv;
+    }
+    ad_real *v = t->xs, *y = st == AD_OK ? t->xs + n : NULL;
+    for (int i = 0; !st && i < n; i++) v[i] = ad_real_var(t, x[i]);
+    if (!st) f(t, v, n, y, m, user);
+    /* The tape is recorded once and swept once per output, two outputs at a time where both
+     * reach the tape: the first into adj + cap, the second into adj itself, so that after the
+     * call adj holds the last output's adjoints, as after one sweep per output.  Variables are
+     * entries 0..n-1 (made first on a reset tape), so a row of J is adj[0..n-1] (what
+     * ad_real_grad reads) once the recording succeeded. */
+    int i = 0;
+    while (!st && i < m) {
+        if ((st = t->status) != AD_OK) break;
+        int64_t top0 = top_entry(t, y[i]), top1 = i + 1 < m ? top_entry(t, y[i + 1]) : -1;
+        if (top0 >= 0 && top1 >= 0 && t->adj_cap < 2 * t->cap) {
+            double *a = ad_xrealloc(t->adj, 2 * (size_t)t->cap * sizeof *a);
+            if (!a) {
+                st = t->status = AD_ERR_NOMEM;
+                break;
+            }
+            t->adj = a;
+            t->adj_cap = 2 * t->cap;
+            t->mallocs++;
+        }
+        if (top0 >= 0 && top1 >= 0) {
+            backward_pair(t, y[i], top0, t->adj + t->cap, y[i + 1], top1, t->adj);
+            t->adj_n = t->n;
+            const double *rows[2] = {t->adj + t->cap, t->adj};
+            for (int r = 0; r < 2; r++, i++) {
+                if (value) value[i] = y[i].v;
+                if (n > 0) memcpy(J + (int64_t)i * n, rows[r], (size_t)n * sizeof *J);
+            }
+            continue;
+        }
+        if ((st = ad_tape_backward(t, y[i])) != AD_OK) break;
+        if (value) value[i] = y[i].v;
+        for (int j = 0; j < n; j++) J[(int64_t)i * n + j] = ad_real_grad(t, v[j]);
+        i++;
+    }
+    if (own) ad_tape_free(t);
+    return st;
+}
+
 /* f's value at shifted points gives the numeric derivative, ad_real_gradient the analytic
  * one; the scoring is the graph checker's. */
 ad_status ad_real_gradcheck(ad_real_fn f, int n, const double *x, void *user,

@@ -982,6 +982,72 @@ START_TEST(second_order_out_of_memory)
 }
 END_TEST
 
+/* Five results of six variables for jacobian_steady_state: w = x0 x1 + x2 x3 is 0 at the test
+ * point and written out, so sqrt(w) has an infinite partial and z = sqrt(w) + x4 x5 is an
+ * entry above w with an infinite edge to it (a sweep from w must not pass through it: inf * 0
+ * is NaN); a constant result; a result that is one variable; a long chain. */
+static void jac_fn(ad_tape *t, const ad_real *x, int n, ad_real *y, int m, void *user)
+{
+    (void)n, (void)user;
+    ad_real w = ad_real_add(t, ad_real_mul(t, x[0], x[1]), ad_real_mul(t, x[2], x[3]));
+    ad_real z = ad_real_add(t, ad_real_sqrt(t, w), ad_real_mul(t, x[4], x[5]));
+    ad_real c = x[0];
+    for (int k = 0; k < 20; k++) c = ad_real_add(t, ad_real_sin(t, ad_real_mul(t, c, x[k % 6])), ad_real_mul(t, x[(k + 1) % 6], x[(k + 3) % 6]));
+    ad_real r[] = {w, z, ad_real_const(2), x[3], c, ad_real_mul(t, z, c)};
+    for (int i = 0; i < m; i++) y[i] = r[i % 6];
+}
+
+/* ad_real_jacobian on a reused tape allocates nothing after the first call, and its rows are
+ * bit for bit what one ad_tape_backward per result gives (it sweeps two results at once);
+ * afterwards ad_real_grad reads the last result's gradient, as after the last of those
+ * sweeps. */
+START_TEST(jacobian_steady_state)
+{
+    enum { N = 6, M = 6 };
+    const double x[N] = {1, 2, -2, 1, 0.3, -0.7};
+    ad_tape *t = ad_tape_new(), *ref = ad_tape_new();
+    for (int m = 0; m <= M; m++) {
+        /* by hand: record once, one sweep per result */
+        double want[M * N], want_y[M], J[M * N], y[M];
+        ad_tape_reset(ref);
+        ad_real v[N], r[M];
+        for (int j = 0; j < N; j++) v[j] = ad_real_var(ref, x[j]);
+        jac_fn(ref, v, N, r, m, NULL);
+        for (int i = 0; i < m; i++) {
+            ck_assert_int_eq(ad_tape_backward(ref, r[i]), AD_OK);
+            want_y[i] = r[i].v;
+            for (int j = 0; j < N; j++) want[i * N + j] = ad_real_grad(ref, v[j]);
+        }
+        ck_assert_int_eq(ad_real_jacobian(t, jac_fn, N, x, NULL, m, y, J), AD_OK);
+        uint64_t mallocs = t->mallocs;
+        long allocs = ad_alloc_count();
+        for (int it = 0; it < 5; it++) {
+            memset(J, 0, sizeof J);
+            ck_assert_int_eq(ad_real_jacobian(t, jac_fn, N, x, NULL, m, y, J), AD_OK);
+            ck_assert_mem_eq(J, want, (size_t)m * N * sizeof *J);
+            ck_assert_mem_eq(y, want_y, (size_t)m * sizeof *y);
+        }
+        ck_assert_uint_eq(t->mallocs, mallocs);
+        ck_assert_int_eq(ad_alloc_count(), allocs);
+        for (int j = 0; m > 0 && j < N; j++) {
+            double g = ad_real_grad(t, ad_real_terms_(x[j], j, 1, -1, 0)), h = ad_real_grad(ref, v[j]);
+            ck_assert_mem_eq(&g, &h, sizeof g);
+        }
+    }
+    /* the NaN-free rows really saw the infinite edge: w's row is finite, z's is not */
+    double J[2 * N];
+    ck_assert_int_eq(ad_real_jacobian(t, jac_fn, N, x, NULL, 2, NULL, J), AD_OK);
+    for (int j = 0; j < N; j++) ck_assert(isfinite(J[j]));
+    ck_assert(!isfinite(J[N]));
+    /* a one-call tape too */
+    double J1[2 * N];
+    ck_assert_int_eq(ad_real_jacobian(NULL, jac_fn, N, x, NULL, 2, NULL, J1), AD_OK);
+    ck_assert_mem_eq(J1, J, sizeof J);
+    ad_tape_free(t);
+    ad_tape_free(ref);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("ad_tape");
@@ -998,6 +1064,7 @@ int main(void)
     tcase_add_test(tc, random_expressions_gradcheck);
     tcase_add_test(tc, out_of_memory_everywhere);
     tcase_add_test(tc, reserve_and_steady_state);
+    tcase_add_test(tc, jacobian_steady_state);
     suite_add_tcase(s, tc);
     TCase *t2 = tcase_create("second_order");
     tcase_set_timeout(t2, 120);

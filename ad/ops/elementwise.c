@@ -120,6 +120,7 @@ static void bcast_init(bcast *it, const ad_shape *out, const ad_shape *a, const 
         case OP_ADD: BCAST_LOOP(it, Y[i] = A[ia] + B[ib]); break;                        \
         case OP_SUB: BCAST_LOOP(it, Y[i] = A[ia] - B[ib]); break;                        \
         case OP_MUL: BCAST_LOOP(it, Y[i] = A[ia] * B[ib]); break;                        \
+        case OP_DIV: BCAST_LOOP(it, Y[i] = (T)ad_ew_div(A[ia], B[ib])); break;           \
         default: BCAST_LOOP(it, Y[i] = (T)e->f2(A[ia], B[ib])); break;                   \
         }                                                                                 \
     }
@@ -141,18 +142,30 @@ BINARY_FORWARD(float)
         if (side == 0) switch (op) {                                                      \
             case OP_ADD: case OP_SUB: BCAST_LOOP(it, PUT(D[ia], G[i])); break;           \
             case OP_MUL: BCAST_LOOP(it, PUT(D[ia], G[i] * B[ib])); break;                \
+            case OP_DIV: BCAST_LOOP(it, PUT(D[ia], (T)(G[i] * ad_ew_div_da(A[ia], B[ib], Y[i])))); break; \
             default: BCAST_LOOP(it, PUT(D[ia], (T)(G[i] * e->d2a(A[ia], B[ib], Y[i])))); break; \
             }                                                                             \
         else switch (op) {                                                                \
             case OP_ADD: BCAST_LOOP(it, PUT(D[ib], G[i])); break;                        \
             case OP_SUB: BCAST_LOOP(it, PUT(D[ib], -G[i])); break;                       \
             case OP_MUL: BCAST_LOOP(it, PUT(D[ib], G[i] * A[ia])); break;                \
+            case OP_DIV: BCAST_LOOP(it, PUT(D[ib], (T)(G[i] * ad_ew_div_db(A[ia], B[ib], Y[i])))); break; \
             default: BCAST_LOOP(it, PUT(D[ib], (T)(G[i] * e->d2b(A[ia], B[ib], Y[i])))); break; \
             }                                                                             \
     }
 BINARY_BACKWARD(double)
 BINARY_BACKWARD(float)
 
+/* Common rows whose formulas are cheap (BA's square, sqrt, recip; div above) inline instead
+ * of one call per element through the registry: the same ad_ew.h formula on the same
+ * operands, so the same bits (the library is built with -ffp-contract=off), and the loop can
+ * be vectorised.  The rest still go through e->f1 / e->d1. */
+#define UNARY_FWD_INLINE_(T, ID, name)                                                    \
+    case OP_##ID: for (int64_t i = 0; i < n; i++) Y[i] = (T)ad_ew_##name(X[i], p); break;
+#define UNARY_BWD_INLINE_(T, ID, name)                                                    \
+    case OP_##ID:                                                                         \
+        for (int64_t i = 0; i < n; i++) PUT(D[i], (T)(G[i] * ad_ew_##name##_d(X[i], Y[i], p))); \
+        break;
 #define UNARY_LOOPS(T)                                                                    \
     AD_VECTOR_CLONES                                                                      \
     static void unary_forward_##T(const op_entry *e, int op, int64_t n, const T *X,       \
@@ -161,6 +174,9 @@ BINARY_BACKWARD(float)
         switch (op) {                                                                     \
         case OP_RELU: for (int64_t i = 0; i < n; i++) Y[i] = !(X[i] <= 0) ? X[i] : 0; break; \
         case OP_NEG: for (int64_t i = 0; i < n; i++) Y[i] = -X[i]; break;                 \
+        UNARY_FWD_INLINE_(T, SQUARE, square)                                              \
+        UNARY_FWD_INLINE_(T, SQRT, sqrt)                                                  \
+        UNARY_FWD_INLINE_(T, RECIP, recip)                                                \
         default: for (int64_t i = 0; i < n; i++) Y[i] = (T)e->f1(X[i], p); break;         \
         }                                                                                 \
     }                                                                                     \
@@ -176,6 +192,9 @@ BINARY_BACKWARD(float)
             }                                                                             \
             break;                                                                        \
         case OP_NEG: for (int64_t i = 0; i < n; i++) PUT(D[i], -G[i]); break;             \
+        UNARY_BWD_INLINE_(T, SQUARE, square)                                              \
+        UNARY_BWD_INLINE_(T, SQRT, sqrt)                                                  \
+        UNARY_BWD_INLINE_(T, RECIP, recip)                                                \
         default:                                                                          \
             for (int64_t i = 0; i < n; i++) PUT(D[i], (T)(G[i] * e->d1(X[i], Y[i], p)));  \
             break;                                                                        \
