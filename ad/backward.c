@@ -12,13 +12,6 @@ ad_status backward_node(ad_graph *g, ad_node *n)
     return e->def.backward(&c);
 }
 
-/* Node id, as node_at finds it, inline: the clearing passes below touch every node of a small
- * replayed graph at every sweep, where a call per node was most of their cost. */
-static inline ad_node *node_here(const ad_graph *g, uint32_t id)
-{
-    return &g->slab[id >> SLAB_BITS][id & (SLAB_NODES - 1)];
-}
-
 /* Inner nodes' gradients from an earlier sweep are stale: zero those the new sweep can reach.
  * Leaves keep theirs (gradients accumulate until zeroed).  Slab by slab, a pointer walk. */
 static void clear_stale(ad_graph *g, uint32_t upto)
@@ -115,7 +108,7 @@ void ad_zero_grad(ad_graph *g)
     if (!g) return;
     /* the leaves made since the last call join the index; without memory for it, a scan */
     for (; g->leaf_upto < g->nnodes; g->leaf_upto++) {
-        ad_node *n = node_here(g, g->leaf_upto);
+        ad_node *n = node_at(g, g->leaf_upto);
         if (!(n->flags & F_LEAF)) continue;
         if (g->nleaf == g->leaf_cap) {
             uint32_t cap = g->leaf_cap ? 2 * g->leaf_cap : 64;
@@ -126,7 +119,7 @@ void ad_zero_grad(ad_graph *g)
         }
         g->leaf[g->nleaf++] = n->id;
     }
-    for (uint32_t i = 0; i < g->nleaf; i++) zero_leaf(node_here(g, g->leaf[i]));
+    for (uint32_t i = 0; i < g->nleaf; i++) zero_leaf(node_at(g, g->leaf[i]));
     for (uint32_t i = g->leaf_upto; i < g->nnodes; i++)
-        if (node_here(g, i)->flags & F_LEAF) zero_leaf(node_here(g, i));
+        if (node_at(g, i)->flags & F_LEAF) zero_leaf(node_at(g, i));
 }

@@ -159,11 +159,6 @@ void *arena_alloc(ad_graph *g, size_t bytes)
     return p;
 }
 
-ad_node *node_at(const ad_graph *g, uint32_t id)
-{
-    return &g->slab[id >> SLAB_BITS][id & (SLAB_NODES - 1)];
-}
-
 _Static_assert(SLAB_NODES * sizeof(ad_node) <= (size_t)1 << SLAB_ALIGN_BITS,
                "a slab must fit in its alignment, or two slabs could share a start");
 

@@ -238,7 +238,12 @@ static inline ad_node *node_alloc(ad_graph *g)
     n->guard = 0;
     return n;
 }
-ad_node *node_at(const ad_graph *g, uint32_t id);
+/* Node id of g: inline, since the passes over a small replayed graph touch every node at every
+ * sweep, where a call per node was most of their cost. */
+static inline ad_node *node_at(const ad_graph *g, uint32_t id)
+{
+    return &g->slab[id >> SLAB_BITS][id & (SLAB_NODES - 1)];
+}
 /* Takes back node n of a call that failed after making it, so that no walker (backward,
  * ad_find_nonfinite, ad_graph_node) meets a half-made node: the newest node is unmade; one
  * with newer nodes after it (an op's callbacks made some) becomes a plain constant 0. */

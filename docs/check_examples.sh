@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The C blocks of the docs that quote a source file cannot drift from it.
 #   check_examples.sh DOCS_DIR FILE.md...
-# A ```c block whose first line is "/* docs/examples/NAME.c */" (or tests/ or demos/)
+# A ```c block whose first line is "/* docs/examples/NAME.c */" (or "/* tests/NAME.c */")
 # quotes that file: the lines after it, cut into pieces at lines that are just "...", must each
 # appear in the file verbatim (indentation included).  Other blocks are not checked.
 set -euo pipefail
@@ -28,7 +28,7 @@ for md in "$@"; do
         fi
         if [ $in_block = 1 ]; then # the block's first line
             in_block=2
-            if [[ "$line" =~ ^/\*\ ((docs/examples|tests|demos)/[a-z_]+\.c)\ \*/$ ]]; then source=${BASH_REMATCH[1]}; continue; fi
+            if [[ "$line" =~ ^/\*\ ((docs/examples|tests)/[a-z_]+\.c)\ \*/$ ]]; then source=${BASH_REMATCH[1]}; continue; fi
         fi
         if [ "$line" = '```' ]; then
             [ -n "$source" ] && check_piece
