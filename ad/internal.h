@@ -49,7 +49,7 @@ enum {
     X(BROADCAST_TO, broadcast_to) X(SLICE, slice) X(CONCAT, concat) X(SOFTMAX, softmax)       \
     X(LOG_SOFTMAX, log_softmax) X(CROSS_ENTROPY, cross_entropy) X(MSE, mse) X(MAE, mae)       \
     X(DROPOUT, dropout) X(LINEAR, linear) X(EW_DERIV, ew_deriv)         \
-    X(DROPOUT_MASK, dropout_mask) X(WHERE, where)
+    X(DROPOUT_MASK, dropout_mask) X(WHERE, where) X(CE_ONEHOT, ce_onehot)
 
 /* Built-in op ids, in the registry's order: the leaves, the elementwise ops of ad_ew.h, then
  * the tensor ops. */
@@ -66,8 +66,12 @@ enum {
 /* The first elementwise op: the leaves come before it. */
 #define OP_FIRST_COMPUTED OP_ADD
 /* Ops whose output carries no gradient: the comparisons (conditions, not quantities, as in
- * PyTorch, where they give booleans) and dropout's mask.  Their nodes never need a gradient. */
-static inline bool op_no_grad(int op) { return (op >= OP_LT && op <= OP_NE) || op == OP_DROPOUT_MASK; }
+ * PyTorch, where they give booleans), dropout's mask and cross_entropy's one-hot labels.  Their
+ * nodes never need a gradient. */
+static inline bool op_no_grad(int op)
+{
+    return (op >= OP_LT && op <= OP_NE) || op == OP_DROPOUT_MASK || op == OP_CE_ONEHOT;
+}
 
 /* Tensor part of a node: every node that is not a plain float64 scalar has one; named
  * scalars and scalars with op parameters have one too (then data/grad point into the node). */

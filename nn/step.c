@@ -94,6 +94,8 @@ ad_status nn_step_run(nn_step *s, const nn_batch *b, double *loss)
     if (!b || !b->x) return ad_set_error(g, AD_ERR_NULL, "nn_step: the batch or its inputs are NULL");
     bool same = s->loss && s->x == b->x && s->y == b->y && s->rows == b->rows;
     ad_status st = same ? replay(s, b) : record(s, b);
+    /* a branch of the loss (ad_branch) goes the other way on this batch: record it again */
+    if (same && st == AD_ERR_RETAPE) st = record(s, b);
     if (st == AD_OK) st = ad_backward(g, s->loss);
     if (st != AD_OK) s->loss = NULL; /* the next batch records again */
     if (loss) *loss = st == AD_OK ? ad_value(s->loss) : NAN;

@@ -417,8 +417,19 @@ static void check_replay(const spec *c, ad_dtype dt, ad_graph *g, ad_graph *eval
     ad_node *leaves[MAX_INPUTS], *fresh[MAX_INPUTS];
     ad_graph_reset(g);
     builder b = {.g = g}, e = {.g = eval};
-    ad_node *L = build(&b, c, dt, NULL, leaves);
+    ad_node *L = build(&b, c, dt, NULL, leaves), *ggl[MAX_INPUTS], *ggr[MAX_INPUTS];
+    /* the gradient as a graph, built once at the recording and replayed with it */
+    CHECK(ad_grad_graph(g, L, NULL, c->nin, leaves, ggl) == AD_OK, "seed %llu: %s", (unsigned long long)c->seed,
+          ad_error(g));
     CHECK(ad_backward(g, L) == AD_OK, "seed %llu: %s", (unsigned long long)c->seed, ad_error(g));
+    /* a workspace of the recording, replayed at the new point on its own */
+    ad_graph *w = ad_graph_clone(g);
+    CHECK(w, "seed %llu: clone: %s", (unsigned long long)c->seed, ad_error(g));
+    for (int i = 0; i < c->nin; i++)
+        CHECK(ad_set_data(w, ad_graph_node(w, ad_node_id(leaves[i])), x[i]) == AD_OK, "%s", ad_error(w));
+    ad_node *WL = ad_graph_node(w, ad_node_id(L));
+    CHECK(ad_replay(w) == AD_OK && ad_backward(w, WL) == AD_OK, "seed %llu: workspace: %s",
+          (unsigned long long)c->seed, ad_error(w));
     for (int i = 0; i < c->nin; i++) CHECK(ad_set_data(g, leaves[i], x[i]) == AD_OK, "%s", ad_error(g));
     CHECK(ad_replay(g) == AD_OK, "seed %llu: replay: %s", (unsigned long long)c->seed, ad_error(g));
     ad_zero_grad(g);
@@ -426,6 +437,8 @@ static void check_replay(const spec *c, ad_dtype dt, ad_graph *g, ad_graph *eval
           (unsigned long long)c->seed, ad_error(g));
     ad_graph_reset(eval);
     ad_node *R = build(&e, c, dt, x, fresh);
+    CHECK(ad_grad_graph(eval, R, NULL, c->nin, fresh, ggr) == AD_OK, "seed %llu: %s", (unsigned long long)c->seed,
+          ad_error(eval));
     CHECK(ad_backward(eval, R) == AD_OK && ad_jvp_graph(eval, R, c->nin, fresh, seeds) == AD_OK, "seed %llu: %s",
           (unsigned long long)c->seed, ad_error(eval));
     double lv = ad_value(L), rv = ad_value(R), lt = ad_tangent_get(g, L, 0), rt = ad_tangent_get(eval, R, 0);
@@ -438,6 +451,21 @@ static void check_replay(const spec *c, ad_dtype dt, ad_graph *g, ad_graph *eval
             CHECK(!memcmp(&gl, &gr, sizeof gl), "seed %llu (%s): input %d element %lld: replayed gradient %.17g, "
                   "recorded %.17g (ops: %s)", (unsigned long long)c->seed, ad_dtype_name(dt), i, (long long)k,
                   gl, gr, b.log);
+            double gw = ad_node_grad_get(ad_graph_node(w, ad_node_id(leaves[i])), k);
+            CHECK(!memcmp(&gw, &gr, sizeof gw), "seed %llu (%s): input %d element %lld: workspace's gradient %.17g, "
+                  "recorded %.17g (ops: %s)", (unsigned long long)c->seed, ad_dtype_name(dt), i, (long long)k,
+                  gw, gr, b.log);
+        }
+    double wv = ad_value(WL);
+    CHECK(!memcmp(&wv, &rv, sizeof wv), "seed %llu (%s): workspace's L %.17g, recorded %.17g (ops: %s)",
+          (unsigned long long)c->seed, ad_dtype_name(dt), wv, rv, b.log);
+    ad_graph_free(w);
+    for (int i = 0; i < c->nin; i++)
+        for (int64_t k = 0; k < ad_node_size(ggl[i]); k++) {
+            double vl = ad_node_get(ggl[i], k), vr = ad_node_get(ggr[i], k);
+            CHECK(!memcmp(&vl, &vr, sizeof vl), "seed %llu (%s): input %d element %lld: replayed gradient graph "
+                  "%.17g, recorded %.17g (ops: %s)", (unsigned long long)c->seed, ad_dtype_name(dt), i,
+                  (long long)k, vl, vr, b.log);
         }
 }
 

@@ -3,6 +3,8 @@
  * every random case too (test_ad_property); concurrent replays are in test_ad_threads. */
 #include "testutil.h"
 #include "ad_alloc.h"
+#include "ad_op.h"
+#include "nn_data.h"
 #include <math.h>
 #include <string.h>
 
@@ -598,6 +600,30 @@ START_TEST(program_jacobian_rows)
 }
 END_TEST
 
+/* cross_entropy's gradient as a graph, built once: new labels (ad_node_set_arg) must reach its
+ * one-hot rows at the next replay, as they reach the loss. */
+START_TEST(ce_grad_graph_follows_labels)
+{
+    const double z0[6] = {0.1, -0.4, 0.7, 1.2, 0.3, -0.8};
+    const int32_t l0[2] = {0, 2}, l1[2] = {1, 0};
+    ad_graph *g = ad_graph_new(), *fresh = ad_graph_new();
+    ad_node *z = ad_var_array(g, "z", AD_F64, AD_SHAPE(2, 3), z0), *gz;
+    ad_node *L = ad_cross_entropy(g, z, l0);
+    ck_assert_int_eq(ad_grad_graph(g, L, NULL, 1, &z, &gz), AD_OK);
+    ck_assert_int_eq(ad_node_set_arg(g, L, l1), AD_OK);
+    ck_assert_int_eq(ad_replay(g), AD_OK);
+    ad_node *z2 = ad_var_array(fresh, "z", AD_F64, AD_SHAPE(2, 3), z0), *gz2;
+    ad_node *L2 = ad_cross_entropy(fresh, z2, l1);
+    ck_assert_int_eq(ad_grad_graph(fresh, L2, NULL, 1, &z2, &gz2), AD_OK);
+    ck_assert(same_bits(ad_value(L), ad_value(L2)));
+    for (int i = 0; i < 6; i++)
+        ck_assert_msg(same_bits(ad_node_get(gz, i), ad_node_get(gz2, i)), "element %d: replayed %.17g, recorded %.17g",
+                      i, ad_node_get(gz, i), ad_node_get(gz2, i));
+    ad_graph_free(fresh);
+    ad_graph_free(g);
+}
+END_TEST
+
 START_TEST(program_refuses)
 {
     ad_graph *g = ad_graph_new();
@@ -635,6 +661,72 @@ START_TEST(program_refuses)
 }
 END_TEST
 
+/* A user op whose state holds a pointer (here to its input node): a workspace's copy would
+ * point into the recording, which other threads share.  ad.h: clone refuses such an op. */
+typedef struct { ad_node *in; } keep_state;
+static void keep_forward(const ad_op_ctx *c)
+{
+    keep_state *st = c->state;
+    st->in = c->in[0];
+    ad_data_set(ad_node_data(c->out), AD_F64, 0, 2 * ad_data_get(ad_node_data(st->in), AD_F64, 0));
+}
+
+START_TEST(clone_refuses_stateful_user_op)
+{
+    static int op = -2;
+    if (op == -2) op = ad_op_register(&(ad_op_def){.name = "replay_keep", .arity = 1, .forward = keep_forward,
+                                                    .state_size = sizeof(keep_state)});
+    ck_assert_int_ge(op, 0);
+    ad_graph *g = ad_graph_new();
+    ad_node *x = ad_var(g, "x", 1.5);
+    ad_node *y = ad_apply(g, op, &x, 1, NULL, 0);
+    ck_assert_ptr_nonnull(y);
+    ad_graph *w = ad_graph_clone(g);
+    if (w) { /* what the copy would do: write the recording's node from the workspace */
+        ad_set_value(w, ad_graph_node(w, ad_node_id(x)), 4);
+        ad_replay(w);
+        ad_graph_free(w);
+    }
+    ck_assert_msg(!w, "a user op with state was copied into a workspace");
+    ck_assert_int_eq(ad_status_of(g), AD_ERR_ARG);
+    ck_assert_msg(strstr(ad_error(g), "replay_keep"), "%s", ad_error(g));
+    ad_graph_free(g);
+}
+END_TEST
+
+/* nn_step with a loss that branches (ad_branch) on the batch: a batch that goes the other way
+ * is recorded again, as AD_ERR_RETAPE asks, not reported as a failed step. */
+static ad_node *branchy_loss(ad_graph *g, ad_node *x, const int32_t *labels, ad_node *y, void *user)
+{
+    (void)labels, (void)y;
+    ad_node *w = ad_param(g, user), *s = ad_sum(g, ad_mul(g, x, w));
+    if (ad_branch(g, ad_gt(g, s, ad_const_scalar(g, 0)))) return ad_square(g, s);
+    return ad_neg(g, s);
+}
+
+START_TEST(nn_step_rerecords_on_retape)
+{
+    ad_tensor *w = ad_param_new("w", AD_F64, AD_SHAPE(2, 2)), *x = ad_tensor_new(AD_F64, AD_SHAPE(2, 2));
+    for (int i = 0; i < 4; i++) ad_tensor_set(w, i, 0.5 + i), ad_tensor_set(x, i, 1);
+    nn_step *s = nn_step_new(branchy_loss, w);
+    nn_batch b = {x, NULL, NULL, 2};
+    double loss;
+    ck_assert_int_eq(nn_step_run(s, &b, &loss), AD_OK);
+    ck_assert(loss == 64);
+    for (int i = 0; i < 4; i++) ad_tensor_set(x, i, -1); /* the next batch, in place */
+    ck_assert_msg(nn_step_run(s, &b, &loss) == AD_OK, "%s", ad_error(nn_step_graph(s)));
+    ck_assert(loss == 8);
+    int64_t rec, rep;
+    nn_step_counts(s, &rec, &rep);
+    ck_assert(rec == 2 && rep == 0);
+    ck_assert_int_eq(nn_step_run(s, &b, &loss), AD_OK); /* and replays that recording */
+    nn_step_counts(s, &rec, &rep);
+    ck_assert(loss == 8 && rec == 2 && rep == 1);
+    nn_step_free(s);
+    ad_tensor_free(w), ad_tensor_free(x);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("ad_replay");
@@ -656,6 +748,9 @@ int main(void)
     tcase_add_test(tc, program_every_op);
     tcase_add_test(tc, program_jacobian_rows);
     tcase_add_test(tc, program_refuses);
+    tcase_add_test(tc, ce_grad_graph_follows_labels);
+    tcase_add_test(tc, clone_refuses_stateful_user_op);
+    tcase_add_test(tc, nn_step_rerecords_on_retape);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }

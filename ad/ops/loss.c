@@ -357,18 +357,17 @@ static ad_node *softmax_grad_graph(const ad_op_ctx *c, ad_node *gy, int i)
     return ad_mul(g, y, ad_sub(g, gy, ad_sum_axis(g, ad_mul(g, gy, y), axis, true)));
 }
 
-/* (softmax(z) - onehot(labels)) g / N, the one-hot rows a constant. */
+/* (softmax(z) - onehot(labels)) g / N, the one-hot rows a ce_onehot node reading the labels
+ * from the cross_entropy node's state: a constant would keep the labels of the recording, and
+ * ad_node_set_arg gives a replay new ones. */
 static ad_node *ce_grad_graph(const ad_op_ctx *c, ad_node *gy, int i)
 {
     (void)i;
     ad_graph *g = c->graph;
-    ad_node *z = c->in[0];
-    const ce_state *st = c->state;
-    ad_shape s = node_shape(z);
-    int64_t N = s.dim[0], C = s.dim[1];
-    ad_node *onehot = ad_full(g, (ad_dtype)z->dtype, s, 0);
+    ad_node *z = c->in[0], *y = c->out;
+    int64_t N = node_shape(z).dim[0];
+    ad_node *onehot = ad_apply(g, OP_CE_ONEHOT, &y, 1, NULL, 0);
     if (!onehot) return NULL;
-    for (int64_t r = 0; r < N; r++) store(node_data(onehot), onehot->dtype, r * C + st->labels[r], 1.0);
     ad_node *d = ad_sub(g, ad_softmax(g, z, 1), onehot);
     return ad_mul(g, d, ad_mul(g, gy, scalar_const_like(g, z, 1.0 / (double)N)));
 }
@@ -416,6 +415,27 @@ static void mask_forward(const ad_op_ctx *c)
         store(node_data(c->out), c->out->dtype, k, st->keep[k] ? st->scale : 0.0);
 }
 
+/* ce_onehot: an internal op, the one-hot rows of the labels of its input (a cross_entropy
+ * node), in the shape of its logits, with derivative 0. */
+static int onehot_rule(const ad_op_ctx *c, ad_shape *out, char *msg, size_t len)
+{
+    if (c->in[0]->op != OP_CROSS_ENTROPY) {
+        snprintf(msg, len, "input is a %s node, not cross_entropy", op_entry_get(c->in[0]->op)->def.name);
+        return 1;
+    }
+    *out = node_shape(node_in(c->in[0], 0));
+    return 0;
+}
+
+static void onehot_forward(const ad_op_ctx *c)
+{
+    const ce_state *st = c->in[0]->x->saved;
+    ad_node *y = c->out;
+    ad_shape s = node_shape(y);
+    for (int64_t k = 0; k < node_size(y); k++) store(node_data(y), y->dtype, k, 0.0);
+    for (int64_t r = 0; r < s.dim[0]; r++) store(node_data(y), y->dtype, r * s.dim[1] + st->labels[r], 1.0);
+}
+
 /* Derivative 0: nothing to add, and a tangent left unset is zero. */
 static ad_status mask_backward(const ad_op_ctx *c) { (void)c; return AD_OK; }
 static ad_node *mask_grad_graph(const ad_op_ctx *c, ad_node *gy, int i) { (void)c, (void)gy, (void)i; return NULL; }
@@ -438,6 +458,8 @@ const op_entry op_mae = {.def = {"mae", 2, same_rule, err_forward, err_backward,
                                  err_grad_graph}};
 const op_entry op_dropout_mask = {.def = {"dropout_mask", 1, mask_rule, mask_forward, mask_backward,
                                           "d/dy[mask(y)] = 0", mask_backward, 0, NULL, mask_grad_graph}};
+const op_entry op_ce_onehot = {.def = {"ce_onehot", 1, onehot_rule, onehot_forward, mask_backward,
+                                        "d/dy[onehot(labels)] = 0", mask_backward, 0, NULL, mask_grad_graph}};
 const op_entry op_dropout = {.def = {"dropout", 1, same_as_input, dropout_forward, dropout_backward,
                                      "d/dx[dropout(x)] = mask * scale", dropout_jvp, sizeof(dropout_state),
                                      dropout_init, dropout_grad_graph},
