@@ -522,7 +522,8 @@ void ad_zero_grad(ad_graph *g);
 /* Re-evaluates every computed node of g, in recording order, from the leaves' current values:
  * variables and constants set with ad_set_value / ad_set_data (or written through
  * ad_node_data), parameters' and constant tensors' storage as it is now.  Op parameters and
- * state stay as recorded (cross_entropy's labels: ad_node_set_arg changes them); dropout draws
+ * state stay as recorded (cross_entropy's labels: ad_node_set_arg changes them, in the loss, its
+ * backward and its gradient graph); dropout draws
  * a new mask from its ad_rng, as recording again would.  Gradients of the earlier sweep are
  * stale, and leaves' gradients accumulate as ever (ad_zero_grad).  Returns AD_OK;
  * AD_ERR_RETAPE naming the first ad_branch whose outcome changed (the nodes after it keep the
@@ -552,10 +553,12 @@ bool ad_branch(ad_graph *g, ad_node *n);
  * copied, so that each thread replays its own workspace while g stays untouched.  Parameters'
  * values are read from their tensors, shared by every workspace (do not step an optimizer while
  * workspaces replay); their gradients go to the workspace's nodes (ad_node_grad_data), not to
- * the tensors.  Constant tensors (ad_const_tensor) stay views of the caller's storage.  NULL
- * with g's error set if g holds an error or memory runs out, or if g has a node no workspace
- * can copy: dropout (its ad_rng would be shared) or an op of ad_op_register with state.  Free
- * it with ad_graph_free. */
+ * the tensors.  Constant tensors (ad_const_tensor) stay views of the caller's storage, so
+ * ad_set_data on such a leaf of a workspace writes storage every workspace reads: give each
+ * thread its inputs as ad_const or ad_var leaves instead.  NULL with g's error set if g holds
+ * an error or memory runs out, or if g has a node no workspace can copy: dropout (its ad_rng
+ * would be shared) or an op of ad_op_register with state (state_size, or memory from
+ * ad_op_alloc; stateless user ops are copied).  Free it with ad_graph_free. */
 ad_graph *ad_graph_clone(ad_graph *g);
 
 /* A recorded float64 scalar graph compiled to a flat program (opaque): ADOL-C's taped function

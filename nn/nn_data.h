@@ -134,7 +134,8 @@ void nn_step_free(nn_step *s);
  * first batch records the graph; a batch with other tensors or another row count (the smaller
  * last batch of an epoch) records it again, into the same graph's memory; every other batch
  * replays the recording, with the batch's labels set on its cross_entropy nodes (so a loss that
- * gives cross_entropy anything but the batch's labels must not use nn_step).  Dropout draws new
+ * gives cross_entropy anything but the batch's labels must not use nn_step); a batch on which
+ * the loss's ad_branch goes the other way is recorded again.  Dropout draws new
  * masks at each step, as recording again would.  Gradients accumulate into the parameters as
  * ad_backward's do.  The same bits as recording every step.  Returns AD_OK, or a status with
  * the message in nn_step_graph's ad_error. */

@@ -10,6 +10,8 @@ struct nn_step {
     ad_graph *g;
     ad_node *loss;             /* the recording's root, NULL before the first */
     const ad_tensor *x, *y;    /* the batch tensors it was recorded on */
+    const void *xdata, *ydata; /* and their storage: a tensor freed and another made at its
+                                * address must not be taken for it */
     int64_t rows;
     uint32_t *ce;              /* ids of its cross_entropy nodes, which take the labels */
     uint32_t nce, ce_cap;
@@ -72,6 +74,7 @@ static ad_status record(nn_step *s, const nn_batch *b)
     }
     s->loss = loss;
     s->x = b->x, s->y = b->y, s->rows = b->rows;
+    s->xdata = ad_tensor_data(b->x), s->ydata = b->y ? ad_tensor_data(b->y) : NULL;
     s->recorded++;
     return AD_OK;
 }
@@ -92,7 +95,8 @@ ad_status nn_step_run(nn_step *s, const nn_batch *b, double *loss)
     if (!s) return AD_ERR_NULL;
     ad_graph *g = s->g;
     if (!b || !b->x) return ad_set_error(g, AD_ERR_NULL, "nn_step: the batch or its inputs are NULL");
-    bool same = s->loss && s->x == b->x && s->y == b->y && s->rows == b->rows;
+    bool same = s->loss && s->x == b->x && s->y == b->y && s->rows == b->rows && s->xdata == ad_tensor_data(b->x) &&
+                s->ydata == (b->y ? ad_tensor_data(b->y) : NULL);
     ad_status st = same ? replay(s, b) : record(s, b);
     /* a branch of the loss (ad_branch) goes the other way on this batch: record it again */
     if (same && st == AD_ERR_RETAPE) st = record(s, b);
