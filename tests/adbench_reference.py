@@ -34,7 +34,7 @@ import sys
 import tempfile
 
 TOL = 1e-9
-ENGINES = ["tape", "graph", "replay", "tensor", "adolc"]
+ENGINES = ["tape", "graph", "replay", "program", "tensor", "adolc"]
 ADB_PI = 3.14159265359
 
 

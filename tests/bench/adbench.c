@@ -5,7 +5,7 @@
  *   adbench gmm FILE [--engine E] [--out F] [--repeat N]
  *   adbench ba FILE [--engine E] [--out F] [--repeat N]
  *
- * Engines: tape, graph, replay, tensor, adolc (those built); default all, run round-robin:
+ * Engines: tape, graph, replay, program (the replay's recordings compiled), tensor, adolc (those built); default all, run round-robin:
  * each of N rounds times F once and then every engine once, starting from a different engine
  * each round, and the medians are reported.  One untimed evaluation of each comes first; no
  * engine may allocate after it (checked on the arenas and tapes).
@@ -22,7 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const engine_names[ENG_COUNT] = {"tape", "graph", "replay", "tensor", "adolc"};
+static const char *const engine_names[ENG_COUNT] = {"tape", "graph", "replay", "program", "tensor", "adolc"};
 
 const char *adb_engine_name(adb_engine e)
 {
@@ -32,7 +32,8 @@ const char *adb_engine_name(adb_engine e)
 bool adb_engine_available(adb_engine e)
 {
     switch (e) {
-    case ENG_REPLAY: return adb_have_replay;
+    case ENG_REPLAY:
+    case ENG_PROGRAM: return adb_have_replay;
 #ifdef HAVE_ADOLC
     case ENG_ADOLC: return true;
 #else
@@ -61,7 +62,7 @@ static double max_diff(const double *a, const double *b, long long n)
 static int usage(const char *msg)
 {
     fprintf(stderr,
-            "adbench: %s\nusage: adbench gmm|ba FILE [--engine tape|graph|replay|tensor|adolc] [--out FILE] "
+            "adbench: %s\nusage: adbench gmm|ba FILE [--engine tape|graph|replay|program|tensor|adolc] [--out FILE] "
             "[--repeat N]\n",
             msg);
     return 1;

@@ -24,7 +24,7 @@ extern "C" {
 /* ADBench's pi (defs.h), which its constants use. */
 #define ADB_PI 3.14159265359
 
-typedef enum { ENG_TAPE, ENG_GRAPH, ENG_REPLAY, ENG_TENSOR, ENG_ADOLC, ENG_COUNT } adb_engine;
+typedef enum { ENG_TAPE, ENG_GRAPH, ENG_REPLAY, ENG_PROGRAM, ENG_TENSOR, ENG_ADOLC, ENG_COUNT } adb_engine;
 
 /* An engine's name ("tape", ...). */
 const char *adb_engine_name(adb_engine e);
@@ -108,6 +108,14 @@ void *ba_replay_new(const ba_input *in);
 int ba_replay_eval(void *r, const ba_input *in, double *reproj, double *vals, char *err, size_t errlen);
 unsigned long long ba_replay_mallocs(const void *r);
 void ba_replay_free(void *r);
+/* ---- the same recordings compiled (ad_program), in adbench_replay.c ---- */
+void *gmm_program_new(const gmm_input *in);
+int gmm_program_eval(void *r, const gmm_input *in, const double *params, double *f, double *grad, char *err,
+                     size_t errlen);
+void gmm_program_free(void *r);
+void *ba_program_new(const ba_input *in);
+int ba_program_eval(void *r, const ba_input *in, double *reproj, double *vals, char *err, size_t errlen);
+void ba_program_free(void *r);
 
 /* ---- ADOL-C (adbench_adolc.cc; only with HAVE_ADOLC) ----
  * Traces are made once per workspace (one point's term and the rest for GMM, one

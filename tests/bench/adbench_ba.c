@@ -286,6 +286,9 @@ ba_work *ba_work_new(adb_engine e, const ba_input *in, char *err, size_t errlen)
     case ENG_REPLAY:
         if (!(w->replay = ba_replay_new(in))) goto oom;
         break;
+    case ENG_PROGRAM:
+        if (!(w->replay = ba_program_new(in))) goto oom;
+        break;
     case ENG_ADOLC:
         if (!(w->adolc = adolc_ba_new(in))) {
             snprintf(err, errlen, "adolc: tracing failed or out of memory");
@@ -313,6 +316,7 @@ int ba_eval(ba_work *w, const ba_input *in, double *reproj, double *vals, char *
     case ENG_GRAPH: st = eval_graph(w, in, reproj, vals, err, errlen); break;
     case ENG_TENSOR: st = eval_tensor(w, in, reproj, vals, err, errlen); break;
     case ENG_REPLAY: st = ba_replay_eval(w->replay, in, reproj, vals, err, errlen); break;
+    case ENG_PROGRAM: st = ba_program_eval(w->replay, in, reproj, vals, err, errlen); break;
     case ENG_ADOLC:
         st = adolc_ba_eval(w->adolc, in, reproj, vals);
         if (st) snprintf(err, errlen, "adolc: jacobian() failed");
@@ -331,7 +335,7 @@ unsigned long long ba_work_mallocs(const ba_work *w)
     unsigned long long m = 0;
     if (w->tape) m += w->tape->mallocs;
     if (w->g) m += ad_graph_get_stats(w->g).mallocs;
-    if (w->replay) m += ba_replay_mallocs(w->replay);
+    if (w->replay && w->e == ENG_REPLAY) m += ba_replay_mallocs(w->replay); /* a program has no arena */
     return m;
 }
 
@@ -341,7 +345,7 @@ void ba_work_free(ba_work *w)
     ad_tape_free(w->tape);
     ad_graph_free(w->g);
     free(w->cols), free(w->feat), free(w->idx);
-    if (w->replay) ba_replay_free(w->replay);
+    if (w->replay) (w->e == ENG_PROGRAM ? ba_program_free : ba_replay_free)(w->replay);
     if (w->adolc) adolc_ba_free(w->adolc);
     free(w);
 }

@@ -348,6 +348,9 @@ gmm_work *gmm_work_new(adb_engine e, const gmm_input *in, char *err, size_t errl
     case ENG_REPLAY:
         if (!(w->replay = gmm_replay_new(in))) goto oom;
         break;
+    case ENG_PROGRAM:
+        if (!(w->replay = gmm_program_new(in))) goto oom;
+        break;
     case ENG_ADOLC:
         if (!(w->adolc = adolc_gmm_new(in))) {
             snprintf(err, errlen, "adolc: tracing failed or out of memory");
@@ -375,6 +378,7 @@ int gmm_eval(gmm_work *w, const gmm_input *in, double *f, double *grad, char *er
     case ENG_GRAPH: return eval_graph(w, in, f, grad, err, errlen);
     case ENG_TENSOR: return eval_tensor(w, in, f, grad, err, errlen);
     case ENG_REPLAY: return gmm_replay_eval(w->replay, in, w->params, f, grad, err, errlen);
+    case ENG_PROGRAM: return gmm_program_eval(w->replay, in, w->params, f, grad, err, errlen);
     case ENG_ADOLC:
         if (adolc_gmm_eval(w->adolc, in, f, grad)) {
             snprintf(err, errlen, "adolc: gradient() failed");
@@ -393,7 +397,7 @@ unsigned long long gmm_work_mallocs(const gmm_work *w)
     unsigned long long m = 0;
     if (w->tape) m += w->tape->mallocs;
     if (w->g) m += ad_graph_get_stats(w->g).mallocs;
-    if (w->replay) m += gmm_replay_mallocs(w->replay);
+    if (w->replay && w->e == ENG_REPLAY) m += gmm_replay_mallocs(w->replay); /* a program has no arena */
     return m;
 }
 
@@ -405,6 +409,6 @@ void gmm_work_free(gmm_work *w)
     ad_graph_free(w->g);
     ad_tensor_free(w->xt);
     if (w->adolc) adolc_gmm_free(w->adolc);
-    if (w->replay) gmm_replay_free(w->replay);
+    if (w->replay) (w->e == ENG_PROGRAM ? gmm_program_free : gmm_replay_free)(w->replay);
     free(w);
 }

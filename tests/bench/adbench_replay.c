@@ -207,3 +207,131 @@ unsigned long long ba_replay_mallocs(const void *r)
     const ba_replay *s = r;
     return ad_graph_get_stats(s->g[0]).mallocs + ad_graph_get_stats(s->g[1]).mallocs;
 }
+
+/* ---- the same recordings compiled (ad_program) ----
+ *
+ * GMM: the term's program takes the parameters and the point's coordinates as inputs (the
+ * coordinates' gradients are ignored); each point is one evaluation, its gradient added up.
+ * BA: one program per branch, two roots, 17 inputs (the feature's two are ignored). */
+
+typedef struct {
+    ad_program *term, *rest;
+    ad_program_ws *wt, *wr;
+    int np, d;
+    double *in, *g; /* the term's inputs, its gradient */
+} gmm_program;
+
+void gmm_program_free(void *r)
+{
+    gmm_program *s = r;
+    if (!s) return;
+    ad_program_ws_free(s->wt), ad_program_ws_free(s->wr);
+    ad_program_free(s->term), ad_program_free(s->rest);
+    free(s->in), free(s->g);
+    free(s);
+}
+
+void *gmm_program_new(const gmm_input *in)
+{
+    gmm_replay *rec = gmm_replay_new(in);
+    gmm_program *s = calloc(1, sizeof *s);
+    ad_node **leaves = rec ? malloc(((size_t)rec->np + (size_t)rec->d) * sizeof *leaves) : NULL;
+    if (!rec || !s || !leaves) goto fail;
+    s->np = rec->np, s->d = rec->d;
+    memcpy(leaves, rec->p, (size_t)rec->np * sizeof *leaves);
+    memcpy(leaves + rec->np, rec->x, (size_t)rec->d * sizeof *leaves);
+    s->term = ad_program_new(rec->g, 1, &rec->term, rec->np + rec->d, leaves);
+    s->rest = ad_program_new(rec->gr, 1, &rec->rest, rec->np, rec->pr);
+    s->wt = s->term ? ad_program_ws_new(s->term) : NULL;
+    s->wr = s->rest ? ad_program_ws_new(s->rest) : NULL;
+    s->in = malloc(((size_t)s->np + (size_t)s->d) * sizeof *s->in);
+    s->g = malloc(((size_t)s->np + (size_t)s->d) * sizeof *s->g);
+    if (!s->wt || !s->wr || !s->in || !s->g) goto fail;
+    free(leaves);
+    gmm_replay_free(rec); /* the programs stand alone */
+    return s;
+fail:
+    if (rec && (ad_error(rec->g) || ad_error(rec->gr)))
+        fprintf(stderr, "adbench: program: %s\n", ad_error(rec->g) ? ad_error(rec->g) : ad_error(rec->gr));
+    free(leaves);
+    gmm_replay_free(rec);
+    gmm_program_free(s);
+    return NULL;
+}
+
+int gmm_program_eval(void *r, const gmm_input *in, const double *params, double *f, double *grad, char *err,
+                     size_t errlen)
+{
+    gmm_program *s = r;
+    int np = s->np, d = s->d;
+    double total;
+    if (ad_program_gradient(s->rest, s->wr, params, &total, grad) != AD_OK) {
+        snprintf(err, errlen, "program: %s", ad_program_ws_error(s->wr));
+        return 1;
+    }
+    memcpy(s->in, params, (size_t)np * sizeof *s->in);
+    for (int i = 0; i < in->n; i++) {
+        memcpy(s->in + np, in->x + (size_t)i * d, (size_t)d * sizeof *s->in);
+        double v;
+        if (ad_program_gradient(s->term, s->wt, s->in, &v, s->g) != AD_OK) {
+            snprintf(err, errlen, "program: point %d: %s", i, ad_program_ws_error(s->wt));
+            return 1;
+        }
+        total += v;
+        for (int j = 0; j < np; j++) grad[j] += s->g[j];
+    }
+    *f = total + gmm_constant(in);
+    return 0;
+}
+
+typedef struct {
+    ad_program *p[2];
+    ad_program_ws *w[2];
+} ba_program;
+
+void ba_program_free(void *r)
+{
+    ba_program *s = r;
+    if (!s) return;
+    for (int b = 0; b < 2; b++) ad_program_ws_free(s->w[b]), ad_program_free(s->p[b]);
+    free(s);
+}
+
+void *ba_program_new(const ba_input *in)
+{
+    ba_replay *rec = ba_replay_new(in);
+    ba_program *s = calloc(1, sizeof *s);
+    if (!rec || !s) goto fail;
+    for (int b = 0; b < 2; b++) {
+        s->p[b] = ad_program_new(rec->g[b], 2, rec->out[b], 17, rec->v[b]);
+        if (!s->p[b] || !(s->w[b] = ad_program_ws_new(s->p[b]))) goto fail;
+    }
+    ba_replay_free(rec);
+    return s;
+fail:
+    if (rec && (ad_error(rec->g[0]) || ad_error(rec->g[1])))
+        fprintf(stderr, "adbench: program: %s\n", ad_error(rec->g[0]) ? ad_error(rec->g[0]) : ad_error(rec->g[1]));
+    ba_replay_free(rec);
+    ba_program_free(s);
+    return NULL;
+}
+
+int ba_program_eval(void *r, const ba_input *in, double *reproj, double *vals, char *err, size_t errlen)
+{
+    ba_program *s = r;
+    for (int i = 0; i < in->p; i++) {
+        const double *cam = in->cams + 11 * (size_t)in->obs[2 * i], *X = in->X + 3 * (size_t)in->obs[2 * i + 1];
+        int b = cam[0] * cam[0] + cam[1] * cam[1] + cam[2] * cam[2] == 0;
+        double x[17], J[34];
+        memcpy(x, cam, 11 * sizeof *x);
+        memcpy(x + 11, X, 3 * sizeof *x);
+        x[14] = in->w[i], x[15] = in->feats[2 * i], x[16] = in->feats[2 * i + 1];
+        if (ad_program_jacobian(s->p[b], s->w[b], x, reproj + 2 * (size_t)i, J) != AD_OK) {
+            snprintf(err, errlen, "program: observation %d: %s", i, ad_program_ws_error(s->w[b]));
+            return 1;
+        }
+        memcpy(vals + 30 * (size_t)i, J, 15 * sizeof *J);
+        memcpy(vals + 30 * (size_t)i + 15, J + 17, 15 * sizeof *J);
+    }
+    return 0;
+}
