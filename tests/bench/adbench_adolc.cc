@@ -23,12 +23,14 @@
 #define LOG(a) log(a)
 #define MULC(a, c) ((a) * (c))
 #include "adbench_gmm_body.h"
-#undef MAX
-#undef MULC
 
 #define BA_T adouble
 #define BA_CX void *cx
 #define BA_FN(name) name##_adolc
+#define ADD(a, b) ((a) + (b))
+#define SUB(a, b) ((a) - (b))
+#define MUL(a, b) ((a) * (b))
+#define SQR(a) ((a) * (a))
 #define DIV(a, b) ((a) / (b))
 #define SQRT(a) sqrt(a)
 #define SIN(a) sin(a)

@@ -36,20 +36,6 @@ typedef ad_node *adb_node;
 #define ADDC(a, c) ((a) + (c))
 #define RSUBC(c, a) ((c) - (a))
 #include "adbench_ba_body.h"
-#undef BA_T
-#undef BA_CX
-#undef BA_FN
-#undef ADD
-#undef SUB
-#undef MUL
-#undef DIV
-#undef SQR
-#undef SQRT
-#undef SIN
-#undef COS
-#undef RECIP
-#undef ADDC
-#undef RSUBC
 
 #define BA_T ad_real
 #define BA_CX ad_tape *cx
@@ -66,20 +52,6 @@ typedef ad_node *adb_node;
 #define ADDC(a, c) ad_real_add_scalar(cx, a, c)
 #define RSUBC(c, a) ad_real_scalar_sub(cx, c, a)
 #include "adbench_ba_body.h"
-#undef BA_T
-#undef BA_CX
-#undef BA_FN
-#undef ADD
-#undef SUB
-#undef MUL
-#undef DIV
-#undef SQR
-#undef SQRT
-#undef SIN
-#undef COS
-#undef RECIP
-#undef ADDC
-#undef RSUBC
 
 /* graph nodes: scalars (graph, replay) or vectors over observations (tensor) */
 #define BA_T adb_node
@@ -97,20 +69,6 @@ typedef ad_node *adb_node;
 #define ADDC(a, c) ad_add_scalar(cx, a, c)
 #define RSUBC(c, a) ad_sub(cx, ad_const_scalar(cx, c), a)
 #include "adbench_ba_body.h"
-#undef BA_T
-#undef BA_CX
-#undef BA_FN
-#undef ADD
-#undef SUB
-#undef MUL
-#undef DIV
-#undef SQR
-#undef SQRT
-#undef SIN
-#undef COS
-#undef RECIP
-#undef ADDC
-#undef RSUBC
 
 /* Whether camera cam takes the theta^2 == 0 branch (ADBench's test, in its order). */
 static bool zero_theta(const double *cam)

@@ -36,3 +36,19 @@ static void BA_FN(ba_residual)(BA_CX, const BA_T *cam, const BA_T *X, BA_T w, BA
     out[0] = MUL(w, SUB(ADD(MUL(cam[6], MUL(px, L)), cam[7]), fx));
     out[1] = MUL(w, SUB(ADD(MUL(cam[6], MUL(py, L)), cam[8]), fy));
 }
+
+/* Undefined here, so that each inclusion defines its own. */
+#undef BA_T
+#undef BA_CX
+#undef BA_FN
+#undef ADD
+#undef SUB
+#undef MUL
+#undef DIV
+#undef SQR
+#undef SQRT
+#undef SIN
+#undef COS
+#undef RECIP
+#undef ADDC
+#undef RSUBC

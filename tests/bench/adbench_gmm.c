@@ -102,17 +102,6 @@ double gmm_objective(const gmm_input *in, double *work)
 #define LOG(a) ad_real_log(cx, a)
 #define MULC(a, c) ad_real_mul_scalar(cx, a, c)
 #include "adbench_gmm_body.h"
-#undef GMM_T
-#undef GMM_CX
-#undef GMM_FN
-#undef ADD
-#undef SUB
-#undef MUL
-#undef MAX
-#undef SQR
-#undef EXP
-#undef LOG
-#undef MULC
 
 #define GMM_T adb_node
 #define GMM_CX ad_graph *cx
@@ -126,17 +115,6 @@ double gmm_objective(const gmm_input *in, double *work)
 #define LOG(a) ad_log(cx, a)
 #define MULC(a, c) ad_mul_scalar(cx, a, c)
 #include "adbench_gmm_body.h"
-#undef GMM_T
-#undef GMM_CX
-#undef GMM_FN
-#undef ADD
-#undef SUB
-#undef MUL
-#undef MAX
-#undef SQR
-#undef EXP
-#undef LOG
-#undef MULC
 
 struct gmm_work {
     adb_engine e;

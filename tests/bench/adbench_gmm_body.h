@@ -54,3 +54,16 @@ static GMM_T GMM_FN(gmm_rest)(GMM_CX, int d, int k, int n, double gamma, int m, 
     }
     return out;
 }
+
+/* Undefined here, so that each inclusion defines its own. */
+#undef GMM_T
+#undef GMM_CX
+#undef GMM_FN
+#undef ADD
+#undef SUB
+#undef MUL
+#undef MAX
+#undef SQR
+#undef EXP
+#undef LOG
+#undef MULC

@@ -33,14 +33,14 @@ typedef ad_node *adb_node;
 #define LOG(a) ad_log(cx, a)
 #define MULC(a, c) ad_mul_scalar(cx, a, c)
 #include "adbench_gmm_body.h"
-#undef MAX
-#undef EXP
-#undef LOG
-#undef MULC
 
 #define BA_T adb_node
 #define BA_CX ad_graph *cx
 #define BA_FN(name) name##_replay
+#define ADD(a, b) ad_add(cx, a, b)
+#define SUB(a, b) ad_sub(cx, a, b)
+#define MUL(a, b) ad_mul(cx, a, b)
+#define SQR(a) ad_square(cx, a)
 #define DIV(a, b) ad_div(cx, a, b)
 #define SQRT(a) ad_sqrt(cx, a)
 #define SIN(a) ad_sin(cx, a)
