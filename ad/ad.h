@@ -485,7 +485,9 @@ ad_node *ad_mse(ad_graph *g, ad_node *pred, ad_node *target);
 ad_node *ad_mae(ad_graph *g, ad_node *pred, ad_node *target);
 /* Zeroes each element with probability p (a Bernoulli mask from rng, kept for backward).
  * The lecture's form leaves survivors unscaled (scale activations by 1-p at test time);
- * inverted scales survivors by 1/(1-p) (PyTorch's form, identity at test time).  p in [0,1). */
+ * inverted scales survivors by 1/(1-p) (PyTorch's form, identity at test time).  p in [0,1).
+ * The node keeps rng and draws a new mask from it at each ad_replay, so rng must outlive the
+ * node's replays (or be replaced with ad_node_set_arg). */
 ad_node *ad_dropout(ad_graph *g, ad_node *a, double p, bool inverted, ad_rng *rng);
 
 /* ------------------------------------------------------------------------------------------
