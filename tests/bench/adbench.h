@@ -97,6 +97,20 @@ int ba_write_jacobian(const char *path, const ba_input *in, const double *vals, 
 /* Writes f then the gradient, one %.17g per line, the same way. */
 int gmm_write(const char *path, double f, const double *grad, int n, char *err, size_t errlen);
 
+/* The objectives on scalar graph nodes, defined once by the graph engine (adbench_gmm.c,
+ * adbench_ba.c, from the body headers) and recorded once by the replay engines. */
+struct ad_graph;
+struct ad_node;
+struct ad_node *gmm_term_graph(struct ad_graph *cx, int d, int k, struct ad_node *const *alphas,
+                               struct ad_node *const *means, struct ad_node *const *icf, struct ad_node *const *x,
+                               struct ad_node **xc, struct ad_node **qx, struct ad_node **mains);
+struct ad_node *gmm_rest_graph(struct ad_graph *cx, int d, int k, int n, double gamma, int m,
+                               struct ad_node *const *alphas, struct ad_node *const *icf);
+void ba_residual_graph(struct ad_graph *cx, struct ad_node *const *cam, struct ad_node *const *X, struct ad_node *w,
+                       struct ad_node *fx, struct ad_node *fy, bool zero_theta, struct ad_node **out);
+/* Whether camera cam takes BA's theta^2 == 0 branch (ADBench's test, in its order). */
+bool adb_zero_theta(const double *cam);
+
 /* ---- the replay engine (adbench_replay.c): its state behind the workspaces above ---- */
 extern const bool adb_have_replay; /* false while the library has no ad_replay */
 void *gmm_replay_new(const gmm_input *in);

@@ -57,6 +57,7 @@ typedef ad_node *adb_node;
 #define BA_T adb_node
 #define BA_CX ad_graph *cx
 #define BA_FN(name) name##_graph
+#define BA_SCOPE /* shared: the replay engines record it */
 #define ADD(a, b) ad_add(cx, a, b)
 #define SUB(a, b) ad_sub(cx, a, b)
 #define MUL(a, b) ad_mul(cx, a, b)
@@ -70,8 +71,7 @@ typedef ad_node *adb_node;
 #define RSUBC(c, a) ad_sub(cx, ad_const_scalar(cx, c), a)
 #include "adbench_ba_body.h"
 
-/* Whether camera cam takes the theta^2 == 0 branch (ADBench's test, in its order). */
-static bool zero_theta(const double *cam)
+bool adb_zero_theta(const double *cam)
 {
     return cam[0] * cam[0] + cam[1] * cam[1] + cam[2] * cam[2] == 0;
 }
@@ -88,7 +88,7 @@ void ba_objective(const ba_input *in, double *reproj, double *wres)
 {
     for (int i = 0; i < in->p; i++) {
         const double *cam = in->cams + 11 * (size_t)in->obs[2 * i], *X = in->X + 3 * (size_t)in->obs[2 * i + 1];
-        ba_residual_plain(NULL, cam, X, in->w[i], in->feats[2 * i], in->feats[2 * i + 1], zero_theta(cam),
+        ba_residual_plain(NULL, cam, X, in->w[i], in->feats[2 * i], in->feats[2 * i + 1], adb_zero_theta(cam),
                           reproj + 2 * (size_t)i);
     }
     for (int i = 0; i < in->p; i++) wres[i] = 1 - in->w[i] * in->w[i];
@@ -124,7 +124,7 @@ static int eval_tape(ba_work *w, const ba_input *in, double *reproj, double *val
     for (int i = 0; i < in->p; i++) {
         double x[15];
         gather(in, i, x);
-        tape_user u = {in->feats[2 * i], in->feats[2 * i + 1], zero_theta(x)};
+        tape_user u = {in->feats[2 * i], in->feats[2 * i + 1], adb_zero_theta(x)};
         ad_status st = ad_real_jacobian(w->tape, tape_fn, 15, x, &u, 2, reproj + 2 * (size_t)i, vals + 30 * (size_t)i);
         if (st != AD_OK) {
             snprintf(err, errlen, "tape: ad_real_jacobian failed at observation %d: %s", i, ad_status_name(st));
@@ -146,7 +146,7 @@ static int eval_graph(ba_work *w, const ba_input *in, double *reproj, double *va
         ad_node *v[15], *out[2];
         for (int j = 0; j < 15; j++) v[j] = ad_var(g, NULL, x[j]);
         ba_residual_graph(g, v, v + 11, v[14], ad_const_scalar(g, in->feats[2 * i]),
-                          ad_const_scalar(g, in->feats[2 * i + 1]), zero_theta(x), out);
+                          ad_const_scalar(g, in->feats[2 * i + 1]), adb_zero_theta(x), out);
         for (int r = 0; r < 2; r++) {
             if (r) ad_zero_grad(g);
             if (ad_backward(g, out[r]) != AD_OK) {
@@ -206,7 +206,7 @@ static int eval_tensor(ba_work *w, const ba_input *in, double *reproj, double *v
     int p = in->p, na = 0, nb = 0;
     /* the branch taken: theta^2 != 0 from the front of idx, == 0 from the back */
     for (int i = 0; i < p; i++) {
-        if (zero_theta(in->cams + 11 * (size_t)in->obs[2 * i])) w->idx[p - 1 - nb++] = i;
+        if (adb_zero_theta(in->cams + 11 * (size_t)in->obs[2 * i])) w->idx[p - 1 - nb++] = i;
         else w->idx[na++] = i;
     }
     /* in chunks, so that a chunk's values and gradients stay in cache through both sweeps */

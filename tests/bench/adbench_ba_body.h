@@ -5,12 +5,17 @@
  *   BA_CX          the context parameter, named cx
  *   BA_FN(name)    the function's name for this type
  *   ADD SUB MUL DIV SQR SQRT SIN COS RECIP (two or one values), ADDC(a, c) (a + a double),
- *   RSUBC(c, a) (a double minus a value).
+ *   RSUBC(c, a) (a double minus a value);
+ *   BA_SCOPE       optional: the function's linkage (static unless defined, e.g. empty to share it).
  * ADBench's order (ba.h: rodrigues_rotate_point, project, computeReprojError).  The branch on
  * theta^2 == 0 is taken by the caller (zero_theta), which knows the values. */
 
 /* cam: r (3), C (3), f, u0, v0, k1, k2; X (3); w; the feature (fx, fy); out: 2 residuals. */
-static void BA_FN(ba_residual)(BA_CX, const BA_T *cam, const BA_T *X, BA_T w, BA_T fx, BA_T fy, bool zero_theta,
+#ifndef BA_SCOPE
+#define BA_SCOPE static
+#endif
+
+BA_SCOPE void BA_FN(ba_residual)(BA_CX, const BA_T *cam, const BA_T *X, BA_T w, BA_T fx, BA_T fy, bool zero_theta,
                                BA_T *out)
 {
     (void)cx;
@@ -52,3 +57,4 @@ static void BA_FN(ba_residual)(BA_CX, const BA_T *cam, const BA_T *X, BA_T w, BA
 #undef RECIP
 #undef ADDC
 #undef RSUBC
+#undef BA_SCOPE

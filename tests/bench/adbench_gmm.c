@@ -106,6 +106,7 @@ double gmm_objective(const gmm_input *in, double *work)
 #define GMM_T adb_node
 #define GMM_CX ad_graph *cx
 #define GMM_FN(name) name##_graph
+#define GMM_SCOPE /* shared: the replay engines record these */
 #define ADD(a, b) ad_add(cx, a, b)
 #define SUB(a, b) ad_sub(cx, a, b)
 #define MUL(a, b) ad_mul(cx, a, b)

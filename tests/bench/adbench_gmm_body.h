@@ -3,13 +3,18 @@
  *   GMM_T          the value type (ad_real, ad_node *)
  *   GMM_CX         the context parameter, named cx (ad_tape *cx, ad_graph *cx)
  *   GMM_FN(name)   the function's name for this type
- *   ADD SUB MUL SQR EXP LOG MAX (two or one values), MULC(a, c) (a value times a double).
+ *   ADD SUB MUL SQR EXP LOG MAX (two or one values), MULC(a, c) (a value times a double);
+ *   GMM_SCOPE      optional: the functions' linkage (static unless defined, e.g. empty to share them).
  * Operations in ADBench's order (gmm.h: gmm_objective, Qtimesx, logsumexp, log_wishart_prior). */
 
 /* One point's term, logsumexp over c of alpha_c + sum_j q_cj - 1/2 |Q_c (x - mu_c)|^2.  The
  * maximum is taken with MAX, so that a replay decides it again.  xc, qx (d) and mains (k) are
  * scratch. */
-static GMM_T GMM_FN(gmm_term)(GMM_CX, int d, int k, const GMM_T *alphas, const GMM_T *means, const GMM_T *icf,
+#ifndef GMM_SCOPE
+#define GMM_SCOPE static
+#endif
+
+GMM_SCOPE GMM_T GMM_FN(gmm_term)(GMM_CX, int d, int k, const GMM_T *alphas, const GMM_T *means, const GMM_T *icf,
                               const GMM_T *x, GMM_T *xc, GMM_T *qx, GMM_T *mains)
 {
     (void)cx;
@@ -36,7 +41,7 @@ static GMM_T GMM_FN(gmm_term)(GMM_CX, int d, int k, const GMM_T *alphas, const G
 
 /* The rest of the objective but its constants: -n logsumexp(alphas) plus the Wishart prior's
  * sum over c of 1/2 gamma^2 (|exp(q_c)|^2 + |L_c|^2) - m sum_j q_cj. */
-static GMM_T GMM_FN(gmm_rest)(GMM_CX, int d, int k, int n, double gamma, int m, const GMM_T *alphas, const GMM_T *icf)
+GMM_SCOPE GMM_T GMM_FN(gmm_rest)(GMM_CX, int d, int k, int n, double gamma, int m, const GMM_T *alphas, const GMM_T *icf)
 {
     (void)cx;
     int icf_sz = d * (d + 1) / 2;
@@ -67,3 +72,4 @@ static GMM_T GMM_FN(gmm_rest)(GMM_CX, int d, int k, int n, double gamma, int m, 
 #undef EXP
 #undef LOG
 #undef MULC
+#undef GMM_SCOPE

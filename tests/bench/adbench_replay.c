@@ -18,38 +18,6 @@
 
 const bool adb_have_replay = true;
 
-typedef ad_node *adb_node;
-
-/* the bodies on graph nodes, as in adbench_gmm.c and adbench_ba.c */
-#define GMM_T adb_node
-#define GMM_CX ad_graph *cx
-#define GMM_FN(name) name##_replay
-#define ADD(a, b) ad_add(cx, a, b)
-#define SUB(a, b) ad_sub(cx, a, b)
-#define MUL(a, b) ad_mul(cx, a, b)
-#define MAX(a, b) ad_max(cx, a, b)
-#define SQR(a) ad_square(cx, a)
-#define EXP(a) ad_exp(cx, a)
-#define LOG(a) ad_log(cx, a)
-#define MULC(a, c) ad_mul_scalar(cx, a, c)
-#include "adbench_gmm_body.h"
-
-#define BA_T adb_node
-#define BA_CX ad_graph *cx
-#define BA_FN(name) name##_replay
-#define ADD(a, b) ad_add(cx, a, b)
-#define SUB(a, b) ad_sub(cx, a, b)
-#define MUL(a, b) ad_mul(cx, a, b)
-#define SQR(a) ad_square(cx, a)
-#define DIV(a, b) ad_div(cx, a, b)
-#define SQRT(a) ad_sqrt(cx, a)
-#define SIN(a) ad_sin(cx, a)
-#define COS(a) ad_cos(cx, a)
-#define RECIP(a) ad_recip(cx, a)
-#define ADDC(a, c) ad_add_scalar(cx, a, c)
-#define RSUBC(c, a) ad_sub(cx, ad_const_scalar(cx, c), a)
-#include "adbench_ba_body.h"
-
 /* ---- GMM ---- */
 
 typedef struct {
@@ -88,9 +56,9 @@ void *gmm_replay_new(const gmm_input *in)
             s->pr[j] = ad_var(s->gr, NULL, src[part][i]);
         }
     for (int i = 0; i < d; i++) s->x[i] = ad_const_scalar(s->g, in->x[i]);
-    s->term = gmm_term_replay(s->g, d, k, s->p, s->p + k, s->p + k + (size_t)k * d, s->x, scratch, scratch + d,
+    s->term = gmm_term_graph(s->g, d, k, s->p, s->p + k, s->p + k + (size_t)k * d, s->x, scratch, scratch + d,
                               scratch + 2 * d);
-    s->rest = gmm_rest_replay(s->gr, d, k, in->n, in->gamma, in->m, s->pr, s->pr + k + (size_t)k * d);
+    s->rest = gmm_rest_graph(s->gr, d, k, in->n, in->gamma, in->m, s->pr, s->pr + k + (size_t)k * d);
     free(scratch);
     if (!s->term || !s->rest) goto fail;
     return s;
@@ -162,10 +130,10 @@ void *ba_replay_new(const ba_input *in)
         x[14] = in->w[0], x[15] = in->feats[0], x[16] = in->feats[1];
         /* values in the branch recorded (a replay overwrites them) */
         if (b) x[0] = x[1] = x[2] = 0;
-        else if (x[0] * x[0] + x[1] * x[1] + x[2] * x[2] == 0) x[0] = 0.1, x[1] = 0.2, x[2] = 0.3;
+        else if (adb_zero_theta(x)) x[0] = 0.1, x[1] = 0.2, x[2] = 0.3;
         for (int j = 0; j < 15; j++) s->v[b][j] = ad_var(g, NULL, x[j]);
         s->v[b][15] = ad_const_scalar(g, x[15]), s->v[b][16] = ad_const_scalar(g, x[16]);
-        ba_residual_replay(g, s->v[b], s->v[b] + 11, s->v[b][14], s->v[b][15], s->v[b][16], b == 1, s->out[b]);
+        ba_residual_graph(g, s->v[b], s->v[b] + 11, s->v[b][14], s->v[b][15], s->v[b][16], b == 1, s->out[b]);
         if (!s->out[b][0] || !s->out[b][1]) goto fail;
     }
     return s;
@@ -179,7 +147,7 @@ int ba_replay_eval(void *r, const ba_input *in, double *reproj, double *vals, ch
     ba_replay *s = r;
     for (int i = 0; i < in->p; i++) {
         const double *cam = in->cams + 11 * (size_t)in->obs[2 * i], *X = in->X + 3 * (size_t)in->obs[2 * i + 1];
-        int b = cam[0] * cam[0] + cam[1] * cam[1] + cam[2] * cam[2] == 0;
+        int b = adb_zero_theta(cam);
         ad_graph *g = s->g[b];
         ad_node **v = s->v[b];
         for (int j = 0; j < 11; j++) ad_set_value(g, v[j], cam[j]);
@@ -321,7 +289,7 @@ int ba_program_eval(void *r, const ba_input *in, double *reproj, double *vals, c
     ba_program *s = r;
     for (int i = 0; i < in->p; i++) {
         const double *cam = in->cams + 11 * (size_t)in->obs[2 * i], *X = in->X + 3 * (size_t)in->obs[2 * i + 1];
-        int b = cam[0] * cam[0] + cam[1] * cam[1] + cam[2] * cam[2] == 0;
+        int b = adb_zero_theta(cam);
         double x[17], J[34];
         memcpy(x, cam, 11 * sizeof *x);
         memcpy(x + 11, X, 3 * sizeof *x);
