@@ -6,6 +6,7 @@
  * against differences of gradients, Rosenbrock's closed form, and the same memory rules. */
 #include "testutil.h"
 #include "ad_real.h"
+#include "bench/rosenbrock.h"
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -171,17 +172,7 @@ END_TEST
 
 /* ---- the Rosenbrock loop: one entry per iteration ---------------------------------------- */
 
-static ad_real rosenbrock(ad_tape *tp, const ad_real *x, int n, void *user)
-{
-    (void)user;
-    ad_real f = ad_real_const(0);
-    for (int i = 0; i + 1 < n; i++) {
-        ad_real t = ad_real_sub(tp, x[i + 1], ad_real_mul(tp, x[i], x[i]));
-        ad_real u = ad_real_scalar_sub(tp, 1, x[i]);
-        f = ad_real_add(tp, f, ad_real_add(tp, ad_real_mul_scalar(tp, ad_real_mul(tp, t, t), 100), ad_real_mul(tp, u, u)));
-    }
-    return f;
-}
+/* rosenbrock_tape, the loop the benchmarks time (tests/bench/rosenbrock.h). */
 
 /* The same arithmetic in the same order on plain doubles. */
 static double rosenbrock_plain(const double *x, int n)
@@ -200,7 +191,7 @@ START_TEST(rosenbrock_gradient)
     double x[N], g[N], f;
     for (int i = 0; i < N; i++) x[i] = 0.5 + 0.37 * sin(i);
     ad_tape *t = ad_tape_new();
-    ck_assert_int_eq(ad_real_gradient(t, rosenbrock, N, x, NULL, &f, g), AD_OK);
+    ck_assert_int_eq(ad_real_gradient(t, rosenbrock_tape, N, x, NULL, &f, g), AD_OK);
     ck_assert_double_eq(f, rosenbrock_plain(x, N));
     ck_assert_int_eq(t->n, N + (N - 2)); /* the variables, then one entry per iteration but the first */
     ck_assert_int_eq(t->nedge, 3 * (N - 2));
@@ -211,10 +202,10 @@ START_TEST(rosenbrock_gradient)
     }
     /* a tape made inside gives the same */
     double g2[N], f2;
-    ck_assert_int_eq(ad_real_gradient(NULL, rosenbrock, N, x, NULL, &f2, g2), AD_OK);
+    ck_assert_int_eq(ad_real_gradient(NULL, rosenbrock_tape, N, x, NULL, &f2, g2), AD_OK);
     ck_assert_double_eq(f2, f);
     ck_assert_mem_eq(g2, g, sizeof g);
-    ck_assert_int_eq(ad_real_gradient(t, rosenbrock, 0, NULL, NULL, &f2, NULL), AD_OK);
+    ck_assert_int_eq(ad_real_gradient(t, rosenbrock_tape, 0, NULL, NULL, &f2, NULL), AD_OK);
     ck_assert_double_eq(f2, 0);
     ck_assert_int_eq(ad_real_gradient(t, NULL, 1, x, NULL, &f2, NULL), AD_ERR_NULL);
     ad_tape_free(t);
@@ -468,7 +459,7 @@ START_TEST(out_of_memory_everywhere)
         ad_real v[N];
         ad_fail_alloc_at(k);
         for (int i = 0; i < N; i++) v[i] = ad_real_var(t, x[i]);
-        ad_real f = rosenbrock(t, v, N, NULL);
+        ad_real f = rosenbrock_tape(t, v, N, NULL);
         ad_status st = ad_tape_backward(t, f);
         ad_fail_alloc_at(0);
         ck_assert_double_eq(f.v, want); /* values are computed whatever happens to the tape */
@@ -491,7 +482,7 @@ START_TEST(out_of_memory_everywhere)
     for (long k = 1; k < 40; k++) {
         double g[N], f;
         ad_fail_alloc_at(k);
-        ad_status st = ad_real_gradient(NULL, rosenbrock, N, x, NULL, &f, g);
+        ad_status st = ad_real_gradient(NULL, rosenbrock_tape, N, x, NULL, &f, g);
         ad_fail_alloc_at(0);
         if (st == AD_OK) break;
         ck_assert_int_eq(st, AD_ERR_NOMEM);
@@ -511,13 +502,13 @@ START_TEST(reserve_and_steady_state)
     uint64_t before = t->mallocs;
     ad_real v[N];
     for (int i = 0; i < N; i++) v[i] = ad_real_var(t, x[i]);
-    ad_real y = rosenbrock(t, v, N, NULL);
+    ad_real y = rosenbrock_tape(t, v, N, NULL);
     ck_assert_uint_eq(t->mallocs, before); /* recording fit in what was reserved */
     ck_assert_int_eq(ad_tape_backward(t, y), AD_OK);
     /* a loop that records the same each time allocates nothing after its first pass */
     uint64_t after_first = 0;
     for (int it = 0; it < 20; it++) {
-        ck_assert_int_eq(ad_real_gradient(t, rosenbrock, N, x, NULL, &f, g), AD_OK);
+        ck_assert_int_eq(ad_real_gradient(t, rosenbrock_tape, N, x, NULL, &f, g), AD_OK);
         if (it == 0) after_first = t->mallocs;
     }
     ck_assert_uint_eq(t->mallocs, after_first);
@@ -766,7 +757,7 @@ START_TEST(second_derivative_zero_at_kinks)
 END_TEST
 
 /* Rosenbrock's Hessian is tridiagonal: 1200 x_i^2 - 400 x_{i+1} + 2 (+ 200 past the first) on
- * the diagonal, -400 x_i beside it. */
+ * the diagonal, -400 x_i beside it (rosenbrock_hessian_row). */
 START_TEST(rosenbrock_hessian_closed_form)
 {
     enum { N = 60 };
@@ -774,16 +765,15 @@ START_TEST(rosenbrock_hessian_closed_form)
     double f, f1;
     for (int i = 0; i < N; i++) x[i] = 0.5 + 0.37 * sin(i);
     ad_tape *t = ad_tape_new();
-    ck_assert_int_eq(ad_real_hessian(t, rosenbrock, N, x, NULL, &f, g, H), AD_OK);
-    ck_assert_int_eq(ad_real_gradient(t, rosenbrock, N, x, NULL, &f1, g1), AD_OK);
+    ck_assert_int_eq(ad_real_hessian(t, rosenbrock_tape, N, x, NULL, &f, g, H), AD_OK);
+    ck_assert_int_eq(ad_real_gradient(t, rosenbrock_tape, N, x, NULL, &f1, g1), AD_OK);
     ck_assert_double_eq(f, f1);
     for (int i = 0; i < N; i++) ck_assert_msg(rel_err(g[i], g1[i]) < 1e-13, "g[%d]", i);
     for (int i = 0; i < N; i++)
         for (int j = 0; j < N; j++) {
-            double want = 0;
-            if (i == j) want = (i + 1 < N ? 1200 * x[i] * x[i] - 400 * x[i + 1] + 2 : 0) + (i > 0 ? 200 : 0);
-            if (j == i + 1) want = -400 * x[i];
-            if (j == i - 1) want = -400 * x[j];
+            double row[3], want = 0;
+            rosenbrock_hessian_row(x, N, i, row);
+            if (j >= i - 1 && j <= i + 1) want = row[j - i + 1];
             ck_assert_msg(rel_err(H[i * N + j], want) < 1e-12, "H[%d][%d] = %.17g, want %.17g", i, j, H[i * N + j], want);
         }
     ad_tape_free(t);
@@ -869,9 +859,9 @@ START_TEST(second_order_arguments)
     ck_assert_int_eq(ad_real_hessian(t, sin_xy, 2, x, NULL, NULL, NULL, NULL), AD_ERR_NULL);
     ck_assert_int_eq(ad_real_hessian(t, sin_xy, -3, x, NULL, NULL, NULL, H), AD_ERR_ARG);
     /* no variables: the value, and nothing else to write */
-    ck_assert_int_eq(ad_real_hvp(t, rosenbrock, 0, NULL, NULL, NULL, &f, NULL, NULL), AD_OK);
+    ck_assert_int_eq(ad_real_hvp(t, rosenbrock_tape, 0, NULL, NULL, NULL, &f, NULL, NULL), AD_OK);
     ck_assert_double_eq(f, 0);
-    ck_assert_int_eq(ad_real_hessian(NULL, rosenbrock, 0, NULL, NULL, &f, NULL, NULL), AD_OK);
+    ck_assert_int_eq(ad_real_hessian(NULL, rosenbrock_tape, 0, NULL, NULL, &f, NULL, NULL), AD_OK);
     ck_assert_int_eq(ad_real_hvp(t, own_variable, 2, x, v, NULL, NULL, NULL, hv), AD_ERR_ARG);
     /* a value from the recording before */
     ck_assert_int_eq(ad_real_hvp(t, sin_xy, 2, x, v, NULL, NULL, NULL, hv), AD_OK);
@@ -893,9 +883,9 @@ START_TEST(first_order_after_second)
     double x[N], g[N], g1[N], H[16], f, f1, xs[4] = {0.3, 0.6, 0.9, 1.2};
     for (int i = 0; i < N; i++) x[i] = 0.5 + 0.37 * sin(i);
     ad_tape *t = ad_tape_new();
-    ck_assert_int_eq(ad_real_gradient(NULL, rosenbrock, N, x, NULL, &f1, g1), AD_OK);
-    ck_assert_int_eq(ad_real_hessian(t, rosenbrock, 4, xs, NULL, NULL, NULL, H), AD_OK);
-    ck_assert_int_eq(ad_real_gradient(t, rosenbrock, N, x, NULL, &f, g), AD_OK);
+    ck_assert_int_eq(ad_real_gradient(NULL, rosenbrock_tape, N, x, NULL, &f1, g1), AD_OK);
+    ck_assert_int_eq(ad_real_hessian(t, rosenbrock_tape, 4, xs, NULL, NULL, NULL, H), AD_OK);
+    ck_assert_int_eq(ad_real_gradient(t, rosenbrock_tape, N, x, NULL, &f, g), AD_OK);
     ck_assert_double_eq(f, f1);
     ck_assert_mem_eq(g, g1, sizeof g);
     ck_assert_int_eq(t->n, N + (N - 2)); /* and records as little as first order does */
@@ -912,7 +902,7 @@ END_TEST
 static ad_real counted_rosenbrock(ad_tape *t, const ad_real *x, int n, void *user)
 {
     ++*(int *)user;
-    return rosenbrock(t, x, n, NULL);
+    return rosenbrock_tape(t, x, n, NULL);
 }
 
 START_TEST(second_order_steady_state)
@@ -934,7 +924,7 @@ START_TEST(second_order_steady_state)
         ck_assert_int_eq(ad_real_hvp(t, counted_rosenbrock, N, x, v, &runs, NULL, NULL, hv2), AD_OK);
         ck_assert_int_eq(runs, 1);
         ck_assert_mem_eq(hv2, hv, sizeof hv);
-        ck_assert_int_eq(ad_real_hessian(t, rosenbrock, 3, x, NULL, NULL, NULL, H), AD_OK);
+        ck_assert_int_eq(ad_real_hessian(t, rosenbrock_tape, 3, x, NULL, NULL, NULL, H), AD_OK);
     }
     ck_assert_uint_eq(t->mallocs, mallocs);
     ck_assert_int_eq(ad_alloc_count(), allocs);
@@ -953,11 +943,11 @@ START_TEST(second_order_out_of_memory)
     enum { N = 1000 };
     static double x[N], v[N], hv[N], want[N], H[16];
     for (int i = 0; i < N; i++) x[i] = 0.5 + 0.37 * sin(i), v[i] = 1;
-    ck_assert_int_eq(ad_real_hvp(NULL, rosenbrock, N, x, v, NULL, NULL, NULL, want), AD_OK);
+    ck_assert_int_eq(ad_real_hvp(NULL, rosenbrock_tape, N, x, v, NULL, NULL, NULL, want), AD_OK);
     int failures = 0;
     for (long k = 1; k < 60; k++) {
         ad_fail_alloc_at(k);
-        ad_status st = ad_real_hvp(NULL, rosenbrock, N, x, v, NULL, NULL, NULL, hv);
+        ad_status st = ad_real_hvp(NULL, rosenbrock_tape, N, x, v, NULL, NULL, NULL, hv);
         ad_fail_alloc_at(0);
         if (st == AD_OK) {
             ck_assert_mem_eq(hv, want, sizeof hv);
@@ -971,10 +961,10 @@ START_TEST(second_order_out_of_memory)
     for (long k = 1; k < 40; k++) {
         ad_tape *t = ad_tape_new();
         ad_fail_alloc_at(k);
-        ad_status st = ad_real_hessian(t, rosenbrock, 4, x, NULL, NULL, NULL, H);
+        ad_status st = ad_real_hessian(t, rosenbrock_tape, 4, x, NULL, NULL, NULL, H);
         ad_fail_alloc_at(0);
         if (st != AD_OK) ck_assert_int_eq(st, AD_ERR_NOMEM);
-        ck_assert_int_eq(ad_real_hvp(t, rosenbrock, N, x, v, NULL, NULL, NULL, hv), AD_OK);
+        ck_assert_int_eq(ad_real_hvp(t, rosenbrock_tape, N, x, v, NULL, NULL, NULL, hv), AD_OK);
         ck_assert_mem_eq(hv, want, sizeof hv);
         ad_tape_free(t);
         if (st == AD_OK) break;
