@@ -466,6 +466,106 @@ ad_node *ad_broadcast_to(ad_graph *g, ad_node *a, ad_shape shape);
 ad_node *ad_slice(ad_graph *g, ad_node *a, int axis, int64_t start, int64_t end);
 /* Joins k nodes of equal shape but along axis. */
 ad_node *ad_concat(ad_graph *g, ad_node *const *xs, int k, int axis);
+/* Joins k nodes of one shape along a new axis (negative counts from the end of the output's
+ * axes), as torch.stack: k scalars give a vector [k]. */
+ad_node *ad_stack(ad_graph *g, ad_node *const *xs, int k, int axis);
+/* The axes reordered: output axis i is input axis perm[i] (perm holds each of 0..rank-1 once;
+ * negative entries count from the end), as torch.permute. */
+ad_node *ad_permute(ad_graph *g, ad_node *a, const int *perm);
+/* Elements start, start+step, ... below end along axis, as Python's a[start:end:step] with
+ * step >= 1 (start and end already clamped to [0, n]); step 1 is ad_slice. */
+ad_node *ad_slice_step(ad_graph *g, ad_node *a, int axis, int64_t start, int64_t end, int64_t step);
+/* The same values with no gradient: nothing flows back through it (torch's detach,
+ * JAX's stop_gradient). */
+ad_node *ad_detach(ad_graph *g, ad_node *a);
+
+/* ------------------------------------------------------------------------------------------
+ * Indexing.  Indices are int64 (PyTorch's), copied into the node, and checked: one outside
+ * [-n, n) along its axis is refused with the op's name, the index and the shape.  Negative
+ * indices count from the end.  ad_node_set_arg gives a recorded node new indices (an
+ * ad_index of the same count) for a replay.
+ */
+
+/* A list of n indices, the argument ad_node_set_arg takes for the indexing ops. */
+typedef struct {
+    const int64_t *index;
+    int64_t n;
+} ad_index;
+
+/* The slices index[0..n-1] of a along axis, as torch.index_select: the output has a's shape
+ * with n along axis.  The reverse rule adds each slice's gradient back where it came from
+ * (repeated indices accumulate). */
+ad_node *ad_index_select(ad_graph *g, ad_node *a, int axis, const int64_t *index, int64_t n);
+/* torch.gather(a, axis, index): the output has index's shape (index_shape, of a's rank, no
+ * larger than a along the other axes) and out[i..k..] = a[i..index[i..k..]..] with the index
+ * replacing the position along axis.  The reverse rule is scatter-add. */
+ad_node *ad_gather(ad_graph *g, ad_node *a, int axis, ad_shape index_shape, const int64_t *index);
+/* Rows of an embedding table weight [num, dim] for ids of any shape: the output has the ids'
+ * shape with dim appended, as torch.nn.functional.embedding. */
+ad_node *ad_embedding(ad_graph *g, ad_node *weight, ad_shape ids_shape, const int64_t *ids);
+
+/* ------------------------------------------------------------------------------------------
+ * Reductions along an axis (negative counts from the end; keepdim keeps it as size 1).
+ */
+
+/* The largest element along axis, as torch.max(a, dim).values: its gradient goes to the one
+ * element argmax reports (torch.amax would split it among ties). */
+ad_node *ad_max_axis(ad_graph *g, ad_node *a, int axis, bool keepdim);
+/* The smallest element along axis; its gradient goes to the element argmin reports. */
+ad_node *ad_min_axis(ad_graph *g, ad_node *a, int axis, bool keepdim);
+/* The index of the largest element along axis (the first among equals, as PyTorch), as a
+ * value of a's dtype; a condition, not a quantity: it carries no gradient. */
+ad_node *ad_argmax(ad_graph *g, ad_node *a, int axis, bool keepdim);
+/* The index of the smallest element along axis (the first among equals); no gradient. */
+ad_node *ad_argmin(ad_graph *g, ad_node *a, int axis, bool keepdim);
+/* log(sum(exp(a))) along axis, stable for any magnitude (the maximum taken out first). */
+ad_node *ad_logsumexp(ad_graph *g, ad_node *a, int axis, bool keepdim);
+
+/* ------------------------------------------------------------------------------------------
+ * Convolution and pooling, NCHW as PyTorch.
+ */
+
+/* A convolution's or pooling's geometry per spatial axis (rows, then columns).  Zero fields
+ * take the defaults: stride 1 (a pool's kernel size), padding 0, dilation 1, groups 1. */
+typedef struct {
+    int stride[2];
+    int padding[2];
+    int dilation[2];
+    int groups;
+} ad_conv_opts;
+
+/* torch.nn.functional.conv2d: x [N, C, H, W], w [O, C/groups, KH, KW], b [O] or NULL, gives
+ * [N, O, (H + 2 pad - dil (KH - 1) - 1) / stride + 1, ...].  o may be NULL (defaults). */
+ad_node *ad_conv2d(ad_graph *g, ad_node *x, ad_node *w, ad_node *b, const ad_conv_opts *o);
+/* torch.nn.functional.conv1d: x [N, C, L], w [O, C/groups, K], b [O] or NULL; o's first
+ * entries give the one axis's geometry. */
+ad_node *ad_conv1d(ad_graph *g, ad_node *x, ad_node *w, ad_node *b, const ad_conv_opts *o);
+/* Max pooling over KH x KW windows of x [N, C, H, W] (padding counts as -inf), as
+ * torch.nn.functional.max_pool2d; the gradient goes to the first largest element of each
+ * window.  o's dilation applies; its groups are ignored. */
+ad_node *ad_max_pool2d(ad_graph *g, ad_node *x, int kh, int kw, const ad_conv_opts *o);
+/* Average pooling, as torch.nn.functional.avg_pool2d with count_include_pad (padding counts
+ * as zeros in the mean). */
+ad_node *ad_avg_pool2d(ad_graph *g, ad_node *x, int kh, int kw, const ad_conv_opts *o);
+
+/* ------------------------------------------------------------------------------------------
+ * Normalisation.
+ */
+
+/* torch.nn.functional.layer_norm over the last `axes` axes of x: (x - mean) / sqrt(var + eps)
+ * with the biased variance, times weight plus bias (both of the normalised axes' shape, or
+ * NULL). */
+ad_node *ad_layer_norm(ad_graph *g, ad_node *x, int axes, ad_node *weight, ad_node *bias,
+                       double eps);
+/* torch.nn.functional.batch_norm over the channel axis 1 of x [N, C, ...].  Training: each
+ * channel is normalised by its batch mean and biased variance, and running_mean and
+ * running_var (tensors [C] of x's dtype, or NULL) move toward the batch's mean and unbiased
+ * variance by momentum, when the node is recorded and at each replay.  Evaluation (training
+ * false): the running statistics normalise, and the op is affine in x.  weight and bias [C]
+ * or NULL. */
+ad_node *ad_batch_norm(ad_graph *g, ad_node *x, ad_node *weight, ad_node *bias,
+                       ad_tensor *running_mean, ad_tensor *running_var, bool training,
+                       double momentum, double eps);
 
 /* ------------------------------------------------------------------------------------------
  * Softmax, losses, dropout.
@@ -483,6 +583,10 @@ ad_node *ad_cross_entropy(ad_graph *g, ad_node *logits, const int32_t *labels);
 ad_node *ad_mse(ad_graph *g, ad_node *pred, ad_node *target);
 /* Mean absolute error, mean |pred - target| (subgradient 0 at 0). */
 ad_node *ad_mae(ad_graph *g, ad_node *pred, ad_node *target);
+/* Mean over all elements of the binary cross-entropy of sigmoid(logits) against targets in
+ * [0, 1] (same shape), computed from the logits stably, as
+ * torch.nn.functional.binary_cross_entropy_with_logits: max(z, 0) - z t + log(1 + e^-|z|). */
+ad_node *ad_bce_with_logits(ad_graph *g, ad_node *logits, ad_node *target);
 /* Zeroes each element with probability p (a Bernoulli mask from rng, kept for backward).
  * The lecture's form leaves survivors unscaled (scale activations by 1-p at test time);
  * inverted scales survivors by 1/(1-p) (PyTorch's form, identity at test time).  p in [0,1).

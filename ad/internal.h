@@ -49,7 +49,18 @@ enum {
     X(BROADCAST_TO, broadcast_to) X(SLICE, slice) X(CONCAT, concat) X(SOFTMAX, softmax)       \
     X(LOG_SOFTMAX, log_softmax) X(CROSS_ENTROPY, cross_entropy) X(MSE, mse) X(MAE, mae)       \
     X(DROPOUT, dropout) X(LINEAR, linear) X(EW_DERIV, ew_deriv)         \
-    X(DROPOUT_MASK, dropout_mask) X(WHERE, where) X(CE_ONEHOT, ce_onehot)
+    X(DROPOUT_MASK, dropout_mask) X(WHERE, where) X(CE_ONEHOT, ce_onehot)                \
+    AD_OPS_INDEX(X) AD_OPS_AXIS(X) AD_OPS_CONV(X) AD_OPS_NORM(X)
+
+/* The families of issue 17, one list each (filled in by index.c/shape.c, reduce.c/loss.c,
+ * conv.c and norm.c). */
+#define AD_OPS_INDEX(X)
+
+#define AD_OPS_AXIS(X)
+
+#define AD_OPS_CONV(X)
+
+#define AD_OPS_NORM(X)
 
 /* Built-in op ids, in the registry's order: the leaves, the elementwise ops of ad_ew.h, then
  * the tensor ops. */

@@ -99,6 +99,160 @@ ad_node *nn_dropout(ad_graph *g, ad_node *x, double p, bool inverted, nn_mode mo
                     ad_rng *rng);
 
 /* ------------------------------------------------------------------------------------------
+ * Any model: a named list of parameters and buffers.
+ *
+ * A model owns tensors under PyTorch's state-dict names ("0.weight", "lstm.weight_ih_l0",
+ * "1.running_mean"), in the order they were added: parameters, which optimizers train, and
+ * buffers, which a forward pass may update (batch norm's running statistics) but no gradient
+ * reaches.  Layers add their tensors with a prefix, as torch.nn modules name theirs, so a model
+ * saved here is a state dict that load_state_dict takes in the equivalent torch.nn module, and
+ * a state dict PyTorch saved (safetensors.torch.save_file) loads back.
+ */
+
+/* A model's tensors (opaque). */
+typedef struct nn_model nn_model;
+
+/* An empty model whose tensors will have dtype t; NULL for another dtype or without memory. */
+nn_model *nn_model_new(ad_dtype t);
+/* Frees the model and every tensor it holds; NULL is ignored. */
+void nn_model_free(nn_model *m);
+/* The dtype of the model's tensors. */
+ad_dtype nn_model_dtype(const nn_model *m);
+/* A new zero parameter of the model called name (copied; unique, non-empty, not
+ * "__metadata__") with the given shape, or NULL (AD_ERR_ARG for a bad or repeated name, or
+ * without memory) with the reason in the model's error (nn_model_error). */
+ad_tensor *nn_model_param(nn_model *m, const char *name, ad_shape shape);
+/* A new zero buffer: saved and loaded with the parameters, never trained. */
+ad_tensor *nn_model_buffer(nn_model *m, const char *name, ad_shape shape);
+/* The parameters in the order they were added, NULL-terminated: the list optimizers take
+ * (valid until the next parameter is added). */
+ad_tensor *const *nn_model_params(const nn_model *m);
+/* Number of tensors (parameters and buffers), and tensor i of them in the order added, or NULL
+ * out of range. */
+int nn_model_count(const nn_model *m);
+/* Tensor i (0 .. nn_model_count - 1) in the order added, or NULL. */
+ad_tensor *nn_model_tensor(const nn_model *m, int i);
+/* Whether tensor i is a parameter (false for a buffer or out of range). */
+bool nn_model_is_param(const nn_model *m, int i);
+/* The tensor called name, or NULL. */
+ad_tensor *nn_model_find(const nn_model *m, const char *name);
+/* Number of scalar parameters, as PyTorch's sum(p.numel() for p in model.parameters()). */
+int64_t nn_model_num_param_elements(const nn_model *m);
+/* Zeroes every parameter's gradient. */
+void nn_model_zero_grad(nn_model *m);
+/* Sets the metadata string key to value (both copied; a key set again is replaced), saved in
+ * the file's __metadata__: where a model keeps its architecture. */
+ad_status nn_model_set_meta(nn_model *m, const char *key, const char *value);
+/* The metadata string under key (set or loaded), or NULL. */
+const char *nn_model_meta(const nn_model *m, const char *key);
+/* The message of the model's last failed call ("" if none). */
+const char *nn_model_error(const nn_model *m);
+/* Saves the standardisation of the inputs with the model: its per-feature mean and standard
+ * deviation go into the metadata (as "backprop.scaler.mean" and "backprop.scaler.std", lists
+ * of %.17g numbers, so they come back bit for bit) and not into the state dict, which stays
+ * what PyTorch's module expects.  dim numbers each. */
+ad_status nn_model_set_scaler(nn_model *m, int dim, const double *mean, const double *std);
+/* The scaler saved with the model: fills mean and std (dim numbers each, either may be NULL)
+ * and returns AD_OK, or AD_ERR_ARG if the model has none of that dim. */
+ad_status nn_model_scaler(const nn_model *m, int dim, double *mean, double *std);
+/* Writes the tensors under their names and the metadata (with "format": "pt") as a
+ * safetensors file, atomically. */
+ad_status nn_model_save(const nn_model *m, const char *path, char *err, size_t errlen);
+/* Loads a state dict into the model as load_state_dict(strict=True) does: every tensor of the
+ * model must be in the file with its shape, and the file may hold no other; values are
+ * converted to the model's dtype (F32, F64 and I64 files load).  The file's metadata replaces
+ * the model's.  On any problem nothing is changed and err names the file and the tensor. */
+ad_status nn_model_load(nn_model *m, const char *path, char *err, size_t errlen);
+
+/* ------------------------------------------------------------------------------------------
+ * Layers of any model.  Each nn_X_add makes its tensors in the model under prefix (PyTorch's
+ * attribute names after it: "<prefix>.weight"; an empty prefix gives the bare names) and
+ * initialises them as torch.nn.X does (uniform in +-1/sqrt(fan_in) for weights and biases,
+ * N(0, 1) for embeddings, ones and zeros for norms), drawing from rng.  They return AD_OK,
+ * AD_ERR_ARG for bad sizes or AD_ERR_NOMEM, with the reason in nn_model_error.  Each forward
+ * checks its input's shape and records "nn_X_forward: ..." in g on a mismatch.
+ */
+
+/* Linear(in, out) in model m: the same layer as nn_linear_init, owned by m. */
+ad_status nn_linear_add(nn_model *m, nn_linear *l, const char *prefix, int in, int out, bool bias,
+                        ad_rng *rng);
+
+/* Conv2d(in, out, (kh, kw), stride, padding, dilation, groups, bias). */
+typedef struct {
+    ad_tensor *weight;  /* [out, in/groups, kh, kw] */
+    ad_tensor *bias;    /* [out], or NULL */
+    int in, out, kh, kw;
+    ad_conv_opts opts;
+} nn_conv2d;
+/* Conv2d's tensors in m; o may be NULL (stride 1, no padding). */
+ad_status nn_conv2d_add(nn_model *m, nn_conv2d *l, const char *prefix, int in, int out, int kh,
+                        int kw, const ad_conv_opts *o, bool bias, ad_rng *rng);
+/* x [N, in, H, W] -> [N, out, H', W']. */
+ad_node *nn_conv2d_forward(ad_graph *g, const nn_conv2d *l, ad_node *x);
+
+/* x [N, ...] -> [N, product of the rest], as torch.nn.Flatten. */
+ad_node *nn_flatten(ad_graph *g, ad_node *x);
+
+/* LayerNorm(dim): normalises the last axis, with weight and bias [dim]. */
+typedef struct {
+    ad_tensor *weight, *bias;
+    int dim;
+    double eps;
+} nn_layer_norm;
+/* LayerNorm's tensors in m (eps 1e-5 as PyTorch's default when eps is 0). */
+ad_status nn_layer_norm_add(nn_model *m, nn_layer_norm *l, const char *prefix, int dim, double eps);
+/* x [..., dim] -> normalised, same shape. */
+ad_node *nn_layer_norm_forward(ad_graph *g, const nn_layer_norm *l, ad_node *x);
+
+/* BatchNorm1d/2d(channels): weight, bias, and the buffers running_mean, running_var and
+ * num_batches_tracked. */
+typedef struct {
+    ad_tensor *weight, *bias, *running_mean, *running_var, *num_batches_tracked;
+    int channels;
+    double eps, momentum;
+} nn_batch_norm;
+/* BatchNorm's tensors in m (eps 1e-5 and momentum 0.1, PyTorch's, where given as 0). */
+ad_status nn_batch_norm_add(nn_model *m, nn_batch_norm *l, const char *prefix, int channels,
+                            double eps, double momentum);
+/* x [N, C] or [N, C, ...]: NN_TRAIN normalises by the batch's statistics and updates the
+ * running ones (and counts the batch in num_batches_tracked); NN_EVAL uses the running ones. */
+ad_node *nn_batch_norm_forward(ad_graph *g, nn_batch_norm *l, ad_node *x, nn_mode mode);
+
+/* Embedding(num, dim): a table weight [num, dim]. */
+typedef struct {
+    ad_tensor *weight;
+    int num, dim;
+} nn_embedding;
+/* Embedding's table in m, drawn from N(0, 1) as PyTorch's. */
+ad_status nn_embedding_add(nn_model *m, nn_embedding *l, const char *prefix, int num, int dim,
+                           ad_rng *rng);
+/* ids (shape ids_shape, each in [0, num)) -> [ids_shape..., dim]. */
+ad_node *nn_embedding_forward(ad_graph *g, const nn_embedding *l, ad_shape ids_shape,
+                              const int64_t *ids);
+
+/* One layer of torch.nn.RNN (tanh), LSTM or GRU, with PyTorch's parameter names
+ * ("<prefix>.weight_ih_l0", weight_hh_l0, bias_ih_l0, bias_hh_l0) and gate order (LSTM:
+ * input, forget, cell, output; GRU: reset, update, new). */
+typedef enum { NN_RNN_TANH = 0, NN_LSTM, NN_GRU } nn_rnn_kind;
+typedef struct {
+    nn_rnn_kind kind;
+    ad_tensor *weight_ih, *weight_hh, *bias_ih, *bias_hh; /* [G*hidden, in], [G*hidden, hidden], [G*hidden] */
+    int in, hidden;
+} nn_rnn;
+/* The layer's tensors in m, uniform in +-1/sqrt(hidden) as PyTorch's. */
+ad_status nn_rnn_add(nn_model *m, nn_rnn *l, nn_rnn_kind kind, const char *prefix, int in,
+                     int hidden, ad_rng *rng);
+/* One step: x [N, in], state h [N, hidden] (and c for an LSTM; NULL states are zeros) ->
+ * new h (returned) and *c_out for an LSTM. */
+ad_node *nn_rnn_cell(ad_graph *g, const nn_rnn *l, ad_node *x, ad_node *h, ad_node *c,
+                     ad_node **c_out);
+/* The sequence loop: x [T, N, in] (time first, as PyTorch's default) -> outputs [T, N, hidden];
+ * h0 and c0 [N, hidden] or NULL (zeros); the last states go to *h_last and *c_last when not
+ * NULL. */
+ad_node *nn_rnn_forward(ad_graph *g, const nn_rnn *l, ad_node *x, ad_node *h0, ad_node *c0,
+                        ad_node **h_last, ad_node **c_last);
+
+/* ------------------------------------------------------------------------------------------
  * The multilayer perceptron.
  */
 

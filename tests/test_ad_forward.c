@@ -181,6 +181,14 @@ static ad_node *net(ad_graph *g, ad_node **x)
     return ad_add(g, ad_mul(g, h, h), ad_sigmoid(g, ad_matmul(g, h, ad_transpose(g, x[1]))));
 }
 
+/* builders of index.c, shape.c and matmul.c's cases */
+
+/* builders of reduce.c and loss.c's cases */
+
+/* builders of conv.c's cases */
+
+/* builders of norm.c's cases */
+
 /* A shape in a static initialiser (AD_SHAPE is a compound literal). */
 #define S(...) {.rank = AD_NARGS(__VA_ARGS__), .dim = {__VA_ARGS__}}
 
@@ -207,6 +215,14 @@ static const op_case cases[] = {
     {"slice", 1, {S(3, 4)}, slice},
     {"concat", 3, {S(1, 4), S(2, 4), S(3, 4)}, concat},
     {"dropout", 1, {S(3, 4)}, dropout},
+    /* indexing and shapes: index.c, shape.c, matmul.c */
+
+    /* reductions along an axis and losses: reduce.c, loss.c */
+
+    /* convolution and pooling: conv.c */
+
+    /* normalisation: norm.c */
+
     {"network with fan-out", 3, {S(3, 4), S(4, 4), S(4)}, net},
 };
 

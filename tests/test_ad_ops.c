@@ -157,6 +157,14 @@ static ad_node *b_dropout(ad_graph *g, ad_node *const *x, int n, void *u)
     return ad_dropout(g, x[0], 0.3, a->seed % 2, &r);
 }
 
+/* builders of index.c, shape.c and matmul.c's cases */
+
+/* builders of reduce.c and loss.c's cases */
+
+/* builders of conv.c's cases */
+
+/* builders of norm.c's cases */
+
 static const op_case cases[] = {
     {"neg", 1, b_neg, same1, -2, 2, false},
     {"recip", 1, b_recip, same1, 0.5, 2, false},
@@ -200,6 +208,14 @@ static const op_case cases[] = {
     {"mse", 2, b_mse, equal2, -2, 2, false},
     {"mae", 2, b_mae, equal2, -2, 2, false},
     {"dropout", 1, b_dropout, dropout1, -2, 2, false},
+    /* indexing and shapes: index.c, shape.c, matmul.c */
+
+    /* reductions along an axis and losses: reduce.c, loss.c */
+
+    /* convolution and pooling: conv.c */
+
+    /* normalisation: norm.c */
+
 };
 enum { NCASES = sizeof cases / sizeof cases[0] };
 
