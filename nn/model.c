@@ -115,6 +115,7 @@ ad_tensor *nn_model_param(nn_model *m, const char *name, ad_shape shape) { retur
 ad_tensor *nn_model_buffer(nn_model *m, const char *name, ad_shape shape) { return add_tensor(m, name, shape, false); }
 
 ad_tensor *const *nn_model_params(const nn_model *m) { return m ? m->params : NULL; }
+int nn_model_num_params(const nn_model *m) { return m ? m->nparams : 0; }
 int nn_model_count(const nn_model *m) { return m ? m->n : 0; }
 ad_tensor *nn_model_tensor(const nn_model *m, int i) { return m && i >= 0 && i < m->n ? m->t[i] : NULL; }
 bool nn_model_is_param(const nn_model *m, int i) { return m && i >= 0 && i < m->n && m->param[i]; }
