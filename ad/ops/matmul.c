@@ -87,7 +87,11 @@ static int matmul_shape(const ad_op_ctx *c, ad_shape *out, char *msg, size_t len
         return 1;
     }
     if (!product_shape(&ma, &mb, out)) {
-        snprintf(msg, len, "%s x %s: batch dimensions do not broadcast", sa, sb);
+        ad_shape ba = ma, bb = mb;
+        ba.rank -= 2, bb.rank -= 2;
+        char b0[96], b1[96];
+        snprintf(msg, len, "%s x %s: batch dimensions %s and %s do not broadcast", sa, sb,
+                 ad_shape_str(&ba, b0, sizeof b0), ad_shape_str(&bb, b1, sizeof b1));
         return 1;
     }
     /* the axes a 1-D operand stood for are dropped */
