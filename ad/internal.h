@@ -54,7 +54,10 @@ enum {
 
 /* The families of issue 17, one list each (filled in by index.c/shape.c, reduce.c/loss.c,
  * conv.c and norm.c). */
-#define AD_OPS_INDEX(X)
+#define AD_OPS_INDEX(X)                                                                       \
+    X(INDEX_SELECT, index_select) X(EMBEDDING, embedding) X(GATHER, gather)                   \
+    X(INDEX_ADD, index_add) X(INDEX_TAKE, index_take) X(STACK, stack) X(PERMUTE, permute)     \
+    X(SLICE_STEP, slice_step) X(DETACH, detach)
 
 #define AD_OPS_AXIS(X)
 
@@ -77,11 +80,12 @@ enum {
 /* The first elementwise op: the leaves come before it. */
 #define OP_FIRST_COMPUTED OP_ADD
 /* Ops whose output carries no gradient: the comparisons (conditions, not quantities, as in
- * PyTorch, where they give booleans), dropout's mask and cross_entropy's one-hot labels.  Their
- * nodes never need a gradient. */
+ * PyTorch, where they give booleans), dropout's mask, cross_entropy's one-hot labels and
+ * detach (stop_gradient).  Their nodes never need a gradient. */
 static inline bool op_no_grad(int op)
 {
-    return (op >= OP_LT && op <= OP_NE) || op == OP_DROPOUT_MASK || op == OP_CE_ONEHOT;
+    return (op >= OP_LT && op <= OP_NE) || op == OP_DROPOUT_MASK || op == OP_CE_ONEHOT ||
+           op == OP_DETACH;
 }
 
 /* Tensor part of a node: every node that is not a plain float64 scalar has one; named

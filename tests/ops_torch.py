@@ -31,6 +31,19 @@ TWINS = {
     "matmul": lambda x: torch.matmul(x[0], x[1]),
     "where(x0 > x1, x0, x2)": lambda x: torch.where(x[0] > x[1], x[0], x[2]),
     # indexing and shapes: index.c, shape.c, matmul.c
+    "index_select(x0, 1, [2, 0, 2, 3])": lambda x: torch.index_select(x[0], 1, torch.tensor([2, 0, 2, 3])),
+    "gather(x0, 1, [[3, 0, 3], [3, 1, 1]])": lambda x: torch.gather(x[0], 1, torch.tensor([[3, 0, 3], [3, 1, 1]])),
+    "embedding([[4, 0, 4], [0, 2, 1]], x0)": lambda x: F.embedding(torch.tensor([[4, 0, 4], [0, 2, 1]]), x[0]),
+    "stack(x0, x1, x2; 1)": lambda x: torch.stack(x, 1),
+    "stack of scalars": lambda x: torch.stack(x),
+    "x0.permute(2, 0, 1)": lambda x: x[0].permute(2, 0, 1),
+    "x0[:, 1:7:2]": lambda x: x[0][:, 1:7:2],
+    "x0 * x1.detach()": lambda x: x[0] * x[1].detach(),
+    "matmul [4] x [4]": lambda x: torch.matmul(x[0], x[1]),
+    "matmul [3] x [3,5]": lambda x: torch.matmul(x[0], x[1]),
+    "matmul [2,3,4] x [4]": lambda x: torch.matmul(x[0], x[1]),
+    "matmul [3] x [2,3,4]": lambda x: torch.matmul(x[0], x[1]),
+    "matmul [2,1,3,4] x [5,4,6]": lambda x: torch.matmul(x[0], x[1]),
 
     # reductions along an axis and losses: reduce.c, loss.c
 

@@ -29,7 +29,25 @@ static ad_node *softmax_axis1(ad_graph *g, ad_node **x) { return ad_softmax(g, x
 static ad_node *matmul(ad_graph *g, ad_node **x) { return ad_matmul(g, x[0], x[1]); }
 static ad_node *where_gt(ad_graph *g, ad_node **x) { return ad_where(g, ad_gt(g, x[0], x[1]), x[0], x[2]); }
 
-/* builders of index.c, shape.c and matmul.c's cases */
+/* builders of index.c, shape.c and matmul.c's cases (ops_torch.py's twins take the indices
+ * counted from 0: torch refuses negative ones here) */
+static ad_node *index_select1(ad_graph *g, ad_node **x)
+{
+    return ad_index_select(g, x[0], 1, (const int64_t[]){2, 0, 2, -1}, 4);
+}
+static ad_node *gather1(ad_graph *g, ad_node **x)
+{
+    return ad_gather(g, x[0], 1, AD_SHAPE(2, 3), (const int64_t[]){3, 0, 3, -1, 1, 1});
+}
+static ad_node *embedding(ad_graph *g, ad_node **x)
+{
+    return ad_embedding(g, x[0], AD_SHAPE(2, 3), (const int64_t[]){4, 0, 4, -5, 2, 1});
+}
+static ad_node *stack1(ad_graph *g, ad_node **x) { return ad_stack(g, x, 3, 1); }
+static ad_node *stack0(ad_graph *g, ad_node **x) { return ad_stack(g, x, 3, 0); }
+static ad_node *permute201(ad_graph *g, ad_node **x) { return ad_permute(g, x[0], (const int[]){2, 0, 1}); }
+static ad_node *slice_1_7_2(ad_graph *g, ad_node **x) { return ad_slice_step(g, x[0], 1, 1, 7, 2); }
+static ad_node *times_detached(ad_graph *g, ad_node **x) { return ad_mul(g, x[0], ad_detach(g, x[1])); }
 
 /* builders of reduce.c and loss.c's cases */
 
@@ -42,6 +60,19 @@ static const torch_case cases[] = {
     {"matmul", 2, {S(2, 3, 4), S(4, 5)}, matmul, -2, 2},
     {"where(x0 > x1, x0, x2)", 3, {S(3, 1), S(4), S(3, 4)}, where_gt, -2, 2},
     /* indexing and shapes: index.c, shape.c, matmul.c */
+    {"index_select(x0, 1, [2, 0, 2, 3])", 1, {S(3, 4)}, index_select1, -2, 2},
+    {"gather(x0, 1, [[3, 0, 3], [3, 1, 1]])", 1, {S(2, 4)}, gather1, -2, 2},
+    {"embedding([[4, 0, 4], [0, 2, 1]], x0)", 1, {S(5, 3)}, embedding, -2, 2},
+    {"stack(x0, x1, x2; 1)", 3, {S(2, 3), S(2, 3), S(2, 3)}, stack1, -2, 2},
+    {"stack of scalars", 3, {{.rank = 0}, {.rank = 0}, {.rank = 0}}, stack0, -2, 2},
+    {"x0.permute(2, 0, 1)", 1, {S(2, 3, 4)}, permute201, -2, 2},
+    {"x0[:, 1:7:2]", 1, {S(3, 8)}, slice_1_7_2, -2, 2},
+    {"x0 * x1.detach()", 2, {S(3, 4), S(3, 4)}, times_detached, -2, 2},
+    {"matmul [4] x [4]", 2, {S(4), S(4)}, matmul, -2, 2},
+    {"matmul [3] x [3,5]", 2, {S(3), S(3, 5)}, matmul, -2, 2},
+    {"matmul [2,3,4] x [4]", 2, {S(2, 3, 4), S(4)}, matmul, -2, 2},
+    {"matmul [3] x [2,3,4]", 2, {S(3), S(2, 3, 4)}, matmul, -2, 2},
+    {"matmul [2,1,3,4] x [5,4,6]", 2, {S(2, 1, 3, 4), S(5, 4, 6)}, matmul, -2, 2},
 
     /* reductions along an axis and losses: reduce.c, loss.c */
 

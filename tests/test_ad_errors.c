@@ -37,10 +37,10 @@ START_TEST(matmul_message_is_exact)
     ck_assert_str_eq(ad_error(g), "matmul: [64,784] x [256,784]: inner dimensions 784 and 256 differ");
     ad_clear_error(g);
     /* the other matmul rules */
-    EXPECT_FAIL(g, ad_matmul(g, zeros(g, AD_F64, AD_SHAPE(3)), zeros(g, AD_F64, AD_SHAPE(3, 2))),
-                AD_ERR_SHAPE, "matmul: [3] x [3,2]: operands must be 2-D, or 3-D with a batch dimension");
+    EXPECT_FAIL(g, ad_matmul(g, zeros(g, AD_F64, AD_SHAPE0), zeros(g, AD_F64, AD_SHAPE(3, 2))),
+                AD_ERR_SHAPE, "matmul: [] x [3,2]: operands must be 1-D or more (a scalar has no matrix product: use mul)");
     EXPECT_FAIL(g, ad_matmul(g, zeros(g, AD_F64, AD_SHAPE(2, 4, 3)), zeros(g, AD_F64, AD_SHAPE(3, 3, 5))),
-                AD_ERR_SHAPE, "matmul: [2,4,3] x [3,3,5]: batch sizes 2 and 3 differ");
+                AD_ERR_SHAPE, "matmul: [2,4,3] x [3,3,5]: batch dimensions [2] and [3] do not broadcast");
     /* and the transpose (rank >= 2) */
     EXPECT_FAIL(g, ad_transpose(g, zeros(g, AD_F64, AD_SHAPE(5))), AD_ERR_SHAPE,
                 "transpose: [5]: needs rank >= 2");
@@ -652,7 +652,7 @@ START_TEST(gradient_and_gradcheck_errors)
     EXPECT_ERROR(g, AD_ERR_NULL, "gradient: the function returned NULL");
     /* the function's own error is reported as it was recorded */
     ck_assert_int_eq(ad_gradient(g, bad_matmul, 1, x, NULL, &v, gr), AD_ERR_SHAPE);
-    EXPECT_ERROR(g, AD_ERR_SHAPE, "matmul: [] x []: operands must be 2-D");
+    EXPECT_ERROR(g, AD_ERR_SHAPE, "matmul: [] x []: operands must be 1-D or more");
     ck_assert_int_eq(ad_gradient(NULL, bad_matmul, 1, x, NULL, &v, gr), AD_ERR_SHAPE);
     /* outputs are untouched on failure */
     ck_assert_double_eq(v, -1);
@@ -840,6 +840,97 @@ START_TEST(zero_element_tensors_with_huge_dimensions)
 }
 END_TEST
 
+/* The indexing and shape ops of ad_ops/index.c and shape.c, and matmul's broadcasting: every
+ * refusal names the op, the arguments and the shapes. */
+START_TEST(indexing_and_shape_op_errors)
+{
+    ad_graph *g = ad_graph_new();
+    ad_node *x = ad_var_array(g, "x", AD_F64, AD_SHAPE(3, 4), NULL);
+    const int64_t idx[3] = {0, 5, 1}, neg[2] = {-3, -4};
+    /* index_select */
+    EXPECT_FAIL(g, ad_index_select(g, x, 0, idx, 3), AD_ERR_ARG,
+                "index_select: index 5 (position 1) out of range for axis 0 of [3,4]");
+    EXPECT_FAIL(g, ad_index_select(g, x, -2, neg, 2), AD_ERR_ARG,
+                "index_select: index -4 (position 1) out of range for axis 0 of [3,4]");
+    EXPECT_FAIL(g, ad_index_select(g, x, 2, idx, 1), AD_ERR_ARG, "index_select: axis 2 out of range for shape [3,4]");
+    EXPECT_FAIL(g, ad_index_select(g, x, 0, NULL, 2), AD_ERR_NULL, "index_select: indices are NULL");
+    EXPECT_FAIL(g, ad_index_select(g, x, 0, idx, -1), AD_ERR_ARG, "index_select: -1 indices");
+    EXPECT_FAIL(g, ad_apply(g, ad_op_find("index_select"), &x, 1, (double[]){NAN, 1, 2}, 3), AD_ERR_ARG,
+                "index_select: axis nan is not an integer in [0, 5]");
+    EXPECT_FAIL(g, ad_apply(g, ad_op_find("index_select"), &x, 1, (double[]){0, 1, 1e300}, 3), AD_ERR_ARG,
+                "index_select: index dimension 1e+300 is not an integer");
+    EXPECT_FAIL(g, ad_apply(g, ad_op_find("index_select"), &x, 1, (double[]){0, 2, 1, 1}, 4), AD_ERR_SHAPE,
+                "index_select: the index must be 1-D (given rank 2)");
+    /* gather */
+    EXPECT_FAIL(g, ad_gather(g, x, 1, AD_SHAPE(3), idx), AD_ERR_SHAPE, "gather: input [3,4] and index [3]: ranks differ");
+    EXPECT_FAIL(g, ad_gather(g, x, 1, AD_SHAPE(4, 1), idx), AD_ERR_SHAPE,
+                "gather: input [3,4] and index [4,1]: index is larger on axis 0");
+    EXPECT_FAIL(g, ad_gather(g, x, 1, AD_SHAPE(1, 3), idx), AD_ERR_ARG,
+                "gather: index 5 (position 1) out of range for axis 1 of [3,4]");
+    /* embedding */
+    ad_node *w3 = ad_var_array(g, "w", AD_F64, AD_SHAPE(2, 3, 4), NULL);
+    EXPECT_FAIL(g, ad_embedding(g, w3, AD_SHAPE(2), idx), AD_ERR_SHAPE,
+                "embedding: weight [2,3,4]: expected a [num, dim] table indexed along axis 0");
+    EXPECT_FAIL(g, ad_embedding(g, x, AD_SHAPE(3), idx), AD_ERR_ARG,
+                "embedding: index 5 (position 1) out of range for axis 0 of [3,4]");
+    EXPECT_FAIL(g, ad_embedding(g, x, AD_SHAPE(1, 1, 1, 1, 1, 1), idx), AD_ERR_SHAPE,
+                "embedding: [3,4] indexed by [1,1,1,1,1,1] would have more than 6 axes");
+    /* new indices for a recorded node: the same count, checked as at recording */
+    ad_node *sel = ad_index_select(g, x, 1, (const int64_t[]){1, 2}, 2);
+    ck_assert_ptr_nonnull(sel);
+    ck_assert_int_eq(ad_node_set_arg(g, sel, &(ad_index){idx, 3}), AD_ERR_ARG);
+    EXPECT_ERROR(g, AD_ERR_ARG, "index_select: 3 indices given for an index of shape [2]");
+    ad_clear_error(g);
+    ck_assert_int_eq(ad_node_set_arg(g, sel, &(ad_index){(const int64_t[]){3, 4}, 2}), AD_ERR_ARG);
+    EXPECT_ERROR(g, AD_ERR_ARG, "index_select: index 4 (position 1) out of range for axis 1 of [3,4]");
+    ad_clear_error(g);
+    ck_assert_int_eq(ad_node_set_arg(g, sel, NULL), AD_ERR_NULL);
+    ad_clear_error(g);
+    /* stack and concat */
+    ad_node *y = ad_var_array(g, "y", AD_F64, AD_SHAPE(4, 3), NULL), *s = ad_var(g, "s", 1);
+    EXPECT_FAIL(g, ad_stack(g, (ad_node *[]){x, y}, 2, 0), AD_ERR_SHAPE, "stack: [3,4] and [4,3] differ (input 2)");
+    EXPECT_FAIL(g, ad_stack(g, (ad_node *[]){x, x}, 2, 3), AD_ERR_ARG,
+                "stack: axis 3 out of range for stacking [3,4] (the output has 3 axes)");
+    EXPECT_FAIL(g, ad_stack(g, (ad_node *[]){x, x}, 2, -4), AD_ERR_ARG, "stack: axis -4 out of range");
+    EXPECT_FAIL(g, ad_stack(g, NULL, 2, 0), AD_ERR_NULL, "stack: input array is NULL");
+    EXPECT_FAIL(g, ad_stack(g, (ad_node *[]){x}, 0, 0), AD_ERR_ARG, "stack: needs at least one input (given 0)");
+    EXPECT_FAIL(g, ad_concat(g, (ad_node *[]){s, s}, 2, 0), AD_ERR_SHAPE,
+                "concat: input 1 is a scalar (0-D), which has no axis to join along; ad_stack joins scalars into a vector");
+    /* permute */
+    EXPECT_FAIL(g, ad_permute(g, x, (const int[]){0, 0}), AD_ERR_SHAPE, "permute: (0,0) is not a permutation of the axes of [3,4]");
+    EXPECT_FAIL(g, ad_permute(g, x, (const int[]){0, 2}), AD_ERR_SHAPE, "permute: axis 2 out of range for shape [3,4]");
+    EXPECT_FAIL(g, ad_permute(g, x, NULL), AD_ERR_NULL, "permute: perm is NULL");
+    EXPECT_FAIL(g, ad_apply(g, ad_op_find("permute"), &x, 1, (double[]){1}, 1), AD_ERR_SHAPE,
+                "permute: (1) is not a permutation of the axes of [3,4]");
+    /* slice_step */
+    EXPECT_FAIL(g, ad_slice_step(g, x, 1, 0, 4, 0), AD_ERR_ARG, "slice_step: step 0 must be at least 1");
+    EXPECT_FAIL(g, ad_slice_step(g, x, 1, 0, 5, 2), AD_ERR_ARG,
+                "slice_step: [3,4]: start 0 and end 5 must be in 0..4 on axis 1 (clamp them first, as Python does)");
+    EXPECT_FAIL(g, ad_slice_step(g, x, 1, -1, 4, 2), AD_ERR_ARG, "slice_step: [3,4]: start -1 and end 4");
+    EXPECT_FAIL(g, ad_slice_step(g, x, 2, 0, 1, 2), AD_ERR_ARG, "slice_step: axis 2 out of range for shape [3,4]");
+    EXPECT_FAIL(g, ad_apply(g, ad_op_find("slice_step"), &x, 1, (double[]){1, 0, 4, NAN}, 4), AD_ERR_ARG,
+                "slice_step: step nan is not an integer");
+    /* the internal ops of the gradient graphs refuse anything but an indexing node */
+    EXPECT_FAIL(g, ad_apply(g, ad_op_find("index_add"), (ad_node *[]){x, y}, 2, NULL, 0), AD_ERR_SHAPE,
+                "index_add: input 2 is a var node, not index_select, embedding or gather");
+    EXPECT_FAIL(g, ad_apply(g, ad_op_find("index_take"), (ad_node *[]){y, sel}, 2, NULL, 0), AD_ERR_SHAPE,
+                "index_take: input [4,3], expected [3,4]");
+    /* detach */
+    EXPECT_FAIL(g, ad_detach(g, NULL), AD_ERR_NULL, "detach: ");
+    /* matmul: the batch axes broadcast, the inner ones match */
+    ad_node *a4 = ad_var_array(g, "a", AD_F32, AD_SHAPE(2, 1, 3, 4), NULL);
+    ad_node *b3 = ad_var_array(g, "b", AD_F32, AD_SHAPE(5, 4, 6), NULL);
+    ad_node *p = ad_matmul(g, a4, b3);
+    ck_assert_ptr_nonnull(p);
+    ad_shape ps = ad_node_shape(p);
+    ck_assert(ps.rank == 4 && ps.dim[0] == 2 && ps.dim[1] == 5 && ps.dim[2] == 3 && ps.dim[3] == 6);
+    EXPECT_FAIL(g, ad_matmul(g, b3, a4), AD_ERR_SHAPE, "matmul: [5,4,6] x [2,1,3,4]: inner dimensions 6 and 3 differ");
+    EXPECT_FAIL(g, ad_matmul(g, ad_var_array(g, "v", AD_F32, AD_SHAPE(3), NULL), b3), AD_ERR_SHAPE,
+                "matmul: [3] x [5,4,6]: inner dimensions 3 and 4 differ");
+    ad_graph_free(g);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("ad_errors");
@@ -879,6 +970,7 @@ int main(void)
     tcase_add_test(t, failed_op_leaves_no_half_made_node);
     tcase_add_test(t, inputs_from_another_graph_are_refused);
     tcase_add_test(t, zero_element_tensors_with_huge_dimensions);
+    tcase_add_test(t, indexing_and_shape_op_errors);
     suite_add_tcase(s, t);
     return run_suite(s);
 }

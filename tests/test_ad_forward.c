@@ -183,6 +183,31 @@ static ad_node *net(ad_graph *g, ad_node **x)
 
 /* builders of index.c, shape.c and matmul.c's cases */
 
+/* y^3: the linear ops made curved, so that second and third order pass through the gradient
+ * graphs of their gradient graphs (index_add and index_take for the indexing ops). */
+static ad_node *cubed(ad_graph *g, ad_node *y) { return ad_mul(g, ad_square(g, y), y); }
+static ad_node *index_select_c(ad_graph *g, ad_node **x)
+{
+    static const int64_t idx[5] = {3, -1, 0, 3, 1}; /* repeated, and -1 is 3 again */
+    return cubed(g, ad_index_select(g, x[0], -1, idx, 5));
+}
+static ad_node *gather_c(ad_graph *g, ad_node **x)
+{
+    static const int64_t idx[6] = {2, 0, -1, 1, 1, 0};
+    return cubed(g, ad_gather(g, x[0], 1, AD_SHAPE(2, 3), idx));
+}
+static ad_node *embedding_c(ad_graph *g, ad_node **x)
+{
+    static const int64_t ids[6] = {4, 0, 4, -5, 2, 1};
+    return cubed(g, ad_embedding(g, x[0], AD_SHAPE(2, 3), ids));
+}
+static ad_node *stack_c(ad_graph *g, ad_node **x) { return cubed(g, ad_stack(g, x, 3, -1)); }
+static ad_node *stack_scalars(ad_graph *g, ad_node **x) { return cubed(g, ad_stack(g, x, 3, 0)); }
+static ad_node *permute_c(ad_graph *g, ad_node **x) { return cubed(g, ad_permute(g, x[0], (const int[]){2, 0, 1})); }
+static ad_node *permute_rows(ad_graph *g, ad_node **x) { return cubed(g, ad_permute(g, x[0], (const int[]){1, 0, -1})); }
+static ad_node *permute_last2(ad_graph *g, ad_node **x) { return cubed(g, ad_permute(g, x[0], (const int[]){0, 2, 1})); }
+static ad_node *slice_step_c(ad_graph *g, ad_node **x) { return cubed(g, ad_slice_step(g, x[0], 1, 1, 7, 2)); }
+
 /* builders of reduce.c and loss.c's cases */
 
 /* builders of conv.c's cases */
@@ -216,6 +241,19 @@ static const op_case cases[] = {
     {"concat", 3, {S(1, 4), S(2, 4), S(3, 4)}, concat},
     {"dropout", 1, {S(3, 4)}, dropout},
     /* indexing and shapes: index.c, shape.c, matmul.c */
+    {"index_select", 1, {S(3, 4)}, index_select_c},
+    {"gather", 1, {S(3, 4)}, gather_c},
+    {"embedding", 1, {S(5, 3)}, embedding_c},
+    {"stack", 3, {S(2, 3), S(2, 3), S(2, 3)}, stack_c},
+    {"stack of scalars", 3, {{.rank = 0}, {.rank = 0}, {.rank = 0}}, stack_scalars},
+    {"permute", 1, {S(2, 3, 4)}, permute_c},
+    {"permute of rows", 1, {S(2, 3, 4)}, permute_rows},
+    {"permute of the last two", 1, {S(2, 3, 4)}, permute_last2},
+    {"slice_step", 1, {S(3, 8)}, slice_step_c},
+    {"matmul 1-D x 1-D", 2, {S(4), S(4)}, matmul},
+    {"matmul 1-D x 3-D", 2, {S(3), S(2, 3, 4)}, matmul},
+    {"matmul 3-D x 1-D", 2, {S(2, 3, 4), S(4)}, matmul},
+    {"matmul broadcast", 2, {S(2, 1, 3, 4), S(5, 4, 2)}, matmul},
 
     /* reductions along an axis and losses: reduce.c, loss.c */
 

@@ -159,6 +159,131 @@ static ad_node *b_dropout(ad_graph *g, ad_node *const *x, int n, void *u)
 
 /* builders of index.c, shape.c and matmul.c's cases */
 
+/* Indices live in labels (int32; the builders widen them), their count or the number of axes
+ * in start; negative ones count from the end, and repeats are likely. */
+static void draw_indices(ad_rng *r, args *a, int64_t count, int64_t n)
+{
+    a->start = count;
+    for (int64_t k = 0; k < count; k++) a->labels[k] = (int32_t)((int64_t)(ad_rng_next(r) % (uint64_t)(2 * n)) - n);
+}
+static int64_t *widen(const args *a, int64_t *to)
+{
+    for (int64_t k = 0; k < a->start; k++) to[k] = a->labels[k];
+    return to;
+}
+static int along(const ad_shape *s, int axis) { return axis < 0 ? axis + s->rank : axis; }
+static void random_axis(ad_rng *r, args *a, int rank)
+{
+    a->axis = (int)(ad_rng_next(r) % (uint64_t)rank) - (ad_rng_next(r) % 2 ? rank : 0);
+}
+static void index_select1(ad_rng *r, ad_shape *s, args *a)
+{
+    s[0] = rand_shape(r, 1, 4);
+    random_axis(r, a, s[0].rank);
+    draw_indices(r, a, 1 + (int64_t)(ad_rng_next(r) % 6), s[0].dim[along(&s[0], a->axis)]);
+}
+static void gather1(ad_rng *r, ad_shape *s, args *a)
+{
+    s[0] = rand_shape(r, 1, 3);
+    random_axis(r, a, s[0].rank);
+    int ax = along(&s[0], a->axis);
+    a->target = s[0];
+    for (int d = 0; d < s[0].rank; d++)
+        a->target.dim[d] = d == ax ? dim(r) : 1 + (int64_t)(ad_rng_next(r) % (uint64_t)s[0].dim[d]);
+    draw_indices(r, a, ad_shape_size(&a->target), s[0].dim[ax]);
+}
+static void embedding1(ad_rng *r, ad_shape *s, args *a)
+{
+    s[0] = AD_SHAPE(dim(r) + 1, dim(r));
+    a->target = rand_shape(r, 0, 3);
+    draw_indices(r, a, ad_shape_size(&a->target), s[0].dim[0]);
+}
+static void stack3(ad_rng *r, ad_shape *s, args *a)
+{
+    s[0] = s[1] = s[2] = rand_shape(r, 0, 3);
+    random_axis(r, a, s[0].rank + 1);
+}
+/* A random permutation in labels, its entries negative at random. */
+static void permute1(ad_rng *r, ad_shape *s, args *a)
+{
+    s[0] = rand_shape(r, 0, 4);
+    a->start = s[0].rank;
+    for (int d = 0; d < s[0].rank; d++) a->labels[d] = d;
+    for (int d = s[0].rank - 1; d > 0; d--) {
+        int k = (int)(ad_rng_next(r) % (uint64_t)(d + 1));
+        int32_t t = a->labels[d];
+        a->labels[d] = a->labels[k], a->labels[k] = t;
+    }
+    for (int d = 0; d < s[0].rank; d++)
+        if (ad_rng_next(r) % 3 == 0) a->labels[d] -= s[0].rank;
+}
+static void slice_step1(ad_rng *r, ad_shape *s, args *a)
+{
+    s[0] = rand_shape(r, 1, 4);
+    s[0].dim[ad_rng_next(r) % (uint64_t)s[0].rank] += 3; /* an axis worth stepping along */
+    random_axis(r, a, s[0].rank);
+    int64_t n = s[0].dim[along(&s[0], a->axis)];
+    a->start = (int64_t)(ad_rng_next(r) % (uint64_t)n); /* gradcheck needs an output */
+    a->end = a->start + 1 + (int64_t)(ad_rng_next(r) % (uint64_t)(n - a->start));
+    a->seed = 1 + ad_rng_next(r) % 3; /* the step */
+}
+/* torch.matmul's cases: 1-D operands on either side, and batch axes that broadcast both ways
+ * (each drawn from one shape with some axes set to 1 or dropped). */
+static ad_shape with_matrix(ad_shape batch, int64_t rows, int64_t cols)
+{
+    batch.dim[batch.rank++] = rows;
+    batch.dim[batch.rank++] = cols;
+    return batch;
+}
+static void matmul_nd(ad_rng *r, ad_shape *s, args *a)
+{
+    (void)a;
+    int64_t m = dim(r), k = dim(r), n = dim(r);
+    ad_shape o = rand_shape(r, 0, 2), ba = broadcastable_to(r, &o), bb = broadcastable_to(r, &o);
+    switch (ad_rng_next(r) % 4) {
+    case 0: s[0] = AD_SHAPE(k), s[1] = AD_SHAPE(k); break;
+    case 1: s[0] = AD_SHAPE(k), s[1] = with_matrix(bb, k, n); break;
+    case 2: s[0] = with_matrix(ba, m, k), s[1] = AD_SHAPE(k); break;
+    default: s[0] = with_matrix(ba, m, k), s[1] = with_matrix(bb, k, n); break;
+    }
+}
+static ad_node *b_index_select(ad_graph *g, ad_node *const *x, int n, void *u)
+{
+    args *a = u;
+    int64_t idx[64];
+    (void)n;
+    return ad_index_select(g, x[0], a->axis, widen(a, idx), a->start);
+}
+static ad_node *b_gather(ad_graph *g, ad_node *const *x, int n, void *u)
+{
+    args *a = u;
+    int64_t idx[64];
+    (void)n;
+    return ad_gather(g, x[0], a->axis, a->target, widen(a, idx));
+}
+static ad_node *b_embedding(ad_graph *g, ad_node *const *x, int n, void *u)
+{
+    args *a = u;
+    int64_t idx[64];
+    (void)n;
+    return ad_embedding(g, x[0], a->target, widen(a, idx));
+}
+static ad_node *b_stack(ad_graph *g, ad_node *const *x, int n, void *u) { args *a = u; return ad_stack(g, x, n, a->axis); }
+static ad_node *b_permute(ad_graph *g, ad_node *const *x, int n, void *u)
+{
+    args *a = u;
+    int perm[8];
+    (void)n;
+    for (int d = 0; d < a->start; d++) perm[d] = a->labels[d];
+    return ad_permute(g, x[0], perm);
+}
+static ad_node *b_slice_step(ad_graph *g, ad_node *const *x, int n, void *u)
+{
+    args *a = u;
+    (void)n;
+    return ad_slice_step(g, x[0], a->axis, a->start, a->end, (int64_t)a->seed);
+}
+
 /* builders of reduce.c and loss.c's cases */
 
 /* builders of conv.c's cases */
@@ -209,6 +334,13 @@ static const op_case cases[] = {
     {"mae", 2, b_mae, equal2, -2, 2, false},
     {"dropout", 1, b_dropout, dropout1, -2, 2, false},
     /* indexing and shapes: index.c, shape.c, matmul.c */
+    {"index_select", 1, b_index_select, index_select1, -2, 2, false},
+    {"gather", 1, b_gather, gather1, -2, 2, false},
+    {"embedding", 1, b_embedding, embedding1, -2, 2, false},
+    {"stack", 3, b_stack, stack3, -2, 2, false},
+    {"permute", 1, b_permute, permute1, -2, 2, false},
+    {"slice_step", 1, b_slice_step, slice_step1, -2, 2, false},
+    {"matmul 1-D and broadcast", 2, b_matmul, matmul_nd, -2, 2, false},
 
     /* reductions along an axis and losses: reduce.c, loss.c */
 
