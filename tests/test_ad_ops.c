@@ -160,10 +160,72 @@ static ad_node *b_dropout(ad_graph *g, ad_node *const *x, int n, void *u)
 /* builders of index.c, shape.c and matmul.c's cases */
 
 /* builders of reduce.c and loss.c's cases */
+static ad_node *b_max_axis(ad_graph *g, ad_node *const *x, int n, void *u) { args *a = u; (void)n; return ad_max_axis(g, x[0], a->axis, a->keepdim); }
+static ad_node *b_min_axis(ad_graph *g, ad_node *const *x, int n, void *u) { args *a = u; (void)n; return ad_min_axis(g, x[0], a->axis, a->keepdim); }
+/* The index enters the value and must give no gradient: max * (1 + argmax), min * (1 + argmin). */
+static ad_node *b_argmax(ad_graph *g, ad_node *const *x, int n, void *u)
+{
+    args *a = u;
+    (void)n;
+    return ad_mul(g, ad_max_axis(g, x[0], a->axis, a->keepdim), ad_add_scalar(g, ad_argmax(g, x[0], a->axis, a->keepdim), 1));
+}
+static ad_node *b_argmin(ad_graph *g, ad_node *const *x, int n, void *u)
+{
+    args *a = u;
+    (void)n;
+    return ad_mul(g, ad_min_axis(g, x[0], a->axis, a->keepdim), ad_add_scalar(g, ad_argmin(g, x[0], a->axis, a->keepdim), 1));
+}
+static ad_node *b_logsumexp(ad_graph *g, ad_node *const *x, int n, void *u) { args *a = u; (void)n; return ad_logsumexp(g, x[0], a->axis, a->keepdim); }
+/* Targets in [0, 1]: the second input drawn in [0, 1] (lo and hi of the row). */
+static ad_node *b_bce(ad_graph *g, ad_node *const *x, int n, void *u) { (void)n, (void)u; return ad_bce_with_logits(g, ad_mul_scalar(g, x[0], 4), x[1]); }
 
 /* builders of conv.c's cases */
 
 /* builders of norm.c's cases */
+/* x of rank 1 to 4 normalised over its last a->axis axes; weight and bias of their shape. */
+static void layer_norm3(ad_rng *r, ad_shape *s, args *a)
+{
+    s[0] = rand_shape(r, 1, 4);
+    a->axis = 1 + (int)(ad_rng_next(r) % (uint64_t)s[0].rank);
+    s[1] = s[2] = (ad_shape){.rank = a->axis};
+    for (int d = 0; d < a->axis; d++) s[1].dim[d] = s[2].dim[d] = s[0].dim[s[0].rank - a->axis + d];
+}
+/* x [N, C] to [N, C, H, W] with N >= 2; weight and bias [C]. */
+static void batch_norm3(ad_rng *r, ad_shape *s, args *a)
+{
+    (void)a;
+    s[0] = rand_shape(r, 2, 4);
+    s[0].dim[0] = 1 + dim(r);
+    s[1] = s[2] = AD_SHAPE(s[0].dim[1]);
+}
+static ad_node *b_layer_norm(ad_graph *g, ad_node *const *x, int n, void *u)
+{
+    args *a = u;
+    return ad_layer_norm(g, x[0], a->axis, n > 1 ? x[1] : NULL, n > 2 ? x[2] : NULL, 1e-5);
+}
+/* Running statistics per dtype and channel count, made on first use and kept (reachable) for
+ * the process: the training rows' ones, which every evaluation moves, and fixed ones for
+ * evaluation, mean 0.1 c - 0.2 and variance 0.5 + 0.3 c. */
+static ad_tensor *running(ad_dtype t, int64_t c, bool eval, bool var)
+{
+    static ad_tensor *kept[2][2][2][8];
+    ad_tensor **k = &kept[t][eval][var][c];
+    if (!*k) {
+        *k = ad_tensor_new(t, AD_SHAPE(c));
+        for (int64_t i = 0; i < c; i++) ad_tensor_set(*k, i, !eval ? var : var ? 0.5 + 0.3 * (double)i : 0.1 * (double)i - 0.2);
+    }
+    return *k;
+}
+static ad_node *batch_norm_row(ad_graph *g, ad_node *const *x, int n, bool training, bool track)
+{
+    ad_dtype t = (ad_dtype)ad_node_dtype(x[0]);
+    int64_t c = ad_node_shape(x[0]).dim[1];
+    ad_tensor *rm = track ? running(t, c, !training, false) : NULL, *rv = track ? running(t, c, !training, true) : NULL;
+    return ad_batch_norm(g, x[0], n > 1 ? x[1] : NULL, n > 2 ? x[2] : NULL, rm, rv, training, 0.1, 1e-5);
+}
+static ad_node *b_bn_train(ad_graph *g, ad_node *const *x, int n, void *u) { (void)u; return batch_norm_row(g, x, n, true, true); }
+static ad_node *b_bn_train_untracked(ad_graph *g, ad_node *const *x, int n, void *u) { (void)u; return batch_norm_row(g, x, n, true, false); }
+static ad_node *b_bn_eval(ad_graph *g, ad_node *const *x, int n, void *u) { (void)u; return batch_norm_row(g, x, n, false, true); }
 
 static const op_case cases[] = {
     {"neg", 1, b_neg, same1, -2, 2, false},
@@ -211,10 +273,24 @@ static const op_case cases[] = {
     /* indexing and shapes: index.c, shape.c, matmul.c */
 
     /* reductions along an axis and losses: reduce.c, loss.c */
+    {"max_axis", 1, b_max_axis, axis1, -2, 2, false},
+    {"min_axis", 1, b_min_axis, axis1, -2, 2, false},
+    {"argmax", 1, b_argmax, axis1, -2, 2, false},
+    {"argmin", 1, b_argmin, axis1, -2, 2, false},
+    {"logsumexp", 1, b_logsumexp, axis1, -3, 3, false},
+    {"bce_with_logits", 2, b_bce, equal2, 0, 1, false},
 
     /* convolution and pooling: conv.c */
 
     /* normalisation: norm.c */
+    {"layer_norm", 3, b_layer_norm, layer_norm3, -2, 2, false},
+    {"layer_norm_weight_only", 2, b_layer_norm, layer_norm3, -2, 2, false},
+    {"layer_norm_no_affine", 1, b_layer_norm, layer_norm3, -2, 2, false},
+    {"batch_norm_training", 3, b_bn_train, batch_norm3, -2, 2, false},
+    {"batch_norm_training_untracked_weight_only", 2, b_bn_train_untracked, batch_norm3, -2, 2, false},
+    {"batch_norm_training_no_affine", 1, b_bn_train, batch_norm3, -2, 2, false},
+    {"batch_norm_eval", 3, b_bn_eval, batch_norm3, -2, 2, false},
+    {"batch_norm_eval_no_affine", 1, b_bn_eval, batch_norm3, -2, 2, false},
 
 };
 enum { NCASES = sizeof cases / sizeof cases[0] };
