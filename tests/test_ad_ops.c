@@ -227,6 +227,54 @@ static ad_node *b_bn_train(ad_graph *g, ad_node *const *x, int n, void *u) { (vo
 static ad_node *b_bn_train_untracked(ad_graph *g, ad_node *const *x, int n, void *u) { (void)u; return batch_norm_row(g, x, n, true, false); }
 static ad_node *b_bn_eval(ad_graph *g, ad_node *const *x, int n, void *u) { (void)u; return batch_norm_row(g, x, n, false, true); }
 
+/* torch.max(a, dim)'s choices: a NaN is the largest and smallest, the first one reported and
+ * given the gradient, the first among equals otherwise; logsumexp's infinities as torch's. */
+START_TEST(axis_reductions_at_nan_and_inf)
+{
+    ad_graph *g = ad_graph_new();
+    double v[8] = {1, NAN, 3, NAN, 2, 2, 1, 0};
+    ad_node *x = ad_var_array(g, "x", AD_F64, AD_SHAPE(2, 4), v);
+    ad_node *mx = ad_max_axis(g, x, 1, false), *mn = ad_min_axis(g, x, -1, false);
+    ck_assert(isnan(ad_node_get(mx, 0)) && ad_node_get(mx, 1) == 2);
+    ck_assert(isnan(ad_node_get(mn, 0)) && ad_node_get(mn, 1) == 0);
+    ad_node *am = ad_argmax(g, x, 1, false), *an = ad_argmin(g, x, 1, true);
+    ck_assert(ad_node_get(am, 0) == 1 && ad_node_get(am, 1) == 0);
+    ck_assert(ad_node_get(an, 0) == 1 && ad_node_get(an, 1) == 3);
+    ck_assert_int_eq(ad_node_shape(an).rank, 2);
+    ck_assert_int_eq(ad_backward(g, ad_sum(g, mx)), AD_OK);
+    for (int i = 0; i < 8; i++) ck_assert(ad_node_grad_get(x, i) == (i == 1 || i == 4));
+    double w[8] = {-INFINITY, -INFINITY, INFINITY, 1, NAN, 1, 1000, 1000};
+    ad_node *l = ad_logsumexp(g, ad_const(g, AD_F64, AD_SHAPE(4, 2), w), 1, false);
+    ck_assert(ad_node_get(l, 0) == -INFINITY && ad_node_get(l, 1) == INFINITY && isnan(ad_node_get(l, 2)));
+    ck_assert_double_eq_tol(ad_node_get(l, 3), 1000 + log(2), 1e-12);
+    ad_graph_free(g);
+}
+END_TEST
+
+/* Training moves the running statistics toward the batch's mean and unbiased variance, by
+ * momentum, from PyTorch's initial zeros and ones; evaluation then normalises by them. */
+START_TEST(batch_norm_running_statistics_by_hand)
+{
+    ad_graph *g = ad_graph_new();
+    ad_tensor *rm = ad_tensor_new(AD_F64, AD_SHAPE(2)), *rv = ad_tensor_new(AD_F64, AD_SHAPE(2));
+    ad_tensor_fill(rv, 1);
+    double v[8] = {1, 10, 2, 20, 3, 30, 4, 40}; /* [4, 2]: channel 0 is 1..4, channel 1 10..40 */
+    ad_node *x = ad_var_array(g, "x", AD_F64, AD_SHAPE(4, 2), v);
+    ad_node *y = ad_batch_norm(g, x, NULL, NULL, rm, rv, true, 0.1, 1e-5);
+    ck_assert_double_eq_tol(ad_node_get(y, 0), -1.5 / sqrt(1.25 + 1e-5), 1e-14);
+    ck_assert_double_eq_tol(ad_node_get(y, 7), 15 / sqrt(125 + 1e-5), 1e-14);
+    ck_assert_double_eq_tol(ad_tensor_get(rm, 0), 0.25, 1e-15);
+    ck_assert_double_eq_tol(ad_tensor_get(rm, 1), 2.5, 1e-15);
+    ck_assert_double_eq_tol(ad_tensor_get(rv, 0), 0.9 + 0.1 * 5 / 3.0, 1e-15);
+    ck_assert_double_eq_tol(ad_tensor_get(rv, 1), 0.9 + 0.1 * 500 / 3.0, 1e-13);
+    ad_node *e = ad_batch_norm(g, x, NULL, NULL, rm, rv, false, 0.1, 1e-5);
+    ck_assert_double_eq_tol(ad_node_get(e, 1), (10 - 2.5) / sqrt(0.9 + 0.1 * 500 / 3.0 + 1e-5), 1e-14);
+    ck_assert_double_eq_tol(ad_tensor_get(rm, 1), 2.5, 1e-15); /* evaluation leaves them */
+    ad_graph_free(g);
+    ad_tensor_free(rm), ad_tensor_free(rv);
+}
+END_TEST
+
 static const op_case cases[] = {
     {"neg", 1, b_neg, same1, -2, 2, false},
     {"recip", 1, b_recip, same1, 0.5, 2, false},
@@ -561,6 +609,8 @@ int main(void)
     tcase_add_test(tc, linear_act_equals_linear_then_activation);
     tcase_add_test(tc, linear_act_refuses_bad_arguments);
     tcase_add_test(tc, dropout_masks_and_scales);
+    tcase_add_test(tc, axis_reductions_at_nan_and_inf);
+    tcase_add_test(tc, batch_norm_running_statistics_by_hand);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }
