@@ -46,12 +46,36 @@ TWINS = {
     "matmul [2,1,3,4] x [5,4,6]": lambda x: torch.matmul(x[0], x[1]),
 
     # reductions along an axis and losses: reduce.c, loss.c
+    "torch.max(x0, 1).values": lambda x: torch.max(x[0], 1).values,
+    "torch.min(x0, -1, keepdim=True).values": lambda x: torch.min(x[0], -1, keepdim=True).values,
+    "x0 * torch.argmax(x0, 1, keepdim=True)": lambda x: x[0] * torch.argmax(x[0], 1, keepdim=True).to(x[0].dtype),
+    "x0 * torch.argmin(x0, 0)": lambda x: x[0] * torch.argmin(x[0], 0).to(x[0].dtype),
+    "torch.logsumexp(x0, 1)": lambda x: torch.logsumexp(x[0], 1),
+    "torch.logsumexp(x0, -1, keepdim=True) of large values": lambda x: torch.logsumexp(x[0], -1, keepdim=True),
+    "F.binary_cross_entropy_with_logits(x0, sigmoid(x1))":
+        lambda x: F.binary_cross_entropy_with_logits(x[0], torch.sigmoid(x[1])),
 
     # convolution and pooling: conv.c
 
     # normalisation: norm.c
+    "F.layer_norm(x0, [4], x1, x2)": lambda x: F.layer_norm(x[0], [4], x[1], x[2], 1e-5),
+    "F.layer_norm(x0, [3, 4], eps=1e-3)": lambda x: F.layer_norm(x[0], [3, 4], eps=1e-3),
+    "F.batch_norm(x0, None, None, x1, x2, training=True)":
+        lambda x: F.batch_norm(x[0], None, None, x[1], x[2], True, 0.1, 1e-5),
+    "F.batch_norm(x0, mean, var, x1, x2) in evaluation":
+        lambda x: F.batch_norm(x[0], torch.tensor([0.3, -0.1, 1.2], dtype=torch.float64),
+                               torch.tensor([0.5, 2.0, 0.8], dtype=torch.float64), x[1], x[2], False, 0.1, 1e-5),
+    "F.batch_norm training, then its running statistics": lambda x: batch_norm_running(x),
 
 }
+
+
+# The output flattened, then the running statistics that the call updated (from torch's
+# initial zeros and ones, momentum 0.3).
+def batch_norm_running(x):
+    mean, var = torch.zeros(3, dtype=torch.float64), torch.ones(3, dtype=torch.float64)
+    y = F.batch_norm(x[0], mean, var, x[1], x[2], True, 0.3, 1e-5)
+    return torch.cat([y.flatten(), mean, var])
 
 
 def tensor(a):

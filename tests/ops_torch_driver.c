@@ -50,10 +50,46 @@ static ad_node *slice_1_7_2(ad_graph *g, ad_node **x) { return ad_slice_step(g, 
 static ad_node *times_detached(ad_graph *g, ad_node **x) { return ad_mul(g, x[0], ad_detach(g, x[1])); }
 
 /* builders of reduce.c and loss.c's cases */
+static ad_node *max_axis1(ad_graph *g, ad_node **x) { return ad_max_axis(g, x[0], 1, false); }
+static ad_node *min_axis_keep(ad_graph *g, ad_node **x) { return ad_min_axis(g, x[0], -1, true); }
+static ad_node *times_argmax(ad_graph *g, ad_node **x) { return ad_mul(g, x[0], ad_argmax(g, x[0], 1, true)); }
+static ad_node *times_argmin(ad_graph *g, ad_node **x) { return ad_mul(g, x[0], ad_argmin(g, x[0], 0, false)); }
+static ad_node *logsumexp1(ad_graph *g, ad_node **x) { return ad_logsumexp(g, x[0], 1, false); }
+static ad_node *logsumexp_keep(ad_graph *g, ad_node **x) { return ad_logsumexp(g, x[0], -1, true); }
+static ad_node *bce(ad_graph *g, ad_node **x) { return ad_bce_with_logits(g, x[0], ad_sigmoid(g, x[1])); }
 
 /* builders of conv.c's cases */
 
 /* builders of norm.c's cases */
+static ad_node *layer_norm1(ad_graph *g, ad_node **x) { return ad_layer_norm(g, x[0], 1, x[1], x[2], 1e-5); }
+static ad_node *layer_norm2(ad_graph *g, ad_node **x) { return ad_layer_norm(g, x[0], 2, NULL, NULL, 1e-3); }
+static ad_node *batch_norm_train(ad_graph *g, ad_node **x)
+{
+    return ad_batch_norm(g, x[0], x[1], x[2], NULL, NULL, true, 0.1, 1e-5);
+}
+/* Running statistics [3] as ops_torch.py's twins make them: fixed ones for evaluation, and
+ * PyTorch's initial ones (zeros and ones) for training. */
+static ad_tensor *stats[2][2];
+static ad_node *batch_norm_eval(ad_graph *g, ad_node **x)
+{
+    if (!stats[0][0]) {
+        stats[0][0] = ad_tensor_from(AD_F64, AD_SHAPE(3), (double[]){0.3, -0.1, 1.2});
+        stats[0][1] = ad_tensor_from(AD_F64, AD_SHAPE(3), (double[]){0.5, 2.0, 0.8});
+    }
+    return ad_batch_norm(g, x[0], x[1], x[2], stats[0][0], stats[0][1], false, 0.1, 1e-5);
+}
+/* The output flattened, then the running statistics after the forward pass. */
+static ad_node *batch_norm_running(ad_graph *g, ad_node **x)
+{
+    if (!stats[1][0]) {
+        stats[1][0] = ad_tensor_from(AD_F64, AD_SHAPE(3), (double[]){0, 0, 0});
+        stats[1][1] = ad_tensor_from(AD_F64, AD_SHAPE(3), (double[]){1, 1, 1});
+    }
+    ad_node *y = ad_batch_norm(g, x[0], x[1], x[2], stats[1][0], stats[1][1], true, 0.3, 1e-5);
+    ad_node *parts[3] = {y ? ad_reshape(g, y, AD_SHAPE(ad_node_size(y))) : NULL};
+    for (int k = 0; k < 2; k++) parts[1 + k] = ad_const(g, AD_F64, AD_SHAPE(3), ad_tensor_data(stats[1][k]));
+    return ad_concat(g, parts, 3, 0);
+}
 
 static const torch_case cases[] = {
     {"softmax(x0, 1)", 1, {S(3, 4)}, softmax_axis1, -2, 2},
@@ -75,10 +111,22 @@ static const torch_case cases[] = {
     {"matmul [2,1,3,4] x [5,4,6]", 2, {S(2, 1, 3, 4), S(5, 4, 6)}, matmul, -2, 2},
 
     /* reductions along an axis and losses: reduce.c, loss.c */
+    {"torch.max(x0, 1).values", 1, {S(3, 4)}, max_axis1, -2, 2},
+    {"torch.min(x0, -1, keepdim=True).values", 1, {S(2, 3, 4)}, min_axis_keep, -2, 2},
+    {"x0 * torch.argmax(x0, 1, keepdim=True)", 1, {S(3, 4)}, times_argmax, -2, 2},
+    {"x0 * torch.argmin(x0, 0)", 1, {S(3, 4)}, times_argmin, -2, 2},
+    {"torch.logsumexp(x0, 1)", 1, {S(3, 4)}, logsumexp1, -2, 2},
+    {"torch.logsumexp(x0, -1, keepdim=True) of large values", 1, {S(2, 3, 4)}, logsumexp_keep, -800, 800},
+    {"F.binary_cross_entropy_with_logits(x0, sigmoid(x1))", 2, {S(3, 4), S(3, 4)}, bce, -4, 4},
 
     /* convolution and pooling: conv.c */
 
     /* normalisation: norm.c */
+    {"F.layer_norm(x0, [4], x1, x2)", 3, {S(2, 3, 4), S(4), S(4)}, layer_norm1, -2, 2},
+    {"F.layer_norm(x0, [3, 4], eps=1e-3)", 1, {S(2, 3, 4)}, layer_norm2, -2, 2},
+    {"F.batch_norm(x0, None, None, x1, x2, training=True)", 3, {S(4, 3, 2, 2), S(3), S(3)}, batch_norm_train, -2, 2},
+    {"F.batch_norm(x0, mean, var, x1, x2) in evaluation", 3, {S(2, 3, 5), S(3), S(3)}, batch_norm_eval, -2, 2},
+    {"F.batch_norm training, then its running statistics", 3, {S(5, 3), S(3), S(3)}, batch_norm_running, -2, 2},
 
 };
 

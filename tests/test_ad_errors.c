@@ -927,6 +927,59 @@ START_TEST(indexing_and_shape_op_errors)
     EXPECT_FAIL(g, ad_matmul(g, b3, a4), AD_ERR_SHAPE, "matmul: [5,4,6] x [2,1,3,4]: inner dimensions 6 and 3 differ");
     EXPECT_FAIL(g, ad_matmul(g, ad_var_array(g, "v", AD_F32, AD_SHAPE(3), NULL), b3), AD_ERR_SHAPE,
                 "matmul: [3] x [5,4,6]: inner dimensions 3 and 4 differ");
+/* Axis reductions, BCE and the norms: bad axes, empty axes, shapes, dtypes, parameters and
+ * running statistics, each refused with its message and no node left behind. */
+START_TEST(axis_reduction_and_norm_errors)
+{
+    ad_graph *g = ad_graph_new();
+    ad_node *x = zeros(g, AD_F64, AD_SHAPE(2, 3)), *empty = zeros(g, AD_F64, AD_SHAPE(2, 0));
+    ad_node *v2 = zeros(g, AD_F64, AD_SHAPE(2)), *v3 = zeros(g, AD_F64, AD_SHAPE(3)), *f3 = zeros(g, AD_F32, AD_SHAPE(3));
+    ad_tensor *t2 = ad_tensor_new(AD_F64, AD_SHAPE(2)), *t3 = ad_tensor_new(AD_F64, AD_SHAPE(3));
+    ad_tensor *f32 = ad_tensor_new(AD_F32, AD_SHAPE(3));
+    ad_node *xt = zeros(g, AD_F64, AD_SHAPE(3, 2)), *one = zeros(g, AD_F64, AD_SHAPE(1, 3, 1));
+    uint32_t nodes = ad_graph_num_nodes(g);
+    EXPECT_FAIL(g, ad_max_axis(g, x, 2, false), AD_ERR_ARG, "max_axis: axis 2 out of range for shape [2,3]");
+    EXPECT_FAIL(g, ad_argmin(g, x, -3, true), AD_ERR_ARG, "argmin: axis -3 out of range for shape [2,3]");
+    EXPECT_FAIL(g, ad_logsumexp(g, x, 5, true), AD_ERR_ARG, "logsumexp: axis 5 out of range for shape [2,3]");
+    EXPECT_FAIL(g, ad_min_axis(g, empty, 1, false), AD_ERR_SHAPE, "min_axis: axis 1 of [2,0] has no elements to choose from");
+    EXPECT_FAIL(g, ad_argmax(g, empty, -1, true), AD_ERR_SHAPE, "argmax: axis 1 of [2,0] has no elements to choose from");
+    EXPECT_FAIL(g, ad_apply(g, ad_op_find("argmax"), &x, 1, (double[]){0, 2}, 2), AD_ERR_ARG,
+                "argmax: keepdim 2 is not an integer in [0, 1]");
+    EXPECT_FAIL(g, ad_apply(g, ad_op_find("max_axis"), &x, 1, (double[]){NAN, 0}, 2), AD_ERR_ARG,
+                "max_axis: axis nan is not an integer in [0, 5]");
+    EXPECT_FAIL(g, ad_bce_with_logits(g, x, xt), AD_ERR_SHAPE,
+                "bce_with_logits: logits [2,3] and target [3,2]: shapes differ");
+    EXPECT_FAIL(g, ad_bce_with_logits(g, x, NULL), AD_ERR_NULL, "bce_with_logits: input 2 is NULL");
+    EXPECT_FAIL(g, ad_layer_norm(g, x, 3, NULL, NULL, 1e-5), AD_ERR_SHAPE, "layer_norm: x [2,3] has fewer than 3 axes to normalise");
+    EXPECT_FAIL(g, ad_layer_norm(g, x, 0, NULL, NULL, 1e-5), AD_ERR_ARG, "layer_norm: axes 0 is not an integer in [1, 6]");
+    EXPECT_FAIL(g, ad_layer_norm(g, x, 1, v2, NULL, 1e-5), AD_ERR_SHAPE,
+                "layer_norm: weight [2] for x [2,3] normalised over its last 1 axis: expected [3]");
+    EXPECT_FAIL(g, ad_layer_norm(g, x, 2, NULL, v3, 1e-5), AD_ERR_SHAPE,
+                "layer_norm: bias [3] for x [2,3] normalised over its last 2 axes: expected [2,3]");
+    EXPECT_FAIL(g, ad_layer_norm(g, x, 1, f3, NULL, 1e-5), AD_ERR_DTYPE, "layer_norm: float64 [2,3] and float32 [3]: dtypes differ");
+    EXPECT_FAIL(g, ad_layer_norm(g, x, 1, NULL, NULL, NAN), AD_ERR_ARG, "layer_norm: eps nan is not a finite number >= 0");
+    EXPECT_FAIL(g, ad_batch_norm(g, v3, NULL, NULL, NULL, NULL, true, 0.1, 1e-5), AD_ERR_SHAPE,
+                "batch_norm: x [3]: expected [N,C] or [N,C,...]");
+    EXPECT_FAIL(g, ad_batch_norm(g, one, NULL, NULL, NULL, NULL, true, 0.1, 1e-5), AD_ERR_SHAPE,
+                "batch_norm: x [1,3,1]: expected more than 1 value per channel when training");
+    EXPECT_FAIL(g, ad_batch_norm(g, x, v2, NULL, NULL, NULL, true, 0.1, 1e-5), AD_ERR_SHAPE,
+                "batch_norm: weight [2] for x [2,3]: expected [3]");
+    EXPECT_FAIL(g, ad_batch_norm(g, x, NULL, NULL, t3, NULL, true, 0.1, 1e-5), AD_ERR_ARG,
+                "batch_norm: running_mean and running_var: give both or neither");
+    EXPECT_FAIL(g, ad_batch_norm(g, x, NULL, NULL, t2, t2, true, 0.1, 1e-5), AD_ERR_ARG,
+                "batch_norm: running_mean float64 [2] for x float64 [2,3]: expected [3] of x's dtype");
+    EXPECT_FAIL(g, ad_batch_norm(g, x, NULL, NULL, t3, f32, false, 0.1, 1e-5), AD_ERR_ARG,
+                "batch_norm: running_var float32 [3] for x float64 [2,3]: expected [3] of x's dtype");
+    EXPECT_FAIL(g, ad_batch_norm(g, x, NULL, NULL, NULL, NULL, false, 0.1, 1e-5), AD_ERR_ARG,
+                "batch_norm: evaluation needs running_mean and running_var");
+    EXPECT_FAIL(g, ad_batch_norm(g, x, NULL, NULL, t3, t3, true, NAN, 1e-5), AD_ERR_ARG,
+                "batch_norm: momentum nan is not in [0, 1]");
+    EXPECT_FAIL(g, ad_batch_norm(g, x, NULL, NULL, t3, t3, false, 0.1, -1), AD_ERR_ARG,
+                "batch_norm: eps -1 is not a finite number >= 0");
+    ck_assert_uint_eq(ad_graph_num_nodes(g), nodes);
+    /* the refusals touched no running statistic */
+    for (int i = 0; i < 3; i++) ck_assert(ad_tensor_get(t3, i) == 0);
+    ad_tensor_free(t2), ad_tensor_free(t3), ad_tensor_free(f32);
     ad_graph_free(g);
 }
 END_TEST
@@ -971,6 +1024,7 @@ int main(void)
     tcase_add_test(t, inputs_from_another_graph_are_refused);
     tcase_add_test(t, zero_element_tensors_with_huge_dimensions);
     tcase_add_test(t, indexing_and_shape_op_errors);
+    tcase_add_test(t, axis_reduction_and_norm_errors);
     suite_add_tcase(s, t);
     return run_suite(s);
 }

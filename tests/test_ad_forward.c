@@ -209,10 +209,45 @@ static ad_node *permute_last2(ad_graph *g, ad_node **x) { return cubed(g, ad_per
 static ad_node *slice_step_c(ad_graph *g, ad_node **x) { return cubed(g, ad_slice_step(g, x[0], 1, 1, 7, 2)); }
 
 /* builders of reduce.c and loss.c's cases */
+static ad_node *max_axis1(ad_graph *g, ad_node **x) { return ad_max_axis(g, x[0], 1, false); }
+static ad_node *min_axis_last(ad_graph *g, ad_node **x) { return ad_min_axis(g, x[0], -1, true); }
+/* argmax enters the value but carries no tangent and no gradient */
+static ad_node *max_times_argmax(ad_graph *g, ad_node **x)
+{
+    return ad_mul(g, ad_max_axis(g, x[0], 0, true), ad_add_scalar(g, ad_argmax(g, x[0], 0, true), 1));
+}
+static ad_node *min_times_argmin(ad_graph *g, ad_node **x)
+{
+    return ad_mul(g, ad_min_axis(g, x[0], -2, false), ad_add_scalar(g, ad_argmin(g, x[0], -2, false), 1));
+}
+static ad_node *logsumexp0(ad_graph *g, ad_node **x) { return ad_logsumexp(g, x[0], 0, false); }
+static ad_node *logsumexp_last(ad_graph *g, ad_node **x) { return ad_logsumexp(g, x[0], -1, true); }
+static ad_node *bce(ad_graph *g, ad_node **x) { return ad_bce_with_logits(g, ad_add_scalar(g, x[0], -1.2), x[1]); }
 
 /* builders of conv.c's cases */
 
 /* builders of norm.c's cases */
+static ad_node *layer_norm1(ad_graph *g, ad_node **x) { return ad_layer_norm(g, x[0], 1, x[1], x[2], 1e-5); }
+static ad_node *layer_norm2(ad_graph *g, ad_node **x) { return ad_layer_norm(g, x[0], 2, x[1], NULL, 1e-5); }
+static ad_node *batch_norm_train(ad_graph *g, ad_node **x)
+{
+    return ad_batch_norm(g, x[0], x[1], x[2], NULL, NULL, true, 0.1, 1e-5);
+}
+static ad_node *batch_norm_train_plain(ad_graph *g, ad_node **x)
+{
+    return ad_batch_norm(g, x[0], NULL, NULL, NULL, NULL, true, 0.1, 1e-5);
+}
+/* Evaluation with running statistics [3] that stay as made (reachable for the process). */
+static ad_node *batch_norm_eval(ad_graph *g, ad_node **x)
+{
+    static ad_tensor *stats[2][2];
+    ad_dtype t = (ad_dtype)ad_node_dtype(x[0]);
+    if (!stats[t][0]) {
+        stats[t][0] = ad_tensor_from(t, AD_SHAPE(3), (double[]){0.3, -0.1, 1.2});
+        stats[t][1] = ad_tensor_from(t, AD_SHAPE(3), (double[]){0.5, 2.0, 0.8});
+    }
+    return ad_batch_norm(g, x[0], x[1], x[2], stats[t][0], stats[t][1], false, 0.1, 1e-5);
+}
 
 /* A shape in a static initialiser (AD_SHAPE is a compound literal). */
 #define S(...) {.rank = AD_NARGS(__VA_ARGS__), .dim = {__VA_ARGS__}}
@@ -256,10 +291,22 @@ static const op_case cases[] = {
     {"matmul broadcast", 2, {S(2, 1, 3, 4), S(5, 4, 2)}, matmul},
 
     /* reductions along an axis and losses: reduce.c, loss.c */
+    {"max_axis", 1, {S(3, 4)}, max_axis1},
+    {"min_axis keepdim", 1, {S(2, 3, 4)}, min_axis_last},
+    {"max_axis times argmax", 1, {S(3, 4)}, max_times_argmax},
+    {"min_axis times argmin", 1, {S(2, 3, 4)}, min_times_argmin},
+    {"logsumexp", 1, {S(3, 4)}, logsumexp0},
+    {"logsumexp keepdim", 1, {S(2, 3, 4)}, logsumexp_last},
+    {"bce_with_logits", 2, {S(3, 4), S(3, 4)}, bce},
 
     /* convolution and pooling: conv.c */
 
     /* normalisation: norm.c */
+    {"layer_norm", 3, {S(3, 4), S(4), S(4)}, layer_norm1},
+    {"layer_norm over 2 axes", 2, {S(2, 3, 4), S(3, 4)}, layer_norm2},
+    {"batch_norm training", 3, {S(4, 3), S(3), S(3)}, batch_norm_train},
+    {"batch_norm training [N,C,H,W]", 1, {S(2, 3, 2, 2)}, batch_norm_train_plain},
+    {"batch_norm evaluation", 3, {S(2, 3, 2), S(3), S(3)}, batch_norm_eval},
 
     {"network with fan-out", 3, {S(3, 4), S(4, 4), S(4)}, net},
 };

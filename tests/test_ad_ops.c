@@ -285,10 +285,120 @@ static ad_node *b_slice_step(ad_graph *g, ad_node *const *x, int n, void *u)
 }
 
 /* builders of reduce.c and loss.c's cases */
+static ad_node *b_max_axis(ad_graph *g, ad_node *const *x, int n, void *u) { args *a = u; (void)n; return ad_max_axis(g, x[0], a->axis, a->keepdim); }
+static ad_node *b_min_axis(ad_graph *g, ad_node *const *x, int n, void *u) { args *a = u; (void)n; return ad_min_axis(g, x[0], a->axis, a->keepdim); }
+/* The index enters the value and must give no gradient: max * (1 + argmax), min * (1 + argmin). */
+static ad_node *b_argmax(ad_graph *g, ad_node *const *x, int n, void *u)
+{
+    args *a = u;
+    (void)n;
+    return ad_mul(g, ad_max_axis(g, x[0], a->axis, a->keepdim), ad_add_scalar(g, ad_argmax(g, x[0], a->axis, a->keepdim), 1));
+}
+static ad_node *b_argmin(ad_graph *g, ad_node *const *x, int n, void *u)
+{
+    args *a = u;
+    (void)n;
+    return ad_mul(g, ad_min_axis(g, x[0], a->axis, a->keepdim), ad_add_scalar(g, ad_argmin(g, x[0], a->axis, a->keepdim), 1));
+}
+static ad_node *b_logsumexp(ad_graph *g, ad_node *const *x, int n, void *u) { args *a = u; (void)n; return ad_logsumexp(g, x[0], a->axis, a->keepdim); }
+/* Targets in [0, 1]: the second input drawn in [0, 1] (lo and hi of the row). */
+static ad_node *b_bce(ad_graph *g, ad_node *const *x, int n, void *u) { (void)n, (void)u; return ad_bce_with_logits(g, ad_mul_scalar(g, x[0], 4), x[1]); }
 
 /* builders of conv.c's cases */
 
 /* builders of norm.c's cases */
+/* x of rank 1 to 4 normalised over its last a->axis axes; weight and bias of their shape. */
+static void layer_norm3(ad_rng *r, ad_shape *s, args *a)
+{
+    s[0] = rand_shape(r, 1, 4);
+    a->axis = 1 + (int)(ad_rng_next(r) % (uint64_t)s[0].rank);
+    s[1] = s[2] = (ad_shape){.rank = a->axis};
+    for (int d = 0; d < a->axis; d++) s[1].dim[d] = s[2].dim[d] = s[0].dim[s[0].rank - a->axis + d];
+}
+/* x [N, C] to [N, C, H, W] with N >= 2; weight and bias [C]. */
+static void batch_norm3(ad_rng *r, ad_shape *s, args *a)
+{
+    (void)a;
+    s[0] = rand_shape(r, 2, 4);
+    s[0].dim[0] = 1 + dim(r);
+    s[1] = s[2] = AD_SHAPE(s[0].dim[1]);
+}
+static ad_node *b_layer_norm(ad_graph *g, ad_node *const *x, int n, void *u)
+{
+    args *a = u;
+    return ad_layer_norm(g, x[0], a->axis, n > 1 ? x[1] : NULL, n > 2 ? x[2] : NULL, 1e-5);
+}
+/* Running statistics per dtype and channel count, made on first use and kept (reachable) for
+ * the process: the training rows' ones, which every evaluation moves, and fixed ones for
+ * evaluation, mean 0.1 c - 0.2 and variance 0.5 + 0.3 c. */
+static ad_tensor *running(ad_dtype t, int64_t c, bool eval, bool var)
+{
+    static ad_tensor *kept[2][2][2][8];
+    ad_tensor **k = &kept[t][eval][var][c];
+    if (!*k) {
+        *k = ad_tensor_new(t, AD_SHAPE(c));
+        for (int64_t i = 0; i < c; i++) ad_tensor_set(*k, i, !eval ? var : var ? 0.5 + 0.3 * (double)i : 0.1 * (double)i - 0.2);
+    }
+    return *k;
+}
+static ad_node *batch_norm_row(ad_graph *g, ad_node *const *x, int n, bool training, bool track)
+{
+    ad_dtype t = (ad_dtype)ad_node_dtype(x[0]);
+    int64_t c = ad_node_shape(x[0]).dim[1];
+    ad_tensor *rm = track ? running(t, c, !training, false) : NULL, *rv = track ? running(t, c, !training, true) : NULL;
+    return ad_batch_norm(g, x[0], n > 1 ? x[1] : NULL, n > 2 ? x[2] : NULL, rm, rv, training, 0.1, 1e-5);
+}
+static ad_node *b_bn_train(ad_graph *g, ad_node *const *x, int n, void *u) { (void)u; return batch_norm_row(g, x, n, true, true); }
+static ad_node *b_bn_train_untracked(ad_graph *g, ad_node *const *x, int n, void *u) { (void)u; return batch_norm_row(g, x, n, true, false); }
+static ad_node *b_bn_eval(ad_graph *g, ad_node *const *x, int n, void *u) { (void)u; return batch_norm_row(g, x, n, false, true); }
+
+/* torch.max(a, dim)'s choices: a NaN is the largest and smallest, the first one reported and
+ * given the gradient, the first among equals otherwise; logsumexp's infinities as torch's. */
+START_TEST(axis_reductions_at_nan_and_inf)
+{
+    ad_graph *g = ad_graph_new();
+    double v[8] = {1, NAN, 3, NAN, 2, 2, 1, 0};
+    ad_node *x = ad_var_array(g, "x", AD_F64, AD_SHAPE(2, 4), v);
+    ad_node *mx = ad_max_axis(g, x, 1, false), *mn = ad_min_axis(g, x, -1, false);
+    ck_assert(isnan(ad_node_get(mx, 0)) && ad_node_get(mx, 1) == 2);
+    ck_assert(isnan(ad_node_get(mn, 0)) && ad_node_get(mn, 1) == 0);
+    ad_node *am = ad_argmax(g, x, 1, false), *an = ad_argmin(g, x, 1, true);
+    ck_assert(ad_node_get(am, 0) == 1 && ad_node_get(am, 1) == 0);
+    ck_assert(ad_node_get(an, 0) == 1 && ad_node_get(an, 1) == 3);
+    ck_assert_int_eq(ad_node_shape(an).rank, 2);
+    ck_assert_int_eq(ad_backward(g, ad_sum(g, mx)), AD_OK);
+    for (int i = 0; i < 8; i++) ck_assert(ad_node_grad_get(x, i) == (i == 1 || i == 4));
+    double w[8] = {-INFINITY, -INFINITY, INFINITY, 1, NAN, 1, 1000, 1000};
+    ad_node *l = ad_logsumexp(g, ad_const(g, AD_F64, AD_SHAPE(4, 2), w), 1, false);
+    ck_assert(ad_node_get(l, 0) == -INFINITY && ad_node_get(l, 1) == INFINITY && isnan(ad_node_get(l, 2)));
+    ck_assert_double_eq_tol(ad_node_get(l, 3), 1000 + log(2), 1e-12);
+    ad_graph_free(g);
+}
+END_TEST
+
+/* Training moves the running statistics toward the batch's mean and unbiased variance, by
+ * momentum, from PyTorch's initial zeros and ones; evaluation then normalises by them. */
+START_TEST(batch_norm_running_statistics_by_hand)
+{
+    ad_graph *g = ad_graph_new();
+    ad_tensor *rm = ad_tensor_new(AD_F64, AD_SHAPE(2)), *rv = ad_tensor_new(AD_F64, AD_SHAPE(2));
+    ad_tensor_fill(rv, 1);
+    double v[8] = {1, 10, 2, 20, 3, 30, 4, 40}; /* [4, 2]: channel 0 is 1..4, channel 1 10..40 */
+    ad_node *x = ad_var_array(g, "x", AD_F64, AD_SHAPE(4, 2), v);
+    ad_node *y = ad_batch_norm(g, x, NULL, NULL, rm, rv, true, 0.1, 1e-5);
+    ck_assert_double_eq_tol(ad_node_get(y, 0), -1.5 / sqrt(1.25 + 1e-5), 1e-14);
+    ck_assert_double_eq_tol(ad_node_get(y, 7), 15 / sqrt(125 + 1e-5), 1e-14);
+    ck_assert_double_eq_tol(ad_tensor_get(rm, 0), 0.25, 1e-15);
+    ck_assert_double_eq_tol(ad_tensor_get(rm, 1), 2.5, 1e-15);
+    ck_assert_double_eq_tol(ad_tensor_get(rv, 0), 0.9 + 0.1 * 5 / 3.0, 1e-15);
+    ck_assert_double_eq_tol(ad_tensor_get(rv, 1), 0.9 + 0.1 * 500 / 3.0, 1e-13);
+    ad_node *e = ad_batch_norm(g, x, NULL, NULL, rm, rv, false, 0.1, 1e-5);
+    ck_assert_double_eq_tol(ad_node_get(e, 1), (10 - 2.5) / sqrt(0.9 + 0.1 * 500 / 3.0 + 1e-5), 1e-14);
+    ck_assert_double_eq_tol(ad_tensor_get(rm, 1), 2.5, 1e-15); /* evaluation leaves them */
+    ad_graph_free(g);
+    ad_tensor_free(rm), ad_tensor_free(rv);
+}
+END_TEST
 
 static const op_case cases[] = {
     {"neg", 1, b_neg, same1, -2, 2, false},
@@ -343,10 +453,24 @@ static const op_case cases[] = {
     {"matmul 1-D and broadcast", 2, b_matmul, matmul_nd, -2, 2, false},
 
     /* reductions along an axis and losses: reduce.c, loss.c */
+    {"max_axis", 1, b_max_axis, axis1, -2, 2, false},
+    {"min_axis", 1, b_min_axis, axis1, -2, 2, false},
+    {"argmax", 1, b_argmax, axis1, -2, 2, false},
+    {"argmin", 1, b_argmin, axis1, -2, 2, false},
+    {"logsumexp", 1, b_logsumexp, axis1, -3, 3, false},
+    {"bce_with_logits", 2, b_bce, equal2, 0, 1, false},
 
     /* convolution and pooling: conv.c */
 
     /* normalisation: norm.c */
+    {"layer_norm", 3, b_layer_norm, layer_norm3, -2, 2, false},
+    {"layer_norm_weight_only", 2, b_layer_norm, layer_norm3, -2, 2, false},
+    {"layer_norm_no_affine", 1, b_layer_norm, layer_norm3, -2, 2, false},
+    {"batch_norm_training", 3, b_bn_train, batch_norm3, -2, 2, false},
+    {"batch_norm_training_untracked_weight_only", 2, b_bn_train_untracked, batch_norm3, -2, 2, false},
+    {"batch_norm_training_no_affine", 1, b_bn_train, batch_norm3, -2, 2, false},
+    {"batch_norm_eval", 3, b_bn_eval, batch_norm3, -2, 2, false},
+    {"batch_norm_eval_no_affine", 1, b_bn_eval, batch_norm3, -2, 2, false},
 
 };
 enum { NCASES = sizeof cases / sizeof cases[0] };
@@ -617,6 +741,8 @@ int main(void)
     tcase_add_test(tc, linear_act_equals_linear_then_activation);
     tcase_add_test(tc, linear_act_refuses_bad_arguments);
     tcase_add_test(tc, dropout_masks_and_scales);
+    tcase_add_test(tc, axis_reductions_at_nan_and_inf);
+    tcase_add_test(tc, batch_norm_running_statistics_by_hand);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }

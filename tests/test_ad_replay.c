@@ -805,6 +805,57 @@ START_TEST(indices_by_set_arg)
     ck_assert(ad_value(ds) == 3 && ad_value(gs) == 3);
     ad_graph_free(fresh);
     ad_graph_free(g);
+/* Batch norm in training: each replay is one forward pass, so it moves the running statistics
+ * once, from the new batch, as a fresh recording at that batch moves a second pair of
+ * tensors, with the same bits in the statistics, the output and the gradient.  A workspace
+ * would share the tensors, so ad_graph_clone refuses the graph; an evaluation graph replayed
+ * reads the statistics as they are then. */
+static ad_node *bn_loss(ad_graph *g, const double *v, ad_tensor *rm, ad_tensor *rv, ad_node **x, ad_node **y)
+{
+    static const double w[8] = {0.3, -1.2, 0.7, 0.1, -0.4, 0.9, 1.5, -0.8};
+    *x = ad_var_array(g, "x", AD_F64, AD_SHAPE(4, 2), v);
+    *y = ad_batch_norm(g, *x, NULL, NULL, rm, rv, true, 0.1, 1e-5);
+    return ad_sum(g, ad_mul(g, ad_square(g, *y), ad_const(g, AD_F64, AD_SHAPE(4, 2), w)));
+}
+
+START_TEST(batch_norm_replay_updates_running_stats_once)
+{
+    ad_tensor *rm = ad_tensor_new(AD_F64, AD_SHAPE(2)), *rv = ad_tensor_new(AD_F64, AD_SHAPE(2));
+    ad_tensor *rm2 = ad_tensor_new(AD_F64, AD_SHAPE(2)), *rv2 = ad_tensor_new(AD_F64, AD_SHAPE(2));
+    ad_tensor_fill(rv, 1), ad_tensor_fill(rv2, 1);
+    double v[8] = {1, 10, 2, 25, 3, 30, 4.5, 40};
+    ad_graph *g = ad_graph_new(), *e = ad_graph_new();
+    ad_node *x, *y, *L = bn_loss(g, v, rm, rv, &x, &y);
+    ad_node *ev = ad_batch_norm(e, ad_const(e, AD_F64, AD_SHAPE(4, 2), v), NULL, NULL, rm, rv, false, 0.1, 1e-5);
+    for (int step = 0; step < 4; step++) {
+        if (step) {
+            for (int i = 0; i < 8; i++) v[i] = v[i] * 1.1 + (i % 3) - 1; /* the next batch */
+            ck_assert_int_eq(ad_set_data(g, x, v), AD_OK);
+            ck_assert_int_eq(ad_replay(g), AD_OK);
+        }
+        ad_zero_grad(g);
+        ck_assert_int_eq(ad_backward(g, L), AD_OK);
+        ad_graph *fresh = ad_graph_new();
+        ad_node *x2, *y2, *L2 = bn_loss(fresh, v, rm2, rv2, &x2, &y2);
+        ck_assert_int_eq(ad_backward(fresh, L2), AD_OK);
+        for (int c = 0; c < 2; c++)
+            ck_assert_msg(same_bits(ad_tensor_get(rm, c), ad_tensor_get(rm2, c)) &&
+                              same_bits(ad_tensor_get(rv, c), ad_tensor_get(rv2, c)),
+                          "step %d channel %d: running mean %.17g var %.17g, recorded %.17g %.17g", step, c,
+                          ad_tensor_get(rm, c), ad_tensor_get(rv, c), ad_tensor_get(rm2, c), ad_tensor_get(rv2, c));
+        ck_assert(same_bits(ad_value(L), ad_value(L2)));
+        for (int i = 0; i < 8; i++)
+            ck_assert(same_bits(ad_node_get(y, i), ad_node_get(y2, i)) &&
+                      same_bits(ad_node_grad_get(x, i), ad_node_grad_get(x2, i)));
+        ad_graph_free(fresh);
+        ck_assert_int_eq(ad_replay(e), AD_OK); /* evaluation by the statistics of now */
+        double want = (1 - ad_tensor_get(rm, 0)) / sqrt(ad_tensor_get(rv, 0) + 1e-5);
+        ck_assert_double_eq_tol(ad_node_get(ev, 0), want, 1e-15);
+    }
+    ck_assert_ptr_null(ad_graph_clone(g));
+    ck_assert_msg(strstr(ad_error(g), "batch_norm in training writes its running statistics"), "%s", ad_error(g));
+    ad_graph_free(g), ad_graph_free(e);
+    ad_tensor_free(rm), ad_tensor_free(rv), ad_tensor_free(rm2), ad_tensor_free(rv2);
 }
 END_TEST
 
@@ -833,6 +884,7 @@ int main(void)
     tcase_add_test(tc, clone_refuses_stateful_user_op);
     tcase_add_test(tc, nn_step_rerecords_on_retape);
     tcase_add_test(tc, indices_by_set_arg);
+    tcase_add_test(tc, batch_norm_replay_updates_running_stats_once);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }
