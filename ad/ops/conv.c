@@ -25,7 +25,8 @@
 enum {
     DW_CHUNKS = 8,          /* the batch's chunks for dW (fixed: results must not depend on threads) */
     PAR_FLOPS = 1 << 21,    /* below this a convolution runs on the calling thread */
-    POOL_GRAIN = 1 << 15    /* elements of windows per slice of a pooling loop */
+    POOL_GRAIN = 1 << 15,   /* elements of windows per slice of a pooling loop */
+    SUM_LANES = 16          /* db's running sums per channel */
 };
 
 /* ---- geometry ---- */
@@ -194,12 +195,18 @@ static void valid_cols(const geom *G, int64_t j, int64_t *lo, int64_t *hi)
         for (int64_t r = 0; r < rows; r++)                                                      \
             for (int64_t q = 0; q < cols; q++) Y[r * ldy + q] += b[r];                          \
     }                                                                                           \
-    static void sum_rows_##T(const T *gy, T *db, int64_t n, int64_t o, int64_t ohw)            \
+    AD_VECTOR_CLONES static void sum_rows_##T(const T *gy, T *db, int64_t n, int64_t o, int64_t ohw) \
     {                                                                                           \
         for (int64_t r = 0; r < o; r++) {                                                       \
-            T s = 0;                                                                            \
-            for (int64_t k = 0; k < n; k++)                                                     \
-                for (int64_t q = 0; q < ohw; q++) s += gy[(k * o + r) * ohw + q];               \
+            T lane[SUM_LANES] = {0}, s = 0; /* independent sums, so the loop vectorises */      \
+            for (int64_t k = 0; k < n; k++) {                                                   \
+                const T *g = gy + (k * o + r) * ohw;                                            \
+                int64_t q = 0;                                                                  \
+                for (; q + SUM_LANES <= ohw; q += SUM_LANES)                                    \
+                    for (int l = 0; l < SUM_LANES; l++) lane[l] += g[q + l];                    \
+                for (; q < ohw; q++) lane[q % SUM_LANES] += g[q];                               \
+            }                                                                                   \
+            for (int l = 0; l < SUM_LANES; l++) s += lane[l];                                   \
             db[r] += s;                                                                         \
         }                                                                                       \
     }                                                                                           \
@@ -745,25 +752,32 @@ static bool is_2x2(const pgeom *P)
  * g[argmax].  Average pooling: the window's sum over kh kw (the padding counts as zeros), and
  * its adjoint. */
 #define POOL_KERNELS(T)                                                                         \
-    static void max_pool_##T(const pgeom *P, const T *X, T *Y, int32_t *A, int64_t p0, int64_t p1) \
+    AD_VECTOR_CLONES static void max_pool_##T(const pgeom *P, const T *X, T *Y, int32_t *A, int64_t p0, int64_t p1) \
     {                                                                                           \
         int64_t W = P->w, hw = P->h * P->w, ohw = P->oh * P->ow;                                \
         for (int64_t pl = p0; pl < p1; pl++) {                                                  \
             const T *x = X + pl * hw;                                                           \
             T *y = Y + pl * ohw;                                                                \
             int32_t *a = A + pl * ohw;                                                          \
-            if (is_2x2(P)) {                                                                    \
-                for (int64_t oh = 0; oh < P->oh; oh++)                                          \
+            if (is_2x2(P)) { /* selects, not branches: the loop vectorises */                  \
+                for (int64_t oh = 0; oh < P->oh; oh++) {                                        \
+                    const T *r0 = x + 2 * oh * W, *r1 = r0 + W;                                 \
+                    T *yr = y + oh * P->ow;                                                     \
+                    int32_t *ar = a + oh * P->ow, base = (int32_t)(2 * oh * W);                 \
                     for (int64_t ow = 0; ow < P->ow; ow++) {                                    \
-                        int32_t k = (int32_t)(2 * oh * W + 2 * ow), best = k;                   \
-                        T m = x[k];                                                             \
-                        if (x[k + 1] > m || x[k + 1] != x[k + 1]) m = x[k + 1], best = k + 1;   \
-                        if (x[k + W] > m || x[k + W] != x[k + W]) m = x[k + W], best = k + (int32_t)W; \
-                        if (x[k + W + 1] > m || x[k + W + 1] != x[k + W + 1])                   \
-                            m = x[k + W + 1], best = k + (int32_t)W + 1;                        \
-                        y[oh * P->ow + ow] = m;                                                 \
-                        a[oh * P->ow + ow] = best;                                              \
+                        T v0 = r0[2 * ow], v1 = r0[2 * ow + 1], v2 = r1[2 * ow], v3 = r1[2 * ow + 1]; \
+                        int32_t k = base + (int32_t)(2 * ow);                                   \
+                        bool t1 = v1 > v0 || v1 != v1;                                          \
+                        T m = t1 ? v1 : v0;                                                     \
+                        int32_t best = t1 ? k + 1 : k;                                          \
+                        bool t2 = v2 > m || v2 != v2;                                           \
+                        m = t2 ? v2 : m;                                                        \
+                        best = t2 ? k + (int32_t)W : best;                                      \
+                        bool t3 = v3 > m || v3 != v3;                                           \
+                        yr[ow] = t3 ? v3 : m;                                                   \
+                        ar[ow] = t3 ? k + (int32_t)W + 1 : best;                                \
                     }                                                                           \
+                }                                                                               \
                 continue;                                                                       \
             }                                                                                   \
             for (int64_t oh = 0; oh < P->oh; oh++)                                              \
