@@ -63,7 +63,11 @@ enum {
     X(MAX_AXIS, max_axis) X(MIN_AXIS, min_axis) X(ARGMAX, argmax) X(ARGMIN, argmin)           \
     X(LOGSUMEXP, logsumexp) X(BCE_WITH_LOGITS, bce_with_logits)
 
-#define AD_OPS_CONV(X)
+#define AD_OPS_CONV(X)                                                                        \
+    X(CONV2D, conv2d) X(CONV2D_INPUT_GRAD, conv2d_input_grad)                                 \
+    X(CONV2D_WEIGHT_GRAD, conv2d_weight_grad) X(MAX_POOL2D, max_pool2d)                       \
+    X(MAX_POOL2D_SCATTER, max_pool2d_scatter) X(MAX_POOL2D_GATHER, max_pool2d_gather)         \
+    X(AVG_POOL2D, avg_pool2d) X(AVG_POOL2D_GRAD, avg_pool2d_grad)
 
 #define AD_OPS_NORM(X) X(LAYER_NORM, layer_norm) X(BATCH_NORM, batch_norm)
 

@@ -56,6 +56,22 @@ TWINS = {
         lambda x: F.binary_cross_entropy_with_logits(x[0], torch.sigmoid(x[1])),
 
     # convolution and pooling: conv.c
+    "F.conv2d(x0, x1, x2, padding=1)": lambda x: F.conv2d(x[0], x[1], x[2], padding=1),
+    "F.conv2d(x0, x1, stride=2, padding=1, dilation=2, groups=2)":
+        lambda x: F.conv2d(x[0], x[1], stride=2, padding=1, dilation=2, groups=2),
+    "F.conv2d(x0, x1, x2, stride=(2,1), padding=(0,2), dilation=(1,3))":
+        lambda x: F.conv2d(x[0], x[1], x[2], stride=(2, 1), padding=(0, 2), dilation=(1, 3)),
+    "F.conv2d(x0, x1, x2) 1x1": lambda x: F.conv2d(x[0], x[1], x[2]),
+    "F.conv1d(x0, x1, x2, stride=2, padding=1, dilation=2, groups=2)":
+        lambda x: F.conv1d(x[0], x[1], x[2], stride=2, padding=1, dilation=2, groups=2),
+    "F.max_pool2d(x0, 2)": lambda x: F.max_pool2d(x[0], 2),
+    "F.max_pool2d(x0, 3, stride=(2,1), padding=1)": lambda x: F.max_pool2d(x[0], 3, stride=(2, 1), padding=1),
+    "F.max_pool2d(x0, 3, stride=(2,1), padding=1) ties": lambda x: F.max_pool2d(x[0], 3, stride=(2, 1), padding=1),
+    "F.max_pool2d(x0, 2) ties": lambda x: F.max_pool2d(x[0], 2),
+    "F.max_pool2d(x0, (3,2), stride=1, padding=1, dilation=2)":
+        lambda x: F.max_pool2d(x[0], (3, 2), stride=1, padding=1, dilation=2),
+    "F.avg_pool2d(x0, 2)": lambda x: F.avg_pool2d(x[0], 2),
+    "F.avg_pool2d(x0, (3,2), stride=(2,1), padding=1)": lambda x: F.avg_pool2d(x[0], (3, 2), stride=(2, 1), padding=1),
 
     # normalisation: norm.c
     "F.layer_norm(x0, [4], x1, x2)": lambda x: F.layer_norm(x[0], [4], x[1], x[2], 1e-5),

@@ -59,6 +59,39 @@ static ad_node *logsumexp_keep(ad_graph *g, ad_node **x) { return ad_logsumexp(g
 static ad_node *bce(ad_graph *g, ad_node **x) { return ad_bce_with_logits(g, x[0], ad_sigmoid(g, x[1])); }
 
 /* builders of conv.c's cases */
+static ad_node *conv2d_pad1(ad_graph *g, ad_node **x)
+{
+    return ad_conv2d(g, x[0], x[1], x[2], &(ad_conv_opts){.padding = {1, 1}});
+}
+static ad_node *conv2d_all(ad_graph *g, ad_node **x)
+{
+    ad_conv_opts o = {.stride = {2, 2}, .padding = {1, 1}, .dilation = {2, 2}, .groups = 2};
+    return ad_conv2d(g, x[0], x[1], NULL, &o);
+}
+static ad_node *conv2d_uneven(ad_graph *g, ad_node **x)
+{
+    return ad_conv2d(g, x[0], x[1], x[2], &(ad_conv_opts){.stride = {2, 1}, .padding = {0, 2}, .dilation = {1, 3}});
+}
+static ad_node *conv2d_pointwise(ad_graph *g, ad_node **x) { return ad_conv2d(g, x[0], x[1], x[2], NULL); }
+static ad_node *conv1d_all(ad_graph *g, ad_node **x)
+{
+    ad_conv_opts o = {.stride = {2}, .padding = {1}, .dilation = {2}, .groups = 2};
+    return ad_conv1d(g, x[0], x[1], x[2], &o);
+}
+static ad_node *max_pool_2x2(ad_graph *g, ad_node **x) { return ad_max_pool2d(g, x[0], 2, 2, NULL); }
+static ad_node *max_pool_pad(ad_graph *g, ad_node **x)
+{
+    return ad_max_pool2d(g, x[0], 3, 3, &(ad_conv_opts){.stride = {2, 1}, .padding = {1, 1}});
+}
+static ad_node *max_pool_dilated(ad_graph *g, ad_node **x)
+{
+    return ad_max_pool2d(g, x[0], 3, 2, &(ad_conv_opts){.stride = {1, 1}, .padding = {1, 1}, .dilation = {2, 2}});
+}
+static ad_node *avg_pool_2x2(ad_graph *g, ad_node **x) { return ad_avg_pool2d(g, x[0], 2, 2, NULL); }
+static ad_node *avg_pool_pad(ad_graph *g, ad_node **x)
+{
+    return ad_avg_pool2d(g, x[0], 3, 2, &(ad_conv_opts){.stride = {2, 1}, .padding = {1, 1}});
+}
 
 /* builders of norm.c's cases */
 static ad_node *layer_norm1(ad_graph *g, ad_node **x) { return ad_layer_norm(g, x[0], 1, x[1], x[2], 1e-5); }
@@ -120,6 +153,19 @@ static const torch_case cases[] = {
     {"F.binary_cross_entropy_with_logits(x0, sigmoid(x1))", 2, {S(3, 4), S(3, 4)}, bce, -4, 4},
 
     /* convolution and pooling: conv.c */
+    {"F.conv2d(x0, x1, x2, padding=1)", 3, {S(2, 3, 6, 5), S(4, 3, 3, 3), S(4)}, conv2d_pad1, -2, 2},
+    {"F.conv2d(x0, x1, stride=2, padding=1, dilation=2, groups=2)", 2, {S(2, 4, 9, 8), S(6, 2, 3, 3)}, conv2d_all, -2, 2},
+    {"F.conv2d(x0, x1, x2, stride=(2,1), padding=(0,2), dilation=(1,3))", 3, {S(1, 2, 7, 6), S(3, 2, 2, 3), S(3)}, conv2d_uneven, -2, 2},
+    {"F.conv2d(x0, x1, x2) 1x1", 3, {S(2, 3, 4, 5), S(2, 3, 1, 1), S(2)}, conv2d_pointwise, -2, 2},
+    {"F.conv1d(x0, x1, x2, stride=2, padding=1, dilation=2, groups=2)", 3, {S(2, 4, 11), S(6, 2, 3), S(6)}, conv1d_all, -2, 2},
+    {"F.max_pool2d(x0, 2)", 1, {S(2, 3, 6, 7)}, max_pool_2x2, -2, 2},
+    {"F.max_pool2d(x0, 3, stride=(2,1), padding=1)", 1, {S(2, 2, 7, 6)}, max_pool_pad, -2, 2},
+    /* every element equal: each window's gradient goes to its first element, as torch's */
+    {"F.max_pool2d(x0, 3, stride=(2,1), padding=1) ties", 1, {S(1, 2, 6, 5)}, max_pool_pad, 0.5, 0.5},
+    {"F.max_pool2d(x0, 2) ties", 1, {S(1, 2, 4, 6)}, max_pool_2x2, -1, -1},
+    {"F.max_pool2d(x0, (3,2), stride=1, padding=1, dilation=2)", 1, {S(2, 2, 7, 6)}, max_pool_dilated, -2, 2},
+    {"F.avg_pool2d(x0, 2)", 1, {S(2, 3, 6, 7)}, avg_pool_2x2, -2, 2},
+    {"F.avg_pool2d(x0, (3,2), stride=(2,1), padding=1)", 1, {S(2, 2, 7, 6)}, avg_pool_pad, -2, 2},
 
     /* normalisation: norm.c */
     {"F.layer_norm(x0, [4], x1, x2)", 3, {S(2, 3, 4), S(4), S(4)}, layer_norm1, -2, 2},

@@ -980,6 +980,78 @@ START_TEST(axis_reduction_and_norm_errors)
     /* the refusals touched no running statistic */
     for (int i = 0; i < 3; i++) ck_assert(ad_tensor_get(t3, i) == 0);
     ad_tensor_free(t2), ad_tensor_free(t3), ad_tensor_free(f32);
+/* ---- convolution and pooling (conv.c) ---- */
+
+START_TEST(conv_and_pool_errors)
+{
+    ad_graph *g = ad_graph_new();
+    ad_node *x = ad_var_array(g, "x", AD_F64, AD_SHAPE(2, 3, 5, 5), NULL);
+    ad_node *w = ad_var_array(g, "w", AD_F64, AD_SHAPE(4, 2, 3, 3), NULL);
+    ad_node *w3 = ad_var_array(g, "w3", AD_F64, AD_SHAPE(4, 3, 3, 3), NULL);
+    ad_node *b5 = ad_var_array(g, "b", AD_F64, AD_SHAPE(5), NULL);
+    /* channels, groups, bias, ranks */
+    EXPECT_FAIL(g, ad_conv2d(g, x, w, NULL, NULL), AD_ERR_SHAPE,
+                "conv2d: input [2,3,5,5] and weight [4,2,3,3]: the input has 3 channels, the weight takes 2 per group in 1 groups");
+    EXPECT_FAIL(g, ad_conv2d(g, x, w, NULL, &(ad_conv_opts){.groups = 2}), AD_ERR_SHAPE,
+                "conv2d: input [2,3,5,5] and weight [4,2,3,3]: groups 2 must divide the 3 input and 4 output channels");
+    EXPECT_FAIL(g, ad_conv2d(g, x, w3, b5, NULL), AD_ERR_SHAPE,
+                "conv2d: bias [5]: expected [4], one per output channel");
+    EXPECT_FAIL(g, ad_conv2d(g, b5, w3, NULL, NULL), AD_ERR_SHAPE,
+                "conv2d: input [5] and weight [4,3,3,3]: expected input [N,C,H,W] and weight [O,C/groups,KH,KW]");
+    /* a kernel larger than the padded input; with padding it fits */
+    ad_node *big = ad_var_array(g, "big", AD_F64, AD_SHAPE(1, 3, 6, 3), NULL);
+    EXPECT_FAIL(g, ad_conv2d(g, x, big, NULL, NULL), AD_ERR_SHAPE,
+                "conv2d: input [2,3,5,5] and weight [1,3,6,3]: the kernel 6x3 (dilation 1x1) does not fit the padded input 5x5");
+    ck_assert_ptr_nonnull(ad_conv2d(g, x, big, NULL, &(ad_conv_opts){.padding = {1, 0}}));
+    EXPECT_FAIL(g, ad_conv2d(g, x, w3, NULL, &(ad_conv_opts){.dilation = {3, 1}}), AD_ERR_SHAPE,
+                "the kernel 3x3 (dilation 3x1) does not fit the padded input 5x5");
+    /* bad options: zero means the default, negative is refused before use */
+    EXPECT_FAIL(g, ad_conv2d(g, x, w3, NULL, &(ad_conv_opts){.stride = {1, -2}}), AD_ERR_ARG,
+                "conv2d: stride_w -2 is not an integer in [1, 2147483647]");
+    EXPECT_FAIL(g, ad_conv2d(g, x, w3, NULL, &(ad_conv_opts){.padding = {-1, 0}}), AD_ERR_ARG,
+                "conv2d: padding_h -1 is not an integer in [0, 2147483647]");
+    EXPECT_FAIL(g, ad_conv2d(g, x, w3, NULL, &(ad_conv_opts){.groups = -1}), AD_ERR_ARG,
+                "conv2d: groups -1 is not an integer");
+    EXPECT_FAIL(g, ad_apply(g, ad_op_find("conv2d"), (ad_node *[]){x, w3}, 2, (double[]){1, 1, 0, 0, 1, NAN, 1}, 7),
+                AD_ERR_ARG, "conv2d: dilation_w nan is not an integer");
+    EXPECT_FAIL(g, ad_apply(g, ad_op_find("conv2d"), (ad_node *[]){x, w3}, 2, (double[]){1}, 1), AD_ERR_ARG,
+                "conv2d: takes 7 parameters (stride_h, stride_w, padding_h, padding_w, dilation_h, dilation_w, groups), given 1");
+    /* conv1d names its own shapes */
+    ad_node *x1 = ad_var_array(g, "x1", AD_F64, AD_SHAPE(2, 3, 4), NULL);
+    ad_node *w1 = ad_var_array(g, "w1", AD_F64, AD_SHAPE(2, 2, 3), NULL);
+    EXPECT_FAIL(g, ad_conv1d(g, x1, w1, NULL, NULL), AD_ERR_SHAPE,
+                "conv1d: input [2,3,4] and weight [2,2,3]: the input has 3 channels, the weight takes 2 per group in 1 groups");
+    EXPECT_FAIL(g, ad_conv1d(g, x, w, NULL, NULL), AD_ERR_SHAPE,
+                "conv1d: input [2,3,5,5] and weight [4,2,3,3]: expected input [N,C,L] and weight [O,C/groups,K]");
+    EXPECT_FAIL(g, ad_conv1d(g, x1, ad_var_array(g, "w5", AD_F64, AD_SHAPE(2, 3, 5), NULL), NULL, NULL), AD_ERR_SHAPE,
+                "conv1d: input [2,3,4] and weight [2,3,5]: the kernel 1x5");
+    EXPECT_FAIL(g, ad_conv1d(g, x1, w1, NULL, &(ad_conv_opts){.stride = {-1}}), AD_ERR_ARG,
+                "conv1d: stride_w -1 is not an integer");
+    /* pooling: padding at most half the kernel, as torch; windows that do not fit; ranks */
+    EXPECT_FAIL(g, ad_max_pool2d(g, x, 3, 3, &(ad_conv_opts){.padding = {2, 0}}), AD_ERR_ARG,
+                "max_pool2d: padding 2 must be at most half the kernel's height 3");
+    EXPECT_FAIL(g, ad_avg_pool2d(g, x, 2, 2, &(ad_conv_opts){.padding = {0, 2}}), AD_ERR_ARG,
+                "avg_pool2d: padding 2 must be at most half the kernel's width 2");
+    EXPECT_FAIL(g, ad_max_pool2d(g, x, 6, 2, NULL), AD_ERR_SHAPE,
+                "max_pool2d: input [2,3,5,5]: the window 6x2 (dilation 1x1) does not fit the padded input 5x5");
+    EXPECT_FAIL(g, ad_max_pool2d(g, x, 0, 2, NULL), AD_ERR_ARG, "max_pool2d: kernel_h 0 is not an integer in [1, 2147483647]");
+    EXPECT_FAIL(g, ad_avg_pool2d(g, x1, 2, 2, NULL), AD_ERR_SHAPE, "avg_pool2d: input [2,3,4]: expected [N,C,H,W]");
+    EXPECT_FAIL(g, ad_avg_pool2d(g, x, 2, 2, &(ad_conv_opts){.dilation = {2, 1}}), AD_ERR_ARG,
+                "avg_pool2d: dilation 2x1: average pooling has none");
+    /* the internal adjoint ops check what ad_apply gives them */
+    EXPECT_FAIL(g, ad_apply(g, ad_op_find("max_pool2d_scatter"), (ad_node *[]){x, x}, 2, NULL, 0), AD_ERR_SHAPE,
+                "max_pool2d_scatter: the second input is a var node, not the max_pool2d node whose maxima it follows");
+    ad_node *y = ad_max_pool2d(g, x, 2, 2, NULL);
+    EXPECT_FAIL(g, ad_apply(g, ad_op_find("max_pool2d_gather"), (ad_node *[]){y, y}, 2, NULL, 0), AD_ERR_SHAPE,
+                "max_pool2d_gather: gradient [2,3,2,2]: expected [2,3,5,5]");
+    ad_node *gy = ad_var_array(g, "gy", AD_F64, AD_SHAPE(2, 4, 3, 3), NULL);
+    EXPECT_FAIL(g, ad_apply(g, ad_op_find("conv2d_input_grad"), (ad_node *[]){gy, w3}, 2,
+                            (double[]){1, 1, 0, 0, 1, 1, 1, 6, 5}, 9),
+                AD_ERR_SHAPE, "conv2d_input_grad: gradient [2,4,3,3]: the convolution's output is [2,4,4,3]");
+    ck_assert_ptr_nonnull(ad_apply(g, ad_op_find("conv2d_input_grad"), (ad_node *[]){gy, w3}, 2,
+                                   (double[]){1, 1, 0, 0, 1, 1, 1, 5, 5}, 9));
+    EXPECT_FAIL(g, ad_apply(g, ad_op_find("avg_pool2d_grad"), &gy, 1, (double[]){2, 2, 2, 2, 0, 0, 5, 5}, 8),
+                AD_ERR_SHAPE, "avg_pool2d_grad: gradient [2,4,3,3]: pooling [2,4,5,5] gives 2x2");
     ad_graph_free(g);
 }
 END_TEST
@@ -1025,6 +1097,10 @@ int main(void)
     tcase_add_test(t, zero_element_tensors_with_huge_dimensions);
     tcase_add_test(t, indexing_and_shape_op_errors);
     tcase_add_test(t, axis_reduction_and_norm_errors);
+    suite_add_tcase(s, t);
+
+    t = tcase_create("conv");
+    tcase_add_test(t, conv_and_pool_errors);
     suite_add_tcase(s, t);
     return run_suite(s);
 }

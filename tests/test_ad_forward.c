@@ -225,6 +225,33 @@ static ad_node *logsumexp_last(ad_graph *g, ad_node **x) { return ad_logsumexp(g
 static ad_node *bce(ad_graph *g, ad_node **x) { return ad_bce_with_logits(g, ad_add_scalar(g, x[0], -1.2), x[1]); }
 
 /* builders of conv.c's cases */
+static ad_node *conv2d_groups(ad_graph *g, ad_node **x)
+{
+    return ad_conv2d(g, x[0], x[1], x[2], &(ad_conv_opts){.padding = {1, 1}, .groups = 2});
+}
+static ad_node *conv2d_strided(ad_graph *g, ad_node **x)
+{
+    return ad_conv2d(g, x[0], x[1], NULL, &(ad_conv_opts){.stride = {2, 1}, .padding = {1, 0}, .dilation = {1, 2}});
+}
+static ad_node *conv1d_pad(ad_graph *g, ad_node **x)
+{
+    return ad_conv1d(g, x[0], x[1], x[2], &(ad_conv_opts){.padding = {1}, .stride = {2}});
+}
+static ad_node *max_pool_pad(ad_graph *g, ad_node **x)
+{
+    return ad_max_pool2d(g, x[0], 3, 3, &(ad_conv_opts){.stride = {2, 2}, .padding = {1, 1}});
+}
+static ad_node *max_pool_2x2(ad_graph *g, ad_node **x) { return ad_max_pool2d(g, x[0], 2, 2, NULL); }
+static ad_node *avg_pool_pad(ad_graph *g, ad_node **x)
+{
+    return ad_avg_pool2d(g, x[0], 3, 2, &(ad_conv_opts){.stride = {2, 1}, .padding = {1, 1}});
+}
+/* conv, pool, conv: products of the layers' weights reach the second derivative */
+static ad_node *conv_net(ad_graph *g, ad_node **x)
+{
+    ad_node *h = ad_max_pool2d(g, ad_tanh(g, ad_conv2d(g, x[0], x[1], NULL, &(ad_conv_opts){.padding = {1, 1}})), 2, 2, NULL);
+    return ad_avg_pool2d(g, ad_conv2d(g, h, x[2], NULL, NULL), 2, 2, NULL);
+}
 
 /* builders of norm.c's cases */
 static ad_node *layer_norm1(ad_graph *g, ad_node **x) { return ad_layer_norm(g, x[0], 1, x[1], x[2], 1e-5); }
@@ -300,6 +327,13 @@ static const op_case cases[] = {
     {"bce_with_logits", 2, {S(3, 4), S(3, 4)}, bce},
 
     /* convolution and pooling: conv.c */
+    {"conv2d groups 2", 3, {S(2, 4, 4, 4), S(4, 2, 3, 3), S(4)}, conv2d_groups},
+    {"conv2d strided, dilated", 2, {S(1, 2, 5, 6), S(3, 2, 2, 2)}, conv2d_strided},
+    {"conv1d", 3, {S(2, 2, 6), S(3, 2, 3), S(3)}, conv1d_pad},
+    {"max_pool2d padded", 1, {S(1, 2, 5, 5)}, max_pool_pad},
+    {"max_pool2d 2x2", 1, {S(2, 2, 4, 4)}, max_pool_2x2},
+    {"avg_pool2d", 1, {S(1, 2, 5, 4)}, avg_pool_pad},
+    {"conv, max pool, conv, avg pool", 3, {S(1, 1, 4, 4), S(2, 1, 3, 3), S(2, 2, 1, 1)}, conv_net},
 
     /* normalisation: norm.c */
     {"layer_norm", 3, {S(3, 4), S(4), S(4)}, layer_norm1},

@@ -306,6 +306,90 @@ static ad_node *b_bce(ad_graph *g, ad_node *const *x, int n, void *u) { (void)n,
 
 /* builders of conv.c's cases */
 
+/* A convolution's or pooling's geometry rides in args' labels (the table's args is shared by
+ * every family): stride, padding and dilation per axis, groups, then a pool's kernel. */
+enum { CV_STRIDE, CV_PAD = 2, CV_DIL = 4, CV_GROUPS = 6, CV_KERNEL = 7 };
+static int32_t upto(ad_rng *r, int n) { return (int32_t)(ad_rng_next(r) % (uint64_t)n); }
+static ad_conv_opts conv_opts_of(const args *a)
+{
+    const int32_t *l = a->labels;
+    return (ad_conv_opts){.stride = {l[CV_STRIDE], l[CV_STRIDE + 1]}, .padding = {l[CV_PAD], l[CV_PAD + 1]},
+                          .dilation = {l[CV_DIL], l[CV_DIL + 1]}, .groups = l[CV_GROUPS]};
+}
+/* An input length that the kernel k (dilation d, padding p) fits, with room to spare. */
+static int64_t fitting(ad_rng *r, int32_t k, int32_t d, int32_t p)
+{
+    int64_t span = (int64_t)d * (k - 1) + 1 - 2 * p;
+    return (span < 1 ? 1 : span) + upto(r, 4);
+}
+/* x [N, C, (H,) W], w [O, C/groups, (KH,) KW], b [O]; rank 4 (conv2d) or 3 (conv1d, whose
+ * geometry is in the labels' column entries). */
+static void conv_shapes(ad_rng *r, ad_shape *s, args *a, int rank)
+{
+    int32_t *l = a->labels, g = 1 + upto(r, 2), k[2];
+    int64_t n = 1 + upto(r, 2), cg = 1 + upto(r, 2), og = 1 + upto(r, 2), len[2];
+    l[CV_GROUPS] = g;
+    for (int ax = 0; ax < 2; ax++) {
+        k[ax] = 1 + upto(r, 3);
+        l[CV_STRIDE + ax] = 1 + upto(r, 2);
+        l[CV_PAD + ax] = upto(r, 3);
+        l[CV_DIL + ax] = 1 + upto(r, 2);
+        len[ax] = fitting(r, k[ax], l[CV_DIL + ax], l[CV_PAD + ax]);
+    }
+    if (rank == 4) {
+        s[0] = AD_SHAPE(n, g * cg, len[0], len[1]);
+        s[1] = AD_SHAPE(g * og, cg, k[0], k[1]);
+    } else {
+        s[0] = AD_SHAPE(n, g * cg, len[1]);
+        s[1] = AD_SHAPE(g * og, cg, k[1]);
+    }
+    s[2] = AD_SHAPE(g * og);
+}
+static void conv2d3(ad_rng *r, ad_shape *s, args *a) { conv_shapes(r, s, a, 4); }
+static void conv1d3(ad_rng *r, ad_shape *s, args *a) { conv_shapes(r, s, a, 3); }
+/* x [N, C, H, W] and a window with padding at most half of it; dilation (max pooling's) only
+ * without padding, so that no window lies in the padding alone (its maximum is -inf). */
+static void pool1(ad_rng *r, ad_shape *s, args *a)
+{
+    int32_t *l = a->labels;
+    int64_t len[2];
+    for (int ax = 0; ax < 2; ax++) {
+        int32_t k = 1 + upto(r, 3);
+        l[CV_KERNEL + ax] = k;
+        l[CV_STRIDE + ax] = 1 + upto(r, 3);
+        l[CV_PAD + ax] = upto(r, k / 2 + 1);
+        l[CV_DIL + ax] = l[CV_PAD + ax] ? 1 : 1 + upto(r, 2);
+        len[ax] = fitting(r, k, l[CV_DIL + ax], l[CV_PAD + ax]);
+    }
+    s[0] = AD_SHAPE(1 + upto(r, 2), 1 + upto(r, 3), len[0], len[1]);
+}
+static ad_node *b_conv2d(ad_graph *g, ad_node *const *x, int n, void *u)
+{
+    ad_conv_opts o = conv_opts_of(u);
+    return ad_conv2d(g, x[0], x[1], n == 3 ? x[2] : NULL, &o);
+}
+static ad_node *b_conv1d(ad_graph *g, ad_node *const *x, int n, void *u)
+{
+    ad_conv_opts o = conv_opts_of(u);
+    o.stride[0] = o.stride[1], o.padding[0] = o.padding[1], o.dilation[0] = o.dilation[1];
+    return ad_conv1d(g, x[0], x[1], n == 3 ? x[2] : NULL, &o);
+}
+static ad_node *b_max_pool2d(ad_graph *g, ad_node *const *x, int n, void *u)
+{
+    (void)n;
+    const args *a = u;
+    ad_conv_opts o = conv_opts_of(a);
+    return ad_max_pool2d(g, x[0], a->labels[CV_KERNEL], a->labels[CV_KERNEL + 1], &o);
+}
+static ad_node *b_avg_pool2d(ad_graph *g, ad_node *const *x, int n, void *u)
+{
+    (void)n;
+    const args *a = u;
+    ad_conv_opts o = conv_opts_of(a);
+    o.dilation[0] = o.dilation[1] = 0;
+    return ad_avg_pool2d(g, x[0], a->labels[CV_KERNEL], a->labels[CV_KERNEL + 1], &o);
+}
+
 /* builders of norm.c's cases */
 /* x of rank 1 to 4 normalised over its last a->axis axes; weight and bias of their shape. */
 static void layer_norm3(ad_rng *r, ad_shape *s, args *a)
@@ -461,6 +545,11 @@ static const op_case cases[] = {
     {"bce_with_logits", 2, b_bce, equal2, 0, 1, false},
 
     /* convolution and pooling: conv.c */
+    {"conv2d", 3, b_conv2d, conv2d3, -2, 2, false},
+    {"conv2d_nobias", 2, b_conv2d, conv2d3, -2, 2, false},
+    {"conv1d", 3, b_conv1d, conv1d3, -2, 2, false},
+    {"max_pool2d", 1, b_max_pool2d, pool1, -2, 2, false},
+    {"avg_pool2d", 1, b_avg_pool2d, pool1, -2, 2, false},
 
     /* normalisation: norm.c */
     {"layer_norm", 3, b_layer_norm, layer_norm3, -2, 2, false},
