@@ -927,6 +927,10 @@ START_TEST(indexing_and_shape_op_errors)
     EXPECT_FAIL(g, ad_matmul(g, b3, a4), AD_ERR_SHAPE, "matmul: [5,4,6] x [2,1,3,4]: inner dimensions 6 and 3 differ");
     EXPECT_FAIL(g, ad_matmul(g, ad_var_array(g, "v", AD_F32, AD_SHAPE(3), NULL), b3), AD_ERR_SHAPE,
                 "matmul: [3] x [5,4,6]: inner dimensions 3 and 4 differ");
+    ad_graph_free(g);
+}
+END_TEST
+
 /* Axis reductions, BCE and the norms: bad axes, empty axes, shapes, dtypes, parameters and
  * running statistics, each refused with its message and no node left behind. */
 START_TEST(axis_reduction_and_norm_errors)
@@ -980,6 +984,10 @@ START_TEST(axis_reduction_and_norm_errors)
     /* the refusals touched no running statistic */
     for (int i = 0; i < 3; i++) ck_assert(ad_tensor_get(t3, i) == 0);
     ad_tensor_free(t2), ad_tensor_free(t3), ad_tensor_free(f32);
+    ad_graph_free(g);
+}
+END_TEST
+
 /* ---- convolution and pooling (conv.c) ---- */
 
 START_TEST(conv_and_pool_errors)

@@ -805,6 +805,9 @@ START_TEST(indices_by_set_arg)
     ck_assert(ad_value(ds) == 3 && ad_value(gs) == 3);
     ad_graph_free(fresh);
     ad_graph_free(g);
+}
+END_TEST
+
 /* Batch norm in training: each replay is one forward pass, so it moves the running statistics
  * once, from the new batch, as a fresh recording at that batch moves a second pair of
  * tensors, with the same bits in the statistics, the output and the gradient.  A workspace

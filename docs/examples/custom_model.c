@@ -4,6 +4,7 @@
  * (class 1) bar in noise.  Exit status 0 when it learns the task and the copy agrees. */
 #include "nn.h"
 #include "optim.h"
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
