@@ -27,6 +27,7 @@ try:
     import numpy as np
     import torch
     from fashion_torch_match import find, read_idx, write_safetensors
+    from nn_torch_interop import read_safetensors
 except ImportError as e:
     print(f"SKIP: {e}: install Debian's python3-torch and run with /usr/bin/python3")
     sys.exit(77)
@@ -41,22 +42,6 @@ def make_model():
     return nn.Sequential(nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
                          nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
                          nn.Flatten(), nn.Linear(3136, 128), nn.ReLU(), nn.Linear(128, 10)).double()
-
-
-def read_safetensors(path):
-    """name -> float64 numpy array, for F32 and F64 files (Debian has no safetensors package)."""
-    with open(path, "rb") as f:
-        n = int.from_bytes(f.read(8), "little")
-        header = json.loads(f.read(n))
-        data = f.read()
-    codes = {"F32": "<f4", "F64": "<f8"}
-    out = {}
-    for name, e in header.items():
-        if name == "__metadata__":
-            continue
-        b, end = e["data_offsets"]
-        out[name] = np.frombuffer(data[b:end], dtype=codes[e["dtype"]]).astype(np.float64).reshape(e["shape"])
-    return out, header.get("__metadata__", {})
 
 
 def main():
@@ -82,6 +67,7 @@ def main():
             return 1
         ours = json.loads(r.stdout.strip().splitlines()[-1])["step_loss"]
         saved, meta = read_safetensors(saved_path)
+        saved = {k: v.astype(np.float64) for k, v in saved.items()}
 
     opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
     x_all = torch.from_numpy(images.reshape(LIMIT, 1, 28, 28).astype(np.float64) * (1.0 / 255.0))
