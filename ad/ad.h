@@ -511,16 +511,19 @@ ad_node *ad_embedding(ad_graph *g, ad_node *weight, ad_shape ids_shape, const in
  */
 
 /* The largest element along axis, as torch.max(a, dim).values: its gradient goes to the one
- * element argmax reports (torch.amax would split it among ties). */
+ * element argmax reports (torch.amax would split it among ties).  A NaN along the axis is the
+ * result, as in PyTorch.  An empty axis is refused. */
 ad_node *ad_max_axis(ad_graph *g, ad_node *a, int axis, bool keepdim);
 /* The smallest element along axis; its gradient goes to the element argmin reports. */
 ad_node *ad_min_axis(ad_graph *g, ad_node *a, int axis, bool keepdim);
-/* The index of the largest element along axis (the first among equals, as PyTorch), as a
- * value of a's dtype; a condition, not a quantity: it carries no gradient. */
+/* The index of the largest element along axis (the first among equals, and the first NaN if
+ * any, as PyTorch), as a value of a's dtype; a condition, not a quantity: it carries no
+ * gradient. */
 ad_node *ad_argmax(ad_graph *g, ad_node *a, int axis, bool keepdim);
 /* The index of the smallest element along axis (the first among equals); no gradient. */
 ad_node *ad_argmin(ad_graph *g, ad_node *a, int axis, bool keepdim);
-/* log(sum(exp(a))) along axis, stable for any magnitude (the maximum taken out first). */
+/* log(sum(exp(a))) along axis, stable for any magnitude (the maximum taken out first): -inf
+ * for a lane of -inf (or an empty axis), +inf with a +inf in it, as torch.logsumexp. */
 ad_node *ad_logsumexp(ad_graph *g, ad_node *a, int axis, bool keepdim);
 
 /* ------------------------------------------------------------------------------------------
@@ -562,9 +565,11 @@ ad_node *ad_layer_norm(ad_graph *g, ad_node *x, int axes, ad_node *weight, ad_no
 /* torch.nn.functional.batch_norm over the channel axis 1 of x [N, C, ...].  Training: each
  * channel is normalised by its batch mean and biased variance, and running_mean and
  * running_var (tensors [C] of x's dtype, or NULL) move toward the batch's mean and unbiased
- * variance by momentum, when the node is recorded and at each replay.  Evaluation (training
- * false): the running statistics normalise, and the op is affine in x.  weight and bias [C]
- * or NULL. */
+ * variance by momentum, when the node is recorded and at each replay (once per forward pass),
+ * so ad_graph_clone refuses such a graph: every copy would write the same tensors.  Evaluation
+ * (training false): the running statistics, read as views at each replay, normalise, and the
+ * op is affine in x.  weight and bias [C] or NULL.  Training needs more than one value per
+ * channel; momentum is in [0, 1], eps >= 0. */
 ad_node *ad_batch_norm(ad_graph *g, ad_node *x, ad_node *weight, ad_node *bias,
                        ad_tensor *running_mean, ad_tensor *running_var, bool training,
                        double momentum, double eps);
