@@ -490,8 +490,8 @@ ad_node *ad_detach(ad_graph *g, ad_node *a);
 
 /* A list of n indices, the argument ad_node_set_arg takes for the indexing ops. */
 typedef struct {
-    const int64_t *index;
-    int64_t n;
+    const int64_t *index; /* the indices, copied by the op (NULL only when n is 0) */
+    int64_t n;            /* how many: the count the node was recorded with */
 } ad_index;
 
 /* The slices index[0..n-1] of a along axis, as torch.index_select: the output has a's shape
