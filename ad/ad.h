@@ -533,10 +533,10 @@ ad_node *ad_logsumexp(ad_graph *g, ad_node *a, int axis, bool keepdim);
 /* A convolution's or pooling's geometry per spatial axis (rows, then columns).  Zero fields
  * take the defaults: stride 1 (a pool's kernel size), padding 0, dilation 1, groups 1. */
 typedef struct {
-    int stride[2];
-    int padding[2];
-    int dilation[2];
-    int groups;
+    int stride[2];   /* step between windows (a pool's default: its kernel) */
+    int padding[2];  /* zeros (max pooling: -inf) added on both sides; a pool's at most half its kernel */
+    int dilation[2]; /* step between a window's taps */
+    int groups;      /* convolution only: channels split into groups convolved apart */
 } ad_conv_opts;
 
 /* torch.nn.functional.conv2d: x [N, C, H, W], w [O, C/groups, KH, KW], b [O] or NULL, gives
