@@ -30,6 +30,14 @@ static int drawn(int rc, const char *err, const char *path, FILE *out)
     return 0;
 }
 
+/* A line chart of part `name` into DIR/lecture-NAME.svg, named on out. */
+static int draw_lines(const char *dir, const char *name, const plot_cfg *cfg, const plot_series *s, int ns, FILE *out)
+{
+    char path_svg[4096], e[4400];
+    if (!picture_path(path_svg, sizeof path_svg, dir, name)) return 1;
+    return drawn(plot_lines_svg(path_svg, cfg, s, ns, e, sizeof e), e, path_svg, out);
+}
+
 /* ---- gradient descent against momentum at a saddle ---------------------------------------- */
 
 enum { MAX_PATH = 400 };
@@ -236,12 +244,9 @@ static int part_minibatch(const char *dir, FILE *out)
         {.x = iter, .y = lg, .n = SGD_STEPS + 1, .label = "full-batch gradient descent"},
         {.x = iter, .y = ls, .n = SGD_STEPS + 1, .label = "minibatch SGD, J = 4"},
     };
-    char path_svg[4096], e[4400];
-    if (!picture_path(path_svg, sizeof path_svg, dir, "minibatch")) return 1;
-    return drawn(plot_lines_svg(path_svg, &(plot_cfg){.title = "Loss on the complete data set over the steps",
-                                                      .xlabel = "step", .ylabel = "log10 of the mean squared error"},
-                                s, 2, e, sizeof e),
-                 e, path_svg, out);
+    return draw_lines(dir, "minibatch", &(plot_cfg){.title = "Loss on the complete data set over the steps",
+                                                    .xlabel = "step", .ylabel = "log10 of the mean squared error"},
+                      s, 2, out);
 }
 
 /* ---- dropout's train/test scaling ----------------------------------------------------------- */
@@ -294,13 +299,10 @@ static int part_dropout(const char *dir, FILE *out)
         {.x = ends, .y = yt, .n = 2, .label = "test time: (1 - p) z", .color = "#d55e00"},
         {.x = ends, .y = yf, .n = 2, .label = "test time without the rule: z", .color = "#000000"},
     };
-    char path_svg[4096], e[4400];
-    if (!picture_path(path_svg, sizeof path_svg, dir, "dropout")) return 1;
-    return drawn(plot_lines_svg(path_svg, &(plot_cfg){.title = "Dropout, p = 0.5: a unit's input at training and test time",
-                                                      .xlabel = "mask drawn", .ylabel = "z = sum w_i m_i a_i",
-                                                      .width = 720, .height = 420},
-                                s, 4, e, sizeof e),
-                 e, path_svg, out);
+    return draw_lines(dir, "dropout", &(plot_cfg){.title = "Dropout, p = 0.5: a unit's input at training and test time",
+                                                  .xlabel = "mask drawn", .ylabel = "z = sum w_i m_i a_i",
+                                                  .width = 720, .height = 420},
+                      s, 4, out);
 }
 
 /* ---- early stopping -------------------------------------------------------------------------- */
@@ -383,12 +385,9 @@ static int part_early_stopping(const char *dir, FILE *out)
         {.x = bx, .y = by, .n = 2, .label = "the chosen epoch", .color = "#000000"},
         {.x = px, .y = py, .n = 1, .label = NULL, .color = "#000000", .points = true},
     };
-    char path_svg[4096], e[4400];
-    if (!picture_path(path_svg, sizeof path_svg, dir, "early-stopping")) return 1;
-    return drawn(plot_lines_svg(path_svg, &(plot_cfg){.title = "Early stopping: stop where the validation loss is lowest",
-                                                      .xlabel = "epoch", .ylabel = "mean squared error"},
-                                s, 4, e, sizeof e),
-                 e, path_svg, out);
+    return draw_lines(dir, "early-stopping", &(plot_cfg){.title = "Early stopping: stop where the validation loss is lowest",
+                                                         .xlabel = "epoch", .ylabel = "mean squared error"},
+                      s, 4, out);
 }
 
 int lecture_part(const char *name, const char *svg_dir, FILE *out)

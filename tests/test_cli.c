@@ -37,6 +37,16 @@ static void check_golden(const char *name, const char *const *args)
     done(&r);
 }
 
+/* Bad input: exit code 2, nothing on stdout, and exactly msg on stderr. */
+static void expect_bad_input(const char *const *args, const char *msg)
+{
+    run_result r = run(args);
+    ck_assert_msg(r.status == 2, "%s: exit %d (%s)", args[0], r.status, r.err);
+    ck_assert_str_eq(r.out, "");
+    ck_assert_str_eq(r.err, msg);
+    done(&r);
+}
+
 #define NEURON "1/(1+exp(-(w0*x0+w1*x1+w2)))", "x0=-1", "x1=-2", "w0=2", "w1=-3", "w2=-3"
 
 START_TEST(golden_neuron) { check_golden("neuron.txt", ARGS("--trace", NEURON)); }
@@ -71,14 +81,11 @@ START_TEST(html_stepper)
     ck_assert_ptr_nonnull(strstr(r.out, "-2.0 &#215; 0.2 = <span class=\"g\">-0.4</span> &#8594; w1, "
                                         "-3.0 &#215; 0.2 = <span class=\"g\">-0.6</span> &#8594; x1"));
     done(&r);
-    /* bad input stays one line on stderr and no page */
-    r = run(ARGS("--html", "x+", "x=1"));
-    ck_assert_int_eq(r.status, 2);
-    ck_assert_str_eq(r.out, "");
-    ck_assert_str_eq(r.err, "backprop: column 3: expected a number, a name or '(' before the end of the formula\n"
-                            "  x+\n"
-                            "    ^\n");
-    done(&r);
+    /* bad input stays one message on stderr (the formula and a caret under the fault), no page */
+    expect_bad_input(ARGS("--html", "x+", "x=1"),
+                     "backprop: column 3: expected a number, a name or '(' before the end of the formula\n"
+                     "  x+\n"
+                     "    ^\n");
     r = run(ARGS("--help"));
     ck_assert_ptr_nonnull(strstr(r.out, "--html"));
     done(&r);
@@ -162,13 +169,7 @@ START_TEST(bad_input)
         {ARGS("--", "--bogus", "x=1"), "backprop: column 3: variable 'bogus' has no value (give it one: bogus=...)\n  --bogus\n    ^\n"},
         {ARGS("--", "--help"), "backprop: column 3: variable 'help' has no value (give it one: help=...)\n  --help\n    ^\n"},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
-        run_result r = run(cases[i].args);
-        ck_assert_msg(r.status == 2, "case %zu: exit %d (%s)", i, r.status, r.err);
-        ck_assert_str_eq(r.err, cases[i].msg);
-        ck_assert_str_eq(r.out, "");
-        done(&r);
-    }
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) expect_bad_input(cases[i].args, cases[i].msg);
     run_result r = run(ARGS(NULL));
     ck_assert_int_eq(r.status, 2);
     ck_assert_ptr_nonnull(strstr(r.err, "usage: backprop"));
@@ -492,15 +493,11 @@ END_TEST
 
 START_TEST(power_hint_constants_and_names)
 {
-    run_result r = run(ARGS("x**2", "x=3"));
-    ck_assert_int_eq(r.status, 2);
-    ck_assert_str_eq(r.out, "");
-    ck_assert_str_eq(r.err, "backprop: column 3: unexpected '*': a power is written with ^ (x^2, not x**2)\n"
-                            "  x**2\n"
-                            "    ^\n");
-    done(&r);
+    expect_bad_input(ARGS("x**2", "x=3"), "backprop: column 3: unexpected '*': a power is written with ^ (x^2, not x**2)\n"
+                                          "  x**2\n"
+                                          "    ^\n");
     char want[128];
-    r = run(ARGS("--json", "pi*x + e", "x=2"));
+    run_result r = run(ARGS("--json", "pi*x + e", "x=2"));
     ck_assert_int_eq(r.status, 0);
     snprintf(want, sizeof want, "{\"value\": %.17g, \"gradient\": {\"x\": %.17g}}\n", 2 * 3.14159265358979323846 + exp(1.0),
              3.14159265358979323846);
@@ -511,12 +508,10 @@ START_TEST(power_hint_constants_and_names)
     ck_assert_str_eq(r.out, "{\"value\": 6, \"gradient\": {\"e\": 2}}\n");
     done(&r);
     /* the caret sits under the operator whose shapes do not fit */
-    r = run(ARGS("x + W@v", "x=1", "W=[[1,2]]", "v=[1,2,3]"));
-    ck_assert_int_eq(r.status, 2);
-    ck_assert_str_eq(r.err, "backprop: column 6: matmul: [1,2] @ [3]: inner dimensions 2 and 3 differ\n"
-                            "  x + W@v\n"
-                            "       ^\n");
-    done(&r);
+    expect_bad_input(ARGS("x + W@v", "x=1", "W=[[1,2]]", "v=[1,2,3]"),
+                     "backprop: column 6: matmul: [1,2] @ [3]: inner dimensions 2 and 3 differ\n"
+                     "  x + W@v\n"
+                     "       ^\n");
 }
 END_TEST
 
