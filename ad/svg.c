@@ -279,7 +279,7 @@ static void tooltip(FILE *out, const gview *v, const item *it, int digits)
         view_xml(out, r);
         view_xml(out, " = ");
         view_xml(out, view_values(n, false, digits, buf, sizeof buf));
-        view_xml(out, "\ngradient ");
+        fputs("&#10;gradient ", out);
         view_xml(out, view_values(n, true, digits, buf, sizeof buf));
     } else {
         view_xml(out, r);
@@ -296,14 +296,14 @@ static void tooltip(FILE *out, const gview *v, const item *it, int digits)
             view_gate(n, &gt);
             gate_walk w;
             view_walk(v, n, &gt, digits, &w);
-            view_xml(out, "\nupstream gradient ");
+            fputs("&#10;upstream gradient ", out);
             view_xml(out, view_values(n, true, digits, buf, sizeof buf));
             view_xml(out, ", at ");
             view_xml(out, w.at);
             for (int k = 0; k < gt.nshown; k++) {
-                if (w.local[k][0]) view_xml(out, "\nlocal "), view_xml(out, w.local[k]);
+                if (w.local[k][0]) fputs("&#10;local ", out), view_xml(out, w.local[k]);
                 if (w.down[k][0]) {
-                    view_xml(out, "\ndownstream ");
+                    fputs("&#10;downstream ", out);
                     view_xml(out, w.down[k]);
                     view_xml(out, " -> ");
                     view_xml(out, view_ref(node_in(n, gt.slot[k]), r, sizeof r));
