@@ -34,6 +34,15 @@ static char *read_file(const char *name)
 
 static ad_node *neuron(ad_graph *g) { return lecture_neuron(g); }
 
+/* The lecture's first example, f = z(x + y) at x = 2, y = 3, z = -2, swept. */
+static ad_node *first_example(ad_graph *g)
+{
+    ad_node *x = ad_var(g, "x", 2), *y = ad_var(g, "y", 3), *z = ad_var(g, "z", -2);
+    ad_node *f = ad_mul(g, z, ad_add(g, x, y));
+    ck_assert_int_eq(ad_backward(g, f), AD_OK);
+    return f;
+}
+
 /* The part of a golden CLI report from the line starting with `from`. */
 static const char *section(const char *text, const char *from)
 {
@@ -91,9 +100,7 @@ START_TEST(walk_has_the_slides_arithmetic)
     }
     free(bw);
     ad_graph_reset(g);
-    ad_node *x = ad_var(g, "x", 2), *y = ad_var(g, "y", 3), *z = ad_var(g, "z", -2);
-    f = ad_mul(g, z, ad_add(g, x, y));
-    ck_assert_int_eq(ad_backward(g, f), AD_OK);
+    f = first_example(g);
     bw = capture(ad_trace_backward, g, f, 2, &st);
     ck_assert_ptr_nonnull(strstr(bw, "  #4     *      upstream 1.00   at z = -2.00, u = #3 = 5.00\n"
                                      "         local \u2202/\u2202z [z\u00b7u] = u = 5.00    downstream 5.00 \u00b7 1.00 = 5.00 -> z\n"
@@ -462,16 +469,14 @@ START_TEST(svg_of_the_lecture_graphs)
     ck_assert_ptr_nonnull(strstr(svg, "downstream (-3.00) \u00b7 0.20 = -0.59 -&gt; x1"));
     free(svg);
     ad_graph_reset(g);
-    ad_node *x = ad_var(g, "x", 2), *y = ad_var(g, "y", 3), *z = ad_var(g, "z", -2);
-    f = ad_mul(g, z, ad_add(g, x, y));
-    ck_assert_int_eq(ad_backward(g, f), AD_OK);
+    f = first_example(g);
     check_svg(g, f, 5, 4);
     svg = capture(ad_write_svg, g, f, 2, &st);
     static const char *const first[] = {"-10.00", "5.00", "-2.00", "1.00"};
     has_numbers(svg, first, 4);
     free(svg);
     ad_graph_reset(g);
-    x = ad_var(g, "x", 3);
+    ad_node *x = ad_var(g, "x", 3);
     f = ad_add(g, ad_mul(g, x, x), x);
     ck_assert_int_eq(ad_backward(g, f), AD_OK);
     /* x, its copy node, *, +; edges x->copy, copy->* twice, copy->+, *->+ */
