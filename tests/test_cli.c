@@ -78,8 +78,8 @@ START_TEST(html_stepper)
     done(&r);
     r = run(ARGS("--digits", "1", "--html", NEURON));
     ck_assert_int_eq(r.status, 0);
-    ck_assert_ptr_nonnull(strstr(r.out, "-2.0 &#215; 0.2 = <span class=\"g\">-0.4</span> &#8594; w1, "
-                                        "-3.0 &#215; 0.2 = <span class=\"g\">-0.6</span> &#8594; x1"));
+    ck_assert_ptr_nonnull(strstr(r.out, "(-2.0) · 0.2 = <span class=\"g\">-0.4</span> &#8594; w1, "
+                                        "(-3.0) · 0.2 = <span class=\"g\">-0.6</span> &#8594; x1"));
     done(&r);
     /* bad input stays one message on stderr (the formula and a caret under the fault), no page */
     expect_bad_input(ARGS("--html", "x+", "x=1"),
@@ -99,9 +99,11 @@ START_TEST(default_report_has_the_slides_numbers)
     ck_assert_int_eq(r.status, 0);
     ck_assert_ptr_nonnull(strstr(r.out, "value: f = 0.73"));
     ck_assert_ptr_nonnull(strstr(r.out, "df/dx0 = 0.39, df/dx1 = -0.59, df/dw0 = -0.20, df/dw1 = -0.39, df/dw2 = 0.20"));
-    ck_assert_ptr_nonnull(strstr(r.out, "1/x    upstream   1.00   local d/dx[1/x] = -1/x^2 = -0.53   downstream -0.53"));
-    ck_assert_ptr_nonnull(strstr(r.out, "+1     upstream  -0.53   local d/dx[x + 1] = 1"));
-    ck_assert_ptr_nonnull(strstr(r.out, "exp    upstream  -0.53   local d/dx[exp(x)] = exp(x) = 0.37   downstream -0.20"));
+    ck_assert_ptr_nonnull(strstr(r.out, "1/x    upstream 1.00   at u = #12 = 1.37\n"
+                                        "         local ∂/∂u [1/u] = -1/u^2 = -1/1.37^2 = -0.53   downstream (-0.53) · 1.00 = -0.53"));
+    ck_assert_ptr_nonnull(strstr(r.out, "+1     upstream -0.53   at u = #10 = 0.37\n"
+                                        "         local ∂/∂u [u + 1] = 1   downstream 1 · (-0.53) = -0.53"));
+    ck_assert_ptr_nonnull(strstr(r.out, "local ∂/∂u [exp(u)] = exp(u) = exp(-1.00) = 0.37   downstream 0.37 · (-0.53) = -0.20"));
     ck_assert_ptr_null(strstr(r.out, "forward pass")); /* only --trace adds the forward walk */
     done(&r);
     r = run(ARGS("--digits", "1", NEURON));
