@@ -594,6 +594,11 @@ ad_node *ad_mae(ad_graph *g, ad_node *pred, ad_node *target);
  * [0, 1] (same shape), computed from the logits stably, as
  * torch.nn.functional.binary_cross_entropy_with_logits: max(z, 0) - z t + log(1 + e^-|z|). */
 ad_node *ad_bce_with_logits(ad_graph *g, ad_node *logits, ad_node *target);
+/* A batch's class labels (each in [0, classes)) as a column [N, 1] of values in like's dtype,
+ * like being the [N, ...] scores they label: the target node of the losses that take one, such
+ * as ad_bce_with_logits for a classifier with one logit.  No gradient.  The labels are copied,
+ * and ad_node_set_arg gives the node a new batch's labels for a replay (nn_step does). */
+ad_node *ad_labels(ad_graph *g, ad_node *like, int classes, const int32_t *labels);
 /* Zeroes each element with probability p (a Bernoulli mask from rng, kept for backward).
  * The lecture's form leaves survivors unscaled (scale activations by 1-p at test time);
  * inverted scales survivors by 1/(1-p) (PyTorch's form, identity at test time).  p in [0,1).

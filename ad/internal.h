@@ -49,7 +49,7 @@ enum {
     X(BROADCAST_TO, broadcast_to) X(SLICE, slice) X(CONCAT, concat) X(SOFTMAX, softmax)       \
     X(LOG_SOFTMAX, log_softmax) X(CROSS_ENTROPY, cross_entropy) X(MSE, mse) X(MAE, mae)       \
     X(DROPOUT, dropout) X(LINEAR, linear) X(EW_DERIV, ew_deriv)         \
-    X(DROPOUT_MASK, dropout_mask) X(WHERE, where) X(CE_ONEHOT, ce_onehot)                \
+    X(DROPOUT_MASK, dropout_mask) X(WHERE, where) X(CE_ONEHOT, ce_onehot) X(LABELS, labels) \
     AD_OPS_INDEX(X) AD_OPS_AXIS(X) AD_OPS_CONV(X) AD_OPS_NORM(X)
 
 /* The families of issue 17, one list each (filled in by index.c/shape.c, reduce.c/loss.c,
@@ -87,12 +87,12 @@ enum {
 #define OP_FIRST_COMPUTED OP_ADD
 /* Ops whose output carries no gradient: the comparisons (conditions, not quantities, as in
  * PyTorch, where they give booleans), argmax and argmin (indices), dropout's mask,
- * cross_entropy's one-hot labels and detach (stop_gradient).  Their nodes never need a
+ * cross_entropy's one-hot labels, class labels (ad_labels) and detach (stop_gradient).  Their nodes never need a
  * gradient. */
 static inline bool op_no_grad(int op)
 {
     return (op >= OP_LT && op <= OP_NE) || op == OP_ARGMAX || op == OP_ARGMIN || op == OP_DROPOUT_MASK ||
-           op == OP_CE_ONEHOT || op == OP_DETACH;
+           op == OP_CE_ONEHOT || op == OP_LABELS || op == OP_DETACH;
 }
 
 /* Tensor part of a node: every node that is not a plain float64 scalar has one; named

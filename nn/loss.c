@@ -8,6 +8,10 @@
 
 ad_node *nn_cross_entropy(ad_graph *g, ad_node *scores, const int32_t *labels)
 {
+    ad_shape s = scores ? ad_node_shape(scores) : AD_SHAPE0;
+    /* One logit z for two classes: -log sigmoid(z) for label 1 and -log(1 - sigmoid(z)) for
+     * label 0, which is BCE-with-logits against the labels as a column. */
+    if (s.rank == 2 && s.dim[1] == 1) return ad_bce_with_logits(g, scores, ad_labels(g, scores, 2, labels));
     /* Fused in ad: log-sum-exp with the maximum subtracted, so scores of ±1000 stay finite,
      * and the gradient softmax - onehot computed directly. */
     return ad_cross_entropy(g, scores, labels);

@@ -23,8 +23,8 @@ ad_status nn_mlp_check(const nn_mlp_cfg *c, char *err, size_t errlen)
     if (!c) return err && errlen ? snprintf(err, errlen, "nn_mlp_new: cfg is NULL") : 0, AD_ERR_NULL;
     if (c->in < 1) return BAD("in = %d: a model needs at least one input", c->in);
     if (c->task != NN_CLASSIFY && c->task != NN_REGRESS) return BAD("unknown task %d", (int)c->task);
-    if (c->out < (c->task == NN_CLASSIFY ? 2 : 1))
-        return BAD("out = %d: %s", c->out, c->task == NN_CLASSIFY ? "classification needs at least 2 classes" : "regression needs at least 1 output");
+    if (c->out < 1)
+        return BAD("out = %d: %s", c->out, c->task == NN_CLASSIFY ? "classification needs at least 1 output (one logit for two classes)" : "regression needs at least 1 output");
     int d = nn_mlp_hidden_count(c);
     for (int i = 0; i < d; i++)
         if (c->hidden[i] < 0) return BAD("hidden[%d] = %d: widths must be positive", i, c->hidden[i]);
@@ -130,7 +130,9 @@ ad_node *nn_mlp_forward(ad_graph *g, nn_mlp *m, ad_node *x, nn_mode mode)
 
 ad_node *nn_mlp_probs(ad_graph *g, nn_mlp *m, ad_node *x, nn_mode mode)
 {
-    return ad_softmax(g, nn_mlp_forward(g, m, x, mode), 1);
+    ad_node *z = nn_mlp_forward(g, m, x, mode);
+    /* one logit: the probability of class 1, as BCE-with-logits trains it */
+    return m && m->cfg.out == 1 ? ad_sigmoid(g, z) : ad_softmax(g, z, 1);
 }
 
 static ad_status predict_rows(nn_mlp *m, ad_graph *g, ad_tensor *x, double *out, int32_t *classes)
@@ -158,7 +160,7 @@ static ad_status predict_rows(nn_mlp *m, ad_graph *g, ad_tensor *x, double *out,
                 if (out) out[(r0 + r) * T + k] = p;
                 if (p > bv) bv = p, best = (int32_t)k; /* the first of equal maxima, like argmax */
             }
-            if (classes) classes[r0 + r] = best;
+            if (classes) classes[r0 + r] = T == 1 ? ad_data_get(v, m->cfg.dtype, r) > 0.5 : best;
         }
     }
     return AD_OK;

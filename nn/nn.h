@@ -286,7 +286,7 @@ typedef enum {
 typedef struct {
     int in;                     /* M, features per instance */
     int hidden[NN_MAX_HIDDEN];  /* k_1..k_D, ended by the first 0 (none: a linear model) */
-    int out;                    /* T: classes (>= 2), or outputs for regression */
+    int out;                    /* T: classes (1: one logit for two classes), or outputs */
     nn_act act;                 /* σ of the hidden layers (relu) */
     double slope;               /* leaky relu's slope, in (0, 1) (0.1, the slide's) */
     nn_task task;               /* softmax output, or linear output for regression */
@@ -326,12 +326,14 @@ const nn_linear *nn_mlp_layer(const nn_mlp *m, int i);
  * in g ("nn_mlp_forward: input [64,783] does not match the model's 784 inputs"). */
 ad_node *nn_mlp_forward(ad_graph *g, nn_mlp *m, ad_node *x, nn_mode mode);
 
-/* softmax of the forward scores: the lecture's f(x), class probabilities [N, out]. */
+/* softmax of the forward scores: the lecture's f(x), class probabilities [N, out]; for a
+ * classifier with one logit, sigmoid of it: the probability of class 1, [N, 1]. */
 ad_node *nn_mlp_probs(ad_graph *g, nn_mlp *m, ad_node *x, nn_mode mode);
 
 /* Evaluates the model on every row of x [N, in] (eval mode, no gradients, in chunks of rows
  * so memory stays small): out receives N x out values (class probabilities, or the outputs of
- * a regression model) and classes the N most probable classes (classification only); either
+ * a regression model) and classes the N most probable classes (classification only; with one
+ * logit, class 1 where its probability exceeds 1/2); either
  * may be NULL.  g may be NULL (a graph is made and freed inside) or a graph to reuse: it is
  * reset, and holds the message if something fails. */
 ad_status nn_mlp_predict(ad_graph *g, nn_mlp *m, ad_tensor *x, double *out, int32_t *classes);
@@ -358,7 +360,9 @@ void nn_mlp_reseed(nn_mlp *m, uint64_t seed);
  */
 
 /* Mean over the batch of -log p(y_n | x_n) from the scores [N, T] (softmax folded in, stable
- * for any magnitude), labels N class ids in [0, T). */
+ * for any magnitude), labels N class ids in [0, T).  Scores [N, 1] are one logit z for two
+ * classes (labels 0 and 1), p(1 | x) = sigmoid(z): the loss is then BCE-with-logits
+ * (ad_bce_with_logits against ad_labels), as PyTorch's BCEWithLogitsLoss. */
 ad_node *nn_cross_entropy(ad_graph *g, ad_node *scores, const int32_t *labels);
 
 /* Mean of (f(x_n) - y_n)^2 and of |f(x_n) - y_n| over all elements; target may be [N] for a

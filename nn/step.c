@@ -13,7 +13,7 @@ struct nn_step {
     const void *xdata, *ydata; /* and their storage: a tensor freed and another made at its
                                 * address must not be taken for it */
     int64_t rows;
-    uint32_t *ce;              /* ids of its cross_entropy nodes, which take the labels */
+    uint32_t *ce;              /* ids of its cross_entropy and labels nodes, which take the labels */
     uint32_t nce, ce_cap;
     int64_t recorded, replayed;
 };
@@ -48,7 +48,7 @@ void nn_step_counts(const nn_step *s, int64_t *recorded, int64_t *replayed)
 }
 
 /* Records the loss on b (the graph's memory from earlier recordings is reused), and notes
- * its cross_entropy nodes. */
+ * the nodes that hold the batch's labels: cross_entropy's and ad_labels's. */
 static ad_status record(nn_step *s, const nn_batch *b)
 {
     ad_graph *g = s->g;
@@ -59,10 +59,11 @@ static ad_status record(nn_step *s, const nn_batch *b)
     if (!loss)
         return ad_status_of(g) ? ad_status_of(g)
                                : ad_set_error(g, AD_ERR_NULL, "nn_step: the loss function returned NULL");
-    int ce_op = ad_op_find("cross_entropy");
+    int ce_op = ad_op_find("cross_entropy"), labels_op = ad_op_find("labels");
     s->nce = 0;
     for (uint32_t i = 0; i < ad_graph_num_nodes(g); i++) {
-        if (ad_node_op(ad_graph_node(g, i)) != ce_op) continue;
+        int op = ad_node_op(ad_graph_node(g, i));
+        if (op != ce_op && op != labels_op) continue;
         if (s->nce == s->ce_cap) {
             uint32_t cap = s->ce_cap ? 2 * s->ce_cap : 4;
             uint32_t *c = realloc(s->ce, cap * sizeof *c);

@@ -4,7 +4,7 @@
 Usage: nn_torch_interop.py DIR N
 
 DIR holds model_K.safetensors (a model) and io_K.safetensors (inputs "x", our eval-mode
-scores "scores", and for classifiers our softmax "probs") for K in 0..N-1, written by
+scores "scores", and for classifiers our softmax "probs", the sigmoid for one logit) for K in 0..N-1, written by
 test_nn_interop.  Each model is rebuilt from its metadata alone as the torch.nn.Sequential
 of the same layers, its parameters loaded by name with strict=True (so the names must be
 PyTorch's), and its forward output compared with ours: 1e-5 for float32, 1e-12 for float64.
@@ -87,7 +87,7 @@ def check(directory, k):
         scores = model(torch.from_numpy(io["x"]))
         worst = (scores - torch.from_numpy(io["scores"])).abs().max().item()
         if "probs" in io:
-            probs = torch.softmax(scores, dim=1)
+            probs = torch.sigmoid(scores) if scores.shape[1] == 1 else torch.softmax(scores, dim=1)
             worst = max(worst, (probs - torch.from_numpy(io["probs"])).abs().max().item())
     tol = TOLERANCE[meta["backprop.dtype"]]
     ok = worst <= tol

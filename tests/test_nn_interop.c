@@ -50,8 +50,8 @@ static bool find_script(void)
 
 typedef struct { nn_mlp_cfg cfg; double lo, hi; } model_case;
 
-/* Each activation, both tasks, both dropout forms, no hidden layer, both dtypes, and the
- * issue's 784-256-128-10 classifier on pixel-like inputs. */
+/* Each activation, both tasks, both dropout forms, no hidden layer, both dtypes, the issue's
+ * 784-256-128-10 classifier on pixel-like inputs, and a classifier with one logit. */
 static const model_case cases[] = {
     {{.in = 10, .hidden = {16, 8}, .out = 4, .act = NN_RELU, .dtype = AD_F32, .seed = 1}, -2, 2},
     {{.in = 6, .hidden = {12}, .out = 3, .act = NN_LEAKY_RELU, .dtype = AD_F32, .seed = 2, .dropout = 0.5, .input_dropout = 0.2}, -2, 2},
@@ -60,6 +60,8 @@ static const model_case cases[] = {
     {{.in = 9, .hidden = {7, 5}, .out = 3, .act = NN_TANH, .dtype = AD_F64, .seed = 5, .dropout = 0.3, .input_dropout = 0.1,
       .inverted_dropout = true}, -2, 2},
     {{.in = 784, .hidden = {256, 128}, .out = 10, .act = NN_RELU, .dtype = AD_F32, .seed = 6, .dropout = 0.2}, 0, 1},
+    /* a binary classifier with one logit: its probability is the sigmoid */
+    {{.in = 4, .hidden = {6}, .out = 1, .act = NN_TANH, .dtype = AD_F64, .seed = 7}, -2, 2},
 };
 enum { NCASES = sizeof cases / sizeof cases[0], ROWS = 16 };
 
@@ -84,7 +86,7 @@ static void write_case(const char *dir, int k)
     ad_graph *g = ad_graph_new();
     ad_node *s = nn_mlp_forward(g, m, ad_const_tensor(g, x), NN_EVAL);
     ck_assert_msg(s != NULL, "%s", ad_error(g));
-    ad_tensor *ts[3] = {x, copy_out(s), c->cfg.task == NN_CLASSIFY ? copy_out(ad_softmax(g, s, 1)) : NULL};
+    ad_tensor *ts[3] = {x, copy_out(s), c->cfg.task == NN_CLASSIFY ? copy_out(nn_mlp_probs(g, m, ad_const_tensor(g, x), NN_EVAL)) : NULL};
     const char *names[3] = {"x", "scores", "probs"};
     char p[1200], err[512];
     snprintf(p, sizeof p, "%s/model_%d.safetensors", dir, k);

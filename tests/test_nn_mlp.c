@@ -3,6 +3,8 @@
  * (statistically), and every error message of model building. */
 #include "testutil.h"
 #include "nn.h"
+#include "nn_data.h"
+#include "optim.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -423,7 +425,7 @@ START_TEST(config_errors_name_the_field)
 {
     struct { nn_mlp_cfg c; const char *msg; } cases[] = {
         {{.in = 0, .out = 2}, "nn_mlp_new: in = 0: a model needs at least one input"},
-        {{.in = 3, .out = 1}, "nn_mlp_new: out = 1: classification needs at least 2 classes"},
+        {{.in = 3, .out = 0}, "nn_mlp_new: out = 0: classification needs at least 1 output (one logit for two classes)"},
         {{.in = 3, .out = 0, .task = NN_REGRESS}, "nn_mlp_new: out = 0: regression needs at least 1 output"},
         {{.in = 3, .out = 2, .hidden = {4, -5}}, "nn_mlp_new: hidden[1] = -5: widths must be positive"},
         {{.in = 3, .out = 2, .hidden = {4, 0, 6}}, "nn_mlp_new: hidden[2] = 6 follows the terminating 0 at hidden[1]"},
@@ -513,6 +515,76 @@ START_TEST(linear_layer_on_its_own)
 }
 END_TEST
 
+/* A classifier with one logit: nn_cross_entropy is BCE-with-logits against the labels, the
+ * probability is the sigmoid, predict thresholds it at 1/2; training by nn_step replays the
+ * recording with each batch's labels (an ad_labels node) and learns a separable problem. */
+static ad_node *binary_loss(ad_graph *g, ad_node *x, const int32_t *labels, ad_node *y, void *user)
+{
+    (void)y;
+    return nn_cross_entropy(g, nn_mlp_forward(g, user, x, NN_TRAIN), labels);
+}
+
+START_TEST(binary_classifier_with_one_logit)
+{
+    nn_mlp *m = nn_mlp_new(&(nn_mlp_cfg){.in = 2, .hidden = {8}, .out = 1, .act = NN_TANH, .dtype = AD_F64, .seed = 3});
+    ck_assert_ptr_nonnull(m);
+    /* the loss by hand at the initial weights: mean of max(z,0) - z t + log(1 + e^-|z|) */
+    ad_graph *g = ad_graph_new();
+    const double xs[8] = {1, 2, -1, 0.5, 0.3, -2, -1.5, -0.5};
+    const int32_t lab[4] = {1, 0, 1, 0};
+    ad_node *z = nn_mlp_forward(g, m, ad_const(g, AD_F64, AD_SHAPE(4, 2), xs), NN_EVAL);
+    ad_node *loss = nn_cross_entropy(g, z, lab);
+    ck_assert_msg(loss != NULL, "%s", ad_error(g));
+    double want = 0;
+    for (int r = 0; r < 4; r++) {
+        double v = ad_node_get(z, r);
+        want += fmax(v, 0) - v * lab[r] + log1p(exp(-fabs(v)));
+    }
+    ck_assert_double_eq_tol(ad_value(loss), want / 4, 1e-14);
+    ck_assert_ptr_null(nn_cross_entropy(g, z, (const int32_t[]){1, 2, 0, 0}));
+    ck_assert_str_eq(ad_error(g), "labels: label 2 at row 1 outside [0,2)");
+    ad_graph_free(g);
+
+    /* two classes on either side of x0 + x1 = 0 */
+    nn_dataset *d = nn_dataset_new(256, 2, AD_F64, 0);
+    ad_rng r;
+    ad_rng_seed(&r, 5);
+    for (int i = 0; i < 256; i++) {
+        double a = 2 * ad_rng_uniform(&r) - 1, b = 2 * ad_rng_uniform(&r) - 1;
+        ad_tensor_set(d->x, 2 * i, a), ad_tensor_set(d->x, 2 * i + 1, b);
+        d->labels[i] = a + b > 0;
+    }
+    d->classes = 2;
+    char err[256];
+    nn_batches *it = nn_batches_new(d, 32, true, 1, err, sizeof err);
+    optim_cfg oc = optim_defaults(OPTIM_ADAM, 0.05);
+    optim *o = optim_new(nn_mlp_params(m), nn_mlp_num_params(m), &oc, err, sizeof err);
+    nn_step *step = nn_step_new(binary_loss, m);
+    nn_batch b;
+    double l = NAN;
+    for (int e = 0; e < 20; e++)
+        while (nn_batches_next(it, &b)) {
+            optim_zero_grad(o);
+            ck_assert_int_eq(nn_step_run(step, &b, &l), AD_OK);
+            ck_assert_int_eq(optim_step(o), AD_OK);
+        }
+    int64_t recorded, replayed;
+    nn_step_counts(step, &recorded, &replayed);
+    ck_assert_int_eq(recorded, 1);
+    ck_assert_int_gt(replayed, 100);
+    int32_t pred[256];
+    double p[256];
+    ck_assert_int_eq(nn_mlp_predict(NULL, m, d->x, p, pred), AD_OK);
+    ck_assert_double_ge(nn_accuracy(pred, d->labels, 256), 0.97);
+    for (int i = 0; i < 256; i++) ck_assert(p[i] > 0 && p[i] < 1 && pred[i] == (p[i] > 0.5));
+    nn_step_free(step);
+    optim_free(o);
+    nn_batches_free(it);
+    nn_dataset_free(d);
+    nn_mlp_free(m);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("nn_mlp");
@@ -530,6 +602,7 @@ int main(void)
     tcase_add_test(tc, config_errors_name_the_field);
     tcase_add_test(tc, forward_errors_name_the_shapes);
     tcase_add_test(tc, linear_layer_on_its_own);
+    tcase_add_test(tc, binary_classifier_with_one_logit);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }

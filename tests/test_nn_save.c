@@ -226,7 +226,7 @@ START_TEST(mismatched_files_are_refused)
     expect_load_error(&c, "backprop.seed", "-1", 0, NULL, NULL, "metadata \"backprop.seed\" = \"-1\": expected an unsigned integer");
     expect_load_error(&c, "backprop.slope", "nan", 0, NULL, NULL, "metadata \"backprop.slope\" = \"nan\": expected a finite number");
     expect_load_error(&c, "backprop.dropout", "1.5", 0, NULL, NULL, "the metadata describes an invalid model: nn_mlp_new: dropout = 1.5 outside [0,1)");
-    expect_load_error(&c, "backprop.out", "1", 0, NULL, NULL, "the metadata describes an invalid model: nn_mlp_new: out = 1: classification needs at least 2 classes");
+    expect_load_error(&c, "backprop.out", "0", 0, NULL, NULL, "metadata \"backprop.out\" = \"0\": expected an integer in [1,2147483647]");
     ad_tensor *ts[] = {w0, b0, w2, b2, w0wide, w0d, extra};
     for (int i = 0; i < 7; i++) ad_tensor_free(ts[i]);
     /* a safetensors file without our metadata */

@@ -478,6 +478,55 @@ static void onehot_forward(const ad_op_ctx *c)
     for (int64_t r = 0; r < s.dim[0]; r++) store(node_data(y), y->dtype, r * s.dim[1] + st->labels[r], 1.0);
 }
 
+/* labels: a batch's class labels as a column [N, 1] of values, for losses that take their
+ * targets as a node (bce_with_logits).  The labels live in the node's state, so
+ * ad_node_set_arg gives a replay the next batch's, as it gives cross_entropy's. */
+typedef struct {
+    int32_t *labels;
+} labels_state;
+
+static int labels_rule(const ad_op_ctx *c, ad_shape *out, char *msg, size_t len)
+{
+    ad_shape s = node_shape(c->in[0]);
+    if (s.rank < 1) {
+        char b[96];
+        snprintf(msg, len, "like %s: expected [N, ...] rows to label", ad_shape_str(&s, b, sizeof b));
+        return 1;
+    }
+    *out = AD_SHAPE(s.dim[0], 1);
+    return 0;
+}
+
+static ad_status labels_init(const ad_op_ctx *c, const void *arg, char *msg, size_t len)
+{
+    const int32_t *labels = arg;
+    labels_state *st = c->state;
+    int64_t n = node_shape(c->out).dim[0], classes = (int64_t)c->param[0];
+    if (!labels) {
+        snprintf(msg, len, "labels are NULL");
+        return AD_ERR_NULL;
+    }
+    for (int64_t r = 0; r < n; r++)
+        if (labels[r] < 0 || labels[r] >= classes) {
+            snprintf(msg, len, "label %d at row %lld outside [0,%lld)", (int)labels[r], (long long)r, (long long)classes);
+            return AD_ERR_ARG;
+        }
+    if (!st->labels && !(st->labels = ad_op_alloc(c, (size_t)(n ? n : 1) * sizeof *st->labels))) return AD_ERR_NOMEM;
+    memcpy(st->labels, labels, (size_t)n * sizeof *labels);
+    return AD_OK;
+}
+
+static void labels_forward(const ad_op_ctx *c)
+{
+    const labels_state *st = c->state;
+    for (int64_t r = 0; r < node_size(c->out); r++) store(node_data(c->out), c->out->dtype, r, st->labels[r]);
+}
+
+static int labels_params(const ad_op_ctx *c, char *msg, size_t len)
+{
+    return !param_int(c->param[0], 1, INT32_MAX, "classes", msg, len);
+}
+
 /* Derivative 0: nothing to add, and a tangent left unset is zero. */
 static ad_status mask_backward(const ad_op_ctx *c) { (void)c; return AD_OK; }
 static ad_node *mask_grad_graph(const ad_op_ctx *c, ad_node *gy, int i) { (void)c, (void)gy, (void)i; return NULL; }
@@ -505,6 +554,10 @@ const op_entry op_dropout_mask = {.def = {"dropout_mask", 1, mask_rule, mask_for
                                           "d/dy[mask(y)] = 0", mask_backward, 0, NULL, mask_grad_graph}};
 const op_entry op_ce_onehot = {.def = {"ce_onehot", 1, onehot_rule, onehot_forward, mask_backward,
                                         "d/dy[onehot(labels)] = 0", mask_backward, 0, NULL, mask_grad_graph}};
+const op_entry op_labels = {.def = {"labels", 1, labels_rule, labels_forward, mask_backward,
+                                    "d/dx[labels] = 0: class ids, not quantities", mask_backward, sizeof(labels_state),
+                                    labels_init, mask_grad_graph},
+                            .nparam = 1, .nparam_min = 1, .param_names = "(classes)", .params = labels_params};
 const op_entry op_dropout = {.def = {"dropout", 1, same_as_input, dropout_forward, dropout_backward,
                                      "d/dx[dropout(x)] = mask * scale", dropout_jvp, sizeof(dropout_state),
                                      dropout_init, dropout_grad_graph},
@@ -543,6 +596,12 @@ ad_node *ad_bce_with_logits(ad_graph *g, ad_node *logits, ad_node *target)
 ad_node *ad_cross_entropy(ad_graph *g, ad_node *logits, const int32_t *labels)
 {
     return ad_apply_with(g, OP_CROSS_ENTROPY, &logits, 1, NULL, 0, labels);
+}
+
+ad_node *ad_labels(ad_graph *g, ad_node *like, int classes, const int32_t *labels)
+{
+    double p = classes;
+    return ad_apply_with(g, OP_LABELS, &like, 1, &p, 1, labels);
 }
 
 ad_node *ad_dropout(ad_graph *g, ad_node *a, double p, bool inverted, ad_rng *rng)
