@@ -53,8 +53,9 @@ ad_status ad_safetensors_save(const char *path, int n, const char *const *names,
 /* The tensors and metadata read from one file. */
 typedef struct ad_tensor_file ad_tensor_file;
 
-/* Reads a safetensors file: every tensor (F32 or F64; other dtypes are refused with a message
- * naming them) into a new tensor, and the metadata.  Checks the header length (at most the
+/* Reads a safetensors file: every tensor (F32 or F64, and I64, such as PyTorch's
+ * num_batches_tracked, as float64; other dtypes are refused with a message naming them) into
+ * a new tensor, and the metadata.  Checks the header length (at most the
  * file size minus 8, and 100 MB), the JSON syntax, the dtypes, the shapes (rank <= 6, element
  * counts that do not overflow), names (unique), and that the data offsets lie inside the file,
  * match each tensor's size and cover the data section without gaps or overlaps.  NULL and a
@@ -75,6 +76,13 @@ ad_tensor *ad_tensor_file_find(const ad_tensor_file *f, const char *name);
 
 /* The metadata value stored under key, or NULL if there is none. */
 const char *ad_tensor_file_meta(const ad_tensor_file *f, const char *key);
+
+/* Number of metadata pairs in the file (0 for NULL). */
+int ad_tensor_file_meta_count(const ad_tensor_file *f);
+
+/* The key of metadata pair i (pairs sorted by key), or NULL if i is out of range; its value is
+ * ad_tensor_file_meta(f, key). */
+const char *ad_tensor_file_meta_key(const ad_tensor_file *f, int i);
 
 /* Frees the file's tensors, names and metadata; NULL is ignored. */
 void ad_tensor_file_free(ad_tensor_file *f);

@@ -238,6 +238,7 @@ ad_status ad_safetensors_save(const char *path, int n, const char *const *names,
 typedef struct {
     char *name;
     ad_dtype dtype;
+    bool int64;  /* an I64 tensor (PyTorch's num_batches_tracked), read into float64 */
     ad_shape shape;
     uint64_t begin, end;
     size_t pos; /* where the entry starts in the header, for messages */
@@ -474,7 +475,8 @@ static bool parse_tensor(parser *p, entry *e)
             char *dt = parse_string(p);
             if (!dt) return false;
             if (!strcmp(dt, "F32") || !strcmp(dt, "F64")) e->dtype = dt[1] == '3' ? AD_F32 : AD_F64;
-            else p->i = at, perr(p, "tensor \"%s\": dtype \"%s\" is not supported (only F32 and F64)", e->name, dt);
+            else if (!strcmp(dt, "I64")) e->dtype = AD_F64, e->int64 = true;
+            else p->i = at, perr(p, "tensor \"%s\": dtype \"%s\" is not supported (only F32, F64 and I64)", e->name, dt);
             ad_free(dt);
         } else if (k == 1) {
             parse_shape(p, e);
@@ -595,7 +597,7 @@ static bool check_entries(parser *p, ad_tensor_file *f, uint64_t dsize, entry **
                         (unsigned long long)e->begin, (unsigned long long)e->end);
         if (e->end - e->begin != (uint64_t)count * es)
             return perr(p, "tensor \"%s\": %s %s needs %llu bytes but data_offsets [%llu,%llu] hold %llu",
-                        e->name, dtype_code(e->dtype), sb, (unsigned long long)((uint64_t)count * es),
+                        e->name, e->int64 ? "I64" : dtype_code(e->dtype), sb, (unsigned long long)((uint64_t)count * es),
                         (unsigned long long)e->begin, (unsigned long long)e->end,
                         (unsigned long long)(e->end - e->begin));
         if (e->end > dsize)
@@ -702,6 +704,14 @@ ad_tensor_file *ad_safetensors_load(const char *path, char *err, size_t errlen)
             ad_errorf(err, errlen, NULL, "%s: %s: short read of tensor \"%s\" (did the file change?)", fn, path, e->name);
             goto fail;
         }
+        if (e->int64) { /* same width: converted in place, exactly below 2^53 */
+            double *d = ad_tensor_data(e->t);
+            for (int64_t j = 0; j < ad_tensor_size(e->t); j++) {
+                int64_t v;
+                memcpy(&v, &d[j], sizeof v);
+                d[j] = (double)v;
+            }
+        }
     }
     ad_free(order), ad_free(hdr);
     fclose(in);
@@ -739,4 +749,11 @@ const char *ad_tensor_file_meta(const ad_tensor_file *f, const char *key)
     meta_pair k = {.key = (char *)key};
     meta_pair *hit = bsearch(&k, f->meta, (size_t)f->nmeta, sizeof *f->meta, cmp_meta);
     return hit ? hit->value : NULL;
+}
+
+int ad_tensor_file_meta_count(const ad_tensor_file *f) { return f ? f->nmeta : 0; }
+
+const char *ad_tensor_file_meta_key(const ad_tensor_file *f, int i)
+{
+    return f && i >= 0 && i < f->nmeta ? f->meta[i].key : NULL;
 }

@@ -1,6 +1,7 @@
 /* Linear layers, activations, dropout and weight initialisation: the pieces an MLP is made of,
  * built only from ad's public API. */
 #include "nn.h"
+#include "model_internal.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -120,3 +121,149 @@ ad_node *nn_dropout(ad_graph *g, ad_node *x, double p, bool inverted, nn_mode mo
      * expectation under dropout".  Inverted dropout did that scaling at training time. */
     return inverted ? x : ad_mul_scalar(g, x, 1.0 - p);
 }
+
+/* ---- layers of any model (nn_model) ---- */
+
+/* torch.nn's default for weights and biases of Linear and Conv: kaiming_uniform_ with
+ * a = sqrt(5) gives the bound 1/sqrt(fan_in) for the weight, and the bias uses the same. */
+static void init_fan_in(ad_tensor *t, ad_rng *rng, int64_t fan_in)
+{
+    double bound = fan_in > 0 ? 1.0 / sqrt((double)fan_in) : 0;
+    if (t) ad_tensor_rand_uniform(t, rng, -bound, bound);
+}
+
+/* "<prefix>.<attr>", or attr alone for an empty prefix (a module used as the model itself). */
+static const char *tensor_name(char *buf, size_t len, const char *prefix, const char *attr)
+{
+    if (prefix && *prefix) snprintf(buf, len, "%s.%s", prefix, attr);
+    else snprintf(buf, len, "%s", attr);
+    return buf;
+}
+
+/* Each size must be at least 1: AD_ERR_ARG naming the first that is not. */
+static ad_status check_sizes(nn_model *m, const char *fn, int n, const char *const *what, const int *v)
+{
+    if (!m) return AD_ERR_NULL;
+    for (int i = 0; i < n; i++)
+        if (v[i] < 1) return model_fail(m, AD_ERR_ARG, "%s: %s = %d must be positive", fn, what[i], v[i]);
+    return AD_OK;
+}
+
+ad_status nn_linear_add(nn_model *m, nn_linear *l, const char *prefix, int in, int out, bool bias, ad_rng *rng)
+{
+    if (!m || !l || !rng) return m ? model_fail(m, AD_ERR_NULL, "nn_linear_add: %s is NULL", l ? "rng" : "layer") : AD_ERR_NULL;
+    memset(l, 0, sizeof *l);
+    ad_status st = check_sizes(m, "nn_linear_add", 2, (const char *[]){"in", "out"}, (int[]){in, out});
+    if (st) return st;
+    char name[256];
+    l->weight = nn_model_param(m, tensor_name(name, sizeof name, prefix, "weight"), AD_SHAPE(out, in));
+    if (!l->weight || (bias && !(l->bias = nn_model_param(m, tensor_name(name, sizeof name, prefix, "bias"), AD_SHAPE(out)))))
+        return model_status(m);
+    l->in = in, l->out = out;
+    init_fan_in(l->weight, rng, in);
+    init_fan_in(l->bias, rng, in);
+    return AD_OK;
+}
+
+ad_status nn_conv2d_add(nn_model *m, nn_conv2d *l, const char *prefix, int in, int out, int kh, int kw,
+                        const ad_conv_opts *o, bool bias, ad_rng *rng)
+{
+    if (!m || !l || !rng) return m ? model_fail(m, AD_ERR_NULL, "nn_conv2d_add: %s is NULL", l ? "rng" : "layer") : AD_ERR_NULL;
+    memset(l, 0, sizeof *l);
+    ad_conv_opts opts = o ? *o : (ad_conv_opts){0};
+    int groups = opts.groups ? opts.groups : 1;
+    ad_status st = check_sizes(m, "nn_conv2d_add", 5, (const char *[]){"in", "out", "kh", "kw", "groups"},
+                               (int[]){in, out, kh, kw, groups});
+    if (st) return st;
+    if (in % groups || out % groups)
+        return model_fail(m, AD_ERR_ARG, "nn_conv2d_add: groups = %d must divide in = %d and out = %d", groups, in, out);
+    char name[256];
+    l->weight = nn_model_param(m, tensor_name(name, sizeof name, prefix, "weight"), AD_SHAPE(out, in / groups, kh, kw));
+    if (!l->weight || (bias && !(l->bias = nn_model_param(m, tensor_name(name, sizeof name, prefix, "bias"), AD_SHAPE(out)))))
+        return model_status(m);
+    l->in = in, l->out = out, l->kh = kh, l->kw = kw, l->opts = opts;
+    int64_t fan_in = (int64_t)(in / groups) * kh * kw;
+    init_fan_in(l->weight, rng, fan_in);
+    init_fan_in(l->bias, rng, fan_in);
+    return AD_OK;
+}
+
+
+
+ad_node *nn_flatten(ad_graph *g, ad_node *x)
+{
+    if (!g) return NULL;
+    if (!x) {
+        ad_set_error(g, AD_ERR_NULL, "nn_flatten: input is NULL");
+        return NULL;
+    }
+    ad_shape s = ad_node_shape(x);
+    if (s.rank < 1) {
+        ad_set_error(g, AD_ERR_SHAPE, "nn_flatten: input is a scalar (expected [N,...])");
+        return NULL;
+    }
+    int64_t rest = 1;
+    for (int d = 1; d < s.rank; d++) rest *= s.dim[d];
+    return s.rank == 2 ? x : ad_reshape(g, x, AD_SHAPE(s.dim[0], rest));
+}
+
+ad_status nn_layer_norm_add(nn_model *m, nn_layer_norm *l, const char *prefix, int dim, double eps)
+{
+    if (!m || !l) return m ? model_fail(m, AD_ERR_NULL, "nn_layer_norm_add: layer is NULL") : AD_ERR_NULL;
+    memset(l, 0, sizeof *l);
+    ad_status st = check_sizes(m, "nn_layer_norm_add", 1, (const char *[]){"dim"}, (int[]){dim});
+    if (st) return st;
+    if (!(eps >= 0) || !isfinite(eps))
+        return model_fail(m, AD_ERR_ARG, "nn_layer_norm_add: eps = %g must be finite and >= 0", eps);
+    char name[256];
+    if (!(l->weight = nn_model_param(m, tensor_name(name, sizeof name, prefix, "weight"), AD_SHAPE(dim))) ||
+        !(l->bias = nn_model_param(m, tensor_name(name, sizeof name, prefix, "bias"), AD_SHAPE(dim))))
+        return model_status(m);
+    ad_tensor_fill(l->weight, 1);
+    l->dim = dim;
+    l->eps = eps > 0 ? eps : 1e-5;
+    return AD_OK;
+}
+
+
+ad_status nn_batch_norm_add(nn_model *m, nn_batch_norm *l, const char *prefix, int channels, double eps,
+                            double momentum)
+{
+    if (!m || !l) return m ? model_fail(m, AD_ERR_NULL, "nn_batch_norm_add: layer is NULL") : AD_ERR_NULL;
+    memset(l, 0, sizeof *l);
+    ad_status st = check_sizes(m, "nn_batch_norm_add", 1, (const char *[]){"channels"}, (int[]){channels});
+    if (st) return st;
+    if (!(eps >= 0) || !isfinite(eps) || !(momentum >= 0 && momentum <= 1))
+        return model_fail(m, AD_ERR_ARG, "nn_batch_norm_add: eps = %g must be finite and >= 0, momentum = %g in [0,1]",
+                          eps, momentum);
+    char name[256];
+    ad_shape c = AD_SHAPE(channels);
+    if (!(l->weight = nn_model_param(m, tensor_name(name, sizeof name, prefix, "weight"), c)) ||
+        !(l->bias = nn_model_param(m, tensor_name(name, sizeof name, prefix, "bias"), c)) ||
+        !(l->running_mean = nn_model_buffer(m, tensor_name(name, sizeof name, prefix, "running_mean"), c)) ||
+        !(l->running_var = nn_model_buffer(m, tensor_name(name, sizeof name, prefix, "running_var"), c)) ||
+        !(l->num_batches_tracked = nn_model_buffer(m, tensor_name(name, sizeof name, prefix, "num_batches_tracked"), AD_SHAPE0)))
+        return model_status(m);
+    ad_tensor_fill(l->weight, 1);
+    ad_tensor_fill(l->running_var, 1);
+    l->channels = channels;
+    l->eps = eps > 0 ? eps : 1e-5;
+    l->momentum = momentum > 0 ? momentum : 0.1;
+    return AD_OK;
+}
+
+
+ad_status nn_embedding_add(nn_model *m, nn_embedding *l, const char *prefix, int num, int dim, ad_rng *rng)
+{
+    if (!m || !l || !rng) return m ? model_fail(m, AD_ERR_NULL, "nn_embedding_add: %s is NULL", l ? "rng" : "layer") : AD_ERR_NULL;
+    memset(l, 0, sizeof *l);
+    ad_status st = check_sizes(m, "nn_embedding_add", 2, (const char *[]){"num", "dim"}, (int[]){num, dim});
+    if (st) return st;
+    char name[256];
+    if (!(l->weight = nn_model_param(m, tensor_name(name, sizeof name, prefix, "weight"), AD_SHAPE(num, dim))))
+        return model_status(m);
+    ad_tensor_rand_normal(l->weight, rng, 0, 1);
+    l->num = num, l->dim = dim;
+    return AD_OK;
+}
+

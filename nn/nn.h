@@ -127,8 +127,9 @@ ad_tensor *nn_model_buffer(nn_model *m, const char *name, ad_shape shape);
 /* The parameters in the order they were added, NULL-terminated: the list optimizers take
  * (valid until the next parameter is added). */
 ad_tensor *const *nn_model_params(const nn_model *m);
-/* Number of tensors (parameters and buffers), and tensor i of them in the order added, or NULL
- * out of range. */
+/* Number of parameter tensors: the length of nn_model_params's list. */
+int nn_model_num_params(const nn_model *m);
+/* Number of tensors, parameters and buffers. */
 int nn_model_count(const nn_model *m);
 /* Tensor i (0 .. nn_model_count - 1) in the order added, or NULL. */
 ad_tensor *nn_model_tensor(const nn_model *m, int i);

@@ -1,12 +1,10 @@
 /* Recurrent layers: one layer of torch.nn.RNN (tanh), LSTM and GRU, built from ad's ops, so
  * every rule (reverse, forward, gradient graphs, replay) comes from theirs. */
 #include "nn.h"
+#include "model_internal.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* TODO(merge): the lead's model.c's way to record a layer's error in the model */
-void nn_model_set_error(nn_model *m, const char *fmt, ...);
 
 /* Gates per kind: the rows of weight_ih are G blocks of `hidden`, in PyTorch's order. */
 static int gate_count(nn_rnn_kind kind) { return kind == NN_LSTM ? 4 : kind == NN_GRU ? 3 : 1; }
@@ -17,13 +15,11 @@ static const char *const KIND_NAMES[] = {[NN_RNN_TANH] = "an RNN", [NN_LSTM] = "
 ad_status nn_rnn_add(nn_model *m, nn_rnn *l, nn_rnn_kind kind, const char *prefix, int in, int hidden,
                      ad_rng *rng)
 {
-    if (!m || !l || !rng) return AD_ERR_NULL;
+    if (!m || !l || !rng) return m ? model_fail(m, AD_ERR_NULL, "nn_rnn_add: %s is NULL", l ? "rng" : "layer") : AD_ERR_NULL;
     memset(l, 0, sizeof *l);
-    if ((unsigned)kind > NN_GRU || in < 1 || hidden < 1) {
-        nn_model_set_error(m, "nn_rnn_add: kind %d, in %d, hidden %d: the kind must be NN_RNN_TANH, NN_LSTM or NN_GRU and "
-                              "the sizes positive", (int)kind, in, hidden);
-        return AD_ERR_ARG;
-    }
+    if ((unsigned)kind > NN_GRU) return model_fail(m, AD_ERR_ARG, "nn_rnn_add: unknown kind %d", (int)kind);
+    if (in < 1 || hidden < 1)
+        return model_fail(m, AD_ERR_ARG, "nn_rnn_add: %s = %d must be positive", in < 1 ? "in" : "hidden", in < 1 ? in : hidden);
     int64_t gh = (int64_t)gate_count(kind) * hidden;
     const char *p = prefix ? prefix : "";
     const char *dot = *p ? "." : "";
@@ -35,7 +31,7 @@ ad_status nn_rnn_add(nn_model *m, nn_rnn *l, nn_rnn_kind kind, const char *prefi
         snprintf(name, sizeof name, "%s%s%s", p, dot, names[k]);
         if (!(*slot[k] = nn_model_param(m, name, shapes[k]))) {
             memset(l, 0, sizeof *l);
-            return strstr(nn_model_error(m), "memory") ? AD_ERR_NOMEM : AD_ERR_ARG;
+            return model_status(m);
         }
     }
     /* torch.nn.RNNBase.reset_parameters: every tensor uniform in +-1/sqrt(hidden), drawn in

@@ -253,9 +253,9 @@ typedef struct { const char *json; size_t data; const char *want; } bad_case;
 static const bad_case bad[] = {
     {"[]", 0, "the header must start with '{', found '['"},
     {" {}", 0, "the header must start with '{'"},
-    {T1("F16", "[1]", "[0,2]"), 2, "dtype \"F16\" is not supported (only F32 and F64)"},
+    {T1("F16", "[1]", "[0,2]"), 2, "dtype \"F16\" is not supported (only F32, F64 and I64)"},
     {T1("BF16", "[1]", "[0,2]"), 2, "dtype \"BF16\" is not supported"},
-    {T1("I64", "[1]", "[0,8]"), 8, "dtype \"I64\""},
+    {T1("I32", "[1]", "[0,4]"), 4, "dtype \"I32\""},
     {T1("F32", "[2]", "[0,4]"), 4, "tensor \"a\": F32 [2] needs 8 bytes but data_offsets [0,4] hold 4"},
     {T1("F32", "[2]", "[0,8]"), 4, "data_offsets [0,8] reach past the 4 bytes of data"},
     {T1("F32", "[2]", "[8,0]"), 8, "end before they begin"},

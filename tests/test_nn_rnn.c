@@ -292,7 +292,9 @@ START_TEST(errors_name_the_function_and_shapes)
     /* bad sizes when adding */
     nn_rnn bad;
     ck_assert_int_eq(nn_rnn_add(m, &bad, NN_LSTM, "x", 0, 4, &r), AD_ERR_ARG);
-    ck_assert_ptr_nonnull(strstr(nn_model_error(m), "nn_rnn_add: "));
+    ck_assert_str_eq(nn_model_error(m), "nn_rnn_add: in = 0 must be positive");
+    ck_assert_int_eq(nn_rnn_add(m, &bad, (nn_rnn_kind)7, "x", 3, 4, &r), AD_ERR_ARG);
+    ck_assert_str_eq(nn_model_error(m), "nn_rnn_add: unknown kind 7");
     ck_assert_int_eq(nn_rnn_add(m, &bad, NN_LSTM, "rnn", 3, 4, &r), AD_ERR_ARG); /* its names are taken */
     ck_assert_ptr_null(bad.weight_ih);
     nn_model_free(m);
