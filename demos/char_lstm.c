@@ -56,13 +56,13 @@ static const int OPTIM_VALUES[] = {OPTIM_GD, OPTIM_ADAM};
 
 static int parse_options(int argc, char **argv, options *o)
 {
-    *o = (options){.epochs = 10, .batch = 32, .seq_len = 64, .hidden = 256, .embed = 32, .optimizer = OPTIM_ADAM,
+    *o = (options){.epochs = 20, .batch = 32, .seq_len = 64, .hidden = 128, .embed = 32, .optimizer = OPTIM_ADAM,
                    .sample = 300, .dtype = AD_F32, .lr = 0.002, .temperature = 0.8, .seed = 1, .data = DEFAULT_DATA};
     opts_def defs[] = {
         {"", OPTS_HEADING, NULL, NULL, .help = "model and training:"},
-        {"--hidden", OPTS_INT, &o->hidden, "N", .help = "LSTM units (default 256)", .lo = 1, .hi = 1 << 16},
+        {"--hidden", OPTS_INT, &o->hidden, "N", .help = "LSTM units (default 128)", .lo = 1, .hi = 1 << 16},
         {"--embed", OPTS_INT, &o->embed, "N", .help = "embedding size (default 32)", .lo = 1, .hi = 1 << 16},
-        {"--epochs", OPTS_INT, &o->epochs, "N", .help = "passes over the training text (default 10)", .lo = 1, .hi = 1e6},
+        {"--epochs", OPTS_INT, &o->epochs, "N", .help = "passes over the training text (default 20)", .lo = 1, .hi = 1e6},
         {"--steps", OPTS_INT, &o->steps, "N", .help = "stop after N steps instead (default: the epochs' steps)", .lo = 1,
          .hi = 1e9},
         {"--batch", OPTS_INT, &o->batch, "N", .help = "streams read side by side (default 32)", .lo = 1, .hi = 1 << 16},
