@@ -22,11 +22,13 @@ import sys
 import tempfile
 
 try:
-    import numpy as np
     import torch
 except ImportError as e:
     print(f"SKIP: {e}: install Debian's python3-torch and run with /usr/bin/python3")
     sys.exit(77)
+# the safetensors writer and reader of the other torch comparisons (json and numpy)
+from fashion_torch_match import write_safetensors
+from nn_torch_interop import read_safetensors
 
 TEXTS = ["/usr/share/games/fortunes/fortunes", "/usr/share/dict/words"]
 LIMIT, BATCH, SEQ, EMBED, HIDDEN, STEPS = 6000, 4, 16, 8, 32, 50
@@ -44,38 +46,6 @@ class CharLSTM(torch.nn.Module):
     def forward(self, ids, state):
         y, state = self.lstm(self.embed(ids), state)
         return self.head(y.reshape(-1, HIDDEN)), state
-
-
-def write_safetensors(path, tensors):
-    """name -> float64 tensor, in the order given."""
-    header, blobs, offset = {}, [], 0
-    for name, t in tensors.items():
-        raw = t.detach().numpy().astype("<f8").tobytes()
-        header[name] = {"dtype": "F64", "shape": list(t.shape), "data_offsets": [offset, offset + len(raw)]}
-        blobs.append(raw)
-        offset += len(raw)
-    text = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    text += b" " * (-len(text) % 8)
-    with open(path, "wb") as f:
-        f.write(len(text).to_bytes(8, "little"))
-        f.write(text)
-        for raw in blobs:
-            f.write(raw)
-
-
-def read_safetensors(path):
-    with open(path, "rb") as f:
-        n = int.from_bytes(f.read(8), "little")
-        header = json.loads(f.read(n))
-        data = f.read()
-    codes = {"F64": "<f8", "F32": "<f4"}
-    out = {}
-    for name, h in header.items():
-        if name == "__metadata__":
-            continue
-        a, b = h["data_offsets"]
-        out[name] = torch.from_numpy(np.frombuffer(data[a:b], dtype=codes[h["dtype"]]).reshape(h["shape"]).copy())
-    return out
 
 
 def batches(text, vocab):
@@ -129,7 +99,7 @@ def main():
             model = CharLSTM(len(vocab))
             init = os.path.join(tmp, "init.safetensors")
             saved = os.path.join(tmp, "saved.safetensors")
-            write_safetensors(init, model.state_dict())
+            write_safetensors(init, {k: v.detach().numpy() for k, v in model.state_dict().items()})
             command = [binary, "--data", path, "--limit", str(LIMIT), "--batch", str(BATCH), "--seq-len", str(SEQ),
                        "--embed", str(EMBED), "--hidden", str(HIDDEN), "--steps", str(STEPS), "--optimizer", optimizer,
                        "--lr", str(lr), "--dtype", "float64", "--init", init, "--save", saved, "--sample", "0",
@@ -153,7 +123,7 @@ def main():
             # the saved model is a state dict of the torch module, and holds torch's final weights
             fresh = CharLSTM(len(vocab))
             try:
-                fresh.load_state_dict(read_safetensors(saved), strict=True)
+                fresh.load_state_dict({k: torch.from_numpy(v) for k, v in read_safetensors(saved)[0].items()}, strict=True)
                 werr = max(((a - b).abs().max() / b.abs().max()).item()
                            for a, b in zip(fresh.state_dict().values(), model.state_dict().values()))
             except RuntimeError as e:

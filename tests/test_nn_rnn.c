@@ -90,10 +90,34 @@ typedef struct {
     ad_tensor *wy, *wh, *wc;
 } seq_case;
 
-static ad_node *seq_loss(ad_graph *g, const seq_case *s, ad_node **xn, ad_node **hn, ad_node **cn)
+/* A case of T steps of N sequences through l, every tensor uniform in [-1, 1) from seed; the
+ * input and the initial states are parameters, so backward fills their gradients too. */
+static seq_case seq_case_new(nn_rnn *l, int T, int N, uint64_t seed)
+{
+    ad_rng r;
+    ad_rng_seed(&r, seed);
+    seq_case s = {.l = l};
+    ad_tensor **mine[] = {&s.x, &s.h0, &s.c0, &s.wy, &s.wh, &s.wc};
+    ad_shape shapes[] = {AD_SHAPE(T, N, l->in), AD_SHAPE(N, l->hidden), AD_SHAPE(N, l->hidden),
+                         AD_SHAPE(T, N, l->hidden), AD_SHAPE(N, l->hidden), AD_SHAPE(N, l->hidden)};
+    for (int k = 0; k < 6; k++) {
+        if (k == 2 && l->kind != NN_LSTM) continue;
+        *mine[k] = k < 3 ? ad_param_new(NULL, AD_F64, shapes[k]) : ad_tensor_new(AD_F64, shapes[k]);
+        ck_assert_ptr_nonnull(*mine[k]);
+        ad_tensor_rand_uniform(*mine[k], &r, -1, 1);
+    }
+    return s;
+}
+
+static void seq_case_free(seq_case *s)
+{
+    ad_tensor *mine[] = {s->x, s->h0, s->c0, s->wy, s->wh, s->wc};
+    for (int k = 0; k < 6; k++) ad_tensor_free(mine[k]);
+}
+
+static ad_node *seq_loss(ad_graph *g, const seq_case *s)
 {
     ad_node *x = ad_param(g, s->x), *h0 = ad_param(g, s->h0), *c0 = s->c0 ? ad_param(g, s->c0) : NULL, *hl, *cl;
-    if (xn) *xn = x, *hn = h0, *cn = c0;
     ad_node *y = nn_rnn_forward(g, s->l, x, h0, c0, &hl, &cl);
     ad_node *loss = ad_add(g, ad_sum(g, ad_mul(g, y, ad_const_tensor(g, s->wy))),
                            ad_sum(g, ad_mul(g, hl, ad_const_tensor(g, s->wh))));
@@ -105,7 +129,7 @@ static double seq_value(const seq_case *s)
 {
     ad_graph *g = ad_graph_new();
     ad_set_grad_enabled(g, false);
-    double v = ad_value(seq_loss(g, s, NULL, NULL, NULL));
+    double v = ad_value(seq_loss(g, s));
     ad_graph_free(g);
     return v;
 }
@@ -116,20 +140,10 @@ START_TEST(gradients_by_central_differences)
     for (int kind = 0; kind < 3; kind++) {
         nn_rnn l;
         nn_model *m = layer_model(&l, (nn_rnn_kind)kind, AD_F64, IN, H, 7 + (uint64_t)kind);
-        ad_rng r;
-        ad_rng_seed(&r, 3);
-        seq_case s = {.l = &l};
-        s.x = ad_param_new("x", AD_F64, AD_SHAPE(T, N, IN));
-        s.h0 = ad_param_new("h0", AD_F64, AD_SHAPE(N, H));
-        s.c0 = kind == NN_LSTM ? ad_param_new("c0", AD_F64, AD_SHAPE(N, H)) : NULL;
-        s.wy = rand_tensor(&r, AD_SHAPE(T, N, H), -1, 1);
-        s.wh = rand_tensor(&r, AD_SHAPE(N, H), -1, 1);
-        s.wc = rand_tensor(&r, AD_SHAPE(N, H), -1, 1);
-        ad_tensor_rand_uniform(s.x, &r, -1, 1), ad_tensor_rand_uniform(s.h0, &r, -1, 1);
-        if (s.c0) ad_tensor_rand_uniform(s.c0, &r, -1, 1);
+        seq_case s = seq_case_new(&l, T, N, 3);
 
         ad_graph *g = ad_graph_new();
-        ad_node *loss = seq_loss(g, &s, NULL, NULL, NULL);
+        ad_node *loss = seq_loss(g, &s);
         ck_assert_msg(loss, "%s", ad_error(g));
         ck_assert_int_eq(ad_backward(g, loss), AD_OK);
         ad_tensor *all[] = {l.weight_ih, l.weight_hh, l.bias_ih, l.bias_hh, s.x, s.h0, s.c0};
@@ -149,8 +163,7 @@ START_TEST(gradients_by_central_differences)
             }
         ck_assert_int_ge(checked, 36);
         ad_graph_free(g);
-        ad_tensor *mine[] = {s.x, s.h0, s.c0, s.wy, s.wh, s.wc};
-        for (int k = 0; k < 6; k++) ad_tensor_free(mine[k]);
+        seq_case_free(&s);
         nn_model_free(m);
     }
 }
@@ -162,25 +175,16 @@ START_TEST(gradient_graph_matches_backward)
 {
     nn_rnn l;
     nn_model *m = layer_model(&l, NN_LSTM, AD_F64, 2, 3, 5);
-    ad_rng r;
-    ad_rng_seed(&r, 9);
-    seq_case s = {.l = &l};
-    s.x = rand_tensor(&r, AD_SHAPE(2, 2, 2), -1, 1);
-    s.h0 = rand_tensor(&r, AD_SHAPE(2, 3), -1, 1);
-    s.c0 = rand_tensor(&r, AD_SHAPE(2, 3), -1, 1);
-    s.wy = rand_tensor(&r, AD_SHAPE(2, 2, 3), -1, 1);
-    s.wh = rand_tensor(&r, AD_SHAPE(2, 3), -1, 1);
-    s.wc = rand_tensor(&r, AD_SHAPE(2, 3), -1, 1);
+    seq_case s = seq_case_new(&l, 2, 2, 9);
     ad_graph *g = ad_graph_new();
-    ad_node *loss = seq_loss(g, &s, NULL, NULL, NULL);
+    ad_node *loss = seq_loss(g, &s);
     ad_node *w = ad_param_node(g, l.weight_hh), *gw;
     ck_assert_int_eq(ad_grad_graph(g, loss, NULL, 1, &w, &gw), AD_OK);
     ck_assert_int_eq(ad_backward(g, loss), AD_OK);
     for (int64_t i = 0; i < ad_tensor_size(l.weight_hh); i++)
         ck_assert_double_eq_tol(ad_node_get(gw, i), ad_tensor_grad_get(l.weight_hh, i), 1e-13);
     ad_graph_free(g);
-    ad_tensor *mine[] = {s.x, s.h0, s.c0, s.wy, s.wh, s.wc};
-    for (int k = 0; k < 6; k++) ad_tensor_free(mine[k]);
+    seq_case_free(&s);
     nn_model_free(m);
 }
 END_TEST
