@@ -433,8 +433,10 @@ ad_node *ad_mean(ad_graph *g, ad_node *a);
 ad_node *ad_sum_axis(ad_graph *g, ad_node *a, int axis, bool keepdim);
 /* The mean along one axis (keepdim keeps it as size 1). */
 ad_node *ad_mean_axis(ad_graph *g, ad_node *a, int axis, bool keepdim);
-/* Matrix product: [m,k] x [k,n] -> [m,n]; with a batch dimension [B,m,k] x [B,k,n], and a
- * 2-D operand broadcast against a batched one. */
+/* Matrix product with NumPy's rules, as torch.matmul: [m,k] x [k,n] -> [m,n]; a 1-D operand
+ * is a row on the left or a column on the right whose axis the output drops ([k] x [k] is the
+ * dot product, a scalar); the axes before the last two are batch axes, which broadcast
+ * ([2,1,m,k] x [5,k,n] -> [2,5,m,n]).  A broadcast operand's gradient is summed over the batch. */
 ad_node *ad_matmul(ad_graph *g, ad_node *a, ad_node *b);
 /* The linear layer x W^T + b: x [N,in], W [out,in] (rows are units, as the lecture and
  * PyTorch store them), b [out] or NULL; gives [N,out].  Fused: no transpose is formed and the

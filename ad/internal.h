@@ -54,13 +54,22 @@ enum {
 
 /* The families of issue 17, one list each (filled in by index.c/shape.c, reduce.c/loss.c,
  * conv.c and norm.c). */
-#define AD_OPS_INDEX(X)
+#define AD_OPS_INDEX(X)                                                                       \
+    X(INDEX_SELECT, index_select) X(EMBEDDING, embedding) X(GATHER, gather)                   \
+    X(INDEX_ADD, index_add) X(INDEX_TAKE, index_take) X(STACK, stack) X(PERMUTE, permute)     \
+    X(SLICE_STEP, slice_step) X(DETACH, detach)
 
-#define AD_OPS_AXIS(X)
+#define AD_OPS_AXIS(X)                                                                        \
+    X(MAX_AXIS, max_axis) X(MIN_AXIS, min_axis) X(ARGMAX, argmax) X(ARGMIN, argmin)           \
+    X(LOGSUMEXP, logsumexp) X(BCE_WITH_LOGITS, bce_with_logits)
 
-#define AD_OPS_CONV(X)
+#define AD_OPS_CONV(X)                                                                        \
+    X(CONV2D, conv2d) X(CONV2D_INPUT_GRAD, conv2d_input_grad)                                 \
+    X(CONV2D_WEIGHT_GRAD, conv2d_weight_grad) X(MAX_POOL2D, max_pool2d)                       \
+    X(MAX_POOL2D_SCATTER, max_pool2d_scatter) X(MAX_POOL2D_GATHER, max_pool2d_gather)         \
+    X(AVG_POOL2D, avg_pool2d) X(AVG_POOL2D_GRAD, avg_pool2d_grad)
 
-#define AD_OPS_NORM(X)
+#define AD_OPS_NORM(X) X(LAYER_NORM, layer_norm) X(BATCH_NORM, batch_norm)
 
 /* Built-in op ids, in the registry's order: the leaves, the elementwise ops of ad_ew.h, then
  * the tensor ops. */
@@ -77,11 +86,13 @@ enum {
 /* The first elementwise op: the leaves come before it. */
 #define OP_FIRST_COMPUTED OP_ADD
 /* Ops whose output carries no gradient: the comparisons (conditions, not quantities, as in
- * PyTorch, where they give booleans), dropout's mask and cross_entropy's one-hot labels.  Their
- * nodes never need a gradient. */
+ * PyTorch, where they give booleans), argmax and argmin (indices), dropout's mask,
+ * cross_entropy's one-hot labels and detach (stop_gradient).  Their nodes never need a
+ * gradient. */
 static inline bool op_no_grad(int op)
 {
-    return (op >= OP_LT && op <= OP_NE) || op == OP_DROPOUT_MASK || op == OP_CE_ONEHOT;
+    return (op >= OP_LT && op <= OP_NE) || op == OP_ARGMAX || op == OP_ARGMIN || op == OP_DROPOUT_MASK ||
+           op == OP_CE_ONEHOT || op == OP_DETACH;
 }
 
 /* Tensor part of a node: every node that is not a plain float64 scalar has one; named
@@ -240,6 +251,13 @@ axis_split split_axis(const ad_shape *s, int axis);
 /* The parameter check of ops whose first parameter is an axis (more of them are checked by
  * the op's own). */
 int params_axis(const ad_op_ctx *c, char *msg, size_t len);
+/* log(sum exp) of the n elements X[base + k stride] (loss.c), as torch.logsumexp: the maximum
+ * taken out first, so it never overflows; -inf for no elements or all -inf, +inf with a +inf,
+ * NaN with a NaN. */
+double lane_lse(ad_dtype t, const void *X, int64_t base, int64_t n, int64_t stride);
+/* Why node n cannot be copied into a workspace (norm.c: a batch norm that updates running
+ * statistics), or NULL. */
+const char *norm_not_clonable(const ad_node *n);
 
 /* Arena. */
 void *arena_alloc(ad_graph *g, size_t bytes);  /* 64-byte aligned, uninitialised */

@@ -169,6 +169,7 @@ bool ad_branch(ad_graph *g, ad_node *n)
 static const char *not_clonable(const ad_node *n)
 {
     if (n->op == OP_DROPOUT) return "dropout draws its masks from one ad_rng, which threads would share";
+    if (norm_not_clonable(n)) return norm_not_clonable(n);
     /* a user op's state may point anywhere (its input nodes, the caller's memory), and a copy
      * would still point there, into what other threads replay */
     if (n->op >= OP_BUILTIN_COUNT && (op_entry_get(n->op)->def.state_size || (n->x && n->x->blocks)))

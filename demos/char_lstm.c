@@ -181,23 +181,11 @@ typedef struct {
     nn_linear head;
 } model;
 
-/* The embeddings [T, n, E] of ids [T, n]: one-hot rows times the table, which picks its rows
- * exactly (x * 1 plus zeros) and sends each row's gradient back to the table like an embedding
- * lookup. */
-static ad_node *embed(ad_graph *g, const nn_embedding *e, int T, int n, const int64_t *ids)
-{
-    int64_t rows = (int64_t)T * n;
-    ad_node *onehot = ad_full(g, ad_tensor_dtype(e->weight), AD_SHAPE(rows, e->num), 0);
-    if (!onehot) return NULL;
-    for (int64_t r = 0; r < rows; r++) ad_data_set(ad_node_data(onehot), ad_node_dtype(onehot), r * e->num + ids[r], 1);
-    return ad_reshape(g, ad_matmul(g, onehot, ad_param(g, e->weight)), AD_SHAPE(T, n, e->dim));
-}
-
 /* The scores [T*n, V] of the next character after each input, and the last states. */
 static ad_node *scores(ad_graph *g, model *md, int T, int n, const int64_t *ids, ad_node *h, ad_node *c, ad_node **h_last,
                        ad_node **c_last)
 {
-    ad_node *x = embed(g, &md->embed, T, n, ids);
+    ad_node *x = nn_embedding_forward(g, &md->embed, AD_SHAPE(T, n), ids);
     ad_node *y = nn_rnn_forward(g, &md->lstm, x, h, c, h_last, c_last);
     return nn_linear_forward(g, &md->head, ad_reshape(g, y, AD_SHAPE((int64_t)T * n, md->lstm.hidden)));
 }

@@ -267,3 +267,67 @@ ad_status nn_embedding_add(nn_model *m, nn_embedding *l, const char *prefix, int
     return AD_OK;
 }
 
+/* Whether x is a node of rank `rank` (0: any of at least 2) with `dim` along axis 1 (0: any)
+ * and the layer's dtype; records "fn: ..." in g otherwise. */
+static bool check_input(ad_graph *g, const char *fn, ad_node *x, const ad_tensor *w, int rank, int axis, int dim,
+                        const char *expected)
+{
+    if (!g) return false;
+    if (!x || !w) {
+        ad_set_error(g, AD_ERR_NULL, "%s: %s is NULL", fn, x ? "layer" : "input");
+        return false;
+    }
+    ad_shape s = ad_node_shape(x);
+    char b[96];
+    ad_shape_str(&s, b, sizeof b);
+    int ax = axis < 0 ? s.rank + axis : axis;
+    if ((rank && s.rank != rank) || s.rank < 1 || ax < 0 || ax >= s.rank || (dim && s.dim[ax] != dim)) {
+        ad_set_error(g, AD_ERR_SHAPE, "%s: input %s does not fit the layer (expected %s)", fn, b, expected);
+        return false;
+    }
+    if (ad_node_dtype(x) != ad_tensor_dtype(w)) {
+        ad_set_error(g, AD_ERR_DTYPE, "%s: input %s is %s, the layer is %s", fn, b, ad_dtype_name(ad_node_dtype(x)),
+                     ad_dtype_name(ad_tensor_dtype(w)));
+        return false;
+    }
+    return true;
+}
+
+
+ad_node *nn_conv2d_forward(ad_graph *g, const nn_conv2d *l, ad_node *x)
+{
+    char want[64];
+    snprintf(want, sizeof want, "[N,%d,H,W]", l ? l->in : 0);
+    if (!check_input(g, "nn_conv2d_forward", x, l ? l->weight : NULL, 4, 1, l ? l->in : 0, want)) return NULL;
+    return ad_conv2d(g, x, ad_param(g, l->weight), l->bias ? ad_param(g, l->bias) : NULL, &l->opts);
+}
+
+ad_node *nn_layer_norm_forward(ad_graph *g, const nn_layer_norm *l, ad_node *x)
+{
+    char want[64];
+    snprintf(want, sizeof want, "[...,%d]", l ? l->dim : 0);
+    if (!check_input(g, "nn_layer_norm_forward", x, l ? l->weight : NULL, 0, -1, l ? l->dim : 0, want)) return NULL;
+    return ad_layer_norm(g, x, 1, ad_param(g, l->weight), ad_param(g, l->bias), l->eps);
+}
+
+ad_node *nn_batch_norm_forward(ad_graph *g, nn_batch_norm *l, ad_node *x, nn_mode mode)
+{
+    char want[64];
+    snprintf(want, sizeof want, "[N,%d] or [N,%d,...]", l ? l->channels : 0, l ? l->channels : 0);
+    if (!check_input(g, "nn_batch_norm_forward", x, l ? l->weight : NULL, 0, 1, l ? l->channels : 0, want)) return NULL;
+    ad_node *y = ad_batch_norm(g, x, ad_param(g, l->weight), ad_param(g, l->bias), l->running_mean, l->running_var,
+                               mode == NN_TRAIN, l->momentum, l->eps);
+    /* PyTorch counts the batches; with a momentum given the count changes no result */
+    if (y && mode == NN_TRAIN) ad_tensor_set(l->num_batches_tracked, 0, ad_tensor_get(l->num_batches_tracked, 0) + 1);
+    return y;
+}
+
+ad_node *nn_embedding_forward(ad_graph *g, const nn_embedding *l, ad_shape ids_shape, const int64_t *ids)
+{
+    if (!g) return NULL;
+    if (!l || !l->weight || !ids) {
+        ad_set_error(g, AD_ERR_NULL, "nn_embedding_forward: %s is NULL", ids ? "layer" : "ids");
+        return NULL;
+    }
+    return ad_embedding(g, ad_param(g, l->weight), ids_shape, ids);
+}

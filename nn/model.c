@@ -287,21 +287,25 @@ ad_status nn_model_load(nn_model *m, const char *path, char *err, size_t errlen)
                       ad_tensor_file_name(f, i));
             st = AD_ERR_ARG;
         }
-    /* the file's metadata replaces the model's: made whole before the old pairs go */
-    int nmeta = ad_tensor_file_meta_count(f);
-    meta_pair *meta = st ? NULL : ad_calloc((size_t)(nmeta ? nmeta : 1), sizeof *meta);
+    /* the file's metadata joins the model's (the file's value wins for a key in both), in a
+     * new array made whole before the old one goes */
+    int nfile = ad_tensor_file_meta_count(f), nmeta = 0, cap = nfile + m->nmeta + 1;
+    meta_pair *meta = st ? NULL : ad_calloc((size_t)cap, sizeof *meta);
     if (!st && !meta) st = AD_ERR_NOMEM;
-    for (int i = 0; i < nmeta && !st; i++) {
-        const char *key = ad_tensor_file_meta_key(f, i);
-        meta[i].key = dup_str(key);
-        meta[i].value = dup_str(ad_tensor_file_meta(f, key));
-        if (!meta[i].key || !meta[i].value) st = AD_ERR_NOMEM;
+    for (int i = 0; i < m->nmeta + nfile && !st; i++) {
+        bool own = i < m->nmeta;
+        const char *key = own ? m->meta[i].key : ad_tensor_file_meta_key(f, i - m->nmeta);
+        if (own && ad_tensor_file_meta(f, key)) continue;
+        meta_pair *p = &meta[nmeta++];
+        p->key = dup_str(key);
+        p->value = dup_str(own ? m->meta[i].value : ad_tensor_file_meta(f, key));
+        if (!p->key || !p->value) st = AD_ERR_NOMEM;
     }
     if (st == AD_ERR_NOMEM) ad_errorf(err, errlen, NULL, "nn_model_load: %s: out of memory", path);
     if (!st) {
         for (int i = 0; i < m->nmeta; i++) ad_free(m->meta[i].key), ad_free(m->meta[i].value);
         ad_free(m->meta);
-        m->meta = meta, m->nmeta = m->metacap = nmeta;
+        m->meta = meta, m->nmeta = nmeta, m->metacap = cap;
         meta = NULL;
     }
     for (int i = 0; meta && i < nmeta; i++) ad_free(meta[i].key), ad_free(meta[i].value);

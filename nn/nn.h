@@ -161,8 +161,9 @@ ad_status nn_model_scaler(const nn_model *m, int dim, double *mean, double *std)
 ad_status nn_model_save(const nn_model *m, const char *path, char *err, size_t errlen);
 /* Loads a state dict into the model as load_state_dict(strict=True) does: every tensor of the
  * model must be in the file with its shape, and the file may hold no other; values are
- * converted to the model's dtype (F32, F64 and I64 files load).  The file's metadata replaces
- * the model's.  On any problem nothing is changed and err names the file and the tensor. */
+ * converted to the model's dtype (F32, F64 and I64 files load).  The file's metadata joins the
+ * model's (the file's value wins for a key in both).  On any problem nothing is changed and err
+ * names the file and the tensor. */
 ad_status nn_model_load(nn_model *m, const char *path, char *err, size_t errlen);
 
 /* ------------------------------------------------------------------------------------------

@@ -31,14 +31,67 @@ TWINS = {
     "matmul": lambda x: torch.matmul(x[0], x[1]),
     "where(x0 > x1, x0, x2)": lambda x: torch.where(x[0] > x[1], x[0], x[2]),
     # indexing and shapes: index.c, shape.c, matmul.c
+    "index_select(x0, 1, [2, 0, 2, 3])": lambda x: torch.index_select(x[0], 1, torch.tensor([2, 0, 2, 3])),
+    "gather(x0, 1, [[3, 0, 3], [3, 1, 1]])": lambda x: torch.gather(x[0], 1, torch.tensor([[3, 0, 3], [3, 1, 1]])),
+    "embedding([[4, 0, 4], [0, 2, 1]], x0)": lambda x: F.embedding(torch.tensor([[4, 0, 4], [0, 2, 1]]), x[0]),
+    "stack(x0, x1, x2; 1)": lambda x: torch.stack(x, 1),
+    "stack of scalars": lambda x: torch.stack(x),
+    "x0.permute(2, 0, 1)": lambda x: x[0].permute(2, 0, 1),
+    "x0[:, 1:7:2]": lambda x: x[0][:, 1:7:2],
+    "x0 * x1.detach()": lambda x: x[0] * x[1].detach(),
+    "matmul [4] x [4]": lambda x: torch.matmul(x[0], x[1]),
+    "matmul [3] x [3,5]": lambda x: torch.matmul(x[0], x[1]),
+    "matmul [2,3,4] x [4]": lambda x: torch.matmul(x[0], x[1]),
+    "matmul [3] x [2,3,4]": lambda x: torch.matmul(x[0], x[1]),
+    "matmul [2,1,3,4] x [5,4,6]": lambda x: torch.matmul(x[0], x[1]),
 
     # reductions along an axis and losses: reduce.c, loss.c
+    "torch.max(x0, 1).values": lambda x: torch.max(x[0], 1).values,
+    "torch.min(x0, -1, keepdim=True).values": lambda x: torch.min(x[0], -1, keepdim=True).values,
+    "x0 * torch.argmax(x0, 1, keepdim=True)": lambda x: x[0] * torch.argmax(x[0], 1, keepdim=True).to(x[0].dtype),
+    "x0 * torch.argmin(x0, 0)": lambda x: x[0] * torch.argmin(x[0], 0).to(x[0].dtype),
+    "torch.logsumexp(x0, 1)": lambda x: torch.logsumexp(x[0], 1),
+    "torch.logsumexp(x0, -1, keepdim=True) of large values": lambda x: torch.logsumexp(x[0], -1, keepdim=True),
+    "F.binary_cross_entropy_with_logits(x0, sigmoid(x1))":
+        lambda x: F.binary_cross_entropy_with_logits(x[0], torch.sigmoid(x[1])),
 
     # convolution and pooling: conv.c
+    "F.conv2d(x0, x1, x2, padding=1)": lambda x: F.conv2d(x[0], x[1], x[2], padding=1),
+    "F.conv2d(x0, x1, stride=2, padding=1, dilation=2, groups=2)":
+        lambda x: F.conv2d(x[0], x[1], stride=2, padding=1, dilation=2, groups=2),
+    "F.conv2d(x0, x1, x2, stride=(2,1), padding=(0,2), dilation=(1,3))":
+        lambda x: F.conv2d(x[0], x[1], x[2], stride=(2, 1), padding=(0, 2), dilation=(1, 3)),
+    "F.conv2d(x0, x1, x2) 1x1": lambda x: F.conv2d(x[0], x[1], x[2]),
+    "F.conv1d(x0, x1, x2, stride=2, padding=1, dilation=2, groups=2)":
+        lambda x: F.conv1d(x[0], x[1], x[2], stride=2, padding=1, dilation=2, groups=2),
+    "F.max_pool2d(x0, 2)": lambda x: F.max_pool2d(x[0], 2),
+    "F.max_pool2d(x0, 3, stride=(2,1), padding=1)": lambda x: F.max_pool2d(x[0], 3, stride=(2, 1), padding=1),
+    "F.max_pool2d(x0, 3, stride=(2,1), padding=1) ties": lambda x: F.max_pool2d(x[0], 3, stride=(2, 1), padding=1),
+    "F.max_pool2d(x0, 2) ties": lambda x: F.max_pool2d(x[0], 2),
+    "F.max_pool2d(x0, (3,2), stride=1, padding=1, dilation=2)":
+        lambda x: F.max_pool2d(x[0], (3, 2), stride=1, padding=1, dilation=2),
+    "F.avg_pool2d(x0, 2)": lambda x: F.avg_pool2d(x[0], 2),
+    "F.avg_pool2d(x0, (3,2), stride=(2,1), padding=1)": lambda x: F.avg_pool2d(x[0], (3, 2), stride=(2, 1), padding=1),
 
     # normalisation: norm.c
+    "F.layer_norm(x0, [4], x1, x2)": lambda x: F.layer_norm(x[0], [4], x[1], x[2], 1e-5),
+    "F.layer_norm(x0, [3, 4], eps=1e-3)": lambda x: F.layer_norm(x[0], [3, 4], eps=1e-3),
+    "F.batch_norm(x0, None, None, x1, x2, training=True)":
+        lambda x: F.batch_norm(x[0], None, None, x[1], x[2], True, 0.1, 1e-5),
+    "F.batch_norm(x0, mean, var, x1, x2) in evaluation":
+        lambda x: F.batch_norm(x[0], torch.tensor([0.3, -0.1, 1.2], dtype=torch.float64),
+                               torch.tensor([0.5, 2.0, 0.8], dtype=torch.float64), x[1], x[2], False, 0.1, 1e-5),
+    "F.batch_norm training, then its running statistics": lambda x: batch_norm_running(x),
 
 }
+
+
+# The output flattened, then the running statistics that the call updated (from torch's
+# initial zeros and ones, momentum 0.3).
+def batch_norm_running(x):
+    mean, var = torch.zeros(3, dtype=torch.float64), torch.ones(3, dtype=torch.float64)
+    y = F.batch_norm(x[0], mean, var, x[1], x[2], True, 0.3, 1e-5)
+    return torch.cat([y.flatten(), mean, var])
 
 
 def tensor(a):

@@ -37,10 +37,10 @@ START_TEST(matmul_message_is_exact)
     ck_assert_str_eq(ad_error(g), "matmul: [64,784] x [256,784]: inner dimensions 784 and 256 differ");
     ad_clear_error(g);
     /* the other matmul rules */
-    EXPECT_FAIL(g, ad_matmul(g, zeros(g, AD_F64, AD_SHAPE(3)), zeros(g, AD_F64, AD_SHAPE(3, 2))),
-                AD_ERR_SHAPE, "matmul: [3] x [3,2]: operands must be 2-D, or 3-D with a batch dimension");
+    EXPECT_FAIL(g, ad_matmul(g, zeros(g, AD_F64, AD_SHAPE0), zeros(g, AD_F64, AD_SHAPE(3, 2))),
+                AD_ERR_SHAPE, "matmul: [] x [3,2]: operands must be 1-D or more (a scalar has no matrix product: use mul)");
     EXPECT_FAIL(g, ad_matmul(g, zeros(g, AD_F64, AD_SHAPE(2, 4, 3)), zeros(g, AD_F64, AD_SHAPE(3, 3, 5))),
-                AD_ERR_SHAPE, "matmul: [2,4,3] x [3,3,5]: batch sizes 2 and 3 differ");
+                AD_ERR_SHAPE, "matmul: [2,4,3] x [3,3,5]: batch dimensions [2] and [3] do not broadcast");
     /* and the transpose (rank >= 2) */
     EXPECT_FAIL(g, ad_transpose(g, zeros(g, AD_F64, AD_SHAPE(5))), AD_ERR_SHAPE,
                 "transpose: [5]: needs rank >= 2");
@@ -652,7 +652,7 @@ START_TEST(gradient_and_gradcheck_errors)
     EXPECT_ERROR(g, AD_ERR_NULL, "gradient: the function returned NULL");
     /* the function's own error is reported as it was recorded */
     ck_assert_int_eq(ad_gradient(g, bad_matmul, 1, x, NULL, &v, gr), AD_ERR_SHAPE);
-    EXPECT_ERROR(g, AD_ERR_SHAPE, "matmul: [] x []: operands must be 2-D");
+    EXPECT_ERROR(g, AD_ERR_SHAPE, "matmul: [] x []: operands must be 1-D or more");
     ck_assert_int_eq(ad_gradient(NULL, bad_matmul, 1, x, NULL, &v, gr), AD_ERR_SHAPE);
     /* outputs are untouched on failure */
     ck_assert_double_eq(v, -1);
@@ -840,6 +840,230 @@ START_TEST(zero_element_tensors_with_huge_dimensions)
 }
 END_TEST
 
+/* The indexing and shape ops of ad_ops/index.c and shape.c, and matmul's broadcasting: every
+ * refusal names the op, the arguments and the shapes. */
+START_TEST(indexing_and_shape_op_errors)
+{
+    ad_graph *g = ad_graph_new();
+    ad_node *x = ad_var_array(g, "x", AD_F64, AD_SHAPE(3, 4), NULL);
+    const int64_t idx[3] = {0, 5, 1}, neg[2] = {-3, -4};
+    /* index_select */
+    EXPECT_FAIL(g, ad_index_select(g, x, 0, idx, 3), AD_ERR_ARG,
+                "index_select: index 5 (position 1) out of range for axis 0 of [3,4]");
+    EXPECT_FAIL(g, ad_index_select(g, x, -2, neg, 2), AD_ERR_ARG,
+                "index_select: index -4 (position 1) out of range for axis 0 of [3,4]");
+    EXPECT_FAIL(g, ad_index_select(g, x, 2, idx, 1), AD_ERR_ARG, "index_select: axis 2 out of range for shape [3,4]");
+    EXPECT_FAIL(g, ad_index_select(g, x, 0, NULL, 2), AD_ERR_NULL, "index_select: indices are NULL");
+    EXPECT_FAIL(g, ad_index_select(g, x, 0, idx, -1), AD_ERR_ARG, "index_select: -1 indices");
+    EXPECT_FAIL(g, ad_apply(g, ad_op_find("index_select"), &x, 1, (double[]){NAN, 1, 2}, 3), AD_ERR_ARG,
+                "index_select: axis nan is not an integer in [0, 5]");
+    EXPECT_FAIL(g, ad_apply(g, ad_op_find("index_select"), &x, 1, (double[]){0, 1, 1e300}, 3), AD_ERR_ARG,
+                "index_select: index dimension 1e+300 is not an integer");
+    EXPECT_FAIL(g, ad_apply(g, ad_op_find("index_select"), &x, 1, (double[]){0, 2, 1, 1}, 4), AD_ERR_SHAPE,
+                "index_select: the index must be 1-D (given rank 2)");
+    /* gather */
+    EXPECT_FAIL(g, ad_gather(g, x, 1, AD_SHAPE(3), idx), AD_ERR_SHAPE, "gather: input [3,4] and index [3]: ranks differ");
+    EXPECT_FAIL(g, ad_gather(g, x, 1, AD_SHAPE(4, 1), idx), AD_ERR_SHAPE,
+                "gather: input [3,4] and index [4,1]: index is larger on axis 0");
+    EXPECT_FAIL(g, ad_gather(g, x, 1, AD_SHAPE(1, 3), idx), AD_ERR_ARG,
+                "gather: index 5 (position 1) out of range for axis 1 of [3,4]");
+    /* embedding */
+    ad_node *w3 = ad_var_array(g, "w", AD_F64, AD_SHAPE(2, 3, 4), NULL);
+    EXPECT_FAIL(g, ad_embedding(g, w3, AD_SHAPE(2), idx), AD_ERR_SHAPE,
+                "embedding: weight [2,3,4]: expected a [num, dim] table indexed along axis 0");
+    EXPECT_FAIL(g, ad_embedding(g, x, AD_SHAPE(3), idx), AD_ERR_ARG,
+                "embedding: index 5 (position 1) out of range for axis 0 of [3,4]");
+    EXPECT_FAIL(g, ad_embedding(g, x, AD_SHAPE(1, 1, 1, 1, 1, 1), idx), AD_ERR_SHAPE,
+                "embedding: [3,4] indexed by [1,1,1,1,1,1] would have more than 6 axes");
+    /* new indices for a recorded node: the same count, checked as at recording */
+    ad_node *sel = ad_index_select(g, x, 1, (const int64_t[]){1, 2}, 2);
+    ck_assert_ptr_nonnull(sel);
+    ck_assert_int_eq(ad_node_set_arg(g, sel, &(ad_index){idx, 3}), AD_ERR_ARG);
+    EXPECT_ERROR(g, AD_ERR_ARG, "index_select: 3 indices given for an index of shape [2]");
+    ad_clear_error(g);
+    ck_assert_int_eq(ad_node_set_arg(g, sel, &(ad_index){(const int64_t[]){3, 4}, 2}), AD_ERR_ARG);
+    EXPECT_ERROR(g, AD_ERR_ARG, "index_select: index 4 (position 1) out of range for axis 1 of [3,4]");
+    ad_clear_error(g);
+    ck_assert_int_eq(ad_node_set_arg(g, sel, NULL), AD_ERR_NULL);
+    ad_clear_error(g);
+    /* stack and concat */
+    ad_node *y = ad_var_array(g, "y", AD_F64, AD_SHAPE(4, 3), NULL), *s = ad_var(g, "s", 1);
+    EXPECT_FAIL(g, ad_stack(g, (ad_node *[]){x, y}, 2, 0), AD_ERR_SHAPE, "stack: [3,4] and [4,3] differ (input 2)");
+    EXPECT_FAIL(g, ad_stack(g, (ad_node *[]){x, x}, 2, 3), AD_ERR_ARG,
+                "stack: axis 3 out of range for stacking [3,4] (the output has 3 axes)");
+    EXPECT_FAIL(g, ad_stack(g, (ad_node *[]){x, x}, 2, -4), AD_ERR_ARG, "stack: axis -4 out of range");
+    EXPECT_FAIL(g, ad_stack(g, NULL, 2, 0), AD_ERR_NULL, "stack: input array is NULL");
+    EXPECT_FAIL(g, ad_stack(g, (ad_node *[]){x}, 0, 0), AD_ERR_ARG, "stack: needs at least one input (given 0)");
+    EXPECT_FAIL(g, ad_concat(g, (ad_node *[]){s, s}, 2, 0), AD_ERR_SHAPE,
+                "concat: input 1 is a scalar (0-D), which has no axis to join along; ad_stack joins scalars into a vector");
+    /* permute */
+    EXPECT_FAIL(g, ad_permute(g, x, (const int[]){0, 0}), AD_ERR_SHAPE, "permute: (0,0) is not a permutation of the axes of [3,4]");
+    EXPECT_FAIL(g, ad_permute(g, x, (const int[]){0, 2}), AD_ERR_SHAPE, "permute: axis 2 out of range for shape [3,4]");
+    EXPECT_FAIL(g, ad_permute(g, x, NULL), AD_ERR_NULL, "permute: perm is NULL");
+    EXPECT_FAIL(g, ad_apply(g, ad_op_find("permute"), &x, 1, (double[]){1}, 1), AD_ERR_SHAPE,
+                "permute: (1) is not a permutation of the axes of [3,4]");
+    /* slice_step */
+    EXPECT_FAIL(g, ad_slice_step(g, x, 1, 0, 4, 0), AD_ERR_ARG, "slice_step: step 0 must be at least 1");
+    EXPECT_FAIL(g, ad_slice_step(g, x, 1, 0, 5, 2), AD_ERR_ARG,
+                "slice_step: [3,4]: start 0 and end 5 must be in 0..4 on axis 1 (clamp them first, as Python does)");
+    EXPECT_FAIL(g, ad_slice_step(g, x, 1, -1, 4, 2), AD_ERR_ARG, "slice_step: [3,4]: start -1 and end 4");
+    EXPECT_FAIL(g, ad_slice_step(g, x, 2, 0, 1, 2), AD_ERR_ARG, "slice_step: axis 2 out of range for shape [3,4]");
+    EXPECT_FAIL(g, ad_apply(g, ad_op_find("slice_step"), &x, 1, (double[]){1, 0, 4, NAN}, 4), AD_ERR_ARG,
+                "slice_step: step nan is not an integer");
+    /* the internal ops of the gradient graphs refuse anything but an indexing node */
+    EXPECT_FAIL(g, ad_apply(g, ad_op_find("index_add"), (ad_node *[]){x, y}, 2, NULL, 0), AD_ERR_SHAPE,
+                "index_add: input 2 is a var node, not index_select, embedding or gather");
+    EXPECT_FAIL(g, ad_apply(g, ad_op_find("index_take"), (ad_node *[]){y, sel}, 2, NULL, 0), AD_ERR_SHAPE,
+                "index_take: input [4,3], expected [3,4]");
+    /* detach */
+    EXPECT_FAIL(g, ad_detach(g, NULL), AD_ERR_NULL, "detach: ");
+    /* matmul: the batch axes broadcast, the inner ones match */
+    ad_node *a4 = ad_var_array(g, "a", AD_F32, AD_SHAPE(2, 1, 3, 4), NULL);
+    ad_node *b3 = ad_var_array(g, "b", AD_F32, AD_SHAPE(5, 4, 6), NULL);
+    ad_node *p = ad_matmul(g, a4, b3);
+    ck_assert_ptr_nonnull(p);
+    ad_shape ps = ad_node_shape(p);
+    ck_assert(ps.rank == 4 && ps.dim[0] == 2 && ps.dim[1] == 5 && ps.dim[2] == 3 && ps.dim[3] == 6);
+    EXPECT_FAIL(g, ad_matmul(g, b3, a4), AD_ERR_SHAPE, "matmul: [5,4,6] x [2,1,3,4]: inner dimensions 6 and 3 differ");
+    EXPECT_FAIL(g, ad_matmul(g, ad_var_array(g, "v", AD_F32, AD_SHAPE(3), NULL), b3), AD_ERR_SHAPE,
+                "matmul: [3] x [5,4,6]: inner dimensions 3 and 4 differ");
+    ad_graph_free(g);
+}
+END_TEST
+
+/* Axis reductions, BCE and the norms: bad axes, empty axes, shapes, dtypes, parameters and
+ * running statistics, each refused with its message and no node left behind. */
+START_TEST(axis_reduction_and_norm_errors)
+{
+    ad_graph *g = ad_graph_new();
+    ad_node *x = zeros(g, AD_F64, AD_SHAPE(2, 3)), *empty = zeros(g, AD_F64, AD_SHAPE(2, 0));
+    ad_node *v2 = zeros(g, AD_F64, AD_SHAPE(2)), *v3 = zeros(g, AD_F64, AD_SHAPE(3)), *f3 = zeros(g, AD_F32, AD_SHAPE(3));
+    ad_tensor *t2 = ad_tensor_new(AD_F64, AD_SHAPE(2)), *t3 = ad_tensor_new(AD_F64, AD_SHAPE(3));
+    ad_tensor *f32 = ad_tensor_new(AD_F32, AD_SHAPE(3));
+    ad_node *xt = zeros(g, AD_F64, AD_SHAPE(3, 2)), *one = zeros(g, AD_F64, AD_SHAPE(1, 3, 1));
+    uint32_t nodes = ad_graph_num_nodes(g);
+    EXPECT_FAIL(g, ad_max_axis(g, x, 2, false), AD_ERR_ARG, "max_axis: axis 2 out of range for shape [2,3]");
+    EXPECT_FAIL(g, ad_argmin(g, x, -3, true), AD_ERR_ARG, "argmin: axis -3 out of range for shape [2,3]");
+    EXPECT_FAIL(g, ad_logsumexp(g, x, 5, true), AD_ERR_ARG, "logsumexp: axis 5 out of range for shape [2,3]");
+    EXPECT_FAIL(g, ad_min_axis(g, empty, 1, false), AD_ERR_SHAPE, "min_axis: axis 1 of [2,0] has no elements to choose from");
+    EXPECT_FAIL(g, ad_argmax(g, empty, -1, true), AD_ERR_SHAPE, "argmax: axis 1 of [2,0] has no elements to choose from");
+    EXPECT_FAIL(g, ad_apply(g, ad_op_find("argmax"), &x, 1, (double[]){0, 2}, 2), AD_ERR_ARG,
+                "argmax: keepdim 2 is not an integer in [0, 1]");
+    EXPECT_FAIL(g, ad_apply(g, ad_op_find("max_axis"), &x, 1, (double[]){NAN, 0}, 2), AD_ERR_ARG,
+                "max_axis: axis nan is not an integer in [0, 5]");
+    EXPECT_FAIL(g, ad_bce_with_logits(g, x, xt), AD_ERR_SHAPE,
+                "bce_with_logits: logits [2,3] and target [3,2]: shapes differ");
+    EXPECT_FAIL(g, ad_bce_with_logits(g, x, NULL), AD_ERR_NULL, "bce_with_logits: input 2 is NULL");
+    EXPECT_FAIL(g, ad_layer_norm(g, x, 3, NULL, NULL, 1e-5), AD_ERR_SHAPE, "layer_norm: x [2,3] has fewer than 3 axes to normalise");
+    EXPECT_FAIL(g, ad_layer_norm(g, x, 0, NULL, NULL, 1e-5), AD_ERR_ARG, "layer_norm: axes 0 is not an integer in [1, 6]");
+    EXPECT_FAIL(g, ad_layer_norm(g, x, 1, v2, NULL, 1e-5), AD_ERR_SHAPE,
+                "layer_norm: weight [2] for x [2,3] normalised over its last 1 axis: expected [3]");
+    EXPECT_FAIL(g, ad_layer_norm(g, x, 2, NULL, v3, 1e-5), AD_ERR_SHAPE,
+                "layer_norm: bias [3] for x [2,3] normalised over its last 2 axes: expected [2,3]");
+    EXPECT_FAIL(g, ad_layer_norm(g, x, 1, f3, NULL, 1e-5), AD_ERR_DTYPE, "layer_norm: float64 [2,3] and float32 [3]: dtypes differ");
+    EXPECT_FAIL(g, ad_layer_norm(g, x, 1, NULL, NULL, NAN), AD_ERR_ARG, "layer_norm: eps nan is not a finite number >= 0");
+    EXPECT_FAIL(g, ad_batch_norm(g, v3, NULL, NULL, NULL, NULL, true, 0.1, 1e-5), AD_ERR_SHAPE,
+                "batch_norm: x [3]: expected [N,C] or [N,C,...]");
+    EXPECT_FAIL(g, ad_batch_norm(g, one, NULL, NULL, NULL, NULL, true, 0.1, 1e-5), AD_ERR_SHAPE,
+                "batch_norm: x [1,3,1]: expected more than 1 value per channel when training");
+    EXPECT_FAIL(g, ad_batch_norm(g, x, v2, NULL, NULL, NULL, true, 0.1, 1e-5), AD_ERR_SHAPE,
+                "batch_norm: weight [2] for x [2,3]: expected [3]");
+    EXPECT_FAIL(g, ad_batch_norm(g, x, NULL, NULL, t3, NULL, true, 0.1, 1e-5), AD_ERR_ARG,
+                "batch_norm: running_mean and running_var: give both or neither");
+    EXPECT_FAIL(g, ad_batch_norm(g, x, NULL, NULL, t2, t2, true, 0.1, 1e-5), AD_ERR_ARG,
+                "batch_norm: running_mean float64 [2] for x float64 [2,3]: expected [3] of x's dtype");
+    EXPECT_FAIL(g, ad_batch_norm(g, x, NULL, NULL, t3, f32, false, 0.1, 1e-5), AD_ERR_ARG,
+                "batch_norm: running_var float32 [3] for x float64 [2,3]: expected [3] of x's dtype");
+    EXPECT_FAIL(g, ad_batch_norm(g, x, NULL, NULL, NULL, NULL, false, 0.1, 1e-5), AD_ERR_ARG,
+                "batch_norm: evaluation needs running_mean and running_var");
+    EXPECT_FAIL(g, ad_batch_norm(g, x, NULL, NULL, t3, t3, true, NAN, 1e-5), AD_ERR_ARG,
+                "batch_norm: momentum nan is not in [0, 1]");
+    EXPECT_FAIL(g, ad_batch_norm(g, x, NULL, NULL, t3, t3, false, 0.1, -1), AD_ERR_ARG,
+                "batch_norm: eps -1 is not a finite number >= 0");
+    ck_assert_uint_eq(ad_graph_num_nodes(g), nodes);
+    /* the refusals touched no running statistic */
+    for (int i = 0; i < 3; i++) ck_assert(ad_tensor_get(t3, i) == 0);
+    ad_tensor_free(t2), ad_tensor_free(t3), ad_tensor_free(f32);
+    ad_graph_free(g);
+}
+END_TEST
+
+/* ---- convolution and pooling (conv.c) ---- */
+
+START_TEST(conv_and_pool_errors)
+{
+    ad_graph *g = ad_graph_new();
+    ad_node *x = ad_var_array(g, "x", AD_F64, AD_SHAPE(2, 3, 5, 5), NULL);
+    ad_node *w = ad_var_array(g, "w", AD_F64, AD_SHAPE(4, 2, 3, 3), NULL);
+    ad_node *w3 = ad_var_array(g, "w3", AD_F64, AD_SHAPE(4, 3, 3, 3), NULL);
+    ad_node *b5 = ad_var_array(g, "b", AD_F64, AD_SHAPE(5), NULL);
+    /* channels, groups, bias, ranks */
+    EXPECT_FAIL(g, ad_conv2d(g, x, w, NULL, NULL), AD_ERR_SHAPE,
+                "conv2d: input [2,3,5,5] and weight [4,2,3,3]: the input has 3 channels, the weight takes 2 per group in 1 groups");
+    EXPECT_FAIL(g, ad_conv2d(g, x, w, NULL, &(ad_conv_opts){.groups = 2}), AD_ERR_SHAPE,
+                "conv2d: input [2,3,5,5] and weight [4,2,3,3]: groups 2 must divide the 3 input and 4 output channels");
+    EXPECT_FAIL(g, ad_conv2d(g, x, w3, b5, NULL), AD_ERR_SHAPE,
+                "conv2d: bias [5]: expected [4], one per output channel");
+    EXPECT_FAIL(g, ad_conv2d(g, b5, w3, NULL, NULL), AD_ERR_SHAPE,
+                "conv2d: input [5] and weight [4,3,3,3]: expected input [N,C,H,W] and weight [O,C/groups,KH,KW]");
+    /* a kernel larger than the padded input; with padding it fits */
+    ad_node *big = ad_var_array(g, "big", AD_F64, AD_SHAPE(1, 3, 6, 3), NULL);
+    EXPECT_FAIL(g, ad_conv2d(g, x, big, NULL, NULL), AD_ERR_SHAPE,
+                "conv2d: input [2,3,5,5] and weight [1,3,6,3]: the kernel 6x3 (dilation 1x1) does not fit the padded input 5x5");
+    ck_assert_ptr_nonnull(ad_conv2d(g, x, big, NULL, &(ad_conv_opts){.padding = {1, 0}}));
+    EXPECT_FAIL(g, ad_conv2d(g, x, w3, NULL, &(ad_conv_opts){.dilation = {3, 1}}), AD_ERR_SHAPE,
+                "the kernel 3x3 (dilation 3x1) does not fit the padded input 5x5");
+    /* bad options: zero means the default, negative is refused before use */
+    EXPECT_FAIL(g, ad_conv2d(g, x, w3, NULL, &(ad_conv_opts){.stride = {1, -2}}), AD_ERR_ARG,
+                "conv2d: stride_w -2 is not an integer in [1, 2147483647]");
+    EXPECT_FAIL(g, ad_conv2d(g, x, w3, NULL, &(ad_conv_opts){.padding = {-1, 0}}), AD_ERR_ARG,
+                "conv2d: padding_h -1 is not an integer in [0, 2147483647]");
+    EXPECT_FAIL(g, ad_conv2d(g, x, w3, NULL, &(ad_conv_opts){.groups = -1}), AD_ERR_ARG,
+                "conv2d: groups -1 is not an integer");
+    EXPECT_FAIL(g, ad_apply(g, ad_op_find("conv2d"), (ad_node *[]){x, w3}, 2, (double[]){1, 1, 0, 0, 1, NAN, 1}, 7),
+                AD_ERR_ARG, "conv2d: dilation_w nan is not an integer");
+    EXPECT_FAIL(g, ad_apply(g, ad_op_find("conv2d"), (ad_node *[]){x, w3}, 2, (double[]){1}, 1), AD_ERR_ARG,
+                "conv2d: takes 7 parameters (stride_h, stride_w, padding_h, padding_w, dilation_h, dilation_w, groups), given 1");
+    /* conv1d names its own shapes */
+    ad_node *x1 = ad_var_array(g, "x1", AD_F64, AD_SHAPE(2, 3, 4), NULL);
+    ad_node *w1 = ad_var_array(g, "w1", AD_F64, AD_SHAPE(2, 2, 3), NULL);
+    EXPECT_FAIL(g, ad_conv1d(g, x1, w1, NULL, NULL), AD_ERR_SHAPE,
+                "conv1d: input [2,3,4] and weight [2,2,3]: the input has 3 channels, the weight takes 2 per group in 1 groups");
+    EXPECT_FAIL(g, ad_conv1d(g, x, w, NULL, NULL), AD_ERR_SHAPE,
+                "conv1d: input [2,3,5,5] and weight [4,2,3,3]: expected input [N,C,L] and weight [O,C/groups,K]");
+    EXPECT_FAIL(g, ad_conv1d(g, x1, ad_var_array(g, "w5", AD_F64, AD_SHAPE(2, 3, 5), NULL), NULL, NULL), AD_ERR_SHAPE,
+                "conv1d: input [2,3,4] and weight [2,3,5]: the kernel 1x5");
+    EXPECT_FAIL(g, ad_conv1d(g, x1, w1, NULL, &(ad_conv_opts){.stride = {-1}}), AD_ERR_ARG,
+                "conv1d: stride_w -1 is not an integer");
+    /* pooling: padding at most half the kernel, as torch; windows that do not fit; ranks */
+    EXPECT_FAIL(g, ad_max_pool2d(g, x, 3, 3, &(ad_conv_opts){.padding = {2, 0}}), AD_ERR_ARG,
+                "max_pool2d: padding 2 must be at most half the kernel's height 3");
+    EXPECT_FAIL(g, ad_avg_pool2d(g, x, 2, 2, &(ad_conv_opts){.padding = {0, 2}}), AD_ERR_ARG,
+                "avg_pool2d: padding 2 must be at most half the kernel's width 2");
+    EXPECT_FAIL(g, ad_max_pool2d(g, x, 6, 2, NULL), AD_ERR_SHAPE,
+                "max_pool2d: input [2,3,5,5]: the window 6x2 (dilation 1x1) does not fit the padded input 5x5");
+    EXPECT_FAIL(g, ad_max_pool2d(g, x, 0, 2, NULL), AD_ERR_ARG, "max_pool2d: kernel_h 0 is not an integer in [1, 2147483647]");
+    EXPECT_FAIL(g, ad_avg_pool2d(g, x1, 2, 2, NULL), AD_ERR_SHAPE, "avg_pool2d: input [2,3,4]: expected [N,C,H,W]");
+    EXPECT_FAIL(g, ad_avg_pool2d(g, x, 2, 2, &(ad_conv_opts){.dilation = {2, 1}}), AD_ERR_ARG,
+                "avg_pool2d: dilation 2x1: average pooling has none");
+    /* the internal adjoint ops check what ad_apply gives them */
+    EXPECT_FAIL(g, ad_apply(g, ad_op_find("max_pool2d_scatter"), (ad_node *[]){x, x}, 2, NULL, 0), AD_ERR_SHAPE,
+                "max_pool2d_scatter: the second input is a var node, not the max_pool2d node whose maxima it follows");
+    ad_node *y = ad_max_pool2d(g, x, 2, 2, NULL);
+    EXPECT_FAIL(g, ad_apply(g, ad_op_find("max_pool2d_gather"), (ad_node *[]){y, y}, 2, NULL, 0), AD_ERR_SHAPE,
+                "max_pool2d_gather: gradient [2,3,2,2]: expected [2,3,5,5]");
+    ad_node *gy = ad_var_array(g, "gy", AD_F64, AD_SHAPE(2, 4, 3, 3), NULL);
+    EXPECT_FAIL(g, ad_apply(g, ad_op_find("conv2d_input_grad"), (ad_node *[]){gy, w3}, 2,
+                            (double[]){1, 1, 0, 0, 1, 1, 1, 6, 5}, 9),
+                AD_ERR_SHAPE, "conv2d_input_grad: gradient [2,4,3,3]: the convolution's output is [2,4,4,3]");
+    ck_assert_ptr_nonnull(ad_apply(g, ad_op_find("conv2d_input_grad"), (ad_node *[]){gy, w3}, 2,
+                                   (double[]){1, 1, 0, 0, 1, 1, 1, 5, 5}, 9));
+    EXPECT_FAIL(g, ad_apply(g, ad_op_find("avg_pool2d_grad"), &gy, 1, (double[]){2, 2, 2, 2, 0, 0, 5, 5}, 8),
+                AD_ERR_SHAPE, "avg_pool2d_grad: gradient [2,4,3,3]: pooling [2,4,5,5] gives 2x2");
+    ad_graph_free(g);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("ad_errors");
@@ -879,6 +1103,12 @@ int main(void)
     tcase_add_test(t, failed_op_leaves_no_half_made_node);
     tcase_add_test(t, inputs_from_another_graph_are_refused);
     tcase_add_test(t, zero_element_tensors_with_huge_dimensions);
+    tcase_add_test(t, indexing_and_shape_op_errors);
+    tcase_add_test(t, axis_reduction_and_norm_errors);
+    suite_add_tcase(s, t);
+
+    t = tcase_create("conv");
+    tcase_add_test(t, conv_and_pool_errors);
     suite_add_tcase(s, t);
     return run_suite(s);
 }

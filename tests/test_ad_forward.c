@@ -183,11 +183,98 @@ static ad_node *net(ad_graph *g, ad_node **x)
 
 /* builders of index.c, shape.c and matmul.c's cases */
 
+/* y^3: the linear ops made curved, so that second and third order pass through the gradient
+ * graphs of their gradient graphs (index_add and index_take for the indexing ops). */
+static ad_node *cubed(ad_graph *g, ad_node *y) { return ad_mul(g, ad_square(g, y), y); }
+static ad_node *index_select_c(ad_graph *g, ad_node **x)
+{
+    static const int64_t idx[5] = {3, -1, 0, 3, 1}; /* repeated, and -1 is 3 again */
+    return cubed(g, ad_index_select(g, x[0], -1, idx, 5));
+}
+static ad_node *gather_c(ad_graph *g, ad_node **x)
+{
+    static const int64_t idx[6] = {2, 0, -1, 1, 1, 0};
+    return cubed(g, ad_gather(g, x[0], 1, AD_SHAPE(2, 3), idx));
+}
+static ad_node *embedding_c(ad_graph *g, ad_node **x)
+{
+    static const int64_t ids[6] = {4, 0, 4, -5, 2, 1};
+    return cubed(g, ad_embedding(g, x[0], AD_SHAPE(2, 3), ids));
+}
+static ad_node *stack_c(ad_graph *g, ad_node **x) { return cubed(g, ad_stack(g, x, 3, -1)); }
+static ad_node *stack_scalars(ad_graph *g, ad_node **x) { return cubed(g, ad_stack(g, x, 3, 0)); }
+static ad_node *permute_c(ad_graph *g, ad_node **x) { return cubed(g, ad_permute(g, x[0], (const int[]){2, 0, 1})); }
+static ad_node *permute_rows(ad_graph *g, ad_node **x) { return cubed(g, ad_permute(g, x[0], (const int[]){1, 0, -1})); }
+static ad_node *permute_last2(ad_graph *g, ad_node **x) { return cubed(g, ad_permute(g, x[0], (const int[]){0, 2, 1})); }
+static ad_node *slice_step_c(ad_graph *g, ad_node **x) { return cubed(g, ad_slice_step(g, x[0], 1, 1, 7, 2)); }
+
 /* builders of reduce.c and loss.c's cases */
+static ad_node *max_axis1(ad_graph *g, ad_node **x) { return ad_max_axis(g, x[0], 1, false); }
+static ad_node *min_axis_last(ad_graph *g, ad_node **x) { return ad_min_axis(g, x[0], -1, true); }
+/* argmax enters the value but carries no tangent and no gradient */
+static ad_node *max_times_argmax(ad_graph *g, ad_node **x)
+{
+    return ad_mul(g, ad_max_axis(g, x[0], 0, true), ad_add_scalar(g, ad_argmax(g, x[0], 0, true), 1));
+}
+static ad_node *min_times_argmin(ad_graph *g, ad_node **x)
+{
+    return ad_mul(g, ad_min_axis(g, x[0], -2, false), ad_add_scalar(g, ad_argmin(g, x[0], -2, false), 1));
+}
+static ad_node *logsumexp0(ad_graph *g, ad_node **x) { return ad_logsumexp(g, x[0], 0, false); }
+static ad_node *logsumexp_last(ad_graph *g, ad_node **x) { return ad_logsumexp(g, x[0], -1, true); }
+static ad_node *bce(ad_graph *g, ad_node **x) { return ad_bce_with_logits(g, ad_add_scalar(g, x[0], -1.2), x[1]); }
 
 /* builders of conv.c's cases */
+static ad_node *conv2d_groups(ad_graph *g, ad_node **x)
+{
+    return ad_conv2d(g, x[0], x[1], x[2], &(ad_conv_opts){.padding = {1, 1}, .groups = 2});
+}
+static ad_node *conv2d_strided(ad_graph *g, ad_node **x)
+{
+    return ad_conv2d(g, x[0], x[1], NULL, &(ad_conv_opts){.stride = {2, 1}, .padding = {1, 0}, .dilation = {1, 2}});
+}
+static ad_node *conv1d_pad(ad_graph *g, ad_node **x)
+{
+    return ad_conv1d(g, x[0], x[1], x[2], &(ad_conv_opts){.padding = {1}, .stride = {2}});
+}
+static ad_node *max_pool_pad(ad_graph *g, ad_node **x)
+{
+    return ad_max_pool2d(g, x[0], 3, 3, &(ad_conv_opts){.stride = {2, 2}, .padding = {1, 1}});
+}
+static ad_node *max_pool_2x2(ad_graph *g, ad_node **x) { return ad_max_pool2d(g, x[0], 2, 2, NULL); }
+static ad_node *avg_pool_pad(ad_graph *g, ad_node **x)
+{
+    return ad_avg_pool2d(g, x[0], 3, 2, &(ad_conv_opts){.stride = {2, 1}, .padding = {1, 1}});
+}
+/* conv, pool, conv: products of the layers' weights reach the second derivative */
+static ad_node *conv_net(ad_graph *g, ad_node **x)
+{
+    ad_node *h = ad_max_pool2d(g, ad_tanh(g, ad_conv2d(g, x[0], x[1], NULL, &(ad_conv_opts){.padding = {1, 1}})), 2, 2, NULL);
+    return ad_avg_pool2d(g, ad_conv2d(g, h, x[2], NULL, NULL), 2, 2, NULL);
+}
 
 /* builders of norm.c's cases */
+static ad_node *layer_norm1(ad_graph *g, ad_node **x) { return ad_layer_norm(g, x[0], 1, x[1], x[2], 1e-5); }
+static ad_node *layer_norm2(ad_graph *g, ad_node **x) { return ad_layer_norm(g, x[0], 2, x[1], NULL, 1e-5); }
+static ad_node *batch_norm_train(ad_graph *g, ad_node **x)
+{
+    return ad_batch_norm(g, x[0], x[1], x[2], NULL, NULL, true, 0.1, 1e-5);
+}
+static ad_node *batch_norm_train_plain(ad_graph *g, ad_node **x)
+{
+    return ad_batch_norm(g, x[0], NULL, NULL, NULL, NULL, true, 0.1, 1e-5);
+}
+/* Evaluation with running statistics [3] that stay as made (reachable for the process). */
+static ad_node *batch_norm_eval(ad_graph *g, ad_node **x)
+{
+    static ad_tensor *stats[2][2];
+    ad_dtype t = (ad_dtype)ad_node_dtype(x[0]);
+    if (!stats[t][0]) {
+        stats[t][0] = ad_tensor_from(t, AD_SHAPE(3), (double[]){0.3, -0.1, 1.2});
+        stats[t][1] = ad_tensor_from(t, AD_SHAPE(3), (double[]){0.5, 2.0, 0.8});
+    }
+    return ad_batch_norm(g, x[0], x[1], x[2], stats[t][0], stats[t][1], false, 0.1, 1e-5);
+}
 
 /* A shape in a static initialiser (AD_SHAPE is a compound literal). */
 #define S(...) {.rank = AD_NARGS(__VA_ARGS__), .dim = {__VA_ARGS__}}
@@ -216,12 +303,44 @@ static const op_case cases[] = {
     {"concat", 3, {S(1, 4), S(2, 4), S(3, 4)}, concat},
     {"dropout", 1, {S(3, 4)}, dropout},
     /* indexing and shapes: index.c, shape.c, matmul.c */
+    {"index_select", 1, {S(3, 4)}, index_select_c},
+    {"gather", 1, {S(3, 4)}, gather_c},
+    {"embedding", 1, {S(5, 3)}, embedding_c},
+    {"stack", 3, {S(2, 3), S(2, 3), S(2, 3)}, stack_c},
+    {"stack of scalars", 3, {{.rank = 0}, {.rank = 0}, {.rank = 0}}, stack_scalars},
+    {"permute", 1, {S(2, 3, 4)}, permute_c},
+    {"permute of rows", 1, {S(2, 3, 4)}, permute_rows},
+    {"permute of the last two", 1, {S(2, 3, 4)}, permute_last2},
+    {"slice_step", 1, {S(3, 8)}, slice_step_c},
+    {"matmul 1-D x 1-D", 2, {S(4), S(4)}, matmul},
+    {"matmul 1-D x 3-D", 2, {S(3), S(2, 3, 4)}, matmul},
+    {"matmul 3-D x 1-D", 2, {S(2, 3, 4), S(4)}, matmul},
+    {"matmul broadcast", 2, {S(2, 1, 3, 4), S(5, 4, 2)}, matmul},
 
     /* reductions along an axis and losses: reduce.c, loss.c */
+    {"max_axis", 1, {S(3, 4)}, max_axis1},
+    {"min_axis keepdim", 1, {S(2, 3, 4)}, min_axis_last},
+    {"max_axis times argmax", 1, {S(3, 4)}, max_times_argmax},
+    {"min_axis times argmin", 1, {S(2, 3, 4)}, min_times_argmin},
+    {"logsumexp", 1, {S(3, 4)}, logsumexp0},
+    {"logsumexp keepdim", 1, {S(2, 3, 4)}, logsumexp_last},
+    {"bce_with_logits", 2, {S(3, 4), S(3, 4)}, bce},
 
     /* convolution and pooling: conv.c */
+    {"conv2d groups 2", 3, {S(2, 4, 4, 4), S(4, 2, 3, 3), S(4)}, conv2d_groups},
+    {"conv2d strided, dilated", 2, {S(1, 2, 5, 6), S(3, 2, 2, 2)}, conv2d_strided},
+    {"conv1d", 3, {S(2, 2, 6), S(3, 2, 3), S(3)}, conv1d_pad},
+    {"max_pool2d padded", 1, {S(1, 2, 5, 5)}, max_pool_pad},
+    {"max_pool2d 2x2", 1, {S(2, 2, 4, 4)}, max_pool_2x2},
+    {"avg_pool2d", 1, {S(1, 2, 5, 4)}, avg_pool_pad},
+    {"conv, max pool, conv, avg pool", 3, {S(1, 1, 4, 4), S(2, 1, 3, 3), S(2, 2, 1, 1)}, conv_net},
 
     /* normalisation: norm.c */
+    {"layer_norm", 3, {S(3, 4), S(4), S(4)}, layer_norm1},
+    {"layer_norm over 2 axes", 2, {S(2, 3, 4), S(3, 4)}, layer_norm2},
+    {"batch_norm training", 3, {S(4, 3), S(3), S(3)}, batch_norm_train},
+    {"batch_norm training [N,C,H,W]", 1, {S(2, 3, 2, 2)}, batch_norm_train_plain},
+    {"batch_norm evaluation", 3, {S(2, 3, 2), S(3), S(3)}, batch_norm_eval},
 
     {"network with fan-out", 3, {S(3, 4), S(4, 4), S(4)}, net},
 };

@@ -159,11 +159,330 @@ static ad_node *b_dropout(ad_graph *g, ad_node *const *x, int n, void *u)
 
 /* builders of index.c, shape.c and matmul.c's cases */
 
+/* Indices live in labels (int32; the builders widen them), their count or the number of axes
+ * in start; negative ones count from the end, and repeats are likely. */
+static void draw_indices(ad_rng *r, args *a, int64_t count, int64_t n)
+{
+    a->start = count;
+    for (int64_t k = 0; k < count; k++) a->labels[k] = (int32_t)((int64_t)(ad_rng_next(r) % (uint64_t)(2 * n)) - n);
+}
+static int64_t *widen(const args *a, int64_t *to)
+{
+    for (int64_t k = 0; k < a->start; k++) to[k] = a->labels[k];
+    return to;
+}
+static int along(const ad_shape *s, int axis) { return axis < 0 ? axis + s->rank : axis; }
+static void random_axis(ad_rng *r, args *a, int rank)
+{
+    a->axis = (int)(ad_rng_next(r) % (uint64_t)rank) - (ad_rng_next(r) % 2 ? rank : 0);
+}
+static void index_select1(ad_rng *r, ad_shape *s, args *a)
+{
+    s[0] = rand_shape(r, 1, 4);
+    random_axis(r, a, s[0].rank);
+    draw_indices(r, a, 1 + (int64_t)(ad_rng_next(r) % 6), s[0].dim[along(&s[0], a->axis)]);
+}
+static void gather1(ad_rng *r, ad_shape *s, args *a)
+{
+    s[0] = rand_shape(r, 1, 3);
+    random_axis(r, a, s[0].rank);
+    int ax = along(&s[0], a->axis);
+    a->target = s[0];
+    for (int d = 0; d < s[0].rank; d++)
+        a->target.dim[d] = d == ax ? dim(r) : 1 + (int64_t)(ad_rng_next(r) % (uint64_t)s[0].dim[d]);
+    draw_indices(r, a, ad_shape_size(&a->target), s[0].dim[ax]);
+}
+static void embedding1(ad_rng *r, ad_shape *s, args *a)
+{
+    s[0] = AD_SHAPE(dim(r) + 1, dim(r));
+    a->target = rand_shape(r, 0, 3);
+    draw_indices(r, a, ad_shape_size(&a->target), s[0].dim[0]);
+}
+static void stack3(ad_rng *r, ad_shape *s, args *a)
+{
+    s[0] = s[1] = s[2] = rand_shape(r, 0, 3);
+    random_axis(r, a, s[0].rank + 1);
+}
+/* A random permutation in labels, its entries negative at random. */
+static void permute1(ad_rng *r, ad_shape *s, args *a)
+{
+    s[0] = rand_shape(r, 0, 4);
+    a->start = s[0].rank;
+    for (int d = 0; d < s[0].rank; d++) a->labels[d] = d;
+    for (int d = s[0].rank - 1; d > 0; d--) {
+        int k = (int)(ad_rng_next(r) % (uint64_t)(d + 1));
+        int32_t t = a->labels[d];
+        a->labels[d] = a->labels[k], a->labels[k] = t;
+    }
+    for (int d = 0; d < s[0].rank; d++)
+        if (ad_rng_next(r) % 3 == 0) a->labels[d] -= s[0].rank;
+}
+static void slice_step1(ad_rng *r, ad_shape *s, args *a)
+{
+    s[0] = rand_shape(r, 1, 4);
+    s[0].dim[ad_rng_next(r) % (uint64_t)s[0].rank] += 3; /* an axis worth stepping along */
+    random_axis(r, a, s[0].rank);
+    int64_t n = s[0].dim[along(&s[0], a->axis)];
+    a->start = (int64_t)(ad_rng_next(r) % (uint64_t)n); /* gradcheck needs an output */
+    a->end = a->start + 1 + (int64_t)(ad_rng_next(r) % (uint64_t)(n - a->start));
+    a->seed = 1 + ad_rng_next(r) % 3; /* the step */
+}
+/* torch.matmul's cases: 1-D operands on either side, and batch axes that broadcast both ways
+ * (each drawn from one shape with some axes set to 1 or dropped). */
+static ad_shape with_matrix(ad_shape batch, int64_t rows, int64_t cols)
+{
+    batch.dim[batch.rank++] = rows;
+    batch.dim[batch.rank++] = cols;
+    return batch;
+}
+static void matmul_nd(ad_rng *r, ad_shape *s, args *a)
+{
+    (void)a;
+    int64_t m = dim(r), k = dim(r), n = dim(r);
+    ad_shape o = rand_shape(r, 0, 2), ba = broadcastable_to(r, &o), bb = broadcastable_to(r, &o);
+    switch (ad_rng_next(r) % 4) {
+    case 0: s[0] = AD_SHAPE(k), s[1] = AD_SHAPE(k); break;
+    case 1: s[0] = AD_SHAPE(k), s[1] = with_matrix(bb, k, n); break;
+    case 2: s[0] = with_matrix(ba, m, k), s[1] = AD_SHAPE(k); break;
+    default: s[0] = with_matrix(ba, m, k), s[1] = with_matrix(bb, k, n); break;
+    }
+}
+static ad_node *b_index_select(ad_graph *g, ad_node *const *x, int n, void *u)
+{
+    args *a = u;
+    int64_t idx[64];
+    (void)n;
+    return ad_index_select(g, x[0], a->axis, widen(a, idx), a->start);
+}
+static ad_node *b_gather(ad_graph *g, ad_node *const *x, int n, void *u)
+{
+    args *a = u;
+    int64_t idx[64];
+    (void)n;
+    return ad_gather(g, x[0], a->axis, a->target, widen(a, idx));
+}
+static ad_node *b_embedding(ad_graph *g, ad_node *const *x, int n, void *u)
+{
+    args *a = u;
+    int64_t idx[64];
+    (void)n;
+    return ad_embedding(g, x[0], a->target, widen(a, idx));
+}
+static ad_node *b_stack(ad_graph *g, ad_node *const *x, int n, void *u) { args *a = u; return ad_stack(g, x, n, a->axis); }
+static ad_node *b_permute(ad_graph *g, ad_node *const *x, int n, void *u)
+{
+    args *a = u;
+    int perm[8];
+    (void)n;
+    for (int d = 0; d < a->start; d++) perm[d] = a->labels[d];
+    return ad_permute(g, x[0], perm);
+}
+static ad_node *b_slice_step(ad_graph *g, ad_node *const *x, int n, void *u)
+{
+    args *a = u;
+    (void)n;
+    return ad_slice_step(g, x[0], a->axis, a->start, a->end, (int64_t)a->seed);
+}
+
 /* builders of reduce.c and loss.c's cases */
+static ad_node *b_max_axis(ad_graph *g, ad_node *const *x, int n, void *u) { args *a = u; (void)n; return ad_max_axis(g, x[0], a->axis, a->keepdim); }
+static ad_node *b_min_axis(ad_graph *g, ad_node *const *x, int n, void *u) { args *a = u; (void)n; return ad_min_axis(g, x[0], a->axis, a->keepdim); }
+/* The index enters the value and must give no gradient: max * (1 + argmax), min * (1 + argmin). */
+static ad_node *b_argmax(ad_graph *g, ad_node *const *x, int n, void *u)
+{
+    args *a = u;
+    (void)n;
+    return ad_mul(g, ad_max_axis(g, x[0], a->axis, a->keepdim), ad_add_scalar(g, ad_argmax(g, x[0], a->axis, a->keepdim), 1));
+}
+static ad_node *b_argmin(ad_graph *g, ad_node *const *x, int n, void *u)
+{
+    args *a = u;
+    (void)n;
+    return ad_mul(g, ad_min_axis(g, x[0], a->axis, a->keepdim), ad_add_scalar(g, ad_argmin(g, x[0], a->axis, a->keepdim), 1));
+}
+static ad_node *b_logsumexp(ad_graph *g, ad_node *const *x, int n, void *u) { args *a = u; (void)n; return ad_logsumexp(g, x[0], a->axis, a->keepdim); }
+/* Targets in [0, 1]: the second input drawn in [0, 1] (lo and hi of the row). */
+static ad_node *b_bce(ad_graph *g, ad_node *const *x, int n, void *u) { (void)n, (void)u; return ad_bce_with_logits(g, ad_mul_scalar(g, x[0], 4), x[1]); }
 
 /* builders of conv.c's cases */
 
+/* A convolution's or pooling's geometry rides in args' labels (the table's args is shared by
+ * every family): stride, padding and dilation per axis, groups, then a pool's kernel. */
+enum { CV_STRIDE, CV_PAD = 2, CV_DIL = 4, CV_GROUPS = 6, CV_KERNEL = 7 };
+static int32_t upto(ad_rng *r, int n) { return (int32_t)(ad_rng_next(r) % (uint64_t)n); }
+static ad_conv_opts conv_opts_of(const args *a)
+{
+    const int32_t *l = a->labels;
+    return (ad_conv_opts){.stride = {l[CV_STRIDE], l[CV_STRIDE + 1]}, .padding = {l[CV_PAD], l[CV_PAD + 1]},
+                          .dilation = {l[CV_DIL], l[CV_DIL + 1]}, .groups = l[CV_GROUPS]};
+}
+/* An input length that the kernel k (dilation d, padding p) fits, with room to spare. */
+static int64_t fitting(ad_rng *r, int32_t k, int32_t d, int32_t p)
+{
+    int64_t span = (int64_t)d * (k - 1) + 1 - 2 * p;
+    return (span < 1 ? 1 : span) + upto(r, 4);
+}
+/* x [N, C, (H,) W], w [O, C/groups, (KH,) KW], b [O]; rank 4 (conv2d) or 3 (conv1d, whose
+ * geometry is in the labels' column entries). */
+static void conv_shapes(ad_rng *r, ad_shape *s, args *a, int rank)
+{
+    int32_t *l = a->labels, g = 1 + upto(r, 2), k[2];
+    int64_t n = 1 + upto(r, 2), cg = 1 + upto(r, 2), og = 1 + upto(r, 2), len[2];
+    l[CV_GROUPS] = g;
+    for (int ax = 0; ax < 2; ax++) {
+        k[ax] = 1 + upto(r, 3);
+        l[CV_STRIDE + ax] = 1 + upto(r, 2);
+        l[CV_PAD + ax] = upto(r, 3);
+        l[CV_DIL + ax] = 1 + upto(r, 2);
+        len[ax] = fitting(r, k[ax], l[CV_DIL + ax], l[CV_PAD + ax]);
+    }
+    if (rank == 4) {
+        s[0] = AD_SHAPE(n, g * cg, len[0], len[1]);
+        s[1] = AD_SHAPE(g * og, cg, k[0], k[1]);
+    } else {
+        s[0] = AD_SHAPE(n, g * cg, len[1]);
+        s[1] = AD_SHAPE(g * og, cg, k[1]);
+    }
+    s[2] = AD_SHAPE(g * og);
+}
+static void conv2d3(ad_rng *r, ad_shape *s, args *a) { conv_shapes(r, s, a, 4); }
+static void conv1d3(ad_rng *r, ad_shape *s, args *a) { conv_shapes(r, s, a, 3); }
+/* x [N, C, H, W] and a window with padding at most half of it; dilation (max pooling's) only
+ * without padding, so that no window lies in the padding alone (its maximum is -inf). */
+static void pool1(ad_rng *r, ad_shape *s, args *a)
+{
+    int32_t *l = a->labels;
+    int64_t len[2];
+    for (int ax = 0; ax < 2; ax++) {
+        int32_t k = 1 + upto(r, 3);
+        l[CV_KERNEL + ax] = k;
+        l[CV_STRIDE + ax] = 1 + upto(r, 3);
+        l[CV_PAD + ax] = upto(r, k / 2 + 1);
+        l[CV_DIL + ax] = l[CV_PAD + ax] ? 1 : 1 + upto(r, 2);
+        len[ax] = fitting(r, k, l[CV_DIL + ax], l[CV_PAD + ax]);
+    }
+    s[0] = AD_SHAPE(1 + upto(r, 2), 1 + upto(r, 3), len[0], len[1]);
+}
+static ad_node *b_conv2d(ad_graph *g, ad_node *const *x, int n, void *u)
+{
+    ad_conv_opts o = conv_opts_of(u);
+    return ad_conv2d(g, x[0], x[1], n == 3 ? x[2] : NULL, &o);
+}
+static ad_node *b_conv1d(ad_graph *g, ad_node *const *x, int n, void *u)
+{
+    ad_conv_opts o = conv_opts_of(u);
+    o.stride[0] = o.stride[1], o.padding[0] = o.padding[1], o.dilation[0] = o.dilation[1];
+    return ad_conv1d(g, x[0], x[1], n == 3 ? x[2] : NULL, &o);
+}
+static ad_node *b_max_pool2d(ad_graph *g, ad_node *const *x, int n, void *u)
+{
+    (void)n;
+    const args *a = u;
+    ad_conv_opts o = conv_opts_of(a);
+    return ad_max_pool2d(g, x[0], a->labels[CV_KERNEL], a->labels[CV_KERNEL + 1], &o);
+}
+static ad_node *b_avg_pool2d(ad_graph *g, ad_node *const *x, int n, void *u)
+{
+    (void)n;
+    const args *a = u;
+    ad_conv_opts o = conv_opts_of(a);
+    o.dilation[0] = o.dilation[1] = 0;
+    return ad_avg_pool2d(g, x[0], a->labels[CV_KERNEL], a->labels[CV_KERNEL + 1], &o);
+}
+
 /* builders of norm.c's cases */
+/* x of rank 1 to 4 normalised over its last a->axis axes; weight and bias of their shape. */
+static void layer_norm3(ad_rng *r, ad_shape *s, args *a)
+{
+    s[0] = rand_shape(r, 1, 4);
+    a->axis = 1 + (int)(ad_rng_next(r) % (uint64_t)s[0].rank);
+    s[1] = s[2] = (ad_shape){.rank = a->axis};
+    for (int d = 0; d < a->axis; d++) s[1].dim[d] = s[2].dim[d] = s[0].dim[s[0].rank - a->axis + d];
+}
+/* x [N, C] to [N, C, H, W] with N >= 2; weight and bias [C]. */
+static void batch_norm3(ad_rng *r, ad_shape *s, args *a)
+{
+    (void)a;
+    s[0] = rand_shape(r, 2, 4);
+    s[0].dim[0] = 1 + dim(r);
+    s[1] = s[2] = AD_SHAPE(s[0].dim[1]);
+}
+static ad_node *b_layer_norm(ad_graph *g, ad_node *const *x, int n, void *u)
+{
+    args *a = u;
+    return ad_layer_norm(g, x[0], a->axis, n > 1 ? x[1] : NULL, n > 2 ? x[2] : NULL, 1e-5);
+}
+/* Running statistics per dtype and channel count, made on first use and kept (reachable) for
+ * the process: the training rows' ones, which every evaluation moves, and fixed ones for
+ * evaluation, mean 0.1 c - 0.2 and variance 0.5 + 0.3 c. */
+static ad_tensor *running(ad_dtype t, int64_t c, bool eval, bool var)
+{
+    static ad_tensor *kept[2][2][2][8];
+    ad_tensor **k = &kept[t][eval][var][c];
+    if (!*k) {
+        *k = ad_tensor_new(t, AD_SHAPE(c));
+        for (int64_t i = 0; i < c; i++) ad_tensor_set(*k, i, !eval ? var : var ? 0.5 + 0.3 * (double)i : 0.1 * (double)i - 0.2);
+    }
+    return *k;
+}
+static ad_node *batch_norm_row(ad_graph *g, ad_node *const *x, int n, bool training, bool track)
+{
+    ad_dtype t = (ad_dtype)ad_node_dtype(x[0]);
+    int64_t c = ad_node_shape(x[0]).dim[1];
+    ad_tensor *rm = track ? running(t, c, !training, false) : NULL, *rv = track ? running(t, c, !training, true) : NULL;
+    return ad_batch_norm(g, x[0], n > 1 ? x[1] : NULL, n > 2 ? x[2] : NULL, rm, rv, training, 0.1, 1e-5);
+}
+static ad_node *b_bn_train(ad_graph *g, ad_node *const *x, int n, void *u) { (void)u; return batch_norm_row(g, x, n, true, true); }
+static ad_node *b_bn_train_untracked(ad_graph *g, ad_node *const *x, int n, void *u) { (void)u; return batch_norm_row(g, x, n, true, false); }
+static ad_node *b_bn_eval(ad_graph *g, ad_node *const *x, int n, void *u) { (void)u; return batch_norm_row(g, x, n, false, true); }
+
+/* torch.max(a, dim)'s choices: a NaN is the largest and smallest, the first one reported and
+ * given the gradient, the first among equals otherwise; logsumexp's infinities as torch's. */
+START_TEST(axis_reductions_at_nan_and_inf)
+{
+    ad_graph *g = ad_graph_new();
+    double v[8] = {1, NAN, 3, NAN, 2, 2, 1, 0};
+    ad_node *x = ad_var_array(g, "x", AD_F64, AD_SHAPE(2, 4), v);
+    ad_node *mx = ad_max_axis(g, x, 1, false), *mn = ad_min_axis(g, x, -1, false);
+    ck_assert(isnan(ad_node_get(mx, 0)) && ad_node_get(mx, 1) == 2);
+    ck_assert(isnan(ad_node_get(mn, 0)) && ad_node_get(mn, 1) == 0);
+    ad_node *am = ad_argmax(g, x, 1, false), *an = ad_argmin(g, x, 1, true);
+    ck_assert(ad_node_get(am, 0) == 1 && ad_node_get(am, 1) == 0);
+    ck_assert(ad_node_get(an, 0) == 1 && ad_node_get(an, 1) == 3);
+    ck_assert_int_eq(ad_node_shape(an).rank, 2);
+    ck_assert_int_eq(ad_backward(g, ad_sum(g, mx)), AD_OK);
+    for (int i = 0; i < 8; i++) ck_assert(ad_node_grad_get(x, i) == (i == 1 || i == 4));
+    double w[8] = {-INFINITY, -INFINITY, INFINITY, 1, NAN, 1, 1000, 1000};
+    ad_node *l = ad_logsumexp(g, ad_const(g, AD_F64, AD_SHAPE(4, 2), w), 1, false);
+    ck_assert(ad_node_get(l, 0) == -INFINITY && ad_node_get(l, 1) == INFINITY && isnan(ad_node_get(l, 2)));
+    ck_assert_double_eq_tol(ad_node_get(l, 3), 1000 + log(2), 1e-12);
+    ad_graph_free(g);
+}
+END_TEST
+
+/* Training moves the running statistics toward the batch's mean and unbiased variance, by
+ * momentum, from PyTorch's initial zeros and ones; evaluation then normalises by them. */
+START_TEST(batch_norm_running_statistics_by_hand)
+{
+    ad_graph *g = ad_graph_new();
+    ad_tensor *rm = ad_tensor_new(AD_F64, AD_SHAPE(2)), *rv = ad_tensor_new(AD_F64, AD_SHAPE(2));
+    ad_tensor_fill(rv, 1);
+    double v[8] = {1, 10, 2, 20, 3, 30, 4, 40}; /* [4, 2]: channel 0 is 1..4, channel 1 10..40 */
+    ad_node *x = ad_var_array(g, "x", AD_F64, AD_SHAPE(4, 2), v);
+    ad_node *y = ad_batch_norm(g, x, NULL, NULL, rm, rv, true, 0.1, 1e-5);
+    ck_assert_double_eq_tol(ad_node_get(y, 0), -1.5 / sqrt(1.25 + 1e-5), 1e-14);
+    ck_assert_double_eq_tol(ad_node_get(y, 7), 15 / sqrt(125 + 1e-5), 1e-14);
+    ck_assert_double_eq_tol(ad_tensor_get(rm, 0), 0.25, 1e-15);
+    ck_assert_double_eq_tol(ad_tensor_get(rm, 1), 2.5, 1e-15);
+    ck_assert_double_eq_tol(ad_tensor_get(rv, 0), 0.9 + 0.1 * 5 / 3.0, 1e-15);
+    ck_assert_double_eq_tol(ad_tensor_get(rv, 1), 0.9 + 0.1 * 500 / 3.0, 1e-13);
+    ad_node *e = ad_batch_norm(g, x, NULL, NULL, rm, rv, false, 0.1, 1e-5);
+    ck_assert_double_eq_tol(ad_node_get(e, 1), (10 - 2.5) / sqrt(0.9 + 0.1 * 500 / 3.0 + 1e-5), 1e-14);
+    ck_assert_double_eq_tol(ad_tensor_get(rm, 1), 2.5, 1e-15); /* evaluation leaves them */
+    ad_graph_free(g);
+    ad_tensor_free(rm), ad_tensor_free(rv);
+}
+END_TEST
 
 static const op_case cases[] = {
     {"neg", 1, b_neg, same1, -2, 2, false},
@@ -209,12 +528,38 @@ static const op_case cases[] = {
     {"mae", 2, b_mae, equal2, -2, 2, false},
     {"dropout", 1, b_dropout, dropout1, -2, 2, false},
     /* indexing and shapes: index.c, shape.c, matmul.c */
+    {"index_select", 1, b_index_select, index_select1, -2, 2, false},
+    {"gather", 1, b_gather, gather1, -2, 2, false},
+    {"embedding", 1, b_embedding, embedding1, -2, 2, false},
+    {"stack", 3, b_stack, stack3, -2, 2, false},
+    {"permute", 1, b_permute, permute1, -2, 2, false},
+    {"slice_step", 1, b_slice_step, slice_step1, -2, 2, false},
+    {"matmul 1-D and broadcast", 2, b_matmul, matmul_nd, -2, 2, false},
 
     /* reductions along an axis and losses: reduce.c, loss.c */
+    {"max_axis", 1, b_max_axis, axis1, -2, 2, false},
+    {"min_axis", 1, b_min_axis, axis1, -2, 2, false},
+    {"argmax", 1, b_argmax, axis1, -2, 2, false},
+    {"argmin", 1, b_argmin, axis1, -2, 2, false},
+    {"logsumexp", 1, b_logsumexp, axis1, -3, 3, false},
+    {"bce_with_logits", 2, b_bce, equal2, 0, 1, false},
 
     /* convolution and pooling: conv.c */
+    {"conv2d", 3, b_conv2d, conv2d3, -2, 2, false},
+    {"conv2d_nobias", 2, b_conv2d, conv2d3, -2, 2, false},
+    {"conv1d", 3, b_conv1d, conv1d3, -2, 2, false},
+    {"max_pool2d", 1, b_max_pool2d, pool1, -2, 2, false},
+    {"avg_pool2d", 1, b_avg_pool2d, pool1, -2, 2, false},
 
     /* normalisation: norm.c */
+    {"layer_norm", 3, b_layer_norm, layer_norm3, -2, 2, false},
+    {"layer_norm_weight_only", 2, b_layer_norm, layer_norm3, -2, 2, false},
+    {"layer_norm_no_affine", 1, b_layer_norm, layer_norm3, -2, 2, false},
+    {"batch_norm_training", 3, b_bn_train, batch_norm3, -2, 2, false},
+    {"batch_norm_training_untracked_weight_only", 2, b_bn_train_untracked, batch_norm3, -2, 2, false},
+    {"batch_norm_training_no_affine", 1, b_bn_train, batch_norm3, -2, 2, false},
+    {"batch_norm_eval", 3, b_bn_eval, batch_norm3, -2, 2, false},
+    {"batch_norm_eval_no_affine", 1, b_bn_eval, batch_norm3, -2, 2, false},
 
 };
 enum { NCASES = sizeof cases / sizeof cases[0] };
@@ -485,6 +830,8 @@ int main(void)
     tcase_add_test(tc, linear_act_equals_linear_then_activation);
     tcase_add_test(tc, linear_act_refuses_bad_arguments);
     tcase_add_test(tc, dropout_masks_and_scales);
+    tcase_add_test(tc, axis_reductions_at_nan_and_inf);
+    tcase_add_test(tc, batch_norm_running_statistics_by_hand);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }

@@ -727,6 +727,141 @@ START_TEST(nn_step_rerecords_on_retape)
 }
 END_TEST
 
+/* A loss through the three indexing ops and a detach, of x [4,5]: nodes[] gets the indexing
+ * nodes, whose indices ad_node_set_arg replaces. */
+static ad_node *indexed_loss(ad_graph *g, ad_node *x, const int64_t *const idx[3], ad_node **nodes)
+{
+    nodes[0] = ad_index_select(g, x, 1, idx[0], 3);
+    nodes[1] = ad_gather(g, x, 0, AD_SHAPE(2, 5), idx[1]);
+    nodes[2] = ad_embedding(g, x, AD_SHAPE(3), idx[2]);
+    ad_node *a = ad_sum(g, ad_mul(g, ad_square(g, nodes[0]), nodes[0]));
+    ad_node *b = ad_sum(g, ad_square(g, nodes[1]));
+    ad_node *c = ad_sum(g, ad_mul(g, ad_sin(g, nodes[2]), ad_detach(g, nodes[2])));
+    return ad_add(g, ad_add(g, a, b), c);
+}
+
+/* New indices by ad_node_set_arg reach the loss, its backward and its gradient graph (whose
+ * index_add and index_take nodes read them from the indexing nodes), in the graph and in a
+ * workspace, with the bits of a recording at those indices; detach is a view of its input's
+ * values that a replay leaves alone, and carries no gradient and no tangent. */
+START_TEST(indices_by_set_arg)
+{
+    const int64_t s0[3] = {4, 0, 4}, g0[10] = {0, 1, 2, 3, 0, 3, 2, 1, 0, 3}, i0[3] = {1, 1, 3};
+    const int64_t s1[3] = {-1, 2, 2}, g1[10] = {3, 3, 3, 3, 3, 0, 0, 1, 1, 2}, i1[3] = {0, -2, 0};
+    const int64_t *const idx0[3] = {s0, g0, i0}, *const idx1[3] = {s1, g1, i1};
+    double x0[20], x1[20];
+    for (int i = 0; i < 20; i++) x0[i] = 0.1 * i - 0.7, x1[i] = 0.9 - 0.07 * i;
+    ad_graph *g = ad_graph_new(), *fresh = ad_graph_new();
+    ad_node *nodes[3], *nodes2[3], *gx, *gx2;
+    ad_node *x = ad_var_array(g, "x", AD_F64, AD_SHAPE(4, 5), x0);
+    ad_node *L = indexed_loss(g, x, idx0, nodes);
+    ck_assert_int_eq(ad_grad_graph(g, L, NULL, 1, &x, &gx), AD_OK);
+    for (int k = 0; k < 3; k++)
+        ck_assert_int_eq(ad_node_set_arg(g, nodes[k], &(ad_index){idx1[k], k == 1 ? 10 : 3}), AD_OK);
+    ck_assert_int_eq(ad_set_data(g, x, x1), AD_OK);
+    ck_assert_int_eq(ad_replay(g), AD_OK);
+    ck_assert_int_eq(ad_backward(g, L), AD_OK);
+    ad_node *x2 = ad_var_array(fresh, "x", AD_F64, AD_SHAPE(4, 5), x1);
+    ad_node *L2 = indexed_loss(fresh, x2, idx1, nodes2);
+    ck_assert_int_eq(ad_grad_graph(fresh, L2, NULL, 1, &x2, &gx2), AD_OK);
+    ck_assert_int_eq(ad_backward(fresh, L2), AD_OK);
+    ck_assert(same_bits(ad_value(L), ad_value(L2)));
+    for (int i = 0; i < 20; i++) {
+        ck_assert(same_bits(ad_node_grad_get(x, i), ad_node_grad_get(x2, i)));
+        ck_assert_msg(same_bits(ad_node_get(gx, i), ad_node_get(gx2, i)), "element %d: replayed %.17g, recorded %.17g",
+                      i, ad_node_get(gx, i), ad_node_get(gx2, i));
+    }
+    /* a workspace copies the indices: new ones there leave the recording's alone */
+    ad_graph *w = ad_graph_clone(g);
+    ck_assert_ptr_nonnull(w);
+    ad_node *wx = ad_graph_node(w, ad_node_id(x)), *wL = ad_graph_node(w, ad_node_id(L));
+    for (int k = 0; k < 3; k++)
+        ck_assert_int_eq(ad_node_set_arg(w, ad_graph_node(w, ad_node_id(nodes[k])), &(ad_index){idx0[k], k == 1 ? 10 : 3}),
+                         AD_OK);
+    ck_assert_int_eq(ad_set_data(w, wx, x0), AD_OK);
+    ck_assert_int_eq(ad_replay(w), AD_OK);
+    ck_assert_int_eq(ad_replay(g), AD_OK);
+    ck_assert(same_bits(ad_value(L), ad_value(L2)));
+    ad_graph_reset(fresh);
+    x2 = ad_var_array(fresh, "x", AD_F64, AD_SHAPE(4, 5), x0);
+    ck_assert(same_bits(ad_value(wL), ad_value(indexed_loss(fresh, x2, idx0, nodes2))));
+    ad_graph_free(w);
+    /* detach: a view, the same values after a replay, no gradient, a zero tangent */
+    ad_node *d = ad_detach(g, x), *y = ad_mul(g, x, d);
+    ck_assert_ptr_eq(ad_node_data(d), ad_node_data(x));
+    ck_assert(!ad_node_needs_grad(d));
+    ck_assert_int_eq(ad_set_data(g, x, x0), AD_OK);
+    ck_assert_int_eq(ad_replay(g), AD_OK);
+    ck_assert(ad_node_get(d, 7) == x0[7] && ad_node_get(y, 7) == x0[7] * x0[7]);
+    ad_zero_grad(g);
+    ck_assert_int_eq(ad_backward(g, ad_sum(g, y)), AD_OK);
+    ck_assert(ad_node_grad_get(x, 7) == x0[7]);
+    double v[20];
+    for (int i = 0; i < 20; i++) v[i] = 1;
+    ck_assert_int_eq(ad_jvp_graph(g, y, 1, &x, (const double *const[]){v}), AD_OK);
+    ck_assert(ad_tangent_get(g, d, 7) == 0 && ad_tangent_get(g, y, 7) == x0[7]);
+    ad_node *s = ad_var(g, "s", 3), *ds = ad_detach(g, s), *gs; /* a float64 scalar is copied */
+    ck_assert_int_eq(ad_grad_graph(g, ad_mul(g, s, ds), NULL, 1, &s, &gs), AD_OK);
+    ck_assert(ad_value(ds) == 3 && ad_value(gs) == 3);
+    ad_graph_free(fresh);
+    ad_graph_free(g);
+}
+END_TEST
+
+/* Batch norm in training: each replay is one forward pass, so it moves the running statistics
+ * once, from the new batch, as a fresh recording at that batch moves a second pair of
+ * tensors, with the same bits in the statistics, the output and the gradient.  A workspace
+ * would share the tensors, so ad_graph_clone refuses the graph; an evaluation graph replayed
+ * reads the statistics as they are then. */
+static ad_node *bn_loss(ad_graph *g, const double *v, ad_tensor *rm, ad_tensor *rv, ad_node **x, ad_node **y)
+{
+    static const double w[8] = {0.3, -1.2, 0.7, 0.1, -0.4, 0.9, 1.5, -0.8};
+    *x = ad_var_array(g, "x", AD_F64, AD_SHAPE(4, 2), v);
+    *y = ad_batch_norm(g, *x, NULL, NULL, rm, rv, true, 0.1, 1e-5);
+    return ad_sum(g, ad_mul(g, ad_square(g, *y), ad_const(g, AD_F64, AD_SHAPE(4, 2), w)));
+}
+
+START_TEST(batch_norm_replay_updates_running_stats_once)
+{
+    ad_tensor *rm = ad_tensor_new(AD_F64, AD_SHAPE(2)), *rv = ad_tensor_new(AD_F64, AD_SHAPE(2));
+    ad_tensor *rm2 = ad_tensor_new(AD_F64, AD_SHAPE(2)), *rv2 = ad_tensor_new(AD_F64, AD_SHAPE(2));
+    ad_tensor_fill(rv, 1), ad_tensor_fill(rv2, 1);
+    double v[8] = {1, 10, 2, 25, 3, 30, 4.5, 40};
+    ad_graph *g = ad_graph_new(), *e = ad_graph_new();
+    ad_node *x, *y, *L = bn_loss(g, v, rm, rv, &x, &y);
+    ad_node *ev = ad_batch_norm(e, ad_const(e, AD_F64, AD_SHAPE(4, 2), v), NULL, NULL, rm, rv, false, 0.1, 1e-5);
+    for (int step = 0; step < 4; step++) {
+        if (step) {
+            for (int i = 0; i < 8; i++) v[i] = v[i] * 1.1 + (i % 3) - 1; /* the next batch */
+            ck_assert_int_eq(ad_set_data(g, x, v), AD_OK);
+            ck_assert_int_eq(ad_replay(g), AD_OK);
+        }
+        ad_zero_grad(g);
+        ck_assert_int_eq(ad_backward(g, L), AD_OK);
+        ad_graph *fresh = ad_graph_new();
+        ad_node *x2, *y2, *L2 = bn_loss(fresh, v, rm2, rv2, &x2, &y2);
+        ck_assert_int_eq(ad_backward(fresh, L2), AD_OK);
+        for (int c = 0; c < 2; c++)
+            ck_assert_msg(same_bits(ad_tensor_get(rm, c), ad_tensor_get(rm2, c)) &&
+                              same_bits(ad_tensor_get(rv, c), ad_tensor_get(rv2, c)),
+                          "step %d channel %d: running mean %.17g var %.17g, recorded %.17g %.17g", step, c,
+                          ad_tensor_get(rm, c), ad_tensor_get(rv, c), ad_tensor_get(rm2, c), ad_tensor_get(rv2, c));
+        ck_assert(same_bits(ad_value(L), ad_value(L2)));
+        for (int i = 0; i < 8; i++)
+            ck_assert(same_bits(ad_node_get(y, i), ad_node_get(y2, i)) &&
+                      same_bits(ad_node_grad_get(x, i), ad_node_grad_get(x2, i)));
+        ad_graph_free(fresh);
+        ck_assert_int_eq(ad_replay(e), AD_OK); /* evaluation by the statistics of now */
+        double want = (1 - ad_tensor_get(rm, 0)) / sqrt(ad_tensor_get(rv, 0) + 1e-5);
+        ck_assert_double_eq_tol(ad_node_get(ev, 0), want, 1e-15);
+    }
+    ck_assert_ptr_null(ad_graph_clone(g));
+    ck_assert_msg(strstr(ad_error(g), "batch_norm in training writes its running statistics"), "%s", ad_error(g));
+    ad_graph_free(g), ad_graph_free(e);
+    ad_tensor_free(rm), ad_tensor_free(rv), ad_tensor_free(rm2), ad_tensor_free(rv2);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("ad_replay");
@@ -751,6 +886,8 @@ int main(void)
     tcase_add_test(tc, ce_grad_graph_follows_labels);
     tcase_add_test(tc, clone_refuses_stateful_user_op);
     tcase_add_test(tc, nn_step_rerecords_on_retape);
+    tcase_add_test(tc, indices_by_set_arg);
+    tcase_add_test(tc, batch_norm_replay_updates_running_stats_once);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }

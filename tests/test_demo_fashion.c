@@ -5,7 +5,9 @@
  *   test_demo_fashion DEMO train   short training runs on the real data (skipped with exit
  *                                  status 77 when dataset-fashion-mnist is not installed):
  *                                  the JSON, the pictures, save and --eval, --init, progress
- *                                  output, and no allocation after the first training step */
+ *                                  output, and no allocation after the first training step
+ *   test_demo_fashion CNN cnn      fashion_cnn: its options, and a short run saved, evaluated
+ *                                  and resumed */
 #include "testutil.h"
 #include "ad_io.h"
 #include "nn_data.h"
@@ -346,6 +348,64 @@ START_TEST(divergence_is_reported)
 }
 END_TEST
 
+/* ---- fashion_cnn ---- */
+
+/* The CNN's options are fashion_mnist's without the MLP's; those are refused by name. */
+START_TEST(cnn_options)
+{
+    run_result r = run(ARGS("--help"));
+    ck_assert_int_eq(r.status, 0);
+    static const char *const opts[] = {"--epochs", "--batch", "--lr", "--optimizer", "--momentum", "--seed", "--threads",
+                                       "--save", "--eval", "--init", "--data", "--limit", "--no-shuffle",
+                                       "--no-validation", "--json", "Conv2d(1,32,3,padding=1)"};
+    for (size_t i = 0; i < sizeof opts / sizeof *opts; i++)
+        ck_assert_msg(strstr(r.out, opts[i]) != NULL, "--help does not mention %s", opts[i]);
+    ck_assert_ptr_null(strstr(r.out, "--hidden"));
+    done(&r);
+    static const char *const mlp[] = {"--hidden", "--activation", "--dropout", "--l2", "--standardize"};
+    for (size_t i = 0; i < sizeof mlp / sizeof *mlp; i++) {
+        r = run(ARGS(mlp[i], "1"));
+        ck_assert_msg(r.status == 2 && strstr(r.err, "fashion_cnn: unknown option"), "%s: %d %s", mlp[i], r.status, r.err);
+        done(&r);
+    }
+}
+END_TEST
+
+/* One epoch on 1280 images: the JSON, no allocation after the first step (the graph is
+ * replayed), a state dict that --eval scores identically and --init starts from. */
+START_TEST(cnn_trains_saves_and_evaluates)
+{
+    make_tmpdir();
+    run_result r = run(ARGS("--limit", "1280", "--epochs", "1", "--batch", "32", "--lr", "0.05", "--log-steps", "5", "--json", "--svg",
+                            path_in("c.svg"), "--save", path_in("m.safetensors")));
+    ck_assert_msg(r.status == 0, "exit status %d: %s", r.status, r.err);
+    const char *j = json_line(r.out);
+    double acc = json_number(j, "test_accuracy");
+    ck_assert_msg(acc > 0.4 && acc <= 1, "test accuracy %g", acc);
+    ck_assert_int_eq(json_count(j, "step_loss"), 5);
+    ck_assert_msg(json_number(j, "allocations_after_first_step") == 0, "the training loop allocates: %s", j);
+    ck_assert_ptr_nonnull(strstr(r.out, "CNN: conv 3x3 32"));
+    ck_assert_ptr_nonnull(strstr(r.out, "(421642 parameters)"));
+
+    run_result e = run(ARGS("--eval", path_in("m.safetensors"), "--json"));
+    ck_assert_msg(e.status == 0, "exit status %d: %s", e.status, e.err);
+    ck_assert_msg(json_number(json_line(e.out), "test_accuracy") == acc, "--eval: %s, training: %s", e.out, j);
+    done(&e);
+    /* training resumes from the saved state dict: its first loss is below the fresh model's */
+    e = run(ARGS("--init", path_in("m.safetensors"), "--limit", "64", "--epochs", "1", "--no-validation", "--log-steps",
+                 "1", "--no-shuffle", "--json", "--svg", ""));
+    ck_assert_msg(e.status == 0, "exit status %d: %s", e.status, e.err);
+    const char *first = strstr(json_line(e.out), "\"step_loss\": [");
+    ck_assert_msg(first && strtod(first + 14, NULL) < 2.0, "%s", e.out);
+    done(&e);
+    e = run(ARGS("--eval", path_in("c.svg")));
+    ck_assert_msg(e.status == 1 && strstr(e.err, "fashion_cnn: "), "%d %s", e.status, e.err);
+    done(&e);
+    done(&r);
+    remove_tmpdir();
+}
+END_TEST
+
 static bool dataset_installed(void)
 {
     char err[512];
@@ -356,8 +416,9 @@ static bool dataset_installed(void)
 
 int main(int argc, char **argv)
 {
-    if (argc < 3 || (strcmp(argv[2], "args") != 0 && strcmp(argv[2], "train") != 0)) {
-        fprintf(stderr, "usage: test_demo_fashion FASHION_MNIST_BINARY args|train\n");
+    if (argc < 3 || (strcmp(argv[2], "args") != 0 && strcmp(argv[2], "train") != 0 && strcmp(argv[2], "cnn") != 0)) {
+        fprintf(stderr, "usage: test_demo_fashion FASHION_MNIST_BINARY args|train\n"
+                        "       test_demo_fashion FASHION_CNN_BINARY cnn\n");
         return 2;
     }
     demo = argv[1];
@@ -370,6 +431,13 @@ int main(int argc, char **argv)
         tcase_add_test(tc, unwritable_stdout_is_an_error);
         tcase_add_test(tc, missing_dataset_says_how_to_install);
         tcase_add_test(tc, unreadable_model_files_fail_cleanly);
+    } else if (strcmp(argv[2], "cnn") == 0) {
+        tcase_add_test(tc, cnn_options);
+        if (!dataset_installed()) {
+            printf("SKIP: Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)\n");
+            return 77;
+        }
+        tcase_add_test(tc, cnn_trains_saves_and_evaluates);
     } else {
         if (!dataset_installed()) {
             printf("SKIP: Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)\n");

@@ -197,6 +197,61 @@ START_TEST(flatten_keeps_the_batch_axis)
 }
 END_TEST
 
+/* Each layer's tensors under PyTorch's names, with torch.nn's initial values, and a clear
+ * message for an input that does not fit. */
+START_TEST(layers_names_values_and_errors)
+{
+    nn_model *m = nn_model_new(AD_F32);
+    ad_rng r;
+    ad_rng_seed(&r, 9);
+    nn_conv2d c;
+    nn_batch_norm bn;
+    nn_layer_norm ln;
+    nn_embedding e;
+    ad_conv_opts o = {.padding = {1, 1}, .groups = 2};
+    ck_assert_int_eq(nn_conv2d_add(m, &c, "0", 4, 6, 3, 3, &o, true, &r), AD_OK);
+    ck_assert_int_eq(nn_batch_norm_add(m, &bn, "1", 6, 0, 0), AD_OK);
+    ck_assert_int_eq(nn_layer_norm_add(m, &ln, "ln", 6, 0), AD_OK);
+    ck_assert_int_eq(nn_embedding_add(m, &e, "embed", 10, 3, &r), AD_OK);
+    static const char *const names[] = {"0.weight", "0.bias", "1.weight", "1.bias", "1.running_mean", "1.running_var",
+                                        "1.num_batches_tracked", "ln.weight", "ln.bias", "embed.weight"};
+    ck_assert_int_eq(nn_model_count(m), 10);
+    for (int i = 0; i < 10; i++) ck_assert_str_eq(ad_tensor_name(nn_model_tensor(m, i)), names[i]);
+    ck_assert(!nn_model_is_param(m, 4) && !nn_model_is_param(m, 6) && nn_model_is_param(m, 9));
+    ad_shape ws = ad_tensor_shape(c.weight);
+    ck_assert(ws.rank == 4 && ws.dim[0] == 6 && ws.dim[1] == 2 && ws.dim[2] == 3 && ws.dim[3] == 3);
+    double bound = 1 / sqrt(2 * 9.0); /* fan_in = in/groups * kh * kw */
+    for (int64_t j = 0; j < ad_tensor_size(c.weight); j++) ck_assert(fabs(ad_tensor_get(c.weight, j)) <= bound);
+    ck_assert(ad_tensor_get(bn.weight, 0) == 1 && ad_tensor_get(bn.running_var, 5) == 1 && ad_tensor_get(bn.bias, 0) == 0);
+    ck_assert(bn.eps == 1e-5 && bn.momentum == 0.1 && ln.eps == 1e-5);
+    nn_conv2d bad_conv;
+    nn_batch_norm bad_bn;
+    ck_assert_int_eq(nn_conv2d_add(m, &bad_conv, "bad", 3, 6, 3, 3, &o, true, &r), AD_ERR_ARG);
+    ck_assert_str_eq(nn_model_error(m), "nn_conv2d_add: groups = 2 must divide in = 3 and out = 6");
+    ck_assert_int_eq(nn_batch_norm_add(m, &bad_bn, "bad", 3, 0, 2), AD_ERR_ARG);
+    ck_assert_ptr_null(bad_conv.weight);
+
+    ad_graph *g = ad_graph_new();
+    ck_assert_ptr_null(nn_conv2d_forward(g, &c, ad_full(g, AD_F32, AD_SHAPE(2, 3, 5, 5), 1)));
+    ck_assert_str_eq(ad_error(g), "nn_conv2d_forward: input [2,3,5,5] does not fit the layer (expected [N,4,H,W])");
+    ad_clear_error(g);
+    ck_assert_ptr_null(nn_layer_norm_forward(g, &ln, ad_full(g, AD_F64, AD_SHAPE(2, 6), 1)));
+    ck_assert_str_eq(ad_error(g), "nn_layer_norm_forward: input [2,6] is float64, the layer is float32");
+    ad_clear_error(g);
+    /* batch norm counts the training batches it normalises, as PyTorch's buffer does */
+    ad_node *x = ad_rand_normal(g, AD_F32, AD_SHAPE(4, 6, 2, 2), &r, 0, 1);
+    ck_assert_ptr_nonnull(nn_batch_norm_forward(g, &bn, x, NN_TRAIN));
+    ck_assert_ptr_nonnull(nn_batch_norm_forward(g, &bn, x, NN_EVAL));
+    ck_assert(ad_tensor_get(bn.num_batches_tracked, 0) == 1);
+    ad_node *emb = nn_embedding_forward(g, &e, AD_SHAPE(2, 2), (const int64_t[]){1, 9, 0, 1});
+    ad_shape es = ad_node_shape(emb);
+    ck_assert(es.rank == 3 && es.dim[0] == 2 && es.dim[1] == 2 && es.dim[2] == 3);
+    ck_assert(ad_node_get(emb, 0) == ad_tensor_get(e.weight, 3) && ad_node_get(emb, 9) == ad_tensor_get(e.weight, 3));
+    ad_graph_free(g);
+    nn_model_free(m);
+}
+END_TEST
+
 Suite *model_suite(void)
 {
     Suite *s = suite_create("nn_model");
@@ -208,6 +263,7 @@ Suite *model_suite(void)
     tcase_add_test(tc, int64_tensors_load);
     tcase_add_test(tc, linear_layer_names_and_ranges);
     tcase_add_test(tc, flatten_keeps_the_batch_axis);
+    tcase_add_test(tc, layers_names_values_and_errors);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -17,11 +17,14 @@ static int axis_rule(const ad_op_ctx *c, ad_shape *out, char *msg, size_t len)
     return 0;
 }
 
-/* log(sum exp(x)) of one lane with the maximum subtracted first: never overflows. */
-static double lane_lse(ad_dtype t, const void *X, int64_t base, int64_t n, int64_t stride)
+double lane_lse(ad_dtype t, const void *X, int64_t base, int64_t n, int64_t stride)
 {
     double mx = -INFINITY;
-    for (int64_t k = 0; k < n; k++) mx = fmax(mx, load(X, t, base + k * stride));
+    for (int64_t k = 0; k < n; k++) {
+        double v = load(X, t, base + k * stride);
+        if (isnan(v)) return v;
+        mx = fmax(mx, v);
+    }
     if (isinf(mx)) return mx;
     double s = 0;
     for (int64_t k = 0; k < n; k++) s += exp(load(X, t, base + k * stride) - mx);
@@ -154,19 +157,26 @@ static ad_status ce_backward(const ad_op_ctx *c)
 
 /* ---- mean squared / absolute error ---- */
 
-static int same_rule(const ad_op_ctx *c, ad_shape *out, char *msg, size_t len)
+/* The shape rule of a loss of two equal-shaped inputs, the first called `first` in the
+ * message: one number. */
+static int same_shapes(const ad_op_ctx *c, const char *first, ad_shape *out, char *msg, size_t len)
 {
     ad_shape a = node_shape(c->in[0]), b = node_shape(c->in[1]);
     bool same = a.rank == b.rank;
     for (int i = 0; same && i < a.rank; i++) same = a.dim[i] == b.dim[i];
     if (!same) {
         char s0[96], s1[96];
-        snprintf(msg, len, "prediction %s and target %s: shapes differ", ad_shape_str(&a, s0, sizeof s0),
+        snprintf(msg, len, "%s %s and target %s: shapes differ", first, ad_shape_str(&a, s0, sizeof s0),
                  ad_shape_str(&b, s1, sizeof s1));
         return 1;
     }
     *out = AD_SHAPE0;
     return 0;
+}
+
+static int same_rule(const ad_op_ctx *c, ad_shape *out, char *msg, size_t len)
+{
+    return same_shapes(c, "prediction", out, msg, len);
 }
 
 static void err_forward(const ad_op_ctx *c)
@@ -197,6 +207,76 @@ static ad_status err_backward(const ad_op_ctx *c)
         if (GT) store(GT, t->dtype, i, load(GT, t->dtype, i) - l);
     }
     return AD_OK;
+}
+
+/* ---- binary cross-entropy from logits z and targets t ----
+ *
+ * mean of max(z, 0) - z t + log(1 + e^-|z|), which is -t log sigmoid(z) - (1 - t)
+ * log(1 - sigmoid(z)) without overflow; d/dz = (sigmoid(z) - t)/n, d/dt = -z/n (targets get
+ * a gradient, as in PyTorch). */
+
+static int bce_rule(const ad_op_ctx *c, ad_shape *out, char *msg, size_t len)
+{
+    return same_shapes(c, "logits", out, msg, len);
+}
+
+static void bce_forward(const ad_op_ctx *c)
+{
+    ad_node *z = c->in[0], *t = c->in[1];
+    ad_dtype dt = z->dtype;
+    const void *Z = node_data(z), *T = node_data(t);
+    int64_t n = node_size(z);
+    double s = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double zi = load(Z, dt, i);
+        s += fmax(zi, 0) - zi * load(T, dt, i) + log1p(exp(-fabs(zi)));
+    }
+    store(node_data(c->out), c->out->dtype, 0, s / (double)n);
+}
+
+static ad_status bce_backward(const ad_op_ctx *c)
+{
+    ad_node *z = c->in[0], *t = c->in[1];
+    void *GZ = ad_input_grad_buffer(c->graph, z), *GT = ad_input_grad_buffer(c->graph, t);
+    if (c->graph->status) return c->graph->status;
+    ad_dtype dt = z->dtype;
+    const void *Z = node_data(z), *T = node_data(t);
+    int64_t n = node_size(z);
+    double g = load(ad_node_grad_data(c->out), c->out->dtype, 0) / (double)n;
+    for (int64_t i = 0; i < n; i++) {
+        double zi = load(Z, dt, i);
+        if (GZ) store(GZ, dt, i, load(GZ, dt, i) + g * (ad_ew_sigmoid(zi, 0) - load(T, dt, i)));
+        if (GT) store(GT, dt, i, load(GT, dt, i) - g * zi);
+    }
+    return AD_OK;
+}
+
+static ad_status bce_jvp(const ad_op_ctx *c)
+{
+    ad_node *z = c->in[0], *t = c->in[1];
+    const void *TZ = ad_tangent_data(c->graph, z), *TT = ad_tangent_data(c->graph, t);
+    void *TY = ad_tangent_buffer(c->graph, c->out);
+    if (!TY) return c->graph->status;
+    ad_dtype dt = z->dtype;
+    const void *Z = node_data(z), *T = node_data(t);
+    int64_t n = node_size(z);
+    double s = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double zi = load(Z, dt, i);
+        if (TZ) s += (ad_ew_sigmoid(zi, 0) - load(T, dt, i)) * load(TZ, dt, i);
+        if (TT) s -= zi * load(TT, dt, i);
+    }
+    store(TY, c->out->dtype, 0, s / (double)n);
+    return AD_OK;
+}
+
+static ad_node *bce_grad_graph(const ad_op_ctx *c, ad_node *gy, int i)
+{
+    ad_graph *g = c->graph;
+    ad_node *z = c->in[0];
+    double n = (double)node_size(z);
+    ad_node *d = i == 0 ? ad_sub(g, ad_sigmoid(g, z), c->in[1]) : z;
+    return ad_mul(g, d, ad_mul(g, gy, scalar_const_like(g, z, (i == 0 ? 1 : -1) / n)));
 }
 
 /* ---- dropout: the mask is drawn at record time and kept for backward ---- */
@@ -456,6 +536,9 @@ const op_entry op_mse = {.def = {"mse", 2, same_rule, err_forward, err_backward,
 const op_entry op_mae = {.def = {"mae", 2, same_rule, err_forward, err_backward,
                                  "d/dp[mean |p - t|] = sign(p - t)/n (0 at 0)", err_jvp, 0, NULL,
                                  err_grad_graph}};
+const op_entry op_bce_with_logits = {.def = {"bce_with_logits", 2, bce_rule, bce_forward, bce_backward,
+                                             "d/dz[mean bce(sigmoid(z), t)] = (sigmoid(z) - t)/n, d/dt = -z/n",
+                                             bce_jvp, 0, NULL, bce_grad_graph}};
 const op_entry op_dropout_mask = {.def = {"dropout_mask", 1, mask_rule, mask_forward, mask_backward,
                                           "d/dy[mask(y)] = 0", mask_backward, 0, NULL, mask_grad_graph}};
 const op_entry op_ce_onehot = {.def = {"ce_onehot", 1, onehot_rule, onehot_forward, mask_backward,
@@ -487,6 +570,12 @@ ad_node *ad_mae(ad_graph *g, ad_node *p, ad_node *t)
 {
     ad_node *in[2] = {p, t};
     return ad_apply(g, OP_MAE, in, 2, NULL, 0);
+}
+
+ad_node *ad_bce_with_logits(ad_graph *g, ad_node *logits, ad_node *target)
+{
+    ad_node *in[2] = {logits, target};
+    return ad_apply(g, OP_BCE_WITH_LOGITS, in, 2, NULL, 0);
 }
 
 ad_node *ad_cross_entropy(ad_graph *g, ad_node *logits, const int32_t *labels)

@@ -1,24 +1,73 @@
-/* Matrix product, 2-D and batched.  Backward reuses the same kernel with transposed operands:
- * dA = dC B^T, dB = A^T dC; no transpose is ever materialised. */
+/* Matrix product with NumPy's rules (torch.matmul): a 1-D operand is a row (on the left) or a
+ * column (on the right) whose axis the output drops, and the batch axes before the last two
+ * broadcast.  Every product is a gemm on one matrix of each operand, found by its offset (a
+ * broadcast batch axis has stride 0), so the 2-D and [B,m,k] x [k,n] cases make the same calls
+ * as before broadcasting existed.  Backward reuses the kernel with transposed operands:
+ * dA = dC B^T, dB = A^T dC, accumulated into a broadcast operand's one matrix; no transpose is
+ * ever materialised. */
 #include "../internal.h"
 #include "../kernels/kernels.h"
 
-/* Batch geometry: a 2-D operand is shared by every batch element (stride 0). */
-typedef struct { int64_t batch, m, k, n, sa, sb, sc; } mm_dims;
+enum { MM_BATCH = AD_MAX_RANK - 2 };
 
-/* Called only when the output has elements: then batch, m and n are positive and the operands'
- * sizes (batch m k, batch k n) bound the strides. */
-static mm_dims dims_of(const ad_shape *a, const ad_shape *b)
+/* The operands as matrices: a 1-D a is [1,k], a 1-D b is [k,1]. */
+static ad_shape as_matrix(ad_shape s, bool left)
 {
-    mm_dims d;
-    d.m = a->dim[a->rank - 2];
-    d.k = a->dim[a->rank - 1];
-    d.n = b->dim[b->rank - 1];
-    d.batch = a->rank == 3 ? a->dim[0] : b->rank == 3 ? b->dim[0] : 1;
-    d.sa = a->rank == 3 ? d.m * d.k : 0;
-    d.sb = b->rank == 3 ? d.k * d.n : 0;
-    d.sc = d.m * d.n;
+    if (s.rank == 1) s = left ? AD_SHAPE(1, s.dim[0]) : AD_SHAPE(s.dim[0], 1);
+    return s;
+}
+
+/* The output's shape with both operands as matrices: the broadcast batch axes, then m, n. */
+static bool product_shape(const ad_shape *a, const ad_shape *b, ad_shape *out)
+{
+    ad_shape ba = *a, bb = *b;
+    ba.rank -= 2, bb.rank -= 2;
+    if (!broadcast_shapes(&ba, &bb, out)) return false;
+    out->dim[out->rank++] = a->dim[a->rank - 2];
+    out->dim[out->rank++] = b->dim[b->rank - 1];
+    return true;
+}
+
+/* The product's geometry, walked batch by batch (mm_next): each operand's matrix offset. */
+typedef struct {
+    int64_t batch, m, k, n;
+    int rank;                               /* batch axes of the output */
+    int64_t dim[MM_BATCH], sa[MM_BATCH], sb[MM_BATCH], pos[MM_BATCH];
+    int64_t oa, ob;                         /* the current matrices' offsets in elements */
+} mm_dims;
+
+/* Called only when the output has elements: then every batch axis and m and n are positive,
+ * and the operands' sizes bound the strides. */
+static mm_dims dims_of(const ad_shape *a0, const ad_shape *b0)
+{
+    ad_shape a = as_matrix(*a0, true), b = as_matrix(*b0, false), o;
+    product_shape(&a, &b, &o);
+    mm_dims d = {.m = a.dim[a.rank - 2], .k = a.dim[a.rank - 1], .n = b.dim[b.rank - 1], .rank = o.rank - 2};
+    d.batch = 1;
+    int64_t st_a = d.m * d.k, st_b = d.k * d.n;
+    for (int i = d.rank - 1; i >= 0; i--) {
+        int ia = i - (d.rank - (a.rank - 2)), ib = i - (d.rank - (b.rank - 2));
+        int64_t da = ia >= 0 ? a.dim[ia] : 1, db = ib >= 0 ? b.dim[ib] : 1;
+        d.dim[i] = o.dim[i];
+        d.sa[i] = da == 1 ? 0 : st_a;
+        d.sb[i] = db == 1 ? 0 : st_b;
+        st_a *= da, st_b *= db;
+        d.batch *= o.dim[i];
+        d.pos[i] = 0;
+    }
+    d.oa = d.ob = 0;
     return d;
+}
+
+/* To the next batch element. */
+static void mm_next(mm_dims *d)
+{
+    for (int i = d->rank - 1; i >= 0; i--) {
+        d->oa += d->sa[i], d->ob += d->sb[i];
+        if (++d->pos[i] < d->dim[i]) return;
+        d->oa -= d->sa[i] * d->dim[i], d->ob -= d->sb[i] * d->dim[i];
+        d->pos[i] = 0;
+    }
 }
 
 static int matmul_shape(const ad_op_ctx *c, ad_shape *out, char *msg, size_t len)
@@ -27,24 +76,27 @@ static int matmul_shape(const ad_op_ctx *c, ad_shape *out, char *msg, size_t len
     char sa[96], sb[96];
     ad_shape_str(&a, sa, sizeof sa);
     ad_shape_str(&b, sb, sizeof sb);
-    if (a.rank < 2 || a.rank > 3 || b.rank < 2 || b.rank > 3) {
-        snprintf(msg, len, "%s x %s: operands must be 2-D, or 3-D with a batch dimension", sa, sb);
+    if (a.rank < 1 || b.rank < 1) {
+        snprintf(msg, len, "%s x %s: operands must be 1-D or more (a scalar has no matrix product: use mul)", sa, sb);
         return 1;
     }
-    if (a.dim[a.rank - 1] != b.dim[b.rank - 2]) {
+    ad_shape ma = as_matrix(a, true), mb = as_matrix(b, false);
+    if (ma.dim[ma.rank - 1] != mb.dim[mb.rank - 2]) {
         snprintf(msg, len, "%s x %s: inner dimensions %lld and %lld differ", sa, sb,
-                 (long long)a.dim[a.rank - 1], (long long)b.dim[b.rank - 2]);
+                 (long long)ma.dim[ma.rank - 1], (long long)mb.dim[mb.rank - 2]);
         return 1;
     }
-    if (a.rank == 3 && b.rank == 3 && a.dim[0] != b.dim[0]) {
-        snprintf(msg, len, "%s x %s: batch sizes %lld and %lld differ", sa, sb,
-                 (long long)a.dim[0], (long long)b.dim[0]);
+    if (!product_shape(&ma, &mb, out)) {
+        ad_shape ba = ma, bb = mb;
+        ba.rank -= 2, bb.rank -= 2;
+        char b0[96], b1[96];
+        snprintf(msg, len, "%s x %s: batch dimensions %s and %s do not broadcast", sa, sb,
+                 ad_shape_str(&ba, b0, sizeof b0), ad_shape_str(&bb, b1, sizeof b1));
         return 1;
     }
-    /* not dims_of: its strides may exceed int64 for a tensor with no elements */
-    int64_t m = a.dim[a.rank - 2], n = b.dim[b.rank - 1];
-    int64_t batch = a.rank == 3 ? a.dim[0] : b.rank == 3 ? b.dim[0] : 1;
-    *out = a.rank == 3 || b.rank == 3 ? AD_SHAPE(batch, m, n) : AD_SHAPE(m, n);
+    /* the axes a 1-D operand stood for are dropped */
+    if (a.rank == 1) out->dim[out->rank - 2] = out->dim[out->rank - 1], out->rank--;
+    if (b.rank == 1) out->rank--;
     return 0;
 }
 
@@ -56,9 +108,9 @@ static void matmul_forward(const ad_op_ctx *c)
     size_t es = ad_dtype_size(c->out->dtype);
     const char *A = node_data(c->in[0]), *B = node_data(c->in[1]);
     char *C = node_data(c->out);
-    for (int64_t t = 0; t < d.batch; t++)
-        gemm(c->out->dtype, false, false, d.m, d.n, d.k, A + (size_t)(t * d.sa) * es, d.k,
-             B + (size_t)(t * d.sb) * es, d.n, C + (size_t)(t * d.sc) * es, d.n, false);
+    for (int64_t t = 0; t < d.batch; t++, mm_next(&d))
+        gemm(c->out->dtype, false, false, d.m, d.n, d.k, A + (size_t)d.oa * es, d.k, B + (size_t)d.ob * es, d.n,
+             C + (size_t)(t * d.m * d.n) * es, d.n, false);
 }
 
 static ad_status matmul_backward(const ad_op_ctx *c)
@@ -71,14 +123,14 @@ static ad_status matmul_backward(const ad_op_ctx *c)
     const char *A = node_data(c->in[0]), *B = node_data(c->in[1]), *G = ad_node_grad_data(c->out);
     char *GA = ad_input_grad_buffer(g, c->in[0]), *GB = ad_input_grad_buffer(g, c->in[1]);
     if (g->status) return g->status;
-    for (int64_t t = 0; t < d.batch; t++) {
-        const char *Gt = G + (size_t)(t * d.sc) * es;
+    for (int64_t t = 0; t < d.batch; t++, mm_next(&d)) {
+        const char *Gt = G + (size_t)(t * d.m * d.n) * es;
         if (GA) /* dA[m,k] += dC[m,n] B[k,n]^T */
-            gemm(c->out->dtype, false, true, d.m, d.k, d.n, Gt, d.n, B + (size_t)(t * d.sb) * es,
-                 d.n, GA + (size_t)(t * d.sa) * es, d.k, true);
+            gemm(c->out->dtype, false, true, d.m, d.k, d.n, Gt, d.n, B + (size_t)d.ob * es, d.n,
+                 GA + (size_t)d.oa * es, d.k, true);
         if (GB) /* dB[k,n] += A[m,k]^T dC[m,n] */
-            gemm(c->out->dtype, true, false, d.k, d.n, d.m, A + (size_t)(t * d.sa) * es, d.k, Gt,
-                 d.n, GB + (size_t)(t * d.sb) * es, d.n, true);
+            gemm(c->out->dtype, true, false, d.k, d.n, d.m, A + (size_t)d.oa * es, d.k, Gt, d.n,
+                 GB + (size_t)d.ob * es, d.n, true);
     }
     return AD_OK;
 }
@@ -245,14 +297,21 @@ static ad_node *linear_grad_graph(const ad_op_ctx *c, ad_node *gy, int i)
     return ad_sum_axis(g, gy, 0, false);
 }
 
-/* dA = G B^T and dB = A^T G, summed over the batch where the operand was broadcast. */
+/* dA = G B^T and dB = A^T G with the operands as matrices (a 1-D one reshaped to its row or
+ * column, G to the product's shape), summed over the batch axes the operand was broadcast
+ * along, and back to the operand's shape. */
 static ad_node *matmul_grad_graph(const ad_op_ctx *c, ad_node *gy, int i)
 {
     ad_graph *g = c->graph;
-    ad_node *d = i == 0 ? ad_matmul(g, gy, ad_transpose(g, c->in[1]))
-                        : ad_matmul(g, ad_transpose(g, c->in[0]), gy);
-    ad_shape to = node_shape(c->in[i]);
-    return sum_to_shape(g, d, &to);
+    ad_shape sa = node_shape(c->in[0]), sb = node_shape(c->in[1]);
+    ad_shape ma = as_matrix(sa, true), mb = as_matrix(sb, false), mo;
+    product_shape(&ma, &mb, &mo);
+    ad_node *a = sa.rank == 1 ? ad_reshape(g, c->in[0], ma) : c->in[0];
+    ad_node *b = sb.rank == 1 ? ad_reshape(g, c->in[1], mb) : c->in[1];
+    if (sa.rank == 1 || sb.rank == 1) gy = ad_reshape(g, gy, mo);
+    ad_node *d = i == 0 ? ad_matmul(g, gy, ad_transpose(g, b)) : ad_matmul(g, ad_transpose(g, a), gy);
+    d = sum_to_shape(g, d, i == 0 ? &ma : &mb);
+    return (i == 0 ? sa : sb).rank == 1 ? ad_reshape(g, d, i == 0 ? sa : sb) : d;
 }
 
 const op_entry op_linear = {.def = {"linear", AD_VARIADIC, linear_shape, linear_forward, linear_backward,
@@ -296,14 +355,12 @@ static ad_status matmul_jvp(const ad_op_ctx *c)
     const char *TA = ad_tangent_data(g, c->in[0]), *TB = ad_tangent_data(g, c->in[1]);
     char *T = ad_tangent_buffer(g, c->out);
     if (!T) return g->status;
-    for (int64_t k = 0; k < d.batch; k++) {
-        char *Tk = T + (size_t)(k * d.sc) * es;
+    for (int64_t k = 0; k < d.batch; k++, mm_next(&d)) {
+        char *Tk = T + (size_t)(k * d.m * d.n) * es;
         if (TA)
-            gemm(t, false, false, d.m, d.n, d.k, TA + (size_t)(k * d.sa) * es, d.k,
-                 B + (size_t)(k * d.sb) * es, d.n, Tk, d.n, true);
+            gemm(t, false, false, d.m, d.n, d.k, TA + (size_t)d.oa * es, d.k, B + (size_t)d.ob * es, d.n, Tk, d.n, true);
         if (TB)
-            gemm(t, false, false, d.m, d.n, d.k, A + (size_t)(k * d.sa) * es, d.k,
-                 TB + (size_t)(k * d.sb) * es, d.n, Tk, d.n, true);
+            gemm(t, false, false, d.m, d.n, d.k, A + (size_t)d.oa * es, d.k, TB + (size_t)d.ob * es, d.n, Tk, d.n, true);
     }
     return AD_OK;
 }

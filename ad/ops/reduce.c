@@ -211,3 +211,206 @@ ad_node *ad_mean_axis(ad_graph *g, ad_node *a, int axis, bool keepdim)
 {
     return reduce_axis(g, OP_MEAN_AXIS, a, axis, keepdim);
 }
+
+/* ---- the largest or smallest element along an axis, its index, and logsumexp ----
+ *
+ * max_axis and min_axis are torch.max(a, dim).values: the whole gradient goes to the one
+ * element argmax (argmin) reports, not split among ties as torch.amax would. */
+
+static bool is_arg(int op) { return op == OP_ARGMAX || op == OP_ARGMIN; }
+static bool is_min(int op) { return op == OP_MIN_AXIS || op == OP_ARGMIN; }
+
+/* The position along a lane of n elements (X[base + k stride]) of its largest element, or
+ * smallest when min: the first among equals, and the first NaN before any number, as
+ * torch.max(a, dim) and torch.argmax report. */
+static int64_t lane_pick(ad_dtype t, const void *X, int64_t base, int64_t n, int64_t stride, bool min)
+{
+    int64_t best = 0;
+    double b = load(X, t, base);
+    for (int64_t k = 1; k < n && !isnan(b); k++) {
+        double v = load(X, t, base + k * stride);
+        if (isnan(v) || (min ? v < b : v > b)) best = k, b = v;
+    }
+    return best;
+}
+
+/* axis_shape, refusing an empty axis: a lane with no elements has nothing to pick. */
+static int pick_shape(const ad_op_ctx *c, ad_shape *out, char *msg, size_t len)
+{
+    if (axis_shape(c, out, msg, len)) return 1;
+    ad_shape s = node_shape(c->in[0]);
+    int axis = (int)c->param[0];
+    if (s.dim[axis] == 0) {
+        char b[96];
+        snprintf(msg, len, "axis %d of %s has no elements to choose from", axis, ad_shape_str(&s, b, sizeof b));
+        return 1;
+    }
+    return 0;
+}
+
+/* Per lane (outer o, inner i) of a split along the op's axis, the statement after `out`, with
+ * `base` the lane's first element and `out` the output element it gives. */
+#define FOR_LANES(p, base, out, ...)                                                       \
+    for (int64_t o_ = 0; o_ < (p).outer; o_++)                                              \
+        for (int64_t i_ = 0; i_ < (p).inner; i_++) {                                        \
+            int64_t base = o_ * (p).n * (p).inner + i_, out = o_ * (p).inner + i_;           \
+            __VA_ARGS__;                                                                    \
+        }
+
+static void pick_forward(const ad_op_ctx *c)
+{
+    ad_node *a = c->in[0], *y = c->out;
+    ad_dtype t = y->dtype;
+    ad_shape s = node_shape(a);
+    axis_split p = split_axis(&s, (int)c->param[0]);
+    const void *A = node_data(a);
+    void *Y = node_data(y);
+    bool arg = is_arg(y->op), min = is_min(y->op);
+    FOR_LANES(p, base, j, {
+        int64_t k = lane_pick(t, A, base, p.n, p.inner, min);
+        store(Y, t, j, arg ? (double)k : load(A, t, base + k * p.inner));
+    })
+}
+
+/* Each output's gradient to the element it picked (found again: a comparison per element
+ * costs less than keeping the indices). */
+static ad_status pick_backward(const ad_op_ctx *c)
+{
+    ad_node *a = c->in[0], *y = c->out;
+    void *GA = ad_input_grad_buffer(c->graph, a);
+    if (!GA) return c->graph->status;
+    ad_dtype t = y->dtype;
+    ad_shape s = node_shape(a);
+    axis_split p = split_axis(&s, (int)c->param[0]);
+    const void *A = node_data(a), *G = ad_node_grad_data(y);
+    bool min = is_min(y->op);
+    FOR_LANES(p, base, j, {
+        int64_t at = base + lane_pick(t, A, base, p.n, p.inner, min) * p.inner;
+        store(GA, t, at, load(GA, t, at) + load(G, t, j));
+    })
+    return AD_OK;
+}
+
+static ad_status pick_jvp(const ad_op_ctx *c)
+{
+    ad_node *a = c->in[0], *y = c->out;
+    const void *TA = ad_tangent_data(c->graph, a);
+    void *T = ad_tangent_buffer(c->graph, y);
+    if (!T || !TA) return c->graph->status;
+    ad_dtype t = y->dtype;
+    ad_shape s = node_shape(a);
+    axis_split p = split_axis(&s, (int)c->param[0]);
+    const void *A = node_data(a);
+    bool min = is_min(y->op);
+    FOR_LANES(p, base, j, store(T, t, j, load(TA, t, base + lane_pick(t, A, base, p.n, p.inner, min) * p.inner)))
+    return AD_OK;
+}
+
+/* gy (its axis kept) times the one-hot mask of the picked elements, the mask made of ops a
+ * replay recomputes: [0, 1, ..., n-1] along the axis == argmax(a, axis, keepdim). */
+static ad_node *pick_grad_graph(const ad_op_ctx *c, ad_node *gy, int i)
+{
+    (void)i;
+    ad_graph *g = c->graph;
+    ad_node *a = c->in[0];
+    int axis = (int)c->param[0];
+    ad_shape s = node_shape(a), kept = s, lane = {.rank = s.rank - axis};
+    kept.dim[axis] = 1;
+    for (int d = 0; d < lane.rank; d++) lane.dim[d] = d ? 1 : s.dim[axis];
+    ad_node *index = ad_const(g, (ad_dtype)a->dtype, lane, NULL);
+    if (!index) return NULL;
+    for (int64_t k = 0; k < s.dim[axis]; k++) store(node_data(index), (ad_dtype)a->dtype, k, (double)k);
+    ad_node *at = reduce_axis(g, is_min(c->out->op) ? OP_ARGMIN : OP_ARGMAX, a, axis, true);
+    return ad_mul(g, ad_eq(g, index, at), ad_reshape(g, gy, kept));
+}
+
+/* argmax and argmin: indices, with no gradient and a zero tangent. */
+static ad_status no_backward(const ad_op_ctx *c) { (void)c; return AD_OK; }
+static ad_node *no_grad_graph(const ad_op_ctx *c, ad_node *gy, int i) { (void)c, (void)gy, (void)i; return NULL; }
+
+/* logsumexp: y = log sum exp(a) per lane; its derivative is the lane's softmax, exp(a - y). */
+static void lse_forward(const ad_op_ctx *c)
+{
+    ad_node *a = c->in[0], *y = c->out;
+    ad_shape s = node_shape(a);
+    axis_split p = split_axis(&s, (int)c->param[0]);
+    const void *A = node_data(a);
+    void *Y = node_data(y);
+    FOR_LANES(p, base, j, store(Y, y->dtype, j, lane_lse(a->dtype, A, base, p.n, p.inner)))
+}
+
+/* g exp(a - y): NaN where y is infinite, as in PyTorch. */
+static ad_status lse_backward(const ad_op_ctx *c)
+{
+    ad_node *a = c->in[0], *y = c->out;
+    void *GA = ad_input_grad_buffer(c->graph, a);
+    if (!GA) return c->graph->status;
+    ad_dtype t = y->dtype;
+    ad_shape s = node_shape(a);
+    axis_split p = split_axis(&s, (int)c->param[0]);
+    const void *A = node_data(a), *Y = node_data(y), *G = ad_node_grad_data(y);
+    FOR_LANES(p, base, j, {
+        double yj = load(Y, t, j), gj = load(G, t, j);
+        for (int64_t k = 0; k < p.n; k++) {
+            int64_t e = base + k * p.inner;
+            store(GA, t, e, load(GA, t, e) + gj * exp(load(A, t, e) - yj));
+        }
+    })
+    return AD_OK;
+}
+
+static ad_status lse_jvp(const ad_op_ctx *c)
+{
+    ad_node *a = c->in[0], *y = c->out;
+    const void *TA = ad_tangent_data(c->graph, a);
+    void *T = ad_tangent_buffer(c->graph, y);
+    if (!T || !TA) return c->graph->status;
+    ad_dtype t = y->dtype;
+    ad_shape s = node_shape(a);
+    axis_split p = split_axis(&s, (int)c->param[0]);
+    const void *A = node_data(a), *Y = node_data(y);
+    FOR_LANES(p, base, j, {
+        double yj = load(Y, t, j), dot = 0;
+        for (int64_t k = 0; k < p.n; k++) {
+            int64_t e = base + k * p.inner;
+            dot += exp(load(A, t, e) - yj) * load(TA, t, e);
+        }
+        store(T, t, j, dot);
+    })
+    return AD_OK;
+}
+
+/* softmax(a) along the axis times gy, its axis kept: softmax has rules of every order. */
+static ad_node *lse_grad_graph(const ad_op_ctx *c, ad_node *gy, int i)
+{
+    (void)i;
+    ad_graph *g = c->graph;
+    ad_node *a = c->in[0];
+    int axis = (int)c->param[0];
+    ad_shape kept = node_shape(a);
+    kept.dim[axis] = 1;
+    return ad_mul(g, ad_softmax(g, a, axis), ad_reshape(g, gy, kept));
+}
+
+#define PICK_ENTRY(nm, grad_text)                                                               \
+    const op_entry op_##nm = {.def = {#nm, 1, pick_shape, pick_forward, pick_backward, grad_text, pick_jvp, 0, \
+                                      NULL, pick_grad_graph},                                   \
+                              .nparam = 2, .nparam_min = 2, .param_names = "(axis, keepdim)", .params = axis_params};
+PICK_ENTRY(max_axis, "d/dx_i[max over axis] = [i = argmax]")
+PICK_ENTRY(min_axis, "d/dx_i[min over axis] = [i = argmin]")
+#undef PICK_ENTRY
+const op_entry op_argmax = {.def = {"argmax", 1, pick_shape, pick_forward, no_backward, "an index: no gradient",
+                                    no_backward, 0, NULL, no_grad_graph},
+                            .nparam = 2, .nparam_min = 2, .param_names = "(axis, keepdim)", .params = axis_params};
+const op_entry op_argmin = {.def = {"argmin", 1, pick_shape, pick_forward, no_backward, "an index: no gradient",
+                                    no_backward, 0, NULL, no_grad_graph},
+                            .nparam = 2, .nparam_min = 2, .param_names = "(axis, keepdim)", .params = axis_params};
+const op_entry op_logsumexp = {.def = {"logsumexp", 1, axis_shape, lse_forward, lse_backward,
+                                       "d/dx_i[log sum_j exp x_j] = softmax(x)_i", lse_jvp, 0, NULL, lse_grad_graph},
+                               .nparam = 2, .nparam_min = 2, .param_names = "(axis, keepdim)", .params = axis_params};
+
+ad_node *ad_max_axis(ad_graph *g, ad_node *a, int axis, bool keepdim) { return reduce_axis(g, OP_MAX_AXIS, a, axis, keepdim); }
+ad_node *ad_min_axis(ad_graph *g, ad_node *a, int axis, bool keepdim) { return reduce_axis(g, OP_MIN_AXIS, a, axis, keepdim); }
+ad_node *ad_argmax(ad_graph *g, ad_node *a, int axis, bool keepdim) { return reduce_axis(g, OP_ARGMAX, a, axis, keepdim); }
+ad_node *ad_argmin(ad_graph *g, ad_node *a, int axis, bool keepdim) { return reduce_axis(g, OP_ARGMIN, a, axis, keepdim); }
+ad_node *ad_logsumexp(ad_graph *g, ad_node *a, int axis, bool keepdim) { return reduce_axis(g, OP_LOGSUMEXP, a, axis, keepdim); }

@@ -3,6 +3,14 @@
 
     /usr/bin/python3 tests/bench/fashion_torch.py [--bench build/tests/bench/bench_fashion_epoch]
         [--batch 64,1024,8] [--threads 1,2] [--repeat 3]
+    /usr/bin/python3 tests/bench/fashion_torch.py --model cnn [--cnn build/demos/fashion_cnn]
+        [--batch 64] [--threads 1] [--repeat 2] [--limit N]
+
+With --model cnn both sides train fashion_cnn's network instead (Conv2d(1,32,3,padding=1),
+ReLU, MaxPool2d(2), Conv2d(32,64,3,padding=1), ReLU, MaxPool2d(2), Flatten, Linear(3136,128),
+ReLU, Linear(128,10)); backprop's side is the fashion_cnn demo itself (--epochs 1
+--no-validation), whose reported training seconds are its figure, and --limit trains both on
+the first N images only.
 
 Both sides train the same model on the same data: an MLP 784-256-128-10 with ReLU, float32,
 softmax + cross-entropy, SGD with momentum 0.9 (PyTorch's form) at rate 0.01, shuffled
@@ -48,12 +56,20 @@ def main():
     ap = argparse.ArgumentParser(description="Fashion-MNIST epoch: PyTorch vs backprop")
     ap.add_argument("--bench", default=os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                                     "../../build/tests/bench/bench_fashion_epoch"))
-    ap.add_argument("--batch", type=ints, default=[64, 1024, 8])
-    ap.add_argument("--threads", type=ints, default=[1, 2])
-    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--batch", type=ints)
+    ap.add_argument("--threads", type=ints)
+    ap.add_argument("--repeat", type=int)
     ap.add_argument("--data", default=DATA)
     ap.add_argument("--no-coretype", action="store_true")
+    ap.add_argument("--model", choices=["mlp", "cnn"], default="mlp")
+    ap.add_argument("--cnn", default=os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                                  "../../build/demos/fashion_cnn"))
+    ap.add_argument("--limit", type=int, default=0)
     a = ap.parse_args()
+    cnn = a.model == "cnn"
+    a.batch = a.batch or ([64] if cnn else [64, 1024, 8])
+    a.threads = a.threads or ([1] if cnn else [1, 2])
+    a.repeat = a.repeat or (2 if cnn else 3)
     if not a.no_coretype:
         os.environ["OPENBLAS_CORETYPE"] = "SkylakeX"
     try:
@@ -69,13 +85,22 @@ def main():
         return 2
     x = torch.frombuffer(bytearray(images), dtype=torch.uint8).reshape(n, rows * cols).float() / 255
     y = torch.frombuffer(bytearray(labels), dtype=torch.uint8).long()
+    if a.limit and a.limit < n:
+        n, x, y = a.limit, x[:a.limit], y[:a.limit]
+    if cnn:
+        x = x.reshape(n, 1, rows, cols)
     print(f"PyTorch {torch.__version__}, OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}, "
           f"{n} images, median of {a.repeat}")
 
     def epoch(batch):
         torch.manual_seed(1)
-        model = torch.nn.Sequential(torch.nn.Linear(784, 256), torch.nn.ReLU(), torch.nn.Linear(256, 128),
-                                    torch.nn.ReLU(), torch.nn.Linear(128, 10))
+        nn = torch.nn
+        if cnn:
+            model = nn.Sequential(nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                                  nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                                  nn.Linear(3136, 128), nn.ReLU(), nn.Linear(128, 10))
+        else:
+            model = nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 128), nn.ReLU(), nn.Linear(128, 10))
         opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
         lossf = torch.nn.CrossEntropyLoss()
         perm = torch.randperm(n)
@@ -92,6 +117,12 @@ def main():
     env.pop("OPENBLAS_CORETYPE", None)
 
     def ours(batch, threads):
+        if cnn:
+            cmd = [a.cnn, "--epochs", "1", "--no-validation", "--batch", str(batch), "--threads", str(threads),
+                   "--svg", "", "--json"] + (["--limit", str(a.limit)] if a.limit else [])
+            out = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                                 check=True).stdout
+            return float(re.search(r'"seconds": ([\d.]+)', out).group(1)), 0.0
         cmd = [a.bench, "--batch", str(batch), "--threads", str(threads), "--repeat", "1"]
         out = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, text=True, check=True).stdout
         s = re.search(r"fashion_epoch_b\d+_t\d+ ([\d.]+) s", out)
@@ -109,19 +140,21 @@ def main():
                 try:
                     s, rss = ours(b, t)
                 except (OSError, subprocess.CalledProcessError, AttributeError) as e:
-                    print(f"fashion_torch: {a.bench}: {e}", file=sys.stderr)
+                    print(f"fashion_torch: {a.cnn if cnn else a.bench}: {e}", file=sys.stderr)
                     return 1
                 cs.append(s)
                 peak = max(peak, rss)
             med[b, t] = statistics.median(cs)
             tm = statistics.median(ts)
-            print(f"bench: torch_epoch_b{b}_t{t} {tm:.3f} s  (runs {', '.join(f'{x:.3f}' for x in ts)})")
-            print(f"bench: fashion_epoch_b{b}_t{t} {med[b, t]:.3f} s  (runs {', '.join(f'{x:.3f}' for x in cs)})")
-            print(f"bench: fashion_epoch_ratio_b{b}_t{t} {med[b, t] / tm:.3f} x", flush=True)
+            tag = "cnn_" if cnn else ""
+            print(f"bench: torch_{tag}epoch_b{b}_t{t} {tm:.3f} s  (runs {', '.join(f'{x:.3f}' for x in ts)})")
+            print(f"bench: fashion_{tag}epoch_b{b}_t{t} {med[b, t]:.3f} s  (runs {', '.join(f'{x:.3f}' for x in cs)})")
+            print(f"bench: fashion_{tag}epoch_ratio_b{b}_t{t} {med[b, t] / tm:.3f} x", flush=True)
     for b in a.batch:
         if (b, 1) in med and (b, 2) in med:
             print(f"bench: fashion_epoch_two_threads_b{b} {med[b, 2] / med[b, 1]:.3f} x of one thread")
-    print(f"bench: fashion_peak_rss {peak:.1f} MiB")
+    if not cnn:
+        print(f"bench: fashion_peak_rss {peak:.1f} MiB")
     return 0
 
 
