@@ -490,8 +490,8 @@ ad_node *ad_detach(ad_graph *g, ad_node *a);
 
 /* A list of n indices, the argument ad_node_set_arg takes for the indexing ops. */
 typedef struct {
-    const int64_t *index;
-    int64_t n;
+    const int64_t *index; /* the indices, copied by the op (NULL only when n is 0) */
+    int64_t n;            /* how many: the count the node was recorded with */
 } ad_index;
 
 /* The slices index[0..n-1] of a along axis, as torch.index_select: the output has a's shape
@@ -511,16 +511,19 @@ ad_node *ad_embedding(ad_graph *g, ad_node *weight, ad_shape ids_shape, const in
  */
 
 /* The largest element along axis, as torch.max(a, dim).values: its gradient goes to the one
- * element argmax reports (torch.amax would split it among ties). */
+ * element argmax reports (torch.amax would split it among ties).  A NaN along the axis is the
+ * result, as in PyTorch.  An empty axis is refused. */
 ad_node *ad_max_axis(ad_graph *g, ad_node *a, int axis, bool keepdim);
 /* The smallest element along axis; its gradient goes to the element argmin reports. */
 ad_node *ad_min_axis(ad_graph *g, ad_node *a, int axis, bool keepdim);
-/* The index of the largest element along axis (the first among equals, as PyTorch), as a
- * value of a's dtype; a condition, not a quantity: it carries no gradient. */
+/* The index of the largest element along axis (the first among equals, and the first NaN if
+ * any, as PyTorch), as a value of a's dtype; a condition, not a quantity: it carries no
+ * gradient. */
 ad_node *ad_argmax(ad_graph *g, ad_node *a, int axis, bool keepdim);
 /* The index of the smallest element along axis (the first among equals); no gradient. */
 ad_node *ad_argmin(ad_graph *g, ad_node *a, int axis, bool keepdim);
-/* log(sum(exp(a))) along axis, stable for any magnitude (the maximum taken out first). */
+/* log(sum(exp(a))) along axis, stable for any magnitude (the maximum taken out first): -inf
+ * for a lane of -inf (or an empty axis), +inf with a +inf in it, as torch.logsumexp. */
 ad_node *ad_logsumexp(ad_graph *g, ad_node *a, int axis, bool keepdim);
 
 /* ------------------------------------------------------------------------------------------
@@ -530,10 +533,10 @@ ad_node *ad_logsumexp(ad_graph *g, ad_node *a, int axis, bool keepdim);
 /* A convolution's or pooling's geometry per spatial axis (rows, then columns).  Zero fields
  * take the defaults: stride 1 (a pool's kernel size), padding 0, dilation 1, groups 1. */
 typedef struct {
-    int stride[2];
-    int padding[2];
-    int dilation[2];
-    int groups;
+    int stride[2];   /* step between windows (a pool's default: its kernel) */
+    int padding[2];  /* zeros (max pooling: -inf) added on both sides; a pool's at most half its kernel */
+    int dilation[2]; /* step between a window's taps */
+    int groups;      /* convolution only: channels split into groups convolved apart */
 } ad_conv_opts;
 
 /* torch.nn.functional.conv2d: x [N, C, H, W], w [O, C/groups, KH, KW], b [O] or NULL, gives
@@ -562,9 +565,11 @@ ad_node *ad_layer_norm(ad_graph *g, ad_node *x, int axes, ad_node *weight, ad_no
 /* torch.nn.functional.batch_norm over the channel axis 1 of x [N, C, ...].  Training: each
  * channel is normalised by its batch mean and biased variance, and running_mean and
  * running_var (tensors [C] of x's dtype, or NULL) move toward the batch's mean and unbiased
- * variance by momentum, when the node is recorded and at each replay.  Evaluation (training
- * false): the running statistics normalise, and the op is affine in x.  weight and bias [C]
- * or NULL. */
+ * variance by momentum, when the node is recorded and at each replay (once per forward pass),
+ * so ad_graph_clone refuses such a graph: every copy would write the same tensors.  Evaluation
+ * (training false): the running statistics, read as views at each replay, normalise, and the
+ * op is affine in x.  weight and bias [C] or NULL.  Training needs more than one value per
+ * channel; momentum is in [0, 1], eps >= 0. */
 ad_node *ad_batch_norm(ad_graph *g, ad_node *x, ad_node *weight, ad_node *bias,
                        ad_tensor *running_mean, ad_tensor *running_var, bool training,
                        double momentum, double eps);

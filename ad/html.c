@@ -5,19 +5,9 @@
  * as a list item; the page's small script only shows one of them and the picture's labels up
  * to that step, so the page reads the same with scripts off (the whole list, every label). */
 #include "picture.h"
-#include <ctype.h>
 #include <stdlib.h>
 
 /* ---- text ---- */
-
-/* A number inside a formula: negative ones in parentheses, as the slides write (-1)*(0.2). */
-static char *operand(double x, int digits, char *buf, size_t len)
-{
-    char nb[64];
-    view_num(x, digits, nb, sizeof nb);
-    snprintf(buf, len, nb[0] == '-' ? "(%s)" : "%s", nb);
-    return buf;
-}
 
 /* A value or gradient in the slides' colours: values green, gradients red. */
 static void colored(FILE *out, ad_node *n, bool grad, int digits)
@@ -40,81 +30,6 @@ static bool all_scalar(ad_node *n, const gate *gt)
     for (int k = 0; k < gt->nshown; k++)
         if (node_size(node_in(n, gt->slot[k])) != 1) return false;
     return true;
-}
-
-/* The gate as an expression of its inputs: "w0 * x0", "exp(#9)", "1 + #10"; with numbers,
- * the inputs' values instead of their names: "2.00 × (-1.00)".  A folded constant stays as
- * written either way. */
-static void gate_expr(FILE *out, ad_node *n, bool numbers, int digits)
-{
-    int fold = view_folded(n), shown = n->nin < VIEW_MAX_SHOWN ? n->nin : VIEW_MAX_SHOWN;
-    const op_entry *e = op_entry_get(n->op);
-    /* negative numbers need parentheses after an operator, not inside a call: exp(-1.00) */
-    bool call = !e->infix && !e->prefix;
-    char s[2][64];
-    for (int k = 0; k < 2 && k < n->nin; k++) {
-        ad_node *in = node_in(n, k);
-        if (!numbers || k == fold) view_ref(in, s[k], sizeof s[k]);
-        else if (call) view_num(ad_node_get(in, 0), digits, s[k], sizeof s[k]);
-        else operand(ad_node_get(in, 0), digits, s[k], sizeof s[k]);
-    }
-    const char *infix = e->infix && numbers && strcmp(e->infix, " * ") == 0 ? " &#215; " : e->infix;
-    if (e->prefix && strcmp(e->prefix, "-") == 0) {
-        /* -(1.00), not --1.00 or a bare -1.00 that reads as the result */
-        fputs(numbers && s[0][0] != '(' ? "-(" : "-", out);
-        view_xml(out, s[0]);
-        fputs(numbers && s[0][0] != '(' ? ")" : "", out);
-        return;
-    }
-    if (e->prefix) {
-        fputs(e->prefix, out);
-        view_xml(out, s[0]);
-        return;
-    }
-    if (infix) {
-        view_xml(out, s[0]);
-        fputs(infix, out);
-        view_xml(out, s[1]);
-        return;
-    }
-    fprintf(out, "%s(", e->def.name);
-    for (int k = 0; k < shown; k++) {
-        char r[64];
-        fputs(k ? ", " : "", out);
-        view_xml(out, k < 2 ? s[k] : view_ref(node_in(n, k), r, sizeof r));
-    }
-    if (n->nin > shown) fputs(", ...", out);
-    fputc(')', out);
-}
-
-/* The right-hand side of a local-gradient formula with the inputs' values put in for x and y:
- * "-1/x^2" at x = 1.37 gives "-1/1.37^2".  Empty when there is nothing to put in, or when the
- * formula is a case split ("1 if x > 0, else 0") that reads worse with numbers. */
-static void substitute(const char *rhs, const char *x, const char *y, char *buf, size_t len)
-{
-    buf[0] = 0;
-    if (strstr(rhs, " if ") || strchr(rhs, '[') || strstr(rhs, "sign")) return;
-    size_t at = 0;
-    bool changed = false;
-    for (const char *p = rhs; *p && at + 1 < len; p++) {
-        bool alone = (p == rhs || !(isalnum((unsigned char)p[-1]) || p[-1] == '_')) &&
-                     !(isalnum((unsigned char)p[1]) || p[1] == '_');
-        const char *put = alone && *p == 'x' ? x : alone && *p == 'y' ? y : NULL;
-        /* exp(x) at -1 is exp(-1.00), not exp((-1.00)) */
-        if (put && put[0] == '(' && p > rhs && p[-1] == '(' && p[1] == ')') {
-            at += (size_t)snprintf(buf + at, len - at, "%.*s", (int)strlen(put) - 2, put + 1);
-            changed = true;
-        } else if (put) {
-            at += (size_t)snprintf(buf + at, len - at, "%s", put);
-            changed = true;
-        } else {
-            buf[at++] = *p;
-            buf[at] = 0;
-        }
-    }
-    if (at >= len) at = len - 1;
-    buf[at] = 0;
-    if (!changed) buf[0] = 0;
 }
 
 /* ---- the steps ---- */
@@ -160,11 +75,12 @@ static void forward_step(walk *w, ad_node *n)
     step_open(w, "fwd", "n", n->id, head);
     fputs("<p>", out);
     view_xml(out, r);
+    char expr[256];
     fputs(" = ", out);
-    gate_expr(out, n, false, w->digits);
+    view_xml(out, view_expr(n, false, w->digits, expr, sizeof expr));
     if (all_scalar(n, &gt)) {
         fputs(" = ", out);
-        gate_expr(out, n, true, w->digits);
+        view_xml(out, view_expr(n, true, w->digits, expr, sizeof expr));
     }
     fputs(" = ", out);
     colored(out, n, false, w->digits);
@@ -178,7 +94,7 @@ static void copy_step(walk *w, ad_node *n)
 {
     const gview *v = w->v;
     FILE *out = w->out;
-    char r[64], head[192], nb[64];
+    char r[64], head[192];
     view_ref(n, r, sizeof r);
     snprintf(head, sizeof head, "Backward pass: the copy node of %s", r);
     step_open(w, "bwd", "c", n->id, head);
@@ -188,14 +104,13 @@ static void copy_step(walk *w, ad_node *n)
             v->uses[n->id]);
     view_xml(out, r);
     fputs(": ", out);
+    char sum[512];
     if (node_size(n) == 1) {
-        /* as the sweep meets the uses: last use first, the order of the backward trace */
-        for (int32_t e = v->cstart[n->id + 1]; e-- > v->cstart[n->id];) {
-            ad_node *c = node_at(v->g, v->cons[e].node);
-            fprintf(out, "%s%s", e + 1 < v->cstart[n->id + 1] ? " + " : "",
-                    operand(view_edge_grad(c, v->cons[e].slot), w->digits, nb, sizeof nb));
-        }
-        fputs(" = ", out);
+        /* the terms, then the sum in colour */
+        view_copy_sum(v, n, w->digits, sum, sizeof sum);
+        *strrchr(sum, '=') = 0;
+        view_xml(out, sum);
+        fputs("= ", out);
     } else {
         fprintf(out, "the gradients of its %d uses add up to ", v->uses[n->id]);
     }
@@ -206,49 +121,37 @@ static void copy_step(walk *w, ad_node *n)
 static void backward_step(walk *w, ad_node *n)
 {
     FILE *out = w->out;
-    char r[64], head[192], nb[64], xs[64], ys[64], xs2[64], rhs[256];
+    char r[64], head[192], nb[64];
     gate gt;
     view_gate(n, &gt);
+    gate_walk gw;
+    view_walk(w->v, n, &gt, w->digits, &gw);
     view_ref(n, r, sizeof r);
     snprintf(head, sizeof head, "Backward pass: gate %s (%s)", gt.label, r);
     step_open(w, "bwd", "n", n->id, head);
     fputs("<p><b>Upstream gradient:</b> ", out);
     colored(out, n, true, w->digits);
+    fputs("</p>\n<p><b>Evaluated at:</b> ", out);
+    view_xml(out, gw.at);
     fputs("</p>\n<p><b>Local gradient:</b> ", out);
-    bool scalar = all_scalar(n, &gt);
-    /* x is the first input drawn as an edge, y the second (the formulas' names) */
-    if (scalar) {
-        operand(ad_node_get(node_in(n, gt.slot[0]), 0), w->digits, xs, sizeof xs);
-        operand(gt.nshown > 1 ? ad_node_get(node_in(n, gt.slot[1]), 0) : NAN, w->digits, ys, sizeof ys);
-    }
-    for (int k = 0; k < gt.nshown; k++) {
-        if (!gt.formula[k][0]) continue; /* a registry op's one text covers all its inputs */
-        fputs(k ? ", " : "", out);
-        view_xml(out, gt.formula[k]);
-        if (isnan(gt.local[k])) continue;
-        const char *eq = strstr(gt.formula[k], "] = ");
-        const char *right = eq ? eq + 4 : "";
-        char *end;
-        strtod(right, &end);
-        bool plain_number = *right && *end == 0;
-        view_num(gt.local[k], w->digits, nb, sizeof nb);
-        rhs[0] = 0;
-        if (scalar && eq) substitute(right, xs, ys, rhs, sizeof rhs);
-        /* "= y = -2.00", not "= y = (-2.00) = -2.00" */
-        bool just_the_number = strcmp(rhs, nb) == 0 || strcmp(rhs, operand(gt.local[k], w->digits, xs2, sizeof xs2)) == 0;
-        if (rhs[0] && !just_the_number) fputs(" = ", out), view_xml(out, rhs);
-        if (!plain_number) fprintf(out, " = %s", nb);
+    for (int k = 0, first = 1; k < gt.nshown; k++) {
+        if (!gw.local[k][0]) continue; /* a registry op's one text covers all its inputs */
+        fputs(first ? "" : ", ", out);
+        first = 0;
+        view_xml(out, gw.local[k]);
     }
     fprintf(out, "</p>\n<p><b>Downstream gradient%s:</b> ", gt.nshown > 1 ? "s" : "");
     ad_node *parts = NULL; /* a tensor input that fans out: its gradient is summed later */
     for (int k = 0; k < gt.nshown; k++) {
         ad_node *in = node_in(n, gt.slot[k]);
-        double d = gt.local[k] * grad_of(n);
         fputs(k ? ", " : "", out);
-        if (!isnan(d)) {
-            fprintf(out, "%s &#215; ", view_num(gt.local[k], w->digits, nb, sizeof nb));
-            fprintf(out, "%s = ", operand(grad_of(n), w->digits, nb, sizeof nb));
-            colored_num(out, d, true, w->digits);
+        if (gw.down[k][0]) {
+            /* the product, then its result in colour */
+            char *eq = strrchr(gw.down[k], '=');
+            *eq = 0;
+            view_xml(out, gw.down[k]);
+            fputs("= ", out);
+            colored_num(out, gt.local[k] * grad_of(n), true, w->digits);
         } else if (w->v->uses[in->id] == 1 && (in->flags & F_NEEDS_GRAD)) {
             colored(out, in, true, w->digits);
         } else if (in->flags & F_NEEDS_GRAD) {
@@ -258,7 +161,7 @@ static void backward_step(walk *w, ad_node *n)
         fputs(" &#8594; ", out);
         view_xml(out, view_ref(in, r, sizeof r));
         if (!(in->flags & F_NEEDS_GRAD)) fputs(" (a constant: no gradient needed)", out);
-        else if (isnan(d) && w->v->uses[in->id] > 1) parts = in;
+        else if (!gw.down[k][0] && w->v->uses[in->id] > 1) parts = in;
     }
     if (parts) {
         fputs(" (the copy node of ", out);

@@ -7,17 +7,12 @@ static const char *leaf_kind(const ad_node *n)
     return n->op == OP_VAR ? "var" : n->op == OP_PARAM ? "param" : "const";
 }
 
-static char *inputs_str(ad_node *n, const gate *gt, char *buf, size_t len)
+static bool all_scalar(ad_node *n)
 {
-    char r[64];
-    size_t at = (size_t)snprintf(buf, len, "(");
-    for (int k = 0; k < gt->nshown && at < len; k++)
-        at += (size_t)snprintf(buf + at, len - at, "%s%s", k ? ", " : "",
-                               view_ref(node_in(n, gt->slot[k]), r, sizeof r));
-    if (at < len && n->nin > gt->nshown && view_folded(n) < 0)
-        at += (size_t)snprintf(buf + at, len - at, ", ... %d inputs", n->nin);
-    if (at < len) snprintf(buf + at, len - at, ")");
-    return buf;
+    if (node_size(n) != 1) return false;
+    for (int k = 0; k < n->nin; k++)
+        if (node_size(node_in(n, k)) != 1) return false;
+    return true;
 }
 
 static ad_status finish(FILE *out) { return ferror(out) ? AD_ERR_IO : AD_OK; }
@@ -35,40 +30,56 @@ ad_status ad_trace_forward(const ad_graph *g, ad_node *root, FILE *out, int digi
         ad_node *n = node_at(g, i);
         fprintf(out, "  %-6s ", view_ref(n, r, sizeof r));
         if (n->nin == 0) {
-            fprintf(out, "%-6s %-16s", leaf_kind(n), "");
-        } else {
-            gate gt;
-            view_gate(n, &gt);
-            char ins[256];
-            fprintf(out, "%-6s %-16s", gt.label, inputs_str(n, &gt, ins, sizeof ins));
+            fprintf(out, "%-6s = %s\n", leaf_kind(n), view_values(n, false, digits, val, sizeof val));
+            continue;
         }
-        fprintf(out, " = %s\n", view_values(n, false, digits, val, sizeof val));
+        /* the gate's arithmetic: "#13 = 1/#12 = 1/1.37 = 0.73" */
+        gate gt;
+        view_gate(n, &gt);
+        char expr[256];
+        fprintf(out, "%-6s %s = ", gt.label, view_expr(n, false, digits, expr, sizeof expr));
+        if (all_scalar(n)) fprintf(out, "%s = ", view_expr(n, true, digits, expr, sizeof expr));
+        fprintf(out, "%s\n", view_values(n, false, digits, val, sizeof val));
     }
     view_free(&v);
     return finish(out);
 }
 
-/* Scalar gradient of a node as the sweep left it (NaN for tensors). */
-static double grad_of(ad_node *n) { return node_size(n) == 1 ? ad_node_grad_get(n, 0) : NAN; }
-
-/* A value used k > 1 times: the copy node's upstream gradients, one per use, and their sum. */
+/* A value used k > 1 times: its copy node adds the gradients of the uses, "1.00 + 3.00 + 3.00 =
+ * 7.00", as the sweep meets them (last use first). */
 static void put_copy(FILE *out, const gview *v, ad_node *n, int digits)
 {
-    char r[64], a[64], b[512];
-    fprintf(out, "  %-6s %-6s upstream ", view_ref(n, r, sizeof r), "copy");
-    /* listed as the sweep meets the uses: last use first */
-    bool scalar = node_size(n) == 1;
-    for (int32_t e = v->cstart[n->id + 1]; e-- > v->cstart[n->id];) {
-        ad_node *c = node_at(v->g, v->cons[e].node);
-        gate gt;
-        view_gate(c, &gt);
-        double part = NAN;
-        for (int k = 0; k < gt.nshown; k++)
-            if (gt.slot[k] == v->cons[e].slot) part = gt.local[k] * grad_of(c);
-        fprintf(out, "%s%s", e + 1 < v->cstart[n->id + 1] ? " + " : "",
-                scalar ? view_num(part, digits, a, sizeof a) : "g");
+    char r[64], sum[512];
+    fprintf(out, "  %-6s %-6s sum of %d uses: %s\n", view_ref(n, r, sizeof r), "copy", v->uses[n->id],
+            view_copy_sum(v, n, digits, sum, sizeof sum));
+}
+
+/* One gate as the slides write a backward step: the upstream gradient and where the gate is
+ * evaluated, then per input the local gradient (formula, values put in, number) and the
+ * downstream gradient (the product with its factors), aligned in two columns. */
+static void put_gate(FILE *out, const gview *v, ad_node *n, int digits)
+{
+    char r[64], up[512];
+    gate gt;
+    view_gate(n, &gt);
+    gate_walk w;
+    view_walk(v, n, &gt, digits, &w);
+    fprintf(out, "  %-6s %-6s upstream %s", view_ref(n, r, sizeof r), gt.label, view_values(n, true, digits, up, sizeof up));
+    if (w.at[0]) fprintf(out, "   at %s", w.at);
+    fputc('\n', out);
+    int width = 0;
+    for (int k = 0; k < gt.nshown; k++)
+        if (view_width(w.local[k]) > width) width = view_width(w.local[k]);
+    for (int k = 0; k < gt.nshown; k++) {
+        ad_node *in = node_in(n, gt.slot[k]);
+        /* a registry op's one text covers all its inputs */
+        fprintf(out, "         %s %s%*s   downstream ", w.local[k][0] ? "local" : "     ", w.local[k],
+                width - view_width(w.local[k]), "");
+        if (w.down[k][0]) fprintf(out, "%s -> %s\n", w.down[k], view_ref(in, r, sizeof r));
+        else if (v->uses[in->id] == 1 && (in->flags & F_NEEDS_GRAD))
+            fprintf(out, "%s -> %s\n", view_values(in, true, digits, up, sizeof up), view_ref(in, r, sizeof r));
+        else fprintf(out, "-> %s\n", view_ref(in, r, sizeof r));
     }
-    fprintf(out, "   sum of %d uses %s\n", v->uses[n->id], view_values(n, true, digits, b, sizeof b));
 }
 
 ad_status ad_trace_backward(const ad_graph *g, ad_node *root, FILE *out, int digits)
@@ -77,33 +88,13 @@ ad_status ad_trace_backward(const ad_graph *g, ad_node *root, FILE *out, int dig
     gview v;
     ad_status st = view_build(&v, g, root);
     if (st != AD_OK) return st;
-    char r[64], num[64], up[512];
+    char r[64], up[512];
     fprintf(out, "backward pass: upstream gradient x local gradient = downstream gradient\n");
     for (uint32_t i = v.n; i-- > 0;) {
         if (!v.live[i]) continue;
         ad_node *n = node_at(g, i);
         if (v.uses[i] > 1) put_copy(out, &v, n, digits);
-        if (n->nin == 0 || !(n->flags & F_NEEDS_GRAD)) continue;
-        gate gt;
-        view_gate(n, &gt);
-        fprintf(out, "  %-6s %-6s upstream %6s   local ", view_ref(n, r, sizeof r), gt.label,
-                view_values(n, true, digits, up, sizeof up));
-        for (int k = 0; k < gt.nshown; k++) {
-            fprintf(out, "%s%s", k ? ", " : "", gt.formula[k]);
-            if (!isnan(gt.local[k])) fprintf(out, " = %s", view_num(gt.local[k], digits, num, sizeof num));
-        }
-        fprintf(out, "   downstream ");
-        for (int k = 0; k < gt.nshown; k++) {
-            ad_node *in = node_in(n, gt.slot[k]);
-            double d = gt.local[k] * grad_of(n);
-            if (!isnan(d)) fprintf(out, "%s%s -> %s", k ? ", " : "", view_num(d, digits, num, sizeof num),
-                                   view_ref(in, r, sizeof r));
-            else if (v.uses[in->id] == 1 && (in->flags & F_NEEDS_GRAD))
-                fprintf(out, "%s%s -> %s", k ? ", " : "", view_values(in, true, digits, up, sizeof up),
-                        view_ref(in, r, sizeof r));
-            else fprintf(out, "%s-> %s", k ? ", " : "", view_ref(in, r, sizeof r));
-        }
-        fputc('\n', out);
+        if (n->nin > 0 && (n->flags & F_NEEDS_GRAD)) put_gate(out, &v, n, digits);
     }
     /* the gradient, in the order the variables were created (the slides' argument order) */
     fprintf(out, "gradient:");

@@ -3,6 +3,7 @@
  * gradient of each input as a formula and a number. */
 #include "view.h"
 #include "ad_io.h"
+#include <ctype.h>
 #include <stdlib.h>
 
 static bool is_scalar_const(const ad_node *n)
@@ -22,6 +23,11 @@ int view_folded(const ad_node *n)
     if (c0 && !c1) return 0;
     return -1;
 }
+
+/* The symbols that name unnamed inner inputs in formulas, a pair per gate; the first pair that
+ * no node's name and no letter of the gate's formula uses. */
+static const char *const SYMS[][2] = {{"u", "v"}, {"p", "q"}, {"s", "t"}, {"a", "b"}, {"m", "n"}, {"g", "h"}};
+enum { NSYMS = sizeof SYMS / sizeof *SYMS };
 
 ad_status view_build(gview *v, const ad_graph *g, ad_node *root)
 {
@@ -69,6 +75,12 @@ ad_status view_build(gview *v, const ad_graph *g, ad_node *root)
             }
     }
     ad_xfree(fill);
+    for (uint32_t i = 0; i < v->n; i++) {
+        ad_node *m = node_at(g, i);
+        if (!v->live[i] || !m->x || !m->x->name) continue;
+        for (int c = 0; c < NSYMS; c++)
+            if (!strcmp(m->x->name, SYMS[c][0]) || !strcmp(m->x->name, SYMS[c][1])) v->clash |= 1u << c;
+    }
     return AD_OK;
 oom:
     view_free(v);
@@ -234,6 +246,226 @@ void view_gate(ad_node *n, gate *gt)
                            : k == 0 && e->def.local_grad ? e->def.local_grad : "";
         snprintf(gt->formula[k], sizeof gt->formula[k], "%s", text);
     }
+}
+
+/* ---- the walk as the slides write it ---- */
+
+char *view_operand(double x, int digits, char *buf, size_t len)
+{
+    char nb[64];
+    view_num(x, digits, nb, sizeof nb);
+    snprintf(buf, len, nb[0] == '-' ? "(%s)" : "%s", nb);
+    return buf;
+}
+
+int view_width(const char *s)
+{
+    int w = 0;
+    for (; *s; s++) w += ((unsigned char)*s & 0xC0) != 0x80;
+    return w;
+}
+
+static bool ident_start(char c) { return isalpha((unsigned char)c) || c == '_'; }
+static bool ident_char(char c) { return isalnum((unsigned char)c) || c == '_'; }
+
+/* Whether identifier id occurs in text as a whole identifier (not inside "exp" or "x0"). */
+static bool has_ident(const char *text, const char *id)
+{
+    size_t n = strlen(id);
+    for (const char *p = text; *p;) {
+        if (!ident_start(*p)) {
+            p++;
+            continue;
+        }
+        const char *q = p;
+        while (ident_char(*q)) q++;
+        if ((size_t)(q - p) == n && !strncmp(p, id, n)) return true;
+        p = q;
+    }
+    return false;
+}
+
+/* What a formula may call and still read well with numbers put in. */
+static bool known_function(const char *p, size_t n)
+{
+    static const char *const fns[] = {"exp", "log", "sqrt", "sin", "cos", "tan", "tanh", "sigmoid", "erf", "pi"};
+    for (size_t i = 0; i < sizeof fns / sizeof *fns; i++)
+        if (strlen(fns[i]) == n && !strncmp(p, fns[i], n)) return true;
+    return false;
+}
+
+/* text with the identifiers x and y replaced by rx and ry and '*' written as '·'.  A negative
+ * replacement is put in parentheses, except where it is all of the text or all of a call's
+ * argument: exp(-1.00).  With strict, fails (returns false) on any other identifier but a known
+ * function's, and on text that is not arithmetic (case splits, Iverson brackets, side
+ * definitions after a comma), which reads worse with numbers. */
+static bool rewrite(const char *t, const char *rx, const char *ry, bool strict, char *buf, size_t len)
+{
+    size_t at = 0;
+    buf[0] = 0;
+    if (strict && strpbrk(t, "[,|")) return false;
+#define PUT(...) (at += (size_t)snprintf(buf + at, at < len ? len - at : 0, __VA_ARGS__))
+    for (const char *p = t; *p;) {
+        if (isdigit((unsigned char)*p) || (*p == '.' && isdigit((unsigned char)p[1]))) {
+            const char *q = p;
+            while (isdigit((unsigned char)*q) || *q == '.') q++;
+            PUT("%.*s", (int)(q - p), p);
+            p = q;
+        } else if (ident_start(*p)) {
+            const char *q = p;
+            while (ident_char(*q)) q++;
+            size_t n = (size_t)(q - p);
+            const char *put = n == 1 && *p == 'x' ? rx : n == 1 && *p == 'y' ? ry : NULL;
+            if (put) {
+                bool bare = (p == t && !*q) || (p > t && p[-1] == '(' && *q == ')');
+                PUT(put[0] == '-' && !bare ? "(%s)" : "%s", put);
+            } else if (strict && !known_function(p, n)) {
+                return false;
+            } else {
+                PUT("%.*s", (int)n, p);
+            }
+            p = q;
+        } else {
+            if (*p == '*') PUT("\u00b7");
+            else PUT("%c", *p);
+            p++;
+        }
+    }
+#undef PUT
+    return at < len;
+}
+
+/* Whether text is a number as written ("1", "-1", "0.5"): then it is the local gradient as it
+ * stands, with nothing to evaluate. */
+static bool plain_number(const char *text)
+{
+    char *end;
+    strtod(text, &end);
+    return *text && end != text && *end == 0;
+}
+
+static bool is_symbol_input(const ad_node *in) { return !(in->x && in->x->name) && !is_scalar_const(in); }
+
+void view_walk(const gview *v, ad_node *n, const gate *gt, int digits, gate_walk *w)
+{
+    memset(w, 0, sizeof *w);
+    const op_entry *e = op_entry_get(n->op);
+    bool ew = op_is_elementwise(e), scalar = node_size(n) == 1;
+    /* the pair of symbols: clear of every name and of the formula's own letters */
+    int pair = 0;
+    for (; pair < NSYMS; pair++) {
+        bool ok = !(v->clash >> pair & 1);
+        for (int k = 0; k < gt->nshown && ok; k++)
+            ok = !has_ident(gt->formula[k], SYMS[pair][0]) && !has_ident(gt->formula[k], SYMS[pair][1]);
+        if (ok) break;
+    }
+    int next = 0;
+    for (int k = 0; k < gt->nshown; k++) {
+        ad_node *in = node_in(n, gt->slot[k]);
+        scalar = scalar && node_size(in) == 1;
+        int same = -1;
+        for (int j = 0; j < k; j++)
+            if (node_in(n, gt->slot[j]) == in) same = j;
+        if (same >= 0) snprintf(w->sym[k], sizeof w->sym[k], "%s", w->sym[same]);
+        else if (ew && is_symbol_input(in) && pair < NSYMS && next < 2)
+            snprintf(w->sym[k], sizeof w->sym[k], "%s", SYMS[pair][next++]);
+        else view_ref(in, w->sym[k], sizeof w->sym[k]);
+        if (same >= 0) continue;
+        /* where the gate is evaluated: each input once, "u = #12 = 1.37", "w0 = 2.00" */
+        char r[64], val[160];
+        size_t at = strlen(w->at);
+        if (node_size(in) == 1) view_num(ad_node_get(in, 0), digits, val, sizeof val);
+        else {
+            ad_shape s = node_shape(in);
+            ad_shape_str(&s, val, sizeof val);
+        }
+        if (strcmp(w->sym[k], view_ref(in, r, sizeof r)))
+            snprintf(w->at + at, sizeof w->at - at, "%s%s = %s%s%s", at ? ", " : "", w->sym[k], r,
+                     node_size(in) == 1 ? " = " : " ", val);
+        else snprintf(w->at + at, sizeof w->at - at, "%s%s%s%s", at ? ", " : "", r, node_size(in) == 1 ? " = " : " ", val);
+    }
+    double up = scalar ? ad_node_grad_get(n, 0) : NAN;
+    char xs[64] = "", ys[64] = "", nb[64], ub[64], named[320], valued[320];
+    if (scalar) {
+        view_num(ad_node_get(node_in(n, gt->slot[0]), 0), digits, xs, sizeof xs);
+        if (gt->nshown > 1) view_num(ad_node_get(node_in(n, gt->slot[1]), 0), digits, ys, sizeof ys);
+    }
+    for (int k = 0; k < gt->nshown; k++) {
+        const char *f = gt->formula[k];
+        /* registry ops speak of their inputs in their own words: their text as it is */
+        bool templ = ew && !strncmp(f, "d/d", 3) && (f[3] == 'x' || f[3] == 'y') && !ident_char(f[4]);
+        const char *eq = templ ? strstr(f, "] = ") : NULL;
+        if (!templ) {
+            snprintf(w->local[k], sizeof w->local[k], "%s", f);
+        } else {
+            const char *sx = w->sym[0], *sy = gt->nshown > 1 ? w->sym[1] : "y";
+            const char *wrt = f[3] == 'x' ? sx : sy;
+            int used = snprintf(w->local[k], sizeof w->local[k], "\u2202/\u2202%s%s", wrt, f[4] == '[' ? " " : "");
+            rewrite(f + 4, sx, sy, false, named, sizeof named);
+            snprintf(w->local[k] + used, sizeof w->local[k] - (size_t)used, "%s", named);
+        }
+        double local = gt->local[k];
+        if (isnan(local) || !scalar) continue;
+        view_num(local, digits, nb, sizeof nb);
+        const char *rhs = eq ? eq + 4 : "";
+        size_t at = strlen(w->local[k]);
+        if (eq && rewrite(rhs, xs, gt->nshown > 1 ? ys : NULL, true, valued, sizeof valued) &&
+            (has_ident(rhs, "x") || has_ident(rhs, "y")) && strcmp(valued, nb))
+            at += (size_t)snprintf(w->local[k] + at, sizeof w->local[k] - at, " = %s", valued);
+        if (!plain_number(rhs) && at < sizeof w->local[k])
+            snprintf(w->local[k] + at, sizeof w->local[k] - at, " = %s", nb);
+        /* the product with its factors: a local gradient written as a number stays as written */
+        char factor[64];
+        if (plain_number(rhs)) snprintf(factor, sizeof factor, rhs[0] == '-' ? "(%s)" : "%s", rhs);
+        else view_operand(local, digits, factor, sizeof factor);
+        snprintf(w->down[k], sizeof w->down[k], "%s \u00b7 %s = %s", factor, view_operand(up, digits, ub, sizeof ub),
+                 view_num(local * up, digits, nb, sizeof nb));
+    }
+}
+
+char *view_copy_sum(const gview *v, ad_node *n, int digits, char *buf, size_t len)
+{
+    if (node_size(n) != 1) return view_values(n, true, digits, buf, len);
+    size_t at = 0;
+    char nb[64];
+    buf[0] = 0;
+    for (int32_t e = v->cstart[n->id + 1]; e-- > v->cstart[n->id] && at < len;) {
+        bool first = e + 1 == v->cstart[n->id + 1];
+        double part = view_edge_grad(node_at(v->g, v->cons[e].node), v->cons[e].slot);
+        at += (size_t)snprintf(buf + at, len - at, "%s%s", first ? "" : " + ",
+                               first ? view_num(part, digits, nb, sizeof nb) : view_operand(part, digits, nb, sizeof nb));
+    }
+    if (at < len) snprintf(buf + at, len - at, " = %s", view_num(ad_node_grad_get(n, 0), digits, nb, sizeof nb));
+    return buf;
+}
+
+char *view_expr(ad_node *n, bool numbers, int digits, char *buf, size_t len)
+{
+    int fold = view_folded(n), shown = n->nin < VIEW_MAX_SHOWN ? n->nin : VIEW_MAX_SHOWN;
+    const op_entry *e = op_entry_get(n->op);
+    /* negative numbers need parentheses after an operator, not inside a call: exp(-1.00) */
+    bool call = !e->infix && !e->prefix;
+    char s[2][64];
+    for (int k = 0; k < 2 && k < n->nin; k++) {
+        ad_node *in = node_in(n, k);
+        if (!numbers || k == fold) view_ref(in, s[k], sizeof s[k]);
+        else if (call) view_num(ad_node_get(in, 0), digits, s[k], sizeof s[k]);
+        else view_operand(ad_node_get(in, 0), digits, s[k], sizeof s[k]);
+    }
+    const char *infix = e->infix && !strcmp(e->infix, " * ") ? " \u00b7 " : e->infix;
+    if (e->prefix && !strcmp(e->prefix, "-")) /* -(1.00), not --1.00 or a bare -1.00 that reads as the result */
+        snprintf(buf, len, numbers && s[0][0] != '(' ? "-(%s)" : "-%s", s[0]);
+    else if (e->prefix) snprintf(buf, len, "%s%s", e->prefix, s[0]);
+    else if (infix) snprintf(buf, len, "%s%s%s", s[0], infix, s[1]);
+    else {
+        size_t at = (size_t)snprintf(buf, len, "%s(", e->def.name);
+        for (int k = 0; k < shown && at < len; k++) {
+            char r[64];
+            at += (size_t)snprintf(buf + at, len - at, "%s%s", k ? ", " : "", k < 2 ? s[k] : view_ref(node_in(n, k), r, sizeof r));
+        }
+        if (at < len) snprintf(buf + at, len - at, "%s)", n->nin > shown ? ", ..." : "");
+    }
+    return buf;
 }
 
 void view_xml(FILE *out, const char *s)

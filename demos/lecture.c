@@ -3,12 +3,14 @@
  * ad_trace_backward), each followed by the numbers the slides give, checked.
  *
  *   lecture [--example 1|2|3] [--digits N] [--svg DIR]
+ *   lecture --part momentum|minibatch|dropout|early-stopping [--svg DIR]
  *
  * 1. f = z(x + y) at (2, 3, -2); 2. the sigmoid neuron 1/(1 + e^-(w0 x0 + w1 x1 + w2)) at
  * x0 = -1, x1 = -2, w0 = 2, w1 = -3, w2 = -3; 3. a variable used more than once: the copy
  * node, in f = x x + x at x = 3. */
 #include "ad.h"
 #include "expr.h"
+#include "lecture_parts.h"
 #include "opts.h"
 #include "ad_io.h"
 #include <math.h>
@@ -19,7 +21,8 @@ static const char *USAGE =
     "usage: lecture [options]\n"
     "Prints the lecture's backpropagation examples step by step (the forward pass, then the\n"
     "backward pass node by node: upstream gradient x local gradient = downstream gradient) as\n"
-    "`backprop --trace` prints them, and checks the numbers against the slides'.\n";
+    "`backprop --trace` prints them, and checks the numbers against the slides'.  --part prints\n"
+    "one of the training and regularisation slides as a page with its picture instead.\n";
 
 enum { MAX_VARS = 5 };
 
@@ -179,7 +182,7 @@ static int run_example(const example *e, int digits, const char *svg_dir, int in
 int main(int argc, char **argv)
 {
     int only = 0, digits = 2;
-    const char *svg_dir = NULL;
+    const char *svg_dir = NULL, *part = NULL;
     opts_def defs[] = {
         {"--example", OPTS_INT, &only, "N", .help = "only example N: 1 f = z(x+y), 2 the sigmoid neuron, 3 the copy node",
          .lo = 1, .hi = NEXAMPLES, .want = "1, 2 or 3"},
@@ -188,11 +191,24 @@ int main(int argc, char **argv)
         {"--svg", OPTS_TEXT, &svg_dir, "DIR",
          .help = "also draw each example's graph into DIR/lecture-N.svg (values in green,\ngradients in red, as backprop --svg "
          "draws them)", .want = "a folder"},
+        {"--part", OPTS_TEXT, &part, "NAME",
+         .help = "instead of the examples, a page on the training and regularisation slides, its\n"
+         "picture in DIR/lecture-NAME.svg with --svg: momentum (gradient descent against\n"
+         "momentum at a saddle), minibatch (SGD's noisy loss against full-batch descent),\n"
+         "dropout (training against test-time scaling), early-stopping (the chosen epoch)",
+         .want = "momentum, minibatch, dropout or early-stopping"},
     };
     opts_spec spec = {.prog = "lecture", .usage = USAGE, .defs = defs,
                       .ndefs = sizeof defs / sizeof *defs};
     int rc = opts_parse(&spec, argc, argv, NULL, NULL, 0);
     if (rc >= 0) return rc;
+    if (part) {
+        bool known = false;
+        for (int i = 0; i < LECTURE_NPARTS; i++) known = known || strcmp(part, LECTURE_PARTS[i]) == 0;
+        if (!known) return opts_error(&spec, "--part takes momentum, minibatch, dropout or early-stopping, not '%s'", part);
+        if (only) return opts_error(&spec, "--part and --example choose different pages: give one");
+        return lecture_part(part, svg_dir, stdout);
+    }
     if (!only) {
         printf("Backpropagation, as the lecture does it by hand: \"start at the output.  At every node,\n"
                "take the upstream gradient, multiply it with the local gradient, and propagate the result\n"

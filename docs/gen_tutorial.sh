@@ -6,10 +6,13 @@
 #   @run ARGS        a shell block: "$ backprop ARGS" and what it prints
 #   @svg NAME ARGS   writes img/NAME.svg from "backprop --svg ARGS" and shows the picture
 #   @file PATH       the file (relative to DOCS_DIR) in a C block
+#   @lecture PART    a shell block: "$ lecture --part PART --svg img" and what it prints, then
+#                    the picture it draws (img/lecture-PART.svg); lecture sits beside BACKPROP
 set -euo pipefail
 check=0
 if [ "${1:-}" = "--check" ]; then check=1; shift; fi
 bp=$1 docs=$2
+lecture=$(cd "$(dirname "$bp")" && pwd)/lecture
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 mkdir -p "$out/img"
@@ -29,6 +32,12 @@ while IFS= read -r line; do
         eval "set -- $args"
         "$bp" --svg "$@" > "$out/img/$name.svg"
         printf '![backprop --svg %s](img/%s.svg)\n' "$args" "$name"
+        ;;
+    "@lecture "*)
+        part=${line#@lecture }
+        printf '```\n$ lecture --part %s --svg img\n' "$part"
+        (cd "$out" && "$lecture" --part "$part" --svg img) || true
+        printf '```\n\n![lecture --part %s](img/lecture-%s.svg)\n' "$part" "$part"
         ;;
     "@file "*)
         printf '```c\n'

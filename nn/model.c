@@ -186,7 +186,8 @@ ad_status nn_model_set_scaler(nn_model *m, int dim, const double *mean, const do
     if (dim < 1) return model_fail(m, AD_ERR_ARG, "nn_model_set_scaler: dim %d must be positive", dim);
     const double *v[2] = {mean, std};
     /* %.17g: at most 24 bytes a number with its comma */
-    char *text = ad_malloc((size_t)dim * 26 + 1);
+    size_t len = (size_t)dim * 26 + 1;
+    char *text = ad_malloc(len);
     if (!text) return model_fail(m, AD_ERR_NOMEM, "nn_model_set_scaler: out of memory");
     ad_status st = AD_OK;
     for (int k = 0; k < 2 && !st; k++) {
@@ -197,7 +198,7 @@ ad_status nn_model_set_scaler(nn_model *m, int dim, const double *mean, const do
                                 v[k][i], k ? "a positive number" : "finite");
                 break;
             }
-            at += (size_t)sprintf(text + at, i ? ",%.17g" : "%.17g", v[k][i]);
+            at += (size_t)snprintf(text + at, len - at, i ? ",%.17g" : "%.17g", v[k][i]);
         }
         if (!st) st = nn_model_set_meta(m, SCALER_KEY[k], text);
     }

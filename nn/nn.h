@@ -183,8 +183,11 @@ ad_status nn_linear_add(nn_model *m, nn_linear *l, const char *prefix, int in, i
 typedef struct {
     ad_tensor *weight;  /* [out, in/groups, kh, kw] */
     ad_tensor *bias;    /* [out], or NULL */
-    int in, out, kh, kw;
-    ad_conv_opts opts;
+    int in;             /* input channels */
+    int out;            /* output channels */
+    int kh;             /* kernel rows */
+    int kw;             /* kernel columns */
+    ad_conv_opts opts;  /* stride, padding, dilation, groups */
 } nn_conv2d;
 /* Conv2d's tensors in m; o may be NULL (stride 1, no padding). */
 ad_status nn_conv2d_add(nn_model *m, nn_conv2d *l, const char *prefix, int in, int out, int kh,
@@ -197,9 +200,10 @@ ad_node *nn_flatten(ad_graph *g, ad_node *x);
 
 /* LayerNorm(dim): normalises the last axis, with weight and bias [dim]. */
 typedef struct {
-    ad_tensor *weight, *bias;
-    int dim;
-    double eps;
+    ad_tensor *weight; /* [dim], the scale (ones at first) */
+    ad_tensor *bias;   /* [dim], the shift (zeros at first) */
+    int dim;           /* the size of the normalised last axis */
+    double eps;        /* added to the variance */
 } nn_layer_norm;
 /* LayerNorm's tensors in m (eps 1e-5 as PyTorch's default when eps is 0). */
 ad_status nn_layer_norm_add(nn_model *m, nn_layer_norm *l, const char *prefix, int dim, double eps);
@@ -209,9 +213,14 @@ ad_node *nn_layer_norm_forward(ad_graph *g, const nn_layer_norm *l, ad_node *x);
 /* BatchNorm1d/2d(channels): weight, bias, and the buffers running_mean, running_var and
  * num_batches_tracked. */
 typedef struct {
-    ad_tensor *weight, *bias, *running_mean, *running_var, *num_batches_tracked;
-    int channels;
-    double eps, momentum;
+    ad_tensor *weight;              /* [C], the scale (ones at first) */
+    ad_tensor *bias;                /* [C], the shift (zeros at first) */
+    ad_tensor *running_mean;        /* [C] buffer: the mean evaluation normalises with */
+    ad_tensor *running_var;         /* [C] buffer: the (unbiased) variance it uses */
+    ad_tensor *num_batches_tracked; /* scalar buffer: training forwards recorded */
+    int channels;                   /* C, the size of axis 1 */
+    double eps;                     /* added to the variance */
+    double momentum;                /* how far a training batch moves the running statistics */
 } nn_batch_norm;
 /* BatchNorm's tensors in m (eps 1e-5 and momentum 0.1, PyTorch's, where given as 0). */
 ad_status nn_batch_norm_add(nn_model *m, nn_batch_norm *l, const char *prefix, int channels,
@@ -222,8 +231,9 @@ ad_node *nn_batch_norm_forward(ad_graph *g, nn_batch_norm *l, ad_node *x, nn_mod
 
 /* Embedding(num, dim): a table weight [num, dim]. */
 typedef struct {
-    ad_tensor *weight;
-    int num, dim;
+    ad_tensor *weight; /* [num, dim]: row i is the vector of id i */
+    int num;           /* ids 0..num-1 */
+    int dim;           /* the vectors' size */
 } nn_embedding;
 /* Embedding's table in m, drawn from N(0, 1) as PyTorch's. */
 ad_status nn_embedding_add(nn_model *m, nn_embedding *l, const char *prefix, int num, int dim,
@@ -236,10 +246,15 @@ ad_node *nn_embedding_forward(ad_graph *g, const nn_embedding *l, ad_shape ids_s
  * ("<prefix>.weight_ih_l0", weight_hh_l0, bias_ih_l0, bias_hh_l0) and gate order (LSTM:
  * input, forget, cell, output; GRU: reset, update, new). */
 typedef enum { NN_RNN_TANH = 0, NN_LSTM, NN_GRU } nn_rnn_kind;
+/* A recurrent layer's tensors (in an nn_model) and sizes. */
 typedef struct {
-    nn_rnn_kind kind;
-    ad_tensor *weight_ih, *weight_hh, *bias_ih, *bias_hh; /* [G*hidden, in], [G*hidden, hidden], [G*hidden] */
-    int in, hidden;
+    nn_rnn_kind kind;    /* RNN, LSTM or GRU: G = 1, 4 or 3 gates */
+    ad_tensor *weight_ih; /* [G*hidden, in], the gates' input weights stacked in torch's order */
+    ad_tensor *weight_hh; /* [G*hidden, hidden], their recurrent weights */
+    ad_tensor *bias_ih;   /* [G*hidden] */
+    ad_tensor *bias_hh;   /* [G*hidden] */
+    int in;               /* features per step */
+    int hidden;           /* the state's size */
 } nn_rnn;
 /* The layer's tensors in m, uniform in +-1/sqrt(hidden) as PyTorch's. */
 ad_status nn_rnn_add(nn_model *m, nn_rnn *l, nn_rnn_kind kind, const char *prefix, int in,

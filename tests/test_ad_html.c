@@ -108,27 +108,35 @@ START_TEST(neuron_page_walks_the_slides)
         "<li class=\"start\"",
         "x0 = <span class=\"v\">-1.00</span>",
         "w2 = <span class=\"v\">-3.00</span>",
-        "#5 = w0 * x0 = 2.00 &#215; (-1.00) = <span class=\"v\">-2.00</span>",
+        "#5 = w0 \u00b7 x0 = 2.00 \u00b7 (-1.00) = <span class=\"v\">-2.00</span>",
         "#9 = -#8 = -(1.00) = <span class=\"v\">-1.00</span>",
         "#10 = exp(#9) = exp(-1.00) = <span class=\"v\">0.37</span>",
         "#12 = 1 + #10 = 1 + 0.37 = <span class=\"v\">1.37</span>",
         "#13 = 1/#12 = 1/1.37 = <span class=\"v\">0.73</span>",
         "<b>Base case:</b> df/df = <span class=\"g\">1</span>",
-        /* the slides' backward steps, one gate each */
+        /* the slides' backward steps, one gate each: where it is evaluated, the local gradient
+         * with the values put in, the downstream gradient as a product */
         "<b>Upstream gradient:</b> <span class=\"g\">1.00</span>",
-        "<b>Local gradient:</b> d/dx[1/x] = -1/x^2 = -1/1.37^2 = -0.53",
-        "<b>Downstream gradient:</b> -0.53 &#215; 1.00 = <span class=\"g\">-0.53</span> &#8594; #12",
-        "<b>Local gradient:</b> d/dx[x + 1] = 1</p>",
-        "1.00 &#215; (-0.53) = <span class=\"g\">-0.53</span>",
-        "<b>Local gradient:</b> d/dx[exp(x)] = exp(x) = exp(-1.00) = 0.37",
-        "0.37 &#215; (-0.53) = <span class=\"g\">-0.20</span> &#8594; #9",
-        "<b>Local gradient:</b> d/dx[-x] = -1</p>",
-        "-1.00 &#215; (-0.20) = <span class=\"g\">0.20</span> &#8594; #8",
-        "1.00 &#215; 0.20 = <span class=\"g\">0.20</span> &#8594; #7, 1.00 &#215; 0.20 = <span class=\"g\">0.20</span> &#8594; w2",
-        "1.00 &#215; 0.20 = <span class=\"g\">0.20</span> &#8594; #5, 1.00 &#215; 0.20 = <span class=\"g\">0.20</span> &#8594; #6",
-        "d/dx[x*y] = y = -2.00, d/dy[x*y] = x = -3.00",
-        "-2.00 &#215; 0.20 = <span class=\"g\">-0.39</span> &#8594; w1, -3.00 &#215; 0.20 = <span class=\"g\">-0.59</span> &#8594; x1",
-        "-1.00 &#215; 0.20 = <span class=\"g\">-0.20</span> &#8594; w0, 2.00 &#215; 0.20 = <span class=\"g\">0.39</span> &#8594; x0",
+        "<b>Evaluated at:</b> u = #12 = 1.37</p>",
+        "<b>Local gradient:</b> \u2202/\u2202u [1/u] = -1/u^2 = -1/1.37^2 = -0.53</p>",
+        "<b>Downstream gradient:</b> (-0.53) \u00b7 1.00 = <span class=\"g\">-0.53</span> &#8594; #12",
+        "<b>Local gradient:</b> \u2202/\u2202u [u + 1] = 1</p>",
+        "1 \u00b7 (-0.53) = <span class=\"g\">-0.53</span>",
+        "<b>Local gradient:</b> \u2202/\u2202u [exp(u)] = exp(u) = exp(-1.00) = 0.37</p>",
+        "0.37 \u00b7 (-0.53) = <span class=\"g\">-0.20</span> &#8594; #9",
+        "<b>Local gradient:</b> \u2202/\u2202u [-u] = -1</p>",
+        "(-1) \u00b7 (-0.20) = <span class=\"g\">0.20</span> &#8594; #8",
+        "<b>Evaluated at:</b> u = #7 = 4.00, w2 = -3.00</p>",
+        "\u2202/\u2202u [u + w2] = 1, \u2202/\u2202w2 [u + w2] = 1</p>",
+        "1 \u00b7 0.20 = <span class=\"g\">0.20</span> &#8594; #7, 1 \u00b7 0.20 = <span class=\"g\">0.20</span> &#8594; w2",
+        "1 \u00b7 0.20 = <span class=\"g\">0.20</span> &#8594; #5, 1 \u00b7 0.20 = <span class=\"g\">0.20</span> &#8594; #6",
+        "\u2202/\u2202w1 [w1\u00b7x1] = x1 = -2.00, \u2202/\u2202x1 [w1\u00b7x1] = w1 = -3.00",
+        ("(-2.00) \u00b7 0.20 = <span class=\"g\">-0.39</span> &#8594; w1, (-3.00) \u00b7 0.20 = <span class=\"g\">-0.59</span> "
+         "&#8594; x1"),
+        "<b>Evaluated at:</b> w0 = 2.00, x0 = -1.00</p>",
+        "\u2202/\u2202w0 [w0\u00b7x0] = x0 = -1.00, \u2202/\u2202x0 [w0\u00b7x0] = w0 = 2.00",
+        ("(-1.00) \u00b7 0.20 = <span class=\"g\">-0.20</span> &#8594; w0, 2.00 \u00b7 0.20 = <span class=\"g\">0.39</span> "
+         "&#8594; x0"),
         ("&#8711;f(x0, x1, w0, w1, w2) = (<span class=\"g\">0.39</span>, <span class=\"g\">-0.59</span>, "
          "<span class=\"g\">-0.20</span>, <span class=\"g\">-0.39</span>, <span class=\"g\">0.20</span>)"),
         "</ol>\n<script>",
@@ -137,7 +145,7 @@ START_TEST(neuron_page_walks_the_slides)
     free(html);
     /* the slides round to one decimal */
     html = page(g, f, 1, NULL, &st);
-    ck_assert_ptr_nonnull(strstr(html, "2.0 &#215; 0.2 = <span class=\"g\">0.4</span> &#8594; x0"));
+    ck_assert_ptr_nonnull(strstr(html, "2.0 \u00b7 0.2 = <span class=\"g\">0.4</span> &#8594; x0"));
     ck_assert_ptr_nonnull(strstr(html, "<title>backprop &#8212;"));
     free(html);
     ad_graph_free(g);
@@ -196,7 +204,7 @@ START_TEST(copy_node_shows_its_sum)
     ck_assert_int_lt((long)strlen(html), 200 * 1024);
     static const char *const walk[] = {
         "x = <span class=\"v\">3.00</span> (used 3 times",
-        "#1 = x * x = 3.00 &#215; 3.00 = <span class=\"v\">9.00</span>",
+        "#1 = x \u00b7 x = 3.00 \u00b7 3.00 = <span class=\"v\">9.00</span>",
         "#2 = #1 + x = 9.00 + 3.00 = <span class=\"v\">12.00</span>",
         "<li class=\"bwd\" data-part=\"c0\">",
         "copy of x: 1.00 + 3.00 + 3.00 = <span class=\"g\">7.00</span>",
@@ -223,6 +231,11 @@ START_TEST(lecture_pages_are_small)
     ck_assert(well_formed(html));
     self_contained(html);
     ck_assert_int_lt((long)strlen(html), 200 * 1024);
+    /* the first example's backward steps as the slides write them */
+    ck_assert_ptr_nonnull(strstr(html, "<b>Local gradient:</b> \u2202/\u2202z [z\u00b7u] = u = 5.00, \u2202/\u2202u [z\u00b7u] = z = -2.00</p>"));
+    ck_assert_ptr_nonnull(strstr(html, "5.00 \u00b7 1.00 = <span class=\"g\">5.00</span> &#8594; z, "
+                                       "(-2.00) \u00b7 1.00 = <span class=\"g\">-2.00</span> &#8594; #3"));
+    ck_assert_ptr_nonnull(strstr(html, "1 \u00b7 (-2.00) = <span class=\"g\">-2.00</span> &#8594; x"));
     ck_assert_ptr_nonnull(strstr(html, "&#8711;f(x, y, z) = (<span class=\"g\">-2.00</span>, "
                                        "<span class=\"g\">-2.00</span>, <span class=\"g\">5.00</span>)"));
     free(html);
@@ -270,7 +283,7 @@ START_TEST(large_graph_gets_every_step_and_a_summary_picture)
     ck_assert(well_formed(html));
     ck_assert_ptr_nonnull(strstr(html, "This graph has 101 parts to draw"));
     ck_assert_int_eq(count(html, "<li class="), 1 + 101 + 1 + 100 + 1);
-    ck_assert_ptr_nonnull(strstr(html, "d/dx[sin(x)] = cos(x) = cos(0.50) = 0.88"));
+    ck_assert_ptr_nonnull(strstr(html, "\u2202/\u2202x [sin(x)] = cos(x) = cos(0.50) = 0.88"));
     free(html);
     ad_graph_free(g);
 }

@@ -1,6 +1,7 @@
 /* The backprop CLI, run as a user runs it: golden outputs for the lecture's examples, and
  * every kind of bad input (one clear line on stderr, exit code 2, never a crash). */
 #include "testutil.h"
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +37,16 @@ static void check_golden(const char *name, const char *const *args)
     done(&r);
 }
 
+/* Bad input: exit code 2, nothing on stdout, and exactly msg on stderr. */
+static void expect_bad_input(const char *const *args, const char *msg)
+{
+    run_result r = run(args);
+    ck_assert_msg(r.status == 2, "%s: exit %d (%s)", args[0], r.status, r.err);
+    ck_assert_str_eq(r.out, "");
+    ck_assert_str_eq(r.err, msg);
+    done(&r);
+}
+
 #define NEURON "1/(1+exp(-(w0*x0+w1*x1+w2)))", "x0=-1", "x1=-2", "w0=2", "w1=-3", "w2=-3"
 
 START_TEST(golden_neuron) { check_golden("neuron.txt", ARGS("--trace", NEURON)); }
@@ -67,15 +78,14 @@ START_TEST(html_stepper)
     done(&r);
     r = run(ARGS("--digits", "1", "--html", NEURON));
     ck_assert_int_eq(r.status, 0);
-    ck_assert_ptr_nonnull(strstr(r.out, "-2.0 &#215; 0.2 = <span class=\"g\">-0.4</span> &#8594; w1, "
-                                        "-3.0 &#215; 0.2 = <span class=\"g\">-0.6</span> &#8594; x1"));
+    ck_assert_ptr_nonnull(strstr(r.out, "(-2.0) · 0.2 = <span class=\"g\">-0.4</span> &#8594; w1, "
+                                        "(-3.0) · 0.2 = <span class=\"g\">-0.6</span> &#8594; x1"));
     done(&r);
-    /* bad input stays one line on stderr and no page */
-    r = run(ARGS("--html", "x+", "x=1"));
-    ck_assert_int_eq(r.status, 2);
-    ck_assert_str_eq(r.out, "");
-    ck_assert_str_eq(r.err, "backprop: column 3: expected a number, a name or '(' before the end of the formula\n");
-    done(&r);
+    /* bad input stays one message on stderr (the formula and a caret under the fault), no page */
+    expect_bad_input(ARGS("--html", "x+", "x=1"),
+                     "backprop: column 3: expected a number, a name or '(' before the end of the formula\n"
+                     "  x+\n"
+                     "    ^\n");
     r = run(ARGS("--help"));
     ck_assert_ptr_nonnull(strstr(r.out, "--html"));
     done(&r);
@@ -89,9 +99,11 @@ START_TEST(default_report_has_the_slides_numbers)
     ck_assert_int_eq(r.status, 0);
     ck_assert_ptr_nonnull(strstr(r.out, "value: f = 0.73"));
     ck_assert_ptr_nonnull(strstr(r.out, "df/dx0 = 0.39, df/dx1 = -0.59, df/dw0 = -0.20, df/dw1 = -0.39, df/dw2 = 0.20"));
-    ck_assert_ptr_nonnull(strstr(r.out, "1/x    upstream   1.00   local d/dx[1/x] = -1/x^2 = -0.53   downstream -0.53"));
-    ck_assert_ptr_nonnull(strstr(r.out, "+1     upstream  -0.53   local d/dx[x + 1] = 1"));
-    ck_assert_ptr_nonnull(strstr(r.out, "exp    upstream  -0.53   local d/dx[exp(x)] = exp(x) = 0.37   downstream -0.20"));
+    ck_assert_ptr_nonnull(strstr(r.out, "1/x    upstream 1.00   at u = #12 = 1.37\n"
+                                        "         local ∂/∂u [1/u] = -1/u^2 = -1/1.37^2 = -0.53   downstream (-0.53) · 1.00 = -0.53"));
+    ck_assert_ptr_nonnull(strstr(r.out, "+1     upstream -0.53   at u = #10 = 0.37\n"
+                                        "         local ∂/∂u [u + 1] = 1   downstream 1 · (-0.53) = -0.53"));
+    ck_assert_ptr_nonnull(strstr(r.out, "local ∂/∂u [exp(u)] = exp(u) = exp(-1.00) = 0.37   downstream 0.37 · (-0.53) = -0.20"));
     ck_assert_ptr_null(strstr(r.out, "forward pass")); /* only --trace adds the forward walk */
     done(&r);
     r = run(ARGS("--digits", "1", NEURON));
@@ -135,37 +147,31 @@ END_TEST
 START_TEST(bad_input)
 {
     struct { const char *const *args; const char *msg; } cases[] = {
-        {ARGS("(x+1", "x=1"), "backprop: column 5: expected ')' before the end of the formula\n"},
-        {ARGS("x*(y+", "x=1", "y=2"), "backprop: column 6: expected a number, a name or '(' before the end of the formula\n"},
-        {ARGS("foo(x)", "x=1"), "backprop: column 1: unknown function 'foo'\n"},
-        {ARGS("x+y", "x=1"), "backprop: column 3: variable 'y' has no value (give it one: y=...)\n"},
+        {ARGS("(x+1", "x=1"), "backprop: column 5: expected ')' before the end of the formula\n  (x+1\n      ^\n"},
+        {ARGS("x*(y+", "x=1", "y=2"), "backprop: column 6: expected a number, a name or '(' before the end of the formula\n  x*(y+\n       ^\n"},
+        {ARGS("foo(x)", "x=1"), "backprop: column 1: unknown function 'foo'\n  foo(x)\n  ^\n"},
+        {ARGS("x+y", "x=1"), "backprop: column 3: variable 'y' has no value (give it one: y=...)\n  x+y\n    ^\n"},
         {ARGS("x", "x=1", "q=2"), "backprop: a value is given for 'q', which the formula does not use\n"},
         {ARGS("x", "x=1.2.3"), "backprop: malformed number in 'x=1.2.3'\n(backprop --help for usage)\n"},
-        {ARGS("1.2.3*x", "x=1"), "backprop: column 1: malformed number '1.2.3'\n"},
-        {ARGS("x +* 2", "x=1"), "backprop: column 4: unexpected '*'\n"},
-        {ARGS("x)", "x=1"), "backprop: column 2: unmatched ')'\n"},
+        {ARGS("1.2.3*x", "x=1"), "backprop: column 1: malformed number '1.2.3'\n  1.2.3*x\n  ^\n"},
+        {ARGS("x +* 2", "x=1"), "backprop: column 4: unexpected '*'\n  x +* 2\n     ^\n"},
+        {ARGS("x)", "x=1"), "backprop: column 2: unmatched ')'\n  x)\n   ^\n"},
         {ARGS("x", "x"), "backprop: expected name=value, not 'x'\n(backprop --help for usage)\n"},
         {ARGS("x", "x=1", "x=2"), "backprop: 'x' is given twice\n(backprop --help for usage)\n"},
-        {ARGS("exp", "x=1"), "backprop: column 4: expected '(' before the end of the formula\n"},
+        {ARGS("exp", "x=1"), "backprop: column 4: expected '(' before the end of the formula\n  exp\n     ^\n"},
         {ARGS("--bogus", "x", "x=1"), "backprop: unknown option '--bogus'\n(backprop --help for usage)\n"},
         {ARGS("--digits", "many", "x", "x=1"), "backprop: --digits takes a whole number from -1 to 17, not 'many'\n(backprop --help for usage)\n"},
-        {ARGS("exp=1", "x=1"), "backprop: column 4: expected '('\n"},
+        {ARGS("exp=1", "x=1"), "backprop: column 4: expected '('\n  exp=1\n     ^\n"},
         {ARGS("x", "exp=1"), "backprop: 'exp' is not a variable name\n(backprop --help for usage)\n"},
         /* issue 20, defect 14: numbers that overflow to infinity are malformed, not values */
         {ARGS("x", "x=1e999"), "backprop: malformed number in 'x=1e999'\n(backprop --help for usage)\n"},
         {ARGS("x", "x=-1e309"), "backprop: malformed number in 'x=-1e309'\n(backprop --help for usage)\n"},
-        {ARGS("1e999*x", "x=1"), "backprop: column 1: malformed number '1e999'\n"},
-        {ARGS("x + 2*1.7976931348623159e308*x", "x=1"), "backprop: column 7: malformed number '1.7976931348623159e308'\n"},
-        {ARGS("--", "--bogus", "x=1"), "backprop: column 3: variable 'bogus' has no value (give it one: bogus=...)\n"},
-        {ARGS("--", "--help"), "backprop: column 3: variable 'help' has no value (give it one: help=...)\n"},
+        {ARGS("1e999*x", "x=1"), "backprop: column 1: malformed number '1e999'\n  1e999*x\n  ^\n"},
+        {ARGS("x + 2*1.7976931348623159e308*x", "x=1"), "backprop: column 7: malformed number '1.7976931348623159e308'\n  x + 2*1.7976931348623159e308*x\n        ^\n"},
+        {ARGS("--", "--bogus", "x=1"), "backprop: column 3: variable 'bogus' has no value (give it one: bogus=...)\n  --bogus\n    ^\n"},
+        {ARGS("--", "--help"), "backprop: column 3: variable 'help' has no value (give it one: help=...)\n  --help\n    ^\n"},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
-        run_result r = run(cases[i].args);
-        ck_assert_msg(r.status == 2, "case %zu: exit %d (%s)", i, r.status, r.err);
-        ck_assert_str_eq(r.err, cases[i].msg);
-        ck_assert_str_eq(r.out, "");
-        done(&r);
-    }
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) expect_bad_input(cases[i].args, cases[i].msg);
     run_result r = run(ARGS(NULL));
     ck_assert_int_eq(r.status, 2);
     ck_assert_ptr_nonnull(strstr(r.err, "usage: backprop"));
@@ -287,7 +293,7 @@ START_TEST(nonfinite_results_are_reported)
     done(&r);
     r = run(ARGS("1/x", "x=0"));
     ck_assert_int_eq(r.status, 1);
-    ck_assert_str_eq(r.err, "backprop: the value holds an infinity: it first appears at node #1 (recip)\n");
+    ck_assert_str_eq(r.err, "backprop: the value holds an infinity: it first appears at node #1 (1/x)\n");
     done(&r);
     r = run(ARGS("--json", "sqrt(x)", "x=0"));
     ck_assert_int_eq(r.status, 1);
@@ -484,6 +490,150 @@ START_TEST(hessian_errors)
 }
 END_TEST
 
+
+/* ---- issue 18: a friendlier CLI ------------------------------------------------------------- */
+
+START_TEST(power_hint_constants_and_names)
+{
+    expect_bad_input(ARGS("x**2", "x=3"), "backprop: column 3: unexpected '*': a power is written with ^ (x^2, not x**2)\n"
+                                          "  x**2\n"
+                                          "    ^\n");
+    char want[128];
+    run_result r = run(ARGS("--json", "pi*x + e", "x=2"));
+    ck_assert_int_eq(r.status, 0);
+    snprintf(want, sizeof want, "{\"value\": %.17g, \"gradient\": {\"x\": %.17g}}\n", 2 * 3.14159265358979323846 + exp(1.0),
+             3.14159265358979323846);
+    ck_assert_str_eq(r.out, want);
+    done(&r);
+    /* a variable the student names e is theirs, not Euler's number */
+    r = run(ARGS("--json", "e*2", "e=3"));
+    ck_assert_str_eq(r.out, "{\"value\": 6, \"gradient\": {\"e\": 2}}\n");
+    done(&r);
+    /* the caret sits under the operator whose shapes do not fit */
+    expect_bad_input(ARGS("x + W@v", "x=1", "W=[[1,2]]", "v=[1,2,3]"),
+                     "backprop: column 6: matmul: [1,2] @ [3]: inner dimensions 2 and 3 differ\n"
+                     "  x + W@v\n"
+                     "       ^\n");
+}
+END_TEST
+
+/* The default digits: 2 decimals, as the slides, and two significant digits for a number that
+ * would print as 0.00; --help says so. */
+START_TEST(small_numbers_never_print_as_zero)
+{
+    run_result r = run(ARGS("1e-3*x", "x=2"));
+    ck_assert_int_eq(r.status, 0);
+    ck_assert_ptr_nonnull(strstr(r.out, "value: f = 0.0020\ngradient: df/dx = 0.0010\n"));
+    ck_assert_ptr_null(strstr(r.out, "0.00 "));
+    ck_assert_ptr_null(strstr(r.out, "0.00\n"));
+    done(&r);
+    r = run(ARGS("x*1e-12 + y", "x=1", "y=3"));
+    ck_assert_ptr_nonnull(strstr(r.out, "value: f = 3.00\ngradient: df/dx = 1.0e-12, df/dy = 1.00\n"));
+    done(&r);
+    r = run(ARGS("--digits", "2", "1e-3*x", "x=2"));
+    ck_assert_ptr_nonnull(strstr(r.out, "value: f = 0.00\n"));
+    done(&r);
+    /* the slides' examples keep their two decimals */
+    r = run(ARGS(NEURON));
+    ck_assert_ptr_nonnull(strstr(r.out, "value: f = 0.73\n"));
+    done(&r);
+    r = run(ARGS("--help"));
+    ck_assert_ptr_nonnull(strstr(r.out, "so that no nonzero number prints as 0.00"));
+    done(&r);
+}
+END_TEST
+
+/* ---- issue 18: tensors ---------------------------------------------------------------------- */
+
+#define NET "ce(W2@relu(W1@x+b1)+b2, 1)", "W1=[[1,-1],[0.5,2]]", "b1=[0,1]", "W2=[[1,0],[-1,1],[0.5,0.5]]", \
+            "b2=[0,0,0]", "x=[1,2]"
+
+START_TEST(tensor_values_and_numpy_matmul)
+{
+    /* [2,2] @ [2] is a vector, [2] @ [2] a number, [2] @ [2,2] a vector: NumPy's rules */
+    run_result r = run(ARGS("--json", "sum(W@x) + x@x + sum(x@W)", "W=[[1,2],[3,4]]", "x=[1,-1]"));
+    ck_assert_msg(r.status == 0, "%s", r.err);
+    ck_assert_str_eq(r.out, "{\"value\": -4, \"gradient\": {\"W\": [[2, 0], [0, -2]], \"x\": [9, 11]}}\n");
+    done(&r);
+    /* NumPy's broadcasting: [2,3] + [3] */
+    r = run(ARGS("--json", "sum((A + b)^2)", "A=[[1,2,3],[4,5,6]]", "b=[1,0,-1]"));
+    ck_assert_str_eq(r.out, "{\"value\": 87, \"gradient\": {\"A\": [[4, 4, 4], [10, 10, 10]], \"b\": [14, 14, 14]}}\n");
+    done(&r);
+    /* axes */
+    r = run(ARGS("--json", "sum(sum(A, 0) * mean(A, -1)@B)", "A=[[1,2],[3,4]]", "B=[[1,0],[0,1]]"));
+    ck_assert_msg(r.status == 0, "%s", r.err);
+    done(&r);
+}
+END_TEST
+
+START_TEST(tensor_walk_in_matrix_form)
+{
+    run_result r = run(ARGS("--trace", NET));
+    ck_assert_msg(r.status == 0, "%s", r.err);
+    ck_assert_str_eq(r.err, "");
+    ck_assert_ptr_nonnull(strstr(r.out, "  W1     var                    [2,2]    = [[1.00, -1.00], [0.50, 2.00]]\n"));
+    ck_assert_ptr_nonnull(strstr(r.out, "  #1     @      (W1, x)         [2]      = [-1.00, 4.50]\n"));
+    ck_assert_ptr_nonnull(strstr(r.out, "softmax + ce: downstream = softmax(z) − onehot(y) [3] (z = #5, y = 1)\n"));
+    ck_assert_ptr_nonnull(strstr(r.out, "matmul [3,2]@[2]: downstream dW2 = upstream ⊗ #3 [3,2]; d#3 = W2ᵀ · upstream [2]\n"));
+    ck_assert_ptr_nonnull(strstr(r.out, "[2] + [2]: downstream d#1 = upstream [2]; db1 = upstream [2]\n"));
+    ck_assert_ptr_nonnull(strstr(r.out, "relu: downstream = upstream ⊙ (1 if u > 0, else 0), u = #2 [2]\n"));
+    done(&r);
+    r = run(ARGS("W@x + sum(W)", "W=[[1,2,3],[4,5,6]]", "x=[[1],[0],[-1]]"));
+    ck_assert_msg(r.status == 2, "%s", r.err); /* [2,1]: not one number */
+    ck_assert_str_eq(r.err, "backprop: f has shape [2,1], and a gradient is of one number: reduce it, as sum(...) or "
+                            "mean(...) does\n");
+    done(&r);
+    r = run(ARGS("sum(W@x)", "W=[[1,2,3],[4,5,6]]", "x=[[1],[0],[-1]]"));
+    ck_assert_ptr_nonnull(strstr(r.out, "matmul [2,3]@[3,1]: downstream dW = upstream · xᵀ [2,3]; dx = Wᵀ · upstream [3,1]\n"));
+    ck_assert_ptr_nonnull(strstr(r.out, "sum: downstream = upstream broadcast to [2,1]\n"));
+    done(&r);
+    /* a variable used twice: its copy line sums the two edges' gradients */
+    r = run(ARGS("sum(W*W)", "W=[[1,2],[3,4]]"));
+    ck_assert_ptr_nonnull(strstr(r.out, "  W      copy   upstream [[1.00, 2.00], [3.00, 4.00]] + [[1.00, 2.00], [3.00, 4.00]]   "
+                                        "sum of 2 uses [[2.00, 4.00], [6.00, 8.00]]\n"));
+    done(&r);
+    /* a larger tensor is summarised, first and last three entries per axis */
+    r = run(ARGS("sum(x)", "x=[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31,32,33,"
+                 "34,35,36,37,38,39,40,41,42,43,44,45,46,47,48,49,50]"));
+    ck_assert_ptr_nonnull(strstr(r.out, "[1.00, 1.00, 1.00, ..., 1.00, 1.00, 1.00]"));
+    done(&r);
+}
+END_TEST
+
+START_TEST(tensor_errors)
+{
+    struct { const char *const *args; const char *msg; } cases[] = {
+        {ARGS("sum(x)", "x=[1,[2]]"),
+         "backprop: malformed tensor in 'x=[1,[2]]': a list where the nesting wants a number (ragged nesting) at character 4\n"
+         "(backprop --help for usage)\n"},
+        {ARGS("sum(x)", "x=[[1,2],[3]]"),
+         "backprop: malformed tensor in 'x=[[1,2],[3]]': rows of different lengths (ragged nesting) at character 11\n"
+         "(backprop --help for usage)\n"},
+        {ARGS("sum(x)", "x=[]"), "backprop: malformed tensor in 'x=[]': an empty list at character 2\n(backprop --help for usage)\n"},
+        {ARGS("sum(x)", "x=[1,2"), "backprop: malformed tensor in 'x=[1,2': expected ']' before the end at character 5\n"
+                                   "(backprop --help for usage)\n"},
+        {ARGS("--hessian", "sum(x)", "x=[1,2]"), "backprop: --hessian takes variables that are numbers, not tensors\n"},
+        {ARGS("ce(z, 3)", "z=[1,2,3]"), "backprop: column 7: ce: label 3 is not a class of logits [3] (0 to 2)\n  ce(z, 3)\n        ^\n"},
+        {ARGS("ce(z, y)", "z=[[1,2],[3,4]]", "y=[1]"),
+         "backprop: column 7: ce: logits [2,2] take one label per row, not 1\n  ce(z, y)\n        ^\n"},
+        {ARGS("ce(z)", "z=[1,2]"), "backprop: column 5: ce takes the logits and the label: ce(z, 2)\n  ce(z)\n      ^\n"},
+        {ARGS("sum(x, y)", "x=[1,2]", "y=0"),
+         "backprop: column 8: an axis is a whole number written in the formula (0, 1, -1, ...)\n  sum(x, y)\n         ^\n"},
+        {ARGS("sum(x + y)", "x=[1,2]", "y=[1,2,3]"), NULL},
+        {ARGS("x@2", "x=[1,2]"),
+         "backprop: column 2: matmul: [2] @ []: @ takes vectors and matrices; scale by a number with *\n  x@2\n   ^\n"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        run_result r = run(cases[i].args);
+        ck_assert_msg(r.status == 2, "case %zu: exit %d (%s)", i, r.status, r.err);
+        if (cases[i].msg) ck_assert_str_eq(r.err, cases[i].msg);
+        else ck_assert_ptr_nonnull(strstr(r.err, "backprop: column 7: add: "));
+        ck_assert_str_eq(r.out, "");
+        done(&r);
+    }
+}
+END_TEST
+
 int main(int argc, char **argv)
 {
     if (argc < 3) {
@@ -517,6 +667,11 @@ int main(int argc, char **argv)
     tcase_add_test(tc, hessian_of_the_neuron_matches_torch);
     tcase_add_test(tc, hessian_at_kinks_is_torchs);
     tcase_add_test(tc, hessian_errors);
+    tcase_add_test(tc, power_hint_constants_and_names);
+    tcase_add_test(tc, small_numbers_never_print_as_zero);
+    tcase_add_test(tc, tensor_values_and_numpy_matmul);
+    tcase_add_test(tc, tensor_walk_in_matrix_form);
+    tcase_add_test(tc, tensor_errors);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }

@@ -343,6 +343,48 @@ START_TEST(lecture_draws_the_graphs)
 }
 END_TEST
 
+/* Issue 18: lecture --part, the training and regularisation slides as pages and pictures, each
+ * with the behaviour the slide states. */
+START_TEST(lecture_parts_draw_the_slides)
+{
+    static const char *const parts[] = {"momentum", "minibatch", "dropout", "early-stopping"};
+    static const char *const says[] = {
+        "it at the saddle.\n", "The SGD loss rose on ", "the test-time rule, (1 - p) z = ", "and the model keeps epoch "};
+    for (int i = 0; i < 4; i++) {
+        run_result r = run(lecture, ARGS("--part", parts[i], "--svg", tmpdir));
+        ck_assert_msg(r.status == 0, "%s: exit %d: %s", parts[i], r.status, r.err);
+        ck_assert_str_eq(r.err, "");
+        ck_assert_msg(strstr(r.out, says[i]) != NULL, "%s: no '%s' in\n%s", parts[i], says[i], r.out);
+        char name[64];
+        snprintf(name, sizeof name, "lecture-%s.svg", parts[i]);
+        char *path = tmp_path(name);
+        ck_assert_ptr_nonnull(strstr(r.out, path));
+        assert_svg(path);
+        done(&r);
+    }
+    /* momentum gets through the saddle to a minimum, where plain descent stops at the saddle */
+    run_result r = run(lecture, ARGS("--part", "momentum"));
+    ck_assert_ptr_nonnull(strstr(r.out, "gradient descent: stops after 28 steps at (0.004, 0.001), L = 0.0000"));
+    ck_assert_ptr_nonnull(strstr(r.out, "at (0.001, 0.997),\n  L = -0.2500"));
+    ck_assert_ptr_null(strstr(r.out, "picture:"));
+    done(&r);
+    r = run(lecture, ARGS("--part", "bogus"));
+    ck_assert_int_eq(r.status, 2);
+    ck_assert_str_eq(r.out, "");
+    ck_assert_str_eq(r.err, "lecture: --part takes momentum, minibatch, dropout or early-stopping, not 'bogus' "
+                            "(lecture --help for usage)\n");
+    done(&r);
+    r = run(lecture, ARGS("--part", "dropout", "--example", "1"));
+    ck_assert_int_eq(r.status, 2);
+    ck_assert_str_eq(r.out, "");
+    done(&r);
+    r = run(lecture, ARGS("--part", "minibatch", "--svg", "/nonexistent/folder"));
+    ck_assert_int_eq(r.status, 1);
+    ck_assert_ptr_nonnull(strstr(r.err, "/nonexistent/folder/lecture-minibatch.svg"));
+    done(&r);
+}
+END_TEST
+
 /* ---- plot.h on its own ------------------------------------------------------------------------- */
 
 START_TEST(plot_skips_nonfinite_values)
@@ -502,6 +544,7 @@ int main(int argc, char **argv)
     tcase_add_test(tc, lecture_holds_the_golden_walks);
     tcase_add_test(tc, lecture_agrees_with_the_cli_at_any_precision);
     tcase_add_test(tc, lecture_draws_the_graphs);
+    tcase_add_test(tc, lecture_parts_draw_the_slides);
     tcase_add_test(tc, plot_skips_nonfinite_values);
     tcase_add_test(tc, plot_ticks_labels_and_escaping);
     tcase_add_test(tc, plot_errors_and_atomic_writes);

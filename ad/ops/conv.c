@@ -594,17 +594,24 @@ static ad_status input_grad_backward(const ad_op_ctx *c)
     return AD_OK;
 }
 
-static ad_status input_grad_jvp(const ad_op_ctx *c)
+/* The adjoint ops are bilinear too: t = op(t_a, b) + op(a, t_b), for input_grad (a, b) =
+ * (gy, w) and weight_grad (a, b) = (x, gy). */
+static ad_status adjoint_jvp(const ad_op_ctx *c)
 {
     ad_graph *g = c->graph;
     const conv_state *st = c->state;
     geom G = node_geom(c);
     ad_dtype t = (ad_dtype)c->out->dtype;
-    const void *TGY = ad_tangent_data(g, c->in[0]), *TW = ad_tangent_data(g, c->in[1]);
+    const void *TA = ad_tangent_data(g, c->in[0]), *TB = ad_tangent_data(g, c->in[1]);
     char *T = ad_tangent_buffer(g, c->out);
     if (!T) return g->status;
-    if (TGY) run_backward(t, &G, NULL, node_data(c->in[1]), TGY, T, NULL, false, st->work, st->threads);
-    if (TW) run_backward(t, &G, NULL, TW, node_data(c->in[0]), T, NULL, false, st->work, st->threads);
+    bool dx = c->out->op == OP_CONV2D_INPUT_GRAD;
+    for (int side = 0; side < 2; side++) {
+        if (!(side ? TB : TA)) continue;
+        const void *a = side ? node_data(c->in[0]) : TA, *b = side ? TB : node_data(c->in[1]);
+        if (dx) run_backward(t, &G, NULL, b, a, T, NULL, false, st->work, st->threads);
+        else run_backward(t, &G, a, NULL, b, NULL, T, true, st->work, st->threads);
+    }
     return AD_OK;
 }
 
@@ -618,7 +625,7 @@ static ad_node *input_grad_grad_graph(const ad_op_ctx *c, ad_node *gx, int i)
 const op_entry op_conv2d_input_grad = {
     .def = {"conv2d_input_grad", 2, input_grad_rule, input_grad_forward, input_grad_backward,
             "d/dgy[conv_input_grad(gy, w)] = conv(G, w), d/dw = conv_weight_grad(G, gy)",
-            input_grad_jvp, sizeof(conv_state), conv_init, input_grad_grad_graph},
+            adjoint_jvp, sizeof(conv_state), conv_init, input_grad_grad_graph},
     .nparam = CP_COUNT + 2, .nparam_min = CP_COUNT + 2, .param_names = CONV_PARAM_NAMES ", height, width)",
     .params = conv_params};
 
@@ -648,20 +655,6 @@ static ad_status weight_grad_backward(const ad_op_ctx *c)
     return AD_OK;
 }
 
-static ad_status weight_grad_jvp(const ad_op_ctx *c)
-{
-    ad_graph *g = c->graph;
-    const conv_state *st = c->state;
-    geom G = node_geom(c);
-    ad_dtype t = (ad_dtype)c->out->dtype;
-    const void *TX = ad_tangent_data(g, c->in[0]), *TGY = ad_tangent_data(g, c->in[1]);
-    char *T = ad_tangent_buffer(g, c->out);
-    if (!T) return g->status;
-    if (TX) run_backward(t, &G, TX, NULL, node_data(c->in[1]), NULL, T, true, st->work, st->threads);
-    if (TGY) run_backward(t, &G, node_data(c->in[0]), NULL, TGY, NULL, T, true, st->work, st->threads);
-    return AD_OK;
-}
-
 static ad_node *weight_grad_grad_graph(const ad_op_ctx *c, ad_node *gw, int i)
 {
     geom G = node_geom(c);
@@ -672,7 +665,7 @@ static ad_node *weight_grad_grad_graph(const ad_op_ctx *c, ad_node *gw, int i)
 const op_entry op_conv2d_weight_grad = {
     .def = {"conv2d_weight_grad", 2, weight_grad_rule, weight_grad_forward, weight_grad_backward,
             "d/dx[conv_weight_grad(x, gy)] = conv_input_grad(gy, G), d/dgy = conv(x, G)",
-            weight_grad_jvp, sizeof(conv_state), conv_init, weight_grad_grad_graph},
+            adjoint_jvp, sizeof(conv_state), conv_init, weight_grad_grad_graph},
     .nparam = CP_COUNT + 2, .nparam_min = CP_COUNT + 2, .param_names = CONV_PARAM_NAMES ", kernel_h, kernel_w)",
     .params = conv_kernel_params};
 

@@ -218,18 +218,21 @@ static void index_move(const ad_node *ref, ad_dtype t, void *A, void *O, index_d
     }
 }
 
-/* ---- the public ops ---- */
+/* ---- the gathers: the public ops, and index_take(gz, ref) (ref's gather applied to gz) ---- */
+
+/* The node whose op and indices a gather follows: its own, or index_take's reference. */
+static const ad_node *ref_of(const ad_op_ctx *c) { return c->nin == 2 ? c->in[1] : c->out; }
 
 static void index_forward(const ad_op_ctx *c)
 {
-    index_move(c->out, c->out->dtype, node_data(c->in[0]), node_data(c->out), GATHER);
+    index_move(ref_of(c), c->out->dtype, node_data(c->in[0]), node_data(c->out), GATHER);
 }
 
 static ad_status index_backward(const ad_op_ctx *c)
 {
     void *GA = ad_input_grad_buffer(c->graph, c->in[0]);
     if (!GA) return c->graph->status;
-    index_move(c->out, c->out->dtype, GA, ad_node_grad_data(c->out), SCATTER_ADD);
+    index_move(ref_of(c), c->out->dtype, GA, ad_node_grad_data(c->out), SCATTER_ADD);
     return AD_OK;
 }
 
@@ -239,7 +242,7 @@ static ad_status index_jvp(const ad_op_ctx *c)
     void *TA = (void *)(uintptr_t)ad_tangent_data(c->graph, c->in[0]);
     void *T = TA ? tangent_buffer_to_fill(c->graph, c->out) : NULL;
     if (!T) return c->graph->status;
-    index_move(c->out, c->out->dtype, TA, T, GATHER);
+    index_move(ref_of(c), c->out->dtype, TA, T, GATHER);
     return AD_OK;
 }
 
@@ -250,7 +253,7 @@ static ad_node *index_grad_graph(const ad_op_ctx *c, ad_node *gy, int i)
     return ad_apply(c->graph, OP_INDEX_ADD, in, 2, NULL, 0);
 }
 
-/* ---- index_add(gy, ref) and index_take(gz, ref): ref's scatter-add and gather ---- */
+/* ---- index_add(gy, ref): ref's scatter-add; and index_take's shape ---- */
 
 static int ref_check(const ad_op_ctx *c, const ad_shape *want, char *msg, size_t len)
 {
@@ -292,11 +295,6 @@ static void index_add_forward(const ad_op_ctx *c)
     index_move(c->in[1], y->dtype, node_data(y), node_data(c->in[0]), SCATTER_ADD);
 }
 
-static void index_take_forward(const ad_op_ctx *c)
-{
-    index_move(c->in[1], c->out->dtype, node_data(c->in[0]), node_data(c->out), GATHER);
-}
-
 /* The reference input gets nothing: its values are never read. */
 static ad_status index_add_backward(const ad_op_ctx *c)
 {
@@ -307,29 +305,12 @@ static ad_status index_add_backward(const ad_op_ctx *c)
     return AD_OK;
 }
 
-static ad_status index_take_backward(const ad_op_ctx *c)
-{
-    void *GZ = ad_input_grad_buffer(c->graph, c->in[0]);
-    if (!GZ) return c->graph->status;
-    index_move(c->in[1], c->out->dtype, GZ, ad_node_grad_data(c->out), SCATTER_ADD);
-    return AD_OK;
-}
-
 static ad_status index_add_jvp(const ad_op_ctx *c)
 {
     void *TY = (void *)(uintptr_t)ad_tangent_data(c->graph, c->in[0]);
     void *T = TY ? ad_tangent_buffer(c->graph, c->out) : NULL;
     if (!T) return c->graph->status;
     index_move(c->in[1], c->out->dtype, T, TY, SCATTER_ADD);
-    return AD_OK;
-}
-
-static ad_status index_take_jvp(const ad_op_ctx *c)
-{
-    void *TZ = (void *)(uintptr_t)ad_tangent_data(c->graph, c->in[0]);
-    void *T = TZ ? tangent_buffer_to_fill(c->graph, c->out) : NULL;
-    if (!T) return c->graph->status;
-    index_move(c->in[1], c->out->dtype, TZ, T, GATHER);
     return AD_OK;
 }
 
@@ -358,8 +339,8 @@ const op_entry op_gather = {.def = {"gather", 1, gather_shape, index_forward, in
 const op_entry op_index_add = {.def = {"index_add", 2, index_add_shape, index_add_forward, index_add_backward,
                                        "d/dg[scatter_add(g)] = gather", index_add_jvp, 0, NULL,
                                        index_pair_grad_graph}};
-const op_entry op_index_take = {.def = {"index_take", 2, index_take_shape, index_take_forward, index_take_backward,
-                                        "d/dg[gather(g)] = scatter_add", index_take_jvp, 0, NULL,
+const op_entry op_index_take = {.def = {"index_take", 2, index_take_shape, index_forward, index_backward,
+                                        "d/dg[gather(g)] = scatter_add", index_jvp, 0, NULL,
                                         index_pair_grad_graph}};
 
 /* The node of op at axis with the indices of shape is (embedding's shape rule judges its

@@ -155,7 +155,11 @@ static ad_status ce_backward(const ad_op_ctx *c)
     return AD_OK;
 }
 
-/* ---- mean squared / absolute error ---- */
+/* ---- mean squared error, mean absolute error, binary cross-entropy from logits ----
+ *
+ * BCE is the mean of max(z, 0) - z t + log(1 + e^-|z|) over logits z and targets t, which is
+ * -t log sigmoid(z) - (1 - t) log(1 - sigmoid(z)) without overflow; d/dz = (sigmoid(z) - t)/n,
+ * d/dt = -z/n (targets get a gradient, as in PyTorch). */
 
 /* The shape rule of a loss of two equal-shaped inputs, the first called `first` in the
  * message: one number. */
@@ -179,104 +183,71 @@ static int same_rule(const ad_op_ctx *c, ad_shape *out, char *msg, size_t len)
     return same_shapes(c, "prediction", out, msg, len);
 }
 
-static void err_forward(const ad_op_ctx *c)
-{
-    ad_node *p = c->in[0], *t = c->in[1];
-    int64_t n = node_size(p);
-    bool sq = c->out->op == OP_MSE;
-    double s = 0;
-    for (int64_t i = 0; i < n; i++) {
-        double d = load(node_data(p), p->dtype, i) - load(node_data(t), t->dtype, i);
-        s += sq ? d * d : fabs(d);
-    }
-    store(node_data(c->out), c->out->dtype, 0, s / (double)n);
-}
-
-static ad_status err_backward(const ad_op_ctx *c)
-{
-    ad_node *p = c->in[0], *t = c->in[1];
-    void *GP = ad_input_grad_buffer(c->graph, p), *GT = ad_input_grad_buffer(c->graph, t);
-    if (c->graph->status) return c->graph->status;
-    int64_t n = node_size(p);
-    bool sq = c->out->op == OP_MSE;
-    double g = load(ad_node_grad_data(c->out), c->out->dtype, 0) / (double)n;
-    for (int64_t i = 0; i < n; i++) {
-        double d = load(node_data(p), p->dtype, i) - load(node_data(t), t->dtype, i);
-        double l = g * (sq ? 2 * d : (d > 0) - (d < 0));
-        if (GP) store(GP, p->dtype, i, load(GP, p->dtype, i) + l);
-        if (GT) store(GT, t->dtype, i, load(GT, t->dtype, i) - l);
-    }
-    return AD_OK;
-}
-
-/* ---- binary cross-entropy from logits z and targets t ----
- *
- * mean of max(z, 0) - z t + log(1 + e^-|z|), which is -t log sigmoid(z) - (1 - t)
- * log(1 - sigmoid(z)) without overflow; d/dz = (sigmoid(z) - t)/n, d/dt = -z/n (targets get
- * a gradient, as in PyTorch). */
-
 static int bce_rule(const ad_op_ctx *c, ad_shape *out, char *msg, size_t len)
 {
     return same_shapes(c, "logits", out, msg, len);
 }
 
-static void bce_forward(const ad_op_ctx *c)
+/* One element's term of a loss of two equal-shaped inputs (p the prediction or the logit, t
+ * the target), and its derivatives along p and t: mse, mae and bce_with_logits are the mean of
+ * these terms, and share their passes. */
+static double loss_term(int op, double p, double t, double *dp, double *dt)
 {
-    ad_node *z = c->in[0], *t = c->in[1];
-    ad_dtype dt = z->dtype;
-    const void *Z = node_data(z), *T = node_data(t);
-    int64_t n = node_size(z);
-    double s = 0;
-    for (int64_t i = 0; i < n; i++) {
-        double zi = load(Z, dt, i);
-        s += fmax(zi, 0) - zi * load(T, dt, i) + log1p(exp(-fabs(zi)));
+    if (op == OP_BCE_WITH_LOGITS) {
+        *dp = ad_ew_sigmoid(p, 0) - t, *dt = -p;
+        return fmax(p, 0) - p * t + log1p(exp(-fabs(p)));
     }
+    double d = p - t;
+    *dp = op == OP_MSE ? 2 * d : (d > 0) - (d < 0);
+    *dt = -*dp;
+    return op == OP_MSE ? d * d : fabs(d);
+}
+
+static void loss_forward(const ad_op_ctx *c)
+{
+    ad_node *p = c->in[0], *t = c->in[1];
+    ad_dtype dt = p->dtype;
+    const void *P = node_data(p), *T = node_data(t);
+    int64_t n = node_size(p);
+    double s = 0, dp, dq;
+    for (int64_t i = 0; i < n; i++) s += loss_term(c->out->op, load(P, dt, i), load(T, dt, i), &dp, &dq);
     store(node_data(c->out), c->out->dtype, 0, s / (double)n);
 }
 
-static ad_status bce_backward(const ad_op_ctx *c)
+static ad_status loss_backward(const ad_op_ctx *c)
 {
-    ad_node *z = c->in[0], *t = c->in[1];
-    void *GZ = ad_input_grad_buffer(c->graph, z), *GT = ad_input_grad_buffer(c->graph, t);
+    ad_node *p = c->in[0], *t = c->in[1];
+    void *GP = ad_input_grad_buffer(c->graph, p), *GT = ad_input_grad_buffer(c->graph, t);
     if (c->graph->status) return c->graph->status;
-    ad_dtype dt = z->dtype;
-    const void *Z = node_data(z), *T = node_data(t);
-    int64_t n = node_size(z);
-    double g = load(ad_node_grad_data(c->out), c->out->dtype, 0) / (double)n;
+    ad_dtype dt = p->dtype;
+    const void *P = node_data(p), *T = node_data(t);
+    int64_t n = node_size(p);
+    double g = load(ad_node_grad_data(c->out), c->out->dtype, 0) / (double)n, dp, dq;
     for (int64_t i = 0; i < n; i++) {
-        double zi = load(Z, dt, i);
-        if (GZ) store(GZ, dt, i, load(GZ, dt, i) + g * (ad_ew_sigmoid(zi, 0) - load(T, dt, i)));
-        if (GT) store(GT, dt, i, load(GT, dt, i) - g * zi);
+        loss_term(c->out->op, load(P, dt, i), load(T, dt, i), &dp, &dq);
+        if (GP) store(GP, dt, i, load(GP, dt, i) + g * dp);
+        if (GT) store(GT, dt, i, load(GT, dt, i) + g * dq);
     }
     return AD_OK;
 }
 
-static ad_status bce_jvp(const ad_op_ctx *c)
+/* t = (1/n) sum of the terms' derivatives times the inputs' tangents. */
+static ad_status loss_jvp(const ad_op_ctx *c)
 {
-    ad_node *z = c->in[0], *t = c->in[1];
-    const void *TZ = ad_tangent_data(c->graph, z), *TT = ad_tangent_data(c->graph, t);
+    ad_node *p = c->in[0], *t = c->in[1];
+    const void *TP = ad_tangent_data(c->graph, p), *TT = ad_tangent_data(c->graph, t);
     void *TY = ad_tangent_buffer(c->graph, c->out);
     if (!TY) return c->graph->status;
-    ad_dtype dt = z->dtype;
-    const void *Z = node_data(z), *T = node_data(t);
-    int64_t n = node_size(z);
-    double s = 0;
+    ad_dtype dt = p->dtype;
+    const void *P = node_data(p), *T = node_data(t);
+    int64_t n = node_size(p);
+    double s = 0, dp, dq;
     for (int64_t i = 0; i < n; i++) {
-        double zi = load(Z, dt, i);
-        if (TZ) s += (ad_ew_sigmoid(zi, 0) - load(T, dt, i)) * load(TZ, dt, i);
-        if (TT) s -= zi * load(TT, dt, i);
+        loss_term(c->out->op, load(P, dt, i), load(T, dt, i), &dp, &dq);
+        s += (TP ? dp * load(TP, dt, i) : 0) + (TT ? dq * load(TT, dt, i) : 0);
     }
     store(TY, c->out->dtype, 0, s / (double)n);
     return AD_OK;
-}
-
-static ad_node *bce_grad_graph(const ad_op_ctx *c, ad_node *gy, int i)
-{
-    ad_graph *g = c->graph;
-    ad_node *z = c->in[0];
-    double n = (double)node_size(z);
-    ad_node *d = i == 0 ? ad_sub(g, ad_sigmoid(g, z), c->in[1]) : z;
-    return ad_mul(g, d, ad_mul(g, gy, scalar_const_like(g, z, (i == 0 ? 1 : -1) / n)));
 }
 
 /* ---- dropout: the mask is drawn at record time and kept for backward ---- */
@@ -404,25 +375,6 @@ static ad_status ce_jvp(const ad_op_ctx *c)
     return AD_OK;
 }
 
-/* t = (1/n) sum of w_i (t_p - t_t)_i with w = 2(p - t) for mse, sign(p - t) for mae. */
-static ad_status err_jvp(const ad_op_ctx *c)
-{
-    ad_node *p = c->in[0], *t = c->in[1];
-    const void *TP = ad_tangent_data(c->graph, p), *TT = ad_tangent_data(c->graph, t);
-    void *T = ad_tangent_buffer(c->graph, c->out);
-    if (!T) return c->graph->status;
-    int64_t n = node_size(p);
-    bool sq = c->out->op == OP_MSE;
-    double s = 0;
-    for (int64_t i = 0; i < n; i++) {
-        double d = load(node_data(p), p->dtype, i) - load(node_data(t), t->dtype, i);
-        double dt = (TP ? load(TP, p->dtype, i) : 0) - (TT ? load(TT, t->dtype, i) : 0);
-        s += (sq ? 2 * d : (d > 0) - (d < 0)) * dt;
-    }
-    store(T, c->out->dtype, 0, s / (double)n);
-    return AD_OK;
-}
-
 /* ---- reverse rules as graphs ---- */
 
 /* softmax: y (g - sum(g y));  log_softmax: g - exp(y) sum(g), sums along the axis. */
@@ -465,6 +417,16 @@ static ad_node *err_grad_graph(const ad_op_ctx *c, ad_node *gy, int i)
     }
     double k = (c->out->op == OP_MSE ? 2 : 1) / n * (i == 0 ? 1 : -1);
     return d ? ad_mul(g, d, ad_mul(g, gy, scalar_const_like(g, p, k))) : NULL;
+}
+
+/* bce_with_logits: (sigmoid(z) - t) g / n for the logits, -z g / n for the targets. */
+static ad_node *bce_grad_graph(const ad_op_ctx *c, ad_node *gy, int i)
+{
+    ad_graph *g = c->graph;
+    ad_node *z = c->in[0];
+    double n = (double)node_size(z);
+    ad_node *d = i == 0 ? ad_sub(g, ad_sigmoid(g, z), c->in[1]) : z;
+    return ad_mul(g, d, ad_mul(g, gy, scalar_const_like(g, z, (i == 0 ? 1 : -1) / n)));
 }
 
 /* The mask times the scale, as a dropout_mask node reading the dropout node's state: a
@@ -531,14 +493,14 @@ const op_entry op_log_softmax = {.def = {"log_softmax", 1, axis_rule, softmax_fo
 const op_entry op_cross_entropy = {.def = {"cross_entropy", 1, ce_rule, ce_forward, ce_backward,
                                            "d/dz[mean -log softmax(z)_y] = (softmax(z) - onehot(y))/N", ce_jvp,
                                            sizeof(ce_state), ce_init, ce_grad_graph}};
-const op_entry op_mse = {.def = {"mse", 2, same_rule, err_forward, err_backward, "d/dp[mean (p - t)^2] = 2(p - t)/n",
-                                 err_jvp, 0, NULL, err_grad_graph}};
-const op_entry op_mae = {.def = {"mae", 2, same_rule, err_forward, err_backward,
-                                 "d/dp[mean |p - t|] = sign(p - t)/n (0 at 0)", err_jvp, 0, NULL,
+const op_entry op_mse = {.def = {"mse", 2, same_rule, loss_forward, loss_backward, "d/dp[mean (p - t)^2] = 2(p - t)/n",
+                                 loss_jvp, 0, NULL, err_grad_graph}};
+const op_entry op_mae = {.def = {"mae", 2, same_rule, loss_forward, loss_backward,
+                                 "d/dp[mean |p - t|] = sign(p - t)/n (0 at 0)", loss_jvp, 0, NULL,
                                  err_grad_graph}};
-const op_entry op_bce_with_logits = {.def = {"bce_with_logits", 2, bce_rule, bce_forward, bce_backward,
+const op_entry op_bce_with_logits = {.def = {"bce_with_logits", 2, bce_rule, loss_forward, loss_backward,
                                              "d/dz[mean bce(sigmoid(z), t)] = (sigmoid(z) - t)/n, d/dt = -z/n",
-                                             bce_jvp, 0, NULL, bce_grad_graph}};
+                                             loss_jvp, 0, NULL, bce_grad_graph}};
 const op_entry op_dropout_mask = {.def = {"dropout_mask", 1, mask_rule, mask_forward, mask_backward,
                                           "d/dy[mask(y)] = 0", mask_backward, 0, NULL, mask_grad_graph}};
 const op_entry op_ce_onehot = {.def = {"ce_onehot", 1, onehot_rule, onehot_forward, mask_backward,

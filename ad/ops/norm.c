@@ -44,8 +44,12 @@ static groups node_groups(const ad_op_ctx *c)
     return groups_of(c->out->op, &s, c->param);
 }
 
-/* Offset of element (a, b) of group g. */
-static inline int64_t at(const groups *p, int64_t a, int64_t g, int64_t b) { return (a * p->G + g) * p->B + b; }
+/* The statement after e for each element e of group g, a's and then b's order. */
+#define FOR_GROUP(p, g, e, ...)                                                                 \
+    for (int64_t a_ = 0; a_ < (p)->A; a_++)                                                     \
+        for (int64_t e = (a_ * (p)->G + (g)) * (p)->B, end_ = e + (p)->B; e < end_; e++) {      \
+            __VA_ARGS__;                                                                        \
+        }
 
 /* Groups split across threads, a slice worth at least ~64K element visits. */
 static int64_t group_grain(const groups *p)
@@ -74,20 +78,11 @@ static void normalise_groups(void *ctx, int64_t g0, int64_t g1)
     double m = (double)(p->A * p->B);
     for (int64_t g = g0; g < g1; g++) {
         double s = 0, v = 0;
-        for (int64_t a = 0; a < p->A; a++)
-            for (int64_t b = 0; b < p->B; b++) s += load(j->X, j->t, at(p, a, g, b));
+        FOR_GROUP(p, g, e, s += load(j->X, j->t, e))
         double mean = s / m;
-        for (int64_t a = 0; a < p->A; a++)
-            for (int64_t b = 0; b < p->B; b++) {
-                double d = load(j->X, j->t, at(p, a, g, b)) - mean;
-                v += d * d;
-            }
+        FOR_GROUP(p, g, e, double d = load(j->X, j->t, e) - mean; v += d * d)
         double var = v / m, rstd = 1 / sqrt(var + j->eps);
-        for (int64_t a = 0; a < p->A; a++)
-            for (int64_t b = 0; b < p->B; b++) {
-                int64_t e = at(p, a, g, b);
-                store(j->Y, j->t, e, (load(j->X, j->t, e) - mean) * rstd);
-            }
+        FOR_GROUP(p, g, e, store(j->Y, j->t, e, (load(j->X, j->t, e) - mean) * rstd))
         j->st->mean[g] = mean, j->st->var[g] = var, j->st->rstd[g] = rstd;
     }
 }
@@ -117,19 +112,12 @@ static void jacobian_groups(void *ctx, int64_t g0, int64_t g1)
     double m = (double)(p->A * p->B);
     for (int64_t g = g0; g < g1; g++) {
         double sv = 0, syv = 0;
-        for (int64_t a = 0; a < p->A; a++)
-            for (int64_t b = 0; b < p->B; b++) {
-                int64_t e = at(p, a, g, b);
-                double v = load(j->V, j->t, e);
-                sv += v, syv += load(j->Y, j->t, e) * v;
-            }
+        FOR_GROUP(p, g, e, double v = load(j->V, j->t, e); sv += v; syv += load(j->Y, j->t, e) * v)
         double mv = sv / m, myv = syv / m, r = j->rstd[g];
-        for (int64_t a = 0; a < p->A; a++)
-            for (int64_t b = 0; b < p->B; b++) {
-                int64_t e = at(p, a, g, b);
-                double d = r * (load(j->V, j->t, e) - mv - load(j->Y, j->t, e) * myv);
-                store(j->OUT, j->t, e, j->accumulate ? load(j->OUT, j->t, e) + d : d);
-            }
+        FOR_GROUP(p, g, e, {
+            double d = r * (load(j->V, j->t, e) - mv - load(j->Y, j->t, e) * myv);
+            store(j->OUT, j->t, e, j->accumulate ? load(j->OUT, j->t, e) + d : d);
+        })
     }
 }
 

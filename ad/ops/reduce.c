@@ -257,18 +257,34 @@ static int pick_shape(const ad_op_ctx *c, ad_shape *out, char *msg, size_t len)
             __VA_ARGS__;                                                                    \
         }
 
+/* What the passes of an op along an axis read: the dtype, the split along the axis, and the
+ * input's and output's values. */
+typedef struct {
+    ad_dtype t;
+    axis_split p;
+    const void *A;
+    void *Y;
+} lanes;
+
+static lanes lanes_of(const ad_op_ctx *c)
+{
+    ad_shape s = node_shape(c->in[0]);
+    return (lanes){(ad_dtype)c->out->dtype, split_axis(&s, (int)c->param[0]), node_data(c->in[0]), node_data(c->out)};
+}
+
+/* The element of a's that lane `base` picks. */
+static inline int64_t picked(const lanes *L, int64_t base, bool min)
+{
+    return base + lane_pick(L->t, L->A, base, L->p.n, L->p.inner, min) * L->p.inner;
+}
+
 static void pick_forward(const ad_op_ctx *c)
 {
-    ad_node *a = c->in[0], *y = c->out;
-    ad_dtype t = y->dtype;
-    ad_shape s = node_shape(a);
-    axis_split p = split_axis(&s, (int)c->param[0]);
-    const void *A = node_data(a);
-    void *Y = node_data(y);
-    bool arg = is_arg(y->op), min = is_min(y->op);
-    FOR_LANES(p, base, j, {
-        int64_t k = lane_pick(t, A, base, p.n, p.inner, min);
-        store(Y, t, j, arg ? (double)k : load(A, t, base + k * p.inner));
+    lanes L = lanes_of(c);
+    bool arg = is_arg(c->out->op), min = is_min(c->out->op);
+    FOR_LANES(L.p, base, j, {
+        int64_t e = picked(&L, base, min);
+        store(L.Y, L.t, j, arg ? (double)((e - base) / L.p.inner) : load(L.A, L.t, e));
     })
 }
 
@@ -276,33 +292,26 @@ static void pick_forward(const ad_op_ctx *c)
  * costs less than keeping the indices). */
 static ad_status pick_backward(const ad_op_ctx *c)
 {
-    ad_node *a = c->in[0], *y = c->out;
-    void *GA = ad_input_grad_buffer(c->graph, a);
+    void *GA = ad_input_grad_buffer(c->graph, c->in[0]);
     if (!GA) return c->graph->status;
-    ad_dtype t = y->dtype;
-    ad_shape s = node_shape(a);
-    axis_split p = split_axis(&s, (int)c->param[0]);
-    const void *A = node_data(a), *G = ad_node_grad_data(y);
-    bool min = is_min(y->op);
-    FOR_LANES(p, base, j, {
-        int64_t at = base + lane_pick(t, A, base, p.n, p.inner, min) * p.inner;
-        store(GA, t, at, load(GA, t, at) + load(G, t, j));
+    lanes L = lanes_of(c);
+    const void *G = ad_node_grad_data(c->out);
+    bool min = is_min(c->out->op);
+    FOR_LANES(L.p, base, j, {
+        int64_t e = picked(&L, base, min);
+        store(GA, L.t, e, load(GA, L.t, e) + load(G, L.t, j));
     })
     return AD_OK;
 }
 
 static ad_status pick_jvp(const ad_op_ctx *c)
 {
-    ad_node *a = c->in[0], *y = c->out;
-    const void *TA = ad_tangent_data(c->graph, a);
-    void *T = ad_tangent_buffer(c->graph, y);
+    const void *TA = ad_tangent_data(c->graph, c->in[0]);
+    void *T = ad_tangent_buffer(c->graph, c->out);
     if (!T || !TA) return c->graph->status;
-    ad_dtype t = y->dtype;
-    ad_shape s = node_shape(a);
-    axis_split p = split_axis(&s, (int)c->param[0]);
-    const void *A = node_data(a);
-    bool min = is_min(y->op);
-    FOR_LANES(p, base, j, store(T, t, j, load(TA, t, base + lane_pick(t, A, base, p.n, p.inner, min) * p.inner)))
+    lanes L = lanes_of(c);
+    bool min = is_min(c->out->op);
+    FOR_LANES(L.p, base, j, store(T, L.t, j, load(TA, L.t, picked(&L, base, min))))
     return AD_OK;
 }
 
@@ -331,51 +340,36 @@ static ad_node *no_grad_graph(const ad_op_ctx *c, ad_node *gy, int i) { (void)c,
 /* logsumexp: y = log sum exp(a) per lane; its derivative is the lane's softmax, exp(a - y). */
 static void lse_forward(const ad_op_ctx *c)
 {
-    ad_node *a = c->in[0], *y = c->out;
-    ad_shape s = node_shape(a);
-    axis_split p = split_axis(&s, (int)c->param[0]);
-    const void *A = node_data(a);
-    void *Y = node_data(y);
-    FOR_LANES(p, base, j, store(Y, y->dtype, j, lane_lse(a->dtype, A, base, p.n, p.inner)))
+    lanes L = lanes_of(c);
+    FOR_LANES(L.p, base, j, store(L.Y, L.t, j, lane_lse(L.t, L.A, base, L.p.n, L.p.inner)))
 }
 
 /* g exp(a - y): NaN where y is infinite, as in PyTorch. */
 static ad_status lse_backward(const ad_op_ctx *c)
 {
-    ad_node *a = c->in[0], *y = c->out;
-    void *GA = ad_input_grad_buffer(c->graph, a);
+    void *GA = ad_input_grad_buffer(c->graph, c->in[0]);
     if (!GA) return c->graph->status;
-    ad_dtype t = y->dtype;
-    ad_shape s = node_shape(a);
-    axis_split p = split_axis(&s, (int)c->param[0]);
-    const void *A = node_data(a), *Y = node_data(y), *G = ad_node_grad_data(y);
-    FOR_LANES(p, base, j, {
-        double yj = load(Y, t, j), gj = load(G, t, j);
-        for (int64_t k = 0; k < p.n; k++) {
-            int64_t e = base + k * p.inner;
-            store(GA, t, e, load(GA, t, e) + gj * exp(load(A, t, e) - yj));
-        }
+    lanes L = lanes_of(c);
+    const void *G = ad_node_grad_data(c->out);
+    FOR_LANES(L.p, base, j, {
+        double yj = load(L.Y, L.t, j), gj = load(G, L.t, j);
+        for (int64_t e = base; e < base + L.p.n * L.p.inner; e += L.p.inner)
+            store(GA, L.t, e, load(GA, L.t, e) + gj * exp(load(L.A, L.t, e) - yj));
     })
     return AD_OK;
 }
 
 static ad_status lse_jvp(const ad_op_ctx *c)
 {
-    ad_node *a = c->in[0], *y = c->out;
-    const void *TA = ad_tangent_data(c->graph, a);
-    void *T = ad_tangent_buffer(c->graph, y);
+    const void *TA = ad_tangent_data(c->graph, c->in[0]);
+    void *T = ad_tangent_buffer(c->graph, c->out);
     if (!T || !TA) return c->graph->status;
-    ad_dtype t = y->dtype;
-    ad_shape s = node_shape(a);
-    axis_split p = split_axis(&s, (int)c->param[0]);
-    const void *A = node_data(a), *Y = node_data(y);
-    FOR_LANES(p, base, j, {
-        double yj = load(Y, t, j), dot = 0;
-        for (int64_t k = 0; k < p.n; k++) {
-            int64_t e = base + k * p.inner;
-            dot += exp(load(A, t, e) - yj) * load(TA, t, e);
-        }
-        store(T, t, j, dot);
+    lanes L = lanes_of(c);
+    FOR_LANES(L.p, base, j, {
+        double yj = load(L.Y, L.t, j), dot = 0;
+        for (int64_t e = base; e < base + L.p.n * L.p.inner; e += L.p.inner)
+            dot += exp(load(L.A, L.t, e) - yj) * load(TA, L.t, e);
+        store(T, L.t, j, dot);
     })
     return AD_OK;
 }

@@ -616,18 +616,24 @@ ad_node *ad_slice(ad_graph *g, ad_node *a, int axis, int64_t start, int64_t end)
     return n && node_set_params(g, n, p, 3) ? n : NULL;
 }
 
-ad_node *ad_concat(ad_graph *g, ad_node *const *xs, int k, int axis)
+/* The checks of concat's and stack's input list. */
+static bool join_inputs(ad_graph *g, const char *op, ad_node *const *xs, int k)
 {
-    if (!g) return NULL;
+    if (!g) return false;
     if (!xs && k > 0) {
-        ad_set_error(g, AD_ERR_NULL, "concat: input array is NULL");
-        return NULL;
+        ad_set_error(g, AD_ERR_NULL, "%s: input array is NULL", op);
+        return false;
     }
     if (k < 1) {
-        ad_set_error(g, AD_ERR_ARG, "concat: needs at least one input (given %d)", k);
-        return NULL;
+        ad_set_error(g, AD_ERR_ARG, "%s: needs at least one input (given %d)", op, k);
+        return false;
     }
-    if (!check_inputs(g, "concat", xs, k)) return NULL;
+    return check_inputs(g, op, xs, k);
+}
+
+ad_node *ad_concat(ad_graph *g, ad_node *const *xs, int k, int axis)
+{
+    if (!join_inputs(g, "concat", xs, k)) return NULL;
     if (node_shape(xs[0]).rank == 0) { /* as torch.cat, which refuses 0-d tensors too */
         ad_set_error(g, AD_ERR_SHAPE, "concat: input 1 is a scalar (0-D), which has no axis to join along; "
                      "ad_stack joins scalars into a vector");
@@ -640,16 +646,7 @@ ad_node *ad_concat(ad_graph *g, ad_node *const *xs, int k, int axis)
 
 ad_node *ad_stack(ad_graph *g, ad_node *const *xs, int k, int axis)
 {
-    if (!g) return NULL;
-    if (!xs && k > 0) {
-        ad_set_error(g, AD_ERR_NULL, "stack: input array is NULL");
-        return NULL;
-    }
-    if (k < 1) {
-        ad_set_error(g, AD_ERR_ARG, "stack: needs at least one input (given %d)", k);
-        return NULL;
-    }
-    if (!check_inputs(g, "stack", xs, k)) return NULL;
+    if (!join_inputs(g, "stack", xs, k)) return NULL;
     ad_shape s = node_shape(xs[0]);
     int ax = axis < 0 ? axis + s.rank + 1 : axis;
     if (ax < 0 || ax > s.rank) {
