@@ -132,32 +132,17 @@ static void init_fan_in(ad_tensor *t, ad_rng *rng, int64_t fan_in)
     if (t) ad_tensor_rand_uniform(t, rng, -bound, bound);
 }
 
-/* "<prefix>.<attr>", or attr alone for an empty prefix (a module used as the model itself). */
-static const char *tensor_name(char *buf, size_t len, const char *prefix, const char *attr)
-{
-    if (prefix && *prefix) snprintf(buf, len, "%s.%s", prefix, attr);
-    else snprintf(buf, len, "%s", attr);
-    return buf;
-}
 
-/* Each size must be at least 1: AD_ERR_ARG naming the first that is not. */
-static ad_status check_sizes(nn_model *m, const char *fn, int n, const char *const *what, const int *v)
-{
-    if (!m) return AD_ERR_NULL;
-    for (int i = 0; i < n; i++)
-        if (v[i] < 1) return model_fail(m, AD_ERR_ARG, "%s: %s = %d must be positive", fn, what[i], v[i]);
-    return AD_OK;
-}
 
 ad_status nn_linear_add(nn_model *m, nn_linear *l, const char *prefix, int in, int out, bool bias, ad_rng *rng)
 {
     if (!m || !l || !rng) return m ? model_fail(m, AD_ERR_NULL, "nn_linear_add: %s is NULL", l ? "rng" : "layer") : AD_ERR_NULL;
     memset(l, 0, sizeof *l);
-    ad_status st = check_sizes(m, "nn_linear_add", 2, (const char *[]){"in", "out"}, (int[]){in, out});
+    ad_status st = model_check_sizes(m, "nn_linear_add", 2, (const char *[]){"in", "out"}, (int[]){in, out});
     if (st) return st;
     char name[256];
-    l->weight = nn_model_param(m, tensor_name(name, sizeof name, prefix, "weight"), AD_SHAPE(out, in));
-    if (!l->weight || (bias && !(l->bias = nn_model_param(m, tensor_name(name, sizeof name, prefix, "bias"), AD_SHAPE(out)))))
+    l->weight = nn_model_param(m, model_tensor_name(name, sizeof name, prefix, "weight"), AD_SHAPE(out, in));
+    if (!l->weight || (bias && !(l->bias = nn_model_param(m, model_tensor_name(name, sizeof name, prefix, "bias"), AD_SHAPE(out)))))
         return model_status(m);
     l->in = in, l->out = out;
     init_fan_in(l->weight, rng, in);
@@ -172,14 +157,14 @@ ad_status nn_conv2d_add(nn_model *m, nn_conv2d *l, const char *prefix, int in, i
     memset(l, 0, sizeof *l);
     ad_conv_opts opts = o ? *o : (ad_conv_opts){0};
     int groups = opts.groups ? opts.groups : 1;
-    ad_status st = check_sizes(m, "nn_conv2d_add", 5, (const char *[]){"in", "out", "kh", "kw", "groups"},
+    ad_status st = model_check_sizes(m, "nn_conv2d_add", 5, (const char *[]){"in", "out", "kh", "kw", "groups"},
                                (int[]){in, out, kh, kw, groups});
     if (st) return st;
     if (in % groups || out % groups)
         return model_fail(m, AD_ERR_ARG, "nn_conv2d_add: groups = %d must divide in = %d and out = %d", groups, in, out);
     char name[256];
-    l->weight = nn_model_param(m, tensor_name(name, sizeof name, prefix, "weight"), AD_SHAPE(out, in / groups, kh, kw));
-    if (!l->weight || (bias && !(l->bias = nn_model_param(m, tensor_name(name, sizeof name, prefix, "bias"), AD_SHAPE(out)))))
+    l->weight = nn_model_param(m, model_tensor_name(name, sizeof name, prefix, "weight"), AD_SHAPE(out, in / groups, kh, kw));
+    if (!l->weight || (bias && !(l->bias = nn_model_param(m, model_tensor_name(name, sizeof name, prefix, "bias"), AD_SHAPE(out)))))
         return model_status(m);
     l->in = in, l->out = out, l->kh = kh, l->kw = kw, l->opts = opts;
     int64_t fan_in = (int64_t)(in / groups) * kh * kw;
@@ -211,13 +196,13 @@ ad_status nn_layer_norm_add(nn_model *m, nn_layer_norm *l, const char *prefix, i
 {
     if (!m || !l) return m ? model_fail(m, AD_ERR_NULL, "nn_layer_norm_add: layer is NULL") : AD_ERR_NULL;
     memset(l, 0, sizeof *l);
-    ad_status st = check_sizes(m, "nn_layer_norm_add", 1, (const char *[]){"dim"}, (int[]){dim});
+    ad_status st = model_check_sizes(m, "nn_layer_norm_add", 1, (const char *[]){"dim"}, (int[]){dim});
     if (st) return st;
     if (!(eps >= 0) || !isfinite(eps))
         return model_fail(m, AD_ERR_ARG, "nn_layer_norm_add: eps = %g must be finite and >= 0", eps);
     char name[256];
-    if (!(l->weight = nn_model_param(m, tensor_name(name, sizeof name, prefix, "weight"), AD_SHAPE(dim))) ||
-        !(l->bias = nn_model_param(m, tensor_name(name, sizeof name, prefix, "bias"), AD_SHAPE(dim))))
+    if (!(l->weight = nn_model_param(m, model_tensor_name(name, sizeof name, prefix, "weight"), AD_SHAPE(dim))) ||
+        !(l->bias = nn_model_param(m, model_tensor_name(name, sizeof name, prefix, "bias"), AD_SHAPE(dim))))
         return model_status(m);
     ad_tensor_fill(l->weight, 1);
     l->dim = dim;
@@ -231,18 +216,18 @@ ad_status nn_batch_norm_add(nn_model *m, nn_batch_norm *l, const char *prefix, i
 {
     if (!m || !l) return m ? model_fail(m, AD_ERR_NULL, "nn_batch_norm_add: layer is NULL") : AD_ERR_NULL;
     memset(l, 0, sizeof *l);
-    ad_status st = check_sizes(m, "nn_batch_norm_add", 1, (const char *[]){"channels"}, (int[]){channels});
+    ad_status st = model_check_sizes(m, "nn_batch_norm_add", 1, (const char *[]){"channels"}, (int[]){channels});
     if (st) return st;
     if (!(eps >= 0) || !isfinite(eps) || !(momentum >= 0 && momentum <= 1))
         return model_fail(m, AD_ERR_ARG, "nn_batch_norm_add: eps = %g must be finite and >= 0, momentum = %g in [0,1]",
                           eps, momentum);
     char name[256];
     ad_shape c = AD_SHAPE(channels);
-    if (!(l->weight = nn_model_param(m, tensor_name(name, sizeof name, prefix, "weight"), c)) ||
-        !(l->bias = nn_model_param(m, tensor_name(name, sizeof name, prefix, "bias"), c)) ||
-        !(l->running_mean = nn_model_buffer(m, tensor_name(name, sizeof name, prefix, "running_mean"), c)) ||
-        !(l->running_var = nn_model_buffer(m, tensor_name(name, sizeof name, prefix, "running_var"), c)) ||
-        !(l->num_batches_tracked = nn_model_buffer(m, tensor_name(name, sizeof name, prefix, "num_batches_tracked"), AD_SHAPE0)))
+    if (!(l->weight = nn_model_param(m, model_tensor_name(name, sizeof name, prefix, "weight"), c)) ||
+        !(l->bias = nn_model_param(m, model_tensor_name(name, sizeof name, prefix, "bias"), c)) ||
+        !(l->running_mean = nn_model_buffer(m, model_tensor_name(name, sizeof name, prefix, "running_mean"), c)) ||
+        !(l->running_var = nn_model_buffer(m, model_tensor_name(name, sizeof name, prefix, "running_var"), c)) ||
+        !(l->num_batches_tracked = nn_model_buffer(m, model_tensor_name(name, sizeof name, prefix, "num_batches_tracked"), AD_SHAPE0)))
         return model_status(m);
     ad_tensor_fill(l->weight, 1);
     ad_tensor_fill(l->running_var, 1);
@@ -257,10 +242,10 @@ ad_status nn_embedding_add(nn_model *m, nn_embedding *l, const char *prefix, int
 {
     if (!m || !l || !rng) return m ? model_fail(m, AD_ERR_NULL, "nn_embedding_add: %s is NULL", l ? "rng" : "layer") : AD_ERR_NULL;
     memset(l, 0, sizeof *l);
-    ad_status st = check_sizes(m, "nn_embedding_add", 2, (const char *[]){"num", "dim"}, (int[]){num, dim});
+    ad_status st = model_check_sizes(m, "nn_embedding_add", 2, (const char *[]){"num", "dim"}, (int[]){num, dim});
     if (st) return st;
     char name[256];
-    if (!(l->weight = nn_model_param(m, tensor_name(name, sizeof name, prefix, "weight"), AD_SHAPE(num, dim))))
+    if (!(l->weight = nn_model_param(m, model_tensor_name(name, sizeof name, prefix, "weight"), AD_SHAPE(num, dim))))
         return model_status(m);
     ad_tensor_rand_normal(l->weight, rng, 0, 1);
     l->num = num, l->dim = dim;

@@ -319,3 +319,22 @@ ad_status nn_model_load(nn_model *m, const char *path, char *err, size_t errlen)
     ad_tensor_file_free(f);
     return st;
 }
+
+/* ---- shared by the layers ---- */
+
+/* "<prefix>.<attr>", or attr alone for an empty prefix (a module used as the model itself). */
+const char *model_tensor_name(char *buf, size_t len, const char *prefix, const char *attr)
+{
+    if (prefix && *prefix) snprintf(buf, len, "%s.%s", prefix, attr);
+    else snprintf(buf, len, "%s", attr);
+    return buf;
+}
+
+/* Each size must be at least 1: AD_ERR_ARG naming the first that is not. */
+ad_status model_check_sizes(nn_model *m, const char *fn, int n, const char *const *what, const int *v)
+{
+    if (!m) return AD_ERR_NULL;
+    for (int i = 0; i < n; i++)
+        if (v[i] < 1) return model_fail(m, AD_ERR_ARG, "%s: %s = %d must be positive", fn, what[i], v[i]);
+    return AD_OK;
+}

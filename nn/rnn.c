@@ -18,18 +18,15 @@ ad_status nn_rnn_add(nn_model *m, nn_rnn *l, nn_rnn_kind kind, const char *prefi
     if (!m || !l || !rng) return m ? model_fail(m, AD_ERR_NULL, "nn_rnn_add: %s is NULL", l ? "rng" : "layer") : AD_ERR_NULL;
     memset(l, 0, sizeof *l);
     if ((unsigned)kind > NN_GRU) return model_fail(m, AD_ERR_ARG, "nn_rnn_add: unknown kind %d", (int)kind);
-    if (in < 1 || hidden < 1)
-        return model_fail(m, AD_ERR_ARG, "nn_rnn_add: %s = %d must be positive", in < 1 ? "in" : "hidden", in < 1 ? in : hidden);
+    ad_status st = model_check_sizes(m, "nn_rnn_add", 2, (const char *[]){"in", "hidden"}, (int[]){in, hidden});
+    if (st) return st;
     int64_t gh = (int64_t)gate_count(kind) * hidden;
-    const char *p = prefix ? prefix : "";
-    const char *dot = *p ? "." : "";
     char name[256];
     ad_tensor **slot[] = {&l->weight_ih, &l->weight_hh, &l->bias_ih, &l->bias_hh};
     const char *names[] = {"weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"};
     ad_shape shapes[] = {AD_SHAPE(gh, in), AD_SHAPE(gh, hidden), AD_SHAPE(gh), AD_SHAPE(gh)};
     for (int k = 0; k < 4; k++) {
-        snprintf(name, sizeof name, "%s%s%s", p, dot, names[k]);
-        if (!(*slot[k] = nn_model_param(m, name, shapes[k]))) {
+        if (!(*slot[k] = nn_model_param(m, model_tensor_name(name, sizeof name, prefix, names[k]), shapes[k]))) {
             memset(l, 0, sizeof *l);
             return model_status(m);
         }
