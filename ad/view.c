@@ -207,6 +207,23 @@ static double local_number(ad_node *n, int k)
     return NAN;
 }
 
+/* A label's operand placeholder x (a lone letter: "2/x", "{c}^x") becomes the name of a named
+ * input, so `2/y` shows as "2/y", not "2/x" beside the student's own x.  An unnamed inner input
+ * keeps the slides' x ("1/x"). */
+static void name_operand(char *label, size_t len, const char *name)
+{
+    if (!name || !*name) return;
+    char out[48] = "";
+    size_t k = 0;
+    for (const char *p = label; *p && k < sizeof out; p++) {
+        bool lone = *p == 'x' && (p == label || !isalnum((unsigned char)p[-1])) && !isalnum((unsigned char)p[1]);
+        int w = lone ? snprintf(out + k, sizeof out - k, "%s", name) : snprintf(out + k, sizeof out - k, "%c", *p);
+        if (w < 0 || (size_t)w >= sizeof out - k) return; /* too long for a label: keep the placeholder */
+        k += (size_t)w;
+    }
+    snprintf(label, len, "%s", out);
+}
+
 void view_gate(ad_node *n, gate *gt)
 {
     memset(gt, 0, sizeof *gt);
@@ -227,6 +244,7 @@ void view_gate(ad_node *n, gate *gt)
         fill_constant(e->fold_label[side], c, gt->label, sizeof gt->label);
         fill_constant(e->fold_formula[side], c, gt->formula[0], sizeof gt->formula[0]);
         if (!e->fold_label[side]) snprintf(gt->label, sizeof gt->label, "%s(x,%s)", e->def.name, c);
+        name_operand(gt->label, sizeof gt->label, ad_node_name(node_in(n, k)));
         return;
     }
     const op_entry *e = op_entry_get(n->op);

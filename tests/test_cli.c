@@ -109,6 +109,11 @@ START_TEST(default_report_has_the_slides_numbers)
     r = run(ARGS("--digits", "1", NEURON));
     ck_assert_ptr_nonnull(strstr(r.out, "df/dx0 = 0.4, df/dx1 = -0.6, df/dw0 = -0.2, df/dw1 = -0.4, df/dw2 = 0.2"));
     done(&r);
+    /* a gate with a constant folded in names its named operand: 2/y, not 2/x beside the x */
+    r = run(ARGS("--trace", "2/y + x", "y=4", "x=1"));
+    ck_assert_ptr_nonnull(strstr(r.out, "2/y    2 / y = 2 / 4.00 = 0.50"));
+    ck_assert_ptr_null(strstr(r.out, "2/x"));
+    done(&r);
 }
 END_TEST
 
