@@ -243,6 +243,18 @@ START_TEST(lecture_pages_are_small)
 }
 END_TEST
 
+/* The page of f after its backward sweep, checked to be well formed and self-contained. */
+static char *swept_page(ad_graph *g, ad_node *f, const char *title)
+{
+    ck_assert_int_eq(ad_backward(g, f), AD_OK);
+    ad_status st;
+    char *html = page(g, f, 2, title, &st);
+    ck_assert_int_eq(st, AD_OK);
+    ck_assert(well_formed(html));
+    self_contained(html);
+    return html;
+}
+
 /* The cells of the first grid after `from` in html, and how many of them are "…". */
 static int grid_cells(const char *from, int *more)
 {
@@ -275,12 +287,7 @@ START_TEST(tensor_graph_shows_shapes_and_summaries)
     ad_node *w = ad_var_array(g, "W", AD_F32, AD_SHAPE(100, 3), v);
     ad_node *h = ad_tanh(g, ad_mul_scalar(g, ad_matmul(g, x, w), 1e-6));
     ad_node *f = ad_mean(g, ad_mul(g, h, h));
-    ck_assert_int_eq(ad_backward(g, f), AD_OK);
-    ad_status st;
-    char *html = page(g, f, 2, "mean(tanh(X W / 1e6)^2)", &st);
-    ck_assert_int_eq(st, AD_OK);
-    ck_assert(well_formed(html));
-    self_contained(html);
+    char *html = swept_page(g, f, "mean(tanh(X W / 1e6)^2)");
     /* a thousand numbers are summarised, not listed */
     ck_assert_int_lt((long)strlen(html), 40 * 1024);
     ck_assert_ptr_nonnull(strstr(html, "X = <span class=\"v\">[10,100] [0.00, 1.00, 2.00, ..., 997.00, 998.00, 999.00]</span>"));
@@ -311,12 +318,7 @@ START_TEST(one_hidden_layer_network_as_grids)
     ad_node *w2 = ad_var_array(g, "w2", AD_F64, AD_SHAPE(3, 1), w2v);
     ad_node *h = ad_tanh(g, ad_add(g, ad_matmul(g, W1, x), b1));
     ad_node *f = ad_sum(g, ad_mul(g, h, w2));
-    ck_assert_int_eq(ad_backward(g, f), AD_OK);
-    ad_status st;
-    char *html = page(g, f, 2, "sum(tanh(W1 x + b1) * w2)", &st);
-    ck_assert_int_eq(st, AD_OK);
-    ck_assert(well_formed(html));
-    self_contained(html);
+    char *html = swept_page(g, f, "sum(tanh(W1 x + b1) * w2)");
     int more;
     /* forward: W1 as 3 rows of 2 cells, its shape under it, and no gradient yet */
     char *fw = step_of(html, "Forward pass: input variable W1");
