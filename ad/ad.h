@@ -778,6 +778,14 @@ ad_status ad_write_svg(const ad_graph *g, ad_node *root, FILE *out, int digits);
  * (escaped; NULL for "backprop") heads the page.  A graph of more than AD_SVG_MAX_NODES parts
  * gets the summary picture, still with every step, and AD_ERR_ARG. */
 ad_status ad_write_html(const ad_graph *g, ad_node *root, FILE *out, int digits, const char *title);
+/* A gate's backward rule in matrix form with the shapes, as the CLI's walk and the stepper write
+ * it: "matmul [3,2]@[2,1]: downstream dW = upstream · xᵀ [3,2]; dx = Wᵀ · upstream [2,1]".  op
+ * is the op's name (ad_node_op_name: "matmul", "add", "tanh", "sum", ...); the gate has nin
+ * inputs (1 or 2 give a rule), input k named ref[k] (a gradient is written "d" ref[k]), of
+ * shape in[k], needing a gradient if needs_grad[k]; out is the gate's shape.  Writes the text,
+ * truncated to len bytes, into buf and returns buf (empty for a NULL argument). */
+char *ad_rule_text(char *buf, size_t len, const char *op, int nin, const char *const ref[], const ad_shape in[],
+                   const bool needs_grad[], const ad_shape *out);
 /* The first node (in creation order, up to root) whose value, or gradient when gradients is
  * true, holds a NaN or an infinity; NULL if none. */
 ad_node *ad_find_nonfinite(const ad_graph *g, ad_node *root, bool gradients);

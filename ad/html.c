@@ -32,6 +32,54 @@ static bool all_scalar(ad_node *n, const gate *gt)
     return true;
 }
 
+/* ---- tensors as grids ---- */
+
+enum { GRID_MAX = 6 }; /* cells per side; a longer side shows its first ones and "…" */
+
+/* The cells shown of a side of n cells, and whether it ends in "…". */
+static int64_t shown(int64_t n, bool *cut)
+{
+    *cut = n > GRID_MAX;
+    return *cut ? GRID_MAX - 1 : n;
+}
+
+/* A tensor's value or gradient as a small grid, its shape under it: a scalar is one cell, a
+ * vector one row, a matrix its rows; higher ranks stack their leading axes into rows. */
+static void grid(FILE *out, ad_node *n, bool grad, int digits)
+{
+    ad_shape s = node_shape(n);
+    int64_t cols = s.rank ? s.dim[s.rank - 1] : 1, rows = cols ? node_size(n) / cols : 0;
+    bool rcut, ccut;
+    int64_t nr = shown(rows, &rcut), nc = shown(cols, &ccut);
+    char nb[64];
+    fprintf(out, "<figure class=\"tensor\"><table class=\"grid %s\">", grad ? "g" : "v");
+    for (int64_t i = 0; i < nr + rcut; i++) {
+        fputs("<tr>", out);
+        for (int64_t j = 0; j < nc + ccut; j++) {
+            if (i == nr || j == nc) fputs("<td class=\"more\">&#8230;</td>", out);
+            else {
+                double x = grad ? ad_node_grad_get(n, i * cols + j) : ad_node_get(n, i * cols + j);
+                fprintf(out, "<td>%s</td>", view_num(x, digits, nb, sizeof nb));
+            }
+        }
+        fputs("</tr>", out);
+    }
+    fprintf(out, "</table><figcaption>%s %s</figcaption></figure>", grad ? "gradient" : "value",
+            ad_shape_str(&s, nb, sizeof nb));
+}
+
+/* A node's name, its value grid and, on the backward pass, its gradient grid beside it. */
+static void grids(FILE *out, ad_node *n, bool grad, int digits)
+{
+    char r[64];
+    fputs("<div class=\"grids\"><span class=\"name\">", out);
+    view_xml(out, view_ref(n, r, sizeof r));
+    fputs("</span>", out);
+    grid(out, n, false, digits);
+    if (grad) grid(out, n, true, digits);
+    fputs("</div>\n", out);
+}
+
 /* ---- the steps ---- */
 
 typedef struct {
@@ -40,6 +88,7 @@ typedef struct {
     int digits;
     int32_t *forward, *backward, *copy; /* per node id: its steps (see picture.h) */
     int32_t base, last;
+    bool tensors; /* the graph has a tensor: grids and matrix-form rules */
 } walk;
 
 static void step_open(walk *w, const char *pass, const char *part, uint32_t id, const char *head)
@@ -66,7 +115,9 @@ static void forward_step(walk *w, ad_node *n)
         colored(out, n, false, w->digits);
         if (w->v->uses[n->id] > 1)
             fprintf(out, " (used %d times: a copy node passes the value to each use)", w->v->uses[n->id]);
-        fputs("</p></li>\n", out);
+        fputs("</p>", out);
+        if (node_size(n) > 1) grids(out, n, false, w->digits);
+        fputs("</li>\n", out);
         return;
     }
     gate gt;
@@ -84,7 +135,12 @@ static void forward_step(walk *w, ad_node *n)
     }
     fputs(" = ", out);
     colored(out, n, false, w->digits);
-    fputs("</p></li>\n", out);
+    fputs("</p>", out);
+    if (!all_scalar(n, &gt)) {
+        for (int k = 0; k < gt.nshown; k++) grids(out, node_in(n, gt.slot[k]), false, w->digits);
+        grids(out, n, false, w->digits);
+    }
+    fputs("</li>\n", out);
 }
 
 /* Scalar gradient of a node as the sweep left it (NaN for tensors). */
@@ -115,7 +171,30 @@ static void copy_step(walk *w, ad_node *n)
         fprintf(out, "the gradients of its %d uses add up to ", v->uses[n->id]);
     }
     colored(out, n, true, w->digits);
-    fputs("</p></li>\n", out);
+    fputs("</p>", out);
+    if (node_size(n) > 1) grids(out, n, true, w->digits);
+    fputs("</li>\n", out);
+}
+
+/* The gate's rule in matrix form (ad_rule_text), for a gate with a tensor around it. */
+static void matrix_rule(FILE *out, ad_node *n, const gate *gt)
+{
+    char refs[2][64], text[1024];
+    const char *ref[2] = {refs[0], refs[1]};
+    ad_shape in[2] = {AD_SHAPE0, AD_SHAPE0}, so = node_shape(n);
+    bool needs[2] = {false, false};
+    int k = gt->nshown < 2 ? gt->nshown : 2;
+    for (int j = 0; j < k; j++) {
+        ad_node *x = node_in(n, gt->slot[j]);
+        view_ref(x, refs[j], sizeof refs[j]);
+        in[j] = node_shape(x);
+        needs[j] = (x->flags & F_NEEDS_GRAD) != 0;
+    }
+    /* beyond two inputs the library has no matrix text: the local gradients say it */
+    if (gt->nshown > 2) return;
+    fputs("<p class=\"rule\"><b>In matrix form:</b> ", out);
+    view_xml(out, ad_rule_text(text, sizeof text, ad_node_op_name(n), k, ref, in, needs, &so));
+    fputs("</p>\n", out);
 }
 
 static void backward_step(walk *w, ad_node *n)
@@ -168,7 +247,19 @@ static void backward_step(walk *w, ad_node *n)
         view_xml(out, view_ref(parts, r, sizeof r));
         fputs(" adds the parts)", out);
     }
-    fputs("</p></li>\n", out);
+    fputs("</p>", out);
+    if (!all_scalar(n, &gt)) {
+        fputc('\n', out);
+        matrix_rule(out, n, &gt);
+        grids(out, n, true, w->digits);
+        for (int k = 0; k < gt.nshown; k++) {
+            ad_node *in = node_in(n, gt.slot[k]);
+            /* an input used once has its whole gradient now; a fanned-out one gets it summed
+             * at its copy node's step */
+            if ((in->flags & F_NEEDS_GRAD) && w->v->uses[in->id] == 1) grids(out, in, true, w->digits);
+        }
+    }
+    fputs("</li>\n", out);
 }
 
 /* The last step: the gradient, in the order the variables were created. */
@@ -210,6 +301,7 @@ static void gradient_step(walk *w)
         fputs(" = ", out);
         colored(out, n, true, w->digits);
         if (!scalars) fputs("</p>\n", out);
+        if (!scalars && node_size(n) > 1) grids(out, n, true, w->digits);
     }
     if (scalars && k) fputs("</p>\n", out);
     if (!nleaves) fputs("<p>f depends on no variable or parameter: there is no gradient to show.</p>\n", out);
@@ -303,6 +395,14 @@ static const char *CSS =
     "svg .cur .gate,svg .cur .leaf,svg .cur .copy{fill:#fff1e0}"
     "svg .flow{stroke:#e36209;stroke-width:2.5}";
 
+static const char *GRID_CSS =
+    ".grids{display:flex;align-items:flex-start;gap:14px;margin:6px 0}.grids .name{min-width:3em;font-weight:600;padding-top:4px}"
+    "figure.tensor{margin:0;text-align:center}figcaption{font-size:12px;color:#666}"
+    "table.grid{border-collapse:collapse;font-size:14px;font-variant-numeric:tabular-nums}"
+    "table.grid td{border:1px solid #bbb;padding:2px 7px;text-align:right;min-width:2.6em}"
+    "table.grid.v td{color:#1a7f37;background:#f3faf4}table.grid.g td{color:#cf222e;background:#fdf2f2}"
+    "table.grid td.more{color:#888;text-align:center}";
+
 /* Shows step N of the list in the panel and the picture as it stands after step N; follows
  * and updates the address's #step=N, so a step can be linked (and tested). */
 static const char *SCRIPT =
@@ -360,7 +460,8 @@ ad_status ad_write_html(const ad_graph *g, ad_node *root, FILE *out, int digits,
     gview v;
     ad_status st = view_build(&v, g, root);
     if (st != AD_OK) return st;
-    walk w = {out, &v, digits, NULL, NULL, NULL, 0, 0};
+    walk w = {out, &v, digits, NULL, NULL, NULL, 0, 0, false};
+    for (uint32_t i = 0; i < v.n; i++) w.tensors |= v.live[i] && node_size(node_at(g, i)) > 1;
     w.forward = ad_xcalloc(v.n, sizeof *w.forward);
     w.backward = ad_xcalloc(v.n, sizeof *w.backward);
     w.copy = ad_xcalloc(v.n, sizeof *w.copy);
@@ -375,7 +476,8 @@ ad_status ad_write_html(const ad_graph *g, ad_node *root, FILE *out, int digits,
           /* set before the body is drawn, so the list of all steps never flashes up */
           "<script>document.documentElement.className = 'js';</script>\n<title>", out);
     view_xml(out, title);
-    fprintf(out, " &#8212; backpropagation step by step</title>\n<style>%s</style>\n</head>\n<body>\n<h1>", CSS);
+    fprintf(out, " &#8212; backpropagation step by step</title>\n<style>%s%s</style>\n</head>\n<body>\n<h1>", CSS,
+            w.tensors ? GRID_CSS : "");
     view_xml(out, title);
     fputs("</h1>\n<div id=\"controls\"><button id=\"prev\" type=\"button\">&#9664; Previous</button>"
           "<button id=\"next\" type=\"button\">Next &#9654;</button>"

@@ -1,7 +1,6 @@
 /* The CLI's numbers and its walk in matrix form (walk.h). */
 #include "walk.h"
 #include "ad_op.h"
-#include <ctype.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -227,130 +226,54 @@ static void forward(FILE *out, const walker *w)
     }
 }
 
-/* "d" and a name, as the rules write a gradient: dW, d#3. */
-static const char *dname(char *buf, size_t len, const char *ref)
-{
-    snprintf(buf, len, "d%s", ref);
-    return buf;
-}
-
-/* The registry's derivative "d/dx[exp(x)] = exp(x)" as its right side in u: "exp(u)". */
-static void rule_in_u(const char *local, char *buf, size_t len)
-{
-    const char *eq = local ? strstr(local, "] = ") : NULL;
-    const char *r = eq ? eq + 4 : "f'(u)";
-    size_t k = 0;
-    for (size_t i = 0; r[i] && k + 1 < len; i++) {
-        bool alone = (i == 0 || !(isalnum((unsigned char)r[i - 1]) || r[i - 1] == '_')) &&
-                     !(isalnum((unsigned char)r[i + 1]) || r[i + 1] == '_');
-        buf[k++] = r[i] == 'x' && alone ? 'u' : r[i];
-    }
-    buf[k] = 0;
-}
-
-/* ", summed over the broadcast axes to [3]" when input in was broadcast to the output n. */
-static void broadcast_note(char *buf, size_t len, ad_node *n, ad_node *in)
-{
-    ad_shape a = ad_node_shape(n), b = ad_node_shape(in);
-    bool same = a.rank == b.rank;
-    for (int d = 0; same && d < a.rank; d++) same = a.dim[d] == b.dim[d];
-    char sb[96];
-    if (same) buf[0] = 0;
-    else snprintf(buf, len, " summed over the broadcast axes to %s", ad_shape_str(&b, sb, sizeof sb));
-}
-
 /* The local rule in matrix form, with the shapes. */
 static void rule(FILE *out, const walker *w, ad_node *n)
 {
     ad_node *in[2];
     int k = gate_inputs(w, n, in);
-    char s0[96], s1[96], so[96], d0[96], d1[96], b0[128], b1[128];
     const expr_gate *gt = expr_gate_of(w->notes, n);
-    const char *a = k > 0 ? R(w, in[0]) : "", *b = k > 1 ? R(w, in[1]) : "";
-    shape(n, so, sizeof so);
-    if (k > 0) shape(in[0], s0, sizeof s0), dname(d0, sizeof d0, a);
-    if (k > 1) shape(in[1], s1, sizeof s1), dname(d1, sizeof d1, b);
+    const char *ref[2] = {k > 0 ? R(w, in[0]) : "", k > 1 ? R(w, in[1]) : ""};
+    ad_shape sh[2] = {0}, so = ad_node_shape(n);
+    bool needs[2] = {false, false};
+    for (int j = 0; j < k; j++) sh[j] = ad_node_shape(in[j]), needs[j] = ad_node_needs_grad(in[j]);
+    char s0[96], text[1024];
+    if (k > 0) ad_shape_str(&sh[0], s0, sizeof s0);
+    /* the formula's gates that are one library op (matmul, a sum of all) read as that op */
+    const char *op = ad_node_op_name(n);
     if (gt) {
         switch (gt->kind) {
-        case EXPR_MATMUL: {
-            int ra = ad_node_shape(in[0]).rank, rb = ad_node_shape(in[1]).rank;
-            fprintf(out, "%s %s@%s: downstream ", ra == 1 && rb == 1 ? "dot" : "matmul", s0, s1);
-            if (ra == 1 && rb == 1) fprintf(out, "%s = upstream · %s %s; %s = upstream · %s %s", d0, b, s0, d1, a, s1);
-            else {
-                if (rb == 1) fprintf(out, "%s = upstream ⊗ %s %s", d0, b, s0);
-                else fprintf(out, "%s = upstream · %sᵀ %s", d0, b, s0);
-                if (ra == 1) fprintf(out, "; %s = %s ⊗ upstream %s", d1, a, s1);
-                else fprintf(out, "; %s = %sᵀ · upstream %s", d1, a, s1);
-            }
-            if (ra == 3 || rb == 3) fprintf(out, " (for each batch)");
-            return;
-        }
+        case EXPR_MATMUL: op = "matmul"; break;
         case EXPR_SUM:
         case EXPR_MEAN: {
             const char *nm = gt->kind == EXPR_SUM ? "sum" : "mean";
+            if (gt->axis == EXPR_ALL_AXES) {
+                op = nm;
+                break;
+            }
             int64_t cnt = ad_node_size(in[0]) / (ad_node_size(n) ? ad_node_size(n) : 1);
             char by[48] = "";
             if (gt->kind == EXPR_MEAN) snprintf(by, sizeof by, " / %lld", (long long)cnt);
-            if (gt->axis == EXPR_ALL_AXES) fprintf(out, "%s: downstream = upstream%s broadcast to %s", nm, by, s0);
-            else fprintf(out, "%s axis %d: downstream = upstream%s broadcast along axis %d to %s", nm, gt->axis, by, gt->axis, s0);
+            fprintf(out, "%s axis %d: downstream = upstream%s broadcast along axis %d to %s", nm, gt->axis, by, gt->axis, s0);
             return;
         }
         case EXPR_SOFTMAX:
-            fprintf(out, "softmax axis %d: downstream = s ⊙ (upstream − Σ upstream ⊙ s), s = softmax(%s) %s", gt->axis, a, s0);
+            fprintf(out, "softmax axis %d: downstream = s ⊙ (upstream − Σ upstream ⊙ s), s = softmax(%s) %s", gt->axis, ref[0], s0);
             return;
         case EXPR_LOG_SOFTMAX:
-            fprintf(out, "log_softmax axis %d: downstream = upstream − softmax(%s) · Σ upstream %s", gt->axis, a, s0);
+            fprintf(out, "log_softmax axis %d: downstream = upstream − softmax(%s) · Σ upstream %s", gt->axis, ref[0], s0);
             return;
         case EXPR_CE: {
             ad_shape z = ad_node_shape(in[0]);
             fprintf(out, "softmax + ce: downstream = softmax(z) − onehot(y)");
             if (z.rank == 2) fprintf(out, ", each row / %lld", (long long)z.dim[0]);
             if (ad_node_grad_get(n, 0) != 1) fprintf(out, ", times upstream");
-            if (gt->in[1]) fprintf(out, " %s (z = %s, y = %s)", s0, a, ad_node_name(gt->in[1]));
-            else fprintf(out, " %s (z = %s, y = %d)", s0, a, gt->label);
+            if (gt->in[1]) fprintf(out, " %s (z = %s, y = %s)", s0, ref[0], ad_node_name(gt->in[1]));
+            else fprintf(out, " %s (z = %s, y = %d)", s0, ref[0], gt->label);
             return;
         }
         }
     }
-    const char *op = ad_node_op_name(n);
-    int id = ad_node_op(n);
-    if (k == 1) {
-        char r[200];
-        rule_in_u(ad_op_get(id) ? ad_op_get(id)->local_grad : NULL, r, sizeof r);
-        bool wrap = strchr(r, ' ') != NULL;
-        fprintf(out, "%s: downstream = upstream ⊙ %s%s%s, u = %s %s", gate_label(w, n), wrap ? "(" : "", r, wrap ? ")" : "", a, s0);
-        return;
-    }
-    if (k != 2) {
-        fprintf(out, "%s: no rule to show", op);
-        return;
-    }
-    broadcast_note(b0, sizeof b0, n, in[0]);
-    broadcast_note(b1, sizeof b1, n, in[1]);
-    const char *r0, *r1;
-    char t0[200], t1[200];
-    if (strcmp(op, "add") == 0) r0 = "upstream", r1 = "upstream";
-    else if (strcmp(op, "sub") == 0) r0 = "upstream", r1 = "−upstream";
-    else if (strcmp(op, "mul") == 0) {
-        snprintf(t0, sizeof t0, "upstream ⊙ %s", b), snprintf(t1, sizeof t1, "upstream ⊙ %s", a);
-        r0 = t0, r1 = t1;
-    } else if (strcmp(op, "div") == 0) {
-        snprintf(t0, sizeof t0, "upstream / %s", b), snprintf(t1, sizeof t1, "−upstream ⊙ %s / %s²", a, b);
-        r0 = t0, r1 = t1;
-    } else if (strcmp(op, "pow") == 0) {
-        snprintf(t0, sizeof t0, "upstream ⊙ %s·%s^(%s−1)", b, a, b), snprintf(t1, sizeof t1, "upstream ⊙ %s^%s·log(%s)", a, b, a);
-        r0 = t0, r1 = t1;
-    } else {
-        snprintf(t0, sizeof t0, "upstream ⊙ ∂/∂u %s(u, v)", op), snprintf(t1, sizeof t1, "upstream ⊙ ∂/∂v %s(u, v)", op);
-        r0 = t0, r1 = t1;
-    }
-    const char *l = gate_label(w, n);
-    if (isalpha((unsigned char)l[0])) fprintf(out, "%s %s, %s", l, s0, s1);
-    else fprintf(out, "%s %s %s", s0, l, s1);
-    bool g0 = ad_node_needs_grad(in[0]), g1 = ad_node_needs_grad(in[1]);
-    fprintf(out, ": downstream");
-    if (g0) fprintf(out, " %s = %s%s %s", d0, r0, b0, s0);
-    if (g1) fprintf(out, "%s %s = %s%s %s", g0 ? ";" : "", d1, r1, b1, s1);
+    fputs(ad_rule_text(text, sizeof text, op, k, ref, sh, needs, &so), out);
 }
 
 static void backward(FILE *out, const walker *w, const expr_var *vars, int nvars)

@@ -69,6 +69,17 @@ ONE_DECIMAL = {
     22: ["(-1.0) · 0.2 = -0.2 → w0, 2.0 · 0.2 = 0.4 → x0"],
     23: ["∇f(x0, x1, w0, w1, w2) = (0.4, -0.6, -0.2, -0.4, 0.2)"],
 }
+# Issue 18: a one-hidden-layer network on one example, its tensors as grids.  Each entry: the
+# panel's words, and how many value and gradient grids the panel shows.
+NETWORK = ["sum(tanh(W1@x + b1) * w2)", "W1=[[1,2],[-1,0.5],[0.3,-2]]", "x=[1,-1]", "b1=[0.1,0.2,0.3]",
+           "w2=[1,-1,2]"]
+NETWORK_STEPS = {
+    1: (["W1 = [3,2]", "value [3,2]"], 1, 0),
+    6: (["#5 = matmul(W1, #4)", "value [3,1]"], 3, 0),
+    18: (["In matrix form: matmul [3,2]@[2,1]: downstream dW1 = upstream · #4ᵀ [3,2]; d#4 = W1ᵀ · upstream [2,1]",
+          "gradient [3,2]"], 3, 3),
+    20: (["df/dW1", "gradient [3,2]"], 4, 4),
+}
 COPY_STEPS = {
     1: ["x = 3.00 (used 3 times"],
     7: ["the copy node of x", "copy of x: 1.00 + 3.00 + 3.00 = 7.00"],
@@ -85,6 +96,7 @@ class Page(html.parser.HTMLParser):
         self.panel, self.panel_step, self.depth = [], None, 0
         self.li_parts, self.cur = [], []
         self.labels = []  # (data-step, hidden?)
+        self.grids = {"v": 0, "g": 0}  # the panel's value and gradient grids
 
     def handle_starttag(self, tag, attrs):
         a = dict(attrs)
@@ -93,6 +105,8 @@ class Page(html.parser.HTMLParser):
             self.depth += tag not in ("br", "img", "input", "meta")
         elif a.get("id") == "panel":
             self.depth, self.panel_step = 1, a.get("data-step")
+        if self.depth and tag == "table" and "grid" in cls:
+            self.grids["g" if "g" in cls else "v"] += 1
         if tag == "li" and "data-part" in a:
             self.li_parts.append(a["data-part"])
         if "cur" in cls:
@@ -124,10 +138,13 @@ def dump_dom(chromium, url, profile):
     return p
 
 
-def check_step(page, step, want, last):
+def check_step(page, step, want, last, grids=None):
     """Problems with one loaded step, as strings (none when it is right)."""
     bad = []
     text = page.text()
+    if grids and (page.grids["v"], page.grids["g"]) != grids:
+        bad.append("step %d: the panel shows %d value and %d gradient grids, want %d and %d"
+                   % (step, page.grids["v"], page.grids["g"], *grids))
     for w in want:
         if w not in text:
             bad.append("step %d: panel lacks %r; it says %r" % (step, w, text))
@@ -139,6 +156,8 @@ def check_step(page, step, want, last):
             bad.append("step %d: a label of step %d is %s" % (step, at, "hidden" if hidden else "shown"))
             break
     part = page.li_parts[s] if s < len(page.li_parts) else ""
+    if len(page.li_parts) != last + 1:
+        bad.append("step %d: the page has %d steps, want %d" % (step, len(page.li_parts), last + 1))
     if part and page.cur != [part]:
         bad.append("step %d: highlighted %s, want %s" % (step, page.cur, part))
     return bad
@@ -157,7 +176,8 @@ def main():
     start = time.time()
     with tempfile.TemporaryDirectory() as tmp:
         pages = {}
-        for name, digits, args in (("neuron", "2", NEURON), ("neuron1", "1", NEURON), ("copy", "2", ["x*x + x", "x=3"])):
+        for name, digits, args in (("neuron", "2", NEURON), ("neuron1", "1", NEURON), ("copy", "2", ["x*x + x", "x=3"]),
+                                     ("network", "2", NETWORK)):
             path = os.path.join(tmp, name + ".html")
             with open(path, "w") as f:
                 subprocess.run([backprop, "--digits", digits, "--html", *args], stdout=f, check=True)
@@ -169,6 +189,7 @@ def main():
         jobs = [("neuron", s, w, 23) for s, w in NEURON_STEPS.items()]
         jobs += [("neuron1", s, w, 23) for s, w in ONE_DECIMAL.items()]
         jobs += [("copy", s, w, 8) for s, w in COPY_STEPS.items()]
+        jobs += [("network", s, w, 20, g) for s, (w, *g) in NETWORK_STEPS.items()]
         # past the end clamps to the last step; no fragment is step 0
         jobs += [("neuron", 99, NEURON_STEPS[23], 23), ("copy", None, ["3 nodes"], 8)]
 
@@ -179,14 +200,14 @@ def main():
             profiles.put(os.path.join(tmp, "profile%d" % i))
 
         def run(job):
-            name, step, want, last = job
+            name, step, want, last, *grids = job
             url = "file://" + pages[name] + ("" if step is None else "#step=%d" % step)
             profile = profiles.get()
             try:
                 page = dump_dom(chromium, url, profile)
             finally:
                 profiles.put(profile)
-            return check_step(page, 0 if step is None else step, want, last)
+            return check_step(page, 0 if step is None else step, want, last, tuple(grids[0]) if grids else None)
 
         with concurrent.futures.ThreadPoolExecutor(workers) as pool:
             results = list(pool.map(run, jobs))

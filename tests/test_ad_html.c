@@ -243,6 +243,41 @@ START_TEST(lecture_pages_are_small)
 }
 END_TEST
 
+/* The page of f after its backward sweep, checked to be well formed and self-contained. */
+static char *swept_page(ad_graph *g, ad_node *f, const char *title)
+{
+    ck_assert_int_eq(ad_backward(g, f), AD_OK);
+    ad_status st;
+    char *html = page(g, f, 2, title, &st);
+    ck_assert_int_eq(st, AD_OK);
+    ck_assert(well_formed(html));
+    self_contained(html);
+    return html;
+}
+
+/* The cells of the first grid after `from` in html, and how many of them are "…". */
+static int grid_cells(const char *from, int *more)
+{
+    const char *t = strstr(from, "<table class=\"grid ");
+    ck_assert_ptr_nonnull(t);
+    const char *end = strstr(t, "</table>");
+    int n = 0;
+    *more = 0;
+    for (const char *p = strstr(t, "<td"); p && p < end; p = strstr(p + 1, "<td"))
+        n++, *more += strncmp(p, "<td class=\"more\">", 17) == 0;
+    return n;
+}
+
+/* The step (list item) whose head is `head`, as its own string. */
+static char *step_of(const char *html, const char *head)
+{
+    const char *h = strstr(html, head);
+    ck_assert_msg(h != NULL, "no step %s", head);
+    const char *end = strstr(h, "</li>");
+    ck_assert_ptr_nonnull(end);
+    return strndup(h, (size_t)(end - h));
+}
+
 START_TEST(tensor_graph_shows_shapes_and_summaries)
 {
     ad_graph *g = ad_graph_new();
@@ -252,12 +287,7 @@ START_TEST(tensor_graph_shows_shapes_and_summaries)
     ad_node *w = ad_var_array(g, "W", AD_F32, AD_SHAPE(100, 3), v);
     ad_node *h = ad_tanh(g, ad_mul_scalar(g, ad_matmul(g, x, w), 1e-6));
     ad_node *f = ad_mean(g, ad_mul(g, h, h));
-    ck_assert_int_eq(ad_backward(g, f), AD_OK);
-    ad_status st;
-    char *html = page(g, f, 2, "mean(tanh(X W / 1e6)^2)", &st);
-    ck_assert_int_eq(st, AD_OK);
-    ck_assert(well_formed(html));
-    self_contained(html);
+    char *html = swept_page(g, f, "mean(tanh(X W / 1e6)^2)");
     /* a thousand numbers are summarised, not listed */
     ck_assert_int_lt((long)strlen(html), 40 * 1024);
     ck_assert_ptr_nonnull(strstr(html, "X = <span class=\"v\">[10,100] [0.00, 1.00, 2.00, ..., 997.00, 998.00, 999.00]</span>"));
@@ -266,6 +296,70 @@ START_TEST(tensor_graph_shows_shapes_and_summaries)
     ck_assert_ptr_nonnull(strstr(html, "the gradients of its 2 uses add up to <span class=\"g\">[10,3] ["));
     ck_assert_ptr_nonnull(strstr(html, "(the copy node of #5 adds the parts)"));
     ck_assert_ptr_nonnull(strstr(html, "df/dW = <span class=\"g\">[100,3] ["));
+    /* a grid is at most 6x6: five rows and columns of numbers, then "…" */
+    int more;
+    ck_assert_int_eq(grid_cells(strstr(html, "<span class=\"name\">X</span>"), &more), 36);
+    ck_assert_int_eq(more, 11);
+    ck_assert_ptr_nonnull(strstr(html, "<figcaption>value [10,100]</figcaption>"));
+    free(html);
+    ad_graph_free(g);
+}
+END_TEST
+
+/* Issue 18: the stepper walks a one-hidden-layer network on one example with its matrices as
+ * small grids, gradients beside values on the backward pass, and the rules in matrix form. */
+START_TEST(one_hidden_layer_network_as_grids)
+{
+    ad_graph *g = ad_graph_new();
+    const double w1[] = {1, 2, -1, 0.5, 0.3, -2}, x0[] = {1, -1}, b[] = {0.1, 0.2, 0.3}, w2v[] = {1, -1, 2};
+    ad_node *W1 = ad_var_array(g, "W1", AD_F64, AD_SHAPE(3, 2), w1);
+    ad_node *x = ad_var_array(g, "x", AD_F64, AD_SHAPE(2, 1), x0);
+    ad_node *b1 = ad_var_array(g, "b1", AD_F64, AD_SHAPE(3, 1), b);
+    ad_node *w2 = ad_var_array(g, "w2", AD_F64, AD_SHAPE(3, 1), w2v);
+    ad_node *h = ad_tanh(g, ad_add(g, ad_matmul(g, W1, x), b1));
+    ad_node *f = ad_sum(g, ad_mul(g, h, w2));
+    char *html = swept_page(g, f, "sum(tanh(W1 x + b1) * w2)");
+    int more;
+    /* forward: W1 as 3 rows of 2 cells, its shape under it, and no gradient yet */
+    char *fw = step_of(html, "Forward pass: input variable W1");
+    ck_assert_int_eq(grid_cells(strstr(fw, "<span class=\"name\">W1</span>"), &more), 6);
+    ck_assert_int_eq(more, 0);
+    ck_assert_int_eq(count(fw, "<tr>"), 3);
+    ck_assert_ptr_nonnull(strstr(fw, "<td>1.00</td><td>2.00</td></tr><tr><td>-1.00</td><td>0.50</td>"));
+    ck_assert_ptr_nonnull(strstr(fw, "<figcaption>value [3,2]</figcaption>"));
+    ck_assert_int_eq(count(fw, "grid g"), 0);
+    free(fw);
+    /* the matmul's forward step: both inputs and the result */
+    fw = step_of(html, "Forward pass: gate matmul (#4)");
+    ck_assert_int_eq(count(fw, "<table class=\"grid v\">"), 3);
+    ck_assert_ptr_nonnull(strstr(fw, "<figcaption>value [2,1]</figcaption>"));
+    ck_assert_ptr_nonnull(strstr(fw, "<td>-1.00</td></tr><tr><td>-1.50</td></tr><tr><td>2.30</td>"));
+    ck_assert_int_eq(count(fw, "grid g"), 0);
+    free(fw);
+    /* backward: the rule in matrix form, the gradient grid beside each value grid */
+    char *bw = step_of(html, "Backward pass: gate matmul (#4)");
+    ck_assert_ptr_nonnull(strstr(bw, "<b>In matrix form:</b> matmul [3,2]@[2,1]: downstream dW1 = upstream · xᵀ [3,2]; "
+                                     "dx = W1ᵀ · upstream [2,1]"));
+    ck_assert_int_eq(count(bw, "<table class=\"grid v\">"), 3);
+    ck_assert_int_eq(count(bw, "<table class=\"grid g\">"), 3);
+    ck_assert_ptr_nonnull(strstr(bw, "<figcaption>gradient [3,2]</figcaption>"));
+    const char *gw = strstr(strstr(bw, "<span class=\"name\">W1</span>"), "<table class=\"grid g\">");
+    ck_assert_int_eq(grid_cells(gw, &more), 6);
+    ck_assert_ptr_nonnull(strstr(gw, "<td>0.49</td><td>-0.49</td></tr><tr><td>-0.26</td><td>0.26</td>"));
+    free(bw);
+    bw = step_of(html, "Backward pass: gate + (#5)");
+    ck_assert_ptr_nonnull(strstr(bw, "<b>In matrix form:</b> [3,1] + [3,1]: downstream d#4 = upstream [3,1]; db1 = upstream [3,1]"));
+    free(bw);
+    bw = step_of(html, "Backward pass: gate tanh (#6)");
+    ck_assert_ptr_nonnull(strstr(bw, "<b>In matrix form:</b> tanh: downstream = upstream ⊙ (1 - tanh(u)^2), u = #5 [3,1]"));
+    free(bw);
+    bw = step_of(html, "Backward pass: gate sum (#8)");
+    ck_assert_ptr_nonnull(strstr(bw, "<b>In matrix form:</b> sum: downstream = upstream broadcast to [3,1]"));
+    free(bw);
+    /* the result: each parameter's gradient as a grid */
+    char *end = step_of(html, "Result: the gradient");
+    ck_assert_int_eq(count(end, "<table class=\"grid g\">"), 4);
+    free(end);
     free(html);
     ad_graph_free(g);
 }
@@ -447,6 +541,7 @@ int main(void)
     tcase_add_test(tc, copy_node_shows_its_sum);
     tcase_add_test(tc, lecture_pages_are_small);
     tcase_add_test(tc, tensor_graph_shows_shapes_and_summaries);
+    tcase_add_test(tc, one_hidden_layer_network_as_grids);
     tcase_add_test(tc, large_graph_gets_every_step_and_a_summary_picture);
     tcase_add_test(tc, bad_arguments);
     tcase_add_test(tc, failed_allocations_are_reported);
