@@ -91,7 +91,7 @@ typedef struct {
     int act, dtype, optimizer;
     int epochs, batch, patience, lr_wait, threads, log_steps;
     double lr, momentum, dropout, l2, lr_drop;
-    int64_t seed, limit;
+    int64_t seed, limit, test_limit;
     bool standardize, no_shuffle, no_validation, json;
     const char *data, *save, *eval, *init, *svg;
     bool hidden_given;
@@ -197,13 +197,15 @@ static int parse_options(int argc, char **argv, options *o)
         {"--save", OPTS_TEXT, &o->save, "FILE", .help = "write the trained model (safetensors, loads into PyTorch)",
          .tag = TRAINING},
         {"--eval", OPTS_TEXT, &o->eval, "FILE",
-         .help = "only test a saved model: accuracy and confusion matrix (takes\n--data, --standardize, --threads, --json)"},
+         .help = "only test a saved model: accuracy and confusion matrix (takes\n--data, --standardize, --threads, --test-limit, --json)"},
         {"--svg", OPTS_TEXT, &o->svg, "FILE",
          .help = "the curves (default fashion_mnist.svg: loss; accuracy in\nfashion_mnist_accuracy.svg); --svg '' draws "
          "nothing", .empty_ok = true, .tag = TRAINING},
         {"", OPTS_HEADING, NULL, NULL, .help = "comparing with other frameworks:"},
         {"--dtype", OPTS_CHOICE, &o->dtype, "T", .help = "float32 or float64 (default float32)", .choices = DTYPE_NAMES,
          .values = DTYPE_VALUES, .tag = TRAINING},
+        {"--test-limit", OPTS_INT64, &o->test_limit, "N", .help = "test on the first N test images only (a quicker check)",
+         .lo = 1, .hi = (double)INT64_MAX},
         {"--limit", OPTS_INT64, &o->limit, "N", .help = "only the first N training images", .lo = 1, .hi = (double)INT64_MAX,
          .tag = TRAINING},
         {"--init", OPTS_TEXT, &o->init, "FILE",
@@ -239,7 +241,7 @@ static int parse_options(int argc, char **argv, options *o)
     if (o->optimizer == OPTIM_MOMENTUM && o->momentum == 0) o->optimizer = OPTIM_GD;
     if (o->eval && first_training)
         return opts_error(&spec, "--eval tests a saved model; %s is for training (with --eval: --data, --standardize, "
-                                 "--threads, --json)", first_training->name);
+                                 "--threads, --test-limit, --json)", first_training->name);
     return -1;
 }
 
@@ -320,6 +322,16 @@ static int load_data(const options *o, ad_dtype dtype, bool eval_only, datasets 
             return 1;
         }
         nn_scaler_free(&s);
+    }
+    if (o->test_limit && o->test_limit < ds->test->n) {
+        nn_dataset *some = first_rows(ds->test, o->test_limit);
+        nn_dataset_free(ds->test);
+        if (!(ds->test = some)) {
+            fprintf(stderr, PROG ": out of memory\n");
+            nn_dataset_free(all);
+            datasets_free(ds);
+            return 1;
+        }
     }
     if (eval_only) {
         nn_dataset_free(all);

@@ -7,7 +7,7 @@ Usage: fashion_cnn_torch.py FASHION_CNN_BINARY
 PyTorch's nn.Sequential(Conv2d(1,32,3,padding=1), ReLU, MaxPool2d(2), Conv2d(32,64,3,padding=1),
 ReLU, MaxPool2d(2), Flatten, Linear(3136,128), ReLU, Linear(128,10)) is initialised (seeded)
 and its state dict written as safetensors; the demo starts from that file (--init, a PyTorch
-file loaded back) and trains 50 minibatches of 64 in file order in float64 with SGD and
+file loaded back) and trains 50 minibatches of 32 in file order in float64 with SGD and
 momentum 0.9, saving the result (--save); PyTorch trains the same batches.  Checks:
 
   every step's loss agrees to 1e-8 relative;
@@ -32,7 +32,7 @@ except ImportError as e:
     print(f"SKIP: {e}: install Debian's python3-torch and run with /usr/bin/python3")
     sys.exit(77)
 
-BATCH, STEPS, LR, MOMENTUM = 64, 50, 0.01, 0.9
+BATCH, STEPS, LR, MOMENTUM = 32, 50, 0.01, 0.9
 LIMIT = BATCH * STEPS
 STEP_TOL, WEIGHT_TOL = 1e-8, 1e-9
 
@@ -60,7 +60,8 @@ def main():
         write_safetensors(init_path, init)
         args = [binary, "--init", init_path, "--no-shuffle", "--no-validation", "--limit", str(LIMIT), "--epochs", "1",
                 "--batch", str(BATCH), "--log-steps", str(STEPS), "--dtype", "float64", "--optimizer", "sgd",
-                "--lr", str(LR), "--momentum", str(MOMENTUM), "--svg", "", "--save", saved_path, "--json"]
+                "--lr", str(LR), "--momentum", str(MOMENTUM), "--svg", "", "--save", saved_path, "--json",
+                "--test-limit", "100"]
         r = subprocess.run(args, capture_output=True, text=True, timeout=900)
         if r.returncode != 0:
             print(f"FAIL: {' '.join(args)}: exit status {r.returncode}\n{r.stderr}")

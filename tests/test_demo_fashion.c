@@ -376,7 +376,7 @@ END_TEST
 START_TEST(cnn_trains_saves_and_evaluates)
 {
     make_tmpdir();
-    run_result r = run(ARGS("--limit", "1280", "--epochs", "1", "--batch", "32", "--lr", "0.05", "--log-steps", "5", "--json", "--svg",
+    run_result r = run(ARGS("--limit", "1280", "--test-limit", "1000", "--epochs", "1", "--batch", "32", "--lr", "0.05", "--log-steps", "5", "--json", "--svg",
                             path_in("c.svg"), "--save", path_in("m.safetensors")));
     ck_assert_msg(r.status == 0, "exit status %d: %s", r.status, r.err);
     const char *j = json_line(r.out);
@@ -387,13 +387,14 @@ START_TEST(cnn_trains_saves_and_evaluates)
     ck_assert_ptr_nonnull(strstr(r.out, "CNN: conv 3x3 32"));
     ck_assert_ptr_nonnull(strstr(r.out, "(421642 parameters)"));
 
-    run_result e = run(ARGS("--eval", path_in("m.safetensors"), "--json"));
+    ck_assert_ptr_nonnull(strstr(r.out, "(1000 images)"));
+    run_result e = run(ARGS("--eval", path_in("m.safetensors"), "--test-limit", "1000", "--json"));
     ck_assert_msg(e.status == 0, "exit status %d: %s", e.status, e.err);
     ck_assert_msg(json_number(json_line(e.out), "test_accuracy") == acc, "--eval: %s, training: %s", e.out, j);
     done(&e);
     /* training resumes from the saved state dict: its first loss is below the fresh model's */
-    e = run(ARGS("--init", path_in("m.safetensors"), "--limit", "64", "--epochs", "1", "--no-validation", "--log-steps",
-                 "1", "--no-shuffle", "--json", "--svg", ""));
+    e = run(ARGS("--init", path_in("m.safetensors"), "--limit", "64", "--test-limit", "10", "--epochs", "1", "--no-validation",
+                 "--log-steps", "1", "--no-shuffle", "--json", "--svg", ""));
     ck_assert_msg(e.status == 0, "exit status %d: %s", e.status, e.err);
     const char *first = strstr(json_line(e.out), "\"step_loss\": [");
     ck_assert_msg(first && strtod(first + 14, NULL) < 2.0, "%s", e.out);
