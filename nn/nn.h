@@ -217,7 +217,7 @@ typedef struct {
     ad_tensor *bias;                /* [C], the shift (zeros at first) */
     ad_tensor *running_mean;        /* [C] buffer: the mean evaluation normalises with */
     ad_tensor *running_var;         /* [C] buffer: the (unbiased) variance it uses */
-    ad_tensor *num_batches_tracked; /* scalar buffer: training forwards recorded */
+    ad_tensor *num_batches_tracked; /* scalar buffer: training forwards recorded (not replays) */
     int channels;                   /* C, the size of axis 1 */
     double eps;                     /* added to the variance */
     double momentum;                /* how far a training batch moves the running statistics */
@@ -226,7 +226,9 @@ typedef struct {
 ad_status nn_batch_norm_add(nn_model *m, nn_batch_norm *l, const char *prefix, int channels,
                             double eps, double momentum);
 /* x [N, C] or [N, C, ...]: NN_TRAIN normalises by the batch's statistics and updates the
- * running ones (and counts the batch in num_batches_tracked); NN_EVAL uses the running ones. */
+ * running ones, when recorded and at each replay; NN_EVAL uses the running ones.  A recorded
+ * training forward adds 1 to num_batches_tracked, a replay does not (with a momentum, as
+ * here, PyTorch's count changes no result; it is kept for its state dict). */
 ad_node *nn_batch_norm_forward(ad_graph *g, nn_batch_norm *l, ad_node *x, nn_mode mode);
 
 /* Embedding(num, dim): a table weight [num, dim]. */
