@@ -95,28 +95,37 @@ static int ce_rule(const ad_op_ctx *c, ad_shape *out, char *msg, size_t len)
     return 0;
 }
 
-/* Copies and checks the labels (the argument of ad_apply_with). */
-static ad_status ce_init(const ad_op_ctx *c, const void *arg, char *msg, size_t len)
+/* Checks n labels (an ad_apply_with argument) against [0, classes) and copies them into *dst,
+ * allocated at the first call and reused by the next (ad_node_set_arg, for a replay). */
+static ad_status store_labels(const ad_op_ctx *c, const void *arg, int64_t n, int64_t classes, int32_t **dst,
+                              char *msg, size_t len)
 {
     const int32_t *labels = arg;
-    ce_state *st = c->state;
-    ad_shape s = node_shape(c->in[0]);
-    int64_t N = s.dim[0], C = s.dim[1];
     if (!labels) {
         snprintf(msg, len, "labels are NULL");
         return AD_ERR_NULL;
     }
-    for (int64_t r = 0; r < N; r++)
-        if (labels[r] < 0 || labels[r] >= C) {
+    for (int64_t r = 0; r < n; r++)
+        if (labels[r] < 0 || labels[r] >= classes) {
             snprintf(msg, len, "label %d at row %lld outside [0,%lld)", (int)labels[r], (long long)r,
-                     (long long)C);
+                     (long long)classes);
             return AD_ERR_ARG;
         }
-    /* a second call (ad_node_set_arg, for a replay) reuses the buffers */
-    if ((!st->labels && !(st->labels = ad_op_alloc(c, (size_t)N * sizeof *st->labels))) ||
-        (!st->lse && !(st->lse = ad_op_alloc(c, (size_t)N * sizeof *st->lse))))
+    if (!*dst && !(*dst = ad_op_alloc(c, (size_t)(n ? n : 1) * sizeof **dst)))
         return AD_ERR_NOMEM; /* the graph holds the message */
-    memcpy(st->labels, labels, (size_t)N * sizeof *labels);
+    memcpy(*dst, labels, (size_t)n * sizeof *labels);
+    return AD_OK;
+}
+
+/* Copies and checks the labels (the argument of ad_apply_with). */
+static ad_status ce_init(const ad_op_ctx *c, const void *arg, char *msg, size_t len)
+{
+    ce_state *st = c->state;
+    ad_shape s = node_shape(c->in[0]);
+    int64_t N = s.dim[0], C = s.dim[1];
+    ad_status r = store_labels(c, arg, N, C, &st->labels, msg, len);
+    if (r) return r;
+    if (!st->lse && !(st->lse = ad_op_alloc(c, (size_t)N * sizeof *st->lse))) return AD_ERR_NOMEM;
     return AD_OK;
 }
 
@@ -499,21 +508,8 @@ static int labels_rule(const ad_op_ctx *c, ad_shape *out, char *msg, size_t len)
 
 static ad_status labels_init(const ad_op_ctx *c, const void *arg, char *msg, size_t len)
 {
-    const int32_t *labels = arg;
     labels_state *st = c->state;
-    int64_t n = node_shape(c->out).dim[0], classes = (int64_t)c->param[0];
-    if (!labels) {
-        snprintf(msg, len, "labels are NULL");
-        return AD_ERR_NULL;
-    }
-    for (int64_t r = 0; r < n; r++)
-        if (labels[r] < 0 || labels[r] >= classes) {
-            snprintf(msg, len, "label %d at row %lld outside [0,%lld)", (int)labels[r], (long long)r, (long long)classes);
-            return AD_ERR_ARG;
-        }
-    if (!st->labels && !(st->labels = ad_op_alloc(c, (size_t)(n ? n : 1) * sizeof *st->labels))) return AD_ERR_NOMEM;
-    memcpy(st->labels, labels, (size_t)n * sizeof *labels);
-    return AD_OK;
+    return store_labels(c, arg, node_shape(c->out).dim[0], (int64_t)c->param[0], &st->labels, msg, len);
 }
 
 static void labels_forward(const ad_op_ctx *c)
