@@ -2,7 +2,6 @@
  * save/load round trip bit for bit with metadata and the input scaler, and load_state_dict's
  * strictness (a missing, extra or reshaped tensor changes nothing and names itself); plus the
  * layers' tensors, names and PyTorch's initial ranges. */
-#define _DEFAULT_SOURCE /* mkdtemp */
 #include "testutil.h"
 #include "nn.h"
 #include "ad_io.h"
@@ -15,18 +14,11 @@ static char dir[256], path[512];
 
 static void setup(void)
 {
-    const char *t = getenv("TMPDIR");
-    snprintf(dir, sizeof dir, "%s/nn_model_XXXXXX", t && *t ? t : "/tmp");
-    ck_assert_ptr_nonnull(mkdtemp(dir));
+    scratch_dir_make(dir, sizeof dir, "nn_model");
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
 }
 
-static void teardown(void)
-{
-    char cmd[400];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    ck_assert_int_eq(system(cmd), 0);
-}
+static void teardown(void) { scratch_dir_remove(dir); }
 
 START_TEST(params_and_buffers_in_order)
 {

@@ -1,7 +1,6 @@
 /* Saving and loading models: bit-exact round trips for every kind of architecture, the names
  * and metadata a file holds, every truncation and inverted header byte rejected, files whose
  * tensors do not fit their architecture, and every allocation failure handled without a leak. */
-#define _DEFAULT_SOURCE /* mkdtemp */
 #include "testutil.h"
 #include "nn.h"
 #include "ad_io.h"
@@ -16,18 +15,11 @@ static char dir[256], path[512];
 
 static void setup(void)
 {
-    const char *t = getenv("TMPDIR");
-    snprintf(dir, sizeof dir, "%s/nn_save_XXXXXX", t && *t ? t : (access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp"));
-    ck_assert_ptr_nonnull(mkdtemp(dir));
+    scratch_dir_make(dir, sizeof dir, "nn_save");
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
 }
 
-static void teardown(void)
-{
-    char cmd[400];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    ck_assert_int_eq(system(cmd), 0);
-}
+static void teardown(void) { scratch_dir_remove(dir); }
 
 static bool same_cfg(const nn_mlp_cfg *a, const nn_mlp_cfg *b)
 {

@@ -1,4 +1,6 @@
+#define _DEFAULT_SOURCE /* mkdtemp */
 #include "testutil.h"
+#include <stdio.h>
 #include <math.h>
 #include <stdlib.h>
 #include <fcntl.h>
@@ -113,4 +115,18 @@ ad_node *lecture_neuron(ad_graph *g)
     ad_node *s = ad_add(g, ad_add(g, m0, m1), w2);
     ad_node *e = ad_exp(g, ad_neg(g, s));
     return ad_recip(g, ad_add(g, ad_const_scalar(g, 1), e));
+}
+
+void scratch_dir_make(char *dir, size_t len, const char *prefix)
+{
+    const char *t = getenv("TMPDIR");
+    snprintf(dir, len, "%s/%s_XXXXXX", t && *t ? t : (access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp"), prefix);
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+}
+
+void scratch_dir_remove(const char *dir)
+{
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    ck_assert_int_eq(system(cmd), 0);
 }

@@ -32,6 +32,11 @@ run_result run_program(const char *prog, const char *const *args, const char *di
  * NULL; r.out is then empty. */
 run_result run_program_stdout(const char *prog, const char *const *args, const char *out_path);
 void run_done(run_result *r);
+/* A new empty folder PREFIX_XXXXXX in $TMPDIR, /dev/shm or /tmp, its path in dir (len bytes);
+ * scratch_dir_remove deletes it and everything in it. */
+void scratch_dir_make(char *dir, size_t len, const char *prefix);
+/* Deletes a folder of scratch_dir_make and its contents. */
+void scratch_dir_remove(const char *dir);
 /* Everything readable from fd, NUL-terminated (malloc'd). */
 char *slurp_fd(int fd);
 /* A NULL-terminated argument list: ARGS("--json", "x", "x=1"). */
