@@ -18,7 +18,13 @@ struct optim {
     const char *slot[OPTIM_MAX_SLOTS]; /* the buffers' names, as optim_state and files see them */
     int64_t step;              /* updates made */
     char msg[256];
+    optim_grad_reduce_fn reduce; /* optim_set_grad_reduce's hook (NULL: none) and its ctx */
+    void *reduce_ctx;
 };
+
+/* optim_step's first act: runs the gradient reduction hook, if one is set; its failure
+ * carries the hook's message in o's. */
+ad_status optim_reduce_grads(optim *o);
 
 /* The state buffers a configuration needs: their count, and their names into names. */
 int optim_slots_for(const optim_cfg *c, const char **names);

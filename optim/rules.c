@@ -152,7 +152,9 @@ ad_status optim_step(optim *o)
     if (!o) return AD_ERR_NULL;
     if (o->step >= OPTIM_MAX_STEPS) /* a loaded count at the limit: past it the rate is not exact */
         return optim_failo(o, AD_ERR_ARG, "optim_step: step %lld: the count has reached OPTIM_MAX_STEPS", (long long)o->step);
-    ad_status st = clip(o);
+    /* the gradient reduction hook (grad_reduce.c): before clipping, so every rank clips the sum */
+    ad_status st = optim_reduce_grads(o);
+    if (st == AD_OK) st = clip(o);
     if (st != AD_OK) return st;
     const optim_cfg *cfg = &o->cfg;
     coeffs c = {
