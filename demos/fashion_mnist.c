@@ -265,7 +265,7 @@ static int parse_options(int argc, char **argv, options *o)
                                  "-np (give one of them)", o->shards);
 #ifndef HAVE_MPI
     if (o->mpi)
-        return opts_error(&spec, "--mpi: built without MPI (meson found no MPI library; install libopenmpi-dev or mpich "
+        return opts_error(&spec, "--mpi: built without MPI (meson found none, or -Dmpi=disabled; install libopenmpi-dev or mpich "
                                  "and reconfigure), but --shards R computes the same run in one process");
 #endif
     return -1;
