@@ -136,38 +136,59 @@ START_TEST(the_helpers_refuse_bad_buffers_with_a_message)
 }
 END_TEST
 
+/* An optimizer of configuration c over a new pair, with the fake hook set. */
+typedef struct {
+    pair q;
+    fake f;
+    optim *o;
+} rig;
+
+static rig *rig_new(optim_cfg c)
+{
+    rig *r = calloc(1, sizeof *r);
+    ck_assert_ptr_nonnull(r);
+    r->q = pair_new();
+    char err[256];
+    r->o = optim_new(r->q.p, 2, &c, err, sizeof err);
+    ck_assert_msg(r->o != NULL, "%s", err);
+    r->f = fake_new(&r->q);
+    ck_assert_int_eq(optim_set_grad_reduce(r->o, fake_reduce, &r->f), AD_OK);
+    return r;
+}
+
+static void rig_free(rig *r)
+{
+    optim_free(r->o);
+    free(r->f.slots);
+    pair_free(&r->q);
+    free(r);
+}
+
 /* GD with lr 0.5 through a hook that doubles the gradient: theta - 0.5 * 2 g = theta - g. */
 START_TEST(the_hook_runs_once_per_step_on_every_parameter)
 {
-    pair q = pair_new();
-    char err[256];
-    optim_cfg c = optim_defaults(OPTIM_GD, 0.5);
-    optim *o = optim_new(q.p, 2, &c, err, sizeof err);
-    ck_assert_msg(o != NULL, "%s", err);
-    fake f = fake_new(&q);
-    ck_assert_int_eq(optim_set_grad_reduce(o, fake_reduce, &f), AD_OK);
+    rig *r = rig_new(optim_defaults(OPTIM_GD, 0.5));
+    ad_tensor **p = r->q.p;
     for (int s = 1; s <= 3; s++) {
-        float a0 = (float)ad_tensor_get(q.p[0], 0);
-        double b1 = ad_tensor_get(q.p[1], 1);
-        pair_set_grads(&q, 1);
-        ck_assert_int_eq(optim_step(o), AD_OK);
-        ck_assert_int_eq(f.calls, s);
-        ck_assert_int_eq(f.n_seen, 2);
-        ck_assert(f.params_seen[0] == q.p[0] && f.params_seen[1] == q.p[1]);
-        ck_assert(ad_tensor_grad_get(q.p[1], 1) == -1.4); /* the hook's sum is what stays */
-        ck_assert((float)ad_tensor_get(q.p[0], 0) == a0 - 0.5f * 1.0f);
-        ck_assert(ad_tensor_get(q.p[1], 1) == b1 - 0.5 * -1.4);
+        float a0 = (float)ad_tensor_get(p[0], 0);
+        double b1 = ad_tensor_get(p[1], 1);
+        pair_set_grads(&r->q, 1);
+        ck_assert_int_eq(optim_step(r->o), AD_OK);
+        ck_assert_int_eq(r->f.calls, s);
+        ck_assert_int_eq(r->f.n_seen, 2);
+        ck_assert(r->f.params_seen[0] == p[0] && r->f.params_seen[1] == p[1]);
+        ck_assert(ad_tensor_grad_get(p[1], 1) == -1.4); /* the hook's sum is what stays */
+        ck_assert((float)ad_tensor_get(p[0], 0) == a0 - 0.5f * 1.0f);
+        ck_assert(ad_tensor_get(p[1], 1) == b1 - 0.5 * -1.4);
     }
     /* removed: the gradient is used as it is */
-    ck_assert_int_eq(optim_set_grad_reduce(o, NULL, &f), AD_OK);
-    double b0 = ad_tensor_get(q.p[1], 0);
-    pair_set_grads(&q, 1);
-    ck_assert_int_eq(optim_step(o), AD_OK);
-    ck_assert_int_eq(f.calls, 3);
-    ck_assert(ad_tensor_get(q.p[1], 0) == b0 - 0.5 * 0.3);
-    optim_free(o);
-    free(f.slots);
-    pair_free(&q);
+    ck_assert_int_eq(optim_set_grad_reduce(r->o, NULL, &r->f), AD_OK);
+    double b0 = ad_tensor_get(p[1], 0);
+    pair_set_grads(&r->q, 1);
+    ck_assert_int_eq(optim_step(r->o), AD_OK);
+    ck_assert_int_eq(r->f.calls, 3);
+    ck_assert(ad_tensor_get(p[1], 0) == b0 - 0.5 * 0.3);
+    rig_free(r);
 }
 END_TEST
 
@@ -177,82 +198,65 @@ START_TEST(clipping_sees_the_reduced_gradient)
 {
     pair q = pair_new();
     char err[256];
-    optim_cfg c = optim_defaults(OPTIM_GD, 1.0);
     pair_set_grads(&q, 1);
     double norm1;
     ck_assert_int_eq(optim_clip_grad_norm(q.p, 2, 1e9, &norm1, err, sizeof err), AD_OK);
-    c.clip_norm = 1.5 * norm1;
-    optim *o = optim_new(q.p, 2, &c, err, sizeof err);
-    ck_assert_msg(o != NULL, "%s", err);
-    fake f = fake_new(&q);
-    optim_set_grad_reduce(o, fake_reduce, &f);
-    ck_assert_int_eq(optim_step(o), AD_OK);
-    double g = ad_tensor_grad_get(q.p[1], 0), want = 0.6 * c.clip_norm / (2 * norm1 + 1e-6);
-    ck_assert_msg(fabs(g - want) < 1e-12, "gradient %.17g after clipping, want %.17g", g, want);
-    optim_free(o);
-    free(f.slots);
     pair_free(&q);
+    optim_cfg c = optim_defaults(OPTIM_GD, 1.0);
+    c.clip_norm = 1.5 * norm1;
+    rig *r = rig_new(c);
+    pair_set_grads(&r->q, 1);
+    ck_assert_int_eq(optim_step(r->o), AD_OK);
+    double g = ad_tensor_grad_get(r->q.p[1], 0), want = 0.6 * c.clip_norm / (2 * norm1 + 1e-6);
+    ck_assert_msg(fabs(g - want) < 1e-12, "gradient %.17g after clipping, want %.17g", g, want);
+    rig_free(r);
 }
 END_TEST
 
 /* A failing hook: optim_step returns its status with its message and changes nothing. */
 START_TEST(a_failing_hook_changes_nothing)
 {
-    pair q = pair_new();
-    char err[256];
-    optim_cfg c = optim_defaults(OPTIM_MOMENTUM, 0.1);
-    optim *o = optim_new(q.p, 2, &c, err, sizeof err);
-    ck_assert_msg(o != NULL, "%s", err);
-    fake f = fake_new(&q);
-    optim_set_grad_reduce(o, fake_reduce, &f);
-    pair_set_grads(&q, 1);
-    ck_assert_int_eq(optim_step(o), AD_OK); /* a velocity that is not zero */
-    f.fail = AD_ERR_IO, f.msg = "fake_reduce: rank 1 is gone";
+    rig *r = rig_new(optim_defaults(OPTIM_MOMENTUM, 0.1));
+    ad_tensor **p = r->q.p;
+    pair_set_grads(&r->q, 1);
+    ck_assert_int_eq(optim_step(r->o), AD_OK); /* a velocity that is not zero */
+    r->f.fail = AD_ERR_IO, r->f.msg = "fake_reduce: rank 1 is gone";
     double before[5], vel[5];
     for (int k = 0; k < 5; k++) {
-        ad_tensor *p = q.p[k / 3], *v = optim_state(o, k / 3, "velocity");
-        before[k] = ad_tensor_get(p, k % 3), vel[k] = ad_tensor_get(v, k % 3);
+        before[k] = ad_tensor_get(p[k / 3], k % 3);
+        vel[k] = ad_tensor_get(optim_state(r->o, k / 3, "velocity"), k % 3);
     }
-    pair_set_grads(&q, 1);
-    ck_assert_int_eq(optim_step(o), AD_ERR_IO);
-    ck_assert_str_eq(optim_error(o), "optim_step: step 1: fake_reduce: rank 1 is gone");
-    f.msg = NULL;
-    ck_assert_int_eq(optim_step(o), AD_ERR_IO);
-    ck_assert_str_eq(optim_error(o), "optim_step: step 1: the gradient reduction hook failed without a message");
-    ck_assert_int_eq(f.calls, 3);
-    ck_assert_int_eq(optim_steps(o), 1);
+    pair_set_grads(&r->q, 1);
+    ck_assert_int_eq(optim_step(r->o), AD_ERR_IO);
+    ck_assert_str_eq(optim_error(r->o), "optim_step: step 1: fake_reduce: rank 1 is gone");
+    r->f.msg = NULL;
+    ck_assert_int_eq(optim_step(r->o), AD_ERR_IO);
+    ck_assert_str_eq(optim_error(r->o), "optim_step: step 1: the gradient reduction hook failed without a message");
+    ck_assert_int_eq(r->f.calls, 3);
+    ck_assert_int_eq(optim_steps(r->o), 1);
     for (int k = 0; k < 5; k++) {
-        ad_tensor *p = q.p[k / 3], *v = optim_state(o, k / 3, "velocity");
-        ck_assert(ad_tensor_get(p, k % 3) == before[k] && ad_tensor_get(v, k % 3) == vel[k]);
+        ck_assert(ad_tensor_get(p[k / 3], k % 3) == before[k]);
+        ck_assert(ad_tensor_get(optim_state(r->o, k / 3, "velocity"), k % 3) == vel[k]);
     }
-    optim_free(o);
-    free(f.slots);
-    pair_free(&q);
+    rig_free(r);
 }
 END_TEST
 
 /* The hook belongs to the optimizer object, not to its saved state: it stays through a load. */
 START_TEST(the_hook_stays_through_optim_load)
 {
-    pair q = pair_new();
-    char err[256], dir[512], path[600];
-    optim_cfg c = optim_defaults(OPTIM_ADAM, 0.01);
-    optim *o = optim_new(q.p, 2, &c, err, sizeof err);
-    ck_assert_msg(o != NULL, "%s", err);
-    fake f = fake_new(&q);
-    optim_set_grad_reduce(o, fake_reduce, &f);
+    rig *r = rig_new(optim_defaults(OPTIM_ADAM, 0.01));
+    char dir[512], path[600];
     scratch_dir_make(dir, sizeof dir, "test_optim_reduce");
     snprintf(path, sizeof path, "%s/o.safetensors", dir);
-    pair_set_grads(&q, 1);
-    ck_assert_int_eq(optim_step(o), AD_OK);
-    ck_assert_msg(optim_save(o, path) == AD_OK, "%s", optim_error(o));
-    ck_assert_msg(optim_load(o, path) == AD_OK, "%s", optim_error(o));
-    ck_assert_int_eq(optim_step(o), AD_OK);
-    ck_assert_int_eq(f.calls, 2);
+    pair_set_grads(&r->q, 1);
+    ck_assert_int_eq(optim_step(r->o), AD_OK);
+    ck_assert_msg(optim_save(r->o, path) == AD_OK, "%s", optim_error(r->o));
+    ck_assert_msg(optim_load(r->o, path) == AD_OK, "%s", optim_error(r->o));
+    ck_assert_int_eq(optim_step(r->o), AD_OK);
+    ck_assert_int_eq(r->f.calls, 2);
     scratch_dir_remove(dir);
-    optim_free(o);
-    free(f.slots);
-    pair_free(&q);
+    rig_free(r);
 }
 END_TEST
 
