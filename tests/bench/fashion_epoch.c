@@ -46,7 +46,7 @@ static ad_node *mlp_loss(ad_graph *g, ad_node *x, const int32_t *labels, ad_node
 /* Trains a fresh model for one epoch, recording the graph at every step or (replay) once and
  * replaying it; returns the seconds it took (negative on failure) and the allocations made
  * after the first step in *allocs. */
-static double epoch(const nn_dataset *train, int batch, bool replay, long *allocs, double *last_loss)
+static double epoch(const nn_dataset *train, int batch, bool replay, bool fused, long *allocs, double *last_loss)
 {
     nn_mlp_cfg cfg = {.in = 784, .hidden = {256, 128}, .out = 10, .dtype = AD_F32, .seed = 1};
     char err[256];
@@ -58,7 +58,7 @@ static double epoch(const nn_dataset *train, int batch, bool replay, long *alloc
     ad_graph *g = ad_graph_new();
     nn_step *step = m ? nn_step_new(mlp_loss, m) : NULL;
     double t = -1;
-    if (!m || !o || !it || !g || !step) goto out;
+    if (!m || !o || !it || !g || !step || (fused && optim_fuse(o, true) != AD_OK)) goto out;
     double t0 = now_seconds();
     nn_batch b;
     long steps = 0;
@@ -141,14 +141,22 @@ int main(int argc, char **argv)
         for (int bi = 0; bi < nb; bi++) {
             /* recorded once and replayed (the library's way, nn_step), alternating with recorded
              * at every step; the same losses, bit for bit */
-            double t[99], t_rec[99], loss = 0, loss_rec = 0;
-            long allocs = 0, allocs_rec = 0;
+            /* and with the optimizer's update fused into the backward sweep (optim_fuse), the
+             * default, against the update as a pass after it: the same bits too */
+            double t[99], t_rec[99], t_unf[99], loss = 0, loss_rec = 0, loss_unf = 0;
+            long allocs = 0, allocs_rec = 0, allocs_unf = 0;
             for (int r = 0; r < repeat; r++) {
-                t[r] = epoch(train, batches[bi], true, &allocs, &loss);
-                t_rec[r] = epoch(train, batches[bi], false, &allocs_rec, &loss_rec);
-                if (t[r] < 0 || t_rec[r] < 0 || memcmp(&loss, &loss_rec, sizeof loss)) status = 1;
+                t[r] = epoch(train, batches[bi], true, true, &allocs, &loss);
+                t_unf[r] = epoch(train, batches[bi], true, false, &allocs_unf, &loss_unf);
+                t_rec[r] = epoch(train, batches[bi], false, true, &allocs_rec, &loss_rec);
+                if (t[r] < 0 || t_rec[r] < 0 || t_unf[r] < 0 || memcmp(&loss, &loss_rec, sizeof loss) ||
+                    memcmp(&loss, &loss_unf, sizeof loss))
+                    status = 1;
             }
-            double tm = median(t, repeat), tr = median(t_rec, repeat);
+            double tm = median(t, repeat), tr = median(t_rec, repeat), tu = median(t_unf, repeat);
+            printf("bench: fashion_epoch_unfused_b%d_t%d %.3f s  (optimizer after the sweep; last loss %s)\n",
+                   batches[bi], threads[ti], tu, memcmp(&loss, &loss_unf, sizeof loss) ? "DIFFERS" : "the same bits");
+            printf("bench: fashion_fuse_speedup_b%d_t%d %.3f\n", batches[bi], threads[ti], tu / tm);
             printf("bench: fashion_epoch_b%d_t%d %.3f s  (last loss %.4f, %ld allocations after step 1)\n",
                    batches[bi], threads[ti], tm, loss, allocs);
             printf("bench: fashion_epoch_rerecord_b%d_t%d %.3f s  (recorded at every step; last loss %s, %ld "
