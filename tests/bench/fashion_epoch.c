@@ -144,7 +144,7 @@ int main(int argc, char **argv)
     if (limit && limit < train->n) train->n = limit;
     printf("Fashion-MNIST epoch: %lld images, MLP 784-256-128-10 float32, SGD momentum, median of %d\n",
            (long long)train->n, repeat);
-    peak_fma peak = peak_fma_measure(5, 0.02);
+    peak_fma peak = peak_fma_quick();
     peak_fma_print(&peak);
     static const int sizes[] = {LAYER_IN, LAYER_H1, LAYER_H2, LAYER_OUT};
     double flops = mlp_epoch_flops(sizes, 3, (long)train->n);

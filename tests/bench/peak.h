@@ -42,9 +42,14 @@ typedef struct {
     double f64_gflops; /* float64 FMA peak */
 } peak_fma;
 
-/* Measures peak_fma in about 2 * repeats * seconds; for benchmarks that report against the
- * peak in the same run, 5 repeats of 0.02 s cost 0.2 s. */
+/* Measures peak_fma in about 2 * repeats * seconds.  Short runs find the peak more surely
+ * than long ones on a busy machine: one run of 2 ms often falls between two other jobs'
+ * time slices, one of 20 ms seldom does. */
 peak_fma peak_fma_measure(int repeats, double seconds);
+
+/* peak_fma_measure as the benchmarks that report against the peak call it: 50 runs of 2 ms a
+ * precision, 0.2 s. */
+peak_fma peak_fma_quick(void);
 
 /* Prints `bench: peak_f32_gflops X` and `bench: peak_f64_gflops X` for p (every benchmark
  * that reports fractions of the peak prints the peak it used, under the same names). */

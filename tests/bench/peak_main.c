@@ -3,8 +3,8 @@
  *
  *     bench_peak [--repeat R] [--ms M] [--dram-mib D]
  *
- * Best of R rounds (default 15), each running every case once for about M milliseconds
- * (default 20); the DRAM triad's three arrays take D MiB together (default 384, far beyond any
+ * Best of R rounds (default 60), each running every case once for about M milliseconds
+ * (default 2; the DRAM triad's one pass takes longer); the DRAM triad's three arrays take D MiB together (default 384, far beyond any
  * L3 here).  Prints `bench: peak_f32_ISA_gflops X` per instruction set, then
  * `bench: peak_f32_gflops X` and `bench: peak_f64_gflops X` (the best instruction set), then
  * `bench: bandwidth_l2_gbs X`, `bench: bandwidth_l3_gbs X` and `bench: bandwidth_dram_gbs X`.
@@ -20,8 +20,8 @@ enum { LEVELS = 3 };
 
 int main(int argc, char **argv)
 {
-    int repeat = 15;
-    double ms = 20;
+    int repeat = 60;
+    double ms = 2;
     long dram_mib = 384;
     for (int i = 1; i < argc; i += 2) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
