@@ -113,7 +113,7 @@ int main(int argc, char **argv)
         if (cases[c].w.rank) {
             double flops = conv_step_flops(&cases[c]);
             printf("bench: %s_gflop %.4f\n", cases[c].name, flops * 1e-9);
-            peak_print_fraction(cases[c].name, flops, ms * 1e-3, threads * peak.f32_gflops);
+            peak_print_fraction(cases[c].name, "gflops", flops, ms * 1e-3, threads * peak.f32_gflops);
         }
         fflush(stdout);
     }

@@ -173,7 +173,7 @@ int main(int argc, char **argv)
             printf("bench: fashion_replay_speedup_b%d_t%d %.3f\n", batches[bi], threads[ti], tr / tm);
             char name[64];
             snprintf(name, sizeof name, "fashion_epoch_b%d_t%d", batches[bi], threads[ti]);
-            peak_print_fraction(name, flops, tm, threads[ti] * peak.f32_gflops);
+            peak_print_fraction(name, "gflops", flops, tm, threads[ti] * peak.f32_gflops);
             fflush(stdout);
         }
     }

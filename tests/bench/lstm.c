@@ -71,8 +71,8 @@ int main(int argc, char **argv)
     printf("bench: lstm_step_replay_ms %.3f\n", 1e3 * t_rep);
     peak_fma_print(&peak);
     printf("bench: lstm_step_gflop %.4f\n", flops * 1e-9);
-    peak_print_fraction("lstm_step", flops, t_rec, peak.f32_gflops);
-    peak_print_fraction("lstm_step_replay", flops, t_rep, peak.f32_gflops);
+    peak_print_fraction("lstm_step", "gflops", flops, t_rec, peak.f32_gflops);
+    peak_print_fraction("lstm_step_replay", "gflops", flops, t_rep, peak.f32_gflops);
     free(rec), free(rep);
     ad_graph_free(g);
     ad_tensor_free(x), ad_tensor_free(r);

@@ -316,11 +316,11 @@ double peak_triad_measure(size_t total_bytes, int repeats, double seconds)
     return best;
 }
 
-void peak_print_fraction(const char *name, double flops, double seconds, double peak_gflops)
+void peak_print_fraction(const char *name, const char *unit, double amount, double seconds, double peak)
 {
-    double gflops = seconds > 0 ? flops / seconds * 1e-9 : 0;
-    printf("bench: %s_gflops %.1f\n", name, gflops);
-    printf("bench: %s_peak_fraction %.3f\n", name, peak_gflops > 0 ? gflops / peak_gflops : 0);
+    double rate = seconds > 0 ? amount / seconds * 1e-9 : 0;
+    printf("bench: %s_%s %.1f\n", name, unit, rate);
+    printf("bench: %s_peak_fraction %.3f\n", name, peak > 0 ? rate / peak : 0);
 }
 
 double mlp_epoch_flops(const int *sizes, int n_layers, long images)

@@ -55,13 +55,19 @@ peak_fma peak_fma_quick(void);
  * that reports fractions of the peak prints the peak it used, under the same names). */
 void peak_fma_print(const peak_fma *p);
 
+/* The triad's working sets (the three arrays together) in L2 and L3: L2 is 1 MiB a core on
+ * Zen 4/5 and Skylake-SP, 2 MiB on Sapphire Rapids; L3 32 MiB a CCD on Zen 5. */
+enum { PEAK_L2_BYTES = 512 << 10, PEAK_L3_BYTES = 12 << 20 };
+
 /* The triad's bandwidth at a working set of `total_bytes` (the three arrays together), best
  * of `repeats` runs of about `seconds`, in GB/s; 0 when out of memory. */
 double peak_triad_measure(size_t total_bytes, int repeats, double seconds);
 
-/* Prints `bench: NAME_gflops X` and `bench: NAME_peak_fraction Y` for `flops` done in
- * `seconds` against a peak of `peak_gflops` (already multiplied by the threads used). */
-void peak_print_fraction(const char *name, double flops, double seconds, double peak_gflops);
+/* Prints `bench: NAME_UNIT X` and `bench: NAME_peak_fraction Y` for `amount` (FLOPs, bytes)
+ * done in `seconds`, X being amount / seconds / 1e9, against a peak of `peak` in the same unit
+ * (already multiplied by the threads used): unit "gflops" against an FMA peak, "gbs" against
+ * a triad's bandwidth. */
+void peak_print_fraction(const char *name, const char *unit, double amount, double seconds, double peak);
 
 /* The FLOPs of one training epoch of an MLP over `images` examples, layer l mapping
  * sizes[l] inputs to sizes[l + 1] outputs (n_layers layers): the matrix products only,

@@ -36,10 +36,8 @@ int main(int argc, char **argv)
         }
     }
     double t_start = now_seconds(), s = ms * 1e-3;
-    /* the working sets (three arrays together): L2 is 1 MiB a core on Zen 4/5 and Skylake-SP,
-     * 2 MiB on Sapphire Rapids; L3 is 32 MiB a CCD on Zen 5 */
     static const char *const level[LEVELS] = {"l2", "l3", "dram"};
-    size_t bytes[LEVELS] = {512 << 10, 12 << 20, (size_t)dram_mib << 20}, n[LEVELS];
+    size_t bytes[LEVELS] = {PEAK_L2_BYTES, PEAK_L3_BYTES, (size_t)dram_mib << 20}, n[LEVELS];
     double *arrays[LEVELS];
     for (int l = 0; l < LEVELS; l++) {
         n[l] = bytes[l] / (3 * sizeof(double));
