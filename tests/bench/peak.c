@@ -25,8 +25,8 @@
  * the fastest of several runs is the nearest to what the core can do.  The runs are short
  * (2 ms): on this 2-core machine, busy with other builds, the best of 5 runs of 20 ms ranged
  * from 161 to 228 GFLOP/s (float32, AVX-512) over six trials; a few minutes later, at a load
- * of 4, the best of 50 runs of 2 ms ranged from 232 to 236 over six.  Interleaving the cases (each round runs every case once) spreads a busy spell over
- * all of them.
+ * of 4, the best of 50 runs of 2 ms ranged from 232 to 236 over six.  Interleaving the cases
+ * (each round runs every case once) spreads a busy spell over all of them.
  */
 #include "peak.h"
 
@@ -50,122 +50,63 @@
 #define FMA_M 0.999999
 #define FMA_A 0.000001
 
-#define CHAINS12(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
-#define CHAINS16(X) CHAINS12(X) X(12) X(13) X(14) X(15)
+#define CHAINS12(X, ...)                                                                                   \
+    X(0, __VA_ARGS__) X(1, __VA_ARGS__) X(2, __VA_ARGS__) X(3, __VA_ARGS__) X(4, __VA_ARGS__) X(5, __VA_ARGS__) \
+    X(6, __VA_ARGS__) X(7, __VA_ARGS__) X(8, __VA_ARGS__) X(9, __VA_ARGS__) X(10, __VA_ARGS__) X(11, __VA_ARGS__)
+#define CHAINS16(X, ...) \
+    CHAINS12(X, __VA_ARGS__) X(12, __VA_ARGS__) X(13, __VA_ARGS__) X(14, __VA_ARGS__) X(15, __VA_ARGS__)
 
-/* Each loop returns the sum of its accumulators, so that the compiler must compute them. */
+#define FMA_DECL(k, vec, scalar, set1) vec x##k = set1((scalar)(0.5 + 0.01 * k));
+#define FMA_STEP(k, fmadd) x##k = fmadd(x##k, m, a);
+#define FMA_SUM(k, add) s = add(s, x##k);
+
+/* A function `name` (with attributes attr) running the FMA chains on vectors vec of scalar
+ * (CHAINS of them) for iters iterations.  It returns the sum of every lane of every
+ * accumulator, so that the compiler must compute them all. */
+#define FMA_LOOP(name, attr, CHAINS, vec, scalar, set1, fmadd, add)                                      \
+    attr static double name(long iters)                                                                 \
+    {                                                                                                   \
+        const vec m = set1((scalar)FMA_M), a = set1((scalar)FMA_A);                                     \
+        CHAINS(FMA_DECL, vec, scalar, set1)                                                             \
+        for (long i = 0; i < iters; i++) {                                                              \
+            CHAINS(FMA_STEP, fmadd)                                                                     \
+        }                                                                                               \
+        vec s = set1((scalar)0);                                                                        \
+        CHAINS(FMA_SUM, add)                                                                            \
+        scalar lanes[sizeof s / sizeof(scalar)];                                                        \
+        memcpy(lanes, &s, sizeof s);                                                                    \
+        double sum = 0;                                                                                 \
+        for (size_t k = 0; k < sizeof lanes / sizeof *lanes; k++) sum += lanes[k];                      \
+        return sum;                                                                                     \
+    }
+
+/* A triad `name` on vectors of `lanes` float64, two a step: n a multiple of 16 and the arrays
+ * 64-byte aligned (peak_triad_new). */
+#define TRIAD_LOOP(name, attr, lanes, vec, set1, load, store, fmadd)                                    \
+    attr static void name(double *restrict a, const double *restrict b, const double *restrict c, size_t n) \
+    {                                                                                                   \
+        const vec s = set1(3.0);                                                                        \
+        for (size_t i = 0; i < n; i += 2 * (lanes)) {                                                   \
+            store(a + i, fmadd(s, load(c + i), load(b + i)));                                           \
+            store(a + i + (lanes), fmadd(s, load(c + i + (lanes)), load(b + i + (lanes))));             \
+        }                                                                                               \
+    }
+
 #if PEAK_X86
-#define DECL512PS(k) __m512 x##k = _mm512_set1_ps(0.5f + 0.01f * k);
-#define STEP512PS(k) x##k = _mm512_fmadd_ps(x##k, m, a);
-#define SUM512PS(k) s = _mm512_add_ps(s, x##k);
-AVX512 static double fma_avx512_f32(long iters)
-{
-    const __m512 m = _mm512_set1_ps((float)FMA_M), a = _mm512_set1_ps((float)FMA_A);
-    CHAINS16(DECL512PS)
-    for (long i = 0; i < iters; i++) {
-        CHAINS16(STEP512PS)
-    }
-    __m512 s = _mm512_setzero_ps();
-    CHAINS16(SUM512PS)
-    return _mm512_reduce_add_ps(s);
-}
-
-#define DECL512PD(k) __m512d x##k = _mm512_set1_pd(0.5 + 0.01 * k);
-#define STEP512PD(k) x##k = _mm512_fmadd_pd(x##k, m, a);
-#define SUM512PD(k) s = _mm512_add_pd(s, x##k);
-AVX512 static double fma_avx512_f64(long iters)
-{
-    const __m512d m = _mm512_set1_pd(FMA_M), a = _mm512_set1_pd(FMA_A);
-    CHAINS16(DECL512PD)
-    for (long i = 0; i < iters; i++) {
-        CHAINS16(STEP512PD)
-    }
-    __m512d s = _mm512_setzero_pd();
-    CHAINS16(SUM512PD)
-    return _mm512_reduce_add_pd(s);
-}
-
-#define DECL256PS(k) __m256 x##k = _mm256_set1_ps(0.5f + 0.01f * k);
-#define STEP256PS(k) x##k = _mm256_fmadd_ps(x##k, m, a);
-#define SUM256PS(k) s = _mm256_add_ps(s, x##k);
-AVX2 static double fma_avx2_f32(long iters)
-{
-    const __m256 m = _mm256_set1_ps((float)FMA_M), a = _mm256_set1_ps((float)FMA_A);
-    CHAINS12(DECL256PS)
-    for (long i = 0; i < iters; i++) {
-        CHAINS12(STEP256PS)
-    }
-    __m256 s = _mm256_setzero_ps();
-    CHAINS12(SUM256PS)
-    float v[8];
-    _mm256_storeu_ps(v, s);
-    return (double)v[0] + v[1] + v[2] + v[3] + v[4] + v[5] + v[6] + v[7];
-}
-
-#define DECL256PD(k) __m256d x##k = _mm256_set1_pd(0.5 + 0.01 * k);
-#define STEP256PD(k) x##k = _mm256_fmadd_pd(x##k, m, a);
-#define SUM256PD(k) s = _mm256_add_pd(s, x##k);
-AVX2 static double fma_avx2_f64(long iters)
-{
-    const __m256d m = _mm256_set1_pd(FMA_M), a = _mm256_set1_pd(FMA_A);
-    CHAINS12(DECL256PD)
-    for (long i = 0; i < iters; i++) {
-        CHAINS12(STEP256PD)
-    }
-    __m256d s = _mm256_setzero_pd();
-    CHAINS12(SUM256PD)
-    double v[4];
-    _mm256_storeu_pd(v, s);
-    return v[0] + v[1] + v[2] + v[3];
-}
-
-/* n is a multiple of 16 and the arrays 64-byte aligned (peak_triad_new). */
-AVX512 static void triad_avx512(double *restrict a, const double *restrict b, const double *restrict c, size_t n)
-{
-    const __m512d s = _mm512_set1_pd(3.0);
-    for (size_t i = 0; i < n; i += 16) {
-        _mm512_store_pd(a + i, _mm512_fmadd_pd(s, _mm512_load_pd(c + i), _mm512_load_pd(b + i)));
-        _mm512_store_pd(a + i + 8, _mm512_fmadd_pd(s, _mm512_load_pd(c + i + 8), _mm512_load_pd(b + i + 8)));
-    }
-}
-
-AVX2 static void triad_avx2(double *restrict a, const double *restrict b, const double *restrict c, size_t n)
-{
-    const __m256d s = _mm256_set1_pd(3.0);
-    for (size_t i = 0; i < n; i += 8) {
-        _mm256_store_pd(a + i, _mm256_fmadd_pd(s, _mm256_load_pd(c + i), _mm256_load_pd(b + i)));
-        _mm256_store_pd(a + i + 4, _mm256_fmadd_pd(s, _mm256_load_pd(c + i + 4), _mm256_load_pd(b + i + 4)));
-    }
-}
+FMA_LOOP(fma_avx512_f32, AVX512, CHAINS16, __m512, float, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_add_ps)
+FMA_LOOP(fma_avx512_f64, AVX512, CHAINS16, __m512d, double, _mm512_set1_pd, _mm512_fmadd_pd, _mm512_add_pd)
+FMA_LOOP(fma_avx2_f32, AVX2, CHAINS12, __m256, float, _mm256_set1_ps, _mm256_fmadd_ps, _mm256_add_ps)
+FMA_LOOP(fma_avx2_f64, AVX2, CHAINS12, __m256d, double, _mm256_set1_pd, _mm256_fmadd_pd, _mm256_add_pd)
+TRIAD_LOOP(triad_avx512, AVX512, 8, __m512d, _mm512_set1_pd, _mm512_load_pd, _mm512_store_pd, _mm512_fmadd_pd)
+TRIAD_LOOP(triad_avx2, AVX2, 4, __m256d, _mm256_set1_pd, _mm256_load_pd, _mm256_store_pd, _mm256_fmadd_pd)
 #endif
 
-#define DECLF(k) float x##k = 0.5f + 0.01f * k;
-#define DECLD(k) double x##k = 0.5 + 0.01 * k;
-#define STEP(k) x##k = x##k * m + a;
-#define SUM(k) s += x##k;
-static double fma_portable_f32(long iters)
-{
-    const float m = (float)FMA_M, a = (float)FMA_A;
-    CHAINS12(DECLF)
-    for (long i = 0; i < iters; i++) {
-        CHAINS12(STEP)
-    }
-    float s = 0;
-    CHAINS12(SUM)
-    return s;
-}
-
-static double fma_portable_f64(long iters)
-{
-    const double m = FMA_M, a = FMA_A;
-    CHAINS12(DECLD)
-    for (long i = 0; i < iters; i++) {
-        CHAINS12(STEP)
-    }
-    double s = 0;
-    CHAINS12(SUM)
-    return s;
-}
+/* Plain C: a multiply and an add (no FMA at the baseline ISA, and no contraction in ISO C). */
+#define SAME(x) (x)
+#define MUL_ADD(x, m, a) ((x) * (m) + (a))
+#define PLUS(x, y) ((x) + (y))
+FMA_LOOP(fma_portable_f32, , CHAINS12, float, float, SAME, MUL_ADD, PLUS)
+FMA_LOOP(fma_portable_f64, , CHAINS12, double, double, SAME, MUL_ADD, PLUS)
 
 static void triad_portable(double *restrict a, const double *restrict b, const double *restrict c, size_t n)
 {

@@ -4,8 +4,8 @@
  *     bench_peak [--repeat R] [--ms M] [--dram-mib D]
  *
  * Best of R rounds (default 60), each running every case once for about M milliseconds
- * (default 2; the DRAM triad's one pass takes longer); the DRAM triad's three arrays take D MiB together (default 384, far beyond any
- * L3 here).  Prints `bench: peak_f32_ISA_gflops X` per instruction set, then
+ * (default 2; the DRAM triad's one pass takes longer); the DRAM triad's three arrays take D MiB
+ * together (default 384, far beyond any L3 here).  Prints `bench: peak_f32_ISA_gflops X` per instruction set, then
  * `bench: peak_f32_gflops X` and `bench: peak_f64_gflops X` (the best instruction set), then
  * `bench: bandwidth_l2_gbs X`, `bench: bandwidth_l3_gbs X` and `bench: bandwidth_dram_gbs X`.
  * One thread.  Exit status 1 when a figure could not be measured. */
