@@ -9,6 +9,11 @@
  * graph recorded once and replayed (nn_step) alternating with recorded at every step, and
  * prints the median epoch times, the speedup and the allocations made after the first step, then the peak
  * resident set size of the whole run (the training images as float32 are 179 MiB of it).  Exit status 2 when the dataset is missing, so the comparator can tell.
+ *
+ * Against the machine: it first measures one core's float32 FMA peak (tests/bench/peak.c,
+ * 0.2 s) and prints it, and the epoch's FLOPs (`bench: fashion_epoch_gflop`, the matrix
+ * products only: mlp_epoch_flops); then, for each case, the replayed epoch's GFLOP/s and its
+ * fraction of threads x that peak (`bench: fashion_epoch_bB_tT_peak_fraction`).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,8 +24,12 @@
 #include "nn.h"
 #include "nn_data.h"
 #include "optim.h"
+#include "peak.h"
 
 #define MAX_LIST 8
+
+/* The MLP's layer sizes, for the model and for its FLOP count. */
+enum { LAYER_IN = 784, LAYER_H1 = 256, LAYER_H2 = 128, LAYER_OUT = 10 };
 
 static int parse_list(const char *s, int *out)
 {
@@ -48,7 +57,7 @@ static ad_node *mlp_loss(ad_graph *g, ad_node *x, const int32_t *labels, ad_node
  * after the first step in *allocs. */
 static double epoch(const nn_dataset *train, int batch, bool replay, bool fused, long *allocs, double *last_loss)
 {
-    nn_mlp_cfg cfg = {.in = 784, .hidden = {256, 128}, .out = 10, .dtype = AD_F32, .seed = 1};
+    nn_mlp_cfg cfg = {.in = LAYER_IN, .hidden = {LAYER_H1, LAYER_H2}, .out = LAYER_OUT, .dtype = AD_F32, .seed = 1};
     char err[256];
     nn_mlp *m = nn_mlp_new(&cfg);
     optim_cfg oc = optim_defaults(OPTIM_MOMENTUM, 0.01);
@@ -135,6 +144,13 @@ int main(int argc, char **argv)
     if (limit && limit < train->n) train->n = limit;
     printf("Fashion-MNIST epoch: %lld images, MLP 784-256-128-10 float32, SGD momentum, median of %d\n",
            (long long)train->n, repeat);
+    peak_fma peak = peak_fma_quick();
+    peak_fma_print(&peak);
+    static const int sizes[] = {LAYER_IN, LAYER_H1, LAYER_H2, LAYER_OUT};
+    double flops = mlp_epoch_flops(sizes, 3, (long)train->n);
+    printf("bench: fashion_epoch_gflop %.3f\n", flops * 1e-9);
+    printf("fashion_epoch: GFLOP counts the matrix products only (forward, weight gradients, input gradients "
+           "of layers 2 and 3), not bias, activations, loss or optimizer\n");
     int status = 0;
     for (int ti = 0; ti < nt; ti++) {
         ad_set_threads(threads[ti]);
@@ -163,6 +179,10 @@ int main(int argc, char **argv)
                    "allocations after step 1)\n", batches[bi], threads[ti], tr,
                    memcmp(&loss, &loss_rec, sizeof loss) ? "DIFFERS" : "the same bits", allocs_rec);
             printf("bench: fashion_replay_speedup_b%d_t%d %.3f\n", batches[bi], threads[ti], tr / tm);
+            char name[64];
+            snprintf(name, sizeof name, "fashion_epoch_b%d_t%d", batches[bi], threads[ti]);
+            peak_print_fraction(name, "gflops", flops, tm, threads[ti] * peak.f32_gflops);
+            fflush(stdout);
         }
     }
     long rss = peak_rss_kib();
