@@ -5,10 +5,13 @@
  *
  *     bench_fashion_epoch [--batch B[,B...]] [--threads T[,T...]] [--repeat R] [--limit N]
  *
- * For every batch size and thread count it trains R fresh models for one epoch each, the
- * graph recorded once and replayed (nn_step) alternating with recorded at every step, and
- * prints the median epoch times, the speedup and the allocations made after the first step, then the peak
- * resident set size of the whole run (the training images as float32 are 179 MiB of it).  Exit status 2 when the dataset is missing, so the comparator can tell.
+ * For every batch size and thread count it trains R fresh models for one epoch each in three
+ * ways, alternating: the graph recorded once and replayed (nn_step) with the update fused into
+ * the backward sweep (optim_fuse), the same with the update as a pass after the sweep, and the
+ * graph recorded at every step.  It prints the median epoch times, the speedups and the
+ * allocations made after the first step, then the peak resident set size of the whole run (the
+ * training images as float32 are 179 MiB of it).  Exit status 2 when the dataset is missing,
+ * so the comparator can tell.
  *
  * Against the machine: it first measures one core's float32 FMA peak (tests/bench/peak.c,
  * 0.2 s) and prints it, and the epoch's FLOPs (`bench: fashion_epoch_gflop`, the matrix
@@ -155,10 +158,9 @@ int main(int argc, char **argv)
     for (int ti = 0; ti < nt; ti++) {
         ad_set_threads(threads[ti]);
         for (int bi = 0; bi < nb; bi++) {
-            /* recorded once and replayed (the library's way, nn_step), alternating with recorded
-             * at every step; the same losses, bit for bit */
-            /* and with the optimizer's update fused into the backward sweep (optim_fuse), the
-             * default, against the update as a pass after it: the same bits too */
+            /* recorded once and replayed (the library's way, nn_step) with the update fused into
+             * the backward sweep (optim_fuse), alternating with the update as a pass after the
+             * sweep and with the graph recorded at every step: the same losses, bit for bit */
             double t[99], t_rec[99], t_unf[99], loss = 0, loss_rec = 0, loss_unf = 0;
             long allocs = 0, allocs_rec = 0, allocs_unf = 0;
             for (int r = 0; r < repeat; r++) {
