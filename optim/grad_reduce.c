@@ -20,6 +20,9 @@ static size_t block_bytes(const ad_tensor *p)
 ad_status optim_set_grad_reduce(optim *o, optim_grad_reduce_fn fn, void *ctx)
 {
     if (!o) return AD_ERR_NULL;
+    if (fn && o->fuse) /* the sweep would update from this rank's gradient alone */
+        return optim_failo(o, AD_ERR_ARG, "optim_set_grad_reduce: the update is fused into the backward sweep "
+                           "(optim_fuse), so it cannot wait for the other ranks' gradients");
     o->reduce = fn;
     o->reduce_ctx = fn ? ctx : NULL;
     return AD_OK;

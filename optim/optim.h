@@ -183,6 +183,19 @@ ad_status optim_step(optim *o);
 /* Zeroes every parameter's gradient buffer (backward accumulates into them). */
 void optim_zero_grad(optim *o);
 
+/* Fuses the update into the backward sweep (on true) or stops fusing it (false).  While on,
+ * the sweep hands each weight's gradient block to the optimizer as a linear layer finishes it
+ * (ad_param_set_grad_ready), and the optimizer updates that block of the weight and its state
+ * while the gradient is still in cache; optim_step then updates only the parameters the sweep
+ * did not hand (see ad_param_set_grad_ready for when it does) and counts the step.  The
+ * results are the same bits as unfused steps.  The parameters' values change during
+ * ad_backward, so run exactly one backward between optim_zero_grad and optim_step (a second
+ * sweep that adds to a handed gradient makes optim_step fail with AD_ERR_ARG, naming the
+ * parameter), and read a weight's old values before the backward if you need them.  Refused
+ * (AD_ERR_ARG, nothing changed) when the configuration clips gradients or a gradient
+ * reduction hook is set (optim_set_grad_reduce), which need every gradient before any update.  Allocates when first turned on, never in a step. */
+ad_status optim_fuse(optim *o, bool on);
+
 /* Sets the base rate (the schedule scales it from the next step on).  Returns AD_ERR_ARG
  * for a negative or non-finite rate. */
 ad_status optim_set_lr(optim *o, double lr);
@@ -229,7 +242,8 @@ typedef ad_status (*optim_grad_reduce_fn)(void *ctx, ad_tensor *const *params, i
 
 /* Sets the hook optim_step calls once per step, with every parameter of o in order, before
  * clipping and updating (so clipping sees the combined gradient); fn NULL removes it.  The hook
- * stays through optim_load.  Returns AD_OK, or AD_ERR_NULL for a NULL o. */
+ * stays through optim_load.  Returns AD_OK, AD_ERR_NULL for a NULL o, or AD_ERR_ARG (nothing
+ * changed) while optim_fuse is on: a fused update cannot wait for the other ranks. */
 ad_status optim_set_grad_reduce(optim *o, optim_grad_reduce_fn fn, void *ctx);
 
 /* Bytes of the flat layout of the n parameters' gradients (0 if params or one of them is

@@ -17,14 +17,23 @@ struct optim {
     int nslots;
     const char *slot[OPTIM_MAX_SLOTS]; /* the buffers' names, as optim_state and files see them */
     int64_t step;              /* updates made */
+    struct optim_fuse_slot *fuse; /* n, while optim_fuse is on; NULL off */
     char msg[256];
     optim_grad_reduce_fn reduce; /* optim_set_grad_reduce's hook (NULL: none) and its ctx */
     void *reduce_ctx;
 };
 
-/* optim_step's first act: runs the gradient reduction hook, if one is set; its failure
+/* optim_step's reduction, before clipping: runs the gradient reduction hook, if one is set; its failure
  * carries the hook's message in o's. */
 ad_status optim_reduce_grads(optim *o);
+
+/* What a parameter's ready function gets (optim_fuse): its optimizer and index, and whether
+ * the current step's sweep handed its gradient. */
+struct optim_fuse_slot {
+    optim *o;
+    int i;
+    int handed;
+};
 
 /* The state buffers a configuration needs: their count, and their names into names. */
 int optim_slots_for(const optim_cfg *c, const char **names);

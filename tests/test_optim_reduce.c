@@ -242,6 +242,26 @@ START_TEST(a_failing_hook_changes_nothing)
 }
 END_TEST
 
+/* A fused update (optim_fuse) happens inside the backward sweep, before any hook could run:
+ * the two refuse each other, whichever comes first, and change nothing. */
+START_TEST(fusing_and_a_hook_refuse_each_other)
+{
+    rig *r = rig_new(optim_defaults(OPTIM_MOMENTUM, 0.1));
+    ck_assert_int_eq(optim_fuse(r->o, true), AD_ERR_ARG);
+    ck_assert_msg(strstr(optim_error(r->o), "optim_fuse: a gradient reduction hook is set"), "%s", optim_error(r->o));
+    ck_assert_int_eq(optim_set_grad_reduce(r->o, NULL, NULL), AD_OK);
+    ck_assert_int_eq(optim_fuse(r->o, true), AD_OK);
+    ck_assert_int_eq(optim_set_grad_reduce(r->o, fake_reduce, &r->f), AD_ERR_ARG);
+    ck_assert_msg(strstr(optim_error(r->o), "optim_set_grad_reduce: the update is fused"), "%s", optim_error(r->o));
+    pair_set_grads(&r->q, 1);
+    ck_assert_int_eq(optim_step(r->o), AD_OK);
+    ck_assert_int_eq(r->f.calls, 0);
+    ck_assert_int_eq(optim_fuse(r->o, false), AD_OK);
+    ck_assert_int_eq(optim_set_grad_reduce(r->o, fake_reduce, &r->f), AD_OK);
+    rig_free(r);
+}
+END_TEST
+
 /* The hook belongs to the optimizer object, not to its saved state: it stays through a load. */
 START_TEST(the_hook_stays_through_optim_load)
 {
@@ -319,6 +339,7 @@ int main(void)
     tcase_add_test(tc, the_hook_runs_once_per_step_on_every_parameter);
     tcase_add_test(tc, clipping_sees_the_reduced_gradient);
     tcase_add_test(tc, a_failing_hook_changes_nothing);
+    tcase_add_test(tc, fusing_and_a_hook_refuse_each_other);
     tcase_add_test(tc, the_hook_stays_through_optim_load);
     tcase_add_test(tc, the_sum_is_left_to_right_whatever_the_threads);
     suite_add_tcase(s, tc);

@@ -22,7 +22,8 @@ enum {
     PAR_MIN_FLOPS = 1 << 20,   /* 2mnk below this runs on the calling thread */
     PAR_TASK_FLOPS = 1 << 19,  /* and each thread gets at least this much */
     PACK_COST = 8,             /* packing one element ~ this many multiply-adds (task split) */
-    DIRECT_B_PANELS = 5        /* at most this many A panels pass over an unpacked B panel */
+    DIRECT_B_PANELS = 5,       /* at most this many A panels pass over an unpacked B panel */
+    SKINNY_M = 16              /* C = A B^T with at most this many rows is computed as C^T */
 };
 
 /* ---- choosing a family ---- */
@@ -155,6 +156,17 @@ static int64_t gcd64(int64_t a, int64_t b) { return b ? gcd64(b, a % b) : a; }
 NAIVE(float)
 NAIVE(double)
 
+/* dst[j, i] = src[i, j] for an r x c src (row strides lds, ldd; elements of es bytes). */
+static void transpose_into(size_t es, int64_t r, int64_t c, const void *src, int64_t lds, void *dst,
+                           int64_t ldd)
+{
+    for (int64_t i = 0; i < r; i++)
+        for (int64_t j = 0; j < c; j++) {
+            if (es == 8) ((double *)dst)[j * ldd + i] = ((const double *)src)[i * lds + j];
+            else ((float *)dst)[j * ldd + i] = ((const float *)src)[i * lds + j];
+        }
+}
+
 static int64_t round64(int64_t bytes) { return (bytes + 63) / 64 * 64; }
 
 /* Packing space for a block of at most rows x cols (an upper bound of run_block's use). */
@@ -262,16 +274,41 @@ void gemm_ex(ad_dtype t, bool ta, bool tb, int64_t m, int64_t n, int64_t k, cons
         if (ep) ep->fn(ep->ctx, C, ldc, m, n);
         return;
     }
-    gemm_job g = {.K = kernel_for(t), .t = t, .es = es, .ta = ta, .tb = tb, .acc = accumulate,
-                  .m = m, .n = n, .k = k, .lda = lda, .ldb = ldb, .ldc = ldc,
-                  .A = A, .B = B, .C = C, .ep = ep};
+    /* A few rows times a transposed B (a small batch through a linear layer, C = X W^T):
+     * packing B would copy all of W to use it for a few rows.  Computing C^T = B op(A)^T
+     * instead reads W in place as the row-major A of the tiles and packs only the few rows of
+     * A; C^T goes through scratch and is transposed into C.  Every element is the same
+     * multiply-adds in the same order (a*b = b*a), so the bits do not change. */
+    bool flip = tb && !ta && m <= SKINNY_M && n >= 2 * m;
+    gemm_job g = {.K = kernel_for(t), .t = t, .es = es, .ta = flip ? false : ta, .tb = flip ? true : tb,
+                  .acc = accumulate, .m = flip ? n : m, .n = flip ? m : n, .k = k,
+                  .lda = flip ? ldb : lda, .ldb = flip ? lda : ldb, .ldc = flip ? m : ldc,
+                  .A = flip ? B : A, .B = flip ? A : B, .C = C, .ep = flip ? NULL : ep};
     g.kcb = cdiv(k, cdiv(k, g.K->kc));
-    g.pm = cdiv(m, g.K->mr);
-    g.pn = cdiv(n, g.K->nr);
+    g.pm = cdiv(g.m, g.K->mr);
+    g.pn = cdiv(g.n, g.K->nr);
     choose_grid(&g, ad_get_threads());
     int64_t tasks = g.tm * g.tn;
     g.task_bytes = block_bytes(&g, cdiv(g.pm, g.tm) * g.K->mr, cdiv(g.pn, g.tn) * g.K->nr);
-    g.buf = scratch_get(g.task_bytes * (size_t)tasks);
-    if (tasks == 1) run_block(&g, 0, m, 0, n, g.buf);
+    size_t pack = g.task_bytes * (size_t)tasks, ct_bytes = flip ? (size_t)(m * n) * es : 0;
+    char *buf = scratch_get(pack + ct_bytes);
+    if (flip && !buf) { /* no scratch for C^T: the ordinary way, unpacked */
+        gemm_job u = {.K = g.K, .t = t, .es = es, .ta = ta, .tb = tb, .acc = accumulate, .m = m, .n = n,
+                      .k = k, .lda = lda, .ldb = ldb, .ldc = ldc, .A = A, .B = B, .C = C, .ep = ep};
+        if (t == AD_F64) naive_double(&u, 0, m, 0, n);
+        else naive_float(&u, 0, m, 0, n);
+        if (ep) ep->fn(ep->ctx, C, ldc, m, n);
+        return;
+    }
+    g.buf = buf && pack ? buf : NULL;
+    if (flip) {
+        g.C = buf + pack;
+        if (accumulate) transpose_into(es, m, n, C, ldc, g.C, m);
+    }
+    if (tasks == 1) run_block(&g, 0, g.m, 0, g.n, g.buf);
     else pool_parallel_for(tasks, (int)tasks, gemm_task, &g);
+    if (flip) {
+        transpose_into(es, n, m, g.C, m, C, ldc);
+        if (ep) ep->fn(ep->ctx, C, ldc, m, n);
+    }
 }
