@@ -23,8 +23,8 @@ struct optim {
     void *reduce_ctx;
 };
 
-/* optim_step's reduction, before clipping: runs the gradient reduction hook, if one is set; its failure
- * carries the hook's message in o's. */
+/* optim_step's reduction, before clipping: runs the gradient reduction hook, if one is set;
+ * its failure carries the hook's message in o's. */
 ad_status optim_reduce_grads(optim *o);
 
 /* What a parameter's ready function gets (optim_fuse): its optimizer and index, and whether
