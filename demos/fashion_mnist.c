@@ -645,6 +645,7 @@ typedef struct {
     int steps_logged;
     double seconds;
     long allocs_after_first_step;
+    double gather_seconds, sum_seconds; /* --shards, --mpi: the reduction hook's time */
 } history;
 
 static void history_free(history *h)
@@ -708,6 +709,7 @@ typedef struct {
     nn_step **steps;           /* per shard: its recorded step */
     train_loss *tl;            /* per shard: the nodes its step keeps */
     double loss, total, hits;  /* the minibatch's, after the hook: sum_r w_r loss_r, ... */
+    double gather_seconds, sum_seconds; /* the hook's time in MPI_Allgather and in the sum */
 } shards;
 
 static void shards_free(shards *d)
@@ -775,6 +777,7 @@ nomem:
 static ad_status shards_reduce(void *ctx, ad_tensor *const *params, int n, char *err, size_t errlen)
 {
     shards *d = ctx;
+    double t0 = progress_now();
 #ifdef HAVE_MPI
     if (d->last - d->first < d->nshards) {
         /* Each rank's slot is already in place in the gathered buffer.  Bytes, not floats:
@@ -789,6 +792,8 @@ static ad_status shards_reduce(void *ctx, ad_tensor *const *params, int n, char 
         }
     }
 #endif
+    double t1 = progress_now();
+    d->gather_seconds += t1 - t0;
     const double *w = d->weights;
     for (int r = 0; r < d->nshards; r++) {
         const double *t = slot(d, r) + d->grad_bytes / sizeof(double);
@@ -800,7 +805,9 @@ static ad_status shards_reduce(void *ctx, ad_tensor *const *params, int n, char 
         snprintf(err, errlen, "the loss is not finite");
         return AD_ERR_NUMERIC;
     }
-    return optim_grad_sum(params, n, d->slots, d->nshards, d->stride, d->weights, err, errlen);
+    ad_status st = optim_grad_sum(params, n, d->slots, d->nshards, d->stride, d->weights, err, errlen);
+    d->sum_seconds += progress_now() - t1;
+    return st;
 }
 
 /* Forward and backward of this process's shards of minibatch b (the step-th), each shard's
@@ -968,6 +975,7 @@ static int train(const options *o, net *m, const datasets *ds, history *h)
     }
     h->allocs_after_first_step = ad_alloc_count() - h->allocs_after_first_step;
     h->seconds = progress_now() - t0;
+    if (dp) h->gather_seconds = dp->gather_seconds, h->sum_seconds = dp->sum_seconds;
     if (stop) {
         h->best_epoch = nn_early_stop_best_epoch(stop) + 1;
         nn_early_stop_restore(stop);
@@ -1183,7 +1191,10 @@ static int train_and_test(const options *o)
                    h.stopped_early ? "stopped early after" : "ran all", h.epochs, h.best_epoch, h.val_loss[h.best_epoch],
                    h.val_acc[h.best_epoch]);
         else printf("ran all %d epochs\n", h.epochs);
-        printf("training took %.1f s (%.1f s per epoch)\n", h.seconds, h.seconds / h.epochs);
+        printf("training took %.1f s (%.1f s per epoch)", h.seconds, h.seconds / h.epochs);
+        if (o->mpi) printf("; gradients: %.2f s in MPI_Allgather, %.2f s summed in rank order", h.gather_seconds, h.sum_seconds);
+        else if (o->shards) printf("; gradients: %.2f s summed in shard order", h.sum_seconds);
+        putchar('\n');
         /* the other ranks hold the same weights: rank 0 alone tests and writes */
         if (world_rank == 0) status = test_model(&m, ds.test, &acc);
     }
@@ -1206,6 +1217,8 @@ static int train_and_test(const options *o)
         json_array(h.val_loss, ds.val ? h.epochs + 1 : 0);
         fputs(", \"val_accuracy\": ", stdout);
         json_array(h.val_acc, ds.val ? h.epochs + 1 : 0);
+        if (o->mpi || o->shards)
+            printf(", \"gather_seconds\": %.3f, \"sum_seconds\": %.3f", h.gather_seconds, h.sum_seconds);
         printf(", \"best_epoch\": %d, \"allocations_after_first_step\": %ld}\n", h.best_epoch, h.allocs_after_first_step);
     }
 out:
