@@ -263,6 +263,9 @@ static int parse_options(int argc, char **argv, options *o)
     if (o->mpi && o->shards)
         return opts_error(&spec, "--shards %d computes the shards in one process; --mpi takes their number from mpirun "
                                  "-np (give one of them)", o->shards);
+    if (o->shards > o->batch)
+        return opts_error(&spec, "--shards %d is more than --batch %d: a full minibatch needs a row for every shard",
+                          o->shards, o->batch);
 #ifndef HAVE_MPI
     if (o->mpi)
         return opts_error(&spec, "--mpi: built without MPI (meson found none, or -Dmpi=disabled; install libopenmpi-dev or mpich "
@@ -1270,6 +1273,13 @@ int main(int argc, char **argv)
 #ifdef HAVE_MPI
     if (o.mpi) {
         if ((status = mpi_start(&argc, &argv))) return status;
+        if (world_size > o.batch) { /* the same on every rank: rank 0 says it, none aborts */
+            if (world_rank == 0)
+                opts_error(&(opts_spec){.prog = PROG}, "--mpi on %d ranks with --batch %d: a full minibatch needs a row "
+                                                       "for every rank", world_size, o.batch);
+            MPI_Finalize();
+            return 2;
+        }
         return mpi_finish(train_and_test(&o));
     }
 #endif

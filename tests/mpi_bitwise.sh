@@ -3,14 +3,15 @@
 #
 #   mpi_bitwise.sh FASHION_MNIST FASHION_CNN MPIRUN SANITIZE
 #
-# For the MLP (a few epochs' worth of steps, dropout on, a ragged last minibatch) and the CNN
-# (one short epoch): `mpirun -np 2 DEMO --mpi` and `DEMO --shards 2` print the same losses
-# (every step's, every epoch's, the validation's and the test accuracy, to 17 digits) and save
-# byte-identical weights; `--shards 1` is the plain run; and the plain run differs from
-# `--shards 2`, so the comparison can fail.  Exit 77 (skip) without the dataset.  SANITIZE is
-# meson's b_sanitize: under AddressSanitizer the MPI runs go without leak detection, because
-# Open MPI's own allocations at MPI_Init are never freed (the --shards runs, which execute the
-# same code of ours minus MPI_Allgather, keep it).
+# For the MLP (two short epochs with validation, dropout on, a ragged last minibatch) and the
+# CNN (one short epoch whose last minibatch has fewer rows than ranks): `mpirun -np 2 DEMO
+# --mpi` and `DEMO --shards 2` print the same losses (every step's, every epoch's, the
+# validation's and the test accuracy, to 17 digits) and save byte-identical weights;
+# `--shards 1` is the plain run; and the plain run differs from `--shards 2`, so the
+# comparison can fail.  Exit 77 (skip) without the dataset.  SANITIZE is meson's b_sanitize:
+# under AddressSanitizer the MPI runs go without leak detection, because Open MPI's own
+# allocations at MPI_Init are never freed (the --shards runs, which execute the same code of
+# ours minus MPI_Allgather, keep it).
 set -euo pipefail
 mnist=$1 cnn=$2 mpirun=$3 sanitize=${4:-none}
 data=/usr/share/datasets/fashion-mnist
@@ -64,9 +65,18 @@ check() { # check LABEL DEMO ARGS...
 
 # 2,700 training images in minibatches of 64: 43 steps per epoch, the last of 12 rows.
 check mlp "$mnist" --limit 3000 --epochs 2 --test-limit 500 --log-steps 100 --svg '' --json
-# 360 images in minibatches of 32: 12 steps, the last of 8 rows.
-check cnn "$cnn" --limit 400 --epochs 1 --batch 32 --test-limit 100 --log-steps 20 --svg '' --json
+# 353 images, no validation, in minibatches of 32: 11 steps and one of a single row, where
+# shard 0 is empty (weight 0) and shard 1 has the row.
+check cnn "$cnn" --limit 353 --no-validation --epochs 1 --batch 32 --test-limit 100 --log-steps 20 --svg '' --json
 
 # one way or the other, not both
 if out=$("$mnist" --mpi --shards 2 2>&1); then fail "--mpi --shards 2 was accepted"; fi
 case $out in *"give one of them"*) echo "ok: --mpi with --shards is refused" ;; *) fail "--mpi --shards 2: $out" ;; esac
+# a full minibatch needs a row for every shard and every rank
+if out=$("$mnist" --shards 65 2>&1); then fail "--shards 65 with --batch 64 was accepted"; fi
+case $out in *"a full minibatch needs a row for every shard"*) echo "ok: --shards > --batch is refused" ;; *) fail "--shards 65: $out" ;; esac
+status=0
+out=$("${mpi_env[@]}" "${launch[@]}" "$mnist" --mpi --batch 1 2>&1) || status=$?
+[ "$status" = 2 ] || fail "mpirun -np 2 --mpi --batch 1: exit status $status: $out"
+[ "$(grep -c 'a full minibatch needs a row for every rank' <<<"$out")" = 1 ] || fail "--batch 1 on 2 ranks: $out"
+echo "ok: more ranks than --batch is refused, by rank 0 alone"
