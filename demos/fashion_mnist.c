@@ -25,6 +25,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#ifdef HAVE_MPI
+#include <mpi.h>
+#endif
 
 #ifdef FASHION_CNN
 #define PROG "fashion_cnn"
@@ -95,7 +98,13 @@ typedef struct {
     bool standardize, no_shuffle, no_validation, json;
     const char *data, *save, *eval, *init, *svg;
     bool hidden_given;
+    bool mpi;   /* --mpi: one rank of a data-parallel run */
+    int shards; /* --shards R: one process computing the R ranks' shards (0: not given) */
 } options;
+
+/* This process's place in a data-parallel run over MPI (rank 0 of 1 otherwise).  Rank 0
+ * alone prints, evaluates the test set and writes files. */
+static int world_rank = 0, world_size = 1;
 
 /* ---- the command line ---- */
 
@@ -189,8 +198,17 @@ static int parse_options(int argc, char **argv, options *o)
          "pixel/255 (a model trained so\nneeds --standardize with --eval too)", .tag = MLP_ONLY},
         {"--seed", OPTS_INT64, &o->seed, "N", .help = "initial weights, validation split, shuffling, dropout (default 1)",
          .lo = 0, .hi = (double)INT64_MAX, .tag = TRAINING},
-        {"--threads", OPTS_INT, &o->threads, "N", .help = "threads for the matrix products (default: all cores)", .lo = 1,
-         .hi = 256},
+        {"--threads", OPTS_INT, &o->threads, "N",
+         .help = "threads for the matrix products (default: all cores; 1 per rank\nwith --mpi)", .lo = 1, .hi = 256},
+        {"", OPTS_HEADING, NULL, NULL, .help = "data parallel (docs/demos.md):"},
+        {"--mpi", OPTS_FLAG, &o->mpi, NULL,
+         .help = "be one rank of `mpirun -np R " PROG " --mpi`: each rank computes the\ngradient of its shard of every "
+         "minibatch, and the shards' gradients\nare summed in rank order, so the run is the bits of --shards R\n(needs a "
+         "build with MPI)", .tag = TRAINING},
+        {"--shards", OPTS_INT, &o->shards, "R",
+         .help = "compute every minibatch as R shards one after another and sum\ntheir gradients in order: what --mpi "
+         "on R ranks computes, in\none process (1: the same bits as without --shards)", .lo = 1, .hi = 4096,
+         .tag = TRAINING},
         {"", OPTS_HEADING, NULL, NULL, .help = "files:"},
         {"--data", OPTS_TEXT, &o->data, "DIR", .help = "the Fashion-MNIST files (default /usr/share/datasets/fashion-mnist)",
          .want = "a folder"},
@@ -242,6 +260,17 @@ static int parse_options(int argc, char **argv, options *o)
     if (o->eval && first_training)
         return opts_error(&spec, "--eval tests a saved model; %s is for training (with --eval: --data, --standardize, "
                                  "--threads, --test-limit, --json)", first_training->name);
+    if (o->mpi && o->shards)
+        return opts_error(&spec, "--shards %d computes the shards in one process; --mpi takes their number from mpirun "
+                                 "-np (give one of them)", o->shards);
+    if (o->shards > o->batch)
+        return opts_error(&spec, "--shards %d is more than --batch %d: a full minibatch needs a row for every shard",
+                          o->shards, o->batch);
+#ifndef HAVE_MPI
+    if (o->mpi)
+        return opts_error(&spec, "--mpi: built without MPI (meson found none, or -Dmpi=disabled; install libopenmpi-dev or mpich "
+                                 "and reconfigure), but --shards R computes the same run in one process");
+#endif
     return -1;
 }
 
@@ -619,6 +648,7 @@ typedef struct {
     int steps_logged;
     double seconds;
     long allocs_after_first_step;
+    double gather_seconds, sum_seconds; /* --shards, --mpi: the reduction hook's time */
 } history;
 
 static void history_free(history *h)
@@ -659,6 +689,170 @@ static ad_node *train_loss_fn(ad_graph *g, ad_node *x, const int32_t *labels, ad
     return t->m->mlp ? nn_regularized(g, t->ce, t->m->mlp, NN_L2, t->l2, false) : t->ce;
 }
 
+/* ---- data parallel: --shards R in one process, or --mpi on R ranks ----
+ *
+ * Global minibatch b (from the same seeded iterator on every rank) is cut into R shards,
+ * shard r being its rows r*b/R .. (r+1)*b/R.  Each shard runs the plain training step on its
+ * rows alone (its own recorded nn_step) and leaves its mean gradient g_r in slot r of a
+ * gathered buffer, followed by its loss and hit count.  optim_step's reduction hook gathers
+ * the slots (MPI_Allgather on R ranks; nothing to do in one process) and sets the gradient to
+ * w_0 g_0 + w_1 g_1 + ... with w_r = rows_r / b, summed left to right by optim_grad_sum.  The
+ * same function on the same numbers in the same order: --mpi on R ranks and --shards R give
+ * the same bits.  With R = 1 every w is 1 and the sum is a copy, so --shards 1 is the plain run. */
+
+enum { SLOT_LOSS, SLOT_TOTAL, SLOT_HITS, SLOT_TAIL }; /* the doubles after a slot's gradient */
+
+typedef struct {
+    int nshards, first, last;  /* R, and the shards this process computes: [first, last) */
+    int64_t full_rows, tail_rows; /* rows of a full minibatch and of an epoch's smaller last one */
+    size_t grad_bytes, stride; /* a slot: the flat gradient, then SLOT_TAIL doubles */
+    double *slots;             /* R slots */
+    double *weights;           /* R: rows_r / b of the current minibatch */
+    nn_dataset **full, **tail; /* per shard: its rows of a full and of the last minibatch */
+    nn_step **steps;           /* per shard: its recorded step */
+    train_loss *tl;            /* per shard: the nodes its step keeps */
+    double loss, total, hits;  /* the minibatch's, after the hook: sum_r w_r loss_r, ... */
+    double gather_seconds, sum_seconds; /* the hook's time in MPI_Allgather and in the sum */
+} shards;
+
+static void shards_free(shards *d)
+{
+    if (!d) return;
+    for (int r = 0; r < d->nshards; r++) {
+        if (d->full) nn_dataset_free(d->full[r]);
+        if (d->tail) nn_dataset_free(d->tail[r]);
+        if (d->steps) nn_step_free(d->steps[r]);
+    }
+    free(d->full), free(d->tail), free(d->steps), free(d->tl), free(d->weights), free(d->slots);
+    free(d);
+}
+
+static int64_t shard_lo(int64_t rows, int r, int nshards) { return rows * r / nshards; }
+
+static double *slot(const shards *d, int r) { return (double *)(void *)((char *)d->slots + (size_t)r * d->stride); }
+
+/* One shard's rows of a minibatch of `rows` rows, or NULL when it has none. */
+static bool shard_buffer(nn_dataset **out, int64_t rows, int r, int nshards, const nn_dataset *like)
+{
+    int64_t n = shard_lo(rows, r + 1, nshards) - shard_lo(rows, r, nshards);
+    *out = NULL;
+    if (n == 0) return true;
+    if (!(*out = nn_dataset_new(n, like->dim, ad_tensor_dtype(like->x), 0))) return false;
+    (*out)->classes = like->classes;
+    return true;
+}
+
+/* The shards of this process for training m on train in minibatches of `batch`; NULL (with
+ * the reason in err) when memory runs out. */
+static shards *shards_new(const options *o, net *m, const nn_dataset *train, char *err, size_t errlen)
+{
+    shards *d = calloc(1, sizeof *d);
+    if (!d) goto nomem;
+    int R = d->nshards = o->mpi ? world_size : o->shards;
+    d->first = o->mpi ? world_rank : 0;
+    d->last = o->mpi ? world_rank + 1 : R;
+    d->full_rows = o->batch < train->n ? o->batch : train->n;
+    d->tail_rows = o->batch < train->n ? train->n % o->batch : 0;
+    d->grad_bytes = optim_grad_bytes(net_params(m), net_num_params(m));
+    d->stride = d->grad_bytes + SLOT_TAIL * sizeof(double);
+    d->slots = calloc((size_t)R, d->stride);
+    d->weights = calloc((size_t)R, sizeof *d->weights);
+    d->full = calloc((size_t)R, sizeof *d->full);
+    d->tail = calloc((size_t)R, sizeof *d->tail);
+    d->steps = calloc((size_t)R, sizeof *d->steps);
+    d->tl = calloc((size_t)R, sizeof *d->tl);
+    if (!d->slots || !d->weights || !d->full || !d->tail || !d->steps || !d->tl) goto nomem;
+    for (int r = d->first; r < d->last; r++) {
+        d->tl[r] = (train_loss){m, o->l2, NULL, NULL};
+        if (!shard_buffer(&d->full[r], d->full_rows, r, R, train) || !shard_buffer(&d->tail[r], d->tail_rows, r, R, train) ||
+            !(d->steps[r] = nn_step_new(train_loss_fn, &d->tl[r])))
+            goto nomem;
+    }
+    return d;
+nomem:
+    shards_free(d);
+    snprintf(err, errlen, "out of memory for the shards");
+    return NULL;
+}
+
+/* optim_step's reduction hook: gathers the R slots, sets the gradient to their weighted sum,
+ * and the minibatch's loss, total loss and hits to theirs, in rank order. */
+static ad_status shards_reduce(void *ctx, ad_tensor *const *params, int n, char *err, size_t errlen)
+{
+    shards *d = ctx;
+    double t0 = progress_now();
+#ifdef HAVE_MPI
+    if (d->last - d->first < d->nshards) {
+        /* Each rank's slot is already in place in the gathered buffer.  Bytes, not floats:
+         * the ranks are copies of one program on one kind of machine. */
+        int rc = MPI_Allgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, d->slots, (int)d->stride, MPI_BYTE, MPI_COMM_WORLD);
+        if (rc != MPI_SUCCESS) {
+            char why[MPI_MAX_ERROR_STRING];
+            int len = 0;
+            MPI_Error_string(rc, why, &len);
+            snprintf(err, errlen, "MPI_Allgather of %zu bytes per rank: %s", d->stride, why);
+            return AD_ERR_IO;
+        }
+    }
+#endif
+    double t1 = progress_now();
+    d->gather_seconds += t1 - t0;
+    const double *w = d->weights;
+    for (int r = 0; r < d->nshards; r++) {
+        const double *t = slot(d, r) + d->grad_bytes / sizeof(double);
+        d->loss = r ? d->loss + w[r] * t[SLOT_LOSS] : w[r] * t[SLOT_LOSS];
+        d->total = r ? d->total + w[r] * t[SLOT_TOTAL] : w[r] * t[SLOT_TOTAL];
+        d->hits = r ? d->hits + t[SLOT_HITS] : t[SLOT_HITS];
+    }
+    if (!isfinite(d->loss) || !isfinite(d->total)) { /* no update; the caller says why */
+        snprintf(err, errlen, "the loss is not finite");
+        return AD_ERR_NUMERIC;
+    }
+    ad_status st = optim_grad_sum(params, n, d->slots, d->nshards, d->stride, d->weights, err, errlen);
+    d->sum_seconds += progress_now() - t1;
+    return st;
+}
+
+/* Forward and backward of this process's shards of minibatch b (the step-th), each shard's
+ * gradient and numbers left in its slot.  Returns false with the reason in err. */
+static bool shards_run(shards *d, net *m, optim *opt, const nn_batch *b, int64_t step, uint64_t seed, char *err,
+                       size_t errlen)
+{
+    int R = d->nshards;
+    for (int r = 0; r < R; r++)
+        d->weights[r] = (double)(shard_lo(b->rows, r + 1, R) - shard_lo(b->rows, r, R)) / (double)b->rows;
+    size_t row = (size_t)ad_tensor_shape(b->x).dim[1] * ad_dtype_size(ad_tensor_dtype(b->x));
+    for (int r = d->first; r < d->last; r++) {
+        int64_t lo = shard_lo(b->rows, r, R), rows = shard_lo(b->rows, r + 1, R) - lo;
+        double *t = slot(d, r) + d->grad_bytes / sizeof(double);
+        if (rows == 0) { /* fewer rows than shards: this one weighs 0 */
+            memset(slot(d, r), 0, d->stride);
+            continue;
+        }
+        nn_dataset *buf = b->rows == d->full_rows ? d->full[r] : d->tail[r];
+        memcpy(ad_tensor_data(buf->x), (const char *)ad_tensor_data(b->x) + (size_t)lo * row, (size_t)rows * row);
+        nn_batch sb = {.x = buf->x, .labels = b->labels + lo, .rows = rows};
+        /* Dropout masks from a stream of (seed, step, shard), whichever process computes the
+         * shard; one shard keeps the plain run's stream. */
+        if (m->mlp && R > 1)
+            nn_mlp_reseed(m->mlp, seed ^ (uint64_t)(step + 1) * 0xD1B54A32D192ED03u ^ (uint64_t)(r + 1) * 0x9E3779B97F4A7C15u);
+        optim_zero_grad(opt);
+        double total;
+        if (nn_step_run(d->steps[r], &sb, &total) != AD_OK) {
+            snprintf(err, errlen, "shard %d: %s", r, ad_error(nn_step_graph(d->steps[r])));
+            return false;
+        }
+        ad_node *scores = d->tl[r].scores;
+        const void *s = ad_node_data(scores);
+        int64_t hits = 0;
+        for (int64_t k = 0; k < rows; k++) hits += argmax_row(s, ad_node_dtype(scores), k, CLASSES) == sb.labels[k];
+        t[SLOT_LOSS] = ad_value(d->tl[r].ce), t[SLOT_TOTAL] = total, t[SLOT_HITS] = (double)hits;
+        if (optim_grad_flatten(net_params(m), net_num_params(m), slot(d, r), d->grad_bytes, err, errlen) != AD_OK)
+            return false;
+    }
+    return true;
+}
+
 /* Trains m on ds; returns 0 or an exit status after printing the reason. */
 static int train(const options *o, net *m, const datasets *ds, history *h)
 {
@@ -675,17 +869,19 @@ static int train(const options *o, net *m, const datasets *ds, history *h)
     nn_batches *it = nn_batches_new(ds->train, o->batch, !o->no_shuffle, (uint64_t)o->seed + 1, err, sizeof err);
     optim *opt = it ? make_optimizer(o, m, err, sizeof err) : NULL;
     nn_early_stop *stop = ds->val ? nn_early_stop_new(net_params(m), o->patience, 0) : NULL;
+    shards *dp = opt && (o->mpi || o->shards) ? shards_new(o, m, ds->train, err, sizeof err) : NULL;
     if (!h->train_loss || !h->train_acc || !h->val_loss || !h->val_acc || !h->step_loss || !g || !step_fn || (ds->val && !stop)) {
         fprintf(stderr, PROG ": out of memory\n");
         goto out;
     }
-    if (!it || !opt) {
+    if (!it || !opt || ((o->mpi || o->shards) && !dp)) {
         fprintf(stderr, PROG ": %s\n", err);
         goto out;
     }
+    if (dp) optim_set_grad_reduce(opt, shards_reduce, dp);
     int64_t per_epoch = ds->train->n;
     progress p;
-    progress_init(&p, stderr, per_epoch * o->epochs);
+    progress_init(&p, world_rank ? stdout : stderr, per_epoch * o->epochs); /* a rank > 0's stdout is /dev/null */
     double t0 = progress_now();
     /* The validation loss of the initial weights: the curves' first point (and the evaluation
      * graph grows its memory now, so the loop below allocates nothing after its first step). */
@@ -703,15 +899,28 @@ static int train(const options *o, net *m, const datasets *ds, history *h)
         int64_t seen = 0, right = 0;
         nn_batch b;
         while (nn_batches_next(it, &b)) {
-            optim_zero_grad(opt);
-            double total;
-            if (nn_step_run(step_fn, &b, &total) != AD_OK) {
-                progress_clear(&p);
-                fprintf(stderr, PROG ": step %lld: %s\n", (long long)step + 1, ad_error(nn_step_graph(step_fn)));
-                goto out;
+            double l, total;
+            int64_t hits = 0;
+            ad_status st = AD_OK;
+            if (dp) { /* the shards' step; the hook in optim_step sums them, and their losses */
+                if (!shards_run(dp, m, opt, &b, step, (uint64_t)o->seed, err, sizeof err)) {
+                    progress_clear(&p);
+                    fprintf(stderr, PROG ": step %lld: %s\n", (long long)step + 1, err);
+                    goto out;
+                }
+                st = optim_step(opt);
+                l = dp->loss, total = dp->total, hits = (int64_t)dp->hits;
+            } else {
+                optim_zero_grad(opt);
+                if (nn_step_run(step_fn, &b, &total) != AD_OK) {
+                    progress_clear(&p);
+                    fprintf(stderr, PROG ": step %lld: %s\n", (long long)step + 1, ad_error(nn_step_graph(step_fn)));
+                    goto out;
+                }
+                l = ad_value(tl.ce);
+                const void *s = ad_node_data(tl.scores);
+                for (int64_t r = 0; r < b.rows; r++) hits += argmax_row(s, ad_node_dtype(tl.scores), r, CLASSES) == b.labels[r];
             }
-            ad_node *scores = tl.scores;
-            double l = ad_value(tl.ce);
             if (!isfinite(l) || !isfinite(total)) {
                 progress_clear(&p);
                 double bad = isfinite(l) ? total : l;
@@ -719,15 +928,14 @@ static int train(const options *o, net *m, const datasets *ds, history *h)
                         isnan(bad) ? "NaN" : "infinite", (long long)step + 1, e);
                 goto out;
             }
-            if (optim_step(opt) != AD_OK) {
+            if (dp ? st != AD_OK : optim_step(opt) != AD_OK) {
                 progress_clear(&p);
                 fprintf(stderr, PROG ": %s\n", optim_error(opt));
                 goto out;
             }
             if (step < o->log_steps) h->step_loss[step] = l;
             if (++step == 1) h->allocs_after_first_step = ad_alloc_count();
-            const void *s = ad_node_data(scores);
-            for (int64_t r = 0; r < b.rows; r++) right += argmax_row(s, ad_node_dtype(scores), r, CLASSES) == b.labels[r];
+            right += hits;
             sum += l * (double)b.rows;
             seen += b.rows;
             if (p.live) {
@@ -770,12 +978,14 @@ static int train(const options *o, net *m, const datasets *ds, history *h)
     }
     h->allocs_after_first_step = ad_alloc_count() - h->allocs_after_first_step;
     h->seconds = progress_now() - t0;
+    if (dp) h->gather_seconds = dp->gather_seconds, h->sum_seconds = dp->sum_seconds;
     if (stop) {
         h->best_epoch = nn_early_stop_best_epoch(stop) + 1;
         nn_early_stop_restore(stop);
     }
     status = 0;
 out:
+    shards_free(dp);
     nn_early_stop_free(stop);
     optim_free(opt);
     nn_batches_free(it);
@@ -942,42 +1152,41 @@ static int eval_only(const options *o)
     return status;
 }
 
-int main(int argc, char **argv)
+/* Trains, tests and saves as the options say; returns the exit status. */
+static int train_and_test(const options *o)
 {
-    options o;
-    int status = parse_options(argc, argv, &o);
-    if (status >= 0) return status;
-    if (o.threads) ad_set_threads(o.threads);
-    if (o.eval) return eval_only(&o);
-
     char err[1024];
+    int status;
     net m;
-    if (!make_net(&o, &m, err, sizeof err)) {
+    if (!make_net(o, &m, err, sizeof err)) {
         fprintf(stderr, PROG ": %s\n", err);
         net_free(&m);
-        return o.init ? 1 : 2;
+        return o->init ? 1 : 2;
     }
     datasets ds;
-    if ((status = load_data(&o, (ad_dtype)o.dtype, false, &ds))) {
+    if ((status = load_data(o, (ad_dtype)o->dtype, false, &ds))) {
         net_free(&m);
         return status;
     }
     char arch[128], opt[96];
     if (m.mlp)
         printf("%s %s MLP (%lld parameters), %s; %s, batch %d, dropout %g, L2 %g%s\n", architecture(&m, arch, sizeof arch),
-               ACT_NAMES[o.act], (long long)net_num_param_elements(&m), ad_dtype_name((ad_dtype)o.dtype),
-               optimizer_text(&o, opt, sizeof opt), o.batch, o.dropout, o.l2, o.init ? ", initial weights from --init" : "");
+               ACT_NAMES[o->act], (long long)net_num_param_elements(&m), ad_dtype_name((ad_dtype)o->dtype),
+               optimizer_text(o, opt, sizeof opt), o->batch, o->dropout, o->l2, o->init ? ", initial weights from --init" : "");
     else
         printf("CNN: %s (%lld parameters), %s; %s, batch %d%s\n", architecture(&m, arch, sizeof arch),
-               (long long)net_num_param_elements(&m), ad_dtype_name((ad_dtype)o.dtype), optimizer_text(&o, opt, sizeof opt),
-               o.batch, o.init ? ", initial weights from --init" : "");
-    printf("%lld training, %lld validation, %lld test images%s; %d thread%s\n", (long long)ds.train->n,
+               (long long)net_num_param_elements(&m), ad_dtype_name((ad_dtype)o->dtype), optimizer_text(o, opt, sizeof opt),
+               o->batch, o->init ? ", initial weights from --init" : "");
+    char parallel[96] = "";
+    if (o->mpi) snprintf(parallel, sizeof parallel, " per rank, %d MPI rank%s", world_size, world_size == 1 ? "" : "s");
+    else if (o->shards) snprintf(parallel, sizeof parallel, ", %d shard%s per minibatch", o->shards, o->shards == 1 ? "" : "s");
+    printf("%lld training, %lld validation, %lld test images%s; %d thread%s%s\n", (long long)ds.train->n,
            (long long)(ds.val ? ds.val->n : 0), (long long)ds.test->n,
-           o.standardize ? " (standardised)" : " (pixel/255)", ad_get_threads(), ad_get_threads() == 1 ? "" : "s");
+           o->standardize ? " (standardised)" : " (pixel/255)", ad_get_threads(), ad_get_threads() == 1 ? "" : "s", parallel);
     fflush(stdout);
 
     history h;
-    status = train(&o, &m, &ds, &h);
+    status = train(o, &m, &ds, &h);
     double acc = NAN;
     if (!status) {
         if (ds.val)
@@ -985,19 +1194,24 @@ int main(int argc, char **argv)
                    h.stopped_early ? "stopped early after" : "ran all", h.epochs, h.best_epoch, h.val_loss[h.best_epoch],
                    h.val_acc[h.best_epoch]);
         else printf("ran all %d epochs\n", h.epochs);
-        printf("training took %.1f s (%.1f s per epoch)\n", h.seconds, h.seconds / h.epochs);
-        status = test_model(&m, ds.test, &acc);
+        printf("training took %.1f s (%.1f s per epoch)", h.seconds, h.seconds / h.epochs);
+        if (o->mpi) printf("; gradients: %.2f s in MPI_Allgather, %.2f s summed in rank order", h.gather_seconds, h.sum_seconds);
+        else if (o->shards) printf("; gradients: %.2f s summed in shard order", h.sum_seconds);
+        putchar('\n');
+        /* the other ranks hold the same weights: rank 0 alone tests and writes */
+        if (world_rank == 0) status = test_model(&m, ds.test, &acc);
     }
-    if (!status && o.svg && *o.svg) status = write_curves(&o, &h, ds.val != NULL);
-    if (!status && o.save) {
-        if ((m.mlp ? nn_mlp_save(m.mlp, o.save, err, sizeof err) : nn_model_save(m.cnn, o.save, err, sizeof err)) != AD_OK) {
+    if (world_rank > 0) goto out;
+    if (!status && o->svg && *o->svg) status = write_curves(o, &h, ds.val != NULL);
+    if (!status && o->save) {
+        if ((m.mlp ? nn_mlp_save(m.mlp, o->save, err, sizeof err) : nn_model_save(m.cnn, o->save, err, sizeof err)) != AD_OK) {
             fprintf(stderr, PROG ": %s\n", err);
             status = 1;
         } else {
-            printf("model saved to %s\n", o.save);
+            printf("model saved to %s\n", o->save);
         }
     }
-    if (!status && o.json) {
+    if (!status && o->json) {
         printf("{\"test_accuracy\": %.17g, \"epochs\": %d, \"seconds\": %.3f, \"epoch_loss\": ", acc, h.epochs, h.seconds);
         json_array(h.train_loss + 1, h.epochs);
         fputs(", \"step_loss\": ", stdout);
@@ -1006,10 +1220,68 @@ int main(int argc, char **argv)
         json_array(h.val_loss, ds.val ? h.epochs + 1 : 0);
         fputs(", \"val_accuracy\": ", stdout);
         json_array(h.val_acc, ds.val ? h.epochs + 1 : 0);
+        if (o->mpi || o->shards)
+            printf(", \"gather_seconds\": %.3f, \"sum_seconds\": %.3f", h.gather_seconds, h.sum_seconds);
         printf(", \"best_epoch\": %d, \"allocations_after_first_step\": %ld}\n", h.best_epoch, h.allocs_after_first_step);
     }
+out:
     history_free(&h);
     datasets_free(&ds);
     net_free(&m);
     return status;
+}
+
+#ifdef HAVE_MPI
+/* Joins the MPI run: rank 0 prints, the other ranks' standard output goes to /dev/null
+ * (their errors still reach stderr).  Returns 0 or an exit status. */
+static int mpi_start(int *argc, char ***argv)
+{
+    int provided;
+    /* FUNNELED: the GEMM pool's threads exist, but only this thread calls MPI (in the hook) */
+    if (MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
+        fprintf(stderr, PROG ": --mpi: MPI_Init_thread failed\n");
+        return 1;
+    }
+    MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN); /* failures come back to the hook */
+    MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &world_size);
+    if (world_rank > 0 && !freopen("/dev/null", "w", stdout)) {
+        fprintf(stderr, PROG ": rank %d: /dev/null: %s\n", world_rank, strerror(errno));
+        MPI_Abort(MPI_COMM_WORLD, 1);
+    }
+    return 0;
+}
+
+/* Leaves the MPI run: after a failure on any rank the others may wait forever in the next
+ * collective, so a failed rank aborts them all. */
+static int mpi_finish(int status)
+{
+    if (status) MPI_Abort(MPI_COMM_WORLD, status);
+    MPI_Finalize();
+    return status;
+}
+#endif
+
+int main(int argc, char **argv)
+{
+    options o;
+    int status = parse_options(argc, argv, &o);
+    if (status >= 0) return status;
+    if (o.threads) ad_set_threads(o.threads);
+    else if (o.mpi) ad_set_threads(1); /* R ranks on R cores: one thread each unless told */
+    if (o.eval) return eval_only(&o);
+#ifdef HAVE_MPI
+    if (o.mpi) {
+        if ((status = mpi_start(&argc, &argv))) return status;
+        if (world_size > o.batch) { /* the same on every rank: rank 0 says it, none aborts */
+            if (world_rank == 0)
+                opts_error(&(opts_spec){.prog = PROG}, "--mpi on %d ranks with --batch %d: a full minibatch needs a row "
+                                                       "for every rank", world_size, o.batch);
+            MPI_Finalize();
+            return 2;
+        }
+        return mpi_finish(train_and_test(&o));
+    }
+#endif
+    return train_and_test(&o);
 }

@@ -173,11 +173,11 @@ optim *optim_new(ad_tensor *const *params, int n, const optim_cfg *cfg, char *er
 void optim_free(optim *o);
 
 /* One update of every parameter from its gradient buffer, at the rate
- * optim_schedule_lr(schedule, lr, t) where t = optim_steps(o), after clipping if the
- * configuration asks for it; then the step count grows by 1.  Allocates nothing.  Returns
- * AD_OK, AD_ERR_NULL, AD_ERR_NUMERIC if clipping found a non-finite norm, or AD_ERR_ARG once
- * the count has reached OPTIM_MAX_STEPS (then nothing is updated and the step does not
- * count). */
+ * optim_schedule_lr(schedule, lr, t) where t = optim_steps(o), after the gradient reduction
+ * hook (optim_set_grad_reduce) and clipping if set; then the step count grows by 1.  Allocates
+ * nothing.  Returns AD_OK, AD_ERR_NULL, AD_ERR_NUMERIC if clipping found a non-finite norm,
+ * the hook's status if it failed, or AD_ERR_ARG once the count has reached OPTIM_MAX_STEPS
+ * (then nothing is updated and the step does not count). */
 ad_status optim_step(optim *o);
 
 /* Zeroes every parameter's gradient buffer (backward accumulates into them). */
@@ -192,8 +192,8 @@ void optim_zero_grad(optim *o);
  * ad_backward, so run exactly one backward between optim_zero_grad and optim_step (a second
  * sweep that adds to a handed gradient makes optim_step fail with AD_ERR_ARG, naming the
  * parameter), and read a weight's old values before the backward if you need them.  Refused
- * (AD_ERR_ARG, nothing changed) when the configuration clips gradients, which needs every
- * gradient before any update.  Allocates when first turned on, never in a step. */
+ * (AD_ERR_ARG, nothing changed) when the configuration clips gradients or a gradient
+ * reduction hook is set (optim_set_grad_reduce), which need every gradient before any update.  Allocates when first turned on, never in a step. */
 ad_status optim_fuse(optim *o, bool on);
 
 /* Sets the base rate (the schedule scales it from the next step on).  Returns AD_ERR_ARG
@@ -222,6 +222,56 @@ ad_tensor *optim_state(const optim *o, int i, const char *name);
 
 /* The message of the last failed call on o, or "" if none failed. */
 const char *optim_error(const optim *o);
+
+/* ---- gradient reduction (data-parallel training; issue 19) -------------------------------
+ * Data-parallel training runs the same model on R processes (ranks), each on its shard of
+ * every minibatch; before each update the R gradients must become one.  The library knows no
+ * communicator (it stays libc/libm): optim_step calls a hook the program sets, and the hook
+ * replaces every parameter's gradient by the combined one, through MPI or anything else.
+ * The helpers below lay all gradients out in one flat buffer, so a hook makes one collective
+ * call per step instead of one per parameter, and sum gathered buffers in a fixed order, so
+ * the result is the same bits however the ranks are placed (docs/design.md, "Data-parallel
+ * training over MPI").  The flat layout: each parameter's gradient in its own dtype, in the
+ * list's order, each block starting at a multiple of 8 bytes (padding zeroed). */
+
+/* A gradient reduction: on return, every params[i]'s gradient buffer (ad_tensor_grad_data)
+ * must hold the combined gradient.  ctx is optim_set_grad_reduce's.  Returns AD_OK, or a
+ * status with a message in err (errlen bytes, always at least 64); optim_step then fails with
+ * that message and updates nothing. */
+typedef ad_status (*optim_grad_reduce_fn)(void *ctx, ad_tensor *const *params, int n, char *err, size_t errlen);
+
+/* Sets the hook optim_step calls once per step, with every parameter of o in order, before
+ * clipping and updating (so clipping sees the combined gradient); fn NULL removes it.  The hook
+ * stays through optim_load.  Returns AD_OK, AD_ERR_NULL for a NULL o, or AD_ERR_ARG (nothing
+ * changed) while optim_fuse is on: a fused update cannot wait for the other ranks. */
+ad_status optim_set_grad_reduce(optim *o, optim_grad_reduce_fn fn, void *ctx);
+
+/* Bytes of the flat layout of the n parameters' gradients (0 if params or one of them is
+ * NULL): the size of a buffer for optim_grad_flatten, and the least stride for optim_grad_sum. */
+size_t optim_grad_bytes(ad_tensor *const *params, int n);
+
+/* Copies every parameter's gradient into buf (bytes long, at least optim_grad_bytes) in the
+ * flat layout.  Returns AD_OK, AD_ERR_NULL (a NULL buffer or parameter, a parameter without a
+ * gradient) or AD_ERR_ARG (a buffer too small), with a message in err. */
+ad_status optim_grad_flatten(ad_tensor *const *params, int n, void *buf, size_t bytes, char *err, size_t errlen);
+
+/* The inverse of optim_grad_flatten: sets every parameter's gradient from buf in the flat
+ * layout (after an in-place MPI_Allreduce of the flattened buffer, say).  Errors as
+ * optim_grad_flatten. */
+ad_status optim_grad_unflatten(ad_tensor *const *params, int n, const void *buf, size_t bytes, char *err,
+                               size_t errlen);
+
+/* Sets every parameter's gradient to the weighted sum of nshards flat buffers, shard r at
+ * shards + r * stride: g = w[0] s[0] + w[1] s[1] + ... + w[R-1] s[R-1], added left to right
+ * in the parameter's dtype, each product and sum rounded on its own (no fused multiply-add),
+ * whatever the thread count.  So a program that gathers the R shards' buffers (MPI_Allgather)
+ * and a single process that computes them one after another get the same bits.  weights NULL
+ * means all 1 (w = 1 exactly reproduces s[0] with one shard).  stride must be at least
+ * optim_grad_bytes and, like shards, a multiple of 8 bytes (the rest of each stride is free for
+ * the caller's own numbers).  Returns AD_OK, or AD_ERR_NULL / AD_ERR_ARG with a message. */
+ad_status optim_grad_sum(ad_tensor *const *params, int n, const void *shards, int nshards, size_t stride,
+                         const double *weights, char *err, size_t errlen);
+/* ---- end of gradient reduction ------------------------------------------------------------ */
 
 /* ------------------------------------------------------------------------------------------
  * Drivers: the lecture's algorithms as loops that own their graph.

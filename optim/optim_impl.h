@@ -19,7 +19,13 @@ struct optim {
     int64_t step;              /* updates made */
     struct optim_fuse_slot *fuse; /* n, while optim_fuse is on; NULL off */
     char msg[256];
+    optim_grad_reduce_fn reduce; /* optim_set_grad_reduce's hook (NULL: none) and its ctx */
+    void *reduce_ctx;
 };
+
+/* optim_step's reduction, before clipping: runs the gradient reduction hook, if one is set;
+ * its failure carries the hook's message in o's. */
+ad_status optim_reduce_grads(optim *o);
 
 /* What a parameter's ready function gets (optim_fuse): its optimizer and index, and whether
  * the current step's sweep handed its gradient. */

@@ -180,7 +180,9 @@ ad_status optim_step(optim *o)
                                "takes one backward per step",
                                (long long)o->step, over, ad_tensor_name(o->params[over]) ? ad_tensor_name(o->params[over]) : "");
     }
-    ad_status st = clip(o);
+    /* the gradient reduction hook (grad_reduce.c): before clipping, so every rank clips the sum */
+    ad_status st = optim_reduce_grads(o);
+    if (st == AD_OK) st = clip(o);
     if (st != AD_OK) return st;
     /* a gradient still marked zero is made real here, once, not by racing threads below */
     for (int i = 0; i < o->n; i++) ad_tensor_grad_data(o->params[i]);
@@ -227,6 +229,9 @@ ad_status optim_fuse(optim *o, bool on)
         return optim_failo(o, AD_ERR_ARG, "optim_fuse: the configuration clips gradients (clip_norm %g, "
                            "clip_value %g), which needs every gradient before any update",
                            o->cfg.clip_norm, o->cfg.clip_value);
+    if (o->reduce) /* a fused block would be updated from this rank's gradient alone */
+        return optim_failo(o, AD_ERR_ARG, "optim_fuse: a gradient reduction hook is set (optim_set_grad_reduce), "
+                           "which needs every rank's gradient before any update");
     if (o->fuse) return AD_OK;
     if (!(o->fuse = ad_calloc((size_t)o->n, sizeof *o->fuse)))
         return optim_failo(o, AD_ERR_NOMEM, "optim_fuse: out of memory");
