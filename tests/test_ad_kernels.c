@@ -660,6 +660,112 @@ START_TEST(threads_setting_and_default)
 }
 END_TEST
 
+/* ---- a few rows times B^T (the skinny path: m <= 8, B = W stored [n, k] read in place) ----
+ * Rows must be the bits the packed tiles give for the same rows of a taller C (data-parallel
+ * training relies on it), at every edge of the 16-column groups and 16-wide k steps, across K
+ * blocks, with padded leading dimensions, and split over threads. */
+
+START_TEST(gemm_skinny_rows_match_packed)
+{
+    if (!use_isa(_i)) return;
+    enum { TALL = 20 }; /* packed path */
+    static const int64_t ns[] = {1, 15, 16, 17, 40, 300};
+    static const int64_t ks[] = {1, 7, 16, 17, 300, 600};
+    ad_rng r;
+    ad_rng_seed(&r, 21);
+    for (int dt = 0; dt < 2; dt++)
+        for (size_t a = 0; a < sizeof ns / sizeof *ns; a++)
+            for (size_t b = 0; b < sizeof ks / sizeof *ks; b++)
+                for (int acc = 0; acc < 2; acc++) {
+                    problem p = make(&r, dt ? AD_F32 : AD_F64, false, true, acc, TALL, ns[a], ks[b]);
+                    run(&p);
+                    char what[160];
+                    describe(what, sizeof what, &p);
+                    check(&p, what);
+                    size_t es = ad_dtype_size(p.t);
+                    for (int threads = 1; threads <= 2; threads++) {
+                        ad_set_threads(threads);
+                        for (int64_t m = 1; m <= 8; m++) {
+                            size_t bytes = (size_t)(m * p.ldc) * es;
+                            char *C = malloc(bytes);
+                            ck_assert_ptr_nonnull(C);
+                            memcpy(C, p.C0, bytes);
+                            gemm(p.t, false, true, m, p.n, p.k, p.A, p.lda, p.B, p.ldb, C, p.ldc, p.acc);
+                            for (int64_t i = 0; i < m; i++) {
+                                size_t row = (size_t)(i * p.ldc) * es;
+                                if (memcmp(C + row, (char *)p.C + row, (size_t)p.n * es))
+                                    ck_abort_msg("%s, %d threads: row %lld of m=%lld differs from the tall product",
+                                                 what, threads, (long long)i, (long long)m);
+                                if (memcmp(C + row + (size_t)p.n * es, (char *)p.C0 + row + (size_t)p.n * es,
+                                           (size_t)(p.ldc - p.n) * es))
+                                    ck_abort_msg("%s: padding of row %lld overwritten", what, (long long)i);
+                            }
+                            free(C);
+                        }
+                    }
+                    drop(&p);
+                }
+    ad_set_threads(0);
+    gemm_force_isa(GEMM_ISA_AUTO);
+}
+END_TEST
+
+/* Counts the calls on each element and doubles it: every element of C must be seen once. */
+typedef struct {
+    char *c0;
+    int64_t ldc;
+    int *seen;
+} skinny_ep_ctx;
+
+static void skinny_ep(void *ctx, void *c, int64_t ldc, int64_t rows, int64_t cols)
+{
+    skinny_ep_ctx *e = ctx;
+    ck_assert_int_eq(ldc, e->ldc);
+    int64_t off = ((char *)c - e->c0) / (int64_t)sizeof(float);
+    for (int64_t i = 0; i < rows; i++)
+        for (int64_t j = 0; j < cols; j++) {
+            e->seen[off + i * ldc + j]++;
+            ((float *)c)[i * ldc + j] *= 2;
+        }
+}
+
+START_TEST(gemm_skinny_epilogue_once)
+{
+    if (!use_isa(_i)) return;
+    ad_rng r;
+    ad_rng_seed(&r, 22);
+    static const int64_t nk[][2] = {{33, 20}, {300, 600}, {256, 784}};
+    for (size_t s = 0; s < sizeof nk / sizeof *nk; s++)
+        for (int64_t m = 1; m <= 8; m += 7)
+            for (int threads = 1; threads <= 2; threads++) {
+                ad_set_threads(threads);
+                problem p = make(&r, AD_F32, false, true, false, m, nk[s][0], nk[s][1]);
+                run(&p);
+                float *C = malloc((size_t)(m * p.ldc) * sizeof *C);
+                int *seen = calloc((size_t)(m * p.ldc), sizeof *seen);
+                ck_assert(C && seen);
+                skinny_ep_ctx e = {(char *)C, p.ldc, seen};
+                gemm_epilogue ep = {skinny_ep, &e};
+                gemm_ex(p.t, false, true, m, p.n, p.k, p.A, p.lda, p.B, p.ldb, C, p.ldc, false, &ep);
+                for (int64_t i = 0; i < m; i++)
+                    for (int64_t j = 0; j < p.n; j++) {
+                        int64_t x = i * p.ldc + j;
+                        ck_assert_msg(seen[x] == 1, "%s m=%lld n=%lld: C[%lld,%lld] seen %d times by the epilogue",
+                                      gemm_isa_name(isas[_i]), (long long)m, (long long)p.n, (long long)i,
+                                      (long long)j, seen[x]);
+                        float want = 2 * ((float *)p.C)[x];
+                        ck_assert_msg(!memcmp(&C[x], &want, sizeof want), "C[%lld,%lld] after the epilogue",
+                                      (long long)i, (long long)j);
+                    }
+                free(C), free(seen);
+                drop(&p);
+            }
+    ad_set_threads(0);
+    gemm_force_isa(GEMM_ISA_AUTO);
+}
+END_TEST
+/* ---- end of the skinny-path tests ---- */
+
 int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "--print-threads") == 0) return ad_get_threads();
@@ -674,6 +780,8 @@ int main(int argc, char **argv)
     tcase_add_loop_test(tc, gemm_without_memory, 0, NISA);
     tcase_add_loop_test(tc, gemm_bitwise_any_thread_count, 0, NISA);
     tcase_add_loop_test(tc, gemm_rows_independent_of_m, 0, NISA);
+    tcase_add_loop_test(tc, gemm_skinny_rows_match_packed, 0, NISA); /* skinny path */
+    tcase_add_loop_test(tc, gemm_skinny_epilogue_once, 0, NISA);     /* skinny path */
     suite_add_tcase(s, tc);
     tc = tcase_create("pool");
     tcase_set_timeout(tc, 60);

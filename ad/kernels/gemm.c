@@ -8,7 +8,8 @@
  *           for ir in MC by MR:   ... while the tiles run down A     } macro-kernel
  *
  * Skinny shapes skip a packing that would not pay (an A used by one B panel, a row-major B
- * passed by few A panels): the tiles then read the operand in place.
+ * passed by few A panels): the tiles then read the operand in place.  A few rows times B^T
+ * (AVX-512) bypass the nest: B is transposed block by block in registers (run_skinny).
  *
  * K is blocked the same way whatever the thread count (k split evenly into blocks of at most
  * KC), a thread owns whole tiles of C, and packed or in place a tile does the same
@@ -22,8 +23,7 @@ enum {
     PAR_MIN_FLOPS = 1 << 20,   /* 2mnk below this runs on the calling thread */
     PAR_TASK_FLOPS = 1 << 19,  /* and each thread gets at least this much */
     PACK_COST = 8,             /* packing one element ~ this many multiply-adds (task split) */
-    DIRECT_B_PANELS = 5,       /* at most this many A panels pass over an unpacked B panel */
-    SKINNY_M = 16              /* C = A B^T with at most this many rows is computed as C^T */
+    DIRECT_B_PANELS = 5        /* at most this many A panels pass over an unpacked B panel */
 };
 
 /* ---- choosing a family ---- */
@@ -156,17 +156,6 @@ static int64_t gcd64(int64_t a, int64_t b) { return b ? gcd64(b, a % b) : a; }
 NAIVE(float)
 NAIVE(double)
 
-/* dst[j, i] = src[i, j] for an r x c src (row strides lds, ldd; elements of es bytes). */
-static void transpose_into(size_t es, int64_t r, int64_t c, const void *src, int64_t lds, void *dst,
-                           int64_t ldd)
-{
-    for (int64_t i = 0; i < r; i++)
-        for (int64_t j = 0; j < c; j++) {
-            if (es == 8) ((double *)dst)[j * ldd + i] = ((const double *)src)[i * lds + j];
-            else ((float *)dst)[j * ldd + i] = ((const float *)src)[i * lds + j];
-        }
-}
-
 static int64_t round64(int64_t bytes) { return (bytes + 63) / 64 * 64; }
 
 /* Packing space for a block of at most rows x cols (an upper bound of run_block's use). */
@@ -178,17 +167,25 @@ static size_t block_bytes(const gemm_job *g, int64_t rows, int64_t cols)
                     round64(g->kcb * min64(K->nc, cdiv(cols, K->nr) * K->nr) * es));
 }
 
+/* How many of the L1's 64 sets (of 64-byte lines) the same column of consecutive rows
+ * `stride` bytes apart falls in: a stride of 4 KiB puts every row in one set. */
+static int64_t l1_sets(int64_t stride)
+{
+    return stride % 64 ? 64 : 64 / gcd64(stride / 64 % 64, 64);
+}
+
 /* C[i0:i1, j0:j1], packing into buf (block_bytes of it). */
 static void run_block(const gemm_job *g, int64_t i0, int64_t i1, int64_t j0, int64_t j1, char *buf)
 {
     const gemm_kernel *K = g->K;
     const int64_t MR = K->mr, NR = K->nr, es = (int64_t)g->es;
     /* An operand is read in place when packing would not pay: A when a single B panel passes
-     * over it; B (if row-major) when few A panels pass over each B panel and its kc rows
+     * over it, or when it is row-major and a tile's MR rows fall in different L1 sets (the
+     * tiles then stream them from L2 as fast as a packed panel: measured 0-7% faster, since the
+     * copy is gone); B (if row-major) when few A panels pass over each B panel and its kc rows
      * spread over enough L1 sets (64 sets of 64 bytes) to stay cached between them. */
-    bool direct_a = j1 - j0 <= NR;
-    int64_t a_panels = cdiv(i1 - i0, MR), stride = g->ldb * es;
-    int64_t sets = stride % 64 ? 64 : 64 / gcd64(stride / 64 % 64, 64); /* rows' distinct sets */
+    bool direct_a = j1 - j0 <= NR || (!g->ta && l1_sets(g->lda * es) >= 16);
+    int64_t a_panels = cdiv(i1 - i0, MR), sets = l1_sets(g->ldb * es);
     bool direct_b = !g->tb && (a_panels <= 2 || (a_panels <= DIRECT_B_PANELS && g->kcb <= 6 * sets));
     int64_t mcb = cdiv(cdiv(i1 - i0, cdiv(i1 - i0, K->mc)), MR) * MR; /* even M blocks */
     if (!buf && !(direct_a && direct_b)) {
@@ -221,6 +218,50 @@ static void run_block(const gemm_job *g, int64_t i0, int64_t i1, int64_t j0, int
             }
         }
     }
+}
+
+/* ---- a few rows times B^T ---- */
+
+/* The family's path for C = A B^T with few rows (NULL if none): packing B^T for them would
+ * copy all of B to use it a few times (a fifth of the batch-8 Fashion-MNIST epoch). */
+static gemm_skinny_fn skinny_for(const gemm_job *g)
+{
+    if (g->ta || !g->tb || g->m > SKINNY_M) return NULL;
+#if GEMM_HAVE_X86
+    if (g->K == &gemm_avx512_f32) return gemm_avx512_skinny_f32;
+    if (g->K == &gemm_avx512_f64) return gemm_avx512_skinny_f64;
+#endif
+    return NULL;
+}
+
+typedef struct {
+    const gemm_job *g;
+    gemm_skinny_fn fn;
+    int64_t groups, tasks; /* column groups of VL, split evenly over the tasks */
+} skinny_job;
+
+static void skinny_task(void *ctx, int64_t b, int worker)
+{
+    (void)worker;
+    const skinny_job *s = ctx;
+    const gemm_job *g = s->g;
+    int64_t VL = g->K->vl, j0 = s->groups * b / s->tasks * VL;
+    int64_t j1 = min64(g->n, s->groups * (b + 1) / s->tasks * VL);
+    if (j0 >= j1) return;
+    char *c = g->C + j0 * (int64_t)g->es;
+    s->fn(g->m, j1 - j0, g->k, g->kcb, g->A, g->lda, g->B + j0 * g->ldb * (int64_t)g->es, g->ldb,
+          c, g->ldc, g->acc);
+    if (g->ep) g->ep->fn(g->ep->ctx, c, g->ldc, g->m, j1 - j0);
+}
+
+/* Columns split over threads (never K), so the bits do not depend on the thread count. */
+static void run_skinny(const gemm_job *g, gemm_skinny_fn fn)
+{
+    double flops = 2.0 * (double)g->m * (double)g->n * (double)g->k;
+    skinny_job s = {.g = g, .fn = fn, .groups = cdiv(g->n, g->K->vl)};
+    s.tasks = flops < PAR_MIN_FLOPS ? 1 : min64(min64(ad_get_threads(), (int64_t)(flops / PAR_TASK_FLOPS)), s.groups);
+    if (s.tasks <= 1) skinny_task(&s, 0, 0);
+    else pool_parallel_for(s.tasks, (int)s.tasks, skinny_task, &s);
 }
 
 /* Task b of the tm x tn grid: whole row panels and column panels of C. */
@@ -274,41 +315,21 @@ void gemm_ex(ad_dtype t, bool ta, bool tb, int64_t m, int64_t n, int64_t k, cons
         if (ep) ep->fn(ep->ctx, C, ldc, m, n);
         return;
     }
-    /* A few rows times a transposed B (a small batch through a linear layer, C = X W^T):
-     * packing B would copy all of W to use it for a few rows.  Computing C^T = B op(A)^T
-     * instead reads W in place as the row-major A of the tiles and packs only the few rows of
-     * A; C^T goes through scratch and is transposed into C.  Every element is the same
-     * multiply-adds in the same order (a*b = b*a), so the bits do not change. */
-    bool flip = tb && !ta && m <= SKINNY_M && n >= 2 * m;
-    gemm_job g = {.K = kernel_for(t), .t = t, .es = es, .ta = flip ? false : ta, .tb = flip ? true : tb,
-                  .acc = accumulate, .m = flip ? n : m, .n = flip ? m : n, .k = k,
-                  .lda = flip ? ldb : lda, .ldb = flip ? lda : ldb, .ldc = flip ? m : ldc,
-                  .A = flip ? B : A, .B = flip ? A : B, .C = C, .ep = flip ? NULL : ep};
+    gemm_job g = {.K = kernel_for(t), .t = t, .es = es, .ta = ta, .tb = tb, .acc = accumulate,
+                  .m = m, .n = n, .k = k, .lda = lda, .ldb = ldb, .ldc = ldc,
+                  .A = A, .B = B, .C = C, .ep = ep};
     g.kcb = cdiv(k, cdiv(k, g.K->kc));
-    g.pm = cdiv(g.m, g.K->mr);
-    g.pn = cdiv(g.n, g.K->nr);
+    gemm_skinny_fn skinny = skinny_for(&g);
+    if (skinny) {
+        run_skinny(&g, skinny);
+        return;
+    }
+    g.pm = cdiv(m, g.K->mr);
+    g.pn = cdiv(n, g.K->nr);
     choose_grid(&g, ad_get_threads());
     int64_t tasks = g.tm * g.tn;
     g.task_bytes = block_bytes(&g, cdiv(g.pm, g.tm) * g.K->mr, cdiv(g.pn, g.tn) * g.K->nr);
-    size_t pack = g.task_bytes * (size_t)tasks, ct_bytes = flip ? (size_t)(m * n) * es : 0;
-    char *buf = scratch_get(pack + ct_bytes);
-    if (flip && !buf) { /* no scratch for C^T: the ordinary way, unpacked */
-        gemm_job u = {.K = g.K, .t = t, .es = es, .ta = ta, .tb = tb, .acc = accumulate, .m = m, .n = n,
-                      .k = k, .lda = lda, .ldb = ldb, .ldc = ldc, .A = A, .B = B, .C = C, .ep = ep};
-        if (t == AD_F64) naive_double(&u, 0, m, 0, n);
-        else naive_float(&u, 0, m, 0, n);
-        if (ep) ep->fn(ep->ctx, C, ldc, m, n);
-        return;
-    }
-    g.buf = buf && pack ? buf : NULL;
-    if (flip) {
-        g.C = buf + pack;
-        if (accumulate) transpose_into(es, m, n, C, ldc, g.C, m);
-    }
-    if (tasks == 1) run_block(&g, 0, g.m, 0, g.n, g.buf);
+    g.buf = scratch_get(g.task_bytes * (size_t)tasks);
+    if (tasks == 1) run_block(&g, 0, m, 0, n, g.buf);
     else pool_parallel_for(tasks, (int)tasks, gemm_task, &g);
-    if (flip) {
-        transpose_into(es, n, m, g.C, m, C, ldc);
-        if (ep) ep->fn(ep->ctx, C, ldc, m, n);
-    }
 }

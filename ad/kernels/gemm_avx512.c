@@ -4,7 +4,8 @@
  * every element of C is computed by the same instruction sequence wherever its tile falls.
  * Packing handles both operand orientations with in-register transposes (16x16 floats, 8x8
  * doubles) and masked edges; the tiles also read A and B in place when the driver skips
- * packing (row-major A through five address registers, see arow). */
+ * packing (row-major A through five address registers, see arow).  For C = A B^T with at most
+ * 8 rows, skinny_* skip packing B^T and transpose B's blocks in registers as they go. */
 #include "gemm_impl.h"
 
 #if GEMM_HAVE_X86
@@ -25,6 +26,7 @@ static inline __mmask8 mask8(int64_t w) { return w >= 8 ? 0xFF : w <= 0 ? 0 : (_
 /* ---- in-register transposes ---- */
 
 /* r[i] = row i of a 16x16 block in, column i out. */
+INLINE AVX512 void transpose16_from(__m512 t[16], __m512 r[16]);
 INLINE AVX512 void transpose16(__m512 r[16])
 {
     __m512 t[16];
@@ -32,6 +34,28 @@ INLINE AVX512 void transpose16(__m512 r[16])
         t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
         t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
     }
+    transpose16_from(t, r);
+}
+
+/* 16 whole rows of X (stride ldx) transposed into r, each pair unpacked as soon as it is loaded
+ * (loading all sixteen first made GCC spill them). */
+INLINE AVX512 void load_t16_full(const float *X, int64_t ldx, __m512 r[16])
+{
+    __m512 t[16];
+    const float *x4 = X + 4 * ldx, *x8 = X + 8 * ldx, *x12 = X + 12 * ldx;
+    const float *base[4] = {X, x4, x8, x12};
+    for (int i = 0; i < 16; i += 2) {
+        const float *x = base[i / 4] + (i % 4) * ldx;
+        __m512 a = _mm512_loadu_ps(x), b = _mm512_loadu_ps(x + ldx);
+        t[i] = _mm512_unpacklo_ps(a, b);
+        t[i + 1] = _mm512_unpackhi_ps(a, b);
+    }
+    transpose16_from(t, r);
+}
+
+/* The rest of transpose16, from the unpacked pairs t (clobbered). */
+INLINE AVX512 void transpose16_from(__m512 t[16], __m512 r[16])
+{
     /* per 128-bit lane L, r[4i + j] then holds column 4L + j of rows 4i..4i+3 */
     for (int i = 0; i < 16; i += 4) {
         r[i] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44);
@@ -71,6 +95,12 @@ INLINE AVX512 void transpose8(__m512d r[8])
         r[2 + j] = _mm512_shuffle_f64x2(u1, v1, 0x88);
         r[6 + j] = _mm512_shuffle_f64x2(u1, v1, 0xDD);
     }
+}
+
+INLINE AVX512 void load_t8_full(const double *X, int64_t ldx, __m512d r[8])
+{
+    for (int i = 0; i < 8; i++) r[i] = _mm512_loadu_pd(X + i * ldx);
+    transpose8(r);
 }
 
 /* ---- packing, float32 ---- */
@@ -296,6 +326,85 @@ TILES(f32, float, __mmask16, 16, mask16)
 TILES(f64, double, __mmask8, 8, mask8)
 GEMM_DEFINE_MACRO(macro_f32, AVX512, float, micro_f32, MR, 32, 16)
 GEMM_DEFINE_MACRO(macro_f64, AVX512, double, micro_f64, MR, 16, 8)
+
+/* ---- a few rows times B^T, B read in place ----
+ *
+ * C[R, n] (+)= A[R, k] B[n, k]^T for R <= SKINNY_M: packing op(B) = B^T would copy all of B
+ * to use it for R rows, so each VL x VL block of B (VL columns of C, VL k's) is transposed in
+ * registers instead, vector q then holding B[j0.., p0+q], and feeds full-width FMAs with A's
+ * elements broadcast.  Per element this is the packed tiles' arithmetic exactly: K blocks of
+ * kcb, acc = 0 then acc = fma(a, b, acc) over the block in order, then C = acc or
+ * C = acc + C, so the bits match the other paths. */
+#define SKINNY_FMAS(Q, T, FMA, BCAST)                                                                      \
+    GEMM_UNROLL for (int i = 0; i < R; i++)                                                    \
+        acc[i] = FMA(BCAST(((const T *)arow(i, a0, a5, a5, lb, lb3))[Q]), v[Q], acc[i]);
+#define SKINNY(S, T, V, VL, M, MASK, LOADT, LOADFULL, ZERO, BCAST, FMA, ADD, MLOAD, MSTORE) \
+    INLINE AVX512 void skinny_##S(const int R, int64_t n, int64_t k, int64_t kcb, const T *a,   \
+                                  int64_t lda, const T *b, int64_t ldb, T *c, int64_t ldc,      \
+                                  bool add)                                                     \
+    {                                                                                           \
+        const int64_t lb = lda * (int64_t)sizeof(T), lb3 = 3 * lb;                              \
+        for (int64_t j0 = 0; j0 < n; j0 += VL) {                                                \
+            int64_t nr = n - j0 < VL ? n - j0 : VL;                                             \
+            M last = MASK(nr);                                                                  \
+            const T *bj = b + j0 * ldb;                                                         \
+            for (int64_t pc = 0; pc < k; pc += kcb) {                                           \
+                int64_t kc = k - pc < kcb ? k - pc : kcb;                                       \
+                V acc[SKINNY_M];                                                                \
+                GEMM_UNROLL for (int i = 0; i < R; i++) acc[i] = ZERO();                        \
+                const char *a0 = (const char *)(a + pc), *a5 = a0 + (R > 5 ? 5 * lb : 0);       \
+                int64_t p0 = 0;                                                                 \
+                if (nr == VL) /* whole blocks without masks (masks made GCC spill) */           \
+                    for (; p0 + VL <= kc; p0 += VL) {                                           \
+                        V v[VL];                                                                \
+                        LOADFULL(bj + pc + p0, ldb, v);                                         \
+                        GEMM_UNROLL for (int q = 0; q < VL; q++) { SKINNY_FMAS(q, T, FMA, BCAST) }             \
+                        a0 += VL * sizeof(T), a5 += VL * sizeof(T);                             \
+                    }                                                                           \
+                for (; p0 < kc; p0 += VL) {                                                     \
+                    int64_t w = kc - p0 < VL ? kc - p0 : VL;                                    \
+                    V v[VL];                                                                    \
+                    LOADT(bj + pc + p0, ldb, nr, w, v);                                         \
+                    for (int q = 0; q < w; q++) { SKINNY_FMAS(q, T, FMA, BCAST) }                              \
+                    a0 += VL * sizeof(T), a5 += VL * sizeof(T);                                 \
+                }                                                                               \
+                bool addc = add || pc > 0;                                                      \
+                T *cj = c + j0;                                                                 \
+                GEMM_UNROLL for (int i = 0; i < R; i++, cj += ldc)                              \
+                    MSTORE(cj, last, addc ? ADD(acc[i], MLOAD(last, cj)) : acc[i]);             \
+            }                                                                                   \
+        }                                                                                       \
+    }
+SKINNY(f32, float, __m512, 16, __mmask16, mask16, load_t16, load_t16_full, _mm512_setzero_ps, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_add_ps, _mm512_maskz_loadu_ps,
+       _mm512_mask_storeu_ps)
+SKINNY(f64, double, __m512d, 8, __mmask8, mask8, load_t8, load_t8_full, _mm512_setzero_pd, _mm512_set1_pd, _mm512_fmadd_pd, _mm512_add_pd, _mm512_maskz_loadu_pd,
+       _mm512_mask_storeu_pd)
+
+/* One function per row count, as for the tiles. */
+#define FOR_SKINNY_ROWS(F, ...)                                                                \
+    F(1, __VA_ARGS__) F(2, __VA_ARGS__) F(3, __VA_ARGS__) F(4, __VA_ARGS__) F(5, __VA_ARGS__)  \
+    F(6, __VA_ARGS__) F(7, __VA_ARGS__) F(8, __VA_ARGS__)
+#define SKINNY_FN(R, S, T)                                                                     \
+    static AVX512 void skinny_##S##_##R(int64_t n, int64_t k, int64_t kcb, const T *a,         \
+                                        int64_t lda, const T *b, int64_t ldb, T *c,            \
+                                        int64_t ldc, bool add)                                 \
+    {                                                                                          \
+        skinny_##S(R, n, k, kcb, a, lda, b, ldb, c, ldc, add);                                 \
+    }
+#define SKINNY_REF(R, S, T) skinny_##S##_##R,
+#define SKINNY_ENTRY(S, T)                                                                     \
+    FOR_SKINNY_ROWS(SKINNY_FN, S, T)                                                           \
+    void gemm_avx512_skinny_##S(int64_t m, int64_t n, int64_t k, int64_t kcb, const void *a,   \
+                                int64_t lda, const void *b, int64_t ldb, void *c, int64_t ldc, \
+                                bool add)                                                      \
+    {                                                                                          \
+        static void (*const fns[SKINNY_M])(int64_t, int64_t, int64_t, const T *, int64_t,      \
+                                           const T *, int64_t, T *, int64_t, bool) = {         \
+            FOR_SKINNY_ROWS(SKINNY_REF, S, T)};                                                \
+        fns[m - 1](n, k, kcb, a, lda, b, ldb, c, ldc, add);                                    \
+    }
+SKINNY_ENTRY(f32, float)
+SKINNY_ENTRY(f64, double)
 
 const gemm_kernel gemm_avx512_f32 = {"avx512", MR, 32, 16, 256, 196, 4096,
                                      pack_a_f32, pack_b_f32, macro_f32};

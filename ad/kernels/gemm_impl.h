@@ -81,6 +81,17 @@ extern const gemm_kernel gemm_portable_f32, gemm_portable_f64;
 #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
 #define GEMM_HAVE_X86 1
 extern const gemm_kernel gemm_avx2_f32, gemm_avx2_f64, gemm_avx512_f32, gemm_avx512_f64;
+/* C[m, n] (+)= A[m, k] B[n, k]^T for 1 <= m <= SKINNY_M, A and B row-major and read in place,
+ * K blocked by kcb as gemm_ex blocks it: the same bits as the packed path without packing B^T.
+ * Columns go in groups of the vector length; a caller splitting n should split on them. */
+enum { SKINNY_M = 8 };
+typedef void (*gemm_skinny_fn)(int64_t m, int64_t n, int64_t k, int64_t kcb, const void *a,
+                               int64_t lda, const void *b, int64_t ldb, void *c, int64_t ldc,
+                               bool add);
+void gemm_avx512_skinny_f32(int64_t m, int64_t n, int64_t k, int64_t kcb, const void *a,
+                            int64_t lda, const void *b, int64_t ldb, void *c, int64_t ldc, bool add);
+void gemm_avx512_skinny_f64(int64_t m, int64_t n, int64_t k, int64_t kcb, const void *a,
+                            int64_t lda, const void *b, int64_t ldb, void *c, int64_t ldc, bool add);
 #else
 #define GEMM_HAVE_X86 0
 #endif
