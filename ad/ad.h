@@ -204,6 +204,26 @@ ad_status ad_tensor_copy(ad_tensor *dst, const ad_tensor *src);
  * ad_tensor_grad_get read zeros until then, so zeroing costs no pass over memory. */
 void ad_tensor_zero_grad(ad_tensor *t);
 
+/* What ad_backward hands a parameter's gradient to (ad_param_set_grad_ready): the block of
+ * rows x cols elements of p's gradient starting at flat element `offset`, rows `ld` elements
+ * apart, whose values are final for this sweep. */
+typedef void (*ad_grad_ready_fn)(void *ctx, ad_tensor *p, int64_t offset, int64_t ld,
+                                 int64_t rows, int64_t cols);
+/* Asks the backward sweep to call fn on p's gradient block by block as it finishes it, while
+ * the block is still in cache, so an optimizer can update p in the same pass instead of
+ * reading the whole gradient again afterwards (optim_fuse does this).  The sweep hands the
+ * gradient only when it is safe to change p's values at once: p is in the graph as one
+ * parameter node with one consumer, that consumer is a linear layer (ad_linear, ad_linear_act)
+ * whose sweep has read p's values for the last time, and the gradient was zeroed before the
+ * sweep (so the blocks are the whole gradient, not a sum with an older one).  Otherwise it
+ * writes the gradient as usual and calls nothing.  fn may run on several pool threads at once,
+ * on disjoint blocks.  fn NULL removes the request.  Clones (ad_graph_clone) never hand. */
+void ad_param_set_grad_ready(ad_tensor *p, ad_grad_ready_fn fn, void *ctx);
+/* Whether a sweep handed p's whole gradient to its ready function since the last call, and
+ * clears the mark: 1 if it did, 0 if not, -1 if it did and a later sweep then added to the
+ * gradient (the ready function saw only the first sweep's part). */
+int ad_param_take_grad_handed(ad_tensor *p);
+
 /* ------------------------------------------------------------------------------------------
  * Graphs.
  */

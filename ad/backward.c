@@ -27,6 +27,39 @@ static void clear_stale(ad_graph *g, uint32_t upto)
     }
 }
 
+/* The parameter with a ready function that node n is, or NULL. */
+static ad_tensor *ready_param(const ad_node *n)
+{
+    return n->op == OP_PARAM && n->x && n->x->param && n->x->param->ready ? n->x->param : NULL;
+}
+
+/* Counts, for each tensor with a ready function, its parameter nodes among the first `upto`
+ * nodes and their consumers, which grad_handable reads: a tensor met twice, or used twice, may
+ * be read by the sweep after one consumer's backward, so its values must not change then. */
+static void count_ready_uses(ad_graph *g, uint32_t upto)
+{
+    for (int pass = 0; pass < 2; pass++)
+        for (uint32_t i = 0; i < upto; i++) {
+            ad_node *n = node_at(g, i);
+            ad_tensor *p = ready_param(n);
+            if (p && pass == 0) p->ready_nodes = p->ready_uses = 0;
+            if (pass == 0) continue;
+            if (p) p->ready_nodes++;
+            for (int k = 0; k < n->nin; k++) {
+                ad_node *in = node_in(n, k);
+                if (in && (p = ready_param(in))) p->ready_uses++;
+            }
+        }
+}
+
+ad_tensor *grad_handable(const ad_node *n)
+{
+    ad_tensor *p = ready_param(n);
+    return p && p->ready_nodes == 1 && p->ready_uses == 1 && p->grad_zero && p->handed == 0 ? p : NULL;
+}
+
+void grad_handed(ad_tensor *p) { p->handed = p->handed == 0 ? 1 : -1; }
+
 static ad_status sweep(ad_graph *g, ad_node *root, const double *seed)
 {
     if (!g) return AD_ERR_NULL;
@@ -38,6 +71,7 @@ static ad_status sweep(ad_graph *g, ad_node *root, const double *seed)
     if (g->dirty < end) g->dirty = end;
     if (!(root->flags & F_NEEDS_GRAD)) return AD_OK; /* a constant: every gradient is 0 */
 
+    if (grad_ready_tensors() > 0) count_ready_uses(g, end);
     void *G = ad_input_grad_buffer(g, root);
     if (!G) return g->status;
     for (int64_t i = 0; i < node_size(root); i++)

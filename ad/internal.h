@@ -151,7 +151,23 @@ struct ad_tensor {
      * next backward writes over them (grad_for_write) and readers see zeros (tensor_grad_now),
      * so a training step never spends a pass over memory on zeroing gradients. */
     bool grad_zero;
+    /* ad_param_set_grad_ready: the function, and what the sweep that may call it counted of
+     * this tensor in its graph (parameter nodes, their consumers); handed: 0, 1 or -1 as
+     * ad_param_take_grad_handed returns it */
+    ad_grad_ready_fn ready;
+    void *ready_ctx;
+    int32_t ready_nodes, ready_uses;
+    int8_t handed;
 };
+
+/* The tensor whose gradient n's op may hand to its ready function now (ad_param_set_grad_ready),
+ * or NULL: n must be its only parameter node, used once, and the gradient zeroed before the
+ * sweep.  Call before the op's first write of the gradient. */
+ad_tensor *grad_handable(const ad_node *n);
+/* Marks p's gradient as handed by this sweep (after its blocks were given to p->ready). */
+void grad_handed(ad_tensor *p);
+/* How many tensors have a ready function now. */
+int grad_ready_tensors(void);
 
 /* The gradient buffer of a parameter made current: zeroed now if only marked zero. */
 void *tensor_grad_now(ad_tensor *t);

@@ -278,6 +278,7 @@ void *grad_for_write(ad_graph *g, ad_node *n, bool can_assign, bool *assign)
         return &n->g;
     }
     ad_ext *x = n->x;
+    if (x->param && x->param->handed) x->param->handed = -1; /* added to after it was handed */
     if (x->param && x->param->grad_zero) { /* zeroed lazily: this write is the first */
         if (can_assign) *assign = true;
         else memset(x->grad, 0, (size_t)x->size * ad_dtype_size(n->dtype));

@@ -1,5 +1,6 @@
 /* Shapes, dtypes, persistent tensors and parameters, and the random generator. */
 #include "internal.h"
+#include <stdatomic.h>
 #include <stdlib.h>
 
 int64_t ad_shape_size(const ad_shape *s)
@@ -69,9 +70,31 @@ ad_tensor *ad_param_new(const char *name, ad_dtype t, ad_shape shape)
     return tensor_alloc(t, &shape, true, name);
 }
 
+/* Tensors with a ready function: while there are none, a sweep skips counting them. */
+static atomic_int ready_tensors;
+
+int grad_ready_tensors(void) { return atomic_load_explicit(&ready_tensors, memory_order_relaxed); }
+
+void ad_param_set_grad_ready(ad_tensor *p, ad_grad_ready_fn fn, void *ctx)
+{
+    if (!p || !p->grad) return;
+    if (!p->ready != !fn) atomic_fetch_add_explicit(&ready_tensors, fn ? 1 : -1, memory_order_relaxed);
+    p->ready = fn;
+    p->ready_ctx = ctx;
+}
+
+int ad_param_take_grad_handed(ad_tensor *p)
+{
+    if (!p) return 0;
+    int h = p->handed;
+    p->handed = 0;
+    return h;
+}
+
 void ad_tensor_free(ad_tensor *t)
 {
     if (!t) return;
+    ad_param_set_grad_ready(t, NULL, NULL);
     ad_xfree(t->data);
     ad_xfree(t->grad);
     ad_xfree(t->name);

@@ -183,6 +183,19 @@ ad_status optim_step(optim *o);
 /* Zeroes every parameter's gradient buffer (backward accumulates into them). */
 void optim_zero_grad(optim *o);
 
+/* Fuses the update into the backward sweep (on true) or stops fusing it (false).  While on,
+ * the sweep hands each weight's gradient block to the optimizer as a linear layer finishes it
+ * (ad_param_set_grad_ready), and the optimizer updates that block of the weight and its state
+ * while the gradient is still in cache; optim_step then updates only the parameters the sweep
+ * did not hand (see ad_param_set_grad_ready for when it does) and counts the step.  The
+ * results are the same bits as unfused steps.  The parameters' values change during
+ * ad_backward, so run exactly one backward between optim_zero_grad and optim_step (a second
+ * sweep that adds to a handed gradient makes optim_step fail with AD_ERR_ARG, naming the
+ * parameter), and read a weight's old values before the backward if you need them.  Refused
+ * (AD_ERR_ARG, nothing changed) when the configuration clips gradients, which needs every
+ * gradient before any update.  Allocates when first turned on, never in a step. */
+ad_status optim_fuse(optim *o, bool on);
+
 /* Sets the base rate (the schedule scales it from the next step on).  Returns AD_ERR_ARG
  * for a negative or non-finite rate. */
 ad_status optim_set_lr(optim *o, double lr);

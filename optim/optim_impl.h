@@ -17,7 +17,16 @@ struct optim {
     int nslots;
     const char *slot[OPTIM_MAX_SLOTS]; /* the buffers' names, as optim_state and files see them */
     int64_t step;              /* updates made */
+    struct optim_fuse_slot *fuse; /* n, while optim_fuse is on; NULL off */
     char msg[256];
+};
+
+/* What a parameter's ready function gets (optim_fuse): its optimizer and index, and whether
+ * the current step's sweep handed its gradient. */
+struct optim_fuse_slot {
+    optim *o;
+    int i;
+    int handed;
 };
 
 /* The state buffers a configuration needs: their count, and their names into names. */

@@ -138,6 +138,7 @@ int optim_slots_for(const optim_cfg *c, const char **names)
 void optim_free(optim *o)
 {
     if (!o) return;
+    optim_fuse(o, false);
     if (o->state)
         for (int i = 0; i < o->n * o->nslots; i++) ad_tensor_free(o->state[i]);
     ad_free(o->state);

@@ -132,7 +132,7 @@ static void step_range(void *ctx, int64_t lo, int64_t hi)
     for (int i = 0; i < o->n && at < hi; i++) {
         ad_tensor *p = o->params[i];
         int64_t n = ad_tensor_size(p), k0 = lo > at ? lo - at : 0, k1 = hi - at < n ? hi - at : n;
-        if (k0 < k1) {
+        if (k0 < k1 && !(o->fuse && o->fuse[i].handed)) { /* a handed one is updated already */
             size_t off = (size_t)k0 * ad_dtype_size(ad_tensor_dtype(p));
             char *s0 = o->nslots > 0 ? ad_tensor_data(o->state[i * o->nslots]) : NULL;
             char *s1 = o->nslots > 1 ? ad_tensor_data(o->state[i * o->nslots + 1]) : NULL;
@@ -147,13 +147,9 @@ static void step_range(void *ctx, int64_t lo, int64_t hi)
     flush_denormals_end(mxcsr);
 }
 
-ad_status optim_step(optim *o)
+/* The coefficients of step o->step: the same for optim_step and the fused blocks. */
+static coeffs step_coeffs(const optim *o)
 {
-    if (!o) return AD_ERR_NULL;
-    if (o->step >= OPTIM_MAX_STEPS) /* a loaded count at the limit: past it the rate is not exact */
-        return optim_failo(o, AD_ERR_ARG, "optim_step: step %lld: the count has reached OPTIM_MAX_STEPS", (long long)o->step);
-    ad_status st = clip(o);
-    if (st != AD_OK) return st;
     const optim_cfg *cfg = &o->cfg;
     coeffs c = {
         .lr = optim_schedule_lr(&cfg->schedule, cfg->lr, o->step),
@@ -165,10 +161,79 @@ ad_status optim_step(optim *o)
         c.step_size = c.lr / (1 - pow(c.b1, t));
         c.bc2_sqrt = sqrt(1 - pow(c.b2, t));
     }
+    return c;
+}
+
+ad_status optim_step(optim *o)
+{
+    if (!o) return AD_ERR_NULL;
+    if (o->step >= OPTIM_MAX_STEPS) /* a loaded count at the limit: past it the rate is not exact */
+        return optim_failo(o, AD_ERR_ARG, "optim_step: step %lld: the count has reached OPTIM_MAX_STEPS", (long long)o->step);
+    if (o->fuse) {
+        int over = -1;
+        for (int i = 0; i < o->n; i++)
+            if ((o->fuse[i].handed = ad_param_take_grad_handed(o->params[i])) < 0 && over < 0) over = i;
+        if (over >= 0)
+            return optim_failo(o, AD_ERR_ARG,
+                               "optim_step: step %lld: parameter %d ('%s') was updated during a backward "
+                               "sweep that a later sweep then added to; a fused optimizer (optim_fuse) "
+                               "takes one backward per step",
+                               (long long)o->step, over, ad_tensor_name(o->params[over]) ? ad_tensor_name(o->params[over]) : "");
+    }
+    ad_status st = clip(o);
+    if (st != AD_OK) return st;
     /* a gradient still marked zero is made real here, once, not by racing threads below */
     for (int i = 0; i < o->n; i++) ad_tensor_grad_data(o->params[i]);
-    step_job j = {o, c};
+    step_job j = {o, step_coeffs(o)};
     ad_parallel_for(o->total, STEP_GRAIN, step_range, &j);
     o->step++;
+    return AD_OK;
+}
+
+/* The ready function optim_fuse gives each parameter: the step's rule on one block of it. */
+static void fused_block(void *ctx, ad_tensor *p, int64_t offset, int64_t ld, int64_t rows, int64_t cols)
+{
+    const struct optim_fuse_slot *f = ctx;
+    const optim *o = f->o;
+    coeffs c = step_coeffs(o);
+    size_t es = ad_dtype_size(ad_tensor_dtype(p));
+    char *s0 = o->nslots > 0 ? ad_tensor_data(o->state[f->i * o->nslots]) : NULL;
+    char *s1 = o->nslots > 1 ? ad_tensor_data(o->state[f->i * o->nslots + 1]) : NULL;
+    char *data = ad_tensor_data(p), *grad = ad_tensor_grad_data(p);
+    unsigned mxcsr = flush_denormals_begin();
+    for (int64_t r = 0; r < rows; r++) {
+        size_t off = (size_t)(offset + r * ld) * es;
+        bufs b = {.p = data + off, .g = grad + off, .s0 = s0 ? s0 + off : NULL,
+                  .s1 = s1 ? s1 + off : NULL, .n = cols};
+        apply(&o->cfg, &b, &c, ad_tensor_dtype(p) == AD_F32);
+    }
+    flush_denormals_end(mxcsr);
+}
+
+ad_status optim_fuse(optim *o, bool on)
+{
+    if (!o) return AD_ERR_NULL;
+    if (!on) {
+        if (o->fuse)
+            for (int i = 0; i < o->n; i++) {
+                ad_param_set_grad_ready(o->params[i], NULL, NULL);
+                ad_param_take_grad_handed(o->params[i]);
+            }
+        ad_free(o->fuse);
+        o->fuse = NULL;
+        return AD_OK;
+    }
+    if (o->cfg.clip_norm > 0 || o->cfg.clip_value > 0)
+        return optim_failo(o, AD_ERR_ARG, "optim_fuse: the configuration clips gradients (clip_norm %g, "
+                           "clip_value %g), which needs every gradient before any update",
+                           o->cfg.clip_norm, o->cfg.clip_value);
+    if (o->fuse) return AD_OK;
+    if (!(o->fuse = ad_calloc((size_t)o->n, sizeof *o->fuse)))
+        return optim_failo(o, AD_ERR_NOMEM, "optim_fuse: out of memory");
+    for (int i = 0; i < o->n; i++) {
+        o->fuse[i] = (struct optim_fuse_slot){o, i, 0};
+        ad_param_take_grad_handed(o->params[i]); /* a mark from before counts for nothing */
+        ad_param_set_grad_ready(o->params[i], fused_block, &o->fuse[i]);
+    }
     return AD_OK;
 }

@@ -307,6 +307,47 @@ START_TEST(gemm_bitwise_any_thread_count)
 }
 END_TEST
 
+/* A row of C is the same bits however many rows the call has: a few rows times a transposed B
+ * take another path (C^T = B A^T, see gemm.c), and data-parallel training relies on a shard's
+ * rows coming out as they do in the whole batch.  k past one K block, accumulate on and off. */
+START_TEST(gemm_rows_independent_of_m)
+{
+    if (!use_isa(_i)) return;
+    enum { BIG = 40 };
+    static const int64_t nk[][2] = {{256, 784}, {37, 600}, {300, 5}};
+    static const int64_t ms[] = {1, 3, 8, 14, 16, 17};
+    ad_rng r;
+    ad_rng_seed(&r, 9);
+    for (int dt = 0; dt < 2; dt++)
+        for (size_t s = 0; s < sizeof nk / sizeof *nk; s++)
+            for (int tb = 0; tb < 2; tb++)
+                for (int acc = 0; acc < 2; acc++)
+                    for (int threads = 1; threads <= 2; threads++) {
+                        ad_set_threads(threads);
+                        problem p = make(&r, dt ? AD_F32 : AD_F64, false, tb, acc, BIG, nk[s][0], nk[s][1]);
+                        run(&p);
+                        size_t es = ad_dtype_size(p.t);
+                        for (size_t mi = 0; mi < sizeof ms / sizeof *ms; mi++) {
+                            int64_t m = ms[mi];
+                            void *C = malloc((size_t)(m * p.ldc) * es);
+                            ck_assert_ptr_nonnull(C);
+                            memcpy(C, p.C0, (size_t)(m * p.ldc) * es);
+                            gemm(p.t, false, p.tb, m, p.n, p.k, p.A, p.lda, p.B, p.ldb, C, p.ldc, p.acc);
+                            for (int64_t i = 0; i < m; i++)
+                                ck_assert_msg(!memcmp((char *)C + (size_t)(i * p.ldc) * es,
+                                                      (char *)p.C + (size_t)(i * p.ldc) * es, (size_t)p.n * es),
+                                              "%s %s n=%lld k=%lld tb=%d acc=%d: row %lld of %lld rows differs "
+                                              "from the same row of %d", gemm_isa_name(isas[_i]), ad_dtype_name(p.t),
+                                              (long long)p.n, (long long)p.k, tb, acc, (long long)i, (long long)m, BIG);
+                            free(C);
+                        }
+                        drop(&p);
+                    }
+    ad_set_threads(0);
+    gemm_force_isa(GEMM_ISA_AUTO);
+}
+END_TEST
+
 /* A graph over vectors long enough for the pool to split every kind of loop: unary ops,
  * same-shape and scalar-broadcast binary ops, x*x, whole sums and means; returns the loss and
  * leaves the gradient of x in grad (n elements, as doubles). */
@@ -632,6 +673,7 @@ int main(int argc, char **argv)
     tcase_add_loop_test(tc, gemm_overwrite_and_empty, 0, NISA);
     tcase_add_loop_test(tc, gemm_without_memory, 0, NISA);
     tcase_add_loop_test(tc, gemm_bitwise_any_thread_count, 0, NISA);
+    tcase_add_loop_test(tc, gemm_rows_independent_of_m, 0, NISA);
     suite_add_tcase(s, tc);
     tc = tcase_create("pool");
     tcase_set_timeout(tc, 60);

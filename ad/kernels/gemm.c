@@ -166,17 +166,25 @@ static size_t block_bytes(const gemm_job *g, int64_t rows, int64_t cols)
                     round64(g->kcb * min64(K->nc, cdiv(cols, K->nr) * K->nr) * es));
 }
 
+/* How many of the L1's 64 sets (of 64-byte lines) the same column of consecutive rows
+ * `stride` bytes apart falls in: a stride of 4 KiB puts every row in one set. */
+static int64_t l1_sets(int64_t stride)
+{
+    return stride % 64 ? 64 : 64 / gcd64(stride / 64 % 64, 64);
+}
+
 /* C[i0:i1, j0:j1], packing into buf (block_bytes of it). */
 static void run_block(const gemm_job *g, int64_t i0, int64_t i1, int64_t j0, int64_t j1, char *buf)
 {
     const gemm_kernel *K = g->K;
     const int64_t MR = K->mr, NR = K->nr, es = (int64_t)g->es;
     /* An operand is read in place when packing would not pay: A when a single B panel passes
-     * over it; B (if row-major) when few A panels pass over each B panel and its kc rows
+     * over it, or when it is row-major and a tile's MR rows fall in different L1 sets (the
+     * tiles then stream them from L2 as fast as a packed panel: measured 0-7% faster, since the
+     * copy is gone); B (if row-major) when few A panels pass over each B panel and its kc rows
      * spread over enough L1 sets (64 sets of 64 bytes) to stay cached between them. */
-    bool direct_a = j1 - j0 <= NR;
-    int64_t a_panels = cdiv(i1 - i0, MR), stride = g->ldb * es;
-    int64_t sets = stride % 64 ? 64 : 64 / gcd64(stride / 64 % 64, 64); /* rows' distinct sets */
+    bool direct_a = j1 - j0 <= NR || (!g->ta && l1_sets(g->lda * es) >= 16);
+    int64_t a_panels = cdiv(i1 - i0, MR), sets = l1_sets(g->ldb * es);
     bool direct_b = !g->tb && (a_panels <= 2 || (a_panels <= DIRECT_B_PANELS && g->kcb <= 6 * sets));
     int64_t mcb = cdiv(cdiv(i1 - i0, cdiv(i1 - i0, K->mc)), MR) * MR; /* even M blocks */
     if (!buf && !(direct_a && direct_b)) {

@@ -206,6 +206,19 @@ static void activate_block(void *ctx, void *c, int64_t ldc, int64_t rows, int64_
     ew_unary_inplace(a->op, a->t, c, ldc, rows, cols, a->p);
 }
 
+/* A parameter's gradient handed block by block as gemm finishes it. */
+typedef struct {
+    ad_tensor *p;
+    const char *base;
+    size_t es;
+} hand_ctx;
+
+static void hand_block(void *ctx, void *c, int64_t ldc, int64_t rows, int64_t cols)
+{
+    const hand_ctx *h = ctx;
+    h->p->ready(h->p->ready_ctx, h->p, (int64_t)(((const char *)c - h->base) / h->es), ldc, rows, cols);
+}
+
 static void linear_forward(const ad_op_ctx *c)
 {
     ad_shape x = node_shape(c->in[0]), w = node_shape(c->in[1]);
@@ -244,13 +257,26 @@ static ad_status linear_backward(const ad_op_ctx *c)
     void *GX = grad_for_write(g, c->in[0], true, &assign);
     if (GX) /* dx[n,in] (+)= G[n,out] W[out,in] */
         gemm(t, false, false, n, in, out, G, out, node_data(c->in[1]), in, GX, in, !assign);
+    /* dx is done, so W's values are read for the last time: a W whose gradient may be handed
+     * (ad_param_set_grad_ready) gets each block of it while the block is in cache */
+    ad_tensor *hand_w = grad_handable(c->in[1]);
     void *GW = grad_for_write(g, c->in[1], true, &assign);
-    if (GW) /* dW[out,in] (+)= G^T[out,n] x[n,in] */
-        gemm(t, true, false, out, in, n, G, out, node_data(c->in[0]), in, GW, in, !assign);
+    if (GW) { /* dW[out,in] (+)= G^T[out,n] x[n,in] */
+        hand_ctx h = {hand_w, GW, ad_dtype_size(t)};
+        gemm_epilogue ep = {hand_block, &h};
+        gemm_ex(t, true, false, out, in, n, G, out, node_data(c->in[0]), in, GW, in, !assign,
+                hand_w && assign ? &ep : NULL);
+        if (hand_w && assign) grad_handed(hand_w);
+    }
+    ad_tensor *hand_b = c->nin == 3 ? grad_handable(c->in[2]) : NULL;
     void *GB = c->nin == 3 ? ad_input_grad_buffer(g, c->in[2]) : NULL;
     if (GB) {
         ad_shape ys = node_shape(c->out), bs = node_shape(c->in[2]);
         reduce_broadcast_add(t, G, &ys, GB, &bs, 1.0);
+        if (hand_b) {
+            hand_b->ready(hand_b->ready_ctx, hand_b, 0, bs.dim[0], 1, bs.dim[0]);
+            grad_handed(hand_b);
+        }
     }
     return g->status;
 }

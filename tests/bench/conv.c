@@ -9,6 +9,12 @@
  * does in tests/bench/conv_torch.py, which times its side and runs this program in turn (R = 1)
  * so that the two alternate.  Prints `bench: conv2d_L1_ms T` (the median over R of the mean
  * of K steps, in milliseconds) for conv2d_L1, conv2d_L2 and max_pool2d.
+ *
+ * Against the machine: one core's float32 FMA peak, measured first (tests/bench/peak.c), and
+ * for each convolution its FLOPs a step, `bench: conv2d_L1_gflop G`: three products of
+ * 2 N Cout Hout Wout Cin Kh Kw each (y, dx and dW; the padding's zeros counted, as every
+ * convention does; db's sums left out), then its GFLOP/s and fraction of threads x peak.
+ * Pooling does no floating-point arithmetic, only comparisons, and has no fraction.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +22,7 @@
 
 #include "ad.h"
 #include "bench.h"
+#include "peak.h"
 
 typedef struct {
     const char *name;
@@ -34,6 +41,15 @@ static ad_tensor *random_tensor(ad_shape s, ad_rng *r)
     float *d = t ? ad_tensor_data(t) : NULL;
     for (int64_t i = 0; d && i < ad_tensor_size(t); i++) d[i] = (float)(2 * ad_rng_uniform(r) - 1);
     return t;
+}
+
+/* The FLOPs of one step of convolution case c (see the top). */
+static double conv_step_flops(const conv_case *c)
+{
+    const int64_t *x = c->x.dim, *w = c->w.dim;
+    int64_t hout = x[2] + 2 - w[2] + 1, wout = x[3] + 2 - w[3] + 1; /* stride 1, padding 1 */
+    double pass = 2.0 * (double)x[0] * (double)w[0] * (double)(hout * wout) * (double)x[1] * (double)(w[2] * w[3]);
+    return 3 * pass;
 }
 
 /* Milliseconds per step over k steps of case c, or -1 on failure. */
@@ -86,11 +102,19 @@ int main(int argc, char **argv)
         }
     }
     ad_set_threads(threads);
+    peak_fma peak = peak_fma_quick();
+    peak_fma_print(&peak);
     for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
         double t[99];
         for (int r = 0; r < repeat; r++)
             if ((t[r] = time_case(&cases[c], iters)) < 0) return 1;
-        printf("bench: %s_ms %.3f\n", cases[c].name, median(t, repeat));
+        double ms = median(t, repeat);
+        printf("bench: %s_ms %.3f\n", cases[c].name, ms);
+        if (cases[c].w.rank) {
+            double flops = conv_step_flops(&cases[c]);
+            printf("bench: %s_gflop %.4f\n", cases[c].name, flops * 1e-9);
+            peak_print_fraction(cases[c].name, "gflops", flops, ms * 1e-3, threads * peak.f32_gflops);
+        }
         fflush(stdout);
     }
     return 0;

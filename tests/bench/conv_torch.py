@@ -11,7 +11,10 @@ and backprop too (bench_conv --threads 1).  The machine's speed drifts, so the s
 alternate: R rounds of (PyTorch's K steps per case, then one run of bench_conv with R = 1);
 each figure is the median of its R rounds.  Prints `bench: NAME_ms`, `bench: NAME_torch_ms`
 and `bench: NAME_ratio` (backprop / PyTorch; below 1 is faster) for conv2d_L1, conv2d_L2 and
-max_pool2d.  Exit status 2 without torch.
+max_pool2d.  For the convolutions also each side's fraction of one core's float32 FMA peak,
+`bench: NAME_peak_fraction` and `bench: NAME_torch_peak_fraction`: the step's FLOPs
+(`NAME_gflop`) over its median time, over the peak (`peak_f32_gflops`, the best of bench_conv's
+runs), both as bench_conv prints them.  Exit status 2 without torch.
 """
 import argparse
 import os
@@ -65,6 +68,7 @@ def main():
 
     env = dict(os.environ, BACKPROP_THREADS="1")
     ours, theirs = {n: [] for n in CASES}, {n: [] for n in CASES}
+    peak, gflop = 0.0, {}
     for _ in range(a.repeat):
         for n in CASES:
             theirs[n].append(torch_ms(n))
@@ -76,11 +80,23 @@ def main():
             return 1
         for n in CASES:
             ours[n].append(float(re.search(rf"bench: {n}_ms ([\d.]+)", out).group(1)))
+            g = re.search(rf"bench: {n}_gflop ([\d.]+)", out)
+            if g:
+                gflop[n] = float(g.group(1))
+        p = re.search(r"bench: peak_f32_gflops ([\d.]+)", out)
+        peak = max(peak, float(p.group(1)) if p else 0.0)
     for n in CASES:
         o, t = statistics.median(ours[n]), statistics.median(theirs[n])
         print(f"bench: {n}_ms {o:.3f}  (runs {', '.join(f'{v:.2f}' for v in ours[n])})")
         print(f"bench: {n}_torch_ms {t:.3f}  (runs {', '.join(f'{v:.2f}' for v in theirs[n])})")
         print(f"bench: {n}_ratio {o / t:.3f} x", flush=True)
+    if peak > 0:
+        print(f"bench: peak_f32_gflops {peak:.1f}")
+    for n in gflop:
+        if peak > 0:
+            o, t = statistics.median(ours[n]), statistics.median(theirs[n])
+            print(f"bench: {n}_peak_fraction {gflop[n] / (o * 1e-3) / peak:.3f}")
+            print(f"bench: {n}_torch_peak_fraction {gflop[n] / (t * 1e-3) / peak:.3f}")
     return 0
 
 

@@ -5,10 +5,18 @@
  *
  *     bench_fashion_epoch [--batch B[,B...]] [--threads T[,T...]] [--repeat R] [--limit N]
  *
- * For every batch size and thread count it trains R fresh models for one epoch each, the
- * graph recorded once and replayed (nn_step) alternating with recorded at every step, and
- * prints the median epoch times, the speedup and the allocations made after the first step, then the peak
- * resident set size of the whole run (the training images as float32 are 179 MiB of it).  Exit status 2 when the dataset is missing, so the comparator can tell.
+ * For every batch size and thread count it trains R fresh models for one epoch each in three
+ * ways, alternating: the graph recorded once and replayed (nn_step) with the update fused into
+ * the backward sweep (optim_fuse), the same with the update as a pass after the sweep, and the
+ * graph recorded at every step.  It prints the median epoch times, the speedups and the
+ * allocations made after the first step, then the peak resident set size of the whole run (the
+ * training images as float32 are 179 MiB of it).  Exit status 2 when the dataset is missing,
+ * so the comparator can tell.
+ *
+ * Against the machine: it first measures one core's float32 FMA peak (tests/bench/peak.c,
+ * 0.2 s) and prints it, and the epoch's FLOPs (`bench: fashion_epoch_gflop`, the matrix
+ * products only: mlp_epoch_flops); then, for each case, the replayed epoch's GFLOP/s and its
+ * fraction of threads x that peak (`bench: fashion_epoch_bB_tT_peak_fraction`).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,8 +27,12 @@
 #include "nn.h"
 #include "nn_data.h"
 #include "optim.h"
+#include "peak.h"
 
 #define MAX_LIST 8
+
+/* The MLP's layer sizes, for the model and for its FLOP count. */
+enum { LAYER_IN = 784, LAYER_H1 = 256, LAYER_H2 = 128, LAYER_OUT = 10 };
 
 static int parse_list(const char *s, int *out)
 {
@@ -46,9 +58,9 @@ static ad_node *mlp_loss(ad_graph *g, ad_node *x, const int32_t *labels, ad_node
 /* Trains a fresh model for one epoch, recording the graph at every step or (replay) once and
  * replaying it; returns the seconds it took (negative on failure) and the allocations made
  * after the first step in *allocs. */
-static double epoch(const nn_dataset *train, int batch, bool replay, long *allocs, double *last_loss)
+static double epoch(const nn_dataset *train, int batch, bool replay, bool fused, long *allocs, double *last_loss)
 {
-    nn_mlp_cfg cfg = {.in = 784, .hidden = {256, 128}, .out = 10, .dtype = AD_F32, .seed = 1};
+    nn_mlp_cfg cfg = {.in = LAYER_IN, .hidden = {LAYER_H1, LAYER_H2}, .out = LAYER_OUT, .dtype = AD_F32, .seed = 1};
     char err[256];
     nn_mlp *m = nn_mlp_new(&cfg);
     optim_cfg oc = optim_defaults(OPTIM_MOMENTUM, 0.01);
@@ -58,7 +70,7 @@ static double epoch(const nn_dataset *train, int batch, bool replay, long *alloc
     ad_graph *g = ad_graph_new();
     nn_step *step = m ? nn_step_new(mlp_loss, m) : NULL;
     double t = -1;
-    if (!m || !o || !it || !g || !step) goto out;
+    if (!m || !o || !it || !g || !step || (fused && optim_fuse(o, true) != AD_OK)) goto out;
     double t0 = now_seconds();
     nn_batch b;
     long steps = 0;
@@ -135,26 +147,44 @@ int main(int argc, char **argv)
     if (limit && limit < train->n) train->n = limit;
     printf("Fashion-MNIST epoch: %lld images, MLP 784-256-128-10 float32, SGD momentum, median of %d\n",
            (long long)train->n, repeat);
+    peak_fma peak = peak_fma_quick();
+    peak_fma_print(&peak);
+    static const int sizes[] = {LAYER_IN, LAYER_H1, LAYER_H2, LAYER_OUT};
+    double flops = mlp_epoch_flops(sizes, 3, (long)train->n);
+    printf("bench: fashion_epoch_gflop %.3f\n", flops * 1e-9);
+    printf("fashion_epoch: GFLOP counts the matrix products only (forward, weight gradients, input gradients "
+           "of layers 2 and 3), not bias, activations, loss or optimizer\n");
     int status = 0;
     for (int ti = 0; ti < nt; ti++) {
         ad_set_threads(threads[ti]);
         for (int bi = 0; bi < nb; bi++) {
-            /* recorded once and replayed (the library's way, nn_step), alternating with recorded
-             * at every step; the same losses, bit for bit */
-            double t[99], t_rec[99], loss = 0, loss_rec = 0;
-            long allocs = 0, allocs_rec = 0;
+            /* recorded once and replayed (the library's way, nn_step) with the update fused into
+             * the backward sweep (optim_fuse), alternating with the update as a pass after the
+             * sweep and with the graph recorded at every step: the same losses, bit for bit */
+            double t[99], t_rec[99], t_unf[99], loss = 0, loss_rec = 0, loss_unf = 0;
+            long allocs = 0, allocs_rec = 0, allocs_unf = 0;
             for (int r = 0; r < repeat; r++) {
-                t[r] = epoch(train, batches[bi], true, &allocs, &loss);
-                t_rec[r] = epoch(train, batches[bi], false, &allocs_rec, &loss_rec);
-                if (t[r] < 0 || t_rec[r] < 0 || memcmp(&loss, &loss_rec, sizeof loss)) status = 1;
+                t[r] = epoch(train, batches[bi], true, true, &allocs, &loss);
+                t_unf[r] = epoch(train, batches[bi], true, false, &allocs_unf, &loss_unf);
+                t_rec[r] = epoch(train, batches[bi], false, true, &allocs_rec, &loss_rec);
+                if (t[r] < 0 || t_rec[r] < 0 || t_unf[r] < 0 || memcmp(&loss, &loss_rec, sizeof loss) ||
+                    memcmp(&loss, &loss_unf, sizeof loss))
+                    status = 1;
             }
-            double tm = median(t, repeat), tr = median(t_rec, repeat);
+            double tm = median(t, repeat), tr = median(t_rec, repeat), tu = median(t_unf, repeat);
+            printf("bench: fashion_epoch_unfused_b%d_t%d %.3f s  (optimizer after the sweep; last loss %s)\n",
+                   batches[bi], threads[ti], tu, memcmp(&loss, &loss_unf, sizeof loss) ? "DIFFERS" : "the same bits");
+            printf("bench: fashion_fuse_speedup_b%d_t%d %.3f\n", batches[bi], threads[ti], tu / tm);
             printf("bench: fashion_epoch_b%d_t%d %.3f s  (last loss %.4f, %ld allocations after step 1)\n",
                    batches[bi], threads[ti], tm, loss, allocs);
             printf("bench: fashion_epoch_rerecord_b%d_t%d %.3f s  (recorded at every step; last loss %s, %ld "
                    "allocations after step 1)\n", batches[bi], threads[ti], tr,
                    memcmp(&loss, &loss_rec, sizeof loss) ? "DIFFERS" : "the same bits", allocs_rec);
             printf("bench: fashion_replay_speedup_b%d_t%d %.3f\n", batches[bi], threads[ti], tr / tm);
+            char name[64];
+            snprintf(name, sizeof name, "fashion_epoch_b%d_t%d", batches[bi], threads[ti]);
+            peak_print_fraction(name, "gflops", flops, tm, threads[ti] * peak.f32_gflops);
+            fflush(stdout);
         }
     }
     long rss = peak_rss_kib();

@@ -25,6 +25,12 @@ one PyTorch epoch, then one backprop epoch (a run of the C benchmark), R times; 
 figure is the median of its R epochs.  Prints `bench: torch_epoch_bB_tT S s`,
 `bench: fashion_epoch_bB_tT S s` and `bench: fashion_epoch_ratio_bB_tT R x` (backprop /
 PyTorch; below 1 is faster) for each case, then two threads over one and backprop's peak RSS.
+For the MLP it also prints each side's fraction of the machine's peak,
+`bench: torch_epoch_bB_tT_peak_fraction F` and `bench: fashion_epoch_bB_tT_peak_fraction F`:
+the epoch's FLOPs (matrix products only) over its median time, over T times one core's float32
+FMA peak, both read from what bench_fashion_epoch prints (`fashion_epoch_gflop`, and
+`peak_f32_gflops`, measured in each of its runs: the best of them is used, the machine being
+at its fastest in the quietest one).
 Exit status 2 when torch or the dataset is missing.
 """
 import argparse
@@ -127,10 +133,16 @@ def main():
         out = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, text=True, check=True).stdout
         s = re.search(r"fashion_epoch_b\d+_t\d+ ([\d.]+) s", out)
         rss = re.search(r"fashion_peak_rss ([\d.]+) MiB", out)
+        for key in ("peak_f32_gflops", "fashion_epoch_gflop"):
+            v = re.search(rf"bench: {key} ([\d.]+)", out)
+            if v:
+                machine[key] = max(machine.get(key, 0.0), float(v.group(1)))
         return float(s.group(1)), float(rss.group(1)) if rss else 0.0
 
     med = {}
     peak = 0.0
+    machine = {}  # the C benchmark's peak_f32_gflops (best of its runs) and fashion_epoch_gflop
+    torch_med = {}
     for t in a.threads:
         torch.set_num_threads(t)
         for b in a.batch:
@@ -150,11 +162,20 @@ def main():
             print(f"bench: torch_{tag}epoch_b{b}_t{t} {tm:.3f} s  (runs {', '.join(f'{x:.3f}' for x in ts)})")
             print(f"bench: fashion_{tag}epoch_b{b}_t{t} {med[b, t]:.3f} s  (runs {', '.join(f'{x:.3f}' for x in cs)})")
             print(f"bench: fashion_{tag}epoch_ratio_b{b}_t{t} {med[b, t] / tm:.3f} x", flush=True)
+            torch_med[b, t] = tm
     for b in a.batch:
         if (b, 1) in med and (b, 2) in med:
             print(f"bench: fashion_epoch_two_threads_b{b} {med[b, 2] / med[b, 1]:.3f} x of one thread")
     if not cnn:
         print(f"bench: fashion_peak_rss {peak:.1f} MiB")
+        if "peak_f32_gflops" in machine and "fashion_epoch_gflop" in machine:
+            flop, one_core = machine["fashion_epoch_gflop"], machine["peak_f32_gflops"]
+            print(f"fashion_torch: fractions of threads x one core's f32 FMA peak (the best of backprop's runs), "
+                  f"an epoch being {flop:.3f} GFLOP of matrix products")
+            print(f"bench: peak_f32_gflops {one_core:.1f}")
+            for (b, t), tm in torch_med.items():
+                for side, sec in (("torch", tm), ("fashion", med[b, t])):
+                    print(f"bench: {side}_epoch_b{b}_t{t}_peak_fraction {flop / sec / (t * one_core):.3f}")
     return 0
 
 

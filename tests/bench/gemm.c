@@ -5,10 +5,15 @@
  * OpenBLAS is optional: it is loaded with dlopen (OPENBLAS_CORETYPE=SkylakeX forced, so its
  * AVX-512 kernels run whatever it detects) and when absent only our numbers are printed.
  * Usage: bench_gemm [rounds]  (rounds = 1: a quick smoke run that also checks our results
- * against OpenBLAS's). */
+ * against OpenBLAS's).
+ *
+ * Each shape's GFLOP/s (2 m n k FLOPs a call) is also printed as a fraction of threads x one
+ * core's FMA peak of its precision, measured at the start of the run (tests/bench/peak.c):
+ * `bench: sgemm_SHAPE_Tt_peak_fraction F`, and `..._openblas_peak_fraction` for OpenBLAS. */
 #include "ad.h"
 #include "bench.h"
 #include "kernels/kernels.h"
+#include "peak.h"
 #include <dlfcn.h>
 #include <math.h>
 #include <stdio.h>
@@ -149,6 +154,8 @@ int main(int argc, char **argv)
     printf("gemm: our kernels: %s; OpenBLAS: %s; %d round(s), median\n",
            gemm_isa_name(gemm_current_isa()), have_blas ? "loaded (SkylakeX)" : "not found",
            rounds);
+    peak_fma peak = smoke ? peak_fma_measure(5, 0.002) : peak_fma_quick();
+    peak_fma_print(&peak);
     ad_rng r;
     ad_rng_seed(&r, 1);
     int bad = 0;
@@ -179,10 +186,13 @@ int main(int argc, char **argv)
                 double flops = 2.0 * s->m * s->n * s->k;
                 double g_ours = flops / median(ours, rounds) * 1e-9;
                 const char *tn = dt ? "dgemm" : "sgemm";
+                double top = threads * (dt ? peak.f64_gflops : peak.f32_gflops);
                 printf("bench: %s_%s_%dt %.1f GFLOP/s\n", tn, s->name, threads, g_ours);
+                printf("bench: %s_%s_%dt_peak_fraction %.3f\n", tn, s->name, threads, g_ours / top);
                 if (have_blas) {
                     double g_blas = flops / median(bl, rounds) * 1e-9, err = compare(&p, theirs);
                     printf("bench: %s_%s_%dt_openblas %.1f GFLOP/s\n", tn, s->name, threads, g_blas);
+                    printf("bench: %s_%s_%dt_openblas_peak_fraction %.3f\n", tn, s->name, threads, g_blas / top);
                     printf("bench: %s_%s_%dt_vs_openblas %.2f x\n", tn, s->name, threads, g_ours / g_blas);
                     double tol = (dt ? 1e-15 : 1e-6) * s->k;
                     if (err > tol) {

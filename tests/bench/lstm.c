@@ -5,21 +5,38 @@
  *
  * The loss is sum(y * r) for a fixed random r over the outputs y [T, N, H], so backward runs
  * through every step.  Timed twice: recording the graph each step (what a loop that builds its
- * graph every step pays) and replaying one recording (ad_replay). */
+ * graph every step pays) and replaying one recording (ad_replay).
+ *
+ * Against the machine: one core's float32 FMA peak, measured first (tests/bench/peak.c), the
+ * step's FLOPs (`bench: lstm_step_gflop`, lstm_step_flops) and each timing's GFLOP/s and
+ * fraction of the peak. */
 #include "ad.h"
 #include "bench.h"
 #include "nn.h"
+#include "peak.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 enum { T = 32, N = 32, IN = 64, H = 256 };
 
+/* The step's matrix products, 2 m n k FLOPs each, as nn_rnn_forward and the backward sweep
+ * run them: the inputs' projection x W_ih^T for all T steps at once and its weight gradient
+ * (x is a constant: no input gradient); the state's h W_hh^T, its weight gradient and its
+ * input gradient at steps 1..T-1 only (the initial state is zero and its terms left out).
+ * The gate nonlinearities, the cell's products and the bias adds (O(T N H)) are not counted. */
+static double lstm_step_flops(void)
+{
+    double ih = 2.0 * T * N * IN * 4 * H, hh = 2.0 * (T - 1) * N * H * 4 * H;
+    return 2 * ih + 3 * hh;
+}
+
 int main(int argc, char **argv)
 {
     int repeats = argc > 1 ? atoi(argv[1]) : 20;
     if (repeats < 1) return fprintf(stderr, "usage: bench_lstm [REPEATS]\n"), 2;
     ad_set_threads(1);
+    peak_fma peak = peak_fma_quick();
     nn_model *m = nn_model_new(AD_F32);
     ad_rng rng;
     ad_rng_seed(&rng, 1);
@@ -49,8 +66,13 @@ int main(int argc, char **argv)
     }
     if (!isfinite(ad_value(loss)) || !isfinite(ad_tensor_grad_get(l.weight_hh, 0)))
         return fprintf(stderr, "bench_lstm: the loss or its gradient is not finite\n"), 1;
-    printf("bench: lstm_step_ms %.3f\n", 1e3 * median(rec, repeats));
-    printf("bench: lstm_step_replay_ms %.3f\n", 1e3 * median(rep, repeats));
+    double t_rec = median(rec, repeats), t_rep = median(rep, repeats), flops = lstm_step_flops();
+    printf("bench: lstm_step_ms %.3f\n", 1e3 * t_rec);
+    printf("bench: lstm_step_replay_ms %.3f\n", 1e3 * t_rep);
+    peak_fma_print(&peak);
+    printf("bench: lstm_step_gflop %.4f\n", flops * 1e-9);
+    peak_print_fraction("lstm_step", "gflops", flops, t_rec, peak.f32_gflops);
+    peak_print_fraction("lstm_step_replay", "gflops", flops, t_rep, peak.f32_gflops);
     free(rec), free(rep);
     ad_graph_free(g);
     ad_tensor_free(x), ad_tensor_free(r);

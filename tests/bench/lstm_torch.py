@@ -11,7 +11,11 @@ each side's figure is the median over the rounds.  OPENBLAS_CORETYPE is set to S
 torch loads, as fashion_torch.py does (Debian's OpenBLAS does not recognise this CPU's
 AVX-512 and falls back to SSE3 kernels otherwise).  Prints `bench: lstm_step_ms X`,
 `bench: lstm_step_replay_ms X`, `bench: lstm_step_torch_ms Y` and `bench: lstm_step_ratio R`
-(ours recorded each step / torch; below 1 is faster).  Exit status 77 without torch.
+(ours recorded each step / torch; below 1 is faster), then each side's fraction of one core's
+float32 FMA peak, `bench: lstm_step_peak_fraction F` and `bench: lstm_step_torch_peak_fraction
+F`: the step's FLOPs (`lstm_step_gflop`) over its median time, over the peak
+(`peak_f32_gflops`, the best of bench_lstm's runs), both as bench_lstm prints them.  Exit
+status 77 without torch.
 """
 import argparse
 import os
@@ -53,17 +57,23 @@ def main():
     x, r = torch.rand(T, N, IN) * 2 - 1, torch.rand(T, N, H) * 2 - 1
     torch_round(lstm, x, r)  # warm-up
     ours, replay, theirs = [], [], []
+    peak, gflop = 0.0, 0.0
     env = dict(os.environ, BACKPROP_THREADS="1")
     for _ in range(a.repeat):
         out = subprocess.run([a.bench, str(STEPS)], capture_output=True, text=True, env=env, check=True).stdout
         ours.append(float(re.search(r"lstm_step_ms ([0-9.]+)", out).group(1)))
         replay.append(float(re.search(r"lstm_step_replay_ms ([0-9.]+)", out).group(1)))
+        peak = max(peak, float(re.search(r"bench: peak_f32_gflops ([0-9.]+)", out).group(1)))
+        gflop = float(re.search(r"bench: lstm_step_gflop ([0-9.]+)", out).group(1))
         theirs.append(1e3 * torch_round(lstm, x, r))
     o, rp, t = statistics.median(ours), statistics.median(replay), statistics.median(theirs)
     print(f"bench: lstm_step_ms {o:.3f}")
     print(f"bench: lstm_step_replay_ms {rp:.3f}")
     print(f"bench: lstm_step_torch_ms {t:.3f}")
     print(f"bench: lstm_step_ratio {o / t:.3f}")
+    print(f"bench: peak_f32_gflops {peak:.1f}")
+    print(f"bench: lstm_step_peak_fraction {gflop / (o * 1e-3) / peak:.3f}")
+    print(f"bench: lstm_step_torch_peak_fraction {gflop / (t * 1e-3) / peak:.3f}")
     return 0
 
 
