@@ -9,7 +9,7 @@
 enum {
     FZ_MAX_UNITS = 64,          /* members and views of one group */
     FZ_MAX_EXTS = 64,           /* distinct outside inputs of one group */
-    FZ_SCRATCH = 64 * 1024,     /* bytes of tile scratch per thread, on its stack */
+    FZ_SCRATCH = 96 * 1024,      /* bytes of tile scratch per thread, on its stack */
     FZ_TILE_MAX = 512,          /* elements of a tile (a multiple of SUM_LANES) */
     /* Between slots, so that the same element of two slots is not 4 KiB apart: loads would
      * wait on stores to other slots (4K aliasing), which cost a third of the forward pass. */
@@ -190,15 +190,20 @@ struct fuse_plan {
         if (assign) for (int64_t i = 0; i < n; i++) D[i] = g_;                             \
         else for (int64_t i = 0; i < n; i++) D[i] += g_;                                   \
     }                                                                                      \
-    AD_VECTOR_CLONES static void add_##T(int64_t n, const T *S, T *D)                      \
+    /* a slice's gradient into its base's: 0 + S into a fresh buffer, as zeroing it first */ \
+    AD_VECTOR_CLONES static void add_##T(int64_t n, const T *S, T *D, bool assign)         \
     {                                                                                      \
-        for (int64_t i = 0; i < n; i++) D[i] += S[i];                                      \
+        if (assign) for (int64_t i = 0; i < n; i++) D[i] = (T)0 + S[i];                    \
+        else for (int64_t i = 0; i < n; i++) D[i] += S[i];                                 \
     }                                                                                      \
     /* reduce.c's lanes: lane k takes the elements k, k + SUM_LANES, ... from the block start */ \
-    AD_VECTOR_CLONES static void lanes_##T(int64_t n, const T *a, double *acc)             \
+    AD_VECTOR_CLONES static void lanes_##T(int64_t n, const T *a, double *lanes)           \
     {                                                                                      \
+        double acc[SUM_LANES]; /* in registers: lanes might alias a */                     \
+        memcpy(acc, lanes, sizeof acc);                                                    \
         for (int64_t i = 0; i + SUM_LANES <= n; i += SUM_LANES)                            \
             for (int k = 0; k < SUM_LANES; k++) acc[k] += (double)a[i + k];                \
+        memcpy(lanes, acc, sizeof acc);                                                    \
     }
 FZ_KERNELS(double)
 FZ_KERNELS(float)
@@ -565,6 +570,7 @@ typedef struct {
     int64_t blocks;
     const fz_step *steps;
     int nsteps;
+    char *udata[FZ_MAX_UNITS], *xdata[FZ_MAX_EXTS]; /* the nodes' values in memory */
     void *gbuf[FZ_MAX_UNITS];   /* backward: a unit's gradient buffer, or NULL for its slot */
     /* backward: the inner values and gathered inputs the steps read, to compute again */
     uint8_t need[FZ_MAX_UNITS], xneed[FZ_MAX_EXTS];
@@ -609,8 +615,8 @@ static void tile_backward(const fz_run *r, int64_t lo, int64_t len, char *scratc
             else fill_float(len, st->gv, (float *)D, assign);
             break;
         case S_VIEW:
-            if (f64) add_double(len, (const double *)Gu, (double *)D);
-            else add_float(len, (const float *)Gu, (float *)D);
+            if (f64) add_double(len, (const double *)Gu, (double *)D, assign);
+            else add_float(len, (const float *)Gu, (float *)D, assign);
             break;
         case S_SQUARE:
             if (f64) bwdsq_double(len, (const double *)A, (const double *)Gu, (double *)D, assign);
@@ -650,7 +656,7 @@ static void run_tile(const fz_run *r, int64_t lo, int64_t len, char *scratch, do
     char *vals[FZ_MAX_UNITS], *xv[FZ_MAX_EXTS];
     for (uint32_t k = 0; k < G->nx; k++) {
         const fz_ext *x = &r->X[k];
-        char *data = node_data(x->n);
+        char *data = r->xdata[k];
         if (x->how == FLAT) xv[k] = data + (size_t)lo * es;
         else if (x->how == SPLAT) xv[k] = data;
         else if (!r->backward || r->xneed[k]) gather(x, es, data, lo, len, xv[k] = scratch + (size_t)x->slot * slot);
@@ -658,7 +664,7 @@ static void run_tile(const fz_run *r, int64_t lo, int64_t len, char *scratch, do
     }
     for (uint32_t u = 0; u < G->nu; u++) {
         const fz_unit *U = &r->U[u];
-        char *mem = (char *)node_data(U->n) + (size_t)lo * es;
+        char *mem = r->udata[u] + (size_t)lo * es;
         vals[u] = mem;
         if (U->view || (r->backward && U->kept)) continue;
         if (!U->kept && !r->write_all) vals[u] = scratch + (size_t)U->vslot * slot;
@@ -716,11 +722,13 @@ static int64_t block_count(const fz_group *G)
 
 static void run_init(fz_run *r, const fuse_plan *p, const fz_group *G)
 {
-    memset(r, 0, offsetof(fz_run, gbuf));
+    memset(r, 0, offsetof(fz_run, udata));
     r->G = G;
     r->U = p->un + G->u0;
     r->X = p->ex + G->x0;
     r->blocks = block_count(G);
+    for (uint32_t u = 0; u < G->nu; u++) r->udata[u] = node_data(r->U[u].n);
+    for (uint32_t k = 0; k < G->nx; k++) r->xdata[k] = node_data(r->X[k].n);
 }
 
 /* Forward: the members' values (all of them with write_all), and the sum's. */
@@ -843,9 +851,22 @@ static ad_status plan_steps(ad_graph *g, fz_run *r, fz_sweep *w)
         const fz_unit *U = &r->U[u];
         if (!w->live[u] || !(U->n->flags & F_NEEDS_GRAD)) continue;
         if (U->view) {
+            /* slice's backward zeroes a fresh buffer and adds; instead the first write is
+             * 0 + g where the slice lies and the rest is zeroed: the same bits, a pass less */
+            ad_node *base = node_in(U->n, 0);
             fz_step st = {.kind = S_VIEW, .unit = (int16_t)u, .tk = T_MEM, .off = U->off};
-            if ((st.D = ad_input_grad_buffer(g, node_in(U->n, 0)))) w->steps[w->n++] = st;
-            else if (g->status) return g->status;
+            bool assign;
+            if (!(st.D = grad_for_write(g, base, true, &assign))) {
+                if (g->status) return g->status;
+                continue;
+            }
+            if (assign) {
+                size_t es = ad_dtype_size(G->dtype);
+                memset(st.D, 0, (size_t)U->off * es);
+                memset((char *)st.D + (size_t)(U->off + G->n) * es, 0, (size_t)(node_size(base) - U->off - G->n) * es);
+            }
+            st.assign = assign;
+            w->steps[w->n++] = st;
             continue;
         }
         bool one = U->nin == 1 || (U->n->op == OP_MUL && U->in[0] == U->in[1]), aliased = false;

@@ -134,7 +134,12 @@ ad_status ad_set_data(ad_graph *g, ad_node *leaf, const double *v)
     if (!g) return AD_ERR_NULL;
     if (!settable(g, leaf, "set_data")) return g->status;
     if (!v) return ad_set_error(g, AD_ERR_NULL, "set_data: values are NULL");
-    for (int64_t i = 0; i < node_size(leaf); i++) store(node_data(leaf), (ad_dtype)leaf->dtype, i, v[i]);
+    /* a copy, not a store per element: a replay's input is a pass over memory like any other */
+    void *d = node_data(leaf);
+    int64_t n = node_size(leaf);
+    if (leaf->dtype == AD_F64) memmove(d, v, (size_t)n * sizeof *v);
+    else
+        for (int64_t i = 0; i < n; i++) ((float *)d)[i] = (float)v[i];
     return AD_OK;
 }
 

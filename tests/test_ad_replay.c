@@ -1292,7 +1292,8 @@ END_TEST
  * - a broadcast operand's gradient is a sum over every element: s (a float64 scalar) and a row
  *   used by two ops each, whose unfused gradients are two sums one after the other;
  * - three slices of z recorded with falling offsets, whose gradients z sums element by element;
- * - s = p + q hands its gradient on unchanged to both p and q, and p gets more after. */
+ * - s = p + q hands its gradient on unchanged to both p and q, and p gets more after;
+ * - a slice's gradient of -0, which its base's zeroed buffer turns into +0. */
 static ad_node *fz_orders(ad_graph *g, int which, ad_dtype t, const double *v, int n, ad_node **leaf)
 {
     ad_shape sh = AD_SHAPE(n / 100, 100);
@@ -1310,6 +1311,10 @@ static ad_node *fz_orders(ad_graph *g, int which, ad_dtype t, const double *v, i
         ad_node *u = ad_add(g, ad_mul(g, a, ad_sin(g, c)), ad_mul(g, b, ad_cos(g, c)));
         return ad_sum(g, ad_add(g, u, ad_mul(g, c, ad_exp(g, b))));
     }
+    case 3: { /* a slice's gradient of -0 (relu's 0 times -10): its base's is 0 + -0 = +0 */
+        ad_node *z = leaf[0] = ad_var_array(g, "z", t, AD_SHAPE(n + 1), v);
+        return ad_sum(g, ad_relu(g, ad_add_scalar(g, ad_mul_scalar(g, ad_slice(g, z, 0, 0, n), -10), 5)));
+    }
     default: {
         ad_node *x = leaf[0] = ad_var_array(g, "x", t, AD_SHAPE(n), v);
         ad_node *p = ad_mul(g, x, x), *q = ad_exp(g, x), *r = ad_mul(g, p, q), *s = ad_add(g, p, q);
@@ -1325,7 +1330,7 @@ START_TEST(fuse_keeps_orders)
     ad_rng r;
     ad_rng_seed(&r, 19);
     for (int i = 0; i < N + 2; i++) v[i] = 0.5 + ad_rng_uniform(&r);
-    for (int which = 0; which < 3; which++)
+    for (int which = 0; which < 4; which++)
         for (int k = 0; k < 2; k++) {
             ad_dtype t = k ? AD_F32 : AD_F64;
             ad_graph *a = ad_graph_new(), *b = ad_graph_new();
