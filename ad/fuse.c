@@ -16,6 +16,10 @@ enum {
     FZ_SLOT_PAD = 192,
     FZ_GRAIN = 1 << 15,         /* elements of a block of a group without a sum */
     FZ_MAX_STEPS = 1 + 2 * FZ_MAX_UNITS,
+    /* Threads sweep a group whose slices write their base's gradient at different offsets,
+     * stashing the few elements both sides of a thread's edge write (the spread), when these
+     * are within bounds: */
+    FZ_MAX_SLICES = 16, FZ_MAX_VIEWS = 8, FZ_MAX_SPREAD = 16,
     /* reduce.c's whole-tensor sum, which a fused sum must reproduce: SUM_LANES running sums
      * per block, blocks of at least SUM_MIN_BLOCK elements, at most SUM_BLOCKS of them */
     SUM_LANES = 32, SUM_BLOCKS = 64, SUM_MIN_BLOCK = 1 << 14
@@ -60,6 +64,7 @@ typedef struct {
     int64_t n, tile;
     ad_dtype dtype;
     bool par_bwd;           /* the backward may split across threads */
+    int spread;             /* the largest difference of two offsets that write one node */
     bool has_inner;
     int nslots, tmp_slot;
     size_t slot_bytes;      /* a tile and FZ_SLOT_PAD */
@@ -76,7 +81,7 @@ struct fuse_plan {
     uint32_t gid_cap;
     int32_t *uix;           /* per node: its unit's index in the plan, for the build */
     /* the open group's gradient writes outside itself, in the sweep's order reversed */
-    struct fz_write { const ad_node *n; int64_t off; bool reduce; } wr[FZ_MAX_STEPS];
+    struct fz_write { const ad_node *n; int64_t off; bool reduce, view; } wr[FZ_MAX_STEPS];
     int nwr;
     int64_t sweep_at;       /* the sweep's cursor: the group it last looked at */
     int64_t done;           /* the group the current sweep has run */
@@ -349,12 +354,12 @@ static bool writes_in_order(fuse_plan *p, fz_group *G, const fz_unit *u)
     int nw = 0;
     if (u->view) {
         ad_node *base = node_in(u->n, 0);
-        if (base->flags & F_NEEDS_GRAD) w[nw++] = (struct fz_write){base, u->off, false};
+        if (base->flags & F_NEEDS_GRAD) w[nw++] = (struct fz_write){base, u->off, false, true};
     } else {
         for (int k = 0; k < u->nin; k++) {
             if (u->in[k] >= 0) continue;
             const fz_ext *x = &p->ex[G->x0 + (uint32_t)(-1 - u->in[k])];
-            if (x->n->flags & F_NEEDS_GRAD) w[nw++] = (struct fz_write){x->n, 0, x->how != FLAT};
+            if (x->n->flags & F_NEEDS_GRAD) w[nw++] = (struct fz_write){x->n, 0, x->how != FLAT, false};
         }
     }
     if (nw == 2 && w[0].n == w[1].n && (w[0].reduce || w[1].off > w[0].off)) return false;
@@ -420,12 +425,23 @@ static bool open_group(fuse_plan *p, ad_node *n, bool view)
 static void close_group(fuse_plan *p)
 {
     fz_group *G = &p->gr[p->ngr - 1];
-    /* threads may take blocks of tiles when no two writes touch one element from different
-     * tiles: no broadcast input's gradient, one offset per node */
+    /* Threads may take blocks of tiles when no write sums over elements (a broadcast input's
+     * gradient), and writes at different offsets into one node come from few slices, close
+     * together (their elements near a thread's edge are stashed: run_parallel). */
     G->par_bwd = true;
-    for (int i = 0; i < p->nwr; i++)
-        for (int k = 0; k < p->nwr; k++)
-            if (p->wr[i].reduce || (p->wr[i].n == p->wr[k].n && p->wr[i].off != p->wr[k].off)) G->par_bwd = false;
+    G->spread = 0;
+    int views = 0;
+    for (int i = 0; i < p->nwr; i++) {
+        views += p->wr[i].view;
+        if (p->wr[i].reduce) G->par_bwd = false;
+        for (int k = 0; k < p->nwr; k++) {
+            if (p->wr[i].n != p->wr[k].n || p->wr[i].off == p->wr[k].off) continue;
+            if (!p->wr[i].view || !p->wr[k].view) G->par_bwd = false;
+            int64_t d = p->wr[i].off - p->wr[k].off;
+            if (d > G->spread) G->spread = d > FZ_MAX_SPREAD ? FZ_MAX_SPREAD + 1 : (int)d;
+        }
+    }
+    if (G->spread > FZ_MAX_SPREAD || (G->spread && views > FZ_MAX_VIEWS)) G->par_bwd = false;
     if (G->members >= 1 && G->members + (G->sum != NULL) >= 2) return;
     for (uint32_t u = 0; u < G->nu; u++) {
         ad_node *n = p->un[G->u0 + u].n;
@@ -556,6 +572,9 @@ typedef struct {
     uint8_t alias;
     int16_t unit;       /* whose backward it is */
     int16_t to;         /* T_UNIT: the unit written; T_REDUCE: the outside input */
+    int8_t stash;       /* S_VIEW with threads: its row of the stash, or -1 */
+    int64_t zone;       /* ... and the first element of a thread's edge it writes, from the edge */
+    int64_t width;      /* ... and how many (its base's spread) */
     void *D;
     int64_t off;
     double gv;          /* S_FILL */
@@ -572,6 +591,12 @@ typedef struct {
     int nsteps;
     char *udata[FZ_MAX_UNITS], *xdata[FZ_MAX_EXTS]; /* the nodes' values in memory */
     void *gbuf[FZ_MAX_UNITS];   /* backward: a unit's gradient buffer, or NULL for its slot */
+    /* backward on threads: slice k of the blocks starts at element edge[k]; a slice write to
+     * base elements near an edge that another slice writes too goes to the stash, for
+     * stash_apply, instead of the base */
+    int nslices;
+    int64_t edge[FZ_MAX_SLICES];
+    double stash[FZ_MAX_SLICES][FZ_MAX_VIEWS][FZ_MAX_SPREAD];
     /* backward: the inner values and gathered inputs the steps read, to compute again */
     uint8_t need[FZ_MAX_UNITS], xneed[FZ_MAX_EXTS];
     double part[SUM_BLOCKS];
@@ -583,6 +608,32 @@ static const char *operand(const fz_run *r, char *const *vals, char *const *xv, 
     if (ref >= 0) return *stride = 1, vals[ref];
     *stride = r->X[-1 - ref].how == SPLAT ? 0 : 1;
     return xv[-1 - ref];
+}
+
+/* A slice's gradient [lo, lo + len) into its base's (D, at lo + off), except the elements near
+ * a thread's edge that a slice on its other side writes too: those go to the stash. */
+static void view_write(const fz_run *r, const fz_step *st, int64_t lo, int64_t len, const char *S, char *D, bool assign)
+{
+    bool f64 = r->G->dtype == AD_F64;
+    size_t es = f64 ? sizeof(double) : sizeof(float);
+    int64_t at = lo, end = lo + len;
+    for (int k = 1; k < r->nslices && st->stash >= 0; k++) {
+        int64_t z0 = r->edge[k] + st->zone, z1 = z0 + st->width; /* its elements near edge k */
+        if (z1 <= at || z0 >= end) continue;
+        if (z0 > at) {
+            if (f64) add_double(z0 - at, (const double *)(S + (size_t)(at - lo) * es), (double *)(D + (size_t)(at - lo) * es), assign);
+            else add_float(z0 - at, (const float *)(S + (size_t)(at - lo) * es), (float *)(D + (size_t)(at - lo) * es), assign);
+            at = z0;
+        }
+        for (; at < z1 && at < end; at++) {
+            const char *v = S + (size_t)(at - lo) * es;
+            ((fz_run *)r)->stash[k][st->stash][at - z0] = f64 ? *(const double *)v : (double)*(const float *)v;
+        }
+    }
+    if (at < end) {
+        if (f64) add_double(end - at, (const double *)(S + (size_t)(at - lo) * es), (double *)(D + (size_t)(at - lo) * es), assign);
+        else add_float(end - at, (const float *)(S + (size_t)(at - lo) * es), (float *)(D + (size_t)(at - lo) * es), assign);
+    }
 }
 
 /* The backward steps of one tile, after its values. */
@@ -615,8 +666,7 @@ static void tile_backward(const fz_run *r, int64_t lo, int64_t len, char *scratc
             else fill_float(len, st->gv, (float *)D, assign);
             break;
         case S_VIEW:
-            if (f64) add_double(len, (const double *)Gu, (double *)D, assign);
-            else add_float(len, (const float *)Gu, (float *)D, assign);
+            view_write(r, st, lo, len, Gu, D, assign);
             break;
         case S_SQUARE:
             if (f64) bwdsq_double(len, (const double *)A, (const double *)Gu, (double *)D, assign);
@@ -745,6 +795,42 @@ static void group_forward(const fuse_plan *p, const fz_group *G, bool write_all)
     store(node_data(G->sum), (ad_dtype)G->sum->dtype, 0, s);
 }
 
+/* Slices [s0, s1) of the blocks: the blocks of a thread. */
+static void run_slices(void *ctx, int64_t s0, int64_t s1)
+{
+    fz_run *r = ctx;
+    run_blocks(r, r->blocks * s0 / r->nslices, r->blocks * s1 / r->nslices);
+}
+
+/* The backward's slices, on threads when par, then the stashed writes, in the sweep's order for
+ * each element, as one thread would have made them. */
+static void run_parallel(fz_run *r, bool par)
+{
+    int64_t t = par ? ad_get_threads() : 1;
+    r->nslices = (int)(t < r->blocks ? t : r->blocks);
+    if (r->nslices > FZ_MAX_SLICES) r->nslices = FZ_MAX_SLICES;
+    if (r->nslices <= 1) {
+        r->nslices = 1;
+        run_blocks(r, 0, r->blocks);
+        return;
+    }
+    for (int k = 0; k < r->nslices; k++) r->edge[k] = r->G->n * (r->blocks * k / r->nslices) / r->blocks;
+    ad_parallel_for(r->nslices, 1, run_slices, r);
+    bool f64 = r->G->dtype == AD_F64;
+    for (int k = 1; k < r->nslices; k++)
+        for (int s = 0; s < r->nsteps; s++) {
+            const fz_step *st = &r->steps[s];
+            if (st->kind != S_VIEW || st->stash < 0) continue;
+            for (int64_t e = 0; e < st->width; e++) {
+                int64_t i = r->edge[k] + st->zone + e, j = i + st->off; /* group element, base element */
+                if (i < 0 || i >= r->G->n) continue;
+                double v = r->stash[k][st->stash][e];
+                if (f64) ((double *)st->D)[j] = st->assign ? 0.0 + v : ((double *)st->D)[j] + v;
+                else ((float *)st->D)[j] = st->assign ? 0.0f + (float)v : ((float *)st->D)[j] + (float)v;
+            }
+        }
+}
+
 /* ---- the sweep's steps ---- */
 
 /* What the backward of a group knows about each unit during one sweep. */
@@ -752,7 +838,7 @@ typedef struct {
     uint8_t live[FZ_MAX_UNITS];    /* reached: its gradient has had a contribution */
     uint8_t fresh[FZ_MAX_UNITS];   /* its slot holds nothing yet (the first write assigns) */
     fz_step steps[FZ_MAX_STEPS];
-    int n;
+    int n, nstash;
 } fz_sweep;
 
 /* Where a step of unit u's backward writes input `ref`'s gradient, as grad_for_write would
@@ -831,7 +917,7 @@ static void needed(fz_run *r, const fz_sweep *w)
 static ad_status plan_steps(ad_graph *g, fz_run *r, fz_sweep *w)
 {
     const fz_group *G = r->G;
-    w->n = 0;
+    w->n = w->nstash = 0;
     for (uint32_t u = 0; u < G->nu; u++) {
         ad_node *n = r->U[u].n;
         bool live = n->id <= r->upto && (n->flags & F_GRAD_LIVE);
@@ -866,6 +952,17 @@ static ad_status plan_steps(ad_graph *g, fz_run *r, fz_sweep *w)
                 memset((char *)st.D + (size_t)(U->off + G->n) * es, 0, (size_t)(node_size(base) - U->off - G->n) * es);
             }
             st.assign = assign;
+            /* near an edge, base elements [edge + lo, edge + hi) get writes from both sides,
+             * lo and hi the smallest and largest offset into the base: this slice writes them
+             * from its elements [edge + lo - off, edge + hi - off) */
+            st.stash = -1;
+            int64_t omin = U->off, omax = U->off;
+            for (uint32_t v = 0; v < G->nu; v++)
+                if (r->U[v].view && node_in(r->U[v].n, 0) == base) {
+                    omin = r->U[v].off < omin ? r->U[v].off : omin;
+                    omax = r->U[v].off > omax ? r->U[v].off : omax;
+                }
+            if (omax > omin) st.stash = (int8_t)w->nstash++, st.zone = omin - U->off, st.width = omax - omin;
             w->steps[w->n++] = st;
             continue;
         }
@@ -980,8 +1077,7 @@ bool fuse_sweep_at(ad_graph *g, ad_node *n, ad_status *st)
     if ((*st = plan_steps(g, &r, &w)) != AD_OK || !w.n) return true;
     r.steps = w.steps;
     r.nsteps = w.n;
-    if (G->par_bwd) ad_parallel_for(r.blocks, 1, run_blocks, &r);
-    else run_blocks(&r, 0, r.blocks);
+    run_parallel(&r, G->par_bwd);
     return true;
 }
 

@@ -1311,9 +1311,11 @@ static ad_node *fz_orders(ad_graph *g, int which, ad_dtype t, const double *v, i
         ad_node *u = ad_add(g, ad_mul(g, a, ad_sin(g, c)), ad_mul(g, b, ad_cos(g, c)));
         return ad_sum(g, ad_add(g, u, ad_mul(g, c, ad_exp(g, b))));
     }
-    case 3: { /* a slice's gradient of -0 (relu's 0 times -10): its base's is 0 + -0 = +0 */
+    case 3: { /* slices' gradients of -0 (relu's 0 times -10): their base's is 0 + -0 + -0 = +0 */
         ad_node *z = leaf[0] = ad_var_array(g, "z", t, AD_SHAPE(n + 1), v);
-        return ad_sum(g, ad_relu(g, ad_add_scalar(g, ad_mul_scalar(g, ad_slice(g, z, 0, 0, n), -10), 5)));
+        ad_node *a = ad_slice(g, z, 0, 0, n), *b = ad_slice(g, z, 0, 1, n + 1);
+        ad_node *ra = ad_relu(g, ad_add_scalar(g, ad_mul_scalar(g, a, -10), 5));
+        return ad_sum(g, ad_add(g, ra, ad_relu(g, ad_add_scalar(g, ad_mul_scalar(g, b, -10), 5))));
     }
     default: {
         ad_node *x = leaf[0] = ad_var_array(g, "x", t, AD_SHAPE(n), v);
@@ -1325,11 +1327,13 @@ static ad_node *fz_orders(ad_graph *g, int which, ad_dtype t, const double *v, i
 
 START_TEST(fuse_keeps_orders)
 {
-    enum { N = 20000 };
+    enum { N = 40000 }; /* two blocks of a sum: two threads, whose edge case 3 writes */
     static double v[N + 2];
     ad_rng r;
     ad_rng_seed(&r, 19);
     for (int i = 0; i < N + 2; i++) v[i] = 0.5 + ad_rng_uniform(&r);
+    int was = ad_get_threads();
+    ad_set_threads(2);
     for (int which = 0; which < 4; which++)
         for (int k = 0; k < 2; k++) {
             ad_dtype t = k ? AD_F32 : AD_F64;
@@ -1347,6 +1351,7 @@ START_TEST(fuse_keeps_orders)
                               which, ad_dtype_name(t), ad_node_name(la[l]));
             ad_graph_free(a), ad_graph_free(b);
         }
+    ad_set_threads(was);
 }
 END_TEST
 /* ==== end of elementwise fusion ==== */
