@@ -114,101 +114,103 @@ struct fuse_plan {
     case OP_##ID: FZ_LOOP2(PUT(D[i], (fz_t)(G[i] * ad_ew_##name##_db(A[ia], B[ib], Y[i])))); break;
 
 /* add, sub and mul in T, as the unfused loops; every other row through its ad_ew.h formula in
- * double, rounded to T, which is what the registry's function pointers compute. */
-#define FZ_KERNELS(T)                                                                      \
-    AD_VECTOR_CLONES static void fwd2_##T(const op_entry *e, int op, int64_t n, const T *A, \
-                                          int64_t sa, const T *B, int64_t sb, T *Y)        \
-    {                                                                                      \
-        typedef T fz_t;                                                                    \
-        if (op == OP_ADD) FZ_LOOP2(Y[i] = A[ia] + B[ib]);                                  \
-        else if (op == OP_SUB) FZ_LOOP2(Y[i] = A[ia] - B[ib]);                             \
-        else if (op == OP_MUL) FZ_LOOP2(Y[i] = A[ia] * B[ib]);                             \
-        else switch (op) {                                                                 \
-            AD_EW_BINARY(FWD2_CASE_)                                                       \
-            default: FZ_LOOP2(Y[i] = (T)e->f2(A[ia], B[ib])); break;                       \
-            }                                                                              \
-    }                                                                                      \
-    AD_VECTOR_CLONES static void fwd1_##T(const op_entry *e, int op, int64_t n, const T *X, \
-                                          double p, T *Y)                                  \
-    {                                                                                      \
-        typedef T fz_t;                                                                    \
-        if (op == OP_RELU) for (int64_t i = 0; i < n; i++) Y[i] = !(X[i] <= 0) ? X[i] : 0; \
-        else if (op == OP_NEG) for (int64_t i = 0; i < n; i++) Y[i] = -X[i];               \
-        else switch (op) {                                                                 \
-            AD_EW_UNARY(FWD1_CASE_)                                                        \
-            AD_EW_UNARY_P(FWD1_CASE_)                                                      \
-            default: for (int64_t i = 0; i < n; i++) Y[i] = (T)e->f1(X[i], p); break;      \
-            }                                                                              \
-    }                                                                                      \
-    AD_VECTOR_CLONES static void bwd1_##T(const op_entry *e, int op, int64_t n, const T *X, \
-                                          const T *Y, double p, const T *G, T *D, bool assign) \
-    {                                                                                      \
-        typedef T fz_t;                                                                    \
-        if (op == OP_RELU)                                                                 \
-            for (int64_t i = 0; i < n; i++) {                                              \
-                T g_ = G[i], x_ = X[i];                                                    \
-                PUT(D[i], x_ <= 0 ? 0 : g_);                                               \
-            }                                                                              \
-        else if (op == OP_NEG) for (int64_t i = 0; i < n; i++) PUT(D[i], -G[i]);           \
-        else switch (op) {                                                                 \
-            AD_EW_UNARY(BWD1_CASE_)                                                        \
-            AD_EW_UNARY_P(BWD1_CASE_)                                                      \
-            default:                                                                       \
-                for (int64_t i = 0; i < n; i++) PUT(D[i], (T)(G[i] * e->d1(X[i], Y[i], p))); \
-                break;                                                                     \
-            }                                                                              \
-    }                                                                                      \
-    AD_VECTOR_CLONES static void bwd2_##T(const op_entry *e, int op, int side, int64_t n,  \
-                                          const T *A, int64_t sa, const T *B, int64_t sb,  \
-                                          const T *Y, const T *G, T *D, bool assign)       \
-    {                                                                                      \
-        typedef T fz_t;                                                                    \
-        if (side == 0) {                                                                   \
-            if (op == OP_ADD || op == OP_SUB) FZ_LOOP2(PUT(D[i], G[i])); \
-            else if (op == OP_MUL) FZ_LOOP2(PUT(D[i], G[i] * B[ib]));            \
-            else switch (op) {                                                             \
-                AD_EW_BINARY(BWD2A_CASE_)                                                  \
-                default: FZ_LOOP2(PUT(D[i], (T)(G[i] * e->d2a(A[ia], B[ib], Y[i])))); break; \
-                }                                                                          \
-        } else {                                                                           \
-            if (op == OP_ADD) FZ_LOOP2(PUT(D[i], G[i]));               \
-            else if (op == OP_SUB) FZ_LOOP2(PUT(D[i], -G[i]));         \
-            else if (op == OP_MUL) FZ_LOOP2(PUT(D[i], G[i] * A[ia]));            \
-            else switch (op) {                                                             \
-                AD_EW_BINARY(BWD2B_CASE_)                                                  \
-                default: FZ_LOOP2(PUT(D[i], (T)(G[i] * e->d2b(A[ia], B[ib], Y[i])))); break; \
-                }                                                                          \
-        }                                                                                  \
-    }                                                                                      \
-    /* x*x: both sides in one pass, as ew_backward does it */                              \
-    AD_VECTOR_CLONES static void bwdsq_##T(int64_t n, const T *X, const T *G, T *D, bool assign) \
-    {                                                                                      \
-        for (int64_t i = 0; i < n; i++) {                                                  \
-            T v = G[i] * X[i];                                                             \
-            PUT(D[i], v + v);                                                              \
-        }                                                                                  \
-    }                                                                                      \
-    /* sum's and mean's backward: every element the same number */                        \
-    AD_VECTOR_CLONES static void fill_##T(int64_t n, double gv, T *D, bool assign)         \
-    {                                                                                      \
-        T g_ = (T)gv;                                                                      \
-        if (assign) for (int64_t i = 0; i < n; i++) D[i] = g_;                             \
-        else for (int64_t i = 0; i < n; i++) D[i] += g_;                                   \
-    }                                                                                      \
-    /* a slice's gradient into its base's: 0 + S into a fresh buffer, as zeroing it first */ \
-    AD_VECTOR_CLONES static void add_##T(int64_t n, const T *S, T *D, bool assign)         \
-    {                                                                                      \
-        if (assign) for (int64_t i = 0; i < n; i++) D[i] = (T)0 + S[i];                    \
-        else for (int64_t i = 0; i < n; i++) D[i] += S[i];                                 \
-    }                                                                                      \
-    /* reduce.c's lanes: lane k takes the elements k, k + SUM_LANES, ... from the block start */ \
-    AD_VECTOR_CLONES static void lanes_##T(int64_t n, const T *a, double *lanes)           \
-    {                                                                                      \
-        double acc[SUM_LANES]; /* in registers: lanes might alias a */                     \
-        memcpy(acc, lanes, sizeof acc);                                                    \
-        for (int64_t i = 0; i + SUM_LANES <= n; i += SUM_LANES)                            \
-            for (int k = 0; k < SUM_LANES; k++) acc[k] += (double)a[i + k];                \
-        memcpy(lanes, acc, sizeof acc);                                                    \
+ * double, rounded to T, which is what the registry's function pointers compute.  No two
+ * operands of a kernel share memory (restrict: no runtime overlap checks before each tile's
+ * loop), which the steps see to: the one step that could (an alias for x + x) is a copy. */
+#define FZ_KERNELS(T)                                                                               \
+    AD_VECTOR_CLONES static void fwd2_##T(const op_entry *e, int op, int64_t n, const T *restrict A, \
+                                          int64_t sa, const T *restrict B, int64_t sb, T *restrict Y) \
+    {                                                                                               \
+        typedef T fz_t;                                                                             \
+        if (op == OP_ADD) FZ_LOOP2(Y[i] = A[ia] + B[ib]);                                           \
+        else if (op == OP_SUB) FZ_LOOP2(Y[i] = A[ia] - B[ib]);                                      \
+        else if (op == OP_MUL) FZ_LOOP2(Y[i] = A[ia] * B[ib]);                                      \
+        else switch (op) {                                                                          \
+            AD_EW_BINARY(FWD2_CASE_)                                                                \
+            default: FZ_LOOP2(Y[i] = (T)e->f2(A[ia], B[ib])); break;                                \
+            }                                                                                       \
+    }                                                                                               \
+    AD_VECTOR_CLONES static void fwd1_##T(const op_entry *e, int op, int64_t n, const T *restrict X, \
+                                          double p, T *restrict Y)                                  \
+    {                                                                                               \
+        typedef T fz_t;                                                                             \
+        if (op == OP_RELU) for (int64_t i = 0; i < n; i++) Y[i] = !(X[i] <= 0) ? X[i] : 0;          \
+        else if (op == OP_NEG) for (int64_t i = 0; i < n; i++) Y[i] = -X[i];                        \
+        else switch (op) {                                                                          \
+            AD_EW_UNARY(FWD1_CASE_)                                                                 \
+            AD_EW_UNARY_P(FWD1_CASE_)                                                               \
+            default: for (int64_t i = 0; i < n; i++) Y[i] = (T)e->f1(X[i], p); break;               \
+            }                                                                                       \
+    }                                                                                               \
+    AD_VECTOR_CLONES static void bwd1_##T(const op_entry *e, int op, int64_t n, const T *restrict X, \
+                                          const T *restrict Y, double p, const T *restrict G, T *restrict D, bool assign) \
+    {                                                                                               \
+        typedef T fz_t;                                                                             \
+        if (op == OP_RELU)                                                                          \
+            for (int64_t i = 0; i < n; i++) {                                                       \
+                T g_ = G[i], x_ = X[i];                                                             \
+                PUT(D[i], x_ <= 0 ? 0 : g_);                                                        \
+            }                                                                                       \
+        else if (op == OP_NEG) for (int64_t i = 0; i < n; i++) PUT(D[i], -G[i]);                    \
+        else switch (op) {                                                                          \
+            AD_EW_UNARY(BWD1_CASE_)                                                                 \
+            AD_EW_UNARY_P(BWD1_CASE_)                                                               \
+            default:                                                                                \
+                for (int64_t i = 0; i < n; i++) PUT(D[i], (T)(G[i] * e->d1(X[i], Y[i], p)));        \
+                break;                                                                              \
+            }                                                                                       \
+    }                                                                                               \
+    AD_VECTOR_CLONES static void bwd2_##T(const op_entry *e, int op, int side, int64_t n,           \
+                                          const T *restrict A, int64_t sa, const T *restrict B, int64_t sb, \
+                                          const T *restrict Y, const T *restrict G, T *restrict D, bool assign) \
+    {                                                                                               \
+        typedef T fz_t;                                                                             \
+        if (side == 0) {                                                                            \
+            if (op == OP_ADD || op == OP_SUB) FZ_LOOP2(PUT(D[i], G[i]));                            \
+            else if (op == OP_MUL) FZ_LOOP2(PUT(D[i], G[i] * B[ib]));                               \
+            else switch (op) {                                                                      \
+                AD_EW_BINARY(BWD2A_CASE_)                                                           \
+                default: FZ_LOOP2(PUT(D[i], (T)(G[i] * e->d2a(A[ia], B[ib], Y[i])))); break;        \
+                }                                                                                   \
+        } else {                                                                                    \
+            if (op == OP_ADD) FZ_LOOP2(PUT(D[i], G[i]));                                            \
+            else if (op == OP_SUB) FZ_LOOP2(PUT(D[i], -G[i]));                                      \
+            else if (op == OP_MUL) FZ_LOOP2(PUT(D[i], G[i] * A[ia]));                               \
+            else switch (op) {                                                                      \
+                AD_EW_BINARY(BWD2B_CASE_)                                                           \
+                default: FZ_LOOP2(PUT(D[i], (T)(G[i] * e->d2b(A[ia], B[ib], Y[i])))); break;        \
+                }                                                                                   \
+        }                                                                                           \
+    }                                                                                               \
+    /* x*x: both sides in one pass, as ew_backward does it */                                       \
+    AD_VECTOR_CLONES static void bwdsq_##T(int64_t n, const T *restrict X, const T *restrict G, T *restrict D, bool assign) \
+    {                                                                                               \
+        for (int64_t i = 0; i < n; i++) {                                                           \
+            T v = G[i] * X[i];                                                                      \
+            PUT(D[i], v + v);                                                                       \
+        }                                                                                           \
+    }                                                                                               \
+    /* sum's and mean's backward: every element the same number */                                  \
+    AD_VECTOR_CLONES static void fill_##T(int64_t n, double gv, T *restrict D, bool assign)         \
+    {                                                                                               \
+        T g_ = (T)gv;                                                                               \
+        if (assign) for (int64_t i = 0; i < n; i++) D[i] = g_;                                      \
+        else for (int64_t i = 0; i < n; i++) D[i] += g_;                                            \
+    }                                                                                               \
+    /* a slice's gradient into its base's: 0 + S into a fresh buffer, as zeroing it first */        \
+    AD_VECTOR_CLONES static void add_##T(int64_t n, const T *restrict S, T *restrict D, bool assign) \
+    {                                                                                               \
+        if (assign) for (int64_t i = 0; i < n; i++) D[i] = (T)0 + S[i];                             \
+        else for (int64_t i = 0; i < n; i++) D[i] += S[i];                                          \
+    }                                                                                               \
+    /* reduce.c's lanes: lane k takes the elements k, k + SUM_LANES, ... from the block start */    \
+    AD_VECTOR_CLONES static void lanes_##T(int64_t n, const T *a, double *lanes)                    \
+    {                                                                                               \
+        double acc[SUM_LANES]; /* in registers: lanes might alias a */                              \
+        memcpy(acc, lanes, sizeof acc);                                                             \
+        for (int64_t i = 0; i + SUM_LANES <= n; i += SUM_LANES)                                     \
+            for (int k = 0; k < SUM_LANES; k++) acc[k] += (double)a[i + k];                         \
+        memcpy(lanes, acc, sizeof acc);                                                             \
     }
 FZ_KERNELS(double)
 FZ_KERNELS(float)
@@ -980,7 +982,7 @@ static ad_status plan_steps(ad_graph *g, fz_run *r, fz_sweep *w)
              * step writes the slot; a second alias would make two gradients one */
             int op = U->n->op;
             if (st.kind == S_BINARY && (op == OP_ADD || (op == OP_SUB && side == 0)) && st.tk == T_UNIT &&
-                st.assign && !r->gbuf[st.to] && !r->gbuf[u] && !aliased)
+                st.assign && !r->gbuf[st.to] && !r->gbuf[u] && !aliased && U->in[0] != U->in[1]) /* restrict */
                 st.alias = aliased = true;
             w->steps[w->n++] = st;
         }
