@@ -913,6 +913,35 @@ static void needed(fz_run *r, const fz_sweep *w)
     }
 }
 
+/* A step that copies its node's gradient into a fresh slot (add's sides, sub's left) of an
+ * inner unit, from an inner unit's slot. */
+static bool pass_through(const fz_run *r, const fz_step *st)
+{
+    const fz_unit *U = &r->U[st->unit];
+    int op = U->n->op;
+    return st->kind == S_BINARY && (op == OP_ADD || (op == OP_SUB && st->side == 0)) && st->tk == T_UNIT &&
+           st->assign && !r->gbuf[st->to] && !r->gbuf[st->unit] && U->in[0] != U->in[1]; /* x + x: restrict */
+}
+
+/* Copies that need not be made.  A node's gradient is final once its steps start, and read by
+ * them only: a copy of it that no later step writes can share its memory, any number of such
+ * copies; a copy that later steps add to can too, alone (those additions land in the node's
+ * gradient, which nothing reads by then, and would be seen by a second sharer). */
+static void aliases(const fz_run *r, fz_sweep *w)
+{
+    for (int s = 0; s < w->n;) {
+        int e = s;
+        while (e < w->n && w->steps[e].unit == w->steps[s].unit) e++; /* the node's steps */
+        bool written = false;
+        for (int k = s; k < e; k++)
+            for (int l = e; pass_through(r, &w->steps[k]) && l < w->n; l++)
+                written = written || (w->steps[l].tk == T_UNIT && w->steps[l].to == w->steps[k].to);
+        for (int k = s, n = 0; k < e; k++)
+            if (pass_through(r, &w->steps[k]) && (!written || !n++)) w->steps[k].alias = 1;
+        s = e;
+    }
+}
+
 /* The steps of a sweep that entered the group at node `upto`, in the unfused sweep's order
  * (and with its liveness, zeroing and assignment), with every gradient buffer it writes
  * obtained as the unfused ops obtain them. */
@@ -968,7 +997,7 @@ static ad_status plan_steps(ad_graph *g, fz_run *r, fz_sweep *w)
             w->steps[w->n++] = st;
             continue;
         }
-        bool one = U->nin == 1 || (U->n->op == OP_MUL && U->in[0] == U->in[1]), aliased = false;
+        bool one = U->nin == 1 || (U->n->op == OP_MUL && U->in[0] == U->in[1]);
         for (int side = 0; side < (one ? 1 : 2); side++) {
             fz_step st = {.kind = U->nin == 1 ? S_UNARY : one ? S_SQUARE : S_BINARY, .side = (uint8_t)side,
                           .unit = (int16_t)u};
@@ -978,15 +1007,10 @@ static ad_status plan_steps(ad_graph *g, fz_run *r, fz_sweep *w)
                 if (g->status) return g->status;
                 continue;
             }
-            /* u's gradient is read by its own steps only, which all read before any later
-             * step writes the slot; a second alias would make two gradients one */
-            int op = U->n->op;
-            if (st.kind == S_BINARY && (op == OP_ADD || (op == OP_SUB && side == 0)) && st.tk == T_UNIT &&
-                st.assign && !r->gbuf[st.to] && !r->gbuf[u] && !aliased && U->in[0] != U->in[1]) /* restrict */
-                st.alias = aliased = true;
             w->steps[w->n++] = st;
         }
     }
+    aliases(r, w);
     needed(r, w);
     return AD_OK;
 }
