@@ -160,21 +160,29 @@ struct fuse_plan {
                 break;                                                                              \
             }                                                                                       \
     }                                                                                               \
+    /* G is one number for every element when gs is 0 (add, sub and mul only) */                   \
     AD_VECTOR_CLONES static void bwd2_##T(const op_entry *e, int op, int side, int64_t n,           \
                                           const T *restrict A, int64_t sa, const T *restrict B, int64_t sb, \
-                                          const T *restrict Y, const T *restrict G, T *restrict D, bool assign) \
+                                          const T *restrict Y, const T *restrict G, int64_t gs,     \
+                                          T *restrict D, bool assign)                               \
     {                                                                                               \
         typedef T fz_t;                                                                             \
+        T g0 = G[0];                                                                                \
         if (side == 0) {                                                                            \
-            if (op == OP_ADD || op == OP_SUB) FZ_LOOP2(PUT(D[i], G[i]));                            \
+            if ((op == OP_ADD || op == OP_SUB) && !gs) FZ_LOOP2(PUT(D[i], g0));                      \
+            else if (op == OP_ADD || op == OP_SUB) FZ_LOOP2(PUT(D[i], G[i]));                       \
+            else if (op == OP_MUL && !gs) FZ_LOOP2(PUT(D[i], g0 * B[ib]));                          \
             else if (op == OP_MUL) FZ_LOOP2(PUT(D[i], G[i] * B[ib]));                               \
             else switch (op) {                                                                      \
                 AD_EW_BINARY(BWD2A_CASE_)                                                           \
                 default: FZ_LOOP2(PUT(D[i], (T)(G[i] * e->d2a(A[ia], B[ib], Y[i])))); break;        \
                 }                                                                                   \
         } else {                                                                                    \
-            if (op == OP_ADD) FZ_LOOP2(PUT(D[i], G[i]));                                            \
+            if (op == OP_ADD && !gs) FZ_LOOP2(PUT(D[i], g0));                                       \
+            else if (op == OP_ADD) FZ_LOOP2(PUT(D[i], G[i]));                                       \
+            else if (op == OP_SUB && !gs) FZ_LOOP2(PUT(D[i], -g0));                                 \
             else if (op == OP_SUB) FZ_LOOP2(PUT(D[i], -G[i]));                                      \
+            else if (op == OP_MUL && !gs) FZ_LOOP2(PUT(D[i], g0 * A[ia]));                          \
             else if (op == OP_MUL) FZ_LOOP2(PUT(D[i], G[i] * A[ia]));                               \
             else switch (op) {                                                                      \
                 AD_EW_BINARY(BWD2B_CASE_)                                                           \
@@ -183,12 +191,20 @@ struct fuse_plan {
         }                                                                                           \
     }                                                                                               \
     /* x*x: both sides in one pass, as ew_backward does it */                                       \
-    AD_VECTOR_CLONES static void bwdsq_##T(int64_t n, const T *restrict X, const T *restrict G, T *restrict D, bool assign) \
+    AD_VECTOR_CLONES static void bwdsq_##T(int64_t n, const T *restrict X, const T *restrict G,     \
+                                           int64_t gs, T *restrict D, bool assign)                  \
     {                                                                                               \
-        for (int64_t i = 0; i < n; i++) {                                                           \
-            T v = G[i] * X[i];                                                                      \
-            PUT(D[i], v + v);                                                                       \
-        }                                                                                           \
+        T g0 = G[0];                                                                                \
+        if (!gs)                                                                                    \
+            for (int64_t i = 0; i < n; i++) {                                                       \
+                T v = g0 * X[i];                                                                    \
+                PUT(D[i], v + v);                                                                   \
+            }                                                                                       \
+        else                                                                                        \
+            for (int64_t i = 0; i < n; i++) {                                                       \
+                T v = G[i] * X[i];                                                                  \
+                PUT(D[i], v + v);                                                                   \
+            }                                                                                       \
     }                                                                                               \
     /* sum's and mean's backward: every element the same number */                                  \
     AD_VECTOR_CLONES static void fill_##T(int64_t n, double gv, T *restrict D, bool assign)         \
@@ -638,6 +654,18 @@ static void view_write(const fz_run *r, const fz_step *st, int64_t lo, int64_t l
     }
 }
 
+/* Unit u's gradient, one number so far, written out over its slot (u's own: a copy shares the
+ * number, not the slot). */
+static void spread_out(const fz_run *r, uint32_t u, char **grads, uint8_t *one, char *scratch, int64_t len)
+{
+    const fz_group *G = r->G;
+    char *d = scratch + (size_t)r->U[u].gslot * G->slot_bytes;
+    if (G->dtype == AD_F64) fill_double(len, *(const double *)grads[u], (double *)d, true);
+    else fill_float(len, *(const float *)grads[u], (float *)d, true);
+    grads[u] = d;
+    one[u] = 0;
+}
+
 /* The backward steps of one tile, after its values. */
 static void tile_backward(const fz_run *r, int64_t lo, int64_t len, char *scratch, char *const *vals,
                           char *const *xv)
@@ -646,20 +674,39 @@ static void tile_backward(const fz_run *r, int64_t lo, int64_t len, char *scratc
     size_t es = ad_dtype_size(G->dtype), slot = G->slot_bytes;
     bool f64 = G->dtype == AD_F64;
     char *grads[FZ_MAX_UNITS];
-    for (uint32_t u = 0; u < G->nu; u++)
+    /* A sum's gradient is one number for every element, and so are the unchanged copies of it
+     * (add's, sub's left): kept as that number (one[u], in ones[u]) until a kernel that reads
+     * G element by element, or a later addition, needs it written out: the same values. */
+    uint8_t one[FZ_MAX_UNITS];
+    _Alignas(8) char ones[FZ_MAX_UNITS][8];
+    for (uint32_t u = 0; u < G->nu; u++) {
         grads[u] = r->gbuf[u] ? (char *)r->gbuf[u] + (size_t)lo * es : scratch + (size_t)r->U[u].gslot * slot;
+        one[u] = 0;
+    }
     char *tmp = G->tmp_slot >= 0 ? scratch + (size_t)G->tmp_slot * slot : NULL;
     for (int s = 0; s < r->nsteps; s++) {
         const fz_step *st = &r->steps[s];
         if (st->alias) {
             grads[st->to] = grads[st->unit];
+            one[st->to] = one[st->unit];
             continue;
         }
+        const fz_unit *U = &r->U[st->unit];
+        int op = U->n->op;
+        if (st->kind == S_FILL && st->tk == T_UNIT && st->assign && !r->gbuf[st->to]) {
+            if (f64) memcpy(ones[st->to], &(double){st->gv}, sizeof(double));
+            else memcpy(ones[st->to], &(float){(float)st->gv}, sizeof(float));
+            grads[st->to] = ones[st->to];
+            one[st->to] = 1;
+            continue;
+        }
+        bool reads_one = st->kind == S_SQUARE || (st->kind == S_BINARY && (op == OP_ADD || op == OP_SUB || op == OP_MUL));
+        if (one[st->unit] && (!reads_one || st->kind == S_FILL)) spread_out(r, st->unit, grads, one, scratch, len);
+        if (st->tk == T_UNIT && one[st->to]) spread_out(r, st->to, grads, one, scratch, len); /* to be added to */
         char *D = st->tk == T_UNIT ? grads[st->to] : st->tk == T_MEM ? (char *)st->D + (size_t)(lo + st->off) * es : tmp;
         bool assign = st->tk == T_REDUCE || st->assign;
-        const fz_unit *U = &r->U[st->unit];
         const char *Gu = grads[st->unit], *Y = vals[st->unit], *A = NULL, *B = NULL;
-        int64_t sa = 1, sb = 1;
+        int64_t sa = 1, sb = 1, gs = !one[st->unit];
         if (st->kind != S_FILL && st->kind != S_VIEW) A = operand(r, vals, xv, U->in[0], &sa);
         if (st->kind == S_BINARY) B = operand(r, vals, xv, U->in[1], &sb);
         switch ((step_kind)st->kind) {
@@ -671,24 +718,24 @@ static void tile_backward(const fz_run *r, int64_t lo, int64_t len, char *scratc
             view_write(r, st, lo, len, Gu, D, assign);
             break;
         case S_SQUARE:
-            if (f64) bwdsq_double(len, (const double *)A, (const double *)Gu, (double *)D, assign);
-            else bwdsq_float(len, (const float *)A, (const float *)Gu, (float *)D, assign);
+            if (f64) bwdsq_double(len, (const double *)A, (const double *)Gu, gs, (double *)D, assign);
+            else bwdsq_float(len, (const float *)A, (const float *)Gu, gs, (float *)D, assign);
             break;
         case S_UNARY:
             if (f64)
-                bwd1_double(U->e, U->n->op, len, (const double *)A, (const double *)Y, U->p, (const double *)Gu,
+                bwd1_double(U->e, op, len, (const double *)A, (const double *)Y, U->p, (const double *)Gu,
                             (double *)D, assign);
             else
-                bwd1_float(U->e, U->n->op, len, (const float *)A, (const float *)Y, U->p, (const float *)Gu,
+                bwd1_float(U->e, op, len, (const float *)A, (const float *)Y, U->p, (const float *)Gu,
                            (float *)D, assign);
             break;
         case S_BINARY:
             if (f64)
-                bwd2_double(U->e, U->n->op, st->side, len, (const double *)A, sa, (const double *)B, sb,
-                            (const double *)Y, (const double *)Gu, (double *)D, assign);
+                bwd2_double(U->e, op, st->side, len, (const double *)A, sa, (const double *)B, sb,
+                            (const double *)Y, (const double *)Gu, gs, (double *)D, assign);
             else
-                bwd2_float(U->e, U->n->op, st->side, len, (const float *)A, sa, (const float *)B, sb,
-                           (const float *)Y, (const float *)Gu, (float *)D, assign);
+                bwd2_float(U->e, op, st->side, len, (const float *)A, sa, (const float *)B, sb,
+                           (const float *)Y, (const float *)Gu, gs, (float *)D, assign);
             break;
         }
         if (st->tk == T_REDUCE) scatter_add(&r->X[st->to], G->dtype, tmp, lo, len, st->D);
