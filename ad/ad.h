@@ -698,6 +698,18 @@ bool ad_branch(ad_graph *g, ad_node *n);
  * would be shared) or an op of ad_op_register with state (state_size, or memory from
  * ad_op_alloc; stateless user ops are copied).  Free it with ad_graph_free. */
 ad_graph *ad_graph_clone(ad_graph *g);
+/* Elementwise fusion for replays: while on, ad_replay evaluates each run of elementwise ops on
+ * one shape (with the contiguous slices feeding it and a sum or mean closing it) tile by tile,
+ * in cache, and the backward sweeps after it do the same in reverse, with the same bits as
+ * unfused evaluation (docs/design.md, "Fusion").  The price is the chain's inner nodes: an
+ * unnamed elementwise node of a run whose every use is in the run keeps no value in memory
+ * after a fused replay (ad_value and ad_node_data read the last unfused one) and gets no
+ * gradient buffer in a fused sweep (ad_node_grad_data is NULL).  Every other node is as ever.
+ * Name a node (ad_set_name) to keep it, or turn fusion off, which writes every inner value
+ * again; recording on g, traces, pictures, forward mode and workspaces see current values
+ * without either.  Off by default, and not used in anomaly mode.  Returns the previous
+ * setting (false for a NULL graph). */
+bool ad_set_fusion(ad_graph *g, bool on);
 
 /* A recorded float64 scalar graph compiled to a flat program (opaque): ADOL-C's taped function
  * or CppAD's ADFun.  Its instructions are 12 bytes where a node is 72, and a thread evaluates it

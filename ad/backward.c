@@ -78,6 +78,7 @@ static ad_status sweep(ad_graph *g, ad_node *root, const double *seed)
         store(G, root->dtype, i, load(G, root->dtype, i) + (seed ? seed[i] : 1.0));
 
     ad_status st = AD_OK;
+    bool fused = fuse_sweep_begin(g);
     for (int64_t s = (int64_t)(root->id >> SLAB_BITS); s >= 0; s--) {
         ad_node *base = g->slab[s];
         int64_t k = s == (int64_t)(root->id >> SLAB_BITS) ? (int64_t)(root->id & (SLAB_NODES - 1))
@@ -93,6 +94,10 @@ static ad_status sweep(ad_graph *g, ad_node *root, const double *seed)
              * do: relu(log(0)) has gradient 0 * inf = NaN at 0 on every path (docs/design.md,
              * "Subgradients"). */
             if (!(f & F_GRAD_LIVE)) continue;
+            if (fused && fuse_sweep_at(g, n, &st)) { /* its group's backward, all at once */
+                if (st) return st;
+                continue;
+            }
             if (f & F_PARTIALS) {
                 double gv = n->g;
                 n->a->g += n->da * gv;

@@ -151,6 +151,7 @@ static ad_status jvp_sweep(ad_graph *g, ad_node *root, int n, ad_node *const *le
         return ad_set_error(g, AD_ERR_ARG, "jvp: root is not a node of this graph");
     if (n < 0 || (n > 0 && (!leaves || !seeds)))
         return ad_set_error(g, AD_ERR_NULL, "jvp: %d leaves with a NULL array", n);
+    fuse_current(g); /* tangents of inner nodes read their values */
     ad_status st = tangents_begin(g, root->id + 1);
     if (st) return st;
     for (int k = 0; k < n; k++) {

@@ -57,6 +57,7 @@ void ad_graph_free(ad_graph *g)
     ad_xfree(g->tangent_mem);
     ad_xfree(g->hvp);
     ad_xfree(g->leaf);
+    fuse_free(g);
     for (block *b = g->first, *nx; b; b = nx) {
         nx = b->next;
         ad_xfree(b);
@@ -107,6 +108,7 @@ void ad_graph_reset(ad_graph *g)
     g->dirty = 0;
     g->ntangent = g->ntangent_mem = 0;
     g->nleaf = g->leaf_upto = 0;
+    fuse_reset(g);
     ad_clear_error(g);
 }
 
@@ -292,6 +294,7 @@ ad_node *node_new_view(ad_graph *g, int op, ad_dtype t, const ad_shape *shape,
 {
     const char *opname = op_entry_get(op)->def.name;
     int64_t size = ad_shape_size(shape);
+    fuse_current(g); /* the new node's op reads its inputs' values */
     char s[96];
     if (size < 0) {
         ad_set_error(g, AD_ERR_SHAPE, "%s: invalid shape %s", opname, ad_shape_str(shape, s, sizeof s));
@@ -621,6 +624,7 @@ double ad_node_local_grad(const ad_node *n, int i)
 ad_status ad_set_name(ad_graph *g, ad_node *n, const char *name)
 {
     if (!g || !n) return AD_ERR_NULL;
+    fuse_current(g); /* a named node is kept from the next replay on: readable from now on */
     ad_ext *x = node_ext(g, n);
     if (!x) return g->status;
     x->name = name ? arena_strdup(g, name) : NULL;

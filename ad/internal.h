@@ -220,6 +220,10 @@ struct ad_graph {
     uint32_t nleaf, leaf_cap, leaf_upto;
     ad_status status;
     char err[320];
+    /* Elementwise fusion (fuse.c): on (ad_set_fusion), the plan, and whether a fused replay
+     * left inner values unwritten since (fuse_current). */
+    struct fuse_plan *fuse;
+    bool fuse_on, fuse_stale;
 };
 
 /* Registry entry as the engine sees it: the public definition plus, for elementwise ops,
@@ -440,5 +444,31 @@ void check_opts(const ad_check_opts *o, double *eps, double *rtol, double *atol)
 void check_record(ad_check_report *r, double *worst, int input, int64_t index, double analytic,
                   double numeric, double atol, double rtol);
 ad_status check_finish(ad_check_report *r, double worst, ad_status st, double rtol, double atol);
+
+/* ---- elementwise fusion (fuse.c) ---- */
+
+typedef struct fuse_plan fuse_plan;
+/* Whether this replay of g fuses: fusion on, no anomaly mode, and a plan (made or brought up to
+ * date here) with a group.  Then fuse_replay_at(g, id) is called for each node outside a
+ * group's run, in order: if a group's run starts at id, it evaluates the group and returns the
+ * id after its run, whose nodes the replay then skips; 0 otherwise. */
+bool fuse_replay_begin(ad_graph *g);
+uint32_t fuse_replay_at(ad_graph *g, uint32_t id);
+/* Writes every value a fused replay left unwritten (inner nodes'). */
+void fuse_materialize(ad_graph *g);
+/* Called before anything reads or records on g's values: recording, traces, pictures,
+ * forward mode, workspaces. */
+static inline void fuse_current(ad_graph *g)
+{
+    if (g && g->fuse_stale) fuse_materialize(g);
+}
+/* Whether this sweep of g fuses (if not, values are brought up to date for it).  Then the
+ * sweep offers fuse_sweep_at each node it would run a backward for: true if the node is in a
+ * group, whose whole backward (for its nodes up to n) then runs once, *st its status. */
+bool fuse_sweep_begin(ad_graph *g);
+bool fuse_sweep_at(ad_graph *g, ad_node *n, ad_status *st);
+/* ad_graph_reset's and ad_graph_free's part. */
+void fuse_reset(ad_graph *g);
+void fuse_free(ad_graph *g);
 
 #endif

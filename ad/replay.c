@@ -66,6 +66,8 @@ ad_status ad_replay(ad_graph *g)
 {
     if (!g) return AD_ERR_NULL;
     if (g->status) return g->status;
+    bool fused = fuse_replay_begin(g);
+    uint32_t run_end = 0; /* nodes below it belong to a fused group's run, evaluated already */
     for (uint32_t s = 0; (uint64_t)s << SLAB_BITS < g->nnodes; s++) {
         ad_node *n = g->slab[s];
         uint32_t left = g->nnodes - (s << SLAB_BITS);
@@ -77,7 +79,13 @@ ad_status ad_replay(ad_graph *g)
                 n->g = 0;
                 n->flags &= (uint8_t)~F_GRAD_LIVE;
             }
-            if (n->flags & F_PARTIALS) scalar_eval(n);
+            if (fused && n->id >= run_end) {
+                uint32_t e = fuse_replay_at(g, n->id);
+                if (e) run_end = e;
+            }
+            if (n->id < run_end) {
+                /* its group computed it */
+            } else if (n->flags & F_PARTIALS) scalar_eval(n);
             else if (n->op >= OP_FIRST_COMPUTED && !(n->flags & F_VIEW)) {
                 ad_node *pair[2];
                 ad_op_ctx c = node_ctx(g, n, pair);
@@ -126,7 +134,12 @@ ad_status ad_set_data(ad_graph *g, ad_node *leaf, const double *v)
     if (!g) return AD_ERR_NULL;
     if (!settable(g, leaf, "set_data")) return g->status;
     if (!v) return ad_set_error(g, AD_ERR_NULL, "set_data: values are NULL");
-    for (int64_t i = 0; i < node_size(leaf); i++) store(node_data(leaf), (ad_dtype)leaf->dtype, i, v[i]);
+    /* a copy, not a store per element: a replay's input is a pass over memory like any other */
+    void *d = node_data(leaf);
+    int64_t n = node_size(leaf);
+    if (leaf->dtype == AD_F64) memmove(d, v, (size_t)n * sizeof *v);
+    else
+        for (int64_t i = 0; i < n; i++) ((float *)d)[i] = (float)v[i];
     return AD_OK;
 }
 
@@ -238,6 +251,7 @@ ad_graph *ad_graph_clone(ad_graph *g)
 {
     if (!g) return NULL;
     if (g->status) return NULL;
+    fuse_current(g); /* the copy's values are all current */
     for (uint32_t i = 0; i < g->nnodes; i++) {
         const ad_node *n = node_at(g, i);
         const char *why = not_clonable(n);
@@ -251,6 +265,7 @@ ad_graph *ad_graph_clone(ad_graph *g)
     if (!w) goto oom;
     w->nograd = g->nograd;
     w->anomaly = g->anomaly;
+    w->fuse_on = g->fuse_on;
     for (uint32_t i = 0; i < g->nnodes; i++) {
         const ad_node *n = node_at(g, i);
         ad_node *n2 = node_alloc(w);

@@ -33,6 +33,7 @@ ad_status view_build(gview *v, const ad_graph *g, ad_node *root)
 {
     memset(v, 0, sizeof *v);
     if (!g || !root) return AD_ERR_NULL;
+    fuse_current((ad_graph *)g); /* traces and pictures show every value */
     if (root->id >= g->nnodes || node_at(g, root->id) != root) return AD_ERR_ARG;
     v->g = g;
     v->root = root;

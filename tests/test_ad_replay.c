@@ -862,6 +862,500 @@ START_TEST(batch_norm_replay_updates_running_stats_once)
 }
 END_TEST
 
+/* ==== elementwise fusion (ad_set_fusion; issue 19, part 3) ==== */
+
+#include "bench/rosenbrock.h"
+#include <stdio.h>
+#include <stdlib.h>
+
+/* Random chains of elementwise ops, fused and not: one graph of each, made by the same calls. */
+enum { FZ_CASE_OPS = 24 };
+
+typedef struct {
+    ad_graph *g;
+    ad_tensor *pt;                  /* a parameter of the graph's own */
+    ad_node *leaf[8];               /* those with gradients */
+    int nleaf;
+    ad_node *pool[64];              /* nodes of the case's shape, finite, for more ops */
+    int npool;
+    ad_node *named[8];
+    int nnamed;
+    ad_node *root;
+} fz_case;
+
+/* The smallest and largest element of n, or false if one is not finite. */
+static bool fz_range(ad_node *n, double *lo, double *hi)
+{
+    *lo = INFINITY, *hi = -INFINITY;
+    for (int64_t i = 0; i < ad_node_size(n); i++) {
+        double v = ad_node_get(n, i);
+        if (!isfinite(v) || fabs(v) > 1e4) return false;
+        *lo = fmin(*lo, v), *hi = fmax(*hi, v);
+    }
+    return true;
+}
+
+/* Op k of a random chain on a (and b, or a broadcast operand), or NULL where its inputs' values
+ * are outside the op's comfortable domain (so that replays nearby stay finite). */
+static ad_node *fz_op(ad_graph *g, int k, ad_node *a, ad_node *b, double c)
+{
+    double lo, hi, blo, bhi;
+    fz_range(a, &lo, &hi);
+    fz_range(b, &blo, &bhi);
+    switch (k) {
+    case 0: return ad_add(g, a, b);
+    case 1: return ad_sub(g, a, b);
+    case 2: return ad_mul(g, a, b);
+    case 3: return blo > 0.2 ? ad_div(g, a, b) : NULL;
+    case 4: return ad_max(g, a, b);
+    case 5: return ad_min(g, a, b);
+    case 6: return lo > 0.2 && hi < 10 && fabs(blo) < 3 && fabs(bhi) < 3 ? ad_pow(g, a, b) : NULL;
+    case 7: return ad_lt(g, a, b);
+    case 8: return ad_ge(g, a, b);
+    case 9: return ad_ne(g, a, b);
+    case 10: return ad_neg(g, a);
+    case 11: return hi < 8 ? ad_exp(g, a) : NULL;
+    case 12: return lo > 0.05 ? ad_log(g, a) : NULL;
+    case 13: return lo > 0.05 ? ad_sqrt(g, a) : NULL;
+    case 14: return ad_sin(g, a);
+    case 15: return ad_tanh(g, a);
+    case 16: return ad_sigmoid(g, a);
+    case 17: return ad_relu(g, a);
+    case 18: return ad_abs(g, a);
+    case 19: return ad_square(g, a);
+    case 20: return ad_softplus(g, a);
+    case 21: return ad_gelu(g, a);
+    case 22: return ad_silu(g, a);
+    case 23: return ad_leaky_relu(g, a, 0.125);
+    case 24: return lo > 0.2 ? ad_recip(g, a) : NULL;
+    case 25: return ad_mul_scalar(g, a, c);
+    case 26: return ad_add_scalar(g, a, c);
+    case 27: return lo > 0.2 && hi < 10 ? ad_pow_scalar(g, a, 1.5 + c) : NULL;
+    case 28: return ad_erf(g, a);
+    case 29: return lo > -0.9 ? ad_log1p(g, a) : NULL;
+    case 30: return ad_mul(g, a, a);
+    default: return ad_cos(g, a);
+    }
+}
+
+static const double fz_consts[] = {0.5, -1.25, 3.0, 0.75};
+
+/* The case's leaves: variables, a constant and a parameter of the shape, broadcast operands
+ * (a row, a column, a float64 scalar), and for vectors three overlapping slices of a longer
+ * variable; their values are drawn from r. */
+static void fz_leaves(fz_case *c, ad_dtype t, ad_shape s, ad_rng *r, ad_node **bcast, int *nb)
+{
+    ad_graph *g = c->g;
+    int64_t n = ad_shape_size(&s);
+    double *v = malloc((size_t)(n + 2) * sizeof *v);
+    for (int k = 0; k < 2; k++) {
+        for (int64_t i = 0; i < n; i++) v[i] = 0.5 + ad_rng_uniform(r);
+        c->pool[c->npool++] = c->leaf[c->nleaf++] = ad_var_array(g, k ? "x1" : "x0", t, s, v);
+    }
+    for (int64_t i = 0; i < n; i++) v[i] = 2 * ad_rng_uniform(r) - 1;
+    c->pool[c->npool++] = ad_const(g, t, s, v);
+    c->pt = ad_param_new("p", t, s);
+    for (int64_t i = 0; i < n; i++) ad_tensor_set(c->pt, i, 2 * ad_rng_uniform(r) - 1);
+    c->pool[c->npool++] = ad_param(g, c->pt);
+    *nb = 0;
+    ad_shape row = {1, {s.dim[s.rank - 1]}};
+    for (int64_t i = 0; i < row.dim[0]; i++) v[i] = 0.5 + ad_rng_uniform(r);
+    bcast[(*nb)++] = c->leaf[c->nleaf++] = ad_var_array(g, "row", t, row, v);
+    if (s.rank > 1) {
+        ad_shape col = s;
+        for (int d = 1; d < s.rank; d++) col.dim[d] = 1;
+        for (int64_t i = 0; i < col.dim[0]; i++) v[i] = ad_rng_uniform(r) - 0.5;
+        bcast[(*nb)++] = ad_const(g, t, col, v);
+    }
+    if (t == AD_F64) bcast[(*nb)++] = c->leaf[c->nleaf++] = ad_var(g, "s", 0.75);
+    if (s.rank == 1) {
+        for (int64_t i = 0; i < n + 2; i++) v[i] = 0.5 + ad_rng_uniform(r);
+        ad_node *z = c->leaf[c->nleaf++] = ad_var_array(g, "z", t, AD_SHAPE(n + 2), v);
+        int first = (int)(ad_rng_next(r) % 3); /* offsets rising or falling with the ids */
+        for (int k = 0; k < 3; k++) c->pool[c->npool++] = ad_slice(g, z, 0, (first + 2 * k) % 3, n + (first + 2 * k) % 3);
+    }
+    free(v);
+}
+
+/* Case `seed` on c->g: leaves, FZ_CASE_OPS random ops on the pool (a node whose values are not
+ * finite leaves it), now and then a sum along axis 0 used later as a broadcast operand (a node
+ * used outside its chain) or a name, then the loss: the sum or mean of the last node, plus on
+ * odd seeds the sum of an earlier one. */
+static void fz_build(fz_case *c, uint64_t seed, ad_dtype t, ad_shape s)
+{
+    ad_rng r;
+    ad_rng_seed(&r, seed);
+    ad_graph *g = c->g;
+    ad_node *bcast[8];
+    int nb;
+    fz_leaves(c, t, s, &r, bcast, &nb);
+    for (int k = 0; k < FZ_CASE_OPS; k++) {
+        ad_node *a = c->pool[ad_rng_next(&r) % (uint64_t)c->npool];
+        int op = (int)(ad_rng_next(&r) % 32), how = (int)(ad_rng_next(&r) % 8);
+        ad_node *b = how < 5 ? c->pool[ad_rng_next(&r) % (uint64_t)c->npool] : bcast[ad_rng_next(&r) % (uint64_t)nb];
+        ad_node *y = how == 7 ? fz_op(g, op, b, a, 0) : fz_op(g, op, a, b, fz_consts[k % 4]);
+        double lo, hi;
+        ck_assert_msg(ad_status_of(g) == AD_OK, "seed %llu: %s", (unsigned long long)seed, ad_error(g));
+        if (!y || !fz_range(y, &lo, &hi) || ad_node_size(y) != ad_shape_size(&s)) continue;
+        c->pool[c->npool++] = y;
+        if (how == 5 && s.rank > 1 && nb < 8) bcast[nb++] = ad_sum_axis(g, y, 0, true);
+        if (how == 6 && c->nnamed < 8) {
+            ad_set_name(g, y, "kept");
+            c->named[c->nnamed++] = y;
+        }
+    }
+    ad_node *last = c->pool[c->npool - 1];
+    c->root = seed % 3 ? ad_sum(g, last) : ad_mean(g, last);
+    if (seed % 2) c->root = ad_add(g, c->root, ad_sum(g, c->pool[c->npool / 2]));
+    ck_assert_msg(ad_status_of(g) == AD_OK, "seed %llu: %s", (unsigned long long)seed, ad_error(g));
+}
+
+/* Leaf values moved by a factor 1 + e, for a replay at a new point. */
+static void fz_move(fz_case *c, double e)
+{
+    for (int k = 0; k < c->nleaf; k++) {
+        ad_node *l = c->leaf[k];
+        void *d = ad_node_data(l);
+        for (int64_t i = 0; i < ad_node_size(l); i++)
+            ad_data_set(d, ad_node_dtype(l), i, ad_data_get(d, ad_node_dtype(l), i) * (1 + e));
+    }
+    for (int64_t i = 0; i < ad_tensor_size(c->pt); i++) ad_tensor_set(c->pt, i, ad_tensor_get(c->pt, i) * (1 + e));
+}
+
+/* The same bits in two buffers of like's size and dtype (two NULLs, two absent gradients, are
+ * the same too). */
+static bool fz_same(const void *a, const void *b, ad_node *like)
+{
+    if (!a || !b) return !a && !b;
+    return !memcmp(a, b, (size_t)ad_node_size(like) * ad_dtype_size(ad_node_dtype(like)));
+}
+
+static void fz_step(fz_case *c)
+{
+    ck_assert_int_eq(ad_replay(c->g), AD_OK);
+    ad_zero_grad(c->g);
+    ad_tensor_zero_grad(c->pt);
+    ck_assert_int_eq(ad_backward(c->g, c->root), AD_OK);
+}
+
+/* Both graphs replayed and swept at the same points: every value and gradient either keeps
+ * (the root, leaves, named nodes) is the same bits; an inner node's gradient is absent or the
+ * same; turning fusion off makes every value the same. Returns how many pool nodes had no
+ * gradient in the fused graph (inner nodes). */
+static int fz_compare(uint64_t seed, ad_dtype t, ad_shape s)
+{
+    fz_case A = {.g = ad_graph_new()}, B = {.g = ad_graph_new()};
+    fz_build(&A, seed, t, s);
+    fz_build(&B, seed, t, s);
+    ck_assert(!ad_set_fusion(B.g, true));
+    int inner = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        fz_move(&A, pass ? -1e-3 : 2e-3), fz_move(&B, pass ? -1e-3 : 2e-3);
+        fz_step(&A), fz_step(&B);
+        double va = ad_value(A.root), vb = ad_value(B.root);
+        ck_assert_msg(same_bits(va, vb), "seed %llu: loss %.17g fused, %.17g not", (unsigned long long)seed, vb, va);
+        for (int k = 0; k < A.nleaf; k++)
+            ck_assert_msg(fz_same(ad_node_grad_data(A.leaf[k]), ad_node_grad_data(B.leaf[k]), A.leaf[k]),
+                          "seed %llu %s: gradient of leaf %s differs", (unsigned long long)seed, ad_dtype_name(t),
+                          ad_node_name(A.leaf[k]));
+        ck_assert(fz_same(ad_tensor_grad_data(A.pt), ad_tensor_grad_data(B.pt), A.pool[3]));
+        for (int k = 0; k < A.nnamed; k++) {
+            ck_assert(fz_same(ad_node_data(A.named[k]), ad_node_data(B.named[k]), A.named[k]));
+            ck_assert(fz_same(ad_node_grad_data(A.named[k]), ad_node_grad_data(B.named[k]), A.named[k]));
+        }
+        inner = 0;
+        for (int k = 0; k < A.npool; k++) {
+            void *ga = ad_node_grad_data(A.pool[k]), *gb = ad_node_grad_data(B.pool[k]);
+            if (ga && !gb) inner++;
+            else ck_assert_msg(fz_same(ga, gb, A.pool[k]), "seed %llu: gradient of node %u differs",
+                               (unsigned long long)seed, ad_node_id(A.pool[k]));
+        }
+    }
+    ck_assert(ad_set_fusion(B.g, false)); /* writes the inner values */
+    for (int k = 0; k < A.npool; k++)
+        ck_assert_msg(fz_same(ad_node_data(A.pool[k]), ad_node_data(B.pool[k]), A.pool[k]),
+                      "seed %llu: value of node %u differs", (unsigned long long)seed, ad_node_id(A.pool[k]));
+    ad_graph_free(A.g), ad_graph_free(B.g);
+    ad_tensor_free(A.pt), ad_tensor_free(B.pt);
+    return inner;
+}
+
+START_TEST(fuse_random_chains)
+{
+    const ad_shape shapes[] = {AD_SHAPE(1), AD_SHAPE(7), AD_SHAPE(1000), AD_SHAPE(9, 131), AD_SHAPE(3, 4, 67),
+                               AD_SHAPE(40000)};
+    int was = ad_get_threads(), inner = 0;
+    for (int threads = 1; threads <= 2; threads++) {
+        ad_set_threads(threads);
+        for (uint64_t seed = 1; seed <= 24; seed++) {
+            ad_shape s = shapes[seed % 6];
+            if (s.rank == 1 && s.dim[0] == 40000 && seed > 12) continue; /* a few large ones */
+            inner += fz_compare(seed, AD_F64, s);
+            inner += fz_compare(seed, AD_F32, s);
+        }
+    }
+    ad_set_threads(was);
+    ck_assert_int_gt(inner, 50); /* fusion happened */
+}
+END_TEST
+
+/* Tensor Rosenbrock: the benchmark's graph, fused and not, at several lengths (one tile, a
+ * partial tile, several sum blocks) and thread counts: the same loss and gradient bits. */
+START_TEST(fuse_rosenbrock_same_bits)
+{
+    const int lengths[] = {2, 3, 33, 1001, 100000};
+    int was = ad_get_threads();
+    for (int threads = 1; threads <= 2; threads++) {
+        ad_set_threads(threads);
+        for (int k = 0; k < 5; k++) {
+            int n = lengths[k];
+            double *x = malloc((size_t)n * sizeof *x);
+            for (int i = 0; i < n; i++) x[i] = 0.5 + 1e-6 * i;
+            ad_graph *a = ad_graph_new(), *b = ad_graph_new();
+            ad_node *xa = ad_var_array(a, "x", AD_F64, AD_SHAPE(n), x), *ya = rosenbrock_tensor(a, xa, n);
+            ad_node *xb = ad_var_array(b, "x", AD_F64, AD_SHAPE(n), x), *yb = rosenbrock_tensor(b, xb, n);
+            ad_set_fusion(b, true);
+            for (int pass = 0; pass < 3; pass++) {
+                for (int i = 0; i < n; i++) x[i] *= pass == 1 ? 0.999 : 1.002;
+                ck_assert_int_eq(ad_set_data(a, xa, x), AD_OK);
+                ck_assert_int_eq(ad_set_data(b, xb, x), AD_OK);
+                ck_assert_int_eq(ad_replay(a), AD_OK);
+                ck_assert_int_eq(ad_replay(b), AD_OK);
+                ad_zero_grad(a), ad_zero_grad(b);
+                ck_assert_int_eq(ad_backward(a, ya), AD_OK);
+                ck_assert_int_eq(ad_backward(b, yb), AD_OK);
+                ck_assert(same_bits(ad_value(ya), ad_value(yb)));
+                ck_assert_msg(fz_same(ad_node_grad_data(xa), ad_node_grad_data(xb), xa), "n %d pass %d", n, pass);
+            }
+            ad_graph_free(a), ad_graph_free(b);
+            free(x);
+        }
+    }
+    ad_set_threads(was);
+}
+END_TEST
+
+/* What can be read of a fused graph, against the same graph unfused: y = sum(exp(p) + t) with
+ * p = x*x (inner), t = tanh(x) named (kept), q = p*3 used by a sum along an axis (outside its
+ * chain, so kept).  After a fused replay and sweep: the loss, x's gradient, t's and q's values
+ * and gradients are the unfused bits; p has no gradient buffer.  A node recorded from p, a
+ * trace, a workspace and turning fusion off all see p's current value; anomaly mode sweeps
+ * unfused, with every gradient. */
+static ad_node *fz_small(ad_graph *g, const double *x0, ad_node **x, ad_node **p, ad_node **t, ad_node **q)
+{
+    *x = ad_var_array(g, "x", AD_F64, AD_SHAPE(4, 5), x0);
+    *p = ad_mul(g, *x, *x);
+    *t = ad_tanh(g, *x);
+    ad_set_name(g, *t, "t");
+    *q = ad_mul_scalar(g, *p, 3);
+    ad_node *e = ad_add(g, ad_exp(g, *p), *t);
+    ad_node *f = ad_add(g, e, *q);
+    return ad_add(g, ad_sum(g, f), ad_sum(g, ad_sum_axis(g, *q, 1, false)));
+}
+
+static char *fz_trace(ad_graph *g, ad_node *root)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    ck_assert_int_eq(ad_trace_forward(g, root, f, 6), AD_OK);
+    fclose(f);
+    return buf;
+}
+
+START_TEST(fuse_inner_nodes_as_defined)
+{
+    double x0[20], x1[20];
+    for (int i = 0; i < 20; i++) x0[i] = 0.1 * (i - 10), x1[i] = 0.07 * (i - 9);
+    ad_graph *a = ad_graph_new(), *b = ad_graph_new();
+    ad_node *xa, *pa, *ta, *qa, *xb, *pb, *tb, *qb;
+    ad_node *ya = fz_small(a, x0, &xa, &pa, &ta, &qa), *yb = fz_small(b, x0, &xb, &pb, &tb, &qb);
+    ad_set_fusion(b, true);
+    ad_set_data(a, xa, x1), ad_set_data(b, xb, x1);
+    ck_assert_int_eq(ad_replay(a), AD_OK);
+    ck_assert_int_eq(ad_replay(b), AD_OK);
+    ck_assert(!fz_same(ad_node_data(pa), ad_node_data(pb), pa)); /* p is inner: not written */
+    ad_graph *w = ad_graph_clone(b); /* a workspace copies current values */
+    ck_assert_ptr_nonnull(w);
+    ck_assert(fz_same(ad_node_data(pa), ad_node_data(ad_graph_node(w, ad_node_id(pb))), pa));
+    ck_assert_int_eq(ad_backward(a, ya), AD_OK);
+    ck_assert_int_eq(ad_backward(b, yb), AD_OK);
+    ck_assert(same_bits(ad_value(ya), ad_value(yb)));
+    ck_assert(fz_same(ad_node_grad_data(xa), ad_node_grad_data(xb), xa));
+    ck_assert(fz_same(ad_node_data(ta), ad_node_data(tb), ta));
+    ck_assert(fz_same(ad_node_grad_data(ta), ad_node_grad_data(tb), ta));
+    ck_assert(fz_same(ad_node_data(qa), ad_node_data(qb), qa));
+    ck_assert(fz_same(ad_node_grad_data(qa), ad_node_grad_data(qb), qa));
+    ck_assert_ptr_nonnull(ad_node_grad_data(pa));
+    ck_assert_ptr_null(ad_node_grad_data(pb));
+    /* the workspace replays and sweeps fused too, to the same bits */
+    ck_assert_int_eq(ad_replay(w), AD_OK);
+    ck_assert_int_eq(ad_backward(w, ad_graph_node(w, ad_node_id(yb))), AD_OK);
+    ck_assert(fz_same(ad_node_grad_data(xa), ad_node_grad_data(ad_graph_node(w, ad_node_id(xb))), xa));
+    ad_graph_free(w);
+    /* a trace shows current values */
+    char *tra = fz_trace(a, ya), *trb = fz_trace(b, yb);
+    ck_assert_str_eq(tra, trb);
+    free(tra), free(trb);
+    ck_assert_int_eq(ad_replay(b), AD_OK);
+    /* recording reads current values: a node made from p after a fused replay */
+    ad_node *ra = ad_exp(a, pa), *rb = ad_exp(b, pb);
+    ck_assert(fz_same(ad_node_data(ra), ad_node_data(rb), ra));
+    ck_assert(fz_same(ad_node_data(pa), ad_node_data(pb), pa));
+    /* the graph grew: the next replay plans again, p now used outside its chain */
+    ad_node *za = ad_add(a, ya, ad_sum(a, ra)), *zb = ad_add(b, yb, ad_sum(b, rb));
+    for (int pass = 0; pass < 2; pass++) {
+        ad_set_data(a, xa, pass ? x0 : x1), ad_set_data(b, xb, pass ? x0 : x1);
+        ck_assert_int_eq(ad_replay(a), AD_OK);
+        ck_assert_int_eq(ad_replay(b), AD_OK);
+        ad_zero_grad(a), ad_zero_grad(b);
+        ck_assert_int_eq(ad_backward(a, za), AD_OK);
+        ck_assert_int_eq(ad_backward(b, zb), AD_OK);
+        ck_assert(same_bits(ad_value(za), ad_value(zb)));
+        ck_assert(fz_same(ad_node_grad_data(xa), ad_node_grad_data(xb), xa));
+        ck_assert(fz_same(ad_node_data(pa), ad_node_data(pb), pa));
+        ck_assert(fz_same(ad_node_grad_data(pa), ad_node_grad_data(pb), pa));
+    }
+    /* anomaly mode: an unfused replay and sweep, every gradient there */
+    ad_set_anomaly(b, true);
+    ck_assert_int_eq(ad_replay(b), AD_OK);
+    ad_zero_grad(b);
+    ck_assert_int_eq(ad_backward(b, yb), AD_OK);
+    ck_assert_ptr_nonnull(ad_node_grad_data(ad_graph_node(b, ad_node_id(pb) + 2))); /* exp(p)'s */
+    ad_set_anomaly(b, false);
+    /* fusion off after a fused replay: every value written */
+    ck_assert_int_eq(ad_replay(b), AD_OK);
+    ck_assert(ad_set_fusion(b, false));
+    for (uint32_t i = 0; i < ad_graph_num_nodes(a); i++)
+        ck_assert(fz_same(ad_node_data(ad_graph_node(a, i)), ad_node_data(ad_graph_node(b, i)), ad_graph_node(a, i)));
+    ck_assert(!ad_set_fusion(NULL, true));
+    ad_graph_free(a), ad_graph_free(b);
+}
+END_TEST
+
+/* A fused training loop allocates nothing after its first step, replayed or recorded again at
+ * each step; and a plan that cannot be had (every allocation of the first fused step made to
+ * fail in turn) leaves the step unfused, with the same bits. */
+START_TEST(fuse_no_allocation_and_out_of_memory)
+{
+    enum { N = 3000 };
+    static double x[N];
+    for (int i = 0; i < N; i++) x[i] = 0.5 + 1e-4 * i;
+    for (int rerecord = 0; rerecord < 2; rerecord++) {
+        ad_graph *g = ad_graph_new();
+        ad_set_fusion(g, true);
+        ad_node *xv = NULL, *y = NULL;
+        long before = 0;
+        uint64_t used = 0;
+        for (int step = 0; step < 12; step++) {
+            if (step == 1) before = ad_alloc_count(), used = ad_graph_get_stats(g).bytes_used;
+            x[step] += 1e-3;
+            if (!xv || rerecord) {
+                ad_graph_reset(g);
+                xv = ad_var_array(g, "x", AD_F64, AD_SHAPE(N), x);
+                y = rosenbrock_tensor(g, xv, N);
+            } else {
+                ck_assert_int_eq(ad_set_data(g, xv, x), AD_OK);
+                ck_assert_int_eq(ad_replay(g), AD_OK);
+            }
+            ad_zero_grad(g);
+            ck_assert_int_eq(ad_backward(g, y), AD_OK);
+        }
+        ck_assert_int_eq(ad_alloc_count(), before);
+        ck_assert_uint_eq(ad_graph_get_stats(g).bytes_used, used);
+        ad_graph_free(g);
+    }
+    ad_graph *a = ad_graph_new();
+    ad_node *xa = ad_var_array(a, "x", AD_F64, AD_SHAPE(N), x), *ya = rosenbrock_tensor(a, xa, N);
+    ck_assert_int_eq(ad_backward(a, ya), AD_OK);
+    for (long k = 1; k < 12; k++) {
+        ad_graph *b = ad_graph_new();
+        ad_node *xb = ad_var_array(b, "x", AD_F64, AD_SHAPE(N), x), *yb = rosenbrock_tensor(b, xb, N);
+        ad_set_fusion(b, true);
+        ad_fail_alloc_at(k);
+        ad_status st = ad_replay(b);
+        ad_zero_grad(b);
+        if (st == AD_OK) st = ad_backward(b, yb);
+        ad_fail_alloc_at(0);
+        ck_assert_msg(st == AD_OK || st == AD_ERR_NOMEM, "allocation %ld: %s", k, ad_error(b));
+        if (st == AD_OK) {
+            ck_assert(same_bits(ad_value(ya), ad_value(yb)));
+            ck_assert(fz_same(ad_node_grad_data(xa), ad_node_grad_data(xb), xa));
+        }
+        ad_graph_free(b);
+    }
+    ad_graph_free(a);
+}
+END_TEST
+/* The orders that fusion must keep, each on a graph built to break it (bits of the sums below
+ * change with the order of their additions):
+ * - a broadcast operand's gradient is a sum over every element: s (a float64 scalar) and a row
+ *   used by two ops each, whose unfused gradients are two sums one after the other;
+ * - three slices of z recorded with falling offsets, whose gradients z sums element by element;
+ * - s = p + q hands its gradient on unchanged to both p and q, and p gets more after;
+ * - a slice's gradient of -0, which its base's zeroed buffer turns into +0. */
+static ad_node *fz_orders(ad_graph *g, int which, ad_dtype t, const double *v, int n, ad_node **leaf)
+{
+    ad_shape sh = AD_SHAPE(n / 100, 100);
+    switch (which) {
+    case 0: {
+        ad_node *x = ad_var_array(g, "x", t, sh, v), *row = ad_var_array(g, "row", t, AD_SHAPE(100), v + 7);
+        leaf[0] = x, leaf[1] = row;
+        ad_node *s = t == AD_F64 ? (leaf[2] = ad_var(g, "s", 0.3)) : row;
+        ad_node *a = ad_mul(g, ad_mul(g, x, s), row), *b = ad_mul(g, ad_tanh(g, x), s);
+        return ad_sum(g, ad_add(g, ad_mul(g, a, row), b));
+    }
+    case 1: {
+        ad_node *z = leaf[0] = ad_var_array(g, "z", t, AD_SHAPE(n + 2), v);
+        ad_node *c = ad_slice(g, z, 0, 2, n + 2), *b = ad_slice(g, z, 0, 1, n + 1), *a = ad_slice(g, z, 0, 0, n);
+        ad_node *u = ad_add(g, ad_mul(g, a, ad_sin(g, c)), ad_mul(g, b, ad_cos(g, c)));
+        return ad_sum(g, ad_add(g, u, ad_mul(g, c, ad_exp(g, b))));
+    }
+    case 3: { /* slices' gradients of -0 (relu's 0 times -10): their base's is 0 + -0 + -0 = +0 */
+        ad_node *z = leaf[0] = ad_var_array(g, "z", t, AD_SHAPE(n + 1), v);
+        ad_node *a = ad_slice(g, z, 0, 0, n), *b = ad_slice(g, z, 0, 1, n + 1);
+        ad_node *ra = ad_relu(g, ad_add_scalar(g, ad_mul_scalar(g, a, -10), 5));
+        return ad_sum(g, ad_add(g, ra, ad_relu(g, ad_add_scalar(g, ad_mul_scalar(g, b, -10), 5))));
+    }
+    default: {
+        ad_node *x = leaf[0] = ad_var_array(g, "x", t, AD_SHAPE(n), v);
+        ad_node *p = ad_mul(g, x, x), *q = ad_exp(g, x), *r = ad_mul(g, p, q), *s = ad_add(g, p, q);
+        return ad_sum(g, ad_add(g, ad_sin(g, s), r));
+    }
+    }
+}
+
+START_TEST(fuse_keeps_orders)
+{
+    enum { N = 40000 }; /* two blocks of a sum: two threads, whose edge case 3 writes */
+    static double v[N + 2];
+    ad_rng r;
+    ad_rng_seed(&r, 19);
+    for (int i = 0; i < N + 2; i++) v[i] = 0.5 + ad_rng_uniform(&r);
+    int was = ad_get_threads();
+    ad_set_threads(2);
+    for (int which = 0; which < 4; which++)
+        for (int k = 0; k < 2; k++) {
+            ad_dtype t = k ? AD_F32 : AD_F64;
+            ad_graph *a = ad_graph_new(), *b = ad_graph_new();
+            ad_node *la[3] = {0}, *lb[3] = {0};
+            ad_node *ya = fz_orders(a, which, t, v, N, la), *yb = fz_orders(b, which, t, v, N, lb);
+            ad_set_fusion(b, true);
+            ck_assert_int_eq(ad_replay(a), AD_OK);
+            ck_assert_int_eq(ad_replay(b), AD_OK);
+            ck_assert_int_eq(ad_backward(a, ya), AD_OK);
+            ck_assert_int_eq(ad_backward(b, yb), AD_OK);
+            ck_assert(same_bits(ad_value(ya), ad_value(yb)));
+            for (int l = 0; l < 3 && la[l]; l++)
+                ck_assert_msg(fz_same(ad_node_grad_data(la[l]), ad_node_grad_data(lb[l]), la[l]), "case %d %s: leaf %s",
+                              which, ad_dtype_name(t), ad_node_name(la[l]));
+            ad_graph_free(a), ad_graph_free(b);
+        }
+    ad_set_threads(was);
+}
+END_TEST
+/* ==== end of elementwise fusion ==== */
+
 int main(void)
 {
     Suite *s = suite_create("ad_replay");
@@ -888,6 +1382,12 @@ int main(void)
     tcase_add_test(tc, nn_step_rerecords_on_retape);
     tcase_add_test(tc, indices_by_set_arg);
     tcase_add_test(tc, batch_norm_replay_updates_running_stats_once);
+    /* elementwise fusion */
+    tcase_add_test(tc, fuse_random_chains);
+    tcase_add_test(tc, fuse_rosenbrock_same_bits);
+    tcase_add_test(tc, fuse_inner_nodes_as_defined);
+    tcase_add_test(tc, fuse_no_allocation_and_out_of_memory);
+    tcase_add_test(tc, fuse_keeps_orders);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }

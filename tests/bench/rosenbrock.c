@@ -167,6 +167,61 @@ int main(int argc, char **argv)
     double t_tensor = median(t, runs), err_tensor = max_rel_err(got, want, N);
     double ferr_tensor = fabs(f - f_plain) / fabs(f_plain);
     ad_graph_free(g);
+
+    /* ==== elementwise fusion (ad_set_fusion; issue 19, part 3) ====
+     * The tensor form recorded once and replayed at every evaluation, without fusion and with
+     * it (a graph each), alternating within each run, at the default thread count and at one
+     * thread: timed from writing x into the leaf to reading f and the gradient, replayed at x2
+     * and then at x, so that every replay's values are new.  Both must give the recorded
+     * tensor form's bits.  Their ratios are to plain C timed in the same runs. */
+    ad_graph *fg[2];
+    ad_node *fx[2], *fy[2];
+    static double fgrad[2][N];
+    double ff[2] = {0, 0}, *ft[2][2], *fplain = malloc((size_t)runs * sizeof *fplain);
+    if (!fplain) return 1;
+    bool fused_same = true;
+    for (int k = 0; k < 2; k++) {
+        fg[k] = ad_graph_new();
+        fx[k] = ad_var_array(fg[k], "x", AD_F64, AD_SHAPE(N), x);
+        fy[k] = rosenbrock_tensor(fg[k], fx[k], N);
+        ft[k][0] = malloc((size_t)runs * sizeof **ft), ft[k][1] = malloc((size_t)runs * sizeof **ft);
+        if (!fy[k] || !ft[k][0] || !ft[k][1]) return 1;
+    }
+    ad_set_fusion(fg[1], true);
+    int default_threads = ad_get_threads();
+    for (int one = 0; one < 2; one++) {
+        ad_set_threads(one ? 1 : 0);
+        for (int r = 0; r < runs; r++) {
+            /* plain C in the same runs, for the ratios: a shared machine's load comes and goes */
+            double t0 = now_seconds();
+            for (int k = 0; k < 10; k++) sink += plain(x, N);
+            if (!one) fplain[r] = (now_seconds() - t0) / 10;
+            for (int side = 0; side < 2; side++) {
+                int k = (r + side) % 2; /* unfused first in even runs, fused first in odd ones */
+                for (int pass = 0; pass < 2; pass++) {
+                    double t0 = now_seconds();
+                    ad_status st = ad_set_data(fg[k], fx[k], pass ? x : x2);
+                    if (st == AD_OK) st = ad_replay(fg[k]);
+                    ad_zero_grad(fg[k]);
+                    if (st == AD_OK) st = ad_backward(fg[k], fy[k]);
+                    if (st != AD_OK) {
+                        fprintf(stderr, "rosenbrock: fused %d: %s\n", k, ad_error(fg[k]));
+                        return 1;
+                    }
+                    memcpy(fgrad[k], ad_node_grad_data(fx[k]), sizeof fgrad[k]);
+                    ff[k] = ad_value(fy[k]);
+                    if (pass) ft[k][one][r] = now_seconds() - t0;
+                }
+                fused_same = fused_same && !memcmp(fgrad[k], got, sizeof got) && !memcmp(&ff[k], &f, sizeof f);
+            }
+        }
+    }
+    ad_set_threads(0);
+    double t_trep = median(ft[0][0], runs), t_fused = median(ft[1][0], runs);
+    double t_trep1 = median(ft[0][1], runs), t_fused1 = median(ft[1][1], runs), t_fplain = median(fplain, runs);
+    for (int k = 0; k < 2; k++) ad_graph_free(fg[k]), free(ft[k][0]), free(ft[k][1]);
+    free(fplain);
+    /* ==== end of elementwise fusion ==== */
     free(t);
 
     printf("rosenbrock n=%d, f = %.10g, median of %d runs; gradient max rel. error: tape %.2e, "
@@ -194,7 +249,23 @@ int main(int argc, char **argv)
     printf("bench: bandwidth_l3_gbs %.1f\n", l3_gbs);
     peak_print_fraction("rosenbrock_tensor", "gbs", 16.0 * N, t_tensor, l3_gbs);
     peak_print_fraction("rosenbrock_plain_c", "gbs", 8.0 * N, t_plain, l3_gbs);
-    if (err_scalar > 1e-9 || err_graph > 1e-9 || err_tensor > 1e-9 || err_replay > 1e-9 || !replay_same || !prog_same) {
+    /* ==== elementwise fusion ==== */
+    printf("rosenbrock: the tensor form recorded once, replayed unfused and fused (ad_set_fusion), alternating; %s "
+           "as the tensor form recorded each time; %d threads, then 1\n",
+           fused_same ? "the same bits" : "NOT the same bits", default_threads);
+    printf("bench: rosenbrock_fused_runs_plain_c %.1f us (plain C within these runs)\n", t_fplain * 1e6);
+    printf("bench: rosenbrock_tensor_replay %.3f ms\n", t_trep * 1e3);
+    printf("bench: rosenbrock_tensor_fused %.3f ms\n", t_fused * 1e3);
+    printf("bench: rosenbrock_tensor_replay_1t %.3f ms\n", t_trep1 * 1e3);
+    printf("bench: rosenbrock_tensor_fused_1t %.3f ms\n", t_fused1 * 1e3);
+    printf("bench: rosenbrock_tensor_replay_ratio %.1f x\n", t_trep / t_fplain);
+    printf("bench: rosenbrock_tensor_fused_ratio %.1f x\n", t_fused / t_fplain);
+    printf("bench: rosenbrock_tensor_fused_1t_ratio %.1f x\n", t_fused1 / t_fplain);
+    peak_print_fraction("rosenbrock_tensor_fused", "gbs", 16.0 * N, t_fused, l3_gbs);
+    peak_print_fraction("rosenbrock_tensor_fused_1t", "gbs", 16.0 * N, t_fused1, l3_gbs);
+    /* ==== end of elementwise fusion ==== */
+    if (err_scalar > 1e-9 || err_graph > 1e-9 || err_tensor > 1e-9 || err_replay > 1e-9 || !replay_same || !prog_same ||
+        !fused_same) {
         fprintf(stderr, "rosenbrock: gradient does not match the analytic one\n");
         return 1;
     }
