@@ -11,9 +11,6 @@ enum {
     FZ_MAX_EXTS = 64,           /* distinct outside inputs of one group */
     FZ_SCRATCH = 96 * 1024,      /* bytes of tile scratch per thread, on its stack */
     FZ_TILE_MAX = 512,          /* elements of a tile (a multiple of SUM_LANES) */
-    /* Between slots, so that the same element of two slots is not 4 KiB apart: loads would
-     * wait on stores to other slots (4K aliasing), which cost a third of the forward pass. */
-    FZ_SLOT_PAD = 192,
     FZ_GRAIN = 1 << 15,         /* elements of a block of a group without a sum */
     FZ_MAX_STEPS = 1 + 2 * FZ_MAX_UNITS,
     /* Threads sweep a group whose slices write their base's gradient at different offsets,
@@ -67,7 +64,7 @@ typedef struct {
     int spread;             /* the largest difference of two offsets that write one node */
     bool has_inner;
     int nslots, tmp_slot;
-    size_t slot_bytes;      /* a tile and FZ_SLOT_PAD */
+    size_t slot_bytes;      /* a tile */
 } fz_group;
 
 struct fuse_plan {
@@ -487,10 +484,10 @@ static void layout(fuse_plan *p, fz_group *G)
     }
     G->tmp_slot = reduce ? s++ : -1;
     G->nslots = s;
-    int64_t t = (FZ_SCRATCH / s - FZ_SLOT_PAD) / (int64_t)ad_dtype_size(G->dtype);
+    int64_t t = FZ_SCRATCH / s / (int64_t)ad_dtype_size(G->dtype);
     t = t / SUM_LANES * SUM_LANES;
     G->tile = t > FZ_TILE_MAX ? FZ_TILE_MAX : t < SUM_LANES ? SUM_LANES : t;
-    G->slot_bytes = (size_t)G->tile * ad_dtype_size(G->dtype) + FZ_SLOT_PAD;
+    G->slot_bytes = (size_t)G->tile * ad_dtype_size(G->dtype);
 }
 
 /* Which units are used outside their group (or not at all), then the groups' last checks. */
