@@ -9,11 +9,8 @@
 enum {
     FZ_MAX_UNITS = 64,          /* members and views of one group */
     FZ_MAX_EXTS = 64,           /* distinct outside inputs of one group */
-    FZ_SCRATCH = 96 * 1024,      /* bytes of tile scratch per thread, on its stack */
+    FZ_SCRATCH = 96 * 1024,     /* bytes of tile scratch per thread, on its stack */
     FZ_TILE_MAX = 512,          /* elements of a tile (a multiple of SUM_LANES) */
-    /* Between slots, so that the same element of two slots is not 4 KiB apart: loads would
-     * wait on stores to other slots (4K aliasing), which cost a third of the forward pass. */
-    FZ_SLOT_PAD = 192,
     FZ_GRAIN = 1 << 15,         /* elements of a block of a group without a sum */
     FZ_MAX_STEPS = 1 + 2 * FZ_MAX_UNITS,
     /* Threads sweep a group whose slices write their base's gradient at different offsets,
@@ -67,7 +64,7 @@ typedef struct {
     int spread;             /* the largest difference of two offsets that write one node */
     bool has_inner;
     int nslots, tmp_slot;
-    size_t slot_bytes;      /* a tile and FZ_SLOT_PAD */
+    size_t slot_bytes;      /* a tile */
 } fz_group;
 
 struct fuse_plan {
@@ -77,29 +74,33 @@ struct fuse_plan {
     fz_unit *un;
     fz_ext *ex;
     uint32_t ngr, gr_cap, nun, un_cap, nex, ex_cap;
-    int32_t *gid;           /* per node: 1 + its group (units and absorbed sums), 0 for none */
+    /* for the build, per node: 1 + its group (units and absorbed sums) or 0, and its unit's
+     * index in un or -1 */
+    int32_t *gid, *uix;
     uint32_t gid_cap;
-    int32_t *uix;           /* per node: its unit's index in the plan, for the build */
     /* the open group's gradient writes outside itself, in the sweep's order reversed */
     struct fz_write { const ad_node *n; int64_t off; bool reduce, view; } wr[FZ_MAX_STEPS];
     int nwr;
-    int64_t sweep_at;       /* the sweep's cursor: the group it last looked at */
+    int64_t at;             /* the replay's or the sweep's cursor: the group it last looked at */
     int64_t done;           /* the group the current sweep has run */
 };
 
 /* ---- tile kernels: the loops of ops/elementwise.c, on a tile, with the same expressions ---- */
 
-/* Operand strides are 1 (a tile of the operand) or 0 (one element). */
+/* Operand strides are 1 (a tile of the operand) or 0 (one element): a loop for each case, so
+ * that each vectorises. */
+#define FZ_FOR_(SA, SB, BODY)                                                              \
+    for (int64_t i = 0; i < n; i++) {                                                      \
+        const int64_t ia = (SA) ? i : 0, ib = (SB) ? i : 0;                                \
+        (void)ia, (void)ib;                                                                \
+        BODY;                                                                              \
+    }
 #define FZ_LOOP2(BODY)                                                                     \
     do {                                                                                   \
-        if (sa && sb)                                                                      \
-            for (int64_t i = 0; i < n; i++) { const int64_t ia = i, ib = i; (void)ia, (void)ib; BODY; }        \
-        else if (sa)                                                                       \
-            for (int64_t i = 0; i < n; i++) { const int64_t ia = i, ib = 0; (void)ia, (void)ib; BODY; }        \
-        else if (sb)                                                                       \
-            for (int64_t i = 0; i < n; i++) { const int64_t ia = 0, ib = i; (void)ia, (void)ib; BODY; }        \
-        else                                                                               \
-            for (int64_t i = 0; i < n; i++) { const int64_t ia = 0, ib = 0; (void)ia, (void)ib; BODY; }        \
+        if (sa && sb) FZ_FOR_(1, 1, BODY)                                                  \
+        else if (sa) FZ_FOR_(1, 0, BODY)                                                   \
+        else if (sb) FZ_FOR_(0, 1, BODY)                                                   \
+        else FZ_FOR_(0, 0, BODY)                                                           \
     } while (0)
 
 #define PUT(dst, v) do { if (assign) (dst) = (v); else (dst) += (v); } while (0)
@@ -487,13 +488,14 @@ static void layout(fuse_plan *p, fz_group *G)
     }
     G->tmp_slot = reduce ? s++ : -1;
     G->nslots = s;
-    int64_t t = (FZ_SCRATCH / s - FZ_SLOT_PAD) / (int64_t)ad_dtype_size(G->dtype);
+    int64_t t = FZ_SCRATCH / s / (int64_t)ad_dtype_size(G->dtype);
     t = t / SUM_LANES * SUM_LANES;
     G->tile = t > FZ_TILE_MAX ? FZ_TILE_MAX : t < SUM_LANES ? SUM_LANES : t;
-    G->slot_bytes = (size_t)G->tile * ad_dtype_size(G->dtype) + FZ_SLOT_PAD;
+    G->slot_bytes = (size_t)G->tile * ad_dtype_size(G->dtype);
 }
 
-/* Which units are used outside their group (or not at all), then the groups' last checks. */
+/* Which units are kept (used outside their group, by nothing, or named), then each group's
+ * scratch. */
 static void finish(fuse_plan *p, ad_graph *g)
 {
     for (uint32_t id = 0; id < g->nnodes; id++) {
@@ -506,7 +508,6 @@ static void finish(fuse_plan *p, ad_graph *g)
             if (p->gid[c->id] != p->gid[in->id]) p->un[ui].used_outside = 1;
         }
     }
-    uint32_t keep = 0;
     for (uint32_t gi = 0; gi < p->ngr; gi++) {
         fz_group *G = &p->gr[gi];
         for (uint32_t u = 0; u < G->nu; u++) {
@@ -514,9 +515,7 @@ static void finish(fuse_plan *p, ad_graph *g)
             U->kept = U->used_outside || !U->uses || U->n->x->name;
         }
         layout(p, G);
-        p->gr[keep++] = *G;
     }
-    p->ngr = keep; /* gid and uix are the build's: groups have moved */
 }
 
 static void plan_clear(fuse_plan *p)
@@ -1097,16 +1096,16 @@ bool fuse_replay_begin(ad_graph *g)
 {
     fuse_plan *p = plan_ready(g);
     if (!p) return false;
-    p->sweep_at = 0;
+    p->at = 0;
     return p->ngr > 0;
 }
 
 uint32_t fuse_replay_at(ad_graph *g, uint32_t id)
 {
     fuse_plan *p = g->fuse;
-    while ((uint32_t)p->sweep_at < p->ngr && p->gr[p->sweep_at].lo < id) p->sweep_at++;
-    if ((uint32_t)p->sweep_at == p->ngr || p->gr[p->sweep_at].lo != id) return 0;
-    const fz_group *G = &p->gr[p->sweep_at];
+    while ((uint32_t)p->at < p->ngr && p->gr[p->at].lo < id) p->at++;
+    if ((uint32_t)p->at == p->ngr || p->gr[p->at].lo != id) return 0;
+    const fz_group *G = &p->gr[p->at];
     group_forward(p, G, false);
     if (G->has_inner) g->fuse_stale = true;
     return G->hi + 1;
@@ -1128,7 +1127,7 @@ bool fuse_sweep_begin(ad_graph *g)
         if (g->fuse_stale) fuse_materialize(g); /* the unfused sweep reads every value */
         return false;
     }
-    p->sweep_at = (int64_t)p->ngr - 1;
+    p->at = (int64_t)p->ngr - 1;
     p->done = -1;
     return true;
 }
@@ -1137,11 +1136,11 @@ bool fuse_sweep_at(ad_graph *g, ad_node *n, ad_status *st)
 {
     fuse_plan *p = g->fuse;
     *st = AD_OK;
-    while (p->sweep_at >= 0 && p->gr[p->sweep_at].lo > n->id) p->sweep_at--;
-    if (p->sweep_at < 0 || p->gr[p->sweep_at].hi < n->id) return false;
-    if (p->done == p->sweep_at) return true;
-    p->done = p->sweep_at;
-    const fz_group *G = &p->gr[p->sweep_at];
+    while (p->at >= 0 && p->gr[p->at].lo > n->id) p->at--;
+    if (p->at < 0 || p->gr[p->at].hi < n->id) return false;
+    if (p->done == p->at) return true;
+    p->done = p->at;
+    const fz_group *G = &p->gr[p->at];
     fz_run r;
     run_init(&r, p, G);
     r.backward = true;

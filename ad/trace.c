@@ -113,6 +113,7 @@ ad_status ad_trace_backward(const ad_graph *g, ad_node *root, FILE *out, int dig
 ad_node *ad_find_nonfinite(const ad_graph *g, ad_node *root, bool gradients)
 {
     if (!g || !root || root->id >= g->nnodes) return NULL;
+    fuse_current((ad_graph *)g); /* every value, inner nodes' of a fused replay too */
     for (uint32_t i = 0; i <= root->id; i++) {
         ad_node *n = node_at(g, i);
         for (int64_t j = 0; j < node_size(n); j++) {

@@ -1139,8 +1139,8 @@ END_TEST
  * p = x*x (inner), t = tanh(x) named (kept), q = p*3 used by a sum along an axis (outside its
  * chain, so kept).  After a fused replay and sweep: the loss, x's gradient, t's and q's values
  * and gradients are the unfused bits; p has no gradient buffer.  A node recorded from p, a
- * trace, a workspace and turning fusion off all see p's current value; anomaly mode sweeps
- * unfused, with every gradient. */
+ * trace, a workspace, a search for non-finite values and turning fusion off all see p's current
+ * value; anomaly mode sweeps unfused, with every gradient. */
 static ad_node *fz_small(ad_graph *g, const double *x0, ad_node **x, ad_node **p, ad_node **t, ad_node **q)
 {
     *x = ad_var_array(g, "x", AD_F64, AD_SHAPE(4, 5), x0);
@@ -1163,6 +1163,14 @@ static char *fz_trace(ad_graph *g, ad_node *root)
     return buf;
 }
 
+/* Both graphs replayed at x (b fused: its inner values stay those last written elsewhere). */
+static void fz_at(ad_graph *a, ad_node *xa, ad_graph *b, ad_node *xb, const double *x)
+{
+    ad_set_data(a, xa, x), ad_set_data(b, xb, x);
+    ck_assert_int_eq(ad_replay(a), AD_OK);
+    ck_assert_int_eq(ad_replay(b), AD_OK);
+}
+
 START_TEST(fuse_inner_nodes_as_defined)
 {
     double x0[20], x1[20];
@@ -1171,10 +1179,14 @@ START_TEST(fuse_inner_nodes_as_defined)
     ad_node *xa, *pa, *ta, *qa, *xb, *pb, *tb, *qb;
     ad_node *ya = fz_small(a, x0, &xa, &pa, &ta, &qa), *yb = fz_small(b, x0, &xb, &pb, &tb, &qb);
     ad_set_fusion(b, true);
-    ad_set_data(a, xa, x1), ad_set_data(b, xb, x1);
-    ck_assert_int_eq(ad_replay(a), AD_OK);
-    ck_assert_int_eq(ad_replay(b), AD_OK);
+    /* each check below follows a fused replay at a point other than the one b's inner values
+     * were last written at, by the check before */
+    fz_at(a, xa, b, xb, x1);
     ck_assert(!fz_same(ad_node_data(pa), ad_node_data(pb), pa)); /* p is inner: not written */
+    char *tra = fz_trace(a, ya), *trb = fz_trace(b, yb); /* a trace shows current values */
+    ck_assert_str_eq(tra, trb);
+    free(tra), free(trb);
+    fz_at(a, xa, b, xb, x0);
     ad_graph *w = ad_graph_clone(b); /* a workspace copies current values */
     ck_assert_ptr_nonnull(w);
     ck_assert(fz_same(ad_node_data(pa), ad_node_data(ad_graph_node(w, ad_node_id(pb))), pa));
@@ -1193,12 +1205,20 @@ START_TEST(fuse_inner_nodes_as_defined)
     ck_assert_int_eq(ad_backward(w, ad_graph_node(w, ad_node_id(yb))), AD_OK);
     ck_assert(fz_same(ad_node_grad_data(xa), ad_node_grad_data(ad_graph_node(w, ad_node_id(xb))), xa));
     ad_graph_free(w);
-    /* a trace shows current values */
-    char *tra = fz_trace(a, ya), *trb = fz_trace(b, yb);
-    ck_assert_str_eq(tra, trb);
-    free(tra), free(trb);
-    ck_assert_int_eq(ad_replay(b), AD_OK);
+    /* forward mode reads inner values */
+    fz_at(a, xa, b, xb, x1);
+    const double *dir[1] = {x0};
+    ck_assert_int_eq(ad_jvp_graph(a, ya, 1, &xa, dir), AD_OK);
+    ck_assert_int_eq(ad_jvp_graph(b, yb, 1, &xb, dir), AD_OK);
+    ck_assert(same_bits(ad_tangent_get(a, ya, 0), ad_tangent_get(b, yb, 0)));
+    /* a node named after a fused replay is readable at once: exp(p), inner until then */
+    fz_at(a, xa, b, xb, x0);
+    ad_node *ea = ad_graph_node(a, ad_node_id(pa) + 4), *eb = ad_graph_node(b, ad_node_id(pb) + 4);
+    ck_assert_str_eq(ad_node_op_name(eb), "exp");
+    ck_assert_int_eq(ad_set_name(b, eb, "e"), AD_OK);
+    ck_assert(fz_same(ad_node_data(ea), ad_node_data(eb), ea));
     /* recording reads current values: a node made from p after a fused replay */
+    fz_at(a, xa, b, xb, x1);
     ad_node *ra = ad_exp(a, pa), *rb = ad_exp(b, pb);
     ck_assert(fz_same(ad_node_data(ra), ad_node_data(rb), ra));
     ck_assert(fz_same(ad_node_data(pa), ad_node_data(pb), pa));
@@ -1221,8 +1241,19 @@ START_TEST(fuse_inner_nodes_as_defined)
     ck_assert_int_eq(ad_replay(b), AD_OK);
     ad_zero_grad(b);
     ck_assert_int_eq(ad_backward(b, yb), AD_OK);
-    ck_assert_ptr_nonnull(ad_node_grad_data(ad_graph_node(b, ad_node_id(pb) + 2))); /* exp(p)'s */
+    ck_assert_ptr_nonnull(ad_node_grad_data(ad_graph_node(b, ad_node_id(eb) + 1))); /* exp(p) + t, inner */
     ad_set_anomaly(b, false);
+    /* a search for non-finite values sees an inner node's current value: exp(800) */
+    double xs[8] = {0};
+    ad_graph *c = ad_graph_new();
+    ad_node *xc = ad_var_array(c, "x", AD_F64, AD_SHAPE(8), xs), *ec = ad_exp(c, xc);
+    ad_node *yc = ad_sum(c, ad_mul_scalar(c, ec, 2));
+    ad_set_fusion(c, true);
+    xs[5] = 800;
+    ad_set_data(c, xc, xs);
+    ck_assert_int_eq(ad_replay(c), AD_OK);
+    ck_assert_ptr_eq(ad_find_nonfinite(c, yc, false), ec);
+    ad_graph_free(c);
     /* fusion off after a fused replay: every value written */
     ck_assert_int_eq(ad_replay(b), AD_OK);
     ck_assert(ad_set_fusion(b, false));
